@@ -1,0 +1,30 @@
+//! The `ringbench` command line: one clap subcommand per job, each in its own module that turns
+//! options into a library call and a process exit code.
+
+pub mod upstream_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// ringbench: ringgate's open-model load harness and stub upstreams.
+#[derive(Debug, Parser)]
+#[command(name = "ringbench", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run stub HTTP/1.1 upstream servers (latency, errors, streaming, stalls).
+    Upstream(upstream_cmd::UpstreamArgs),
+}
+
+/// Parses the process arguments and runs the chosen subcommand; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Upstream(args) => upstream_cmd::run(args),
+    }
+}

@@ -1,0 +1,12 @@
+//! ringbench: ringgate's bundled load harness and stub upstreams.
+//!
+//! It talks HTTP over sockets like any client and shares no proxy internals. The pieces:
+//! - [`upstream`]: stub HTTP/1.1 servers with injected latency, errors, streaming and stalls;
+//! - `run` (open-model generator), scenarios, reports, `compare` and `sweep` build on them.
+
+pub mod cli;
+pub mod rng;
+pub mod runtime;
+pub mod sys;
+pub mod units;
+pub mod upstream;

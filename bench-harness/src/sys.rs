@@ -1,0 +1,302 @@
+//! The few Linux system calls ringbench needs that neither std nor monoio wrap: timerfd (precise
+//! sleeps inside monoio, whose own timer wheel rounds up to 1 ms), epoll with a nanosecond timeout
+//! (the generator's pacing loop), `shutdown(2)` (waking blocked accepts and reads at stop), a
+//! zero linger (injected resets), timer slack and per-thread CPU time.
+//!
+//! Every function here is a small safe wrapper: the `unsafe` blocks only pass plain integers or
+//! pointers to stack values that live for the duration of the call.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+/// Creates a non-blocking, close-on-exec CLOCK_MONOTONIC timerfd.
+pub fn timerfd_create() -> io::Result<OwnedFd> {
+    // SAFETY: plain integer arguments; the returned fd is owned by nobody else.
+    let fd = cvt(unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by timerfd_create and is not owned elsewhere.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Arms a timerfd to expire once after `after` (a zero duration is bumped to 1 ns, since zero
+/// would disarm it).
+pub fn timerfd_arm(fd: RawFd, after: Duration) -> io::Result<()> {
+    let after = after.max(Duration::from_nanos(1));
+    let spec = libc::itimerspec {
+        it_interval: timespec(Duration::ZERO),
+        it_value: timespec(after),
+    };
+    // SAFETY: `spec` lives on the stack for the call; a null old-value pointer is allowed.
+    cvt(unsafe { libc::timerfd_settime(fd, 0, &spec, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// Reads a timerfd's expiration count; `Ok(false)` when it has not expired yet.
+pub fn timerfd_consume(fd: RawFd) -> io::Result<bool> {
+    let mut count: u64 = 0;
+    // SAFETY: reads at most 8 bytes into a stack u64.
+    let n = unsafe { libc::read(fd, (&mut count as *mut u64).cast(), 8) };
+    if n == 8 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.kind() == io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}
+
+/// `shutdown(fd, SHUT_RDWR)`: wakes a blocked accept on a listener, or a pending read on a
+/// connection, without closing the descriptor under its owner.
+pub fn shutdown_both(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain integer arguments; a stale fd only yields EBADF.
+    cvt(unsafe { libc::shutdown(fd, libc::SHUT_RDWR) })?;
+    Ok(())
+}
+
+/// Sets `SO_LINGER {on, 0}` so that closing the socket sends a TCP reset.
+pub fn set_linger_zero(fd: RawFd) -> io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` lives on the stack for the call and its size is passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// Sets the calling thread's timer slack (default 50 us) so timed waits wake close to their
+/// deadline. Best effort.
+pub fn set_timer_slack(slack: Duration) {
+    let ns = slack.as_nanos().clamp(1, u64::MAX as u128) as libc::c_ulong;
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument; failure is harmless.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_TIMERSLACK,
+            ns,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
+    }
+}
+
+/// CPU time (user + system) consumed by the calling thread.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` lives on the stack for the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The kernel's clock ticks per second, for /proc stat fields (almost always 100).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf takes an integer and returns an integer.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as u64
+    } else {
+        100
+    }
+}
+
+/// The calling thread's kernel id.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Readiness interest for [`Epoll::add`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interest {
+    /// Readable.
+    Read,
+    /// Readable and writable (while a connect or a large write is pending).
+    ReadWrite,
+}
+
+impl Interest {
+    fn bits(self) -> u32 {
+        let base = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        match self {
+            Interest::Read => base,
+            Interest::ReadWrite => base | libc::EPOLLOUT as u32,
+        }
+    }
+}
+
+/// One readiness event: the token given at registration and whether it may read / write / hung up.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Event {
+    /// Token registered with the fd.
+    pub token: u64,
+    /// EPOLLIN or EPOLLRDHUP / EPOLLHUP / EPOLLERR (a read will tell which).
+    pub readable: bool,
+    /// EPOLLOUT.
+    pub writable: bool,
+}
+
+/// A level-triggered epoll instance with a nanosecond-resolution wait (`epoll_pwait2`).
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+    raw: Vec<libc::epoll_event>,
+}
+
+impl Epoll {
+    /// Creates an epoll instance that can return up to `capacity` events per wait.
+    pub fn new(capacity: usize) -> io::Result<Self> {
+        // SAFETY: plain integer argument.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: `fd` was just created and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let raw = vec![libc::epoll_event { events: 0, u64: 0 }; capacity.max(1)];
+        Ok(Self { fd, raw })
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, interest: Interest, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: interest.bits(),
+            u64: token,
+        };
+        // SAFETY: `ev` lives on the stack for the call.
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) })?;
+        Ok(())
+    }
+
+    /// Registers `fd` with `token`.
+    pub fn add(&self, fd: RawFd, interest: Interest, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, interest, token)
+    }
+
+    /// Changes the interest of a registered fd.
+    pub fn modify(&self, fd: RawFd, interest: Interest, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, interest, token)
+    }
+
+    /// Removes `fd` (closing it also removes it).
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: a null event pointer is allowed for EPOLL_CTL_DEL.
+        cvt(unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Waits for events for at most `timeout` (`None`: forever) and appends them to `out`.
+    pub fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Event>) -> io::Result<usize> {
+        let ts = timeout.map(timespec);
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `raw` has `raw.len()` initialised slots the kernel may fill; `ts` outlives the
+        // call; a null sigmask leaves the mask unchanged. epoll_pwait2 is called through
+        // syscall(2) so an older libc without the wrapper still works.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_epoll_pwait2,
+                self.fd.as_raw_fd(),
+                self.raw.as_mut_ptr(),
+                self.raw.len() as libc::c_int,
+                ts_ptr,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(err);
+        }
+        let n = n as usize;
+        for raw in &self.raw[..n] {
+            let bits = raw.events;
+            out.push(Event {
+                token: raw.u64,
+                readable: bits
+                    & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
+                    != 0,
+                writable: bits & libc::EPOLLOUT as u32 != 0,
+            });
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn timerfd_fires_once_after_arming() {
+        let fd = timerfd_create().unwrap();
+        assert!(!timerfd_consume(fd.as_raw_fd()).unwrap());
+        timerfd_arm(fd.as_raw_fd(), Duration::from_micros(200)).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(timerfd_consume(fd.as_raw_fd()).unwrap());
+        assert!(!timerfd_consume(fd.as_raw_fd()).unwrap());
+    }
+
+    #[test]
+    fn epoll_wait_times_out_with_no_events() {
+        let mut ep = Epoll::new(8).unwrap();
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        let n = ep.wait(Some(Duration::from_micros(300)), &mut out).unwrap();
+        assert_eq!(n, 0);
+        assert!(t0.elapsed() >= Duration::from_micros(300));
+    }
+
+    #[test]
+    fn thread_cpu_time_advances_when_spinning() {
+        let a = thread_cpu_time();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(5) {}
+        assert!(thread_cpu_time() > a);
+    }
+}

@@ -1,0 +1,24 @@
+//! ringgate-core: the runtime layer of the gateway, and nothing of HTTP.
+//!
+//! A ringgate process runs one worker per core: a monoio runtime pinned to its CPU, with its own
+//! SO_REUSEPORT listeners, that shares nothing mutable with the other workers. This crate owns what
+//! that takes:
+//! - [`profile`]: the perf profile file (how the process uses the host), with named presets;
+//! - [`driver`]: the io_uring runtime, and the epoll fallback when the host refuses io_uring;
+//! - [`listener`]: per-core reuseport listeners, with detection of a second process on the port;
+//! - [`worker`]: spawning the pinned workers and reporting what runs where;
+//! - [`snapshot`]: the immutable config snapshot, published by an epoch swap;
+//! - [`shutdown`]: the stop signal and the per-worker in-flight counts a drain waits on;
+//! - [`counter`]: single-writer counters that other threads may read without a lock or an RMW.
+
+pub mod counter;
+pub mod driver;
+pub mod duration;
+pub mod error;
+pub mod listener;
+pub mod profile;
+pub mod shutdown;
+pub mod snapshot;
+pub mod worker;
+
+pub use error::CoreError;

@@ -1,0 +1,299 @@
+//! The perf profile: how a ringgate process uses its host.
+//!
+//! The config file says *what* the gateway does and reloads while it runs; the profile says *how*
+//! the process spends the machine (workers and CPUs, ring size, buffers, limits, pools, default
+//! timeouts) and is read once at start. Keeping the two apart lets an operator tune a host without
+//! touching routing, and lets the tuning ship as named presets (`profiles/*.toml`, also built in:
+//! `--profile default` or `--profile low-latency`). A missing `--profile` means the built-in
+//! defaults, which are the `default` preset.
+
+use crate::duration::serde_text;
+use crate::error::CoreError;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The text of the `default` preset, shipped in the binary.
+pub const PRESET_DEFAULT: &str = include_str!("../../profiles/default.toml");
+/// The text of the `low-latency` preset, shipped in the binary.
+pub const PRESET_LOW_LATENCY: &str = include_str!("../../profiles/low-latency.toml");
+
+/// Which I/O driver the workers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverChoice {
+    /// io_uring, falling back to epoll by itself when the host refuses io_uring.
+    #[default]
+    Auto,
+    /// io_uring only: refuse to start without it.
+    IoUring,
+    /// epoll, even where io_uring works.
+    Epoll,
+}
+
+/// The whole perf profile.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PerfProfile {
+    /// Worker threads and their CPUs.
+    pub workers: WorkersProfile,
+    /// The I/O driver and buffers.
+    pub io: IoProfile,
+    /// Per-connection and per-core limits.
+    pub limits: LimitsProfile,
+    /// Upstream connection pools.
+    pub upstream: UpstreamProfile,
+    /// Default timeouts.
+    pub timeouts: TimeoutsProfile,
+}
+
+/// `[workers]`: how many workers and where they run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersProfile {
+    /// Number of workers; 0 = one per CPU this process may use. Ignored when `cpus` is set.
+    pub count: usize,
+    /// Explicit CPU list, one worker per entry (e.g. `[1]` to keep CPU 0 for load and upstreams).
+    pub cpus: Vec<usize>,
+    /// Pin each worker thread to its CPU (thread-per-core). Off only for debugging.
+    pub pin: bool,
+}
+
+/// `[io]`: the driver and its buffers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IoProfile {
+    /// `auto` (io_uring, epoll fallback), `io_uring` (required) or `epoll` (forced).
+    pub driver: DriverChoice,
+    /// io_uring submission queue entries per worker (256..=32768, power of two).
+    pub uring_entries: u32,
+    /// Kernel-side submission polling: saves the submit syscall, spends a kernel thread per worker.
+    pub sqpoll: bool,
+    /// How long an idle SQPOLL thread spins before sleeping.
+    #[serde(with = "serde_text")]
+    pub sqpoll_idle: Duration,
+    /// Bytes read from a socket at a time (also the body streaming chunk).
+    pub read_buffer_bytes: usize,
+}
+
+/// `[limits]`: what one connection or one core may take.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsProfile {
+    /// Largest request head (request line + headers); beyond it: 431.
+    pub max_request_head_bytes: usize,
+    /// Longest request-target; beyond it: 414.
+    pub max_uri_bytes: usize,
+    /// Open client connections per core; more are closed at accept.
+    pub max_connections_per_core: usize,
+    /// The listen backlog of each core's listener.
+    pub listen_backlog: u32,
+}
+
+/// `[upstream]`: the per-core upstream connection pools.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamProfile {
+    /// Idle keep-alive connections kept per endpoint per core (LIFO).
+    pub pool_max_idle_per_endpoint: usize,
+    /// An idle pooled connection older than this is closed rather than reused.
+    #[serde(with = "serde_text")]
+    pub pool_idle_timeout: Duration,
+}
+
+/// `[timeouts]`: defaults that routes may override.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsProfile {
+    /// A request head must arrive completely within this (408 otherwise).
+    #[serde(with = "serde_text")]
+    pub header_read: Duration,
+    /// A keep-alive client connection with no request in progress is closed after this.
+    #[serde(with = "serde_text")]
+    pub idle: Duration,
+    /// Connecting to an upstream (502 `upstream_connect_failed` beyond it).
+    #[serde(with = "serde_text")]
+    pub connect: Duration,
+    /// The upstream's response head must arrive within this (504 `upstream_timeout`).
+    #[serde(with = "serde_text")]
+    pub response: Duration,
+    /// A body read or write that makes no progress for this long aborts the exchange.
+    #[serde(with = "serde_text")]
+    pub body_io: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
+    #[serde(with = "serde_text")]
+    pub drain: Duration,
+}
+
+impl Default for WorkersProfile {
+    fn default() -> Self {
+        Self { count: 0, cpus: Vec::new(), pin: true }
+    }
+}
+
+impl Default for IoProfile {
+    fn default() -> Self {
+        Self {
+            driver: DriverChoice::Auto,
+            uring_entries: 1024,
+            sqpoll: false,
+            sqpoll_idle: Duration::from_millis(2),
+            read_buffer_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl Default for LimitsProfile {
+    fn default() -> Self {
+        Self {
+            max_request_head_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_connections_per_core: 10_000,
+            listen_backlog: 4096,
+        }
+    }
+}
+
+impl Default for UpstreamProfile {
+    fn default() -> Self {
+        Self { pool_max_idle_per_endpoint: 64, pool_idle_timeout: Duration::from_secs(30) }
+    }
+}
+
+impl Default for TimeoutsProfile {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            connect: Duration::from_secs(2),
+            response: Duration::from_secs(30),
+            body_io: Duration::from_secs(30),
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+impl PerfProfile {
+    /// Parses and validates profile text.
+    pub fn from_toml(text: &str) -> Result<Self, CoreError> {
+        let p: PerfProfile =
+            toml::from_str(text).map_err(|e| CoreError::ProfileInvalid(vec![e.to_string()]))?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Loads `--profile ARG`: a file path, or the name of a built-in preset.
+    pub fn load(arg: &str) -> Result<Self, CoreError> {
+        let path = std::path::Path::new(arg);
+        if !path.exists() {
+            match arg {
+                "default" => return Self::from_toml(PRESET_DEFAULT),
+                "low-latency" => return Self::from_toml(PRESET_LOW_LATENCY),
+                _ => {}
+            }
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| CoreError::ProfileRead { path: arg.to_string(), source })?;
+        Self::from_toml(&text)
+    }
+
+    /// Every problem, each with the path of its field.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let mut errs = Vec::new();
+        let io = &self.io;
+        if !(256..=32768).contains(&io.uring_entries) || !io.uring_entries.is_power_of_two() {
+            errs.push(format!(
+                "io.uring_entries: {} is not a power of two in 256..=32768",
+                io.uring_entries
+            ));
+        }
+        if !(512..=(4 << 20)).contains(&io.read_buffer_bytes) {
+            errs.push(format!("io.read_buffer_bytes: {} is not in 512..=4194304", io.read_buffer_bytes));
+        }
+        let l = &self.limits;
+        if !(1024..=(1 << 20)).contains(&l.max_request_head_bytes) {
+            errs.push(format!(
+                "limits.max_request_head_bytes: {} is not in 1024..=1048576",
+                l.max_request_head_bytes
+            ));
+        }
+        if l.max_uri_bytes < 64 || l.max_uri_bytes > l.max_request_head_bytes {
+            errs.push(format!(
+                "limits.max_uri_bytes: {} must be at least 64 and at most limits.max_request_head_bytes",
+                l.max_uri_bytes
+            ));
+        }
+        if l.max_connections_per_core == 0 {
+            errs.push("limits.max_connections_per_core: must be at least 1".into());
+        }
+        if l.listen_backlog == 0 {
+            errs.push("limits.listen_backlog: must be at least 1".into());
+        }
+        let t = &self.timeouts;
+        for (name, d) in [
+            ("timeouts.header_read", t.header_read),
+            ("timeouts.idle", t.idle),
+            ("timeouts.connect", t.connect),
+            ("timeouts.response", t.response),
+            ("timeouts.body_io", t.body_io),
+        ] {
+            if d < Duration::from_millis(1) {
+                errs.push(format!("{name}: must be at least 1ms"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in self.workers.cpus.iter().enumerate() {
+            if !seen.insert(c) {
+                errs.push(format!("workers.cpus[{i}]: cpu {c} is listed twice"));
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(CoreError::ProfileInvalid(errs))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_parse_and_validate() {
+        let d = PerfProfile::from_toml(PRESET_DEFAULT).expect("default preset");
+        let l = PerfProfile::from_toml(PRESET_LOW_LATENCY).expect("low-latency preset");
+        assert_eq!(d.io.uring_entries, PerfProfile::default().io.uring_entries);
+        assert!(l.io.uring_entries >= d.io.uring_entries);
+    }
+
+    #[test]
+    fn empty_profile_is_the_defaults() {
+        let p = PerfProfile::from_toml("").expect("empty profile");
+        assert_eq!(p.timeouts.connect, Duration::from_secs(2));
+        assert!(p.workers.pin);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_name() {
+        let e = PerfProfile::from_toml("[io]\nring_size = 5\n").unwrap_err().to_string();
+        assert!(e.contains("ring_size"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_value_is_listed_with_its_path() {
+        let e = PerfProfile::from_toml(
+            "[io]\nuring_entries = 1000\n[limits]\nmax_uri_bytes = 10\n[workers]\ncpus = [1, 1]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("io.uring_entries"), "{e}");
+        assert!(e.contains("limits.max_uri_bytes"), "{e}");
+        assert!(e.contains("workers.cpus[1]"), "{e}");
+    }
+
+    #[test]
+    fn durations_need_units() {
+        let e = PerfProfile::from_toml("[timeouts]\nidle = \"30\"\n").unwrap_err().to_string();
+        assert!(e.contains("unit"), "{e}");
+    }
+}

@@ -1,0 +1,188 @@
+//! One client connection: read a head, plan the request, run the exchange, repeat.
+//!
+//! The head is parsed in place in the connection's buffer, and everything the exchange needs
+//! from it (route, upstream head, framing, keep-alive) is computed in one synchronous step, so the
+//! parsed head never lives across an await and the buffer stays free to be lent to the ring.
+
+use super::exchange::{exchange, Outcome};
+use super::io::{read_append, write_all, ReadFail};
+use super::Worker;
+use crate::codec::{parse_request_head, BodyKind, HopByHop, MAX_HEADERS};
+use crate::error::Refusal;
+use crate::gateway::{Gateway, RouteSettings};
+use crate::hygiene::{write_request_head, ForwardContext};
+use crate::respond::write_refusal;
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// A client connection and its reused buffers.
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    /// The client's IP as text, for `X-Forwarded-For`.
+    pub(crate) peer_ip: Box<[u8]>,
+    /// Bytes read from the client and not yet consumed (the head, body bytes, pipelined requests).
+    pub(crate) cbuf: Vec<u8>,
+    /// Heads the gateway writes (upstream request head, client response head).
+    pub(crate) wbuf: Vec<u8>,
+    /// Bytes read from the upstream.
+    pub(crate) ubuf: Vec<u8>,
+    /// The rewritten upstream path of the current request.
+    pub(crate) path: Vec<u8>,
+}
+
+/// What the exchange needs to know about the current request.
+pub(crate) struct Plan<'s> {
+    pub(crate) head_len: usize,
+    pub(crate) body: BodyKind,
+    pub(crate) keep_alive: bool,
+    pub(crate) http10: bool,
+    pub(crate) expect_continue: bool,
+    pub(crate) idempotent: bool,
+    pub(crate) is_head: bool,
+    pub(crate) route: &'s RouteSettings,
+    pub(crate) endpoint: SocketAddr,
+}
+
+enum Step<'s> {
+    Go(Plan<'s>),
+    NeedMore,
+    /// Answer with a gateway-made response; when it does not close, `consumed` bytes (the
+    /// bodiless request's head) are dropped from the buffer and the connection goes on.
+    Refuse { r: Refusal, consumed: usize },
+}
+
+/// Serves `stream` until the client leaves, a timeout passes, an error closes it, or the process
+/// stops.
+pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &Worker<G>) {
+    let cap = w.settings.read_buffer_bytes.max(w.settings.limits.max_head_bytes);
+    let mut c = Conn {
+        stream,
+        peer_ip: peer.ip().to_string().into_bytes().into_boxed_slice(),
+        cbuf: Vec::with_capacity(cap),
+        wbuf: Vec::with_capacity(1024),
+        ubuf: Vec::with_capacity(cap),
+        path: Vec::with_capacity(256),
+    };
+    loop {
+        if w.shutdown.is_stopping() && c.cbuf.is_empty() {
+            return;
+        }
+        let snap = w.snapshot.borrow_mut().current();
+        let mut header_deadline: Option<Instant> = None;
+        let plan = 'request: loop {
+            match plan_request(&mut c, w, &**snap) {
+                Step::Go(p) => break p,
+                Step::Refuse { r, consumed } => {
+                    let close = r.close || w.shutdown.is_stopping();
+                    if !refuse(&mut c, w, r, close).await || close {
+                        return;
+                    }
+                    c.cbuf.drain(..consumed);
+                    header_deadline = None;
+                    continue 'request;
+                }
+                Step::NeedMore => {}
+            }
+            if c.cbuf.len() == c.cbuf.capacity() {
+                // The parser reports 431 at the limit; this guards a buffer smaller than it.
+                let r = Refusal::new(431, "request_header_fields_too_large").closing();
+                refuse(&mut c, w, r, true).await;
+                return;
+            }
+            // Waiting for a new request is keep-alive idleness; once its first byte arrived,
+            // the whole head must come within the header timeout.
+            let timeout = if c.cbuf.is_empty() {
+                w.settings.idle_timeout
+            } else {
+                let d = *header_deadline.get_or_insert_with(|| Instant::now() + w.settings.header_timeout);
+                d.saturating_duration_since(Instant::now())
+            };
+            let (res, buf) = read_append(&mut c.stream, std::mem::take(&mut c.cbuf), Some(timeout)).await;
+            c.cbuf = buf;
+            match res {
+                Ok(_) => {}
+                Err(ReadFail::Timeout) if header_deadline.is_some() => {
+                    refuse(&mut c, w, Refusal::REQUEST_TIMEOUT, true).await;
+                    return;
+                }
+                Err(_) => return,
+            }
+        };
+        w.gauges.inflight.add(1);
+        let outcome = exchange(&mut c, w, &plan).await;
+        w.gauges.inflight.sub(1);
+        w.gauges.requests.add(1);
+        if outcome == Outcome::Close {
+            return;
+        }
+    }
+}
+
+/// Parses the buffered head and, when complete, routes it and writes the upstream head.
+fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Step<'s> {
+    if c.cbuf.is_empty() {
+        return Step::NeedMore;
+    }
+    let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let req = match parse_request_head(&c.cbuf, &mut hs, &w.settings.limits) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Step::NeedMore,
+        Err(e) => return Step::Refuse { r: Refusal::from_codec(&e), consumed: 0 },
+    };
+    // A refusal keeps the connection only when the request had no body to skip and the client
+    // wants to keep it.
+    let reusable = req.body == BodyKind::Empty && req.keep_alive;
+    let head_len = req.head_len;
+    let refuse_with = |r: Refusal| Step::Refuse {
+        r: if reusable { r } else { r.closing() },
+        consumed: head_len,
+    };
+    c.path.clear();
+    let routed = match snap.route(&req, &mut c.path) {
+        Ok(r) => r,
+        Err(r) => return refuse_with(r),
+    };
+    let hop = match HopByHop::from_headers(req.headers) {
+        Ok(h) => h,
+        Err(e) => return Step::Refuse { r: Refusal::from_codec(&e), consumed: 0 },
+    };
+    let up = routed.upstream;
+    if up.endpoints.is_empty() {
+        return refuse_with(Refusal::NO_ENDPOINT);
+    }
+    let endpoint = {
+        let mut rr = w.rr.borrow_mut();
+        if rr.len() <= up.index {
+            rr.resize(up.index + 1, 0);
+        }
+        let i = rr[up.index];
+        rr[up.index] = i.wrapping_add(1);
+        up.endpoints[i % up.endpoints.len()]
+    };
+    c.wbuf.clear();
+    let fwd = ForwardContext { client_ip: &c.peer_ip, proto: w.settings.proto, host: &up.host, endpoint };
+    write_request_head(&mut c.wbuf, &req, &hop, &c.path, &fwd);
+    let m = req.method;
+    Step::Go(Plan {
+        head_len: req.head_len,
+        body: req.body,
+        keep_alive: req.keep_alive,
+        http10: req.minor_version == 0,
+        expect_continue: req.expect_continue,
+        idempotent: matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
+        is_head: m == "HEAD",
+        route: routed.route,
+        endpoint,
+    })
+}
+
+/// Sends a gateway-made response (`close` adds `Connection: close`). Returns whether it was
+/// written.
+pub(crate) async fn refuse<G: Gateway>(c: &mut Conn, w: &Worker<G>, r: Refusal, close: bool) -> bool {
+    c.wbuf.clear();
+    write_refusal(&mut c.wbuf, &r, close);
+    let (res, buf) = write_all(&mut c.stream, std::mem::take(&mut c.wbuf), w.settings.body_io_timeout).await;
+    c.wbuf = buf;
+    res.is_ok()
+}

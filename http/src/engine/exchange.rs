@@ -1,0 +1,458 @@
+//! One proxied exchange: request to the upstream, response back to the client.
+//!
+//! The request is sent from memory in one write when its whole body is already buffered (the
+//! common small-body case), otherwise its body streams through the connection's bounded buffer.
+//! A reused pooled connection may have been closed by the upstream while idle; if such a
+//! connection fails before the first response byte, and the request is idempotent and was sent
+//! entirely from memory, it is sent once more on a fresh connection. The response body streams
+//! back as it arrives: by length, chunk by chunk (validated and passed through verbatim), or until
+//! the upstream closes. Framing errors after the response head was sent can only abort.
+
+use super::conn::{refuse, Conn, Plan};
+use super::io::{connect, read_append, write_range, ReadFail};
+use super::Worker;
+use crate::codec::{parse_response_head, BodyKind, ChunkedDecoder, ChunkedLimits, HopByHop, MAX_HEADERS};
+use crate::error::ProxyError;
+use crate::gateway::Gateway;
+use crate::hygiene::{write_response_head, ClientFraming};
+use crate::respond::CONTINUE_100;
+use monoio::net::TcpStream;
+use std::time::Instant;
+
+/// Bodies up to this size are copied next to their head and sent in one write.
+const INLINE_BODY_MAX: usize = 16 * 1024;
+
+/// Whether the client connection goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    KeepAlive,
+    Close,
+}
+
+/// Where the request body stands.
+struct RequestBody {
+    /// End of the body in `cbuf` once it is all consumed (the next request starts there).
+    end: usize,
+    /// The whole body is in `cbuf[head_len..end]`.
+    complete: bool,
+    /// Bytes still to read from the client (length framing).
+    remaining: u64,
+    decoder: Option<ChunkedDecoder>,
+}
+
+/// What the response head said.
+struct ResponsePlan {
+    head_len: usize,
+    body: BodyKind,
+    framing: ClientFraming,
+    upstream_keep_alive: bool,
+    client_close: bool,
+}
+
+enum HeadFail {
+    /// The connection died before any response byte: safe to retry when the request allows.
+    BeforeFirstByte(ProxyError),
+    Other(ProxyError),
+}
+
+/// Runs the exchange for the planned request whose head is in `c.cbuf` and whose upstream head
+/// is in `c.wbuf`.
+pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'_>) -> Outcome {
+    let mut body = match inspect_body(c, p) {
+        Ok(b) => b,
+        Err(e) => return fail_before_response(c, w, p, &e, None).await,
+    };
+    if !body.complete && p.expect_continue {
+        c.ubuf.clear();
+        c.ubuf.extend_from_slice(CONTINUE_100);
+        let end = c.ubuf.len();
+        let (res, buf) = write_range(&mut c.stream, std::mem::take(&mut c.ubuf), 0, end, w.settings.body_io_timeout).await;
+        c.ubuf = buf;
+        if res.is_err() {
+            return Outcome::Close;
+        }
+    }
+    let inline = body.complete && body.end - p.head_len <= INLINE_BODY_MAX;
+    if inline {
+        c.wbuf.extend_from_slice(&c.cbuf[p.head_len..body.end]);
+    }
+    let mut attempt = 0;
+    let (up, resp) = loop {
+        let pooled = if attempt == 0 { w.pool.borrow_mut().checkout(p.endpoint) } else { None };
+        let reused = pooled.is_some();
+        let mut up = match pooled {
+            Some(s) => s,
+            None => match connect(p.endpoint, w.settings.connect_timeout).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let end = body.complete.then_some(body.end);
+                    return fail_before_response(c, w, p, &ProxyError::Connect(e), end).await;
+                }
+            },
+        };
+        let sent = send_request(c, w, p, &mut up, &mut body, inline).await;
+        let retryable = reused && attempt == 0 && p.idempotent && body.complete;
+        if let Err(e) = sent {
+            if retryable && matches!(e, ProxyError::UpstreamIo(_)) {
+                attempt += 1;
+                continue;
+            }
+            let end = (body.complete && !streamed_now(&e)).then_some(body.end);
+            return fail_before_response(c, w, p, &e, end).await;
+        }
+        match read_response_head(c, w, p, &mut up).await {
+            Ok(r) => break (up, r),
+            Err(HeadFail::BeforeFirstByte(_)) if retryable => {
+                attempt += 1;
+                continue;
+            }
+            Err(HeadFail::BeforeFirstByte(e) | HeadFail::Other(e)) => {
+                let end = body.complete.then_some(body.end);
+                return fail_before_response(c, w, p, &e, end).await;
+            }
+        }
+    };
+    let outcome = relay_response(c, w, p, up, &resp).await;
+    // Pipelined bytes after this request's body become the start of the buffer.
+    c.cbuf.drain(..body.end.min(c.cbuf.len()));
+    match outcome {
+        Ok(()) if !resp.client_close => Outcome::KeepAlive,
+        _ => Outcome::Close,
+    }
+}
+
+/// True for failures that leave the client's side of the request in an unknown state.
+fn streamed_now(e: &ProxyError) -> bool {
+    matches!(e, ProxyError::ClientIo(_) | ProxyError::ClientStalled | ProxyError::Codec(_) | ProxyError::BodyTooLarge)
+}
+
+/// Checks the body against the route's limit and finds how much of it is already buffered.
+fn inspect_body(c: &Conn, p: &Plan<'_>) -> Result<RequestBody, ProxyError> {
+    let buffered = c.cbuf.len() - p.head_len;
+    let max = p.route.max_body_bytes;
+    match p.body {
+        BodyKind::Empty | BodyKind::UntilClose => {
+            Ok(RequestBody { end: p.head_len, complete: true, remaining: 0, decoder: None })
+        }
+        BodyKind::Length(n) => {
+            if max.is_some_and(|m| n > m) {
+                return Err(ProxyError::BodyTooLarge);
+            }
+            let have = (buffered as u64).min(n);
+            Ok(RequestBody {
+                end: p.head_len + have as usize,
+                complete: have == n,
+                remaining: n - have,
+                decoder: None,
+            })
+        }
+        BodyKind::Chunked => {
+            let mut d = ChunkedDecoder::new(ChunkedLimits::default());
+            let prog = d.feed(&c.cbuf[p.head_len..])?;
+            if max.is_some_and(|m| d.payload_len() > m) {
+                return Err(ProxyError::BodyTooLarge);
+            }
+            Ok(RequestBody {
+                end: p.head_len + prog.consumed,
+                complete: prog.done,
+                remaining: 0,
+                decoder: Some(d),
+            })
+        }
+    }
+}
+
+/// Sends the head (with the inline body) and then whatever body is not inline.
+async fn send_request<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    up: &mut TcpStream,
+    body: &mut RequestBody,
+    inline: bool,
+) -> Result<(), ProxyError> {
+    let t = w.settings.body_io_timeout;
+    let end = c.wbuf.len();
+    let (res, buf) = write_range(up, std::mem::take(&mut c.wbuf), 0, end, t).await;
+    c.wbuf = buf;
+    res.map_err(ProxyError::UpstreamIo)?;
+    if inline {
+        return Ok(());
+    }
+    let (res, buf) = write_range(up, std::mem::take(&mut c.cbuf), p.head_len, body.end, t).await;
+    c.cbuf = buf;
+    res.map_err(ProxyError::UpstreamIo)?;
+    if body.complete {
+        return Ok(());
+    }
+    stream_request_body(c, w, p, up, body).await
+}
+
+/// Streams the rest of the request body from the client to the upstream through `cbuf`.
+async fn stream_request_body<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    up: &mut TcpStream,
+    body: &mut RequestBody,
+) -> Result<(), ProxyError> {
+    let t = w.settings.body_io_timeout;
+    let max = p.route.max_body_bytes;
+    // Everything buffered so far was body and has been sent.
+    c.cbuf.clear();
+    loop {
+        let (res, buf) = read_append(&mut c.stream, std::mem::take(&mut c.cbuf), Some(t)).await;
+        c.cbuf = buf;
+        match res {
+            Ok(_) => {}
+            Err(ReadFail::Timeout) => return Err(ProxyError::ClientStalled),
+            Err(ReadFail::Eof) => {
+                return Err(ProxyError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()))
+            }
+            Err(ReadFail::Io(e)) => return Err(ProxyError::ClientIo(e)),
+        }
+        let n = c.cbuf.len();
+        let (take, done) = match body.decoder.as_mut() {
+            None => {
+                let take = (n as u64).min(body.remaining) as usize;
+                body.remaining -= take as u64;
+                (take, body.remaining == 0)
+            }
+            Some(d) => {
+                let prog = d.feed(&c.cbuf[..n])?;
+                if max.is_some_and(|m| d.payload_len() > m) {
+                    return Err(ProxyError::BodyTooLarge);
+                }
+                (prog.consumed, prog.done)
+            }
+        };
+        let (res, buf) = write_range(up, std::mem::take(&mut c.cbuf), 0, take, t).await;
+        c.cbuf = buf;
+        res.map_err(ProxyError::UpstreamIo)?;
+        if done {
+            body.end = take;
+            body.complete = true;
+            return Ok(());
+        }
+        c.cbuf.clear();
+    }
+}
+
+/// Reads the response head (skipping interim 1xx responses) within the route's timeout and
+/// writes the client head into `c.wbuf`.
+async fn read_response_head<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    up: &mut TcpStream,
+) -> Result<ResponsePlan, HeadFail> {
+    let timeout = p.route.response_timeout.unwrap_or(w.settings.response_timeout);
+    let deadline = Instant::now() + timeout;
+    let max_head = w.settings.limits.max_head_bytes.max(16 * 1024);
+    c.ubuf.clear();
+    let mut seen_any = false;
+    loop {
+        if !c.ubuf.is_empty() {
+            let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match parse_response_head(&c.ubuf, &mut hs, p.is_head, max_head) {
+                Ok(Some(resp)) if (100..200).contains(&resp.status) && resp.status != 101 => {
+                    // Interim response (we answered any 100-continue ourselves): drop it.
+                    let n = resp.head_len;
+                    c.ubuf.drain(..n);
+                    continue;
+                }
+                Ok(Some(resp)) if resp.status == 101 => {
+                    return Err(HeadFail::Other(ProxyError::UpstreamIo(std::io::Error::other(
+                        "upstream switched protocols without an upgrade request",
+                    ))));
+                }
+                Ok(Some(resp)) => {
+                    let hop = HopByHop::from_headers(resp.headers)
+                        .map_err(|e| HeadFail::Other(ProxyError::UpstreamProtocol(e)))?;
+                    let framing = match resp.body {
+                        BodyKind::Chunked if p.http10 => ClientFraming::Dechunk,
+                        BodyKind::UntilClose => ClientFraming::UntilClose,
+                        _ => ClientFraming::AsIs,
+                    };
+                    let client_close = !p.keep_alive
+                        || framing != ClientFraming::AsIs
+                        || w.shutdown.is_stopping();
+                    c.wbuf.clear();
+                    write_response_head(
+                        &mut c.wbuf,
+                        &resp,
+                        &hop,
+                        framing,
+                        client_close,
+                        p.http10 && !client_close,
+                    );
+                    return Ok(ResponsePlan {
+                        head_len: resp.head_len,
+                        body: resp.body,
+                        framing,
+                        upstream_keep_alive: resp.keep_alive,
+                        client_close,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => return Err(HeadFail::Other(ProxyError::UpstreamProtocol(e))),
+            }
+            if c.ubuf.len() == c.ubuf.capacity() {
+                return Err(HeadFail::Other(ProxyError::UpstreamIo(std::io::Error::other(
+                    "upstream response head too large",
+                ))));
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (res, buf) = read_append(up, std::mem::take(&mut c.ubuf), Some(left)).await;
+        c.ubuf = buf;
+        match res {
+            Ok(_) => seen_any = true,
+            Err(ReadFail::Timeout) => return Err(HeadFail::Other(ProxyError::UpstreamTimeout)),
+            Err(ReadFail::Eof) if !seen_any => {
+                return Err(HeadFail::BeforeFirstByte(ProxyError::UpstreamIo(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                )))
+            }
+            Err(ReadFail::Io(e)) if !seen_any => {
+                return Err(HeadFail::BeforeFirstByte(ProxyError::UpstreamIo(e)))
+            }
+            Err(ReadFail::Eof) => {
+                return Err(HeadFail::Other(ProxyError::UpstreamIo(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                )))
+            }
+            Err(ReadFail::Io(e)) => return Err(HeadFail::Other(ProxyError::UpstreamIo(e))),
+        }
+    }
+}
+
+/// Sends the client head and streams the response body; returns the upstream connection to the
+/// pool when the exchange ended cleanly on a reusable connection.
+async fn relay_response<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    mut up: TcpStream,
+    r: &ResponsePlan,
+) -> Result<(), ProxyError> {
+    let t = w.settings.body_io_timeout;
+    let avail = c.ubuf.len() - r.head_len;
+    let mut decoder = (r.body == BodyKind::Chunked).then(|| ChunkedDecoder::new(ChunkedLimits::default()));
+    // How much of what is buffered belongs to the body, and whether that is all of it.
+    let (mut in_buf, mut done, mut remaining) = match r.body {
+        BodyKind::Empty => (0, true, 0u64),
+        BodyKind::Length(n) => {
+            let have = (avail as u64).min(n);
+            (have as usize, have == n, n - have)
+        }
+        BodyKind::Chunked => {
+            let d = decoder.as_mut().ok_or_else(|| ProxyError::UpstreamIo(std::io::Error::other("no decoder")))?;
+            let input = &c.ubuf[r.head_len..];
+            let prog = if r.framing == ClientFraming::Dechunk {
+                let out = &mut c.wbuf;
+                d.feed_with(input, |data| out.extend_from_slice(data))
+            } else {
+                d.feed(input)
+            }
+            .map_err(ProxyError::UpstreamProtocol)?;
+            (prog.consumed, prog.done, 0)
+        }
+        BodyKind::UntilClose => (avail, false, 0),
+    };
+    let mut extra = avail > in_buf;
+    // Head, plus the buffered body bytes when they are few: one write.
+    let body_start = r.head_len;
+    if r.framing != ClientFraming::Dechunk && in_buf <= INLINE_BODY_MAX {
+        c.wbuf.extend_from_slice(&c.ubuf[body_start..body_start + in_buf]);
+    }
+    let head_end = c.wbuf.len();
+    let (res, buf) = write_range(&mut c.stream, std::mem::take(&mut c.wbuf), 0, head_end, t).await;
+    c.wbuf = buf;
+    res.map_err(ProxyError::ClientIo)?;
+    if r.framing != ClientFraming::Dechunk && in_buf > INLINE_BODY_MAX {
+        let (res, buf) = write_range(&mut c.stream, std::mem::take(&mut c.ubuf), body_start, body_start + in_buf, t).await;
+        c.ubuf = buf;
+        res.map_err(ProxyError::ClientIo)?;
+    }
+    while !done {
+        c.ubuf.clear();
+        let (res, buf) = read_append(&mut up, std::mem::take(&mut c.ubuf), Some(t)).await;
+        c.ubuf = buf;
+        match res {
+            Ok(_) => {}
+            Err(ReadFail::Eof) if r.body == BodyKind::UntilClose => break,
+            Err(ReadFail::Eof) => {
+                return Err(ProxyError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into()))
+            }
+            Err(ReadFail::Timeout) => return Err(ProxyError::UpstreamTimeout),
+            Err(ReadFail::Io(e)) => return Err(ProxyError::UpstreamIo(e)),
+        }
+        let n = c.ubuf.len();
+        in_buf = match (r.body, decoder.as_mut()) {
+            (BodyKind::Length(_), _) => {
+                let take = (n as u64).min(remaining) as usize;
+                remaining -= take as u64;
+                done = remaining == 0;
+                take
+            }
+            (BodyKind::Chunked, Some(d)) => {
+                let input = &c.ubuf[..n];
+                let prog = if r.framing == ClientFraming::Dechunk {
+                    c.wbuf.clear();
+                    let out = &mut c.wbuf;
+                    d.feed_with(input, |data| out.extend_from_slice(data))
+                } else {
+                    d.feed(input)
+                }
+                .map_err(ProxyError::UpstreamProtocol)?;
+                done = prog.done;
+                prog.consumed
+            }
+            _ => n,
+        };
+        extra |= n > in_buf;
+        if r.framing == ClientFraming::Dechunk {
+            let end = c.wbuf.len();
+            let (res, buf) = write_range(&mut c.stream, std::mem::take(&mut c.wbuf), 0, end, t).await;
+            c.wbuf = buf;
+            res.map_err(ProxyError::ClientIo)?;
+        } else {
+            let (res, buf) = write_range(&mut c.stream, std::mem::take(&mut c.ubuf), 0, in_buf, t).await;
+            c.ubuf = buf;
+            res.map_err(ProxyError::ClientIo)?;
+        }
+    }
+    if r.upstream_keep_alive && !extra && r.body != BodyKind::UntilClose {
+        w.pool.borrow_mut().checkin(p.endpoint, up);
+    }
+    Ok(())
+}
+
+/// Answers a failure that happened before any response byte reached the client. When the
+/// request's body was fully consumed (`consumed_to` is where it ended) and the client keeps
+/// alive, the connection goes on after the error response; otherwise it closes.
+async fn fail_before_response<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    e: &ProxyError,
+    consumed_to: Option<usize>,
+) -> Outcome {
+    let Some(r) = e.refusal() else { return Outcome::Close };
+    let keep = !r.close && p.keep_alive && !w.shutdown.is_stopping();
+    match consumed_to {
+        Some(end) if keep => {
+            if refuse(c, w, r, false).await {
+                c.cbuf.drain(..end.min(c.cbuf.len()));
+                Outcome::KeepAlive
+            } else {
+                Outcome::Close
+            }
+        }
+        _ => {
+            let _ = refuse(c, w, r, true).await;
+            Outcome::Close
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Socket helpers over monoio's ownership-passing I/O, each bounded by a timeout.
+//!
+//! monoio reads fill a buffer from its start, so appending passes `slice_mut(len..capacity)`;
+//! writes of part of a buffer pass `slice(a..b)`; both hand the buffer back. A timeout drops the
+//! in-flight operation (best-effort cancel, which may lose bytes already received): every caller
+//! closes the connection after a timeout, so nothing lost matters.
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use std::io;
+use std::time::Duration;
+
+/// How a read ended, when it did not bring bytes.
+#[derive(Debug)]
+pub enum ReadFail {
+    /// The peer closed its side (read returned 0).
+    Eof,
+    /// The timeout passed.
+    Timeout,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+/// Reads into the spare capacity of `buf` (after its current length). Returns the byte count
+/// (never 0: zero is [`ReadFail::Eof`]).
+pub async fn read_append(
+    s: &mut TcpStream,
+    buf: Vec<u8>,
+    timeout: Option<Duration>,
+) -> (Result<usize, ReadFail>, Vec<u8>) {
+    let len = buf.len();
+    let cap = buf.capacity();
+    debug_assert!(len < cap, "read_append needs spare capacity");
+    let op = s.read(buf.slice_mut(len..cap));
+    let (res, slice) = match timeout {
+        Some(t) => match monoio::time::timeout(t, op).await {
+            Ok(r) => r,
+            // The buffer went with the cancelled op; hand back a fresh one of the same size.
+            Err(_) => return (Err(ReadFail::Timeout), Vec::with_capacity(cap)),
+        },
+        None => op.await,
+    };
+    let buf = slice.into_inner();
+    match res {
+        Ok(0) => (Err(ReadFail::Eof), buf),
+        Ok(n) => (Ok(n), buf),
+        Err(e) => (Err(ReadFail::Io(e)), buf),
+    }
+}
+
+/// Writes `buf[range]` completely, within `timeout`.
+pub async fn write_range(
+    s: &mut TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    timeout: Duration,
+) -> (io::Result<()>, Vec<u8>) {
+    let cap = buf.capacity();
+    if start == end {
+        return (Ok(()), buf);
+    }
+    let op = s.write_all(buf.slice(start..end));
+    match monoio::time::timeout(timeout, op).await {
+        Ok((res, slice)) => (res.map(|_| ()), slice.into_inner()),
+        Err(_) => (
+            Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+            Vec::with_capacity(cap),
+        ),
+    }
+}
+
+/// Writes all of `buf`.
+pub async fn write_all(s: &mut TcpStream, buf: Vec<u8>, timeout: Duration) -> (io::Result<()>, Vec<u8>) {
+    let end = buf.len();
+    write_range(s, buf, 0, end, timeout).await
+}
+
+/// Connects to `addr` within `timeout`.
+pub async fn connect(addr: std::net::SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+    }
+}

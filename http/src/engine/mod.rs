@@ -1,0 +1,163 @@
+//! The proxy engine: one worker's accept loops and its per-connection request loop.
+//!
+//! A worker owns everything it touches: its listeners, its upstream pool, its round-robin
+//! cursors, its view of the config snapshot, its gauges. Connections are monoio tasks on the
+//! worker's runtime, sharing that state through an `Rc` (single thread, no locks, no atomics
+//! beyond the single-writer gauges). Per request the engine:
+//! 1. reads the head into the connection's buffer and parses it in place (no copies);
+//! 2. takes the worker's snapshot (one epoch load) and routes;
+//! 3. writes the upstream head into a reused buffer and sends it, with the body when the whole
+//!    body is already buffered (one write), or streams the body through the same bounded buffer;
+//! 4. reads the response head, writes the client head, and streams the response body;
+//! 5. returns the upstream connection to the pool when the exchange ended cleanly.
+//!
+//! Pipelined requests are answered in order simply because a connection serves one request at a
+//! time and leaves the bytes of the next one in its buffer.
+
+mod conn;
+mod exchange;
+pub mod io;
+
+use crate::codec::HeadLimits;
+use crate::gateway::Gateway;
+use crate::pool::Pool;
+use monoio::net::TcpListener;
+use ringgate_core::profile::PerfProfile;
+use ringgate_core::shutdown::{Shutdown, WorkerGauges};
+use ringgate_core::snapshot::{SnapshotSlot, SnapshotView};
+use ringgate_core::worker::WorkerContext;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The engine's knobs, taken from the perf profile once at start.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Size of each connection's read buffers.
+    pub read_buffer_bytes: usize,
+    /// Request head limits (431, 414).
+    pub limits: HeadLimits,
+    /// Open client connections per worker.
+    pub max_connections: usize,
+    /// The request head must arrive within this (408).
+    pub header_timeout: Duration,
+    /// Keep-alive idle time between requests.
+    pub idle_timeout: Duration,
+    /// Upstream connect timeout (502).
+    pub connect_timeout: Duration,
+    /// Default upstream response-head timeout (504).
+    pub response_timeout: Duration,
+    /// A body read or write making no progress this long aborts the exchange.
+    pub body_io_timeout: Duration,
+    /// Idle upstream connections per endpoint per worker.
+    pub pool_max_idle: usize,
+    /// Idle upstream connection lifetime.
+    pub pool_idle_timeout: Duration,
+    /// `X-Forwarded-Proto` value of this listener.
+    pub proto: &'static str,
+}
+
+impl EngineSettings {
+    /// The settings a profile implies.
+    pub fn from_profile(p: &PerfProfile) -> Self {
+        Self {
+            read_buffer_bytes: p.io.read_buffer_bytes,
+            limits: HeadLimits {
+                max_head_bytes: p.limits.max_request_head_bytes,
+                max_uri_bytes: p.limits.max_uri_bytes,
+            },
+            max_connections: p.limits.max_connections_per_core,
+            header_timeout: p.timeouts.header_read,
+            idle_timeout: p.timeouts.idle,
+            connect_timeout: p.timeouts.connect,
+            response_timeout: p.timeouts.response,
+            body_io_timeout: p.timeouts.body_io,
+            pool_max_idle: p.upstream.pool_max_idle_per_endpoint,
+            pool_idle_timeout: p.upstream.pool_idle_timeout,
+            proto: "http",
+        }
+    }
+}
+
+/// One worker's state, shared by its connection tasks.
+pub(crate) struct Worker<G: Gateway> {
+    pub(crate) settings: EngineSettings,
+    pub(crate) snapshot: RefCell<SnapshotView<G>>,
+    pub(crate) pool: RefCell<Pool>,
+    pub(crate) rr: RefCell<Vec<usize>>,
+    pub(crate) gauges: Arc<WorkerGauges>,
+    pub(crate) shutdown: Arc<Shutdown>,
+}
+
+/// Runs one worker until the process stops: accept on every listener of `ctx`, serve each
+/// connection, then wait for in-flight requests to finish.
+pub async fn run_worker<G: Gateway>(
+    ctx: WorkerContext,
+    slot: Arc<SnapshotSlot<G>>,
+    settings: EngineSettings,
+) {
+    let worker = Rc::new(Worker {
+        pool: RefCell::new(Pool::new(settings.pool_max_idle, settings.pool_idle_timeout)),
+        settings,
+        snapshot: RefCell::new(slot.view()),
+        rr: RefCell::new(Vec::new()),
+        gauges: ctx.gauges.clone(),
+        shutdown: ctx.shutdown.clone(),
+    });
+    let mut accepts = Vec::new();
+    for std_listener in ctx.listeners {
+        match TcpListener::from_std(std_listener) {
+            Ok(l) => accepts.push(monoio::spawn(accept_loop(l, worker.clone()))),
+            Err(e) => eprintln!("ringgate: worker {}: cannot use listener: {e}", ctx.index),
+        }
+    }
+    monoio::spawn(sweep_pool(worker.clone()));
+    for a in accepts {
+        a.await;
+    }
+    // Stopping: no new connections; let requests in flight on this core finish. The control
+    // thread bounds the wait with the drain deadline.
+    while worker.gauges.inflight.get() > 0 {
+        monoio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn accept_loop<G: Gateway>(listener: TcpListener, w: Rc<Worker<G>>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if w.shutdown.is_stopping() {
+                    break;
+                }
+                if w.gauges.connections.get() as usize >= w.settings.max_connections {
+                    drop(stream);
+                    continue;
+                }
+                w.gauges.connections.add(1);
+                let w2 = w.clone();
+                monoio::spawn(async move {
+                    conn::serve(stream, peer, &w2).await;
+                    w2.gauges.connections.sub(1);
+                });
+            }
+            Err(e) => {
+                if w.shutdown.is_stopping() {
+                    break;
+                }
+                // EMFILE/ENFILE/ENOBUFS: back off instead of spinning on a full table.
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) {
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn sweep_pool<G: Gateway>(w: Rc<Worker<G>>) {
+    let every = (w.settings.pool_idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    while !w.shutdown.is_stopping() {
+        monoio::time::sleep(every).await;
+        w.pool.borrow_mut().sweep();
+    }
+}

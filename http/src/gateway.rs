@@ -1,0 +1,69 @@
+//! What the proxy engine asks of the compiled config: "where does this request go?".
+//!
+//! The engine knows HTTP and sockets but no policy. A config snapshot (built in `ringgate-policies`
+//! and wired in `tools`) implements [`Gateway`]: given a parsed request head it either names a
+//! route and its upstream, or refuses with a gateway-made response. Everything a route needs at
+//! request time is compiled into [`RouteSettings`] and [`UpstreamSet`] when the snapshot is built,
+//! so the hot path reads plain fields, never raw config.
+
+use crate::codec::RequestHead;
+use crate::error::Refusal;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A route's request-time settings.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    /// The route id (logs, metrics).
+    pub id: Box<str>,
+    /// Upstream response-head timeout; `None` = the profile's default.
+    pub response_timeout: Option<Duration>,
+    /// Largest request body accepted (413 beyond); `None` = unlimited.
+    pub max_body_bytes: Option<u64>,
+}
+
+/// How the upstream request's Host header is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRewrite {
+    /// The client's Host, unchanged.
+    Keep,
+    /// A fixed value.
+    Set(Box<str>),
+    /// The chosen endpoint's `ip:port`.
+    Endpoint,
+}
+
+/// A set of upstream endpoints a route sends to.
+#[derive(Debug, Clone)]
+pub struct UpstreamSet {
+    /// Position in the snapshot's upstream list (indexes per-core state such as the RR cursor).
+    pub index: usize,
+    /// The upstream's name.
+    pub name: Box<str>,
+    /// Its endpoints (resolved addresses).
+    pub endpoints: Vec<SocketAddr>,
+    /// The Host header policy.
+    pub host: HostRewrite,
+}
+
+/// A routing decision.
+pub struct Routed<'s> {
+    /// The matched route.
+    pub route: &'s RouteSettings,
+    /// Its upstream.
+    pub upstream: &'s UpstreamSet,
+}
+
+/// A compiled config snapshot, as the engine sees it.
+pub trait Gateway: Send + Sync + 'static {
+    /// Routes `req`. On success the upstream request path (rewritten, with the query) has been
+    /// appended to `upstream_path`.
+    fn route<'s>(
+        &'s self,
+        req: &RequestHead<'_, '_>,
+        upstream_path: &mut Vec<u8>,
+    ) -> Result<Routed<'s>, Refusal>;
+
+    /// How many upstreams the snapshot has (sizes per-core state).
+    fn upstream_count(&self) -> usize;
+}

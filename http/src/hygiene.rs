@@ -1,0 +1,244 @@
+//! Header hygiene: the request head the upstream sees and the response head the client sees.
+//!
+//! A proxy must not forward what belongs to one hop: the fixed hop-by-hop set and every header
+//! the message's `Connection` header names are dropped both ways. Framing headers are never copied
+//! blindly: the engine decides the framing it forwards (the codec has validated it, so smuggling
+//! ambiguities cannot pass) and writes `Content-Length` or `Transfer-Encoding` itself. On the way
+//! up the gateway adds `X-Forwarded-For` (appending the client's address to any chain it was
+//! given), `X-Forwarded-Proto` and `X-Forwarded-Host`, and sets `Host` per the upstream's policy.
+//! `Expect` is consumed here: the gateway answers `100-continue` itself when it wants the body.
+//! Heads are written into a reused buffer; nothing is allocated.
+
+use crate::codec::{BodyKind, HopByHop, RequestHead, ResponseHead};
+use crate::gateway::HostRewrite;
+use crate::respond::push_u64;
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+/// What the gateway adds to a forwarded request.
+pub struct ForwardContext<'a> {
+    /// The client's IP, as text (formatted once per connection).
+    pub client_ip: &'a [u8],
+    /// `http` or `https`: the scheme the client used.
+    pub proto: &'static str,
+    /// The upstream's Host policy.
+    pub host: &'a HostRewrite,
+    /// The endpoint chosen for this attempt.
+    pub endpoint: SocketAddr,
+}
+
+/// Request headers the gateway writes itself (never copied from the client).
+fn is_managed_request_header(name: &str) -> bool {
+    const MANAGED: [&str; 7] = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "expect",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    ];
+    MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
+}
+
+/// Appends the upstream request head for `req` (path already rewritten) to `out`.
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    req: &RequestHead<'_, '_>,
+    hop: &HopByHop<'_>,
+    upstream_path: &[u8],
+    fwd: &ForwardContext<'_>,
+) {
+    out.extend_from_slice(req.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(upstream_path);
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    match fwd.host {
+        HostRewrite::Keep => out.extend_from_slice(req.host.unwrap_or(b"")),
+        HostRewrite::Set(v) => out.extend_from_slice(v.as_bytes()),
+        HostRewrite::Endpoint => {
+            let _ = write!(out, "{}", fwd.endpoint);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    for h in req.headers {
+        if is_managed_request_header(h.name) || hop.contains(h.name) {
+            continue;
+        }
+        push_header(out, h.name.as_bytes(), h.value);
+    }
+    // Keep the chain the client sent (several headers join in order) and append this hop's view.
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for h in req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")) {
+        let v = trim_ows(h.value);
+        if !v.is_empty() {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(fwd.client_ip);
+    out.extend_from_slice(b"\r\n");
+    push_header(out, b"x-forwarded-proto", fwd.proto.as_bytes());
+    if let Some(host) = req.host {
+        push_header(out, b"x-forwarded-host", host);
+    }
+    match req.body {
+        BodyKind::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            push_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyKind::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        BodyKind::Empty | BodyKind::UntilClose => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response body is framed towards the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
+    /// As the upstream framed it (content-length, chunked, or no body).
+    AsIs,
+    /// Chunked upstream, HTTP/1.0 client: payload only, delimited by closing the connection.
+    Dechunk,
+    /// Until the upstream closes: delimited by closing the connection.
+    UntilClose,
+}
+
+/// Appends the client response head for `resp` to `out`.
+///
+/// `close` says the gateway will close the client connection after this response;
+/// `http10_keep_alive` says an HTTP/1.0 client asked to keep it.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead<'_, '_>,
+    hop: &HopByHop<'_>,
+    framing: ClientFraming,
+    close: bool,
+    http10_keep_alive: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(out, u64::from(resp.status));
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers {
+        if hop.contains(h.name) {
+            continue;
+        }
+        if framing == ClientFraming::Dechunk && h.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        push_header(out, h.name.as_bytes(), h.value);
+    }
+    if resp.body == BodyKind::Chunked && framing == ClientFraming::AsIs {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if http10_keep_alive {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(v.len());
+    let end = v.iter().rposition(|b| *b != b' ' && *b != b'\t').map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{parse_request_head, parse_response_head, HeadLimits, MAX_HEADERS};
+
+    const LIMITS: HeadLimits = HeadLimits { max_head_bytes: 16384, max_uri_bytes: 8192 };
+
+    fn forward(raw: &[u8], host: HostRewrite) -> String {
+        let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let req = parse_request_head(raw, &mut hs, &LIMITS).expect("valid").expect("complete");
+        let hop = HopByHop::from_headers(req.headers).expect("hop");
+        let fwd = ForwardContext {
+            client_ip: b"10.1.2.3",
+            proto: "http",
+            host: &host,
+            endpoint: "127.0.0.1:9000".parse().expect("addr"),
+        };
+        let mut out = Vec::new();
+        write_request_head(&mut out, &req, &hop, b"/up/path?q=1", &fwd);
+        String::from_utf8(out).expect("utf8")
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_dropped() {
+        let s = forward(
+            b"GET /a HTTP/1.1\r\nHost: ex.com\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: 5\r\nX-Secret: s\r\nTE: trailers\r\nUpgrade: h2c\r\nAccept: */*\r\n\r\n",
+            HostRewrite::Keep,
+        );
+        let lower = s.to_ascii_lowercase();
+        for gone in ["connection:", "keep-alive:", "x-secret:", "\r\nte:", "upgrade:"] {
+            assert!(!lower.contains(gone), "{gone} must be dropped: {s}");
+        }
+        assert!(s.starts_with("GET /up/path?q=1 HTTP/1.1\r\nhost: ex.com\r\n"), "{s}");
+        assert!(s.contains("Accept: */*\r\n"));
+    }
+
+    #[test]
+    fn forwarded_headers_are_added_and_xff_chain_is_extended() {
+        let s = forward(
+            b"GET / HTTP/1.1\r\nHost: ex.com\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n\r\n",
+            HostRewrite::Keep,
+        );
+        assert!(s.contains("x-forwarded-for: 1.1.1.1, 10.1.2.3\r\n"), "{s}");
+        assert!(s.contains("x-forwarded-proto: http\r\n"), "{s}");
+        assert!(s.contains("x-forwarded-host: ex.com\r\n"), "{s}");
+        assert!(!s.contains("evil") && !s.contains("https"), "{s}");
+    }
+
+    #[test]
+    fn host_policy_is_applied() {
+        let set = forward(b"GET / HTTP/1.1\r\nHost: ex.com\r\n\r\n", HostRewrite::Set("api.internal".into()));
+        assert!(set.contains("host: api.internal\r\n"), "{set}");
+        let ep = forward(b"GET / HTTP/1.1\r\nHost: ex.com\r\n\r\n", HostRewrite::Endpoint);
+        assert!(ep.contains("host: 127.0.0.1:9000\r\n"), "{ep}");
+    }
+
+    #[test]
+    fn framing_is_rewritten_by_the_gateway_and_expect_is_consumed() {
+        let s = forward(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            HostRewrite::Keep,
+        );
+        assert!(s.contains("content-length: 5\r\n"));
+        assert!(!s.to_ascii_lowercase().contains("expect"));
+        let c = forward(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", HostRewrite::Keep);
+        assert!(c.contains("transfer-encoding: chunked\r\n"));
+        assert!(!c.contains("content-length"));
+    }
+
+    #[test]
+    fn response_head_drops_hop_headers_and_sets_connection() {
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nTransfer-Encoding: chunked\r\nServer: up\r\n\r\n";
+        let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let resp = parse_response_head(raw, &mut hs, false, 16384).expect("ok").expect("complete");
+        let hop = HopByHop::from_headers(resp.headers).expect("hop");
+        let mut out = Vec::new();
+        write_response_head(&mut out, &resp, &hop, ClientFraming::AsIs, true, false);
+        let s = String::from_utf8(out).expect("utf8");
+        assert!(s.contains("Server: up\r\n"));
+        assert!(s.contains("transfer-encoding: chunked\r\n"));
+        assert!(s.contains("connection: close\r\n"));
+        assert!(!s.contains("X-Hop"));
+        let mut out = Vec::new();
+        write_response_head(&mut out, &resp, &hop, ClientFraming::Dechunk, true, false);
+        assert!(!String::from_utf8_lossy(&out).contains("transfer-encoding"));
+    }
+}

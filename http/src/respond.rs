@@ -1,0 +1,74 @@
+//! Gateway-made responses: a status line, a JSON body with a stable `error` code, and framing.
+//!
+//! Written into a reused buffer with no formatting machinery beyond integer printing, because a
+//! 404 or 429 storm must stay cheap.
+
+use crate::error::Refusal;
+
+/// Appends a whole gateway-made response for `r` to `out`.
+pub fn write_refusal(out: &mut Vec<u8>, r: &Refusal, close: bool) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(out, u64::from(r.status));
+    out.push(b' ');
+    out.extend_from_slice(r.reason().as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    let body_len = br#"{"error":""}"#.len() + r.code.len();
+    push_u64(out, body_len as u64);
+    if close {
+        out.extend_from_slice(b"\r\nconnection: close");
+    }
+    out.extend_from_slice(b"\r\n\r\n{\"error\":\"");
+    out.extend_from_slice(r.code.as_bytes());
+    out.extend_from_slice(b"\"}");
+}
+
+/// The interim response sent before reading a body the client holds back (`Expect: 100-continue`).
+pub const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Appends the decimal digits of `v`.
+pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_is_json_with_exact_length() {
+        let mut out = Vec::new();
+        write_refusal(&mut out, &Refusal::NO_ROUTE, false);
+        let text = String::from_utf8(out).expect("utf8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head end");
+        assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert_eq!(body, r#"{"error":"no_route"}"#);
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(!head.contains("connection: close"));
+    }
+
+    #[test]
+    fn closing_refusal_says_so() {
+        let mut out = Vec::new();
+        write_refusal(&mut out, &Refusal::REQUEST_TIMEOUT, true);
+        assert!(String::from_utf8_lossy(&out).contains("\r\nconnection: close\r\n"));
+    }
+
+    #[test]
+    fn integers_print() {
+        for v in [0u64, 7, 10, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            push_u64(&mut out, v);
+            assert_eq!(String::from_utf8(out).expect("utf8"), v.to_string());
+        }
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The README's test command. Installs what the tests need, then runs format, lint, the whole test
+# suite on io_uring and again on the epoll driver, and a bounded fuzz run of the HTTP parser.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v curl >/dev/null || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing: ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== tests (io_uring where the host allows it)"
+cargo test --workspace
+echo "== tests again on the epoll driver"
+MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --workspace

@@ -1,0 +1,326 @@
+//! The config file: listeners, upstreams and routes, as an operator writes them.
+//!
+//! Three steps, each with one job: [`RawConfig`] is the serde image of the TOML
+//! (`deny_unknown_fields`, so a typo is an error, not a silent default); [`RawConfig::validate`]
+//! checks what serde cannot and returns *every* problem with the path of its field
+//! (`routes[3].upstream: no such upstream "payments"`); [`crate::snapshot::Snapshot::build`]
+//! compiles a valid config into the immutable runtime snapshot. A config that fails any step
+//! never goes live.
+
+use ringgate_core::duration::serde_text_opt;
+use serde::{Deserialize, Serialize};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// The whole config file.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// A label for this config (shown in the start line and, later, the admin API).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Where clients connect.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    /// Where requests go.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Which requests go where.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[[listeners]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// A name for logs.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `ip:port` to listen on.
+    pub address: String,
+}
+
+/// `[[upstreams]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The name routes refer to.
+    pub name: String,
+    /// `host:port` endpoints (names are resolved when the config is loaded, off the hot path).
+    pub endpoints: Vec<String>,
+    /// `"keep"` (the client's Host, the default), `"endpoint"` (the endpoint's `ip:port`), or any
+    /// other value to send as the Host.
+    #[serde(default)]
+    pub host_header: Option<String>,
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique route id (logs, metrics, errors).
+    pub id: String,
+    /// Host patterns: `api.example.com` or `*.example.com`; none = any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// How the path matches: exactly one of `exact`, `prefix`, `template`.
+    pub path: PathConfig,
+    /// Methods; none = any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Header conditions, all of which must hold.
+    #[serde(default)]
+    pub headers: Vec<HeaderConfig>,
+    /// Higher wins over more specific.
+    #[serde(default)]
+    pub priority: i32,
+    /// Remove the matched prefix before forwarding (prefix routes).
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Replace the matched prefix with this (prefix routes).
+    #[serde(default)]
+    pub rewrite_prefix: Option<String>,
+    /// Forward to this path, `{name}` filled from the template's captures.
+    #[serde(default)]
+    pub rewrite: Option<String>,
+    /// The upstream's name.
+    pub upstream: String,
+    /// Upstream response-head timeout (default: the profile's `timeouts.response`).
+    #[serde(default, with = "serde_text_opt")]
+    pub timeout: Option<Duration>,
+    /// Largest request body accepted (413 beyond); default unlimited.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+}
+
+/// `path = { prefix = "/api" }` and its siblings.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PathConfig {
+    /// The path exactly.
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// Paths under this prefix, at a segment boundary.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// A template such as `/users/{id}/orders` or `/files/{*rest}`.
+    #[serde(default)]
+    pub template: Option<String>,
+}
+
+/// One header condition: `{ name = "x-tenant", present = true }`, `{ name, exact = "v" }` or
+/// `{ name, prefix = "v" }`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderConfig {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// The header must be present.
+    #[serde(default)]
+    pub present: Option<bool>,
+    /// The value must be exactly this.
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// The value must start with this.
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+/// Why a config cannot be used: every problem, each with its path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not fit the schema.
+    #[error("config does not parse: {0}")]
+    Parse(String),
+    /// The config parses but is not valid.
+    #[error("invalid config ({} problem{}):\n  {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+impl RawConfig {
+    /// Parses config text (no validation).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &str) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_string(), source })?;
+        Self::parse(&text)
+    }
+
+    /// Checks everything serde cannot; returns every problem with its path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errs = Vec::new();
+        if self.listeners.is_empty() {
+            errs.push("listeners: at least one listener is needed".to_string());
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if l.address.parse::<SocketAddr>().is_err() {
+                errs.push(format!("listeners[{i}].address: {:?} is not ip:port", l.address));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, u) in self.upstreams.iter().enumerate() {
+            if u.name.is_empty() {
+                errs.push(format!("upstreams[{i}].name: must not be empty"));
+            }
+            if !names.insert(u.name.as_str()) {
+                errs.push(format!("upstreams[{i}].name: {:?} is defined twice", u.name));
+            }
+            if u.endpoints.is_empty() {
+                errs.push(format!("upstreams[{i}].endpoints: at least one endpoint is needed"));
+            }
+            for (j, e) in u.endpoints.iter().enumerate() {
+                if let Err(why) = resolve(e) {
+                    errs.push(format!("upstreams[{i}].endpoints[{j}]: {why}"));
+                }
+            }
+            if let Some(h) = &u.host_header {
+                if h.is_empty() || h.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/' || b == b'@') {
+                    errs.push(format!("upstreams[{i}].host_header: {h:?} is not a valid host"));
+                }
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let at = format!("routes[{i}]");
+            if !ids.insert(r.id.as_str()) {
+                errs.push(format!("{at}.id: {:?} is used twice", r.id));
+            }
+            if !names.contains(r.upstream.as_str()) {
+                errs.push(format!("{at}.upstream: no such upstream {:?}", r.upstream));
+            }
+            let kinds = [&r.path.exact, &r.path.prefix, &r.path.template].iter().filter(|p| p.is_some()).count();
+            if kinds != 1 {
+                errs.push(format!("{at}.path: give exactly one of exact, prefix, template"));
+            }
+            let rewrites = usize::from(r.strip_prefix) + usize::from(r.rewrite_prefix.is_some()) + usize::from(r.rewrite.is_some());
+            if rewrites > 1 {
+                errs.push(format!("{at}: strip_prefix, rewrite_prefix and rewrite exclude each other"));
+            }
+            if (r.strip_prefix || r.rewrite_prefix.is_some()) && r.path.prefix.is_none() {
+                errs.push(format!("{at}: strip_prefix and rewrite_prefix need a prefix path"));
+            }
+            for (j, m) in r.methods.iter().enumerate() {
+                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_') {
+                    errs.push(format!("{at}.methods[{j}]: {m:?} is not an upper-case method token"));
+                }
+            }
+            for (j, h) in r.headers.iter().enumerate() {
+                let n = usize::from(h.present == Some(true)) + usize::from(h.exact.is_some()) + usize::from(h.prefix.is_some());
+                if n != 1 {
+                    errs.push(format!("{at}.headers[{j}]: give exactly one of present = true, exact, prefix"));
+                }
+                if h.name.is_empty() || !h.name.bytes().all(is_token_byte) {
+                    errs.push(format!("{at}.headers[{j}].name: {:?} is not a header name", h.name));
+                }
+            }
+            if r.timeout.is_some_and(|t| t < Duration::from_millis(1)) {
+                errs.push(format!("{at}.timeout: must be at least 1ms"));
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errs))
+        }
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Resolves `host:port` to one address (the first the resolver gives). Called while building a
+/// snapshot on the control thread, never on a worker.
+pub fn resolve(endpoint: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = endpoint.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if !endpoint.contains(':') {
+        return Err(format!("{endpoint:?} has no port (host:port)"));
+    }
+    endpoint
+        .to_socket_addrs()
+        .map_err(|e| format!("{endpoint:?} does not resolve: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{endpoint:?} resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        version = "t1"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [[upstreams]]
+        name = "users"
+        endpoints = ["127.0.0.1:9001"]
+        [[routes]]
+        id = "users"
+        path = { prefix = "/users" }
+        upstream = "users"
+        timeout = "2s"
+    "#;
+
+    #[test]
+    fn a_good_config_validates() {
+        let c = RawConfig::parse(GOOD).expect("parse");
+        c.validate().expect("valid");
+        assert_eq!(c.routes[0].timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let e = RawConfig::parse(&GOOD.replace("timeout =", "timeuot =")).unwrap_err().to_string();
+        assert!(e.contains("timeuot"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let text = r#"
+            [[listeners]]
+            address = "nowhere"
+            [[upstreams]]
+            name = "a"
+            endpoints = ["127.0.0.1"]
+            [[routes]]
+            id = "r"
+            path = { prefix = "/x", exact = "/y" }
+            upstream = "payments"
+            methods = ["get"]
+            [[routes]]
+            id = "r"
+            path = { exact = "/z" }
+            upstream = "a"
+            strip_prefix = true
+            headers = [{ name = "x" }]
+        "#;
+        let e = RawConfig::parse(text).expect("parse").validate().unwrap_err().to_string();
+        for want in [
+            "listeners[0].address",
+            "upstreams[0].endpoints[0]: \"127.0.0.1\" has no port",
+            "routes[0].upstream: no such upstream \"payments\"",
+            "routes[0].path: give exactly one",
+            "routes[0].methods[0]",
+            "routes[1].id: \"r\" is used twice",
+            "routes[1]: strip_prefix and rewrite_prefix need a prefix path",
+            "routes[1].headers[0]: give exactly one",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+    }
+}
