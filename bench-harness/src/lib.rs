@@ -5,6 +5,7 @@
 //! - `run` (open-model generator), scenarios, reports, `compare` and `sweep` build on them.
 
 pub mod cli;
+pub mod http1;
 pub mod rng;
 pub mod runtime;
 pub mod sys;

@@ -58,14 +58,20 @@ pub fn build_runtime(io: &IoProfile) -> std::io::Result<BuiltRuntime> {
     let forced = io.driver == DriverChoice::Epoll || env_forces_epoll();
     if forced {
         return Ok(BuiltRuntime {
-            runtime: AnyRuntime::Epoll(RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?),
+            runtime: AnyRuntime::Epoll(
+                RuntimeBuilder::<LegacyDriver>::new()
+                    .enable_timer()
+                    .build()?,
+            ),
             kind: DriverKind::Epoll,
             fallback_reason: None,
         });
     }
     let mut urb = io_uring::IoUring::builder();
     if io.sqpoll {
-        let idle_ms = u32::try_from(io.sqpoll_idle.as_millis()).unwrap_or(u32::MAX).max(1);
+        let idle_ms = u32::try_from(io.sqpoll_idle.as_millis())
+            .unwrap_or(u32::MAX)
+            .max(1);
         urb.setup_sqpoll(idle_ms);
     }
     let uring = RuntimeBuilder::<IoUringDriver>::new()
@@ -80,7 +86,11 @@ pub fn build_runtime(io: &IoProfile) -> std::io::Result<BuiltRuntime> {
             fallback_reason: None,
         }),
         Err(e) if io.driver == DriverChoice::Auto => Ok(BuiltRuntime {
-            runtime: AnyRuntime::Epoll(RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?),
+            runtime: AnyRuntime::Epoll(
+                RuntimeBuilder::<LegacyDriver>::new()
+                    .enable_timer()
+                    .build()?,
+            ),
             kind: DriverKind::Epoll,
             fallback_reason: Some(format!("io_uring unavailable: {e}")),
         }),
@@ -108,7 +118,10 @@ mod tests {
 
     #[test]
     fn forced_epoll_builds_the_legacy_driver() {
-        let io = IoProfile { driver: DriverChoice::Epoll, ..IoProfile::default() };
+        let io = IoProfile {
+            driver: DriverChoice::Epoll,
+            ..IoProfile::default()
+        };
         let mut b = build_runtime(&io).expect("epoll runtime");
         assert_eq!(b.kind, DriverKind::Epoll);
         assert_eq!(b.runtime.block_on(|| async { 7 }), 7);
@@ -131,7 +144,11 @@ mod tests {
     fn an_unbuildable_ring_falls_back_under_auto() {
         // 32768 entries with SQPOLL and a zero idle may or may not build here; what matters is
         // that auto never fails where epoll works.
-        let io = IoProfile { uring_entries: 32768, sqpoll: true, ..IoProfile::default() };
+        let io = IoProfile {
+            uring_entries: 32768,
+            sqpoll: true,
+            ..IoProfile::default()
+        };
         let b = build_runtime(&io).expect("auto must fall back rather than fail");
         assert!(matches!(b.kind, DriverKind::IoUring | DriverKind::Epoll));
     }

@@ -21,10 +21,14 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => return Err(format!("duration {text:?} has unknown unit {unit:?} (use us, ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "duration {text:?} has unknown unit {unit:?} (use us, ms, s, m or h)"
+            ))
+        }
     };
     let secs = value * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("duration {text:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -67,7 +71,8 @@ pub mod serde_text_opt {
     /// Reads an optional duration string.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let s = Option::<String>::deserialize(d)?;
-        s.map(|s| super::parse(&s).map_err(serde::de::Error::custom)).transpose()
+        s.map(|s| super::parse(&s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 
     /// Writes an optional duration string.
@@ -102,7 +107,11 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for d in [Duration::from_secs(3), Duration::from_millis(1500), Duration::from_micros(7)] {
+        for d in [
+            Duration::from_secs(3),
+            Duration::from_millis(1500),
+            Duration::from_micros(7),
+        ] {
             assert_eq!(parse(&format(d)), Ok(d));
         }
     }

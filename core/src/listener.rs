@@ -34,8 +34,12 @@ pub fn bind_group(
     let mut out = Vec::with_capacity(count);
     let mut actual = addr;
     for _ in 0..count.max(1) {
-        let s = Socket::new(Domain::for_address(actual), Type::STREAM, Some(Protocol::TCP))
-            .map_err(bind_err)?;
+        let s = Socket::new(
+            Domain::for_address(actual),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )
+        .map_err(bind_err)?;
         s.set_reuse_address(true).map_err(bind_err)?;
         s.set_reuse_port(true).map_err(bind_err)?;
         s.set_tcp_nodelay(true).map_err(bind_err)?;
@@ -84,17 +88,28 @@ mod tests {
 
     #[test]
     fn port_zero_group_shares_one_port() {
-        let g = bind_group("127.0.0.1:0".parse().expect("addr"), 3, ListenOptions { backlog: 16 })
-            .expect("bind");
-        let ports: Vec<u16> = g.iter().map(|l| l.local_addr().expect("addr").port()).collect();
+        let g = bind_group(
+            "127.0.0.1:0".parse().expect("addr"),
+            3,
+            ListenOptions { backlog: 16 },
+        )
+        .expect("bind");
+        let ports: Vec<u16> = g
+            .iter()
+            .map(|l| l.local_addr().expect("addr").port())
+            .collect();
         assert_eq!(ports.len(), 3);
         assert!(ports.iter().all(|p| *p == ports[0] && *p != 0));
     }
 
     #[test]
     fn a_second_process_on_the_port_is_detected() {
-        let first = bind_group("127.0.0.1:0".parse().expect("addr"), 1, ListenOptions { backlog: 16 })
-            .expect("bind");
+        let first = bind_group(
+            "127.0.0.1:0".parse().expect("addr"),
+            1,
+            ListenOptions { backlog: 16 },
+        )
+        .expect("bind");
         let addr = first[0].local_addr().expect("addr");
         match bind_group(addr, 2, ListenOptions { backlog: 16 }) {
             Err(CoreError::AddressInUse(a)) => assert_eq!(a, addr),
@@ -104,8 +119,12 @@ mod tests {
 
     #[test]
     fn accepted_sockets_inherit_nodelay() {
-        let g = bind_group("127.0.0.1:0".parse().expect("addr"), 1, ListenOptions { backlog: 16 })
-            .expect("bind");
+        let g = bind_group(
+            "127.0.0.1:0".parse().expect("addr"),
+            1,
+            ListenOptions { backlog: 16 },
+        )
+        .expect("bind");
         g[0].set_nonblocking(false).expect("blocking");
         let addr = g[0].local_addr().expect("addr");
         let _c = std::net::TcpStream::connect(addr).expect("connect");
@@ -115,14 +134,21 @@ mod tests {
 
     #[test]
     fn stop_accepting_wakes_a_blocked_accept() {
-        let g = bind_group("127.0.0.1:0".parse().expect("addr"), 1, ListenOptions { backlog: 16 })
-            .expect("bind");
+        let g = bind_group(
+            "127.0.0.1:0".parse().expect("addr"),
+            1,
+            ListenOptions { backlog: 16 },
+        )
+        .expect("bind");
         let l = g.into_iter().next().expect("one listener");
         l.set_nonblocking(false).expect("blocking");
         let dup = l.try_clone().expect("dup");
         let t = std::thread::spawn(move || l.accept().is_err());
         std::thread::sleep(std::time::Duration::from_millis(50));
         stop_accepting(&dup);
-        assert!(t.join().expect("accept thread"), "accept must fail after stop_accepting");
+        assert!(
+            t.join().expect("accept thread"),
+            "accept must fail after stop_accepting"
+        );
     }
 }

@@ -126,7 +126,11 @@ pub struct TimeoutsProfile {
 
 impl Default for WorkersProfile {
     fn default() -> Self {
-        Self { count: 0, cpus: Vec::new(), pin: true }
+        Self {
+            count: 0,
+            cpus: Vec::new(),
+            pin: true,
+        }
     }
 }
 
@@ -155,7 +159,10 @@ impl Default for LimitsProfile {
 
 impl Default for UpstreamProfile {
     fn default() -> Self {
-        Self { pool_max_idle_per_endpoint: 64, pool_idle_timeout: Duration::from_secs(30) }
+        Self {
+            pool_max_idle_per_endpoint: 64,
+            pool_idle_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -191,8 +198,10 @@ impl PerfProfile {
                 _ => {}
             }
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| CoreError::ProfileRead { path: arg.to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| CoreError::ProfileRead {
+            path: arg.to_string(),
+            source,
+        })?;
         Self::from_toml(&text)
     }
 
@@ -207,7 +216,10 @@ impl PerfProfile {
             ));
         }
         if !(512..=(4 << 20)).contains(&io.read_buffer_bytes) {
-            errs.push(format!("io.read_buffer_bytes: {} is not in 512..=4194304", io.read_buffer_bytes));
+            errs.push(format!(
+                "io.read_buffer_bytes: {} is not in 512..=4194304",
+                io.read_buffer_bytes
+            ));
         }
         let l = &self.limits;
         if !(1024..=(1 << 20)).contains(&l.max_request_head_bytes) {
@@ -275,7 +287,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected_with_their_name() {
-        let e = PerfProfile::from_toml("[io]\nring_size = 5\n").unwrap_err().to_string();
+        let e = PerfProfile::from_toml("[io]\nring_size = 5\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ring_size"), "{e}");
     }
 
@@ -293,7 +307,9 @@ mod tests {
 
     #[test]
     fn durations_need_units() {
-        let e = PerfProfile::from_toml("[timeouts]\nidle = \"30\"\n").unwrap_err().to_string();
+        let e = PerfProfile::from_toml("[timeouts]\nidle = \"30\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unit"), "{e}");
     }
 }

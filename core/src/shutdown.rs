@@ -48,12 +48,18 @@ impl Shutdown {
 
     /// Remembers a listener (a duplicate of a worker's socket) to shut when stopping.
     pub fn register_listener(&self, dup: TcpListener) {
-        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(dup);
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(dup);
     }
 
     /// Remembers a worker's gauges for the drain.
     pub fn register_gauges(&self, g: Arc<WorkerGauges>) {
-        self.gauges.lock().unwrap_or_else(|p| p.into_inner()).push(g);
+        self.gauges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(g);
     }
 
     /// True once stopping began. Workers read it between requests.
@@ -65,14 +71,24 @@ impl Shutdown {
     /// Stops accepting everywhere and marks the process as stopping.
     pub fn begin(&self) {
         self.stopping.store(true, Ordering::Relaxed);
-        for l in self.listeners.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for l in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             crate::listener::stop_accepting(l);
         }
     }
 
     /// Requests in flight across all workers.
     pub fn inflight(&self) -> u64 {
-        self.gauges.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|g| g.inflight.get()).sum()
+        self.gauges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|g| g.inflight.get())
+            .sum()
     }
 
     /// Begins stopping and waits until no request is in flight, or the deadline passes.
@@ -83,7 +99,10 @@ impl Shutdown {
         loop {
             let now = self.inflight();
             if now == 0 || start.elapsed() >= deadline {
-                return DrainOutcome { inflight_at_start, aborted: now };
+                return DrainOutcome {
+                    inflight_at_start,
+                    aborted: now,
+                };
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -108,7 +127,13 @@ mod tests {
         let out = s.drain(Duration::from_secs(5));
         t.join().expect("worker");
         assert!(s.is_stopping());
-        assert_eq!(out, DrainOutcome { inflight_at_start: 1, aborted: 0 });
+        assert_eq!(
+            out,
+            DrainOutcome {
+                inflight_at_start: 1,
+                aborted: 0
+            }
+        );
     }
 
     #[test]

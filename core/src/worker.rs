@@ -70,7 +70,9 @@ pub fn plan_cpus(profile: &PerfProfile) -> Result<Vec<Option<usize>>, CoreError>
     let allowed: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .unwrap_or_default();
-    let parallelism = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let parallelism = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let w = &profile.workers;
     let cpus: Vec<usize> = if !w.cpus.is_empty() {
         for c in &w.cpus {
@@ -80,14 +82,21 @@ pub fn plan_cpus(profile: &PerfProfile) -> Result<Vec<Option<usize>>, CoreError>
         }
         w.cpus.clone()
     } else {
-        let n = if w.count == 0 { parallelism.min(allowed.len().max(1)) } else { w.count };
+        let n = if w.count == 0 {
+            parallelism.min(allowed.len().max(1))
+        } else {
+            w.count
+        };
         if allowed.is_empty() {
             (0..n).collect()
         } else {
             (0..n).map(|i| allowed[i % allowed.len()]).collect()
         }
     };
-    Ok(cpus.into_iter().map(|c| if w.pin { Some(c) } else { None }).collect())
+    Ok(cpus
+        .into_iter()
+        .map(|c| if w.pin { Some(c) } else { None })
+        .collect())
 }
 
 /// Starts one worker per planned CPU. `listeners[i]` are worker i's sockets; `body` runs as the
@@ -180,21 +189,31 @@ mod tests {
         profile.workers.count = 2;
         let cpus = plan_cpus(&profile).expect("plan");
         assert_eq!(cpus.len(), 2);
-        let group = bind_group("127.0.0.1:0".parse().expect("addr"), 2, ListenOptions { backlog: 64 })
-            .expect("bind");
+        let group = bind_group(
+            "127.0.0.1:0".parse().expect("addr"),
+            2,
+            ListenOptions { backlog: 64 },
+        )
+        .expect("bind");
         let addr = group[0].local_addr().expect("addr");
         let per_worker: Vec<Vec<TcpListener>> = group.into_iter().map(|l| vec![l]).collect();
         let shutdown = Shutdown::new();
-        let workers = spawn(&profile, &cpus, per_worker, shutdown.clone(), |ctx| async move {
-            let l = monoio::net::TcpListener::from_std(
-                ctx.listeners.into_iter().next().expect("one listener"),
-            )
-            .expect("from_std");
-            while let Ok((s, _)) = l.accept().await {
-                ctx.gauges.requests.add(1);
-                drop(s);
-            }
-        })
+        let workers = spawn(
+            &profile,
+            &cpus,
+            per_worker,
+            shutdown.clone(),
+            |ctx| async move {
+                let l = monoio::net::TcpListener::from_std(
+                    ctx.listeners.into_iter().next().expect("one listener"),
+                )
+                .expect("from_std");
+                while let Ok((s, _)) = l.accept().await {
+                    ctx.gauges.requests.add(1);
+                    drop(s);
+                }
+            },
+        )
         .expect("spawn");
         assert_eq!(workers.info.len(), 2);
         for _ in 0..20 {
@@ -209,6 +228,11 @@ mod tests {
     }
 
     fn shutdown_total(s: &Shutdown) -> u64 {
-        s.gauges.lock().expect("gauges").iter().map(|g| g.requests.get()).sum()
+        s.gauges
+            .lock()
+            .expect("gauges")
+            .iter()
+            .map(|g| g.requests.get())
+            .sum()
     }
 }

@@ -22,12 +22,19 @@ pub struct Refusal {
 impl Refusal {
     /// A refusal that keeps the connection when the request was well framed.
     pub const fn new(status: u16, code: &'static str) -> Self {
-        Self { status, code, close: false }
+        Self {
+            status,
+            code,
+            close: false,
+        }
     }
 
     /// The same refusal, closing the connection.
     pub const fn closing(self) -> Self {
-        Self { close: true, ..self }
+        Self {
+            close: true,
+            ..self
+        }
     }
 
     /// 404: no route matched.
@@ -47,7 +54,11 @@ impl Refusal {
 
     /// The refusal for a request the codec rejected: always closes the connection.
     pub fn from_codec(e: &CodecError) -> Self {
-        Refusal { status: e.status(), code: e.code(), close: true }
+        Refusal {
+            status: e.status(),
+            code: e.code(),
+            close: true,
+        }
     }
 
     /// The standard reason phrase of the status.

@@ -69,7 +69,11 @@ pub fn write_request_head(
     }
     // Keep the chain the client sent (several headers join in order) and append this hop's view.
     out.extend_from_slice(b"x-forwarded-for: ");
-    for h in req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")) {
+    for h in req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+    {
         let v = trim_ows(h.value);
         if !v.is_empty() {
             out.extend_from_slice(v);
@@ -150,8 +154,14 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 fn trim_ows(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(v.len());
-    let end = v.iter().rposition(|b| *b != b' ' && *b != b'\t').map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|b| *b != b' ' && *b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| *b != b' ' && *b != b'\t')
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 
@@ -160,11 +170,16 @@ mod tests {
     use super::*;
     use crate::codec::{parse_request_head, parse_response_head, HeadLimits, MAX_HEADERS};
 
-    const LIMITS: HeadLimits = HeadLimits { max_head_bytes: 16384, max_uri_bytes: 8192 };
+    const LIMITS: HeadLimits = HeadLimits {
+        max_head_bytes: 16384,
+        max_uri_bytes: 8192,
+    };
 
     fn forward(raw: &[u8], host: HostRewrite) -> String {
         let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let req = parse_request_head(raw, &mut hs, &LIMITS).expect("valid").expect("complete");
+        let req = parse_request_head(raw, &mut hs, &LIMITS)
+            .expect("valid")
+            .expect("complete");
         let hop = HopByHop::from_headers(req.headers).expect("hop");
         let fwd = ForwardContext {
             client_ip: b"10.1.2.3",
@@ -184,10 +199,19 @@ mod tests {
             HostRewrite::Keep,
         );
         let lower = s.to_ascii_lowercase();
-        for gone in ["connection:", "keep-alive:", "x-secret:", "\r\nte:", "upgrade:"] {
+        for gone in [
+            "connection:",
+            "keep-alive:",
+            "x-secret:",
+            "\r\nte:",
+            "upgrade:",
+        ] {
             assert!(!lower.contains(gone), "{gone} must be dropped: {s}");
         }
-        assert!(s.starts_with("GET /up/path?q=1 HTTP/1.1\r\nhost: ex.com\r\n"), "{s}");
+        assert!(
+            s.starts_with("GET /up/path?q=1 HTTP/1.1\r\nhost: ex.com\r\n"),
+            "{s}"
+        );
         assert!(s.contains("Accept: */*\r\n"));
     }
 
@@ -205,9 +229,15 @@ mod tests {
 
     #[test]
     fn host_policy_is_applied() {
-        let set = forward(b"GET / HTTP/1.1\r\nHost: ex.com\r\n\r\n", HostRewrite::Set("api.internal".into()));
+        let set = forward(
+            b"GET / HTTP/1.1\r\nHost: ex.com\r\n\r\n",
+            HostRewrite::Set("api.internal".into()),
+        );
         assert!(set.contains("host: api.internal\r\n"), "{set}");
-        let ep = forward(b"GET / HTTP/1.1\r\nHost: ex.com\r\n\r\n", HostRewrite::Endpoint);
+        let ep = forward(
+            b"GET / HTTP/1.1\r\nHost: ex.com\r\n\r\n",
+            HostRewrite::Endpoint,
+        );
         assert!(ep.contains("host: 127.0.0.1:9000\r\n"), "{ep}");
     }
 
@@ -219,7 +249,10 @@ mod tests {
         );
         assert!(s.contains("content-length: 5\r\n"));
         assert!(!s.to_ascii_lowercase().contains("expect"));
-        let c = forward(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", HostRewrite::Keep);
+        let c = forward(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            HostRewrite::Keep,
+        );
         assert!(c.contains("transfer-encoding: chunked\r\n"));
         assert!(!c.contains("content-length"));
     }
@@ -228,7 +261,9 @@ mod tests {
     fn response_head_drops_hop_headers_and_sets_connection() {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nTransfer-Encoding: chunked\r\nServer: up\r\n\r\n";
         let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let resp = parse_response_head(raw, &mut hs, false, 16384).expect("ok").expect("complete");
+        let resp = parse_response_head(raw, &mut hs, false, 16384)
+            .expect("ok")
+            .expect("complete");
         let hop = HopByHop::from_headers(resp.headers).expect("hop");
         let mut out = Vec::new();
         write_response_head(&mut out, &resp, &hop, ClientFraming::AsIs, true, false);

@@ -75,7 +75,12 @@ impl Pool {
     /// An empty pool keeping at most `max_idle` connections per endpoint, each for at most
     /// `idle_timeout`.
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
-        Self { idle: FxMap::default(), max_idle, idle_timeout, stats: PoolStats::default() }
+        Self {
+            idle: FxMap::default(),
+            max_idle,
+            idle_timeout,
+            stats: PoolStats::default(),
+        }
     }
 
     /// The most recently returned live connection to `ep`, if any.
@@ -105,7 +110,10 @@ impl Pool {
             list.remove(0);
             self.stats.evicted += 1;
         }
-        list.push(Idle { stream, since: Instant::now() });
+        list.push(Idle {
+            stream,
+            since: Instant::now(),
+        });
     }
 
     /// Closes every idle connection older than the idle timeout (run from a periodic tick).

@@ -1,1 +1,14 @@
-//! placeholder
+//! Dev-only helpers for ringgate's integration tests, in one place so that each test reads as a
+//! few lines of intent:
+//! - [`gateway`]: start a gateway in-process on an ephemeral port from config text, or the real
+//!   `ringgate` binary as a child process (for RSS and signal tests);
+//! - [`client`]: a raw HTTP/1.1 client over `std::net::TcpStream` that sends exactly the bytes a
+//!   test writes (smuggling tests need byte control no HTTP library gives) and parses responses;
+//! - [`scripted`]: hostile or scripted upstreams on plain threads (stall, close after each
+//!   response, record raw bytes, stream large bodies);
+//! - [`stub`]: ringbench's stub upstream with test-friendly defaults.
+
+pub mod client;
+pub mod gateway;
+pub mod scripted;
+pub mod stub;

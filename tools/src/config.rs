@@ -154,8 +154,10 @@ impl RawConfig {
 
     /// Reads and parses a config file.
     pub fn load(path: &str) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_string(),
+            source,
+        })?;
         Self::parse(&text)
     }
 
@@ -167,7 +169,10 @@ impl RawConfig {
         }
         for (i, l) in self.listeners.iter().enumerate() {
             if l.address.parse::<SocketAddr>().is_err() {
-                errs.push(format!("listeners[{i}].address: {:?} is not ip:port", l.address));
+                errs.push(format!(
+                    "listeners[{i}].address: {:?} is not ip:port",
+                    l.address
+                ));
             }
         }
         let mut names = std::collections::HashSet::new();
@@ -176,10 +181,15 @@ impl RawConfig {
                 errs.push(format!("upstreams[{i}].name: must not be empty"));
             }
             if !names.insert(u.name.as_str()) {
-                errs.push(format!("upstreams[{i}].name: {:?} is defined twice", u.name));
+                errs.push(format!(
+                    "upstreams[{i}].name: {:?} is defined twice",
+                    u.name
+                ));
             }
             if u.endpoints.is_empty() {
-                errs.push(format!("upstreams[{i}].endpoints: at least one endpoint is needed"));
+                errs.push(format!(
+                    "upstreams[{i}].endpoints: at least one endpoint is needed"
+                ));
             }
             for (j, e) in u.endpoints.iter().enumerate() {
                 if let Err(why) = resolve(e) {
@@ -187,8 +197,14 @@ impl RawConfig {
                 }
             }
             if let Some(h) = &u.host_header {
-                if h.is_empty() || h.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/' || b == b'@') {
-                    errs.push(format!("upstreams[{i}].host_header: {h:?} is not a valid host"));
+                if h.is_empty()
+                    || h.bytes().any(|b| {
+                        b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/' || b == b'@'
+                    })
+                {
+                    errs.push(format!(
+                        "upstreams[{i}].host_header: {h:?} is not a valid host"
+                    ));
                 }
             }
         }
@@ -201,29 +217,53 @@ impl RawConfig {
             if !names.contains(r.upstream.as_str()) {
                 errs.push(format!("{at}.upstream: no such upstream {:?}", r.upstream));
             }
-            let kinds = [&r.path.exact, &r.path.prefix, &r.path.template].iter().filter(|p| p.is_some()).count();
+            let kinds = [&r.path.exact, &r.path.prefix, &r.path.template]
+                .iter()
+                .filter(|p| p.is_some())
+                .count();
             if kinds != 1 {
-                errs.push(format!("{at}.path: give exactly one of exact, prefix, template"));
+                errs.push(format!(
+                    "{at}.path: give exactly one of exact, prefix, template"
+                ));
             }
-            let rewrites = usize::from(r.strip_prefix) + usize::from(r.rewrite_prefix.is_some()) + usize::from(r.rewrite.is_some());
+            let rewrites = usize::from(r.strip_prefix)
+                + usize::from(r.rewrite_prefix.is_some())
+                + usize::from(r.rewrite.is_some());
             if rewrites > 1 {
-                errs.push(format!("{at}: strip_prefix, rewrite_prefix and rewrite exclude each other"));
+                errs.push(format!(
+                    "{at}: strip_prefix, rewrite_prefix and rewrite exclude each other"
+                ));
             }
             if (r.strip_prefix || r.rewrite_prefix.is_some()) && r.path.prefix.is_none() {
-                errs.push(format!("{at}: strip_prefix and rewrite_prefix need a prefix path"));
+                errs.push(format!(
+                    "{at}: strip_prefix and rewrite_prefix need a prefix path"
+                ));
             }
             for (j, m) in r.methods.iter().enumerate() {
-                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_') {
-                    errs.push(format!("{at}.methods[{j}]: {m:?} is not an upper-case method token"));
+                if m.is_empty()
+                    || !m
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+                {
+                    errs.push(format!(
+                        "{at}.methods[{j}]: {m:?} is not an upper-case method token"
+                    ));
                 }
             }
             for (j, h) in r.headers.iter().enumerate() {
-                let n = usize::from(h.present == Some(true)) + usize::from(h.exact.is_some()) + usize::from(h.prefix.is_some());
+                let n = usize::from(h.present == Some(true))
+                    + usize::from(h.exact.is_some())
+                    + usize::from(h.prefix.is_some());
                 if n != 1 {
-                    errs.push(format!("{at}.headers[{j}]: give exactly one of present = true, exact, prefix"));
+                    errs.push(format!(
+                        "{at}.headers[{j}]: give exactly one of present = true, exact, prefix"
+                    ));
                 }
                 if h.name.is_empty() || !h.name.bytes().all(is_token_byte) {
-                    errs.push(format!("{at}.headers[{j}].name: {:?} is not a header name", h.name));
+                    errs.push(format!(
+                        "{at}.headers[{j}].name: {:?} is not a header name",
+                        h.name
+                    ));
                 }
             }
             if r.timeout.is_some_and(|t| t < Duration::from_millis(1)) {
@@ -285,7 +325,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_named() {
-        let e = RawConfig::parse(&GOOD.replace("timeout =", "timeuot =")).unwrap_err().to_string();
+        let e = RawConfig::parse(&GOOD.replace("timeout =", "timeuot ="))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("timeuot"), "{e}");
     }
 
@@ -309,7 +351,11 @@ mod tests {
             strip_prefix = true
             headers = [{ name = "x" }]
         "#;
-        let e = RawConfig::parse(text).expect("parse").validate().unwrap_err().to_string();
+        let e = RawConfig::parse(text)
+            .expect("parse")
+            .validate()
+            .unwrap_err()
+            .to_string();
         for want in [
             "listeners[0].address",
             "upstreams[0].endpoints[0]: \"127.0.0.1\" has no port",

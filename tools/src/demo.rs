@@ -30,14 +30,22 @@ pub fn start_demo(profile: &PerfProfile, listen: SocketAddr) -> Result<Demo, Ser
     let mut raw = RawConfig::parse(EXAMPLE_CONFIG)?;
     let mut upstreams = Vec::new();
     for name in ["demo-a", "demo-b"] {
-        let h = spawn(UpstreamConfig { name: name.into(), body_bytes: 64, ..UpstreamConfig::default() })
-            .map_err(ServeError::DemoUpstream)?;
+        let h = spawn(UpstreamConfig {
+            name: name.into(),
+            body_bytes: 64,
+            ..UpstreamConfig::default()
+        })
+        .map_err(ServeError::DemoUpstream)?;
         upstreams.push(h);
     }
     let a = upstreams[0].addrs()[0].to_string();
     let b = upstreams[1].addrs()[0].to_string();
     for u in &mut raw.upstreams {
-        u.endpoints = if u.endpoints.len() > 1 { vec![a.clone(), b.clone()] } else { vec![a.clone()] };
+        u.endpoints = if u.endpoints.len() > 1 {
+            vec![a.clone(), b.clone()]
+        } else {
+            vec![a.clone()]
+        };
     }
     raw.listeners.truncate(1);
     if let Some(l) = raw.listeners.first_mut() {
@@ -55,5 +63,9 @@ pub fn start_demo(profile: &PerfProfile, listen: SocketAddr) -> Result<Demo, Ser
         format!("curl -iN 'http://{at}/stream/chunked?n=5&size=10'"),
         format!("curl -i http://{at}/healthz"),
     ];
-    Ok(Demo { gateway, upstreams, try_lines })
+    Ok(Demo {
+        gateway,
+        upstreams,
+        try_lines,
+    })
 }

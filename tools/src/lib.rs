@@ -13,8 +13,10 @@ use snapshot::{text_hash, Snapshot};
 
 /// Loads, validates and compiles a config file.
 pub fn load_snapshot(path: &str) -> Result<Snapshot, config::ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| config::ConfigError::Read { path: path.to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| config::ConfigError::Read {
+        path: path.to_string(),
+        source,
+    })?;
     snapshot_from_text(&text)
 }
 

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use ringgate::config::{RawConfig, UpstreamConfig, ListenerConfig, RouteConfig, PathConfig};
+use ringgate::config::{ListenerConfig, PathConfig, RawConfig, RouteConfig, UpstreamConfig};
 use ringgate::server::{start, RunningGateway};
 use ringgate::snapshot::{text_hash, Snapshot};
 use ringgate_core::profile::PerfProfile;
@@ -13,7 +13,11 @@ use std::process::ExitCode;
 static GLOBAL: MiMalloc = MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "ringgate", version, about = "An io_uring, thread-per-core API gateway")]
+#[command(
+    name = "ringgate",
+    version,
+    about = "An io_uring, thread-per-core API gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -94,7 +98,14 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let profile = load_profile(profile.as_deref())?;
             let demo = ringgate::demo::start_demo(&profile, listen)?;
             println!("{}", demo.gateway.start_line);
-            println!("demo upstreams: {}", demo.upstreams.iter().map(|u| u.addrs()[0].to_string()).collect::<Vec<_>>().join(", "));
+            println!(
+                "demo upstreams: {}",
+                demo.upstreams
+                    .iter()
+                    .map(|u| u.addrs()[0].to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             println!("try:");
             for l in &demo.try_lines {
                 println!("  {l}");
@@ -105,7 +116,11 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             drop(upstreams);
             code
         }
-        Cmd::Proxy { listen, to, profile } => {
+        Cmd::Proxy {
+            listen,
+            to,
+            profile,
+        } => {
             let profile = load_profile(profile.as_deref())?;
             let raw = proxy_config(listen, to);
             let text = toml::to_string(&raw)?;
@@ -121,12 +136,22 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
 fn proxy_config(listen: SocketAddr, to: Vec<String>) -> RawConfig {
     RawConfig {
         version: Some("proxy".into()),
-        listeners: vec![ListenerConfig { name: Some("proxy".into()), address: listen.to_string() }],
-        upstreams: vec![UpstreamConfig { name: "to".into(), endpoints: to, host_header: None }],
+        listeners: vec![ListenerConfig {
+            name: Some("proxy".into()),
+            address: listen.to_string(),
+        }],
+        upstreams: vec![UpstreamConfig {
+            name: "to".into(),
+            endpoints: to,
+            host_header: None,
+        }],
         routes: vec![RouteConfig {
             id: "all".into(),
             hosts: Vec::new(),
-            path: PathConfig { prefix: Some("/".into()), ..PathConfig::default() },
+            path: PathConfig {
+                prefix: Some("/".into()),
+                ..PathConfig::default()
+            },
             methods: Vec::new(),
             headers: Vec::new(),
             priority: 0,
@@ -146,7 +171,11 @@ fn check(config: &str, profile: Option<&str>) -> Result<ExitCode, Box<dyn std::e
         Ok(p) => println!(
             "profile ok: driver={:?} workers={} pin={} uring_entries={} sqpoll={}",
             p.io.driver,
-            if p.workers.cpus.is_empty() { p.workers.count.to_string() } else { format!("{:?}", p.workers.cpus) },
+            if p.workers.cpus.is_empty() {
+                p.workers.count.to_string()
+            } else {
+                format!("{:?}", p.workers.cpus)
+            },
             p.workers.pin,
             p.io.uring_entries,
             p.io.sqpoll
@@ -173,13 +202,23 @@ fn check(config: &str, profile: Option<&str>) -> Result<ExitCode, Box<dyn std::e
             failed = true;
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Waits for SIGINT or SIGTERM, then drains and reports.
 fn wait_and_drain(gw: RunningGateway) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
-    let sig = signals.forever().next().unwrap_or(signal_hook::consts::SIGTERM);
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let sig = signals
+        .forever()
+        .next()
+        .unwrap_or(signal_hook::consts::SIGTERM);
     eprintln!("ringgate: signal {sig}: draining");
     let out = gw.stop();
     eprintln!(

@@ -52,11 +52,16 @@ pub fn start(snapshot: Snapshot, profile: &PerfProfile) -> Result<RunningGateway
     let n = cpus.len();
     let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..n).map(|_| Vec::new()).collect();
     let mut addrs = Vec::new();
-    let opts = ListenOptions { backlog: profile.limits.listen_backlog };
+    let opts = ListenOptions {
+        backlog: profile.limits.listen_backlog,
+    };
     for addr in &snapshot.listeners {
         let group = bind_group(*addr, n, opts)?;
         if let Some(first) = group.first() {
-            addrs.push(first.local_addr().map_err(|source| CoreError::Bind { addr: *addr, source })?);
+            addrs.push(first.local_addr().map_err(|source| CoreError::Bind {
+                addr: *addr,
+                source,
+            })?);
         }
         for (i, l) in group.into_iter().enumerate() {
             per_worker[i].push(l);
@@ -80,9 +85,17 @@ pub fn start(snapshot: Snapshot, profile: &PerfProfile) -> Result<RunningGateway
         "ringgate: driver={driver} workers={} cpus=[{}] listen=[{}] config={version}",
         workers.info.len(),
         cpu_list.join(","),
-        addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
+        addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
     );
-    if let Some(why) = workers.info.iter().find_map(|w| w.fallback_reason.as_deref()) {
+    if let Some(why) = workers
+        .info
+        .iter()
+        .find_map(|w| w.fallback_reason.as_deref())
+    {
         start_line.push_str(&format!(" (epoll fallback: {why})"));
     }
     Ok(RunningGateway {

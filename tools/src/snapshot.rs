@@ -54,26 +54,35 @@ impl Snapshot {
                 Some("endpoint") => HostRewrite::Endpoint,
                 Some(v) => HostRewrite::Set(v.into()),
             };
-            upstreams.push(UpstreamSet { index: i, name: u.name.as_str().into(), endpoints, host });
+            upstreams.push(UpstreamSet {
+                index: i,
+                name: u.name.as_str().into(),
+                endpoints,
+                host,
+            });
         }
-        let specs: Vec<RouteSpec<CompiledRoute>> = raw
-            .routes
-            .iter()
-            .map(|r| route_spec(r, raw))
-            .collect();
+        let specs: Vec<RouteSpec<CompiledRoute>> =
+            raw.routes.iter().map(|r| route_spec(r, raw)).collect();
         let table = match RouteTable::build(specs) {
             Ok(t) => Some(t),
             Err(route_errs) => {
                 for e in route_errs {
-                    errs.push(format!("routes[{}] ({:?}): {e}", e.index(), e.id()));
+                    errs.push(format!("routes[{}]: {e}", e.index()));
                 }
                 None
             }
         };
         match table {
             Some(table) if errs.is_empty() => Ok(Snapshot {
-                version: raw.version.clone().unwrap_or_else(|| format!("{text_hash:016x}")),
-                listeners: raw.listeners.iter().filter_map(|l| l.address.parse().ok()).collect(),
+                version: raw
+                    .version
+                    .clone()
+                    .unwrap_or_else(|| format!("{text_hash:016x}")),
+                listeners: raw
+                    .listeners
+                    .iter()
+                    .filter_map(|l| l.address.parse().ok())
+                    .collect(),
                 upstreams,
                 table,
             }),
@@ -93,7 +102,13 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig) -> RouteSpec<CompiledRoute> {
     let hosts = r
         .hosts
         .iter()
-        .map(|h| if h.starts_with("*.") { HostMatch::Wildcard(h.clone()) } else { HostMatch::Exact(h.clone()) })
+        .map(|h| {
+            if h.starts_with("*.") {
+                HostMatch::Wildcard(h.clone())
+            } else {
+                HostMatch::Exact(h.clone())
+            }
+        })
         .collect();
     let headers = r
         .headers
@@ -113,7 +128,11 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig) -> RouteSpec<CompiledRoute> {
     } else {
         Rewrite::None
     };
-    let upstream = raw.upstreams.iter().position(|u| u.name == r.upstream).unwrap_or(0);
+    let upstream = raw
+        .upstreams
+        .iter()
+        .position(|u| u.name == r.upstream)
+        .unwrap_or(0);
     RouteSpec {
         id: r.id.clone(),
         hosts,
@@ -146,9 +165,13 @@ impl Gateway for Snapshot {
             headers: req.headers,
         };
         let m = self.table.lookup(&rr).ok_or(Refusal::NO_ROUTE)?;
-        self.table.write_upstream_path(&m, rr.path, req.query.map(str::as_bytes), upstream_path);
+        self.table
+            .write_upstream_path(&m, rr.path, req.query.map(str::as_bytes), upstream_path);
         let action = self.table.action(&m);
-        Ok(Routed { route: &action.settings, upstream: &self.upstreams[action.upstream] })
+        Ok(Routed {
+            route: &action.settings,
+            upstream: &self.upstreams[action.upstream],
+        })
     }
 
     fn upstream_count(&self) -> usize {
@@ -158,5 +181,7 @@ impl Gateway for Snapshot {
 
 /// A stable 64-bit FNV-1a hash of the config text (the version label when none is given).
 pub fn text_hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }

@@ -25,7 +25,6 @@
 //! or clock read per request on the default endpoint without latency. This stub is the upstream
 //! in the CPU-per-request comparisons, so its own cost is part of every figure.
 
-mod body;
 mod conn;
 pub mod faults;
 pub mod latency;

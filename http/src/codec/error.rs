@@ -74,7 +74,7 @@ pub(crate) enum Kind {
     EmptyTransferCoding,
     /// A transfer-coding that is not a token (or `chunked` with parameters).
     InvalidTransferCoding,
-    /// The final transfer-coding of a request (or a non-final one's successor) is not chunked.
+    /// The final transfer-coding is not chunked.
     ChunkedNotFinal,
     /// `chunked` listed more than once.
     ChunkedTwice,

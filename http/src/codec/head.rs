@@ -13,12 +13,13 @@
 //!
 //! # Why accumulators for the framing headers
 //! A head is walked once; each framing header is handed to a small accumulator as it is met, and
-//! the decision (which [`BodyKind`](super::BodyKind)) is taken at the end, where request and
-//! response rules differ. Accumulators hold slices of the caller's buffer, never copies.
+//! the decision (which [`BodyKind`]) is taken at the end by [`body_framing`]. Accumulators hold
+//! slices of the caller's buffer, never copies.
 
 use memchr::memchr2_iter;
 
 use super::error::{CodecError, Kind};
+use super::BodyKind;
 
 /// Finds the end of the head in `buf` (the index just past the first CRLF CRLF that ends it),
 /// refusing bare CR, bare LF, and lines that start with SP or HTAB.
@@ -189,8 +190,7 @@ impl<'b> ContentLength<'b> {
 /// The transfer-codings of one message, all Transfer-Encoding headers taken as one list in order.
 ///
 /// Only the shape matters to framing: whether the final coding is chunked, whether chunked also
-/// appears earlier, whether any other coding appears. Request and response rules differ on what
-/// to do with that, so the decision is theirs.
+/// appears earlier, whether any other coding appears; [`body_framing`] decides.
 #[derive(Debug, Default)]
 pub(super) struct TransferCodings {
     seen: bool,
@@ -277,6 +277,46 @@ impl ConnectionOptions {
     pub(super) fn persistent(&self, minor_version: u8) -> bool {
         !self.close && (minor_version >= 1 || self.keep_alive)
     }
+}
+
+/// The body framing announced by a message's framing headers (RFC 9112 §6.3, without its
+/// leniencies); `without_framing` is what neither header means: [`BodyKind::Empty`] for a
+/// request, [`BodyKind::UntilClose`] for a response.
+///
+/// Refused: Content-Length with Transfer-Encoding (RFC 9112 lets Transfer-Encoding win; a
+/// recipient that lets Content-Length win is the classic smuggling pair), Transfer-Encoding in
+/// HTTP/1.0 (a 1.0 recipient may ignore it), a final coding other than chunked (a request body
+/// whose end cannot be found is a 400; for responses see `response.rs`), chunked twice, and
+/// (501) any coding besides chunked: the gateway forwards payloads, it does not decode them.
+pub(super) fn body_framing(
+    content_length: &ContentLength<'_>,
+    codings: &TransferCodings,
+    minor_version: u8,
+    without_framing: BodyKind,
+) -> Result<BodyKind, CodecError> {
+    if codings.is_present() {
+        if content_length.is_present() {
+            return Err(Kind::ContentLengthWithTransferEncoding.into());
+        }
+        if minor_version == 0 {
+            return Err(Kind::TransferEncodingHttp10.into());
+        }
+        if !codings.final_chunked() {
+            return Err(Kind::ChunkedNotFinal.into());
+        }
+        if codings.chunked_before_final() {
+            return Err(Kind::ChunkedTwice.into());
+        }
+        if codings.other_coding() {
+            return Err(Kind::UnsupportedTransferCoding.into());
+        }
+        return Ok(BodyKind::Chunked);
+    }
+    Ok(match content_length.value()? {
+        None => without_framing,
+        Some(0) => BodyKind::Empty,
+        Some(n) => BodyKind::Length(n),
+    })
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use httparse::{Header, Status};
 
 use super::error::{CodecError, Kind};
 use super::head::{
-    first_line, scan_head, skip_empty_lines, version_error, ConnectionOptions, ContentLength,
-    TransferCodings,
+    body_framing, first_line, scan_head, skip_empty_lines, version_error, ConnectionOptions,
+    ContentLength, TransferCodings,
 };
 use super::{BodyKind, MAX_HEADERS};
 
@@ -90,9 +90,9 @@ pub fn parse_request_head<'h, 'b>(
     };
     let mut req = httparse::Request::new(headers);
     let head_len = match req.parse(&window[..end]) {
-        Ok(Status::Complete(n)) => n,
-        // scan_head found the CRLF CRLF httparse stops at; a partial parse means they disagree.
-        Ok(Status::Partial) => return Err(Kind::MalformedHead.into()),
+        Ok(Status::Complete(n)) if n == end => n,
+        // scan_head and httparse must agree on where the head ends; if not, trust neither.
+        Ok(_) => return Err(Kind::MalformedHead.into()),
         Err(e) => return Err(map_httparse_error(e, window)),
     };
     let httparse::Request {
@@ -172,7 +172,7 @@ fn interpret<'h, 'b>(
         Some(v) if !valid_authority(v) => return Err(Kind::InvalidHost.into()),
         _ => {}
     }
-    let body = request_body(&content_length, &codings, minor_version)?;
+    let body = body_framing(&content_length, &codings, minor_version, BodyKind::Empty)?;
 
     Ok(RequestHead {
         method,
@@ -188,38 +188,6 @@ fn interpret<'h, 'b>(
         keep_alive: connection.persistent(minor_version),
         expect_continue,
         upgrade: connection.upgrade && upgrade_header,
-    })
-}
-
-/// The body framing of a request (RFC 9112 §6.3, without the leniencies).
-fn request_body(
-    content_length: &ContentLength<'_>,
-    codings: &TransferCodings,
-    minor_version: u8,
-) -> Result<BodyKind, CodecError> {
-    if codings.is_present() {
-        if content_length.is_present() {
-            return Err(Kind::ContentLengthWithTransferEncoding.into());
-        }
-        if minor_version == 0 {
-            // An HTTP/1.0 recipient may not know chunked and frame by close or length instead.
-            return Err(Kind::TransferEncodingHttp10.into());
-        }
-        if !codings.final_chunked() {
-            // A request body whose end cannot be found: RFC 9112 §6.3 says 400.
-            return Err(Kind::ChunkedNotFinal.into());
-        }
-        if codings.chunked_before_final() {
-            return Err(Kind::ChunkedTwice.into());
-        }
-        if codings.other_coding() {
-            return Err(Kind::UnsupportedTransferCoding.into());
-        }
-        return Ok(BodyKind::Chunked);
-    }
-    Ok(match content_length.value()? {
-        None | Some(0) => BodyKind::Empty,
-        Some(n) => BodyKind::Length(n),
     })
 }
 

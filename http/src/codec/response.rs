@@ -13,8 +13,8 @@ use httparse::{Header, Status};
 
 use super::error::{CodecError, Kind};
 use super::head::{
-    first_line, scan_head, skip_empty_lines, version_error, ConnectionOptions, ContentLength,
-    TransferCodings,
+    body_framing, first_line, scan_head, skip_empty_lines, version_error, ConnectionOptions,
+    ContentLength, TransferCodings,
 };
 use super::{BodyKind, MAX_HEADERS};
 
@@ -68,8 +68,9 @@ pub fn parse_response_head<'h, 'b>(
         };
     };
     let head_len = match resp.parse(&window[..end]) {
-        Ok(Status::Complete(n)) => n,
-        Ok(Status::Partial) => return Err(Kind::MalformedHead.into()),
+        Ok(Status::Complete(n)) if n == end => n,
+        // scan_head and httparse must agree on where the head ends; if not, trust neither.
+        Ok(_) => return Err(Kind::MalformedHead.into()),
         Err(e) => return Err(map_httparse_error(e, window)),
     };
     let httparse::Response {
@@ -99,7 +100,12 @@ pub fn parse_response_head<'h, 'b>(
     }
     // Framing headers are checked even when the status says there is no body: an upstream
     // that sends contradictory framing is broken, and its connection is not reused.
-    let framed = response_body(&content_length, &codings, minor_version)?;
+    let framed = body_framing(
+        &content_length,
+        &codings,
+        minor_version,
+        BodyKind::UntilClose,
+    )?;
     let bodiless =
         request_was_head || (100..200).contains(&status) || status == 204 || status == 304;
     let body = if bodiless { BodyKind::Empty } else { framed };
@@ -115,43 +121,6 @@ pub fn parse_response_head<'h, 'b>(
         body,
         keep_alive,
     }))
-}
-
-/// The body framing a response's headers announce (before the status and the request method
-/// are taken into account).
-fn response_body(
-    content_length: &ContentLength<'_>,
-    codings: &TransferCodings,
-    minor_version: u8,
-) -> Result<BodyKind, CodecError> {
-    if codings.is_present() {
-        // RFC 9112 §6.3 lets Transfer-Encoding override Content-Length in a response, and says
-        // the connection must then be closed; refusing is as safe and simpler.
-        if content_length.is_present() {
-            return Err(Kind::ContentLengthWithTransferEncoding.into());
-        }
-        if minor_version == 0 {
-            return Err(Kind::TransferEncodingHttp10.into());
-        }
-        if !codings.final_chunked() {
-            // RFC 9112 §6.3 would read this body until close; but the engine rewrites
-            // Transfer-Encoding hop by hop, so a coding it does not undo would reach the client
-            // unannounced. Refused, like any coding other than chunked below.
-            return Err(Kind::ChunkedNotFinal.into());
-        }
-        if codings.chunked_before_final() {
-            return Err(Kind::ChunkedTwice.into());
-        }
-        if codings.other_coding() {
-            return Err(Kind::UnsupportedTransferCoding.into());
-        }
-        return Ok(BodyKind::Chunked);
-    }
-    Ok(match content_length.value()? {
-        None => BodyKind::UntilClose,
-        Some(0) => BodyKind::Empty,
-        Some(n) => BodyKind::Length(n),
-    })
 }
 
 /// Maps an httparse error, telling an unsupported version (505) from a malformed one (400).

@@ -49,13 +49,19 @@ enum Step<'s> {
     NeedMore,
     /// Answer with a gateway-made response; when it does not close, `consumed` bytes (the
     /// bodiless request's head) are dropped from the buffer and the connection goes on.
-    Refuse { r: Refusal, consumed: usize },
+    Refuse {
+        r: Refusal,
+        consumed: usize,
+    },
 }
 
 /// Serves `stream` until the client leaves, a timeout passes, an error closes it, or the process
 /// stops.
 pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &Worker<G>) {
-    let cap = w.settings.read_buffer_bytes.max(w.settings.limits.max_head_bytes);
+    let cap = w
+        .settings
+        .read_buffer_bytes
+        .max(w.settings.limits.max_head_bytes);
     let mut c = Conn {
         stream,
         peer_ip: peer.ip().to_string().into_bytes().into_boxed_slice(),
@@ -95,10 +101,12 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
             let timeout = if c.cbuf.is_empty() {
                 w.settings.idle_timeout
             } else {
-                let d = *header_deadline.get_or_insert_with(|| Instant::now() + w.settings.header_timeout);
+                let d = *header_deadline
+                    .get_or_insert_with(|| Instant::now() + w.settings.header_timeout);
                 d.saturating_duration_since(Instant::now())
             };
-            let (res, buf) = read_append(&mut c.stream, std::mem::take(&mut c.cbuf), Some(timeout)).await;
+            let (res, buf) =
+                read_append(&mut c.stream, std::mem::take(&mut c.cbuf), Some(timeout)).await;
             c.cbuf = buf;
             match res {
                 Ok(_) => {}
@@ -128,7 +136,12 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
     let req = match parse_request_head(&c.cbuf, &mut hs, &w.settings.limits) {
         Ok(Some(r)) => r,
         Ok(None) => return Step::NeedMore,
-        Err(e) => return Step::Refuse { r: Refusal::from_codec(&e), consumed: 0 },
+        Err(e) => {
+            return Step::Refuse {
+                r: Refusal::from_codec(&e),
+                consumed: 0,
+            }
+        }
     };
     // A refusal keeps the connection only when the request had no body to skip and the client
     // wants to keep it.
@@ -145,7 +158,12 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
     };
     let hop = match HopByHop::from_headers(req.headers) {
         Ok(h) => h,
-        Err(e) => return Step::Refuse { r: Refusal::from_codec(&e), consumed: 0 },
+        Err(e) => {
+            return Step::Refuse {
+                r: Refusal::from_codec(&e),
+                consumed: 0,
+            }
+        }
     };
     let up = routed.upstream;
     if up.endpoints.is_empty() {
@@ -161,7 +179,12 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         up.endpoints[i % up.endpoints.len()]
     };
     c.wbuf.clear();
-    let fwd = ForwardContext { client_ip: &c.peer_ip, proto: w.settings.proto, host: &up.host, endpoint };
+    let fwd = ForwardContext {
+        client_ip: &c.peer_ip,
+        proto: w.settings.proto,
+        host: &up.host,
+        endpoint,
+    };
     write_request_head(&mut c.wbuf, &req, &hop, &c.path, &fwd);
     let m = req.method;
     Step::Go(Plan {
@@ -179,10 +202,20 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
 
 /// Sends a gateway-made response (`close` adds `Connection: close`). Returns whether it was
 /// written.
-pub(crate) async fn refuse<G: Gateway>(c: &mut Conn, w: &Worker<G>, r: Refusal, close: bool) -> bool {
+pub(crate) async fn refuse<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    r: Refusal,
+    close: bool,
+) -> bool {
     c.wbuf.clear();
     write_refusal(&mut c.wbuf, &r, close);
-    let (res, buf) = write_all(&mut c.stream, std::mem::take(&mut c.wbuf), w.settings.body_io_timeout).await;
+    let (res, buf) = write_all(
+        &mut c.stream,
+        std::mem::take(&mut c.wbuf),
+        w.settings.body_io_timeout,
+    )
+    .await;
     c.wbuf = buf;
     res.is_ok()
 }

@@ -11,7 +11,9 @@
 use super::conn::{refuse, Conn, Plan};
 use super::io::{connect, read_append, write_range, ReadFail};
 use super::Worker;
-use crate::codec::{parse_response_head, BodyKind, ChunkedDecoder, ChunkedLimits, HopByHop, MAX_HEADERS};
+use crate::codec::{
+    parse_response_head, BodyKind, ChunkedDecoder, ChunkedLimits, HopByHop, MAX_HEADERS,
+};
 use crate::error::ProxyError;
 use crate::gateway::Gateway;
 use crate::hygiene::{write_response_head, ClientFraming};
@@ -66,7 +68,14 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         c.ubuf.clear();
         c.ubuf.extend_from_slice(CONTINUE_100);
         let end = c.ubuf.len();
-        let (res, buf) = write_range(&mut c.stream, std::mem::take(&mut c.ubuf), 0, end, w.settings.body_io_timeout).await;
+        let (res, buf) = write_range(
+            &mut c.stream,
+            std::mem::take(&mut c.ubuf),
+            0,
+            end,
+            w.settings.body_io_timeout,
+        )
+        .await;
         c.ubuf = buf;
         if res.is_err() {
             return Outcome::Close;
@@ -78,7 +87,11 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
     }
     let mut attempt = 0;
     let (up, resp) = loop {
-        let pooled = if attempt == 0 { w.pool.borrow_mut().checkout(p.endpoint) } else { None };
+        let pooled = if attempt == 0 {
+            w.pool.borrow_mut().checkout(p.endpoint)
+        } else {
+            None
+        };
         let reused = pooled.is_some();
         let mut up = match pooled {
             Some(s) => s,
@@ -123,7 +136,13 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
 
 /// True for failures that leave the client's side of the request in an unknown state.
 fn streamed_now(e: &ProxyError) -> bool {
-    matches!(e, ProxyError::ClientIo(_) | ProxyError::ClientStalled | ProxyError::Codec(_) | ProxyError::BodyTooLarge)
+    matches!(
+        e,
+        ProxyError::ClientIo(_)
+            | ProxyError::ClientStalled
+            | ProxyError::Codec(_)
+            | ProxyError::BodyTooLarge
+    )
 }
 
 /// Checks the body against the route's limit and finds how much of it is already buffered.
@@ -131,9 +150,12 @@ fn inspect_body(c: &Conn, p: &Plan<'_>) -> Result<RequestBody, ProxyError> {
     let buffered = c.cbuf.len() - p.head_len;
     let max = p.route.max_body_bytes;
     match p.body {
-        BodyKind::Empty | BodyKind::UntilClose => {
-            Ok(RequestBody { end: p.head_len, complete: true, remaining: 0, decoder: None })
-        }
+        BodyKind::Empty | BodyKind::UntilClose => Ok(RequestBody {
+            end: p.head_len,
+            complete: true,
+            remaining: 0,
+            decoder: None,
+        }),
         BodyKind::Length(n) => {
             if max.is_some_and(|m| n > m) {
                 return Err(ProxyError::BodyTooLarge);
@@ -207,7 +229,9 @@ async fn stream_request_body<G: Gateway>(
             Ok(_) => {}
             Err(ReadFail::Timeout) => return Err(ProxyError::ClientStalled),
             Err(ReadFail::Eof) => {
-                return Err(ProxyError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()))
+                return Err(ProxyError::ClientIo(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ))
             }
             Err(ReadFail::Io(e)) => return Err(ProxyError::ClientIo(e)),
         }
@@ -246,7 +270,10 @@ async fn read_response_head<G: Gateway>(
     p: &Plan<'_>,
     up: &mut TcpStream,
 ) -> Result<ResponsePlan, HeadFail> {
-    let timeout = p.route.response_timeout.unwrap_or(w.settings.response_timeout);
+    let timeout = p
+        .route
+        .response_timeout
+        .unwrap_or(w.settings.response_timeout);
     let deadline = Instant::now() + timeout;
     let max_head = w.settings.limits.max_head_bytes.max(16 * 1024);
     c.ubuf.clear();
@@ -262,9 +289,11 @@ async fn read_response_head<G: Gateway>(
                     continue;
                 }
                 Ok(Some(resp)) if resp.status == 101 => {
-                    return Err(HeadFail::Other(ProxyError::UpstreamIo(std::io::Error::other(
-                        "upstream switched protocols without an upgrade request",
-                    ))));
+                    return Err(HeadFail::Other(ProxyError::UpstreamIo(
+                        std::io::Error::other(
+                            "upstream switched protocols without an upgrade request",
+                        ),
+                    )));
                 }
                 Ok(Some(resp)) => {
                     let hop = HopByHop::from_headers(resp.headers)
@@ -274,9 +303,8 @@ async fn read_response_head<G: Gateway>(
                         BodyKind::UntilClose => ClientFraming::UntilClose,
                         _ => ClientFraming::AsIs,
                     };
-                    let client_close = !p.keep_alive
-                        || framing != ClientFraming::AsIs
-                        || w.shutdown.is_stopping();
+                    let client_close =
+                        !p.keep_alive || framing != ClientFraming::AsIs || w.shutdown.is_stopping();
                     c.wbuf.clear();
                     write_response_head(
                         &mut c.wbuf,
@@ -298,9 +326,9 @@ async fn read_response_head<G: Gateway>(
                 Err(e) => return Err(HeadFail::Other(ProxyError::UpstreamProtocol(e))),
             }
             if c.ubuf.len() == c.ubuf.capacity() {
-                return Err(HeadFail::Other(ProxyError::UpstreamIo(std::io::Error::other(
-                    "upstream response head too large",
-                ))));
+                return Err(HeadFail::Other(ProxyError::UpstreamIo(
+                    std::io::Error::other("upstream response head too large"),
+                )));
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -338,7 +366,8 @@ async fn relay_response<G: Gateway>(
 ) -> Result<(), ProxyError> {
     let t = w.settings.body_io_timeout;
     let avail = c.ubuf.len() - r.head_len;
-    let mut decoder = (r.body == BodyKind::Chunked).then(|| ChunkedDecoder::new(ChunkedLimits::default()));
+    let mut decoder =
+        (r.body == BodyKind::Chunked).then(|| ChunkedDecoder::new(ChunkedLimits::default()));
     // How much of what is buffered belongs to the body, and whether that is all of it.
     let (mut in_buf, mut done, mut remaining) = match r.body {
         BodyKind::Empty => (0, true, 0u64),
@@ -347,7 +376,9 @@ async fn relay_response<G: Gateway>(
             (have as usize, have == n, n - have)
         }
         BodyKind::Chunked => {
-            let d = decoder.as_mut().ok_or_else(|| ProxyError::UpstreamIo(std::io::Error::other("no decoder")))?;
+            let d = decoder
+                .as_mut()
+                .ok_or_else(|| ProxyError::UpstreamIo(std::io::Error::other("no decoder")))?;
             let input = &c.ubuf[r.head_len..];
             let prog = if r.framing == ClientFraming::Dechunk {
                 let out = &mut c.wbuf;
@@ -364,14 +395,22 @@ async fn relay_response<G: Gateway>(
     // Head, plus the buffered body bytes when they are few: one write.
     let body_start = r.head_len;
     if r.framing != ClientFraming::Dechunk && in_buf <= INLINE_BODY_MAX {
-        c.wbuf.extend_from_slice(&c.ubuf[body_start..body_start + in_buf]);
+        c.wbuf
+            .extend_from_slice(&c.ubuf[body_start..body_start + in_buf]);
     }
     let head_end = c.wbuf.len();
     let (res, buf) = write_range(&mut c.stream, std::mem::take(&mut c.wbuf), 0, head_end, t).await;
     c.wbuf = buf;
     res.map_err(ProxyError::ClientIo)?;
     if r.framing != ClientFraming::Dechunk && in_buf > INLINE_BODY_MAX {
-        let (res, buf) = write_range(&mut c.stream, std::mem::take(&mut c.ubuf), body_start, body_start + in_buf, t).await;
+        let (res, buf) = write_range(
+            &mut c.stream,
+            std::mem::take(&mut c.ubuf),
+            body_start,
+            body_start + in_buf,
+            t,
+        )
+        .await;
         c.ubuf = buf;
         res.map_err(ProxyError::ClientIo)?;
     }
@@ -383,7 +422,9 @@ async fn relay_response<G: Gateway>(
             Ok(_) => {}
             Err(ReadFail::Eof) if r.body == BodyKind::UntilClose => break,
             Err(ReadFail::Eof) => {
-                return Err(ProxyError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into()))
+                return Err(ProxyError::UpstreamIo(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ))
             }
             Err(ReadFail::Timeout) => return Err(ProxyError::UpstreamTimeout),
             Err(ReadFail::Io(e)) => return Err(ProxyError::UpstreamIo(e)),
@@ -414,11 +455,13 @@ async fn relay_response<G: Gateway>(
         extra |= n > in_buf;
         if r.framing == ClientFraming::Dechunk {
             let end = c.wbuf.len();
-            let (res, buf) = write_range(&mut c.stream, std::mem::take(&mut c.wbuf), 0, end, t).await;
+            let (res, buf) =
+                write_range(&mut c.stream, std::mem::take(&mut c.wbuf), 0, end, t).await;
             c.wbuf = buf;
             res.map_err(ProxyError::ClientIo)?;
         } else {
-            let (res, buf) = write_range(&mut c.stream, std::mem::take(&mut c.ubuf), 0, in_buf, t).await;
+            let (res, buf) =
+                write_range(&mut c.stream, std::mem::take(&mut c.ubuf), 0, in_buf, t).await;
             c.ubuf = buf;
             res.map_err(ProxyError::ClientIo)?;
         }
@@ -439,7 +482,9 @@ async fn fail_before_response<G: Gateway>(
     e: &ProxyError,
     consumed_to: Option<usize>,
 ) -> Outcome {
-    let Some(r) = e.refusal() else { return Outcome::Close };
+    let Some(r) = e.refusal() else {
+        return Outcome::Close;
+    };
     let keep = !r.close && p.keep_alive && !w.shutdown.is_stopping();
     match consumed_to {
         Some(end) if keep => {

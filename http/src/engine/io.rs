@@ -72,7 +72,11 @@ pub async fn write_range(
 }
 
 /// Writes all of `buf`.
-pub async fn write_all(s: &mut TcpStream, buf: Vec<u8>, timeout: Duration) -> (io::Result<()>, Vec<u8>) {
+pub async fn write_all(
+    s: &mut TcpStream,
+    buf: Vec<u8>,
+    timeout: Duration,
+) -> (io::Result<()>, Vec<u8>) {
     let end = buf.len();
     write_range(s, buf, 0, end, timeout).await
 }

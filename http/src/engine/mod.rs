@@ -98,7 +98,10 @@ pub async fn run_worker<G: Gateway>(
     settings: EngineSettings,
 ) {
     let worker = Rc::new(Worker {
-        pool: RefCell::new(Pool::new(settings.pool_max_idle, settings.pool_idle_timeout)),
+        pool: RefCell::new(Pool::new(
+            settings.pool_max_idle,
+            settings.pool_idle_timeout,
+        )),
         settings,
         snapshot: RefCell::new(slot.view()),
         rr: RefCell::new(Vec::new()),
@@ -146,7 +149,10 @@ async fn accept_loop<G: Gateway>(listener: TcpListener, w: Rc<Worker<G>>) {
                     break;
                 }
                 // EMFILE/ENFILE/ENOBUFS: back off instead of spinning on a full table.
-                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) {
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                ) {
                     monoio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
@@ -155,7 +161,8 @@ async fn accept_loop<G: Gateway>(listener: TcpListener, w: Rc<Worker<G>>) {
 }
 
 async fn sweep_pool<G: Gateway>(w: Rc<Worker<G>>) {
-    let every = (w.settings.pool_idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let every = (w.settings.pool_idle_timeout / 2)
+        .clamp(Duration::from_millis(100), Duration::from_secs(5));
     while !w.shutdown.is_stopping() {
         monoio::time::sleep(every).await;
         w.pool.borrow_mut().sweep();

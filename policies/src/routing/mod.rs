@@ -40,12 +40,16 @@
 //!
 //! A linear scan would cost every request time proportional to the route count; this table
 //! costs the host's label count plus the path's segment count. Hosts are hashed first
-//! ([`host`](self) module: exact map, wildcard suffix map probed once per dot, host-less
-//! index); each host key owns a path index ([`trie`](self) module: exact paths in a hash
-//! map, prefixes and templates in a segment trie). Candidates in the index carry a
-//! precomputed precedence key and are sorted by it, so methods and headers are checked only
-//! on the few candidates that could still win, and an index whose highest priority cannot
-//! beat the current best is skipped.
+//! (`host.rs`: exact map, wildcard suffix map probed once per dot, host-less index); each
+//! host key owns a path index (`trie.rs`: exact paths in a hash map, prefixes and templates
+//! in a segment trie). Candidates in the index carry a precomputed precedence key
+//! (`rank.rs`) and are sorted by it, so methods and headers (`conditions.rs`) are checked
+//! only on the few candidates that could still win, and an index whose highest priority
+//! cannot beat the current best is skipped.
+//!
+//! The rest: `spec.rs` (what config gives), `compile.rs` and `path.rs` (checking and
+//! compiling one route), `table.rs` (build and lookup), `matched.rs` (the result),
+//! `rewrite.rs` (the upstream path), `hasher.rs` (why the maps use a fixed fast hash).
 //!
 //! # Errors
 //!

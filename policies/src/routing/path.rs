@@ -75,8 +75,10 @@ impl CompiledPath {
 /// Where a capture's bytes come from in the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CaptureSource {
-    /// The whole segment at this depth (0 is the first segment).
-    Segment(usize),
+    /// The whole segment matched by the template's n-th `{name}` (0 is the first). On one
+    /// trie branch the n-th parameter node is the n-th `{name}` of every template below
+    /// it, so the search records spans by this ordinal, not by depth.
+    Param(usize),
     /// Everything from the catch-all's segment to the end of the path.
     Rest,
 }
@@ -138,6 +140,7 @@ fn compile_template(template: &str) -> Result<(CompiledPath, Vec<CaptureSpec>), 
     let mut segments = Vec::with_capacity(raw_segments.len());
     let mut captures: Vec<CaptureSpec> = Vec::new();
     let mut catch_all = false;
+    let mut params = 0;
     for (depth, raw) in raw_segments.iter().enumerate() {
         let Some((star, name)) = placeholder(raw)? else {
             segments.push(Segment::Literal(raw.as_bytes().into()));
@@ -162,8 +165,9 @@ fn compile_template(template: &str) -> Result<(CompiledPath, Vec<CaptureSpec>), 
             segments.push(Segment::Param);
             captures.push(CaptureSpec {
                 name: name.into(),
-                source: CaptureSource::Segment(depth),
+                source: CaptureSource::Param(params),
             });
+            params += 1;
         }
     }
     Ok((
@@ -296,7 +300,7 @@ mod tests {
             caps[0],
             CaptureSpec {
                 name: "id".into(),
-                source: CaptureSource::Segment(1)
+                source: CaptureSource::Param(0)
             }
         );
         assert_eq!(

@@ -16,16 +16,16 @@
 //!
 //! The search visits every node the path can reach, literal and parameter branches alike,
 //! and keeps the best acceptable candidate. Each trie node is visited at most once per
-//! lookup (a request cannot make the walk longer than the trie) and the recursion is at most
-//! [`MAX_SEGMENTS`] deep. Within a list the first candidate that passes the method and
-//! header checks is the list's best, and a list whose head does not beat the current best
-//! is skipped.
+//! lookup (a request cannot make the walk longer than the trie) and the recursion is at
+//! most [`MAX_SEGMENTS`](super::MAX_SEGMENTS) deep. Within a list the first candidate that
+//! passes the method and header checks is the list's best, and a list whose head does not
+//! beat the current best is skipped.
 
 use std::cmp::Reverse;
 
 use super::compile::RouteMeta;
 use super::hasher::FastMap;
-use super::path::{CaptureSource, CompiledPath, Segment, MAX_CAPTURES, MAX_SEGMENTS};
+use super::path::{CaptureSource, CompiledPath, Segment, MAX_CAPTURES};
 use super::rank::Rank;
 
 /// A route in a candidate list, with its precedence key for this index.
@@ -172,14 +172,14 @@ pub(crate) struct Found {
 }
 
 /// One lookup's state: the request, the segment ranges on the current trie branch, and the
-/// best candidate so far. Lives on the stack (about 1.2 KiB).
+/// best candidate so far. Lives on the stack (about 300 bytes).
 pub(crate) struct Search<'t, 'a> {
     metas: &'t [RouteMeta],
     path: &'a [u8],
     method: &'a [u8],
     headers: &'a [httparse::Header<'a>],
-    /// `segments[d]` is the range of the path segment at depth `d` on the branch being walked.
-    segments: [(usize, usize); MAX_SEGMENTS],
+    /// `params[n]` is the span of the n-th parameter segment on the branch being walked.
+    params: [(usize, usize); MAX_CAPTURES],
     best: Option<Found>,
 }
 
@@ -196,7 +196,7 @@ impl<'t, 'a> Search<'t, 'a> {
             path,
             method,
             headers,
-            segments: [(0, 0); MAX_SEGMENTS],
+            params: [(0, 0); MAX_CAPTURES],
             best: None,
         }
     }
@@ -227,9 +227,11 @@ impl<'t, 'a> Search<'t, 'a> {
         }
     }
 
-    /// Offers the candidates at `node`, then descends. `next` is where the next segment
-    /// starts, `None` when the path has no more segments.
-    fn walk(&mut self, nodes: &[Node], node: usize, depth: usize, next: Option<usize>) {
+    /// Offers the candidates at `node`, then descends. `params` is how many parameter
+    /// nodes lead here; `next` is where the next segment starts, `None` when the path has
+    /// no more segments. Recursion depth is the trie's depth, at most
+    /// [`MAX_SEGMENTS`](super::MAX_SEGMENTS).
+    fn walk(&mut self, nodes: &[Node], node: usize, params: usize, next: Option<usize>) {
         let n = &nodes[node];
         self.offer(&n.prefix_here, 0);
         let Some(start) = next else {
@@ -247,16 +249,16 @@ impl<'t, 'a> Search<'t, 'a> {
         let after = (end < self.path.len()).then_some(end + 1);
         if !n.literal.is_empty() {
             if let Some(&child) = n.literal.get(&self.path[start..end]) {
-                self.walk(nodes, child, depth + 1, after);
+                self.walk(nodes, child, params, after);
             }
         }
         if let Some(child) = n.param {
-            // A parameter is a whole non-empty segment; the build caps depth below
-            // MAX_SEGMENTS, so the slot exists.
+            // A parameter is a whole non-empty segment. The n-th parameter node exists only
+            // for templates with more than n captures, so n < MAX_CAPTURES and the slot exists.
             if end > start {
-                if let Some(slot) = self.segments.get_mut(depth) {
+                if let Some(slot) = self.params.get_mut(params) {
                     *slot = (start, end);
-                    self.walk(nodes, child, depth + 1, after);
+                    self.walk(nodes, child, params + 1, after);
                 }
             }
         }
@@ -277,9 +279,7 @@ impl<'t, 'a> Search<'t, 'a> {
             let mut spans = [(0, 0); MAX_CAPTURES];
             for (span, capture) in spans.iter_mut().zip(meta.captures.iter()) {
                 *span = match capture.source {
-                    CaptureSource::Segment(depth) => {
-                        self.segments.get(depth).copied().unwrap_or_default()
-                    }
+                    CaptureSource::Param(n) => self.params.get(n).copied().unwrap_or_default(),
                     CaptureSource::Rest => (rest, self.path.len()),
                 };
             }

@@ -1,5 +1,6 @@
-//! Request body framing for the stub upstream: bodies are read and thrown away, by
-//! Content-Length or by decoding chunked transfer coding just far enough to find its end.
+//! HTTP/1.1 message body framing shared by the stub upstream (request bodies) and the generator
+//! (response bodies): bodies are read and thrown away, by Content-Length or by decoding chunked
+//! transfer coding just far enough to find its end.
 //! Sans-IO: fed byte slices, says how many it consumed and whether the body is complete.
 
 use thiserror::Error;

@@ -1,0 +1,162 @@
+//! The self-check: may this run's figures be published? A generator that fell behind its own
+//! schedule, or whose cores were saturated, measured itself and not the target
+//! (`generator-limited`); a target that did not answer what was offered (too many timeouts or
+//! unfinished requests, or too few completions) was past its capacity (`target-saturated`).
+//! Either verdict marks the run invalid in every output and makes the process exit non-zero.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The outcome of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The generator kept its schedule and the target kept up.
+    Valid,
+    /// The generator fell behind: the figures describe the generator.
+    GeneratorLimited,
+    /// The target did not keep up with the offered load.
+    TargetSaturated,
+}
+
+impl Verdict {
+    /// Process exit code for this verdict.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Valid => 0,
+            Verdict::GeneratorLimited => 3,
+            Verdict::TargetSaturated => 4,
+        }
+    }
+
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::GeneratorLimited => "generator-limited",
+            Verdict::TargetSaturated => "target-saturated",
+        }
+    }
+}
+
+/// Self-check limits.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Thresholds {
+    /// Schedule lag (due to noticed) p99 above this: generator-limited.
+    #[serde(with = "crate::units::serde_duration")]
+    pub max_lag_p99: Duration,
+    /// A generator thread busier than this share of its window: generator-limited.
+    pub max_generator_cpu: f64,
+    /// A generator core busier than this (all processes): generator-limited.
+    pub max_core_busy: f64,
+    /// Timeouts + censored above this share of scheduled: target-saturated.
+    pub max_unfinished: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            max_lag_p99: Duration::from_millis(1),
+            max_generator_cpu: 0.90,
+            max_core_busy: 0.98,
+            max_unfinished: 0.001,
+        }
+    }
+}
+
+/// The facts a verdict is drawn from.
+#[derive(Clone, Debug, Default)]
+pub struct Evidence {
+    /// Schedule lag p99 (ns).
+    pub lag_p99_ns: u64,
+    /// Busiest generator thread's CPU share of the window.
+    pub generator_cpu: f64,
+    /// Busy share of the generator's cores (all processes), when pinned.
+    pub core_busy: Vec<(usize, f64)>,
+    /// Requests due in the window.
+    pub scheduled: u64,
+    /// Timed out.
+    pub timeouts: u64,
+    /// Unfinished at the end.
+    pub censored: u64,
+}
+
+/// Draws the verdict and the reasons behind it.
+pub fn judge(e: &Evidence, t: &Thresholds) -> (Verdict, Vec<String>) {
+    let mut gen = Vec::new();
+    if e.lag_p99_ns > t.max_lag_p99.as_nanos() as u64 {
+        gen.push(format!(
+            "schedule lag p99 {} exceeds {}",
+            crate::units::fmt_nanos(e.lag_p99_ns as f64),
+            crate::units::fmt_duration(t.max_lag_p99)
+        ));
+    }
+    if e.generator_cpu > t.max_generator_cpu {
+        gen.push(format!(
+            "a generator thread used {:.0}% of its core (limit {:.0}%)",
+            e.generator_cpu * 100.0,
+            t.max_generator_cpu * 100.0
+        ));
+    }
+    for (cpu, busy) in &e.core_busy {
+        if *busy > t.max_core_busy {
+            gen.push(format!("generator CPU {cpu} was {:.0}% busy", busy * 100.0));
+        }
+    }
+    if !gen.is_empty() {
+        return (Verdict::GeneratorLimited, gen);
+    }
+    let mut tgt = Vec::new();
+    if e.scheduled == 0 {
+        tgt.push("no request was scheduled in the measured window".to_string());
+    } else {
+        let unfinished = (e.timeouts + e.censored) as f64 / e.scheduled as f64;
+        if unfinished > t.max_unfinished {
+            tgt.push(format!(
+                "{:.2}% of requests timed out or never finished (limit {:.2}%)",
+                unfinished * 100.0,
+                t.max_unfinished * 100.0
+            ));
+        }
+    }
+    if tgt.is_empty() {
+        (Verdict::Valid, Vec::new())
+    } else {
+        (Verdict::TargetSaturated, tgt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_generator_is_reported_before_a_slow_target() {
+        let e = Evidence {
+            lag_p99_ns: 5_000_000,
+            scheduled: 100,
+            timeouts: 50,
+            ..Default::default()
+        };
+        let (v, reasons) = judge(&e, &Thresholds::default());
+        assert_eq!(v, Verdict::GeneratorLimited);
+        assert!(reasons[0].contains("schedule lag"));
+    }
+
+    #[test]
+    fn unfinished_requests_mean_a_saturated_target() {
+        let e = Evidence {
+            scheduled: 1000,
+            censored: 30,
+            ..Default::default()
+        };
+        assert_eq!(judge(&e, &Thresholds::default()).0, Verdict::TargetSaturated);
+        let ok = Evidence {
+            scheduled: 1000,
+            ..Default::default()
+        };
+        assert_eq!(judge(&ok, &Thresholds::default()), (Verdict::Valid, vec![]));
+        assert_ne!(Verdict::TargetSaturated.exit_code(), 0);
+    }
+}

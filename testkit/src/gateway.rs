@@ -1,0 +1,171 @@
+//! Gateways for tests: in-process (fast, shares the test's process) or as a child process.
+
+use ringgate::server::{start, RunningGateway};
+use ringgate_core::profile::PerfProfile;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The profile tests run with: one unpinned worker (CI has 2 cores and runs tests in parallel).
+pub fn test_profile() -> PerfProfile {
+    let mut p = PerfProfile::default();
+    p.workers.count = 1;
+    p.workers.pin = false;
+    p
+}
+
+/// A gateway running in this process; stopped (drained) on drop.
+pub struct TestGateway {
+    /// Its first listen address.
+    pub addr: SocketAddr,
+    gw: Option<RunningGateway>,
+}
+
+impl TestGateway {
+    /// The running gateway (to publish snapshots, read the start line...).
+    pub fn inner(&self) -> &RunningGateway {
+        self.gw.as_ref().expect("gateway is running until drop")
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(gw) = self.gw.take() {
+            gw.stop();
+        }
+    }
+}
+
+/// Starts a gateway from config text (listener addresses in it are replaced by 127.0.0.1:0 when
+/// they say `AUTO`).
+pub fn gateway(config: &str) -> TestGateway {
+    gateway_with(config, test_profile())
+}
+
+/// Starts a gateway from config text with a given profile.
+pub fn gateway_with(config: &str, profile: PerfProfile) -> TestGateway {
+    let snapshot = ringgate::snapshot_from_text(config).expect("test config is valid");
+    let gw = start(snapshot, &profile).expect("gateway starts");
+    TestGateway {
+        addr: gw.addrs[0],
+        gw: Some(gw),
+    }
+}
+
+/// Config text: one listener on an ephemeral port, the given upstreams, and the given routes
+/// (TOML `[[routes]]` text).
+pub fn config(upstreams: &[(&str, &[SocketAddr])], routes: &str) -> String {
+    let mut s = String::from("version = \"test\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n");
+    for (name, eps) in upstreams {
+        let list: Vec<String> = eps.iter().map(|a| format!("\"{a}\"")).collect();
+        s.push_str(&format!(
+            "[[upstreams]]\nname = \"{name}\"\nendpoints = [{}]\n",
+            list.join(", ")
+        ));
+    }
+    s.push_str(routes);
+    s
+}
+
+/// Config text routing everything to one upstream `up`.
+pub fn catch_all(up: SocketAddr) -> String {
+    config(
+        &[("up", &[up])],
+        "[[routes]]\nid = \"all\"\npath = { prefix = \"/\" }\nupstream = \"up\"\n",
+    )
+}
+
+/// A free loopback port (bound then released: a tiny race, fine for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The `ringgate` binary running as a child process; killed on drop if still running.
+pub struct ChildGateway {
+    /// The child.
+    pub child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl ChildGateway {
+    /// Starts `bin args...` and waits until `addr` accepts connections.
+    pub fn spawn(bin: &str, args: &[&str], addr: SocketAddr) -> Self {
+        let child = Command::new(bin)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringgate");
+        let g = ChildGateway { child, addr };
+        let t0 = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "gateway child did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        g
+    }
+
+    /// Peak resident memory of the child so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmHWM:")
+    }
+
+    /// Current resident memory of the child (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmRSS:")
+    }
+
+    /// Sends a signal to the child.
+    pub fn signal(&self, sig: i32) {
+        // The `kill` command keeps this crate free of unsafe FFI; the pid is our own child's.
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Waits for the child to exit (bounded); returns its exit status and stderr.
+    pub fn wait_exit(mut self, within: Duration) -> (Option<std::process::ExitStatus>, String) {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return (Some(st), err);
+            }
+            if t0.elapsed() > within {
+                return (None, String::new());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGateway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
