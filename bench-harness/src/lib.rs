@@ -6,7 +6,9 @@
 
 pub mod cli;
 pub mod http1;
+pub mod report;
 pub mod rng;
+pub mod run;
 pub mod runtime;
 pub mod sys;
 pub mod units;

@@ -6,7 +6,7 @@
 //! under `driver = "auto"`, catch that failure and build the epoll runtime, remembering why: the
 //! start line says which driver runs and, for a fallback, the reason.
 
-use crate::profile::{DriverChoice, IoProfile};
+use crate::profile::{DriverChoice, IoProfile, TaskRun};
 use monoio::time::TimeDriver;
 use monoio::{IoUringDriver, LegacyDriver, Runtime, RuntimeBuilder};
 use std::future::Future;
@@ -73,6 +73,15 @@ pub fn build_runtime(io: &IoProfile) -> std::io::Result<BuiltRuntime> {
             .unwrap_or(u32::MAX)
             .max(1);
         urb.setup_sqpoll(idle_ms);
+    }
+    match io.taskrun {
+        TaskRun::Default => {}
+        TaskRun::Coop => {
+            urb.setup_coop_taskrun().setup_single_issuer();
+        }
+        TaskRun::Defer => {
+            urb.setup_defer_taskrun().setup_single_issuer();
+        }
     }
     let uring = RuntimeBuilder::<IoUringDriver>::new()
         .with_entries(io.uring_entries)

@@ -73,6 +73,23 @@ pub struct IoProfile {
     pub sqpoll_idle: Duration,
     /// Bytes read from a socket at a time (also the body streaming chunk).
     pub read_buffer_bytes: usize,
+    /// io_uring task-work mode: `coop` (COOP_TASKRUN + SINGLE_ISSUER: completions are not pushed
+    /// to the worker by interrupts), `defer` (DEFER_TASKRUN + SINGLE_ISSUER: completion work runs
+    /// only when the worker waits for events), or `default` (the kernel's signalling mode).
+    pub taskrun: TaskRun,
+}
+
+/// How the kernel runs io_uring completion work for a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskRun {
+    /// The kernel default: task work is signalled to the worker as it arrives.
+    Default,
+    /// IORING_SETUP_COOP_TASKRUN | SINGLE_ISSUER.
+    #[default]
+    Coop,
+    /// IORING_SETUP_DEFER_TASKRUN | SINGLE_ISSUER.
+    Defer,
 }
 
 /// `[limits]`: what one connection or one core may take.
@@ -142,6 +159,7 @@ impl Default for IoProfile {
             sqpoll: false,
             sqpoll_idle: Duration::from_millis(2),
             read_buffer_bytes: 16 * 1024,
+            taskrun: TaskRun::Coop,
         }
     }
 }

@@ -54,9 +54,12 @@ pub fn write_request_head(
     out.extend_from_slice(upstream_path);
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     match fwd.host {
-        HostRewrite::Keep => out.extend_from_slice(req.host.unwrap_or(b"")),
+        HostRewrite::Keep if req.host.is_some_and(|h| !h.is_empty()) => {
+            out.extend_from_slice(req.host.unwrap_or_default());
+        }
         HostRewrite::Set(v) => out.extend_from_slice(v.as_bytes()),
-        HostRewrite::Endpoint => {
+        // HTTP/1.0 clients may send no Host; the upstream still needs one.
+        HostRewrite::Keep | HostRewrite::Endpoint => {
             let _ = write!(out, "{}", fwd.endpoint);
         }
     }
@@ -225,6 +228,13 @@ mod tests {
         assert!(s.contains("x-forwarded-proto: http\r\n"), "{s}");
         assert!(s.contains("x-forwarded-host: ex.com\r\n"), "{s}");
         assert!(!s.contains("evil") && !s.contains("https"), "{s}");
+    }
+
+    #[test]
+    fn an_http10_request_without_host_gets_the_endpoint_as_host() {
+        let s = forward(b"GET / HTTP/1.0\r\n\r\n", HostRewrite::Keep);
+        assert!(s.contains("host: 127.0.0.1:9000\r\n"), "{s}");
+        assert!(!s.contains("x-forwarded-host"), "{s}");
     }
 
     #[test]

@@ -637,3 +637,10 @@ fn match_reports_declaration_index_and_action() {
     assert_eq!(m.index(), 1);
     assert_eq!(t.action(&m), "b");
 }
+
+#[test]
+fn table_and_match_can_be_shared_across_cores() {
+    fn shared<T: Send + Sync>() {}
+    shared::<RouteTable<String>>();
+    shared::<ringgate_policies::routing::RouteMatch<'static>>();
+}

@@ -1,6 +1,7 @@
 //! The `ringbench` command line: one clap subcommand per job, each in its own module that turns
 //! options into a library call and a process exit code.
 
+pub mod run_cmd;
 pub mod upstream_cmd;
 
 use clap::{Parser, Subcommand};
@@ -18,13 +19,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run stub HTTP/1.1 upstream servers (latency, errors, streaming, stalls).
-    Upstream(upstream_cmd::UpstreamArgs),
+    Upstream(Box<upstream_cmd::UpstreamArgs>),
+    /// Run an open-model load test against one target.
+    Run(Box<run_cmd::RunArgs>),
 }
 
 /// Parses the process arguments and runs the chosen subcommand; returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
-        Command::Upstream(args) => upstream_cmd::run(args),
+        Command::Upstream(args) => upstream_cmd::run(*args),
+        Command::Run(args) => run_cmd::run(*args),
     }
 }

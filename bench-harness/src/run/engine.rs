@@ -126,7 +126,7 @@ impl Engine {
             idle: Vec::new(),
             pending: VecDeque::with_capacity(1024),
             next_due: None,
-            rng: Rng::derive(cfg.seed, 0x5EED_0F_4EC5, cfg.index as u64),
+            rng: Rng::derive(cfg.seed, 0x005E_ED0F_4EC5, cfg.index as u64),
             stats: ThreadStats::new(kinds),
             open: 0,
             connecting: 0,

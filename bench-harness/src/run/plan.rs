@@ -195,7 +195,7 @@ fn compile_template(text: &str, pool_names: &[String]) -> Result<Vec<Part>, Plan
     let mut parts = Vec::new();
     let mut rest = text;
     while let Some(i) = rest.find("${") {
-        parts.push(Part::Bytes(rest[..i].as_bytes().to_vec()));
+        parts.push(Part::Bytes(rest.as_bytes()[..i].to_vec()));
         let end = rest[i..]
             .find('}')
             .ok_or_else(|| PlanError::Invalid(format!("unclosed ${{ in {text:?}")))?;

@@ -227,7 +227,9 @@ impl Arrivals {
 
     /// The next due time (seconds from start), or `None` when the schedule is over.
     pub fn peek(&self) -> Option<f64> {
-        (self.next < self.end).then_some(self.next)
+        // A nanosecond of slack absorbs the rounding of summed gaps (1000 x 1ms must not
+        // become 1001 arrivals).
+        (self.next < self.end - 1e-9).then_some(self.next)
     }
 
     /// Consumes the current arrival and computes the one after it.

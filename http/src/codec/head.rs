@@ -9,7 +9,7 @@
 //! whitespace (obs-fold), and finds the end of the head (the first CRLF CRLF). httparse then parses
 //! exactly that many bytes, so both agree on where the head ends. httparse already rejects NUL and
 //! the other CTLs in values, whitespace before a colon, and obs-fold in both directions with its
-//! default config; the tests in `request.rs` pin that.
+//! default config; the tests in `request/tests.rs` pin that.
 //!
 //! # Why accumulators for the framing headers
 //! A head is walked once; each framing header is handed to a small accumulator as it is met, and

@@ -12,9 +12,10 @@
 //! codec accepts only what RFC 9112 says a sender must produce, and refuses the rest with a
 //! [`CodecError`] that names the rule: no bare LF or CR, no obs-fold, no whitespace before a colon,
 //! Content-Length as 1*DIGIT with identical duplicates only, never together with
-//! Transfer-Encoding, `chunked` exactly once and last, one valid Host, and a chunked body whose
-//! every line is checked. What the chunked decoder accepts is exactly what the upstream sees,
-//! since the engine forwards the raw bytes.
+//! Transfer-Encoding, `chunked` exactly once and last (and no other transfer-coding: the gateway
+//! does not decode payloads, 501), one valid Host, and a chunked body whose every line is
+//! checked. What the chunked decoder accepts is exactly what the upstream sees, since the engine
+//! forwards the raw bytes.
 //!
 //! Version policy: HTTP/1.0 and HTTP/1.1 only. A well-formed other version (`HTTP/2.0`, so also
 //! the HTTP/2 connection preface `PRI * HTTP/2.0`, or `HTTP/1.2`) is 505; a malformed version

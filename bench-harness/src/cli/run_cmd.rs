@@ -1,0 +1,189 @@
+//! `ringbench run`: options to a [`RunConfig`], the run, then the table, the JSON, the interval
+//! log and the plot. The exit code is the verdict's (0 only for a valid run).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::run::{self, ArrivalProcess, Plan, RunConfig, RunError, RunReport, Schedule, SimpleRequest, Target, Thresholds};
+use crate::units::{parse_duration, parse_rate};
+
+/// Options of `ringbench run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Target, e.g. http://127.0.0.1:8080/ (with --scenario: host and default path).
+    #[arg(long)]
+    pub url: String,
+    /// Requests per second (all threads), e.g. 5000 or 20k.
+    #[arg(long, value_parser = parse_rate, required_unless_present = "schedule")]
+    pub rate: Option<f64>,
+    /// Measured length (the warmup comes on top).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Unmeasured lead-in before the measured window.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub warmup: Duration,
+    /// Arrival spacing.
+    #[arg(long, value_enum, default_value_t = ArrivalProcess::Fixed)]
+    pub arrival: ArrivalProcess,
+    /// Step / ramp schedule file (TOML `[[phases]]`), instead of --rate and --duration; the
+    /// warmup is its first part.
+    #[arg(long, conflicts_with = "rate")]
+    pub schedule: Option<PathBuf>,
+    /// Scenario file: weighted request kinds and credential pools.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// Method for the --url request.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// Extra header for the --url request, `name: value` (repeatable).
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// Body size for the --url request.
+    #[arg(long, default_value_t = 0)]
+    pub body_bytes: usize,
+    /// Generator CPUs, one pinned thread each, e.g. `0`.
+    #[arg(long, value_delimiter = ',')]
+    pub cpus: Option<Vec<usize>>,
+    /// Generator threads (default: one per --cpus entry, else 1).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Connections opened before the start.
+    #[arg(long, default_value_t = 8)]
+    pub conns: usize,
+    /// Connection cap; past it, requests queue (and the wait counts in their latency).
+    #[arg(long, default_value_t = 1024)]
+    pub max_conns: usize,
+    /// Request timeout from intended send time.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Time allowed after the schedule for in-flight requests; the rest is censored.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub grace: Duration,
+    /// Seed for arrivals, kinds and pool draws.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Processes whose CPU time (all threads) is accounted per successful request.
+    #[arg(long = "target-pid", num_args = 1.., value_delimiter = ',')]
+    pub target_pids: Vec<u32>,
+    /// Write the full report as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write an HdrHistogram interval log of response times.
+    #[arg(long)]
+    pub hlog: Option<PathBuf>,
+    /// Interval of the --hlog log.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub hlog_interval: Duration,
+    /// Write an SVG percentile-spectrum plot.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Self-check: schedule lag p99 above this marks the run generator-limited.
+    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
+    pub max_lag: Duration,
+    /// Self-check: timeouts + censored above this share mark the target saturated.
+    #[arg(long, default_value_t = 0.001)]
+    pub max_unfinished: f64,
+    /// Do not print the table.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn header(h: &str) -> Result<(String, String), RunError> {
+    let (n, v) = h
+        .split_once(':')
+        .ok_or_else(|| RunError::Invalid(format!("header {h:?} is not `name: value`")))?;
+    Ok((n.trim().to_string(), v.trim().to_string()))
+}
+
+impl RunArgs {
+    /// The run configuration these options describe.
+    pub fn config(&self) -> Result<RunConfig, RunError> {
+        let target = Target::parse(&self.url)?;
+        let plan = match &self.scenario {
+            Some(path) => Plan::from_scenario(path, &target)?,
+            None => {
+                let req = SimpleRequest {
+                    method: self.method.clone(),
+                    headers: self.headers.iter().map(|h| header(h)).collect::<Result<_, _>>()?,
+                    body_bytes: self.body_bytes,
+                };
+                Plan::single(&target, &req)?
+            }
+        };
+        let schedule = match (&self.schedule, self.rate) {
+            (Some(path), _) => Schedule::from_file(path)?,
+            (None, Some(rate)) => Schedule::constant(rate, self.warmup + self.duration),
+            (None, None) => return Err(RunError::Invalid("give --rate or --schedule".into())),
+        };
+        let threads = self
+            .threads
+            .unwrap_or_else(|| self.cpus.as_ref().map_or(1, |c| c.len().max(1)));
+        Ok(RunConfig {
+            target,
+            plan: Arc::new(plan),
+            schedule,
+            process: self.arrival,
+            warmup: self.warmup,
+            threads,
+            cpus: self.cpus.clone(),
+            conns: self.conns,
+            max_conns: self.max_conns,
+            timeout: self.timeout,
+            grace: self.grace,
+            seed: self.seed,
+            target_pids: self.target_pids.clone(),
+            log_interval: self.hlog.as_ref().map(|_| self.hlog_interval),
+            thresholds: Thresholds {
+                max_lag_p99: self.max_lag,
+                max_unfinished: self.max_unfinished,
+                ..Thresholds::default()
+            },
+        })
+    }
+}
+
+/// Writes the outputs a run asked for.
+pub fn write_outputs(args: &RunArgs, report: &RunReport) -> Result<(), String> {
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.hlog {
+        crate::report::hlog::write(path, report, args.hlog_interval)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let svg = crate::report::plot::spectrum_svg(&[(report.target.clone(), report)]);
+        std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs the load; returns the exit code.
+pub fn run(args: RunArgs) -> i32 {
+    let cfg = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringbench run: {e}");
+            return 2;
+        }
+    };
+    let report = match run::run(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ringbench run: {e}");
+            return 2;
+        }
+    };
+    if !args.quiet {
+        print!("{}", report.table());
+    }
+    if let Err(e) = write_outputs(&args, &report) {
+        eprintln!("ringbench run: {e}");
+        return 2;
+    }
+    report.verdict.exit_code()
+}

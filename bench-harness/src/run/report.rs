@@ -1,0 +1,445 @@
+//! The run report: one serde structure holding everything measured (the `--json` output), the
+//! human table drawn from it, and the merged histograms kept aside for the interval log and the
+//! plot. The verdict and its reasons are part of the structure, so no output can omit them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::cpu::WindowCpu;
+use super::stats::{ErrorKind, ThreadStats};
+use super::verdict::{judge, Evidence, Verdict};
+use super::RunConfig;
+use crate::units::fmt_nanos;
+
+/// Percentiles of one measured quantity (nanoseconds).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Samples.
+    pub count: u64,
+    /// Smallest.
+    pub min_ns: u64,
+    /// Mean.
+    pub mean_ns: f64,
+    /// Standard deviation.
+    pub stddev_ns: f64,
+    /// Median.
+    pub p50_ns: u64,
+    /// 90th percentile.
+    pub p90_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// 99.99th percentile.
+    pub p9999_ns: u64,
+    /// Largest.
+    pub max_ns: u64,
+}
+
+impl Summary {
+    /// Summarises a histogram.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            min_ns: h.min(),
+            mean_ns: h.mean(),
+            stddev_ns: h.stdev(),
+            p50_ns: h.value_at_quantile(0.5),
+            p90_ns: h.value_at_quantile(0.9),
+            p99_ns: h.value_at_quantile(0.99),
+            p999_ns: h.value_at_quantile(0.999),
+            p9999_ns: h.value_at_quantile(0.9999),
+            max_ns: h.max(),
+        }
+    }
+}
+
+/// One point of the percentile spectrum.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SpectrumPoint {
+    /// Percentile (0..=100).
+    pub percentile: f64,
+    /// Value at that percentile (ns).
+    pub value_ns: u64,
+}
+
+/// The full percentile spectrum: 5 points per halving of the tail, up to the maximum.
+pub fn spectrum(h: &Histogram<u64>) -> Vec<SpectrumPoint> {
+    let mut out = Vec::new();
+    if h.is_empty() {
+        return out;
+    }
+    let last = 1.0 - 1.0 / h.len() as f64;
+    for k in 0..=200 {
+        let q = 1.0 - 0.5f64.powf(k as f64 / 5.0);
+        if q > last {
+            break;
+        }
+        out.push(SpectrumPoint {
+            percentile: q * 100.0,
+            value_ns: h.value_at_quantile(q),
+        });
+    }
+    out.push(SpectrumPoint {
+        percentile: 100.0,
+        value_ns: h.max(),
+    });
+    out
+}
+
+/// Request accounting: `scheduled == completed + errors + timeouts + censored`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Counts {
+    /// Due in the measured window.
+    pub scheduled: u64,
+    /// Full responses, any status.
+    pub completed: u64,
+    /// 2xx and 3xx.
+    pub success: u64,
+    /// Transport errors.
+    pub errors: u64,
+    /// Timed out (recorded in the response time at the timeout).
+    pub timeouts: u64,
+    /// Unfinished when the run ended.
+    pub censored: u64,
+    /// Responses by status.
+    pub statuses: BTreeMap<String, u64>,
+    /// Errors by kind.
+    pub error_kinds: BTreeMap<String, u64>,
+}
+
+/// Rates over the measured window (per second).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Rates {
+    /// Scheduled.
+    pub offered: f64,
+    /// Completed (any status).
+    pub achieved: f64,
+    /// Successful.
+    pub success: f64,
+}
+
+/// All latency figures.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Latencies {
+    /// Intended send to last byte (the headline).
+    pub response: Summary,
+    /// Actual send to last byte.
+    pub service: Summary,
+    /// Intended to actual send.
+    pub send_lag: Summary,
+    /// Intended to noticed-due (generator lateness).
+    pub schedule_lag: Summary,
+    /// Waiting for a connection.
+    pub queue_wait: Summary,
+    /// Actual send to first byte.
+    pub ttfb: Summary,
+    /// TCP connect.
+    pub connect: Summary,
+    /// Generator wake-up lateness.
+    pub hiccup: Summary,
+}
+
+/// Per request kind.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KindReport {
+    /// Name.
+    pub name: String,
+    /// Weight.
+    pub weight: f64,
+    /// Responses by status class: 1xx..5xx.
+    pub classes: BTreeMap<String, u64>,
+    /// Transport errors.
+    pub errors: u64,
+    /// Timeouts.
+    pub timeouts: u64,
+}
+
+/// The generator's own cost.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GeneratorReport {
+    /// Threads.
+    pub threads: usize,
+    /// CPUs they were pinned to.
+    pub cpus: Option<Vec<usize>>,
+    /// CPU time over the window (s).
+    pub cpu_seconds: f64,
+    /// Busiest thread's share of its core.
+    pub max_thread_cpu: f64,
+    /// Busy share of the generator's cores, all processes.
+    pub core_busy: Vec<f64>,
+    /// Connections opened.
+    pub connections: u64,
+    /// Most open at once.
+    pub peak_connections: u64,
+}
+
+/// CPU used by the target processes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TargetCpuReport {
+    /// Processes.
+    pub pids: Vec<u32>,
+    /// CPU time over the window (s).
+    pub cpu_seconds: f64,
+    /// Average cores used.
+    pub cores: f64,
+    /// CPU microseconds per successful request.
+    pub us_per_success: f64,
+}
+
+/// Everything about one run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunReport {
+    /// "ringbench".
+    pub tool: String,
+    /// Crate version.
+    pub version: String,
+    /// valid / generator-limited / target-saturated.
+    pub verdict: Verdict,
+    /// Why not valid.
+    pub reasons: Vec<String>,
+    /// Target URL.
+    pub target: String,
+    /// Measured window (s).
+    pub window_s: f64,
+    /// Offered load description (`5000/s fixed` ...).
+    pub load: String,
+    /// Counts.
+    pub counts: Counts,
+    /// Rates.
+    pub rates: Rates,
+    /// Latencies.
+    pub latency: Latencies,
+    /// Response-time percentile spectrum.
+    pub spectrum: Vec<SpectrumPoint>,
+    /// Per request kind.
+    pub kinds: Vec<KindReport>,
+    /// Generator cost.
+    pub generator: GeneratorReport,
+    /// Target CPU, when `--target-pid` was given.
+    pub target_cpu: Option<TargetCpuReport>,
+    /// Merged response-time histogram (for plots and logs; not serialized).
+    #[serde(skip)]
+    pub response_hist: Option<Histogram<u64>>,
+    /// Merged per-interval response-time histograms (for `--hlog`).
+    #[serde(skip)]
+    pub intervals: Vec<Histogram<u64>>,
+}
+
+fn counts(s: &ThreadStats) -> Counts {
+    Counts {
+        scheduled: s.scheduled,
+        completed: s.completed,
+        success: s.success,
+        errors: s.errors,
+        timeouts: s.timeouts,
+        censored: s.censored,
+        statuses: s
+            .statuses
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(code, n)| (code.to_string(), *n))
+            .collect(),
+        error_kinds: ErrorKind::ALL
+            .iter()
+            .filter(|k| s.error_kinds[**k as usize] > 0)
+            .map(|k| (k.name().to_string(), s.error_kinds[*k as usize]))
+            .collect(),
+    }
+}
+
+/// Merges the threads' stats and draws the report and verdict.
+pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunReport {
+    let max_thread_cpu = threads
+        .iter()
+        .map(|t| t.cpu_ns as f64 / t.wall_ns.max(1) as f64)
+        .fold(0.0, f64::max);
+    let mut all = ThreadStats::new(cfg.plan.kinds.len());
+    for t in &threads {
+        all.merge(t);
+    }
+    let window_s = cpu.wall_ns as f64 / 1e9;
+    let per_s = |n: u64| if window_s > 0.0 { n as f64 / window_s } else { 0.0 };
+    let core_busy: Vec<(usize, f64)> = cfg
+        .cpus
+        .iter()
+        .flatten()
+        .filter_map(|c| cpu.cpu_busy.get(*c).map(|b| (*c, *b)))
+        .collect();
+    let evidence = Evidence {
+        lag_p99_ns: all.sched_lag.value_at_quantile(0.99),
+        generator_cpu: max_thread_cpu,
+        core_busy: core_busy.clone(),
+        scheduled: all.scheduled,
+        timeouts: all.timeouts,
+        censored: all.censored,
+    };
+    let (verdict, reasons) = judge(&evidence, &cfg.thresholds);
+    let target_cpu = cpu.target_ns.map(|ns| TargetCpuReport {
+        pids: cpu.pids.clone(),
+        cpu_seconds: ns as f64 / 1e9,
+        cores: ns as f64 / cpu.wall_ns.max(1) as f64,
+        us_per_success: if all.success > 0 { ns as f64 / 1e3 / all.success as f64 } else { 0.0 },
+    });
+    let class_names = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
+    let kinds = cfg
+        .plan
+        .kinds
+        .iter()
+        .zip(&all.kinds)
+        .map(|(k, c)| KindReport {
+            name: k.name.clone(),
+            weight: k.weight,
+            classes: c
+                .classes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, n)| (class_names[i].to_string(), *n))
+                .collect(),
+            errors: c.errors,
+            timeouts: c.timeouts,
+        })
+        .collect();
+    RunReport {
+        tool: "ringbench".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        verdict,
+        reasons,
+        target: cfg.target.url.clone(),
+        window_s,
+        load: format!(
+            "{:.0}/s {} over {:.1}s (warmup {:.1}s)",
+            cfg.schedule.mean_rate(),
+            match cfg.process {
+                super::ArrivalProcess::Fixed => "fixed",
+                super::ArrivalProcess::Poisson => "poisson",
+            },
+            cfg.schedule.total().as_secs_f64(),
+            cfg.warmup.as_secs_f64()
+        ),
+        counts: counts(&all),
+        rates: Rates {
+            offered: per_s(all.scheduled),
+            achieved: per_s(all.completed),
+            success: per_s(all.success),
+        },
+        latency: Latencies {
+            response: Summary::of(&all.response),
+            service: Summary::of(&all.service),
+            send_lag: Summary::of(&all.send_lag),
+            schedule_lag: Summary::of(&all.sched_lag),
+            queue_wait: Summary::of(&all.queue_wait),
+            ttfb: Summary::of(&all.ttfb),
+            connect: Summary::of(&all.connect),
+            hiccup: Summary::of(&all.hiccup),
+        },
+        spectrum: spectrum(&all.response),
+        kinds,
+        generator: GeneratorReport {
+            threads: cfg.threads,
+            cpus: cfg.cpus.clone(),
+            cpu_seconds: all.cpu_ns as f64 / 1e9,
+            max_thread_cpu,
+            core_busy: core_busy.iter().map(|c| c.1).collect(),
+            connections: all.connections,
+            peak_connections: all.peak_connections,
+        },
+        target_cpu,
+        response_hist: Some(all.response.clone()),
+        intervals: std::mem::take(&mut all.intervals),
+    }
+}
+
+fn row(out: &mut String, name: &str, s: &Summary) {
+    let f = |v: u64| fmt_nanos(v as f64);
+    let _ = writeln!(
+        out,
+        "  {name:<13}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+        f(s.p50_ns),
+        f(s.p90_ns),
+        f(s.p99_ns),
+        f(s.p999_ns),
+        f(s.p9999_ns),
+        f(s.max_ns),
+        fmt_nanos(s.mean_ns)
+    );
+}
+
+impl RunReport {
+    /// True when `scheduled == completed + errors + timeouts + censored`.
+    pub fn accounted(&self) -> bool {
+        let c = &self.counts;
+        c.scheduled == c.completed + c.errors + c.timeouts + c.censored
+    }
+
+    /// The human table.
+    pub fn table(&self) -> String {
+        let mut o = String::new();
+        let c = &self.counts;
+        let _ = writeln!(o, "ringbench run {}  [{}]", self.target, self.load);
+        let verdict = self.verdict.name().to_uppercase();
+        let _ = writeln!(o, "  verdict      {verdict}{}", if self.reasons.is_empty() { String::new() } else { format!(": {}", self.reasons.join("; ")) });
+        let _ = writeln!(
+            o,
+            "  rate         offered {:.1}/s  achieved {:.1}/s  success {:.1}/s  over {:.2}s",
+            self.rates.offered, self.rates.achieved, self.rates.success, self.window_s
+        );
+        let _ = writeln!(
+            o,
+            "  requests     scheduled {} = completed {} + errors {} + timeouts {} + censored {}",
+            c.scheduled, c.completed, c.errors, c.timeouts, c.censored
+        );
+        let statuses: Vec<String> = c.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        let _ = writeln!(o, "  status       {}", if statuses.is_empty() { "(none)".into() } else { statuses.join("  ") });
+        let errors: Vec<String> = c.error_kinds.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        let _ = writeln!(o, "  errors       {}", if errors.is_empty() { "(none)".into() } else { errors.join("  ") });
+        let _ = writeln!(
+            o,
+            "  latency          p50      p90      p99    p99.9   p99.99      max     mean"
+        );
+        let l = &self.latency;
+        row(&mut o, "response", &l.response);
+        row(&mut o, "service", &l.service);
+        row(&mut o, "ttfb", &l.ttfb);
+        row(&mut o, "send lag", &l.send_lag);
+        row(&mut o, "queue wait", &l.queue_wait);
+        row(&mut o, "schedule lag", &l.schedule_lag);
+        row(&mut o, "hiccup", &l.hiccup);
+        if l.connect.count > 0 {
+            row(&mut o, "connect", &l.connect);
+        }
+        if self.kinds.len() > 1 {
+            for k in &self.kinds {
+                let classes: Vec<String> = k.classes.iter().map(|(s, n)| format!("{s} {n}")).collect();
+                let _ = writeln!(o, "  kind {:<20} {}  errors {}  timeouts {}", k.name, classes.join(" "), k.errors, k.timeouts);
+            }
+        }
+        let g = &self.generator;
+        let _ = writeln!(
+            o,
+            "  generator    {} thread(s){}  cpu {:.3}s (busiest thread {:.0}%)  connections {} (peak {})",
+            g.threads,
+            g.cpus.as_ref().map_or(String::new(), |c| format!(" on CPU {c:?}")),
+            g.cpu_seconds,
+            g.max_thread_cpu * 100.0,
+            g.connections,
+            g.peak_connections
+        );
+        if let Some(t) = &self.target_cpu {
+            let _ = writeln!(
+                o,
+                "  target cpu   pids {:?}: {:.3}s = {:.3} cores, {:.1} us CPU per successful request",
+                t.pids, t.cpu_seconds, t.cores, t.us_per_success
+            );
+        }
+        o
+    }
+}
