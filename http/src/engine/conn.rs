@@ -74,9 +74,12 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
         if w.shutdown.is_stopping() && c.cbuf.is_empty() {
             return;
         }
-        let snap = w.snapshot.borrow_mut().current();
+        let mut snap;
         let mut header_deadline: Option<Instant> = None;
         let plan = 'request: loop {
+            // Taken when the head is parsed, not when the connection started waiting for it: an
+            // idle keep-alive connection must serve its next request on the newest snapshot.
+            snap = w.snapshot.borrow_mut().current();
             match plan_request(&mut c, w, &**snap) {
                 Step::Go(p) => break p,
                 Step::Refuse { r, consumed } => {
