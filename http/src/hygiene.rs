@@ -130,10 +130,13 @@ pub fn write_response_head(
     out.extend_from_slice(resp.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     for h in resp.headers {
-        if hop.contains(h.name) {
+        let is_content_length = || h.name.eq_ignore_ascii_case("content-length");
+        // Content-Length is end-to-end even when the upstream lists it in Connection (RFC 9110
+        // §7.6.1 forbids that): dropping it would leave a kept-alive response unframed.
+        if hop.contains(h.name) && !is_content_length() {
             continue;
         }
-        if framing == ClientFraming::Dechunk && h.name.eq_ignore_ascii_case("content-length") {
+        if framing == ClientFraming::Dechunk && is_content_length() {
             continue;
         }
         push_header(out, h.name.as_bytes(), h.value);
@@ -285,5 +288,20 @@ mod tests {
         let mut out = Vec::new();
         write_response_head(&mut out, &resp, &hop, ClientFraming::Dechunk, true, false);
         assert!(!String::from_utf8_lossy(&out).contains("transfer-encoding"));
+    }
+
+    #[test]
+    fn content_length_survives_being_listed_in_connection() {
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: content-length, x-hop\r\nX-Hop: 1\r\nContent-Length: 2\r\n\r\n";
+        let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let resp = parse_response_head(raw, &mut hs, false, 16384)
+            .expect("ok")
+            .expect("complete");
+        let hop = HopByHop::from_headers(resp.headers).expect("hop");
+        let mut out = Vec::new();
+        write_response_head(&mut out, &resp, &hop, ClientFraming::AsIs, false, false);
+        let s = String::from_utf8(out).expect("utf8");
+        assert!(s.contains("Content-Length: 2\r\n"), "{s}");
+        assert!(!s.contains("X-Hop"), "{s}");
     }
 }

@@ -52,6 +52,8 @@ enum Step<'s> {
     Refuse {
         r: Refusal,
         consumed: usize,
+        /// The request was HTTP/1.0 (a kept connection must then be announced).
+        http10: bool,
     },
 }
 
@@ -82,9 +84,13 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
             snap = w.snapshot.borrow_mut().current();
             match plan_request(&mut c, w, &**snap) {
                 Step::Go(p) => break p,
-                Step::Refuse { r, consumed } => {
+                Step::Refuse {
+                    r,
+                    consumed,
+                    http10,
+                } => {
                     let close = r.close || w.shutdown.is_stopping();
-                    if !refuse(&mut c, w, r, close).await || close {
+                    if !refuse(&mut c, w, r, close, http10).await || close {
                         return;
                     }
                     c.cbuf.drain(..consumed);
@@ -96,7 +102,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
             if c.cbuf.len() == c.cbuf.capacity() {
                 // The parser reports 431 at the limit; this guards a buffer smaller than it.
                 let r = Refusal::new(431, "request_header_fields_too_large").closing();
-                refuse(&mut c, w, r, true).await;
+                refuse(&mut c, w, r, true, false).await;
                 return;
             }
             // Waiting for a new request is keep-alive idleness; once its first byte arrived,
@@ -114,7 +120,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
             match res {
                 Ok(_) => {}
                 Err(ReadFail::Timeout) if header_deadline.is_some() => {
-                    refuse(&mut c, w, Refusal::REQUEST_TIMEOUT, true).await;
+                    refuse(&mut c, w, Refusal::REQUEST_TIMEOUT, true, false).await;
                     return;
                 }
                 Err(_) => return,
@@ -143,6 +149,7 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
             return Step::Refuse {
                 r: Refusal::from_codec(&e),
                 consumed: 0,
+                http10: false,
             }
         }
     };
@@ -150,9 +157,11 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
     // wants to keep it.
     let reusable = req.body == BodyKind::Empty && req.keep_alive;
     let head_len = req.head_len;
+    let http10 = req.minor_version == 0;
     let refuse_with = |r: Refusal| Step::Refuse {
         r: if reusable { r } else { r.closing() },
         consumed: head_len,
+        http10,
     };
     c.path.clear();
     let routed = match snap.route(&req, &mut c.path) {
@@ -165,6 +174,7 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
             return Step::Refuse {
                 r: Refusal::from_codec(&e),
                 consumed: 0,
+                http10,
             }
         }
     };
@@ -195,7 +205,9 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         body: req.body,
         keep_alive: req.keep_alive,
         http10: req.minor_version == 0,
-        expect_continue: req.expect_continue,
+        // An HTTP/1.0 client does not know 100 Continue: its expectation is ignored (RFC 9110
+        // §10.1.1) and its body read as it comes.
+        expect_continue: req.expect_continue && req.minor_version == 1,
         idempotent: matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
         is_head: m == "HEAD",
         route: routed.route,
@@ -203,16 +215,17 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
     })
 }
 
-/// Sends a gateway-made response (`close` adds `Connection: close`). Returns whether it was
-/// written.
+/// Sends a gateway-made response (`close` adds `Connection: close`; a kept HTTP/1.0 connection,
+/// `http10`, gets `Connection: keep-alive`). Returns whether it was written.
 pub(crate) async fn refuse<G: Gateway>(
     c: &mut Conn,
     w: &Worker<G>,
     r: Refusal,
     close: bool,
+    http10: bool,
 ) -> bool {
     c.wbuf.clear();
-    write_refusal(&mut c.wbuf, &r, close);
+    write_refusal(&mut c.wbuf, &r, close, http10 && !close);
     let (res, buf) = write_all(
         &mut c.stream,
         std::mem::take(&mut c.wbuf),

@@ -6,13 +6,16 @@
 //! connection fails before the first response byte, and the request is idempotent and was sent
 //! entirely from memory, it is sent once more on a fresh connection. The response body streams
 //! back as it arrives: by length, chunk by chunk (validated and passed through verbatim), or until
-//! the upstream closes. Framing errors after the response head was sent can only abort.
+//! the upstream closes. Framing errors after the response head was sent can only abort. An
+//! upstream that answers before taking the whole request body and then drops the connection (an
+//! early 413 or 401) has its answer relayed, and the client connection closes behind it.
 
 use super::conn::{refuse, Conn, Plan};
 use super::io::{connect, read_append, write_range, ReadFail};
 use super::Worker;
 use crate::codec::{
-    parse_response_head, BodyKind, ChunkedDecoder, ChunkedLimits, HopByHop, MAX_HEADERS,
+    parse_response_head, BodyKind, ChunkedDecoder, ChunkedLimits, HopByHop, ResponseHead,
+    MAX_HEADERS,
 };
 use crate::error::ProxyError;
 use crate::gateway::Gateway;
@@ -85,6 +88,9 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
     if inline {
         c.wbuf.extend_from_slice(&c.cbuf[p.head_len..body.end]);
     }
+    // Only a body held whole in memory can be sent again: a streamed one is gone once sent (and
+    // `body` then describes its last piece, not the request).
+    let from_memory = body.complete;
     let mut attempt = 0;
     let (up, resp) = loop {
         let pooled = if attempt == 0 {
@@ -104,16 +110,19 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
             },
         };
         let sent = send_request(c, w, p, &mut up, &mut body, inline).await;
-        let retryable = reused && attempt == 0 && p.idempotent && body.complete;
+        let retryable = reused && attempt == 0 && p.idempotent && from_memory;
         if let Err(e) = sent {
             if retryable && matches!(e, ProxyError::UpstreamIo(_)) {
                 attempt += 1;
                 continue;
             }
+            if let Some(r) = early_response(c, w, p, &mut up, &body, &e).await {
+                break (up, r);
+            }
             let end = (body.complete && !streamed_now(&e)).then_some(body.end);
             return fail_before_response(c, w, p, &e, end).await;
         }
-        match read_response_head(c, w, p, &mut up).await {
+        match read_response_head(c, w, p, &mut up, false).await {
             Ok(r) => break (up, r),
             Err(HeadFail::BeforeFirstByte(_)) if retryable => {
                 attempt += 1;
@@ -134,7 +143,9 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
     }
 }
 
-/// True for failures that leave the client's side of the request in an unknown state.
+/// True for failures while sending that leave the client's side of the request in an unknown
+/// state: the client's stream failed or broke the framing, or a write timed out (the buffer it
+/// was lent went with the cancelled write, and with it any pipelined bytes).
 fn streamed_now(e: &ProxyError) -> bool {
     matches!(
         e,
@@ -142,7 +153,18 @@ fn streamed_now(e: &ProxyError) -> bool {
             | ProxyError::ClientStalled
             | ProxyError::Codec(_)
             | ProxyError::BodyTooLarge
+            | ProxyError::UpstreamTimeout
     )
+}
+
+/// A failed write to the upstream. A timeout is its own cause: the upstream stopped taking the
+/// request (504), and the buffer is gone, so nothing can be sent again from it.
+fn upstream_write_error(e: std::io::Error) -> ProxyError {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        ProxyError::UpstreamTimeout
+    } else {
+        ProxyError::UpstreamIo(e)
+    }
 }
 
 /// Checks the body against the route's limit and finds how much of it is already buffered.
@@ -197,13 +219,13 @@ async fn send_request<G: Gateway>(
     let end = c.wbuf.len();
     let (res, buf) = write_range(up, std::mem::take(&mut c.wbuf), 0, end, t).await;
     c.wbuf = buf;
-    res.map_err(ProxyError::UpstreamIo)?;
+    res.map_err(upstream_write_error)?;
     if inline {
         return Ok(());
     }
     let (res, buf) = write_range(up, std::mem::take(&mut c.cbuf), p.head_len, body.end, t).await;
     c.cbuf = buf;
-    res.map_err(ProxyError::UpstreamIo)?;
+    res.map_err(upstream_write_error)?;
     if body.complete {
         return Ok(());
     }
@@ -252,7 +274,7 @@ async fn stream_request_body<G: Gateway>(
         };
         let (res, buf) = write_range(up, std::mem::take(&mut c.cbuf), 0, take, t).await;
         c.cbuf = buf;
-        res.map_err(ProxyError::UpstreamIo)?;
+        res.map_err(upstream_write_error)?;
         if done {
             body.end = take;
             body.complete = true;
@@ -262,13 +284,38 @@ async fn stream_request_body<G: Gateway>(
     }
 }
 
+/// The response of an upstream that stopped taking the request part way (typically an error
+/// status decided from the head, then a close), if it sent one before the connection failed.
+///
+/// Only a connection failure is worth a look: the answer is then already in the socket's receive
+/// queue (a reset still lets queued bytes be read first). A timeout means the upstream stalled,
+/// and waiting again for a head would only double the client's wait. The client connection
+/// closes after such a response unless its request was wholly read, and the upstream
+/// connection is never reused (it did not read the whole request).
+async fn early_response<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    up: &mut TcpStream,
+    body: &RequestBody,
+    e: &ProxyError,
+) -> Option<ResponsePlan> {
+    if !matches!(e, ProxyError::UpstreamIo(_)) {
+        return None;
+    }
+    let mut r = read_response_head(c, w, p, up, !body.complete).await.ok()?;
+    r.upstream_keep_alive = false;
+    Some(r)
+}
+
 /// Reads the response head (skipping interim 1xx responses) within the route's timeout and
-/// writes the client head into `c.wbuf`.
+/// writes the client head into `c.wbuf`; `force_close` closes the client connection after it.
 async fn read_response_head<G: Gateway>(
     c: &mut Conn,
     w: &Worker<G>,
     p: &Plan<'_>,
     up: &mut TcpStream,
+    force_close: bool,
 ) -> Result<ResponsePlan, HeadFail> {
     let timeout = p
         .route
@@ -296,31 +343,7 @@ async fn read_response_head<G: Gateway>(
                     )));
                 }
                 Ok(Some(resp)) => {
-                    let hop = HopByHop::from_headers(resp.headers)
-                        .map_err(|e| HeadFail::Other(ProxyError::UpstreamProtocol(e)))?;
-                    let framing = match resp.body {
-                        BodyKind::Chunked if p.http10 => ClientFraming::Dechunk,
-                        BodyKind::UntilClose => ClientFraming::UntilClose,
-                        _ => ClientFraming::AsIs,
-                    };
-                    let client_close =
-                        !p.keep_alive || framing != ClientFraming::AsIs || w.shutdown.is_stopping();
-                    c.wbuf.clear();
-                    write_response_head(
-                        &mut c.wbuf,
-                        &resp,
-                        &hop,
-                        framing,
-                        client_close,
-                        p.http10 && !client_close,
-                    );
-                    return Ok(ResponsePlan {
-                        head_len: resp.head_len,
-                        body: resp.body,
-                        framing,
-                        upstream_keep_alive: resp.keep_alive,
-                        client_close,
-                    });
+                    return client_response(&mut c.wbuf, w, p, &resp, force_close);
                 }
                 Ok(None) => {}
                 Err(e) => return Err(HeadFail::Other(ProxyError::UpstreamProtocol(e))),
@@ -353,6 +376,56 @@ async fn read_response_head<G: Gateway>(
             Err(ReadFail::Io(e)) => return Err(HeadFail::Other(ProxyError::UpstreamIo(e))),
         }
     }
+}
+
+/// Decides how the final response `resp` reaches the client and writes the client head into
+/// `wbuf`; `force_close` closes the client connection after it.
+fn client_response<G: Gateway>(
+    wbuf: &mut Vec<u8>,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    resp: &ResponseHead<'_, '_>,
+    force_close: bool,
+) -> Result<ResponsePlan, HeadFail> {
+    let hop = HopByHop::from_headers(resp.headers)
+        .map_err(|e| HeadFail::Other(ProxyError::UpstreamProtocol(e)))?;
+    let framing = match resp.body {
+        BodyKind::Chunked if p.http10 => ClientFraming::Dechunk,
+        BodyKind::UntilClose => ClientFraming::UntilClose,
+        _ => ClientFraming::AsIs,
+    };
+    let client_close =
+        force_close || !p.keep_alive || framing != ClientFraming::AsIs || w.shutdown.is_stopping();
+    // A HEAD response shows the header fields GET would (RFC 9110 §9.3.2), so a chunked
+    // resource keeps its (hop-by-hop, hence rewritten) Transfer-Encoding; HTTP/1.0 clients and
+    // 204s are never shown one (RFC 9112 §6.1).
+    let mut shown = *resp;
+    if p.is_head
+        && !p.http10
+        && resp.status != 204
+        && resp
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        shown.body = BodyKind::Chunked;
+    }
+    wbuf.clear();
+    write_response_head(
+        wbuf,
+        &shown,
+        &hop,
+        framing,
+        client_close,
+        p.http10 && !client_close,
+    );
+    Ok(ResponsePlan {
+        head_len: resp.head_len,
+        body: resp.body,
+        framing,
+        upstream_keep_alive: resp.keep_alive,
+        client_close,
+    })
 }
 
 /// Sends the client head and streams the response body; returns the upstream connection to the
@@ -488,7 +561,7 @@ async fn fail_before_response<G: Gateway>(
     let keep = !r.close && p.keep_alive && !w.shutdown.is_stopping();
     match consumed_to {
         Some(end) if keep => {
-            if refuse(c, w, r, false).await {
+            if refuse(c, w, r, false, p.http10).await {
                 c.cbuf.drain(..end.min(c.cbuf.len()));
                 Outcome::KeepAlive
             } else {
@@ -496,7 +569,7 @@ async fn fail_before_response<G: Gateway>(
             }
         }
         _ => {
-            let _ = refuse(c, w, r, true).await;
+            let _ = refuse(c, w, r, true, p.http10).await;
             Outcome::Close
         }
     }
