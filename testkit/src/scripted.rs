@@ -215,6 +215,25 @@ pub fn one_shot() -> Scripted {
     })
 }
 
+/// An upstream whose first connection answers one request, then reads the next one and closes
+/// without answering (the failure a pooled connection shows when the upstream closes it at the
+/// moment it is reused); every later connection answers normally.
+pub fn drops_second_request() -> Scripted {
+    Scripted::spawn(|mut s, i| {
+        let mut carry = Vec::new();
+        let mut served = 0;
+        while read_request(&mut s, &mut carry).is_some() {
+            if i == 0 && served == 1 {
+                return;
+            }
+            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").is_err() {
+                return;
+            }
+            served += 1;
+        }
+    })
+}
+
 /// A bulk upstream: `GET /download?bytes=N` streams N bytes of body by content-length from a
 /// reused buffer; any request with a body gets `200` with the byte count it received as body.
 pub fn bulk() -> Scripted {

@@ -380,3 +380,30 @@ fn a_refused_request_expecting_100_continue_gets_only_its_final_status() {
     }
     assert!(log.lock().expect("log").is_empty());
 }
+
+#[test]
+fn late_bytes_after_a_complete_response_never_reach_the_next_client() {
+    use ringgate_testkit::scripted::{read_request, Scripted};
+    use std::io::Write;
+    // Connection 0 answers, then a moment later sends a second, unrequested response; every
+    // other connection answers "fresh". The pooled connection 0 must not be reused.
+    let up = Scripted::spawn(|mut s, i| {
+        let mut carry = Vec::new();
+        while read_request(&mut s, &mut carry).is_some() {
+            if i == 0 {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nevil");
+            } else if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh").is_err() {
+                return;
+            }
+        }
+    });
+    let gw = ringgate_testkit::gateway::gateway(&ringgate_testkit::gateway::catch_all(up.addr));
+    let first = ringgate_testkit::client::get(gw.addr, "h", "/a");
+    assert_eq!(first.text(), "ok");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let second = ringgate_testkit::client::get(gw.addr, "h", "/b");
+    assert_eq!(second.text(), "fresh", "a stray upstream response was served to another client");
+    assert_eq!(up.accepted(), 2);
+}

@@ -4,7 +4,7 @@ use ringgate_testkit::client::{send, Client};
 use ringgate_testkit::gateway::{
     catch_all, config, free_port, gateway, gateway_with, test_profile,
 };
-use ringgate_testkit::scripted::{fixed, one_shot, stalling};
+use ringgate_testkit::scripted::{drops_second_request, fixed, one_shot, stalling};
 use ringgate_testkit::stub::stub;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -75,7 +75,7 @@ fn a_slow_upstream_gets_504_at_the_route_timeout() {
 }
 
 #[test]
-fn a_stale_pooled_connection_is_retried_once_for_idempotent_requests() {
+fn a_pooled_connection_the_upstream_closed_is_detected_at_checkout() {
     let up = one_shot();
     let gw = gateway(&catch_all(up.addr));
     let mut c = Client::connect(gw.addr);
@@ -83,6 +83,20 @@ fn a_stale_pooled_connection_is_retried_once_for_idempotent_requests() {
     assert_eq!(c.response().status, 200);
     // Give the upstream's close time to land in the pooled socket.
     std::thread::sleep(Duration::from_millis(50));
+    // Even a POST (never retried) succeeds: the closed connection is not reused at all.
+    c.send(b"POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi");
+    let r = c.response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.accepted(), 2);
+}
+
+#[test]
+fn a_reused_connection_failing_before_the_response_is_retried_once_for_get() {
+    let up = drops_second_request();
+    let gw = gateway(&catch_all(up.addr));
+    let mut c = Client::connect(gw.addr);
+    c.send(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(c.response().status, 200);
     c.send(b"GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
     let r = c.response();
     assert_eq!(r.status, 200, "retried on a fresh connection: {}", r.text());
@@ -90,13 +104,12 @@ fn a_stale_pooled_connection_is_retried_once_for_idempotent_requests() {
 }
 
 #[test]
-fn a_stale_pooled_connection_is_not_retried_for_post() {
-    let up = one_shot();
+fn a_reused_connection_failing_before_the_response_is_not_retried_for_post() {
+    let up = drops_second_request();
     let gw = gateway(&catch_all(up.addr));
     let mut c = Client::connect(gw.addr);
     c.send(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(c.response().status, 200);
-    std::thread::sleep(Duration::from_millis(50));
     c.send(b"POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi");
     let r = c.response();
     assert_eq!(r.status, 502, "a POST is not repeated: {}", r.text());
