@@ -17,6 +17,9 @@ pub const PRESET_DEFAULT: &str = include_str!("../../profiles/default.toml");
 /// The text of the `low-latency` preset, shipped in the binary.
 pub const PRESET_LOW_LATENCY: &str = include_str!("../../profiles/low-latency.toml");
 
+/// The longest timeout accepted anywhere (timer arithmetic stays far from overflow).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 /// Which I/O driver the workers run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -265,9 +268,15 @@ impl PerfProfile {
             ("timeouts.connect", t.connect),
             ("timeouts.response", t.response),
             ("timeouts.body_io", t.body_io),
+            ("timeouts.drain", t.drain),
+            (
+                "upstream.pool_idle_timeout",
+                self.upstream.pool_idle_timeout,
+            ),
+            ("io.sqpoll_idle", self.io.sqpoll_idle),
         ] {
-            if d < Duration::from_millis(1) {
-                errs.push(format!("{name}: must be at least 1ms"));
+            if d < Duration::from_millis(1) || d > MAX_TIMEOUT {
+                errs.push(format!("{name}: must be between 1ms and 24h"));
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -321,6 +330,17 @@ mod tests {
         assert!(e.contains("io.uring_entries"), "{e}");
         assert!(e.contains("limits.max_uri_bytes"), "{e}");
         assert!(e.contains("workers.cpus[1]"), "{e}");
+    }
+
+    #[test]
+    fn absurd_timeouts_are_refused() {
+        let e = PerfProfile::from_toml("[timeouts]\nidle = \"48h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("timeouts.idle: must be between 1ms and 24h"),
+            "{e}"
+        );
     }
 
     #[test]

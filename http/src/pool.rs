@@ -16,10 +16,10 @@
 //! idle socket for free, so we pay one cheap syscall per reuse.
 
 use monoio::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// A small, fast, non-cryptographic hasher for socket addresses (the keys are ours, not the
@@ -69,7 +69,12 @@ pub fn is_quiet(sock: &impl AsRawFd) -> bool {
     // is a valid writable buffer of the length passed, and MSG_DONTWAIT makes the call return at
     // once whatever the socket's blocking mode; MSG_PEEK leaves any data in the socket.
     let n = unsafe {
-        libc::recv(sock.as_raw_fd(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        libc::recv(
+            sock.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
     };
     n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
 }

@@ -226,7 +226,9 @@ pub fn drops_second_request() -> Scripted {
             if i == 0 && served == 1 {
                 return;
             }
-            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").is_err() {
+            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .is_err()
+            {
                 return;
             }
             served += 1;

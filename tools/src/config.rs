@@ -266,8 +266,10 @@ impl RawConfig {
                     ));
                 }
             }
-            if r.timeout.is_some_and(|t| t < Duration::from_millis(1)) {
-                errs.push(format!("{at}.timeout: must be at least 1ms"));
+            if r.timeout.is_some_and(|t| {
+                t < Duration::from_millis(1) || t > ringgate_core::profile::MAX_TIMEOUT
+            }) {
+                errs.push(format!("{at}.timeout: must be between 1ms and 24h"));
             }
         }
         if errs.is_empty() {

@@ -394,7 +394,10 @@ fn late_bytes_after_a_complete_response_never_reach_the_next_client() {
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
                 std::thread::sleep(std::time::Duration::from_millis(30));
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nevil");
-            } else if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh").is_err() {
+            } else if s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh")
+                .is_err()
+            {
                 return;
             }
         }
@@ -404,6 +407,10 @@ fn late_bytes_after_a_complete_response_never_reach_the_next_client() {
     assert_eq!(first.text(), "ok");
     std::thread::sleep(std::time::Duration::from_millis(100));
     let second = ringgate_testkit::client::get(gw.addr, "h", "/b");
-    assert_eq!(second.text(), "fresh", "a stray upstream response was served to another client");
+    assert_eq!(
+        second.text(),
+        "fresh",
+        "a stray upstream response was served to another client"
+    );
     assert_eq!(up.accepted(), 2);
 }

@@ -224,3 +224,22 @@ fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
         "closed after {waited:?}"
     );
 }
+
+#[test]
+fn a_new_connection_that_sends_nothing_is_closed_at_the_header_timeout_without_a_response() {
+    let (up, _log) = recorder();
+    let mut p = test_profile();
+    p.timeouts.header_read = Duration::from_millis(300);
+    p.timeouts.idle = Duration::from_secs(30);
+    let gw = gateway_with(&catch_all(up.addr), p);
+    let mut c = Client::connect(gw.addr);
+    let t0 = Instant::now();
+    let mut b = [0u8; 16];
+    let n = std::io::Read::read(&mut c.stream, &mut b).unwrap_or(0);
+    assert_eq!(n, 0, "closed without a response");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "held for {:?}: the idle timeout applied",
+        t0.elapsed()
+    );
+}

@@ -72,6 +72,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
         ubuf: Vec::with_capacity(cap),
         path: Vec::with_capacity(256),
     };
+    let mut served_any = false;
     loop {
         if w.shutdown.is_stopping() && c.cbuf.is_empty() {
             return;
@@ -95,6 +96,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
                     }
                     c.cbuf.drain(..consumed);
                     header_deadline = None;
+                    served_any = true;
                     continue 'request;
                 }
                 Step::NeedMore => {}
@@ -105,9 +107,11 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
                 refuse(&mut c, w, r, true, false).await;
                 return;
             }
-            // Waiting for a new request is keep-alive idleness; once its first byte arrived,
-            // the whole head must come within the header timeout.
-            let timeout = if c.cbuf.is_empty() {
+            // Waiting for a further request is keep-alive idleness; a new connection's first
+            // request, and any head once its first byte arrived, must come within the header
+            // timeout (a connection that never speaks is not held for the idle time).
+            let partial = !c.cbuf.is_empty();
+            let timeout = if !partial && served_any {
                 w.settings.idle_timeout
             } else {
                 let d = *header_deadline
@@ -119,7 +123,9 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
             c.cbuf = buf;
             match res {
                 Ok(_) => {}
-                Err(ReadFail::Timeout) if header_deadline.is_some() => {
+                // A timeout with part of a head received is a 408; with nothing received it is
+                // an idle connection, closed silently.
+                Err(ReadFail::Timeout) if partial => {
                     refuse(&mut c, w, Refusal::REQUEST_TIMEOUT, true, false).await;
                     return;
                 }
@@ -130,6 +136,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
         let outcome = exchange(&mut c, w, &plan).await;
         w.gauges.inflight.sub(1);
         w.gauges.requests.add(1);
+        served_any = true;
         if outcome == Outcome::Close {
             return;
         }
