@@ -89,20 +89,37 @@ pub fn free_port() -> u16 {
 pub struct ChildGateway {
     /// The child.
     pub child: Child,
-    /// Where it listens.
+    /// Where it listens (read from its start line).
     pub addr: SocketAddr,
+    /// Its start line.
+    pub start_line: String,
+    /// The rest of its standard output, line by line.
+    pub stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
 }
 
 impl ChildGateway {
-    /// Starts `bin args...` and waits until `addr` accepts connections.
-    pub fn spawn(bin: &str, args: &[&str], addr: SocketAddr) -> Self {
-        let child = Command::new(bin)
+    /// Starts `bin args...` (which should listen on port 0) and reads the listen address from
+    /// the start line it prints first, so no port is guessed and none can be taken in between.
+    pub fn spawn(bin: &str, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(bin)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ringgate");
-        let g = ChildGateway { child, addr };
+        let out = child.stdout.take().expect("piped stdout");
+        let mut stdout = std::io::BufReader::new(out).lines();
+        let start_line = stdout
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("no start line from {bin} {args:?}"));
+        let addr = start_line
+            .split("listen=[")
+            .nth(1)
+            .and_then(|rest| rest.split([',', ']']).next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no listen address in {start_line:?}"));
         let t0 = Instant::now();
         while TcpStream::connect(addr).is_err() {
             assert!(
@@ -111,7 +128,12 @@ impl ChildGateway {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        g
+        ChildGateway {
+            child,
+            addr,
+            start_line,
+            stdout,
+        }
     }
 
     /// Peak resident memory of the child so far (VmHWM), in KiB.

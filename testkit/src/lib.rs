@@ -9,6 +9,7 @@
 //! - [`stub`]: ringbench's stub upstream with test-friendly defaults.
 
 pub mod client;
+pub mod files;
 pub mod gateway;
 pub mod scripted;
 pub mod stub;

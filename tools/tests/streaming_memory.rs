@@ -1,7 +1,7 @@
 //! 100 MB streamed through the real `ringgate` binary each way, with its peak RSS measured:
 //! bodies stream through bounded buffers, so memory must not grow with the body.
 
-use ringgate_testkit::gateway::{free_port, ChildGateway};
+use ringgate_testkit::gateway::ChildGateway;
 use ringgate_testkit::scripted::bulk;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,20 +10,18 @@ use std::time::Duration;
 const HUNDRED_MB: u64 = 100 * 1024 * 1024;
 
 fn proxy_to(up: SocketAddr) -> ChildGateway {
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/default.toml");
     ChildGateway::spawn(
         env!("CARGO_BIN_EXE_ringgate"),
         &[
             "proxy",
             "--listen",
-            &listen.to_string(),
+            "127.0.0.1:0",
             "--to",
             &up.to_string(),
             "--profile",
             profile,
         ],
-        listen,
     )
 }
 
@@ -39,6 +37,18 @@ fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
             return (head, buf[p + 4..].to_vec());
         }
     }
+}
+
+/// Reads the bulk upstream's answer to an upload: a 200 whose body is the byte count it got.
+fn read_count_response(s: &mut TcpStream) -> Vec<u8> {
+    let (head, mut body) = read_head(s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    while body.len() < HUNDRED_MB.to_string().len() {
+        let mut tmp = [0u8; 64];
+        let n = s.read(&mut tmp).expect("read count");
+        body.extend_from_slice(&tmp[..n]);
+    }
+    body
 }
 
 #[test]
@@ -63,13 +73,7 @@ fn a_100_mb_upload_and_download_stream_with_bounded_memory() {
         s.write_all(&block[..k]).expect("upload block");
         left -= k as u64;
     }
-    let (head, mut body) = read_head(&mut s);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    while body.len() < HUNDRED_MB.to_string().len() {
-        let mut tmp = [0u8; 64];
-        let n = s.read(&mut tmp).expect("read count");
-        body.extend_from_slice(&tmp[..n]);
-    }
+    let body = read_count_response(&mut s);
     assert_eq!(
         String::from_utf8_lossy(&body),
         HUNDRED_MB.to_string(),
@@ -131,13 +135,7 @@ fn a_chunked_upload_of_100_mb_streams_too() {
         left -= block.len() as u64;
     }
     s.write_all(b"0\r\n\r\n").expect("last chunk");
-    let (head, mut body) = read_head(&mut s);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    while body.len() < HUNDRED_MB.to_string().len() {
-        let mut tmp = [0u8; 64];
-        let n = s.read(&mut tmp).expect("read count");
-        body.extend_from_slice(&tmp[..n]);
-    }
+    let body = read_count_response(&mut s);
     assert_eq!(
         String::from_utf8_lossy(&body),
         HUNDRED_MB.to_string(),
