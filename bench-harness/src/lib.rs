@@ -2,14 +2,18 @@
 //!
 //! It talks HTTP over sockets like any client and shares no proxy internals. The pieces:
 //! - [`upstream`]: stub HTTP/1.1 servers with injected latency, errors, streaming and stalls;
-//! - `run` (open-model generator), scenarios, reports, `compare` and `sweep` build on them.
+//! - [`run`]: the open-model generator (scenarios, self-check, CPU accounting, reports);
+//! - [`report`]: interval logs and SVG plots; [`compare`]: proxies side by side under the same
+//!   load; [`sweep`]: latency against offered load and the highest rate holding an SLO.
 
 pub mod cli;
+pub mod compare;
 pub mod http1;
 pub mod report;
 pub mod rng;
 pub mod run;
 pub mod runtime;
+pub mod sweep;
 pub mod sys;
 pub mod units;
 pub mod upstream;

@@ -142,6 +142,18 @@ pub fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// Sends `sig` to process `pid` (only ever a process this program started).
+pub fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    if pid <= 0 {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    // SAFETY: plain integer arguments; pid > 0 addresses exactly one process.
+    cvt(unsafe { libc::kill(pid, sig) })?;
+    Ok(())
+}
+
 /// Readiness interest for [`Epoll::add`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interest {

@@ -13,7 +13,11 @@ use ringbench::upstream::{self, UpstreamConfig};
 
 #[test]
 fn every_scheduled_request_is_completed_and_counted() {
-    let up = upstream::spawn(UpstreamConfig { body_bytes: 200, ..Default::default() }).unwrap();
+    let up = upstream::spawn(UpstreamConfig {
+        body_bytes: 200,
+        ..Default::default()
+    })
+    .unwrap();
     let url = format!("http://{}/", up.addr());
     let mut cfg = run_config(&url, 400.0, Duration::from_millis(1500));
     cfg.warmup = Duration::from_millis(500);
@@ -38,14 +42,22 @@ fn injected_statuses_and_resets_are_counted_by_kind() {
         ..Default::default()
     })
     .unwrap();
-    let cfg = run_config(&format!("http://{}/", up.addr()), 500.0, Duration::from_secs(1));
+    let cfg = run_config(
+        &format!("http://{}/", up.addr()),
+        500.0,
+        Duration::from_secs(1),
+    );
     let r = accounted(run::run(&cfg).unwrap());
     let n503 = *r.counts.statuses.get("503").unwrap();
     assert!((50..=160).contains(&n503), "{n503}");
     assert_eq!(r.counts.success + n503, r.counts.completed);
     let resets = r.counts.errors;
     assert!((20..=90).contains(&resets), "{resets}");
-    assert!(r.counts.error_kinds.keys().all(|k| k == "reset" || k == "closed"));
+    assert!(r
+        .counts
+        .error_kinds
+        .keys()
+        .all(|k| k == "reset" || k == "closed"));
 }
 
 #[test]
@@ -55,16 +67,35 @@ fn hung_requests_time_out_at_their_time_and_mark_the_target_saturated() {
         ..Default::default()
     })
     .unwrap();
-    let mut cfg = run_config(&format!("http://{}/", up.addr()), 100.0, Duration::from_secs(1));
+    let mut cfg = run_config(
+        &format!("http://{}/", up.addr()),
+        100.0,
+        Duration::from_secs(1),
+    );
     cfg.timeout = Duration::from_millis(300);
     cfg.grace = Duration::from_millis(100);
     let r = accounted(run::run(&cfg).unwrap());
     assert_eq!(r.counts.completed, 0);
-    assert!(r.counts.timeouts > 0 && r.counts.censored > 0, "{:?}", r.counts);
+    assert!(
+        r.counts.timeouts > 0 && r.counts.censored > 0,
+        "{:?}",
+        r.counts
+    );
     // Timeouts are recorded in the response time, at (at least) the timeout.
     assert!(r.latency.response.count == r.counts.timeouts);
     assert!(r.latency.response.min_ns >= 299_000_000); // HDR keeps 3 digits
-    assert_eq!(r.verdict, Verdict::TargetSaturated);
+    // On a loaded machine the generator may also fall behind, and then its verdict takes the
+    // name; the target's saturation must be among the reasons either way.
+    assert!(
+        matches!(r.verdict, Verdict::TargetSaturated | Verdict::GeneratorLimited),
+        "{:?}",
+        r.verdict
+    );
+    assert!(
+        r.reasons.iter().any(|x| x.contains("timed out or never finished")),
+        "{:?}",
+        r.reasons
+    );
     assert_ne!(r.verdict.exit_code(), 0);
 }
 
@@ -74,11 +105,16 @@ fn a_closed_port_gives_connect_errors_not_silence() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let cfg = run_config(&format!("http://127.0.0.1:{port}/"), 100.0, Duration::from_millis(500));
+    let cfg = run_config(
+        &format!("http://127.0.0.1:{port}/"),
+        100.0,
+        Duration::from_millis(500),
+    );
     let r = accounted(run::run(&cfg).unwrap());
     assert_eq!(r.counts.completed, 0);
     assert_eq!(r.counts.errors, r.counts.scheduled);
     assert!(r.counts.error_kinds.contains_key("connect"));
+    assert_ne!(r.verdict, run::Verdict::Valid);
 }
 
 #[test]
@@ -119,7 +155,11 @@ fn scenario_kinds_and_pools_reach_the_server() {
 #[test]
 fn hlog_and_plot_outputs_are_written() {
     let up = upstream::spawn(UpstreamConfig::default()).unwrap();
-    let mut cfg = run_config(&format!("http://{}/", up.addr()), 300.0, Duration::from_millis(1200));
+    let mut cfg = run_config(
+        &format!("http://{}/", up.addr()),
+        300.0,
+        Duration::from_millis(1200),
+    );
     cfg.log_interval = Some(Duration::from_millis(250));
     let r = accounted(run::run(&cfg).unwrap());
     assert!(r.intervals.len() >= 4);
@@ -127,7 +167,81 @@ fn hlog_and_plot_outputs_are_written() {
     ringbench::report::hlog::write_to(&mut log, &r, Duration::from_millis(250)).unwrap();
     let text = String::from_utf8(log).unwrap();
     assert!(text.contains("#[StartTime: "));
-    assert!(text.lines().filter(|l| !l.starts_with('#') && !l.starts_with('"')).count() >= 4);
+    assert!(
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with('"'))
+            .count()
+            >= 4
+    );
     let svg = ringbench::report::plot::spectrum_svg(&[("a".into(), &r), ("b".into(), &r)]);
     assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() == 2);
+}
+
+#[test]
+fn hlog_reads_back_with_hdrhistogram_and_sweep_finds_the_slo_rate() {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let up = upstream::spawn(UpstreamConfig::default()).unwrap();
+    let mut cfg = run_config(
+        &format!("http://{}/", up.addr()),
+        200.0,
+        Duration::from_millis(600),
+    );
+    cfg.log_interval = Some(Duration::from_millis(200));
+    let r = accounted(run::run(&cfg).unwrap());
+    let mut log = Vec::new();
+    ringbench::report::hlog::write_to(&mut log, &r, Duration::from_millis(200)).unwrap();
+    let mut total = 0;
+    let mut deser = hdrhistogram::serialization::Deserializer::new();
+    for entry in IntervalLogIterator::new(&log) {
+        if let LogEntry::Interval(h) = entry.unwrap() {
+            let bytes = h.encoded_histogram().as_bytes();
+            let decoded = base64_decode(bytes);
+            let hist: hdrhistogram::Histogram<u64> = deser.deserialize(&mut &decoded[..]).unwrap();
+            total += hist.len();
+        }
+    }
+    assert_eq!(total, r.counts.completed);
+
+    // A sweep with a loose SLO (and a loose self-check: this is about the mechanics, on a
+    // machine shared with other jobs).
+    cfg.thresholds.max_lag_p99 = Duration::from_secs(1);
+    cfg.thresholds.max_generator_cpu = 1.0;
+    cfg.thresholds.max_core_busy = 1.0;
+    let slo = ringbench::sweep::Slo {
+        p99: Duration::from_secs(1),
+        failures: 0.01,
+    };
+    let s =
+        ringbench::sweep::sweep(&cfg, &[100.0, 200.0], Duration::from_millis(500), slo).unwrap();
+    assert_eq!(s.points.len(), 2);
+    assert!(
+        s.points.iter().all(|p| p.failures == 0.0 && p.holds),
+        "{:?}",
+        s.points
+    );
+    assert_eq!(s.best_rate, Some(200.0));
+    let svg = ringbench::sweep::curve_svg(&s);
+    assert!(svg.contains("SLO p99"));
+}
+
+fn base64_decode(s: &[u8]) -> Vec<u8> {
+    let table = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let clean: Vec<u8> = s.iter().copied().filter(|c| *c != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in clean.chunks(4) {
+        let mut v = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            v |= (table(*c) as u32) << (18 - 6 * i);
+        }
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((v >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
 }

@@ -54,7 +54,11 @@ fn a_one_second_stall_shows_in_p99_and_max_but_closed_loop_hides_it() {
         drop(stalled.join().unwrap());
         samples
     });
-    let cfg = run_config(&format!("http://{}/", open_up.addr()), 200.0, Duration::from_secs(10));
+    let cfg = run_config(
+        &format!("http://{}/", open_up.addr()),
+        200.0,
+        Duration::from_secs(10),
+    );
     let (tx, rx) = std::sync::mpsc::channel();
     let stall_thread = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(5200));
@@ -76,7 +80,15 @@ fn a_one_second_stall_shows_in_p99_and_max_but_closed_loop_hides_it() {
 
     let closed_p99 = samples[(samples.len() as f64 * 0.99) as usize];
     let closed_max = *samples.last().unwrap();
-    println!("closed loop: {} samples, p99 {}us max {}ms", samples.len(), closed_p99 / 1000, closed_max / ms);
+    println!(
+        "closed loop: {} samples, p99 {}us max {}ms",
+        samples.len(),
+        closed_p99 / 1000,
+        closed_max / ms
+    );
     assert!(closed_max >= 900 * ms, "the closed loop saw the stall once");
-    assert!(closed_p99 < 100 * ms, "closed-loop p99 {closed_p99} hides the stall");
+    assert!(
+        closed_p99 < 100 * ms,
+        "closed-loop p99 {closed_p99} hides the stall"
+    );
 }

@@ -1,7 +1,10 @@
 //! The `ringbench` command line: one clap subcommand per job, each in its own module that turns
 //! options into a library call and a process exit code.
 
+pub mod compare_cmd;
+pub mod plot_cmd;
 pub mod run_cmd;
+pub mod sweep_cmd;
 pub mod upstream_cmd;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +25,12 @@ pub enum Command {
     Upstream(Box<upstream_cmd::UpstreamArgs>),
     /// Run an open-model load test against one target.
     Run(Box<run_cmd::RunArgs>),
+    /// Run the same load against direct / ringgate / nginx / HAProxy and write a perf report.
+    Compare(Box<compare_cmd::CompareArgs>),
+    /// Latency against offered load in steps; find the highest rate that holds an SLO.
+    Sweep(Box<sweep_cmd::SweepArgs>),
+    /// Overlay the percentile spectra of saved runs in one SVG.
+    Plot(plot_cmd::PlotArgs),
 }
 
 /// Parses the process arguments and runs the chosen subcommand; returns the exit code.
@@ -30,5 +39,8 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Upstream(args) => upstream_cmd::run(*args),
         Command::Run(args) => run_cmd::run(*args),
+        Command::Compare(args) => compare_cmd::run(*args),
+        Command::Sweep(args) => sweep_cmd::run(*args),
+        Command::Plot(args) => plot_cmd::run(args),
     }
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::run::{self, ArrivalProcess, Plan, RunConfig, RunError, RunReport, Schedule, SimpleRequest, Target, Thresholds};
+use crate::run::{
+    self, ArrivalProcess, Plan, RunConfig, RunError, RunReport, Schedule, SimpleRequest, Target,
+    Thresholds,
+};
 use crate::units::{parse_duration, parse_rate};
 
 /// Options of `ringbench run`.
@@ -16,8 +19,8 @@ pub struct RunArgs {
     /// Target, e.g. http://127.0.0.1:8080/ (with --scenario: host and default path).
     #[arg(long)]
     pub url: String,
-    /// Requests per second (all threads), e.g. 5000 or 20k.
-    #[arg(long, value_parser = parse_rate, required_unless_present = "schedule")]
+    /// Requests per second (all threads), e.g. 5000 or 20k (or give --schedule).
+    #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// Measured length (the warmup comes on top).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
@@ -86,6 +89,9 @@ pub struct RunArgs {
     /// Self-check: timeouts + censored above this share mark the target saturated.
     #[arg(long, default_value_t = 0.001)]
     pub max_unfinished: f64,
+    /// Self-check: transport errors above this share mark the target saturated.
+    #[arg(long, default_value_t = 0.001)]
+    pub max_errors: f64,
     /// Do not print the table.
     #[arg(long)]
     pub quiet: bool,
@@ -107,7 +113,11 @@ impl RunArgs {
             None => {
                 let req = SimpleRequest {
                     method: self.method.clone(),
-                    headers: self.headers.iter().map(|h| header(h)).collect::<Result<_, _>>()?,
+                    headers: self
+                        .headers
+                        .iter()
+                        .map(|h| header(h))
+                        .collect::<Result<_, _>>()?,
                     body_bytes: self.body_bytes,
                 };
                 Plan::single(&target, &req)?
@@ -135,10 +145,12 @@ impl RunArgs {
             grace: self.grace,
             seed: self.seed,
             target_pids: self.target_pids.clone(),
+            other_pids: Vec::new(),
             log_interval: self.hlog.as_ref().map(|_| self.hlog_interval),
             thresholds: Thresholds {
                 max_lag_p99: self.max_lag,
                 max_unfinished: self.max_unfinished,
+                max_errors: self.max_errors,
                 ..Thresholds::default()
             },
         })

@@ -33,7 +33,9 @@ pub fn write_to<W: Write>(w: &mut W, report: &RunReport, interval: Duration) -> 
         .with_start_time(SystemTime::UNIX_EPOCH + start)
         .with_base_time(SystemTime::UNIX_EPOCH + start)
         .with_max_value_divisor(1e6);
-    let mut log = builder.begin_log_with(w, &mut ser).map_err(io::Error::other)?;
+    let mut log = builder
+        .begin_log_with(w, &mut ser)
+        .map_err(io::Error::other)?;
     for (i, h) in report.intervals.iter().enumerate() {
         let at = interval * i as u32;
         log.write_histogram(h, at, interval, None)

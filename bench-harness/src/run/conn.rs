@@ -116,7 +116,10 @@ impl Conn {
     /// end of file.
     pub fn read_some(&mut self) -> io::Result<Option<usize>> {
         if self.rlen == self.rbuf.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "response head too large"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "response head too large",
+            ));
         }
         loop {
             match (&self.sock).read(&mut self.rbuf[self.rlen..]) {

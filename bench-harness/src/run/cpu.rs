@@ -70,13 +70,22 @@ pub fn busy_share(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
         .collect()
 }
 
-/// What the target processes used over the measured window.
+/// A named set of processes whose CPU time is accounted together (`target`, `upstream`, ...).
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuGroup {
+    /// Name in reports.
+    pub name: String,
+    /// Processes.
+    pub pids: Vec<u32>,
+    /// Their CPU time over the window (ns); `None` when a process could not be read.
+    pub ns: Option<u64>,
+}
+
+/// What the accounted processes and the CPUs did over the measured window.
 #[derive(Clone, Debug, Serialize)]
 pub struct WindowCpu {
-    /// Processes accounted.
-    pub pids: Vec<u32>,
-    /// Their CPU time over the window (ns); `None` when no pid was given.
-    pub target_ns: Option<u64>,
+    /// One entry per accounted group.
+    pub groups: Vec<CpuGroup>,
     /// Busy share of every CPU over the window (all processes).
     pub cpu_busy: Vec<f64>,
     /// Window length (ns).
@@ -96,22 +105,29 @@ fn total_cpu(pids: &[u32]) -> Option<Duration> {
         .sum::<Option<Duration>>()
 }
 
-/// Samples the target processes and all CPUs at `start` and `end` (blocks until `end`).
-pub fn measure_window(pids: &[u32], start: Instant, end: Instant) -> WindowCpu {
+/// Samples every group and all CPUs at `start` and `end` (blocks until `end`).
+pub fn measure_window(groups: &[(String, Vec<u32>)], start: Instant, end: Instant) -> WindowCpu {
     sleep_until(start);
     let t0 = Instant::now();
-    let cpu0 = total_cpu(pids);
+    let before: Vec<Option<Duration>> = groups.iter().map(|g| total_cpu(&g.1)).collect();
     let j0 = cpu_jiffies();
     sleep_until(end);
-    let cpu1 = total_cpu(pids);
+    let after: Vec<Option<Duration>> = groups.iter().map(|g| total_cpu(&g.1)).collect();
     let j1 = cpu_jiffies();
     let wall = t0.elapsed();
     WindowCpu {
-        pids: pids.to_vec(),
-        target_ns: match (cpu0, cpu1) {
-            (Some(a), Some(b)) if !pids.is_empty() => Some(b.saturating_sub(a).as_nanos() as u64),
-            _ => None,
-        },
+        groups: groups
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|((name, pids), (a, b))| CpuGroup {
+                name: name.clone(),
+                pids: pids.clone(),
+                ns: match (a, b) {
+                    (Some(a), Some(b)) => Some(b.saturating_sub(*a).as_nanos() as u64),
+                    _ => None,
+                },
+            })
+            .collect(),
         cpu_busy: busy_share(&j0, &j1),
         wall_ns: wall.as_nanos() as u64,
     }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use super::conn::{Conn, InFlight, State};
 use super::plan::Plan;
 use super::schedule::{ArrivalProcess, Arrivals, Schedule};
-use super::stats::{new_hist, record, ErrorKind, ThreadStats};
+use super::stats::{new_interval_hist, record, ErrorKind, ThreadStats};
 use crate::rng::Rng;
 use crate::sys::{self, Epoll, Event, Interest};
 
@@ -114,7 +114,13 @@ fn error_kind(e: &io::Error) -> ErrorKind {
 impl Engine {
     /// Prepares the thread state (call on the generator thread).
     pub fn new(cfg: EngineConfig) -> io::Result<Self> {
-        let arrivals = Arrivals::new(cfg.schedule.clone(), cfg.process, cfg.index, cfg.threads, cfg.seed);
+        let arrivals = Arrivals::new(
+            cfg.schedule.clone(),
+            cfg.process,
+            cfg.index,
+            cfg.threads,
+            cfg.seed,
+        );
         let window_start = cfg.start + cfg.warmup;
         let window_end = cfg.start + cfg.schedule.total();
         let kinds = cfg.plan.kinds.len();
@@ -185,7 +191,12 @@ impl Engine {
             }
             self.wait(wake);
         }
-        self.window_marks(Instant::now());
+        // Everything finished early: the window still ends at its end, for the CPU figures too.
+        let now = Instant::now();
+        if now < self.window_end {
+            std::thread::sleep(self.window_end - now);
+        }
+        self.window_marks(self.window_end.max(Instant::now()));
         self.stats
     }
 
@@ -243,7 +254,10 @@ impl Engine {
 
     fn pop_idle(&mut self) -> Option<usize> {
         while let Some(slot) = self.idle.pop() {
-            if matches!(self.conns[slot].as_ref().map(|c| c.state), Some(State::Idle)) {
+            if matches!(
+                self.conns[slot].as_ref().map(|c| c.state),
+                Some(State::Idle)
+            ) {
                 return Some(slot);
             }
         }
@@ -289,7 +303,9 @@ impl Engine {
                     head_only: plan.kinds[p.kind as usize].head_only,
                 });
                 if !done {
-                    let _ = self.epoll.modify(conn.fd(), Interest::ReadWrite, slot as u64);
+                    let _ = self
+                        .epoll
+                        .modify(conn.fd(), Interest::ReadWrite, slot as u64);
                 }
                 self.in_flight += 1;
                 if p.measured {
@@ -317,7 +333,11 @@ impl Engine {
                     self.conns.push(None);
                     self.conns.len() - 1
                 });
-                if self.epoll.add(conn.fd(), Interest::ReadWrite, slot as u64).is_err() {
+                if self
+                    .epoll
+                    .add(conn.fd(), Interest::ReadWrite, slot as u64)
+                    .is_err()
+                {
                     self.free_slots.push(slot);
                     self.fail_oldest(ErrorKind::Connect);
                     return;
@@ -375,7 +395,12 @@ impl Engine {
 
     fn on_event(&mut self, ev: Event, now: Instant) {
         let slot = ev.token as usize;
-        let Some(state) = self.conns.get(slot).and_then(|c| c.as_ref()).map(|c| c.state) else {
+        let Some(state) = self
+            .conns
+            .get(slot)
+            .and_then(|c| c.as_ref())
+            .map(|c| c.state)
+        else {
             return;
         };
         match state {
@@ -509,7 +534,7 @@ impl Engine {
         let idx = (since(now, self.window_start) / iv.as_nanos().max(1) as u64) as usize;
         let idx = idx.min(100_000);
         if self.stats.intervals.len() <= idx {
-            self.stats.intervals.resize_with(idx + 1, new_hist);
+            self.stats.intervals.resize_with(idx + 1, new_interval_hist);
         }
         record(&mut self.stats.intervals[idx], rt);
     }

@@ -75,8 +75,10 @@ pub struct RunConfig {
     pub grace: Duration,
     /// Seed for arrivals, kinds and pools.
     pub seed: u64,
-    /// Processes whose CPU time is accounted per request.
+    /// Processes whose CPU time is accounted per successful request (the `target` account).
     pub target_pids: Vec<u32>,
+    /// Further named accounts (e.g. `upstream` behind a proxy), reported beside the target.
+    pub other_pids: Vec<(String, Vec<u32>)>,
     /// Interval of the response-time log (`--hlog`).
     pub log_interval: Option<Duration>,
     /// Self-check limits.
@@ -100,6 +102,7 @@ impl RunConfig {
             grace: Duration::from_secs(2),
             seed: 1,
             target_pids: Vec::new(),
+            other_pids: Vec::new(),
             log_interval: None,
             thresholds: Thresholds::default(),
         }
@@ -110,12 +113,21 @@ impl RunConfig {
 pub fn run(cfg: &RunConfig) -> Result<RunReport, RunError> {
     cfg.schedule.validate()?;
     if cfg.threads == 0 || cfg.max_conns < cfg.threads {
-        return Err(RunError::Invalid("need threads >= 1 and max-conns >= threads".into()));
+        return Err(RunError::Invalid(
+            "need threads >= 1 and max-conns >= threads".into(),
+        ));
     }
     if cfg.warmup >= cfg.schedule.total() {
-        return Err(RunError::Invalid("warmup must be shorter than the duration".into()));
+        return Err(RunError::Invalid(
+            "warmup must be shorter than the duration".into(),
+        ));
     }
-    for pid in &cfg.target_pids {
+    let mut groups = Vec::new();
+    if !cfg.target_pids.is_empty() {
+        groups.push(("target".to_string(), cfg.target_pids.clone()));
+    }
+    groups.extend(cfg.other_pids.iter().cloned());
+    for pid in groups.iter().flat_map(|g| g.1.iter()) {
         cpu::process_cpu(*pid).map_err(|e| RunError::TargetPid(*pid, e))?;
     }
     // Start far enough ahead for every thread to pin itself and open its connections.
@@ -125,7 +137,11 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, RunError> {
         let ecfg = EngineConfig {
             index: i,
             threads: cfg.threads,
-            cpu: cfg.cpus.as_ref().filter(|c| !c.is_empty()).map(|c| c[i % c.len()]),
+            cpu: cfg
+                .cpus
+                .as_ref()
+                .filter(|c| !c.is_empty())
+                .map(|c| c[i % c.len()]),
             addr: cfg.target.addr,
             plan: Arc::clone(&cfg.plan),
             schedule: cfg.schedule.clone(),
@@ -148,7 +164,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, RunError> {
     }
     let window_start = start + cfg.warmup;
     let window_end = start + cfg.schedule.total();
-    let target_cpu = cpu::measure_window(&cfg.target_pids, window_start, window_end);
+    let target_cpu = cpu::measure_window(&groups, window_start, window_end);
     let mut per_thread: Vec<ThreadStats> = Vec::new();
     for h in handles {
         per_thread.push(

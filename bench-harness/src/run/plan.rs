@@ -92,7 +92,10 @@ impl Target {
         if authority.is_empty() {
             return Err(PlanError::Url(url.to_string()));
         }
-        let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let with_port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             authority.to_string()
         } else {
             format!("{authority}:80")
@@ -200,10 +203,9 @@ fn compile_template(text: &str, pool_names: &[String]) -> Result<Vec<Part>, Plan
             .find('}')
             .ok_or_else(|| PlanError::Invalid(format!("unclosed ${{ in {text:?}")))?;
         let name = &rest[i + 2..i + end];
-        let idx = pool_names
-            .iter()
-            .position(|p| p == name)
-            .ok_or_else(|| PlanError::Invalid(format!("no pool named {name:?} (used in {text:?})")))?;
+        let idx = pool_names.iter().position(|p| p == name).ok_or_else(|| {
+            PlanError::Invalid(format!("no pool named {name:?} (used in {text:?})"))
+        })?;
         parts.push(Part::Pool(idx));
         rest = &rest[i + end + 1..];
     }
@@ -227,9 +229,14 @@ fn compile_kind(src: KindSource<'_>, host: &str, pool_names: &[String]) -> Resul
     }
     let mut parts = vec![Part::Bytes(format!("{method} ").into_bytes())];
     parts.extend(compile_template(src.path, pool_names)?);
-    parts.push(Part::Bytes(format!(" HTTP/1.1\r\nhost: {host}\r\n").into_bytes()));
+    parts.push(Part::Bytes(
+        format!(" HTTP/1.1\r\nhost: {host}\r\n").into_bytes(),
+    ));
     for (name, value) in &src.headers {
-        if name.bytes().any(|b| b.is_ascii_control() || b == b':' || b == b' ') {
+        if name
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b':' || b == b' ')
+        {
             return Err(PlanError::Invalid(format!("bad header name {name:?}")));
         }
         parts.push(Part::Bytes(format!("{name}: ").into_bytes()));
@@ -252,7 +259,10 @@ fn compile_kind(src: KindSource<'_>, host: &str, pool_names: &[String]) -> Resul
         }
     }
     if !(src.weight.is_finite() && src.weight > 0.0) {
-        return Err(PlanError::Invalid(format!("{}: weight must be positive", src.name)));
+        return Err(PlanError::Invalid(format!(
+            "{}: weight must be positive",
+            src.name
+        )));
     }
     Ok(Kind {
         name: src.name,
@@ -293,14 +303,22 @@ impl Plan {
 
     /// The one request `--url` (with `--method`, `--header`, `--body-bytes`) describes.
     pub fn single(target: &Target, req: &SimpleRequest) -> Result<Self, PlanError> {
-        let method = if req.method.is_empty() { "GET" } else { &req.method };
+        let method = if req.method.is_empty() {
+            "GET"
+        } else {
+            &req.method
+        };
         let kind = compile_kind(
             KindSource {
                 name: format!("{method} {}", target.path),
                 weight: 1.0,
                 method,
                 path: &target.path,
-                headers: req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect(),
+                headers: req
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect(),
                 body: pattern_body(req.body_bytes),
             },
             &target.host,
@@ -349,13 +367,19 @@ impl Plan {
                 weight: r.weight,
                 method: &r.method,
                 path: r.path.as_deref().unwrap_or(&target.path),
-                headers: r.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect(),
                 body,
             };
-            kinds.push(compile_kind(src, &target.host, &names).map_err(|e| match e {
-                PlanError::Invalid(m) => PlanError::Invalid(format!("requests[{i}]: {m}")),
-                other => other,
-            })?);
+            kinds.push(
+                compile_kind(src, &target.host, &names).map_err(|e| match e {
+                    PlanError::Invalid(m) => PlanError::Invalid(format!("requests[{i}]: {m}")),
+                    other => other,
+                })?,
+            );
         }
         Ok(Self::new(kinds, pools))
     }
@@ -460,7 +484,9 @@ mod tests {
             let text = String::from_utf8(out.clone()).unwrap();
             if k == 0 {
                 assert!(text.starts_with("GET /r/1 ") || text.starts_with("GET /r/2 "));
-                assert!(text.contains("x-api-key: key-a\r\n") || text.contains("x-api-key: key-b\r\n"));
+                assert!(
+                    text.contains("x-api-key: key-a\r\n") || text.contains("x-api-key: key-b\r\n")
+                );
             } else {
                 assert!(text.starts_with("PUT /base?x=1 HTTP/1.1\r\n"));
                 assert!(text.ends_with("content-length: 2\r\n\r\nab"));
@@ -476,7 +502,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("s.toml");
         std::fs::write(&file, "[[requests]]\npath = \"/${nope}\"\n").unwrap();
-        let err = Plan::from_scenario(&file, &target()).unwrap_err().to_string();
+        let err = Plan::from_scenario(&file, &target())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no pool named \"nope\""), "{err}");
         std::fs::write(&file, "[[requests]]\npaht = \"/\"\n").unwrap();
         assert!(Plan::from_scenario(&file, &target()).is_err());

@@ -161,9 +161,25 @@ pub struct KindReport {
     pub timeouts: u64,
 }
 
+/// One generator thread (one core): its share of the core and its hiccup meter.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ThreadReport {
+    /// CPU it was pinned to.
+    pub cpu: Option<usize>,
+    /// Its CPU time over the window as a share of the window.
+    pub cpu_share: f64,
+    /// How late its timed wake-ups were.
+    pub hiccup: Summary,
+    /// Its schedule lag.
+    pub schedule_lag: Summary,
+}
+
 /// The generator's own cost.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct GeneratorReport {
+    /// Per thread (per core).
+    #[serde(default)]
+    pub per_thread: Vec<ThreadReport>,
     /// Threads.
     pub threads: usize,
     /// CPUs they were pinned to.
@@ -180,9 +196,12 @@ pub struct GeneratorReport {
     pub peak_connections: u64,
 }
 
-/// CPU used by the target processes.
+/// CPU used by one account of processes (the target, or another like the upstream).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TargetCpuReport {
+    /// Account name (`target`, `upstream`, ...).
+    #[serde(default)]
+    pub name: String,
     /// Processes.
     pub pids: Vec<u32>,
     /// CPU time over the window (s).
@@ -224,6 +243,9 @@ pub struct RunReport {
     pub generator: GeneratorReport,
     /// Target CPU, when `--target-pid` was given.
     pub target_cpu: Option<TargetCpuReport>,
+    /// Every CPU account, the target's included.
+    #[serde(default)]
+    pub cpu_accounts: Vec<TargetCpuReport>,
     /// Merged response-time histogram (for plots and logs; not serialized).
     #[serde(skip)]
     pub response_hist: Option<Histogram<u64>>,
@@ -261,12 +283,37 @@ pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunR
         .iter()
         .map(|t| t.cpu_ns as f64 / t.wall_ns.max(1) as f64)
         .fold(0.0, f64::max);
+    let per_thread: Vec<ThreadReport> = threads
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ThreadReport {
+            cpu: cfg
+                .cpus
+                .as_ref()
+                .filter(|c| !c.is_empty())
+                .map(|c| c[i % c.len()]),
+            cpu_share: t.cpu_ns as f64 / t.wall_ns.max(1) as f64,
+            hiccup: Summary::of(&t.hiccup),
+            schedule_lag: Summary::of(&t.sched_lag),
+        })
+        .collect();
     let mut all = ThreadStats::new(cfg.plan.kinds.len());
     for t in &threads {
         all.merge(t);
     }
-    let window_s = cpu.wall_ns as f64 / 1e9;
-    let per_s = |n: u64| if window_s > 0.0 { n as f64 / window_s } else { 0.0 };
+    // Rates are per nominal window (the schedule's), CPU shares per measured wall time.
+    let window_s = cfg
+        .schedule
+        .total()
+        .saturating_sub(cfg.warmup)
+        .as_secs_f64();
+    let per_s = |n: u64| {
+        if window_s > 0.0 {
+            n as f64 / window_s
+        } else {
+            0.0
+        }
+    };
     let core_busy: Vec<(usize, f64)> = cfg
         .cpus
         .iter()
@@ -275,19 +322,33 @@ pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunR
         .collect();
     let evidence = Evidence {
         lag_p99_ns: all.sched_lag.value_at_quantile(0.99),
+        hiccup_max_ns: all.hiccup.max(),
         generator_cpu: max_thread_cpu,
         core_busy: core_busy.clone(),
         scheduled: all.scheduled,
         timeouts: all.timeouts,
         censored: all.censored,
+        errors: all.errors,
     };
     let (verdict, reasons) = judge(&evidence, &cfg.thresholds);
-    let target_cpu = cpu.target_ns.map(|ns| TargetCpuReport {
-        pids: cpu.pids.clone(),
-        cpu_seconds: ns as f64 / 1e9,
-        cores: ns as f64 / cpu.wall_ns.max(1) as f64,
-        us_per_success: if all.success > 0 { ns as f64 / 1e3 / all.success as f64 } else { 0.0 },
-    });
+    let cpu_accounts: Vec<TargetCpuReport> = cpu
+        .groups
+        .iter()
+        .filter_map(|g| {
+            g.ns.map(|ns| TargetCpuReport {
+                name: g.name.clone(),
+                pids: g.pids.clone(),
+                cpu_seconds: ns as f64 / 1e9,
+                cores: ns as f64 / cpu.wall_ns.max(1) as f64,
+                us_per_success: if all.success > 0 {
+                    ns as f64 / 1e3 / all.success as f64
+                } else {
+                    0.0
+                },
+            })
+        })
+        .collect();
+    let target_cpu = cpu_accounts.iter().find(|a| a.name == "target").cloned();
     let class_names = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
     let kinds = cfg
         .plan
@@ -344,6 +405,7 @@ pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunR
         spectrum: spectrum(&all.response),
         kinds,
         generator: GeneratorReport {
+            per_thread,
             threads: cfg.threads,
             cpus: cfg.cpus.clone(),
             cpu_seconds: all.cpu_ns as f64 / 1e9,
@@ -353,6 +415,7 @@ pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunR
             peak_connections: all.peak_connections,
         },
         target_cpu,
+        cpu_accounts,
         response_hist: Some(all.response.clone()),
         intervals: std::mem::take(&mut all.intervals),
     }
@@ -386,7 +449,15 @@ impl RunReport {
         let c = &self.counts;
         let _ = writeln!(o, "ringbench run {}  [{}]", self.target, self.load);
         let verdict = self.verdict.name().to_uppercase();
-        let _ = writeln!(o, "  verdict      {verdict}{}", if self.reasons.is_empty() { String::new() } else { format!(": {}", self.reasons.join("; ")) });
+        let _ = writeln!(
+            o,
+            "  verdict      {verdict}{}",
+            if self.reasons.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", self.reasons.join("; "))
+            }
+        );
         let _ = writeln!(
             o,
             "  rate         offered {:.1}/s  achieved {:.1}/s  success {:.1}/s  over {:.2}s",
@@ -397,10 +468,34 @@ impl RunReport {
             "  requests     scheduled {} = completed {} + errors {} + timeouts {} + censored {}",
             c.scheduled, c.completed, c.errors, c.timeouts, c.censored
         );
-        let statuses: Vec<String> = c.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
-        let _ = writeln!(o, "  status       {}", if statuses.is_empty() { "(none)".into() } else { statuses.join("  ") });
-        let errors: Vec<String> = c.error_kinds.iter().map(|(s, n)| format!("{s}: {n}")).collect();
-        let _ = writeln!(o, "  errors       {}", if errors.is_empty() { "(none)".into() } else { errors.join("  ") });
+        let statuses: Vec<String> = c
+            .statuses
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  status       {}",
+            if statuses.is_empty() {
+                "(none)".into()
+            } else {
+                statuses.join("  ")
+            }
+        );
+        let errors: Vec<String> = c
+            .error_kinds
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  errors       {}",
+            if errors.is_empty() {
+                "(none)".into()
+            } else {
+                errors.join("  ")
+            }
+        );
         let _ = writeln!(
             o,
             "  latency          p50      p90      p99    p99.9   p99.99      max     mean"
@@ -418,8 +513,16 @@ impl RunReport {
         }
         if self.kinds.len() > 1 {
             for k in &self.kinds {
-                let classes: Vec<String> = k.classes.iter().map(|(s, n)| format!("{s} {n}")).collect();
-                let _ = writeln!(o, "  kind {:<20} {}  errors {}  timeouts {}", k.name, classes.join(" "), k.errors, k.timeouts);
+                let classes: Vec<String> =
+                    k.classes.iter().map(|(s, n)| format!("{s} {n}")).collect();
+                let _ = writeln!(
+                    o,
+                    "  kind {:<20} {}  errors {}  timeouts {}",
+                    k.name,
+                    classes.join(" "),
+                    k.errors,
+                    k.timeouts
+                );
             }
         }
         let g = &self.generator;
@@ -433,11 +536,15 @@ impl RunReport {
             g.connections,
             g.peak_connections
         );
-        if let Some(t) = &self.target_cpu {
+        for t in &self.cpu_accounts {
             let _ = writeln!(
                 o,
-                "  target cpu   pids {:?}: {:.3}s = {:.3} cores, {:.1} us CPU per successful request",
-                t.pids, t.cpu_seconds, t.cores, t.us_per_success
+                "  {:<12} pids {:?}: {:.3}s = {:.3} cores, {:.1} us CPU per successful request",
+                format!("{} cpu", t.name),
+                t.pids,
+                t.cpu_seconds,
+                t.cores,
+                t.us_per_success
             );
         }
         o

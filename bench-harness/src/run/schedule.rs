@@ -190,7 +190,13 @@ pub struct Arrivals {
 
 impl Arrivals {
     /// Thread `index` of `threads`, each taking `1/threads` of the rate.
-    pub fn new(schedule: Schedule, process: ArrivalProcess, index: usize, threads: usize, seed: u64) -> Self {
+    pub fn new(
+        schedule: Schedule,
+        process: ArrivalProcess,
+        index: usize,
+        threads: usize,
+        seed: u64,
+    ) -> Self {
         let share = 1.0 / threads.max(1) as f64;
         let end = schedule.total().as_secs_f64();
         let mut a = Self {

@@ -52,6 +52,9 @@ pub struct Thresholds {
     pub max_core_busy: f64,
     /// Timeouts + censored above this share of scheduled: target-saturated.
     pub max_unfinished: f64,
+    /// Transport errors (refused, reset, closed, malformed) above this share: target-saturated
+    /// (raise it to measure injected resets on purpose).
+    pub max_errors: f64,
 }
 
 impl Default for Thresholds {
@@ -61,6 +64,7 @@ impl Default for Thresholds {
             max_generator_cpu: 0.90,
             max_core_busy: 0.98,
             max_unfinished: 0.001,
+            max_errors: 0.001,
         }
     }
 }
@@ -70,6 +74,8 @@ impl Default for Thresholds {
 pub struct Evidence {
     /// Schedule lag p99 (ns).
     pub lag_p99_ns: u64,
+    /// Longest generator wake-up delay seen by the hiccup meter (ns).
+    pub hiccup_max_ns: u64,
     /// Busiest generator thread's CPU share of the window.
     pub generator_cpu: f64,
     /// Busy share of the generator's cores (all processes), when pinned.
@@ -80,14 +86,24 @@ pub struct Evidence {
     pub timeouts: u64,
     /// Unfinished at the end.
     pub censored: u64,
+    /// Transport errors.
+    pub errors: u64,
 }
 
 /// Draws the verdict and the reasons behind it.
 pub fn judge(e: &Evidence, t: &Thresholds) -> (Verdict, Vec<String>) {
     let mut gen = Vec::new();
     if e.lag_p99_ns > t.max_lag_p99.as_nanos() as u64 {
+        let hint = if e.hiccup_max_ns > t.max_lag_p99.as_nanos() as u64 {
+            format!(
+                " (its core stalled for up to {} between wake-ups: other load on the machine or the host)",
+                crate::units::fmt_nanos(e.hiccup_max_ns as f64)
+            )
+        } else {
+            String::new()
+        };
         gen.push(format!(
-            "schedule lag p99 {} exceeds {}",
+            "schedule lag p99 {} exceeds {}{hint}",
             crate::units::fmt_nanos(e.lag_p99_ns as f64),
             crate::units::fmt_duration(t.max_lag_p99)
         ));
@@ -104,9 +120,6 @@ pub fn judge(e: &Evidence, t: &Thresholds) -> (Verdict, Vec<String>) {
             gen.push(format!("generator CPU {cpu} was {:.0}% busy", busy * 100.0));
         }
     }
-    if !gen.is_empty() {
-        return (Verdict::GeneratorLimited, gen);
-    }
     let mut tgt = Vec::new();
     if e.scheduled == 0 {
         tgt.push("no request was scheduled in the measured window".to_string());
@@ -119,12 +132,26 @@ pub fn judge(e: &Evidence, t: &Thresholds) -> (Verdict, Vec<String>) {
                 t.max_unfinished * 100.0
             ));
         }
+        let errors = e.errors as f64 / e.scheduled as f64;
+        if errors > t.max_errors {
+            tgt.push(format!(
+                "{:.2}% of requests failed below HTTP (limit {:.2}%)",
+                errors * 100.0,
+                t.max_errors * 100.0
+            ));
+        }
     }
-    if tgt.is_empty() {
-        (Verdict::Valid, Vec::new())
+    // A late generator makes every other figure suspect, so it names the verdict; the target's
+    // problems are still listed.
+    let verdict = if !gen.is_empty() {
+        Verdict::GeneratorLimited
+    } else if !tgt.is_empty() {
+        Verdict::TargetSaturated
     } else {
-        (Verdict::TargetSaturated, tgt)
-    }
+        Verdict::Valid
+    };
+    gen.extend(tgt);
+    (verdict, gen)
 }
 
 #[cfg(test)]
@@ -142,6 +169,7 @@ mod tests {
         let (v, reasons) = judge(&e, &Thresholds::default());
         assert_eq!(v, Verdict::GeneratorLimited);
         assert!(reasons[0].contains("schedule lag"));
+        assert!(reasons[1].contains("timed out"), "{reasons:?}");
     }
 
     #[test]
@@ -151,7 +179,19 @@ mod tests {
             censored: 30,
             ..Default::default()
         };
-        assert_eq!(judge(&e, &Thresholds::default()).0, Verdict::TargetSaturated);
+        assert_eq!(
+            judge(&e, &Thresholds::default()).0,
+            Verdict::TargetSaturated
+        );
+        let refused = Evidence {
+            scheduled: 1000,
+            errors: 1000,
+            ..Default::default()
+        };
+        assert_eq!(
+            judge(&refused, &Thresholds::default()).0,
+            Verdict::TargetSaturated
+        );
         let ok = Evidence {
             scheduled: 1000,
             ..Default::default()

@@ -116,13 +116,18 @@ impl Client {
 /// A run config for `url` at `rate` for `secs` (no warmup, one generator thread).
 pub fn run_config(url: &str, rate: f64, duration: Duration) -> ringbench::run::RunConfig {
     let target = ringbench::run::Target::parse(url).unwrap();
-    let plan = ringbench::run::Plan::single(&target, &ringbench::run::SimpleRequest::default()).unwrap();
+    let plan =
+        ringbench::run::Plan::single(&target, &ringbench::run::SimpleRequest::default()).unwrap();
     ringbench::run::RunConfig::simple(target, plan, rate, duration)
 }
 
 /// Asserts the request accounting identity and returns the report.
 pub fn accounted(r: ringbench::run::RunReport) -> ringbench::run::RunReport {
     let c = &r.counts;
-    assert_eq!(c.scheduled, c.completed + c.errors + c.timeouts + c.censored, "{c:?}");
+    assert_eq!(
+        c.scheduled,
+        c.completed + c.errors + c.timeouts + c.censored,
+        "{c:?}"
+    );
     r
 }
