@@ -84,15 +84,21 @@ fn hung_requests_time_out_at_their_time_and_mark_the_target_saturated() {
     // Timeouts are recorded in the response time, at (at least) the timeout.
     assert!(r.latency.response.count == r.counts.timeouts);
     assert!(r.latency.response.min_ns >= 299_000_000); // HDR keeps 3 digits
+
     // On a loaded machine the generator may also fall behind, and then its verdict takes the
     // name; the target's saturation must be among the reasons either way.
     assert!(
-        matches!(r.verdict, Verdict::TargetSaturated | Verdict::GeneratorLimited),
+        matches!(
+            r.verdict,
+            Verdict::TargetSaturated | Verdict::GeneratorLimited
+        ),
         "{:?}",
         r.verdict
     );
     assert!(
-        r.reasons.iter().any(|x| x.contains("timed out or never finished")),
+        r.reasons
+            .iter()
+            .any(|x| x.contains("timed out or never finished")),
         "{:?}",
         r.reasons
     );
