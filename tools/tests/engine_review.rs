@@ -414,3 +414,35 @@ fn late_bytes_after_a_complete_response_never_reach_the_next_client() {
     );
     assert_eq!(up.accepted(), 2);
 }
+
+#[test]
+fn a_close_delimited_response_cut_short_ends_in_a_reset_not_a_clean_close() {
+    use ringgate_testkit::scripted::{read_request, Scripted};
+    use std::io::{Read, Write};
+    // The upstream starts a chunked body and dies in the middle of it. An HTTP/1.0 client gets
+    // the body de-chunked and delimited by the close, so only a reset can tell it the body is cut.
+    let up = Scripted::spawn(|mut s, _| {
+        let mut carry = Vec::new();
+        if read_request(&mut s, &mut carry).is_some() {
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+    let gw = ringgate_testkit::gateway::gateway(&ringgate_testkit::gateway::catch_all(up.addr));
+    let mut s = std::net::TcpStream::connect(gw.addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("send");
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 1024];
+    let end = loop {
+        match s.read(&mut tmp) {
+            Ok(0) => break Ok(()),
+            Ok(n) => got.extend_from_slice(&tmp[..n]),
+            Err(e) => break Err(e),
+        }
+    };
+    let e = end.expect_err("a truncated close-delimited body must not end in a clean close");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+}

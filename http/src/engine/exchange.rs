@@ -135,6 +135,11 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         }
     };
     let outcome = relay_response(c, w, p, up, &resp).await;
+    if outcome.is_err() {
+        // The response head is out, its body is not complete: the connection closes, and it
+        // must close with a reset so that a close-delimited body does not look complete.
+        super::io::reset_on_close(&c.stream);
+    }
     // Pipelined bytes after this request's body become the start of the buffer.
     c.cbuf.drain(..body.end.min(c.cbuf.len()));
     match outcome {

@@ -81,6 +81,31 @@ pub async fn write_all(
     write_range(s, buf, 0, end, timeout).await
 }
 
+/// Makes the coming close of `sock` send a reset instead of a FIN.
+///
+/// A response whose end is marked by closing the connection (an HTTP/1.0 client, or an upstream
+/// body without a length) must not look complete when the upstream broke off in the middle: a
+/// FIN would tell the client it has the whole body, a reset tells it the body was cut.
+#[allow(unsafe_code)]
+pub fn reset_on_close(sock: &impl std::os::fd::AsRawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `sock` owns an open socket for the duration of the call (it is borrowed); the option
+    // value points at a live `linger` of exactly the length passed. Failure leaves the default
+    // (a FIN), which is what happened before; there is nothing else to do about it.
+    let _ = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::from_ref(&linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+}
+
 /// Connects to `addr` within `timeout`.
 pub async fn connect(addr: std::net::SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
