@@ -243,3 +243,46 @@ fn a_new_connection_that_sends_nothing_is_closed_at_the_header_timeout_without_a
         t0.elapsed()
     );
 }
+
+#[test]
+fn connections_over_the_per_core_cap_are_closed_at_accept() {
+    let (up, _log) = recorder();
+    let mut p = test_profile();
+    p.limits.max_connections_per_core = 2;
+    p.timeouts.header_read = Duration::from_secs(30);
+    let gw = gateway_with(&catch_all(up.addr), p);
+    let mut held: Vec<Client> = (0..2).map(|_| Client::connect(gw.addr)).collect();
+    for c in &mut held {
+        c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(c.response().status, 200);
+    }
+    // A third connection is accepted by the kernel and closed by the gateway at once.
+    // Only the cap can close it within a second (the header timeout is 30 s).
+    let mut third = Client::connect(gw.addr);
+    third
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let mut b = [0u8; 1];
+    let closed = matches!(std::io::Read::read(&mut third.stream, &mut b), Ok(0))
+        || matches!(std::io::Read::read(&mut third.stream, &mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+    assert!(closed, "over the cap: closed at accept");
+    // The two held connections still work, and once one leaves a new one is served.
+    held[0].send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(held[0].response().status, 200);
+    drop(held.pop());
+    let t0 = Instant::now();
+    loop {
+        let mut c = Client::connect(gw.addr);
+        c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        if let Some(r) = c.try_response_to("GET") {
+            assert_eq!(r.status, 200);
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "a freed slot is reused"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
