@@ -136,6 +136,14 @@ impl ChildGateway {
         }
     }
 
+    /// `bin proxy --listen 127.0.0.1:0 --to UP [extra...]`: the one-line proxy as a child.
+    pub fn proxy(bin: &str, up: SocketAddr, extra: &[&str]) -> Self {
+        let to = up.to_string();
+        let mut args = vec!["proxy", "--listen", "127.0.0.1:0", "--to", to.as_str()];
+        args.extend_from_slice(extra);
+        Self::spawn(bin, &args)
+    }
+
     /// Peak resident memory of the child so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         proc_status_kib(self.child.id(), "VmHWM:")

@@ -103,18 +103,7 @@ fn proxy_one_liner_with_forced_epoll_says_so_and_proxies() {
         "epoll.toml",
         "[workers]\ncount = 1\npin = false\n[io]\ndriver = \"epoll\"\n",
     );
-    let gw = ChildGateway::spawn(
-        BIN,
-        &[
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--to",
-            &up.addrs()[0].to_string(),
-            "--profile",
-            prof.arg(),
-        ],
-    );
+    let gw = ChildGateway::proxy(BIN, up.addrs()[0], &["--profile", prof.arg()]);
     let r = get(gw.addr, "h", "/anything");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-upstream"), Some("one"));
@@ -128,16 +117,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits() {
         latency: LatencyDist::Fixed(Duration::from_millis(500)),
         ..UpstreamConfig::default()
     });
-    let gw = ChildGateway::spawn(
-        BIN,
-        &[
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--to",
-            &up.addrs()[0].to_string(),
-        ],
-    );
+    let gw = ChildGateway::proxy(BIN, up.addrs()[0], &[]);
     let addr = gw.addr;
     let clients: Vec<_> = (0..4)
         .map(|_| {

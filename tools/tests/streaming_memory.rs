@@ -11,18 +11,7 @@ const HUNDRED_MB: u64 = 100 * 1024 * 1024;
 
 fn proxy_to(up: SocketAddr) -> ChildGateway {
     let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/default.toml");
-    ChildGateway::spawn(
-        env!("CARGO_BIN_EXE_ringgate"),
-        &[
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--to",
-            &up.to_string(),
-            "--profile",
-            profile,
-        ],
-    )
+    ChildGateway::proxy(env!("CARGO_BIN_EXE_ringgate"), up, &["--profile", profile])
 }
 
 fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
