@@ -192,7 +192,8 @@ impl RawConfig {
                 ));
             }
             for (j, e) in u.endpoints.iter().enumerate() {
-                if let Err(why) = resolve(e) {
+                // Shape only: names are resolved once, when the snapshot is built.
+                if let Err(why) = check_endpoint(e) {
                     errs.push(format!("upstreams[{i}].endpoints[{j}]: {why}"));
                 }
             }
@@ -284,15 +285,27 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// Checks that `endpoint` has the `host:port` shape, without resolving it.
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    if endpoint.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    match endpoint.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        Some((_, port)) if !port.is_empty() && port.parse::<u16>().is_err() => {
+            Err(format!("{endpoint:?} has a bad port (host:port)"))
+        }
+        _ => Err(format!("{endpoint:?} has no port (host:port)")),
+    }
+}
+
 /// Resolves `host:port` to one address (the first the resolver gives). Called while building a
 /// snapshot on the control thread, never on a worker.
 pub fn resolve(endpoint: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = endpoint.parse::<SocketAddr>() {
         return Ok(a);
     }
-    if !endpoint.contains(':') {
-        return Err(format!("{endpoint:?} has no port (host:port)"));
-    }
+    check_endpoint(endpoint)?;
     endpoint
         .to_socket_addrs()
         .map_err(|e| format!("{endpoint:?} does not resolve: {e}"))?

@@ -40,6 +40,15 @@ fn read_count_response(s: &mut TcpStream) -> Vec<u8> {
     body
 }
 
+/// Connects to the gateway and sends the head of a `POST /upload` framed by `framing`.
+fn start_upload(gw: &ChildGateway, framing: &str) -> TcpStream {
+    let mut s = TcpStream::connect(gw.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(s, "POST /upload HTTP/1.1\r\nHost: h\r\n{framing}\r\n\r\n").expect("head");
+    s
+}
+
 #[test]
 fn a_100_mb_upload_and_download_stream_with_bounded_memory() {
     let up = bulk();
@@ -47,14 +56,7 @@ fn a_100_mb_upload_and_download_stream_with_bounded_memory() {
     let base = gw.rss_kib();
 
     // Upload: 100 MB by content-length, written in 64 KiB blocks.
-    let mut s = TcpStream::connect(gw.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    write!(
-        s,
-        "POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: {HUNDRED_MB}\r\n\r\n"
-    )
-    .expect("head");
+    let mut s = start_upload(&gw, &format!("Content-Length: {HUNDRED_MB}"));
     let block = vec![b'u'; 65536];
     let mut left = HUNDRED_MB;
     while left > 0 {
@@ -104,14 +106,7 @@ fn a_chunked_upload_of_100_mb_streams_too() {
     let up = bulk();
     let gw = proxy_to(up.addr);
     let base = gw.rss_kib();
-    let mut s = TcpStream::connect(gw.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    write!(
-        s,
-        "POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
-    .expect("head");
+    let mut s = start_upload(&gw, "Transfer-Encoding: chunked");
     let block = vec![b'c'; 65536];
     let mut left = HUNDRED_MB;
     let mut framed = Vec::with_capacity(70_000);
