@@ -11,6 +11,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+# The metrics test checks /metrics with the reference Prometheus text parser.
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+  echo "== installing: prometheus-client (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check prometheus-client
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

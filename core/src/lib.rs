@@ -9,12 +9,14 @@
 //! - [`worker`]: spawning the pinned workers and reporting what runs where;
 //! - [`snapshot`]: the immutable config snapshot, published by an epoch swap;
 //! - [`shutdown`]: the stop signal and the per-worker in-flight counts a drain waits on;
+//! - [`handoff`]: handing the listening sockets to a new binary for a zero-downtime upgrade;
 //! - [`counter`]: single-writer counters that other threads may read without a lock or an RMW.
 
 pub mod counter;
 pub mod driver;
 pub mod duration;
 pub mod error;
+pub mod handoff;
 pub mod listener;
 pub mod profile;
 pub mod shutdown;

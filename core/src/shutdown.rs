@@ -21,6 +21,8 @@ pub struct WorkerGauges {
     pub inflight: SingleWriterCounter,
     /// Requests answered since start.
     pub requests: SingleWriterCounter,
+    /// Accept loops still running.
+    pub accepting: SingleWriterCounter,
 }
 
 /// The process-wide stop signal.
@@ -89,6 +91,64 @@ impl Shutdown {
             .iter()
             .map(|g| g.inflight.get())
             .sum()
+    }
+
+    /// Accept loops still running across all workers.
+    pub fn accepting(&self) -> u64 {
+        self.gauges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|g| g.accepting.get())
+            .sum()
+    }
+
+    /// Stops accepting without touching the listening sockets, which another process now shares
+    /// (a binary upgrade): shutting them would reset their accept queues under the new process.
+    /// Pending accepts are completed instead by connecting to `addrs` until every accept loop has
+    /// returned (each such connection is served like any other: it sends nothing and closes; the
+    /// new process may take some of them, equally harmlessly). Gives up after `limit`.
+    pub fn begin_handoff(&self, addrs: &[std::net::SocketAddr], limit: Duration) -> bool {
+        self.stopping.store(true, Ordering::Relaxed);
+        let start = Instant::now();
+        while self.accepting() > 0 {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            for a in addrs {
+                let mut to = *a;
+                if to.ip().is_unspecified() {
+                    to.set_ip(match to {
+                        std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                let _ = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(100));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The listeners are the new process's now: forget our duplicates without shutting them.
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        true
+    }
+
+    /// Waits, after a stop began, until no request is in flight or `deadline` passes.
+    pub fn wait_idle(&self, deadline: Duration) -> DrainOutcome {
+        let start = Instant::now();
+        let inflight_at_start = self.inflight();
+        loop {
+            let now = self.inflight();
+            if now == 0 || start.elapsed() >= deadline {
+                return DrainOutcome {
+                    inflight_at_start,
+                    aborted: now,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Begins stopping and waits until no request is in flight, or the deadline passes.

@@ -20,6 +20,10 @@ pub struct RouteSettings {
     pub response_timeout: Option<Duration>,
     /// Largest request body accepted (413 beyond); `None` = unlimited.
     pub max_body_bytes: Option<u64>,
+    /// Stable metric id of the route (see [`crate::metrics::Registry`]).
+    pub metric: u32,
+    /// Add `Server-Timing` (gateway and upstream durations) to responses.
+    pub server_timing: bool,
 }
 
 /// How the upstream request's Host header is set.
@@ -44,6 +48,8 @@ pub struct UpstreamSet {
     pub endpoints: Vec<SocketAddr>,
     /// The Host header policy.
     pub host: HostRewrite,
+    /// Stable metric id of the upstream (see [`crate::metrics::Registry`]).
+    pub metric: u32,
 }
 
 /// A routing decision.

@@ -12,6 +12,7 @@
 use crate::codec::{BodyKind, HopByHop, RequestHead, ResponseHead};
 use crate::gateway::HostRewrite;
 use crate::respond::push_u64;
+use crate::trace::RequestTrace;
 use std::io::Write as _;
 use std::net::SocketAddr;
 
@@ -25,6 +26,11 @@ pub struct ForwardContext<'a> {
     pub host: &'a HostRewrite,
     /// The endpoint chosen for this attempt.
     pub endpoint: SocketAddr,
+    /// The request's ids: when given, the client's `X-Request-Id` and `traceparent` are replaced
+    /// by these (the request id is the client's own when it sent a sane one).
+    pub trace: Option<&'a RequestTrace>,
+    /// Further header lines the gateway adds (each `name: value\r\n`), e.g. identity headers.
+    pub extra: &'a [u8],
 }
 
 /// Request headers the gateway writes itself (never copied from the client).
@@ -39,6 +45,11 @@ fn is_managed_request_header(name: &str) -> bool {
         "x-forwarded-host",
     ];
     MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
+}
+
+/// Request headers replaced when the gateway assigns the request's ids.
+fn is_trace_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("x-request-id") || name.eq_ignore_ascii_case("traceparent")
 }
 
 /// Appends the upstream request head for `req` (path already rewritten) to `out`.
@@ -64,12 +75,21 @@ pub fn write_request_head(
         }
     }
     out.extend_from_slice(b"\r\n");
+    let traced = fwd.trace.is_some();
     for h in req.headers {
-        if is_managed_request_header(h.name) || hop.contains(h.name) {
+        if is_managed_request_header(h.name)
+            || hop.contains(h.name)
+            || (traced && is_trace_header(h.name))
+        {
             continue;
         }
         push_header(out, h.name.as_bytes(), h.value);
     }
+    if let Some(t) = fwd.trace {
+        push_header(out, b"x-request-id", t.request_id());
+        push_header(out, b"traceparent", t.traceparent());
+    }
+    out.extend_from_slice(fwd.extra);
     // Keep the chain the client sent (several headers join in order) and append this hop's view.
     out.extend_from_slice(b"x-forwarded-for: ");
     for h in req
@@ -115,7 +135,8 @@ pub enum ClientFraming {
 /// Appends the client response head for `resp` to `out`.
 ///
 /// `close` says the gateway will close the client connection after this response;
-/// `http10_keep_alive` says an HTTP/1.0 client asked to keep it.
+/// `http10_keep_alive` says an HTTP/1.0 client asked to keep it; `extra` holds header lines the
+/// gateway adds (each `name: value\r\n`).
 pub fn write_response_head(
     out: &mut Vec<u8>,
     resp: &ResponseHead<'_, '_>,
@@ -123,6 +144,7 @@ pub fn write_response_head(
     framing: ClientFraming,
     close: bool,
     http10_keep_alive: bool,
+    extra: &[u8],
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, u64::from(resp.status));
@@ -144,6 +166,7 @@ pub fn write_response_head(
     if resp.body == BodyKind::Chunked && framing == ClientFraming::AsIs {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
+    out.extend_from_slice(extra);
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     } else if http10_keep_alive {
@@ -152,7 +175,8 @@ pub fn write_response_head(
     out.extend_from_slice(b"\r\n");
 }
 
-fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// Appends `name: value\r\n`.
+pub fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -192,6 +216,8 @@ mod tests {
             proto: "http",
             host: &host,
             endpoint: "127.0.0.1:9000".parse().expect("addr"),
+            trace: None,
+            extra: b"",
         };
         let mut out = Vec::new();
         write_request_head(&mut out, &req, &hop, b"/up/path?q=1", &fwd);
@@ -278,7 +304,7 @@ mod tests {
             .expect("complete");
         let hop = HopByHop::from_headers(resp.headers).expect("hop");
         let mut out = Vec::new();
-        write_response_head(&mut out, &resp, &hop, framing, close, false);
+        write_response_head(&mut out, &resp, &hop, framing, close, false, b"");
         String::from_utf8(out).expect("utf8")
     }
 

@@ -6,12 +6,18 @@
 //! - [`respond`] and [`error`]: gateway-made responses and the one mapping from causes to them;
 //! - [`gateway`]: what the engine asks of a compiled config snapshot;
 //! - [`pool`]: per-core upstream connection pools;
+//! - [`metrics`]: per-core counters and histograms, merged when scraped;
+//! - [`trace`]: request ids and W3C trace context;
+//! - [`accesslog`]: the access log: per-worker batching writers and one JSON-lines log thread;
 //! - [`engine`]: the per-worker accept and connection loops that tie it together.
 
+pub mod accesslog;
 pub mod codec;
 pub mod engine;
 pub mod error;
 pub mod gateway;
 pub mod hygiene;
+pub mod metrics;
 pub mod pool;
 pub mod respond;
+pub mod trace;

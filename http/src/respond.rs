@@ -8,8 +8,15 @@ use crate::error::Refusal;
 /// Appends a whole gateway-made response for `r` to `out`.
 ///
 /// `close` says the gateway closes the connection after it; `http10_keep_alive` says an HTTP/1.0
-/// client's connection stays open (it assumes a close unless told otherwise).
-pub fn write_refusal(out: &mut Vec<u8>, r: &Refusal, close: bool, http10_keep_alive: bool) {
+/// client's connection stays open (it assumes a close unless told otherwise); `extra` holds header
+/// lines to add (each `name: value\r\n`).
+pub fn write_refusal(
+    out: &mut Vec<u8>,
+    r: &Refusal,
+    close: bool,
+    http10_keep_alive: bool,
+    extra: &[u8],
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, u64::from(r.status));
     out.push(b' ');
@@ -17,12 +24,14 @@ pub fn write_refusal(out: &mut Vec<u8>, r: &Refusal, close: bool, http10_keep_al
     out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
     let body_len = br#"{"error":""}"#.len() + r.code.len();
     push_u64(out, body_len as u64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra);
     if close {
-        out.extend_from_slice(b"\r\nconnection: close");
+        out.extend_from_slice(b"connection: close\r\n");
     } else if http10_keep_alive {
-        out.extend_from_slice(b"\r\nconnection: keep-alive");
+        out.extend_from_slice(b"connection: keep-alive\r\n");
     }
-    out.extend_from_slice(b"\r\n\r\n{\"error\":\"");
+    out.extend_from_slice(b"\r\n{\"error\":\"");
     out.extend_from_slice(r.code.as_bytes());
     out.extend_from_slice(b"\"}");
 }
@@ -52,7 +61,7 @@ mod tests {
     #[test]
     fn refusal_is_json_with_exact_length() {
         let mut out = Vec::new();
-        write_refusal(&mut out, &Refusal::NO_ROUTE, false, false);
+        write_refusal(&mut out, &Refusal::NO_ROUTE, false, false, b"");
         let text = String::from_utf8(out).expect("utf8");
         let (head, body) = text.split_once("\r\n\r\n").expect("head end");
         assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"));
@@ -64,14 +73,14 @@ mod tests {
     #[test]
     fn closing_refusal_says_so() {
         let mut out = Vec::new();
-        write_refusal(&mut out, &Refusal::REQUEST_TIMEOUT, true, false);
+        write_refusal(&mut out, &Refusal::REQUEST_TIMEOUT, true, false, b"");
         assert!(String::from_utf8_lossy(&out).contains("\r\nconnection: close\r\n"));
     }
 
     #[test]
     fn kept_http10_connection_is_announced() {
         let mut out = Vec::new();
-        write_refusal(&mut out, &Refusal::NO_ROUTE, false, true);
+        write_refusal(&mut out, &Refusal::NO_ROUTE, false, true, b"");
         assert!(String::from_utf8_lossy(&out).contains("\r\nconnection: keep-alive\r\n"));
     }
 

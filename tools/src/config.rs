@@ -28,6 +28,66 @@ pub struct RawConfig {
     /// Which requests go where.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// The admin API listener (none when absent).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// The access log (none when absent).
+    #[serde(default)]
+    pub access_log: Option<AccessLogConfig>,
+    /// What the gateway measures and adds to requests.
+    #[serde(default)]
+    pub observability: ObservabilityConfig,
+}
+
+/// `[admin]`: the admin API's own listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `ip:port`; keep it on loopback unless a token protects it.
+    pub address: String,
+    /// A bearer token every admin request must carry (`Authorization: Bearer <token>`).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// `[access_log]`: one JSON line per request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// `"stdout"` or a file path (reopened on SIGUSR1, for rotation).
+    pub path: String,
+    /// Batches the log thread may have queued before workers drop lines (and count them).
+    #[serde(default = "default_log_queue")]
+    pub queue_batches: usize,
+}
+
+fn default_log_queue() -> usize {
+    1024
+}
+
+/// `[observability]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ObservabilityConfig {
+    /// Count per-route and per-upstream metrics (served on the admin API's `/metrics`).
+    #[serde(default = "yes")]
+    pub metrics: bool,
+    /// Assign `X-Request-Id` and W3C `traceparent` to every request, and return the request id.
+    #[serde(default = "yes")]
+    pub request_ids: bool,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        Self {
+            metrics: true,
+            request_ids: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[[listeners]]`.
@@ -92,6 +152,9 @@ pub struct RouteConfig {
     /// Largest request body accepted (413 beyond); default unlimited.
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// Add `Server-Timing` with the gateway's and the upstream's durations to responses.
+    #[serde(default)]
+    pub server_timing: bool,
 }
 
 /// `path = { prefix = "/api" }` and its siblings.
@@ -207,6 +270,25 @@ impl RawConfig {
                         "upstreams[{i}].host_header: {h:?} is not a valid host"
                     ));
                 }
+            }
+        }
+        if let Some(a) = &self.admin {
+            if a.address.parse::<SocketAddr>().is_err() {
+                errs.push(format!("admin.address: {:?} is not ip:port", a.address));
+            }
+            if a.token
+                .as_deref()
+                .is_some_and(|t| t.len() < 16 || t.bytes().any(|b| !b.is_ascii_graphic()))
+            {
+                errs.push("admin.token: at least 16 visible ASCII characters".to_string());
+            }
+        }
+        if let Some(l) = &self.access_log {
+            if l.path.is_empty() {
+                errs.push("access_log.path: \"stdout\" or a file path".to_string());
+            }
+            if l.queue_batches == 0 {
+                errs.push("access_log.queue_batches: must be at least 1".to_string());
             }
         }
         let mut ids = std::collections::HashSet::new();

@@ -5,7 +5,7 @@
 //! them before the snapshot is built. No Redis, no files to prepare: one command shows the gateway
 //! routing, rewriting, balancing and streaming.
 
-use crate::config::RawConfig;
+use crate::config::{ConfigError, RawConfig};
 use crate::server::{start, RunningGateway, ServeError};
 use crate::snapshot::{text_hash, Snapshot};
 use ringbench::upstream::{spawn, UpstreamConfig, UpstreamHandle};
@@ -23,6 +23,10 @@ pub struct Demo {
     pub upstreams: Vec<UpstreamHandle>,
     /// `curl` command lines to try, each answering 2xx.
     pub try_lines: Vec<String>,
+    /// The config the demo runs (the example, pointed at the demo upstreams).
+    pub config: RawConfig,
+    /// Its text.
+    pub config_text: String,
 }
 
 /// Starts the demo upstreams and the gateway listening on `listen`.
@@ -51,7 +55,8 @@ pub fn start_demo(profile: &PerfProfile, listen: SocketAddr) -> Result<Demo, Ser
     if let Some(l) = raw.listeners.first_mut() {
         l.address = listen.to_string();
     }
-    let snapshot = Snapshot::build(&raw, text_hash(EXAMPLE_CONFIG))?;
+    let config_text = toml::to_string(&raw).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let snapshot = Snapshot::build(&raw, text_hash(&config_text))?;
     let gateway = start(snapshot, profile)?;
     let at = gateway.addrs[0];
     let try_lines = vec![
@@ -67,5 +72,7 @@ pub fn start_demo(profile: &PerfProfile, listen: SocketAddr) -> Result<Demo, Ser
         gateway,
         upstreams,
         try_lines,
+        config: raw,
+        config_text,
     })
 }

@@ -3,7 +3,9 @@
 //! The binary (`main.rs`) only parses arguments and calls in here, so the integration tests start
 //! the very same gateway in-process.
 
+pub mod admin;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod server;
 pub mod snapshot;

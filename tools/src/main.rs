@@ -2,12 +2,18 @@
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
+use ringgate::admin::AdminServer;
 use ringgate::config::{ListenerConfig, PathConfig, RawConfig, RouteConfig, UpstreamConfig};
-use ringgate::server::{start, RunningGateway};
+use ringgate::control::{ConfigSource, Control};
+use ringgate::server::{start, start_with, RunningGateway};
 use ringgate::snapshot::{text_hash, Snapshot};
+use ringgate_core::handoff::{take_over, HandoffServer, ListenerGroup};
 use ringgate_core::profile::PerfProfile;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -33,6 +39,23 @@ enum Cmd {
         /// A perf profile file, or a preset name (`default`, `low-latency`).
         #[arg(long)]
         profile: Option<String>,
+        /// Offer the listening sockets to a successor on this Unix socket (zero-downtime
+        /// upgrade): a new process started with `--takeover` on the same path takes them, and
+        /// this one drains and exits.
+        #[arg(long)]
+        handoff: Option<PathBuf>,
+        /// Take the listening sockets from the process offering them on `--handoff`.
+        #[arg(long, requires = "handoff")]
+        takeover: bool,
+    },
+    /// Ask a running gateway to reload its config (through its admin API).
+    Reload {
+        /// The admin API address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+        /// The admin bearer token, if the gateway has one.
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Validate a config (and profile), print a summary, exit non-zero listing every error.
     Check {
@@ -86,13 +109,40 @@ fn load_profile(arg: Option<&str>) -> Result<PerfProfile, Box<dyn std::error::Er
 
 fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cmd {
-        Cmd::Serve { config, profile } => {
+        Cmd::Serve {
+            config,
+            profile,
+            handoff,
+            takeover,
+        } => {
             let profile = load_profile(profile.as_deref())?;
-            let snapshot = ringgate::load_snapshot(&config)?;
-            let gw = start(snapshot, &profile)?;
+            let text = std::fs::read_to_string(&config)
+                .map_err(|e| format!("cannot read config {config}: {e}"))?;
+            let raw = RawConfig::parse(&text)?;
+            let snapshot = Snapshot::build(&raw, text_hash(&text))?;
+            let (gw, taken) = if takeover {
+                let path = handoff.clone().ok_or("--takeover needs --handoff")?;
+                let t = take_over(&path, Duration::from_secs(10))?;
+                let groups = t
+                    .groups
+                    .iter()
+                    .map(|(a, l)| (*a, l.iter().filter_map(|x| x.try_clone().ok()).collect()))
+                    .collect();
+                let gw = start_with(snapshot, &profile, Some(groups))?;
+                (gw, Some(t))
+            } else {
+                (start(snapshot, &profile)?, None)
+            };
             println!("{}", gw.start_line);
-            wait_and_drain(gw)
+            if let Some(t) = taken {
+                // Our workers accept on the inherited sockets: the old process may now drain.
+                t.ready()?;
+                eprintln!("ringgate: took over the listening sockets; the previous process drains");
+            }
+            let control = Control::new(ConfigSource::File(config.into()), raw, &gw);
+            run_until_stopped(gw, control, handoff, takeover)
         }
+        Cmd::Reload { admin, token } => reload(admin, token.as_deref()),
         Cmd::Check { config, profile } => check(&config, profile.as_deref()),
         Cmd::Demo { listen, profile } => {
             let profile = load_profile(profile.as_deref())?;
@@ -112,7 +162,15 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
             println!("Ctrl-C stops the demo.");
             let upstreams = demo.upstreams;
-            let code = wait_and_drain(demo.gateway);
+            let control = Control::new(
+                ConfigSource::Inline {
+                    label: "demo (built in)".into(),
+                    text: demo.config_text,
+                },
+                demo.config,
+                &demo.gateway,
+            );
+            let code = run_until_stopped(demo.gateway, control, None, false);
             drop(upstreams);
             code
         }
@@ -127,7 +185,15 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let snapshot = Snapshot::build(&raw, text_hash(&text))?;
             let gw = start(snapshot, &profile)?;
             println!("{}", gw.start_line);
-            wait_and_drain(gw)
+            let control = Control::new(
+                ConfigSource::Inline {
+                    label: "ringgate proxy".into(),
+                    text,
+                },
+                raw,
+                &gw,
+            );
+            run_until_stopped(gw, control, None, false)
         }
     }
 }
@@ -161,8 +227,185 @@ fn proxy_config(listen: SocketAddr, to: Vec<String>) -> RawConfig {
             upstream: "to".into(),
             timeout: None,
             max_body_bytes: None,
+            server_timing: false,
         }],
+        ..RawConfig::default()
     }
+}
+
+/// `ringgate reload`: POST /config/reload on the admin API, print the answer.
+fn reload(admin: SocketAddr, token: Option<&str>) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(5))
+        .map_err(|e| format!("cannot reach the admin API at {admin}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "POST /config/reload HTTP/1.1\r\nhost: {admin}\r\n{auth}content-length: 0\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let ok = head.starts_with("HTTP/1.1 200");
+    if ok {
+        print!("{body}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprint!("{}\n{body}", head.lines().next().unwrap_or(""));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Starts the admin API (retrying for a while when taking over: the previous process frees its
+/// admin port once the handoff is done).
+fn start_admin(control: &Arc<Control>, retry: bool) -> Option<AdminServer> {
+    let raw = control.state().raw;
+    let cfg = raw.admin.as_ref()?;
+    let addr: SocketAddr = cfg.address.parse().ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(if retry { 15 } else { 0 });
+    loop {
+        match AdminServer::start(addr, cfg.token.clone(), control.clone()) {
+            Ok(a) => {
+                eprintln!("ringgate: admin API on http://{}", a.addr);
+                return Some(a);
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                eprintln!("ringgate: admin API not started: cannot bind {addr}: {e}");
+                return None;
+            }
+        }
+    }
+}
+
+enum Event {
+    Signal(i32),
+    HandedOver,
+}
+
+/// Runs until a stop signal or a completed handoff: reloads on SIGHUP and file changes, reopens
+/// the access log on SIGUSR1, serves the admin API, offers the sockets on `handoff`.
+fn run_until_stopped(
+    gw: RunningGateway,
+    control: Arc<Control>,
+    handoff: Option<PathBuf>,
+    took_over: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let (tx, rx) = crossbeam_channel::unbounded::<Event>();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
+    let sig_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("ringgate-signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if sig_tx.send(Event::Signal(s)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    let admin = start_admin(&control, took_over);
+    let watch = control.watch(Duration::from_millis(500));
+    let _handoff_server = match &handoff {
+        Some(path) => {
+            let groups: Vec<ListenerGroup> = gw
+                .listener_dups
+                .iter()
+                .map(|(addr, ls)| ListenerGroup {
+                    addr: *addr,
+                    fds: ls
+                        .iter()
+                        .filter_map(|l| l.try_clone().ok().map(std::os::fd::OwnedFd::from))
+                        .collect(),
+                })
+                .collect();
+            // A predecessor removes its socket file once it handed over; wait for that.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let server = loop {
+                match HandoffServer::bind(path, groups_clone(&groups)) {
+                    Ok(s) => break Some(s),
+                    Err(e) if took_over && std::time::Instant::now() < deadline => {
+                        let _ = e;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "ringgate: handoff socket {} not offered: {e}",
+                            path.display()
+                        );
+                        break None;
+                    }
+                }
+            };
+            if let Some(s) = &server {
+                let taken = s.taken().clone();
+                let tx2 = tx.clone();
+                std::thread::spawn(move || {
+                    if taken.recv().is_ok() {
+                        let _ = tx2.send(Event::HandedOver);
+                    }
+                });
+                eprintln!(
+                    "ringgate: offering the listening sockets on {}",
+                    path.display()
+                );
+            }
+            server
+        }
+        None => None,
+    };
+    let handed_over = loop {
+        match rx.recv() {
+            Ok(Event::Signal(SIGHUP)) => {
+                let _ = control.reload("SIGHUP");
+            }
+            Ok(Event::Signal(SIGUSR1)) => {
+                if let Some(l) = &control.access_log {
+                    l.reopen();
+                    eprintln!("ringgate: SIGUSR1: access log reopened");
+                }
+            }
+            Ok(Event::Signal(sig)) => {
+                eprintln!("ringgate: signal {sig}: draining");
+                break false;
+            }
+            Ok(Event::HandedOver) => {
+                eprintln!("ringgate: the listening sockets were taken over: draining");
+                break true;
+            }
+            Err(_) => break false,
+        }
+    };
+    watch.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(a) = admin {
+        a.stop();
+    }
+    let out = if handed_over {
+        gw.stop_after_handoff()
+    } else {
+        gw.stop()
+    };
+    eprintln!(
+        "ringgate: stopped: {} in flight at signal, {} drained, {} aborted",
+        out.inflight_at_start,
+        out.inflight_at_start.saturating_sub(out.aborted),
+        out.aborted
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn groups_clone(groups: &[ListenerGroup]) -> Vec<ListenerGroup> {
+    groups
+        .iter()
+        .map(|g| ListenerGroup {
+            addr: g.addr,
+            fds: g.fds.iter().filter_map(|f| f.try_clone().ok()).collect(),
+        })
+        .collect()
 }
 
 fn check(config: &str, profile: Option<&str>) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -207,25 +450,4 @@ fn check(config: &str, profile: Option<&str>) -> Result<ExitCode, Box<dyn std::e
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Waits for SIGINT or SIGTERM, then drains and reports.
-fn wait_and_drain(gw: RunningGateway) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])?;
-    let sig = signals
-        .forever()
-        .next()
-        .unwrap_or(signal_hook::consts::SIGTERM);
-    eprintln!("ringgate: signal {sig}: draining");
-    let out = gw.stop();
-    eprintln!(
-        "ringgate: stopped: {} in flight at signal, {} drained, {} aborted",
-        out.inflight_at_start,
-        out.inflight_at_start.saturating_sub(out.aborted),
-        out.aborted
-    );
-    Ok(ExitCode::SUCCESS)
 }

@@ -5,10 +5,13 @@
 //! the engine's [`Gateway`] trait: route lookup in the compiled [`RouteTable`], path rewrite, and
 //! the route's settings and upstream, all read-only.
 
-use crate::config::{resolve, ConfigError, RawConfig, RouteConfig};
+use crate::config::{
+    resolve, AccessLogConfig, AdminConfig, ConfigError, ObservabilityConfig, RawConfig, RouteConfig,
+};
 use ringgate_http::codec::RequestHead;
 use ringgate_http::error::Refusal;
 use ringgate_http::gateway::{Gateway, HostRewrite, RouteSettings, Routed, UpstreamSet};
+use ringgate_http::metrics::Registry;
 use ringgate_policies::routing::{
     HeaderMatch, HostMatch, PathMatch, Rewrite, RouteRequest, RouteSpec, RouteTable,
 };
@@ -33,6 +36,43 @@ pub struct Snapshot {
     pub upstreams: Vec<UpstreamSet>,
     /// The compiled route table.
     pub table: RouteTable<CompiledRoute>,
+    /// The parts read once at start (a reload may not change them).
+    pub process: ProcessSettings,
+    /// The content hash of the config text.
+    pub hash: u64,
+}
+
+/// Settings taken when the process starts; a reload that changes them is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSettings {
+    /// Listen addresses, as written.
+    pub listeners: Vec<String>,
+    /// The admin listener.
+    pub admin: Option<AdminConfig>,
+    /// The access log.
+    pub access_log: Option<AccessLogConfig>,
+    /// Metrics and request ids.
+    pub observability: ObservabilityConfig,
+}
+
+impl ProcessSettings {
+    /// What differs from `next`, by field name (empty when a reload may go ahead).
+    pub fn restart_needed_for(&self, next: &ProcessSettings) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.listeners != next.listeners {
+            v.push("listeners");
+        }
+        if self.admin != next.admin {
+            v.push("admin");
+        }
+        if self.access_log != next.access_log {
+            v.push("access_log");
+        }
+        if self.observability != next.observability {
+            v.push("observability");
+        }
+        v
+    }
 }
 
 impl Snapshot {
@@ -59,6 +99,7 @@ impl Snapshot {
                 name: u.name.as_str().into(),
                 endpoints,
                 host,
+                metric: Registry::with(|r| r.upstream(&u.name)),
             });
         }
         let specs: Vec<RouteSpec<CompiledRoute>> =
@@ -85,6 +126,13 @@ impl Snapshot {
                     .collect(),
                 upstreams,
                 table,
+                process: ProcessSettings {
+                    listeners: raw.listeners.iter().map(|l| l.address.clone()).collect(),
+                    admin: raw.admin.clone(),
+                    access_log: raw.access_log.clone(),
+                    observability: raw.observability.clone(),
+                },
+                hash: text_hash,
             }),
             _ => Err(ConfigError::Invalid(errs)),
         }
@@ -146,6 +194,8 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig) -> RouteSpec<CompiledRoute> {
                 id: r.id.as_str().into(),
                 response_timeout: r.timeout,
                 max_body_bytes: r.max_body_bytes,
+                metric: Registry::with(|reg| reg.route(&r.id)),
+                server_timing: r.server_timing,
             },
             upstream,
         },

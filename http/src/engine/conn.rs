@@ -6,19 +6,53 @@
 
 use super::exchange::{exchange, Outcome};
 use super::io::{read_append, write_all, ReadFail};
+use super::observe::finish;
 use super::Worker;
 use crate::codec::{parse_request_head, BodyKind, HopByHop, MAX_HEADERS};
 use crate::error::Refusal;
 use crate::gateway::{Gateway, RouteSettings};
-use crate::hygiene::{write_request_head, ForwardContext};
+use crate::hygiene::{push_header, write_request_head, ForwardContext};
 use crate::respond::write_refusal;
+use crate::trace::RequestTrace;
+use monoio::buf::{IoBufMut, SliceMut};
+use monoio::io::{CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// What one request did, for metrics and the access log (reset per request).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Tally {
+    /// Status sent to the client (0: none).
+    pub(crate) status: u16,
+    /// Why the gateway answered itself (empty when the upstream answered).
+    pub(crate) reason: &'static str,
+    /// Request bytes read from the client (head and body).
+    pub(crate) bytes_in: u64,
+    /// Response bytes written to the client.
+    pub(crate) bytes_out: u64,
+    /// The endpoint the request went to.
+    pub(crate) upstream: Option<SocketAddr>,
+    /// When the request was sent upstream.
+    pub(crate) upstream_start: Option<Instant>,
+    /// Time from sending the request upstream to the end of its response.
+    pub(crate) upstream_us: Option<u64>,
+}
 
 /// A client connection and its reused buffers.
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// The current request's ids.
+    pub(crate) trace: RequestTrace,
+    /// What the current request did.
+    pub(crate) tally: Tally,
+    /// Method then path of the current request (for the access log), split at `meta_split`.
+    pub(crate) meta: Vec<u8>,
+    pub(crate) meta_split: usize,
+    /// Header lines the gateway adds to the current response.
+    pub(crate) extra: Vec<u8>,
     /// The client's IP as text, for `X-Forwarded-For`.
     pub(crate) peer_ip: Box<[u8]>,
     /// Bytes read from the client and not yet consumed (the head, body bytes, pipelined requests).
@@ -42,6 +76,10 @@ pub(crate) struct Plan<'s> {
     pub(crate) is_head: bool,
     pub(crate) route: &'s RouteSettings,
     pub(crate) endpoint: SocketAddr,
+    /// Metric id of the upstream.
+    pub(crate) upstream_metric: u32,
+    /// When the head was parsed.
+    pub(crate) start: Instant,
 }
 
 enum Step<'s> {
@@ -54,6 +92,8 @@ enum Step<'s> {
         consumed: usize,
         /// The request was HTTP/1.0 (a kept connection must then be announced).
         http10: bool,
+        /// The route, when the request matched one.
+        route: Option<&'s RouteSettings>,
     },
 }
 
@@ -66,6 +106,12 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
         .max(w.settings.limits.max_head_bytes);
     let mut c = Conn {
         stream,
+        peer,
+        trace: RequestTrace::default(),
+        tally: Tally::default(),
+        meta: Vec::new(),
+        meta_split: 0,
+        extra: Vec::with_capacity(128),
         peer_ip: peer.ip().to_string().into_bytes().into_boxed_slice(),
         cbuf: Vec::with_capacity(cap),
         wbuf: Vec::with_capacity(1024),
@@ -74,7 +120,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
     };
     let mut served_any = false;
     loop {
-        if w.shutdown.is_stopping() && c.cbuf.is_empty() {
+        if w.shutdown.is_stopping() && c.cbuf.is_empty() && served_any {
             return;
         }
         let mut snap;
@@ -89,9 +135,15 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
                     r,
                     consumed,
                     http10,
+                    route,
                 } => {
+                    let start = Instant::now();
                     let close = r.close || w.shutdown.is_stopping();
-                    if !refuse(&mut c, w, r, close, http10).await || close {
+                    let sent = refuse(&mut c, w, r, close, http10).await;
+                    c.tally.bytes_in = consumed as u64;
+                    finish(w, &c, route, start);
+                    w.gauges.requests.add(1);
+                    if !sent || close {
                         return;
                     }
                     c.cbuf.drain(..consumed);
@@ -118,15 +170,31 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
                     .get_or_insert_with(|| Instant::now() + w.settings.header_timeout);
                 d.saturating_duration_since(Instant::now())
             };
-            let (res, buf) =
-                read_append(&mut c.stream, std::mem::take(&mut c.cbuf), Some(timeout)).await;
+            let idle = !partial && served_any;
+            let (res, buf) = if idle {
+                read_idle(&mut c.stream, std::mem::take(&mut c.cbuf), timeout, w).await
+            } else {
+                read_append(&mut c.stream, std::mem::take(&mut c.cbuf), Some(timeout)).await
+            };
             c.cbuf = buf;
             match res {
                 Ok(_) => {}
                 // A timeout with part of a head received is a 408; with nothing received it is
                 // an idle connection, closed silently.
                 Err(ReadFail::Timeout) if partial => {
+                    c.tally = Tally {
+                        bytes_in: c.cbuf.len() as u64,
+                        ..Tally::default()
+                    };
+                    c.meta.clear();
+                    c.meta_split = 0;
+                    if w.settings.trace {
+                        c.trace.assign(&[], &mut w.ids.borrow_mut());
+                    }
+                    let start = Instant::now();
                     refuse(&mut c, w, Refusal::REQUEST_TIMEOUT, true, false).await;
+                    finish(w, &c, None, start);
+                    w.gauges.requests.add(1);
                     return;
                 }
                 Err(_) => return,
@@ -134,6 +202,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
         };
         w.gauges.inflight.add(1);
         let outcome = exchange(&mut c, w, &plan).await;
+        finish(w, &c, Some(plan.route), plan.start);
         w.gauges.inflight.sub(1);
         w.gauges.requests.add(1);
         served_any = true;
@@ -153,27 +222,48 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         Ok(Some(r)) => r,
         Ok(None) => return Step::NeedMore,
         Err(e) => {
+            c.tally = Tally::default();
+            c.meta.clear();
+            c.meta_split = 0;
+            if w.settings.trace {
+                c.trace.assign(&[], &mut w.ids.borrow_mut());
+            }
             return Step::Refuse {
                 r: Refusal::from_codec(&e),
                 consumed: 0,
                 http10: false,
-            }
+                route: None,
+            };
         }
     };
+    c.tally = Tally {
+        bytes_in: req.head_len as u64,
+        ..Tally::default()
+    };
+    if w.settings.trace {
+        c.trace.assign(req.headers, &mut w.ids.borrow_mut());
+    }
+    if w.log.borrow().is_some() {
+        c.meta.clear();
+        c.meta.extend_from_slice(req.method.as_bytes());
+        c.meta_split = c.meta.len();
+        c.meta.extend_from_slice(req.path.as_bytes());
+    }
     // A refusal keeps the connection only when the request had no body to skip and the client
     // wants to keep it.
     let reusable = req.body == BodyKind::Empty && req.keep_alive;
     let head_len = req.head_len;
     let http10 = req.minor_version == 0;
-    let refuse_with = |r: Refusal| Step::Refuse {
+    let refuse_with = |r: Refusal, route: Option<&'s RouteSettings>| Step::Refuse {
         r: if reusable { r } else { r.closing() },
         consumed: head_len,
         http10,
+        route,
     };
     c.path.clear();
     let routed = match snap.route(&req, &mut c.path) {
         Ok(r) => r,
-        Err(r) => return refuse_with(r),
+        Err(r) => return refuse_with(r, None),
     };
     let hop = match HopByHop::from_headers(req.headers) {
         Ok(h) => h,
@@ -182,12 +272,13 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
                 r: Refusal::from_codec(&e),
                 consumed: 0,
                 http10,
+                route: Some(routed.route),
             }
         }
     };
     let up = routed.upstream;
     if up.endpoints.is_empty() {
-        return refuse_with(Refusal::NO_ENDPOINT);
+        return refuse_with(Refusal::NO_ENDPOINT, Some(routed.route));
     }
     let endpoint = {
         let mut rr = w.rr.borrow_mut();
@@ -204,6 +295,8 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         proto: w.settings.proto,
         host: &up.host,
         endpoint,
+        trace: w.settings.trace.then_some(&c.trace),
+        extra: b"",
     };
     write_request_head(&mut c.wbuf, &req, &hop, &c.path, &fwd);
     let m = req.method;
@@ -219,6 +312,8 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         is_head: m == "HEAD",
         route: routed.route,
         endpoint,
+        upstream_metric: up.metric,
+        start: Instant::now(),
     })
 }
 
@@ -232,7 +327,14 @@ pub(crate) async fn refuse<G: Gateway>(
     http10: bool,
 ) -> bool {
     c.wbuf.clear();
-    write_refusal(&mut c.wbuf, &r, close, http10 && !close);
+    c.extra.clear();
+    if w.settings.trace {
+        push_header(&mut c.extra, b"x-request-id", c.trace.request_id());
+    }
+    write_refusal(&mut c.wbuf, &r, close, http10 && !close, &c.extra);
+    c.tally.status = r.status;
+    c.tally.reason = r.code;
+    let n = c.wbuf.len() as u64;
     let (res, buf) = write_all(
         &mut c.stream,
         std::mem::take(&mut c.wbuf),
@@ -240,5 +342,55 @@ pub(crate) async fn refuse<G: Gateway>(
     )
     .await;
     c.wbuf = buf;
+    if res.is_ok() {
+        c.tally.bytes_out += n;
+    }
     res.is_ok()
+}
+
+/// How long an idle keep-alive connection may still bring a request once the worker drains.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(500);
+
+/// Waits, between requests, for the next one: up to `timeout`, or until the worker drains.
+/// The read is cancelled cleanly (never dropped in flight), so bytes that raced the cancel are
+/// kept and served.
+async fn read_idle<G: Gateway>(
+    s: &mut TcpStream,
+    buf: Vec<u8>,
+    timeout: Duration,
+    w: &Worker<G>,
+) -> (Result<usize, ReadFail>, Vec<u8>) {
+    let len = buf.len();
+    let cap = buf.capacity();
+    let canceller = Canceller::new();
+    let read = s.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
+    let mut read = std::pin::pin!(read);
+    let done: Option<(std::io::Result<usize>, SliceMut<Vec<u8>>)> = monoio::select! {
+        r = &mut read => Some(r),
+        _ = monoio::time::sleep(timeout) => None,
+        _ = w.drain.wait() => {
+            // Draining: a client that is about to send its next request gets it served (with
+            // `Connection: close`) instead of racing a close; one that stays quiet is let go.
+            monoio::select! {
+                r = &mut read => Some(r),
+                _ = monoio::time::sleep(DRAIN_IDLE_GRACE.min(timeout)) => None,
+            }
+        },
+    };
+    let (res, slice) = match done {
+        Some(r) => r,
+        None => {
+            let _ = canceller.cancel();
+            read.await
+        }
+    };
+    let buf = slice.into_inner();
+    match res {
+        Ok(0) => (Err(ReadFail::Eof), buf),
+        Ok(n) => (Ok(n), buf),
+        // Cancelled by the timeout or the drain: an idle close.
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Err(ReadFail::Timeout), buf),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => (Err(ReadFail::Timeout), buf),
+        Err(e) => (Err(ReadFail::Io(e)), buf),
+    }
 }

@@ -19,7 +19,8 @@ use crate::codec::{
 };
 use crate::error::ProxyError;
 use crate::gateway::Gateway;
-use crate::hygiene::{write_response_head, ClientFraming};
+use crate::hygiene::{push_header, write_response_head, ClientFraming};
+use crate::metrics::{class_of, UpstreamStats};
 use crate::respond::CONTINUE_100;
 use monoio::net::TcpStream;
 use std::time::Instant;
@@ -67,6 +68,8 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         Ok(b) => b,
         Err(e) => return fail_before_response(c, w, p, &e, None).await,
     };
+    c.tally.bytes_in += (body.end - p.head_len) as u64;
+    c.tally.upstream = Some(p.endpoint);
     if !body.complete && p.expect_continue {
         c.ubuf.clear();
         c.ubuf.extend_from_slice(CONTINUE_100);
@@ -100,15 +103,25 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         };
         let reused = pooled.is_some();
         let mut up = match pooled {
-            Some(s) => s,
+            Some(s) => {
+                count(w, p, |u| u.reused += 1);
+                s
+            }
             None => match connect(p.endpoint, w.settings.connect_timeout).await {
-                Ok(s) => s,
+                Ok(s) => {
+                    count(w, p, |u| u.connects += 1);
+                    s
+                }
                 Err(e) => {
+                    count(w, p, |u| u.connect_failures += 1);
                     let end = body.complete.then_some(body.end);
                     return fail_before_response(c, w, p, &ProxyError::Connect(e), end).await;
                 }
             },
         };
+        if attempt == 0 {
+            c.tally.upstream_start = Some(Instant::now());
+        }
         let sent = send_request(c, w, p, &mut up, &mut body, inline).await;
         let retryable = reused && attempt == 0 && p.idempotent && from_memory;
         if let Err(e) = sent {
@@ -135,6 +148,27 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         }
     };
     let outcome = relay_response(c, w, p, up, &resp).await;
+    if let Some(t0) = c.tally.upstream_start {
+        let d = t0.elapsed();
+        c.tally.upstream_us = Some(d.as_micros() as u64);
+        if w.settings.metrics {
+            w.metrics
+                .borrow_mut()
+                .upstream(p.upstream_metric)
+                .duration
+                .record(d);
+        }
+    }
+    if outcome.as_ref().is_err_and(|e| {
+        matches!(
+            e,
+            ProxyError::UpstreamIo(_)
+                | ProxyError::UpstreamTimeout
+                | ProxyError::UpstreamProtocol(_)
+        )
+    }) {
+        count(w, p, |u| u.failures += 1);
+    }
     if outcome.is_err() {
         // The response head is out, its body is not complete: the connection closes, and it
         // must close with a reset so that a close-delimited body does not look complete.
@@ -145,6 +179,14 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
     match outcome {
         Ok(()) if !resp.client_close => Outcome::KeepAlive,
         _ => Outcome::Close,
+    }
+}
+
+/// Counts into the upstream's metrics (when metrics are on).
+#[inline]
+fn count<G: Gateway>(w: &Worker<G>, p: &Plan<'_>, f: impl FnOnce(&mut UpstreamStats)) {
+    if w.settings.metrics {
+        f(w.metrics.borrow_mut().upstream(p.upstream_metric));
     }
 }
 
@@ -277,6 +319,7 @@ async fn stream_request_body<G: Gateway>(
                 (prog.consumed, prog.done)
             }
         };
+        c.tally.bytes_in += take as u64;
         let (res, buf) = write_range(up, std::mem::take(&mut c.cbuf), 0, take, t).await;
         c.cbuf = buf;
         res.map_err(upstream_write_error)?;
@@ -348,7 +391,10 @@ async fn read_response_head<G: Gateway>(
                     )));
                 }
                 Ok(Some(resp)) => {
-                    return client_response(&mut c.wbuf, w, p, &resp, force_close);
+                    count(w, p, |u| u.responses[class_of(resp.status)] += 1);
+                    c.tally.status = resp.status;
+                    fill_response_extra(&mut c.extra, &c.trace, &c.tally, w, p);
+                    return client_response(&mut c.wbuf, &c.extra, w, p, &resp, force_close);
                 }
                 Ok(None) => {}
                 Err(e) => return Err(HeadFail::Other(ProxyError::UpstreamProtocol(e))),
@@ -383,10 +429,41 @@ async fn read_response_head<G: Gateway>(
     }
 }
 
+/// Fills `c.extra` with the header lines the gateway adds to the response: the request id, and
+/// `Server-Timing` when the route asks for it.
+fn fill_response_extra<G: Gateway>(
+    extra: &mut Vec<u8>,
+    trace: &crate::trace::RequestTrace,
+    tally: &super::conn::Tally,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+) {
+    extra.clear();
+    if w.settings.trace {
+        push_header(extra, b"x-request-id", trace.request_id());
+    }
+    if p.route.server_timing {
+        let total = p.start.elapsed();
+        let upstream = tally
+            .upstream_start
+            .map_or(std::time::Duration::ZERO, |t| t.elapsed());
+        let gateway = total.saturating_sub(upstream);
+        use std::io::Write as _;
+        let _ = write!(
+            extra,
+            "server-timing: gateway;dur={:.3}, upstream;dur={:.3}\r\n",
+            gateway.as_secs_f64() * 1e3,
+            upstream.as_secs_f64() * 1e3
+        );
+    }
+}
+
 /// Decides how the final response `resp` reaches the client and writes the client head into
-/// `wbuf`; `force_close` closes the client connection after it.
+/// `wbuf`, with the gateway's `extra` header lines; `force_close` closes the client connection
+/// after it.
 fn client_response<G: Gateway>(
     wbuf: &mut Vec<u8>,
+    extra: &[u8],
     w: &Worker<G>,
     p: &Plan<'_>,
     resp: &ResponseHead<'_, '_>,
@@ -423,6 +500,7 @@ fn client_response<G: Gateway>(
         framing,
         client_close,
         p.http10 && !client_close,
+        extra,
     );
     Ok(ResponsePlan {
         head_len: resp.head_len,
@@ -480,6 +558,7 @@ async fn relay_response<G: Gateway>(
     let (res, buf) = write_range(&mut c.stream, std::mem::take(&mut c.wbuf), 0, head_end, t).await;
     c.wbuf = buf;
     res.map_err(ProxyError::ClientIo)?;
+    c.tally.bytes_out += head_end as u64;
     if r.framing != ClientFraming::Dechunk && in_buf > INLINE_BODY_MAX {
         let (res, buf) = write_range(
             &mut c.stream,
@@ -491,6 +570,7 @@ async fn relay_response<G: Gateway>(
         .await;
         c.ubuf = buf;
         res.map_err(ProxyError::ClientIo)?;
+        c.tally.bytes_out += in_buf as u64;
     }
     while !done {
         c.ubuf.clear();
@@ -537,11 +617,13 @@ async fn relay_response<G: Gateway>(
                 write_range(&mut c.stream, std::mem::take(&mut c.wbuf), 0, end, t).await;
             c.wbuf = buf;
             res.map_err(ProxyError::ClientIo)?;
+            c.tally.bytes_out += end as u64;
         } else {
             let (res, buf) =
                 write_range(&mut c.stream, std::mem::take(&mut c.ubuf), 0, in_buf, t).await;
             c.ubuf = buf;
             res.map_err(ProxyError::ClientIo)?;
+            c.tally.bytes_out += in_buf as u64;
         }
     }
     if r.upstream_keep_alive && !extra && r.body != BodyKind::UntilClose {
@@ -560,6 +642,12 @@ async fn fail_before_response<G: Gateway>(
     e: &ProxyError,
     consumed_to: Option<usize>,
 ) -> Outcome {
+    if matches!(
+        e,
+        ProxyError::UpstreamIo(_) | ProxyError::UpstreamTimeout | ProxyError::UpstreamProtocol(_)
+    ) {
+        count(w, p, |u| u.failures += 1);
+    }
     let Some(r) = e.refusal() else {
         return Outcome::Close;
     };

@@ -15,12 +15,18 @@
 //! time and leaves the bytes of the next one in its buffer.
 
 mod conn;
+mod drain;
 mod exchange;
 pub mod io;
+mod observe;
 
+use crate::accesslog::{AccessLog, AccessLogWriter};
 use crate::codec::HeadLimits;
 use crate::gateway::Gateway;
+use crate::metrics::{MetricsHub, WorkerMetrics};
 use crate::pool::Pool;
+use crate::trace::IdGen;
+use drain::DrainSignal;
 use monoio::net::TcpListener;
 use ringgate_core::profile::PerfProfile;
 use ringgate_core::shutdown::{Shutdown, WorkerGauges};
@@ -56,6 +62,10 @@ pub struct EngineSettings {
     pub pool_idle_timeout: Duration,
     /// `X-Forwarded-Proto` value of this listener.
     pub proto: &'static str,
+    /// Count per-route and per-upstream metrics.
+    pub metrics: bool,
+    /// Assign request ids and trace context (`X-Request-Id`, `traceparent`).
+    pub trace: bool,
 }
 
 impl EngineSettings {
@@ -76,8 +86,19 @@ impl EngineSettings {
             pool_max_idle: p.upstream.pool_max_idle_per_endpoint,
             pool_idle_timeout: p.upstream.pool_idle_timeout,
             proto: "http",
+            metrics: true,
+            trace: true,
         }
     }
+}
+
+/// What a worker shares with the control side: where it publishes metrics, where it logs.
+#[derive(Clone)]
+pub struct EngineServices {
+    /// Metrics hub (scrapes).
+    pub hub: Arc<MetricsHub>,
+    /// The access log, when one is configured.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 /// One worker's state, shared by its connection tasks.
@@ -88,6 +109,12 @@ pub(crate) struct Worker<G: Gateway> {
     pub(crate) rr: RefCell<Vec<usize>>,
     pub(crate) gauges: Arc<WorkerGauges>,
     pub(crate) shutdown: Arc<Shutdown>,
+    pub(crate) index: usize,
+    pub(crate) metrics: RefCell<WorkerMetrics>,
+    pub(crate) ids: RefCell<IdGen>,
+    pub(crate) log: RefCell<Option<AccessLogWriter>>,
+    pub(crate) drain: DrainSignal,
+    pub(crate) hub: Arc<MetricsHub>,
 }
 
 /// Runs one worker until the process stops: accept on every listener of `ctx`, serve each
@@ -96,7 +123,9 @@ pub async fn run_worker<G: Gateway>(
     ctx: WorkerContext,
     slot: Arc<SnapshotSlot<G>>,
     settings: EngineSettings,
+    services: EngineServices,
 ) {
+    services.hub.attach(ctx.index, ctx.gauges.clone());
     let worker = Rc::new(Worker {
         pool: RefCell::new(Pool::new(
             settings.pool_max_idle,
@@ -107,6 +136,12 @@ pub async fn run_worker<G: Gateway>(
         rr: RefCell::new(Vec::new()),
         gauges: ctx.gauges.clone(),
         shutdown: ctx.shutdown.clone(),
+        index: ctx.index,
+        metrics: RefCell::new(WorkerMetrics::default()),
+        ids: RefCell::new(IdGen::from_entropy(ctx.index as u64)),
+        log: RefCell::new(services.access_log.as_ref().map(|l| l.writer())),
+        drain: DrainSignal::default(),
+        hub: services.hub.clone(),
     });
     let mut accepts = Vec::new();
     for std_listener in ctx.listeners {
@@ -115,34 +150,51 @@ pub async fn run_worker<G: Gateway>(
             Err(e) => eprintln!("ringgate: worker {}: cannot use listener: {e}", ctx.index),
         }
     }
-    monoio::spawn(sweep_pool(worker.clone()));
+    let ticker = monoio::spawn(observe::tick(worker.clone()));
     for a in accepts {
         a.await;
     }
-    // Stopping: no new connections; let requests in flight on this core finish. The control
-    // thread bounds the wait with the drain deadline.
-    while worker.gauges.inflight.get() > 0 {
+    // Stopping: no new connections; let requests in flight on this core finish (idle
+    // keep-alive connections are woken by the drain signal and close). The control thread
+    // bounds the wait with the drain deadline.
+    while worker.gauges.inflight.get() > 0 || worker.gauges.connections.get() > 0 {
         monoio::time::sleep(Duration::from_millis(2)).await;
+    }
+    worker.drain.fire();
+    ticker.await;
+    let mut log = worker.log.borrow_mut();
+    if let Some(l) = log.as_mut() {
+        l.flush();
     }
 }
 
 async fn accept_loop<G: Gateway>(listener: TcpListener, w: Rc<Worker<G>>) {
+    w.gauges.accepting.add(1);
+    accept_until_stopped(listener, &w).await;
+    w.gauges.accepting.sub(1);
+}
+
+async fn accept_until_stopped<G: Gateway>(listener: TcpListener, w: &Rc<Worker<G>>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                if w.shutdown.is_stopping() {
-                    break;
-                }
                 if w.gauges.connections.get() as usize >= w.settings.max_connections {
+                    w.metrics.borrow_mut().accept_refused += 1;
                     drop(stream);
                     continue;
                 }
+                w.metrics.borrow_mut().accepted += 1;
                 w.gauges.connections.add(1);
                 let w2 = w.clone();
+                // Accepted while stopping (a connection that raced the stop, or one taken from
+                // a listener handed to a new process): it is still served, once.
                 monoio::spawn(async move {
                     conn::serve(stream, peer, &w2).await;
                     w2.gauges.connections.sub(1);
                 });
+                if w.shutdown.is_stopping() {
+                    break;
+                }
             }
             Err(e) => {
                 if w.shutdown.is_stopping() {
@@ -157,14 +209,5 @@ async fn accept_loop<G: Gateway>(listener: TcpListener, w: Rc<Worker<G>>) {
                 }
             }
         }
-    }
-}
-
-async fn sweep_pool<G: Gateway>(w: Rc<Worker<G>>) {
-    let every = (w.settings.pool_idle_timeout / 2)
-        .clamp(Duration::from_millis(100), Duration::from_secs(5));
-    while !w.shutdown.is_stopping() {
-        monoio::time::sleep(every).await;
-        w.pool.borrow_mut().sweep();
     }
 }

@@ -1,0 +1,689 @@
+//! Per-core request metrics, merged only when scraped.
+//!
+//! A worker counts into plain fields it alone owns (no lock, no atomic, no shared cache line):
+//! responses per route and per upstream by status class, HDR duration histograms, upstream
+//! connections made and reused, gateway-made responses by reason, its event-loop lag. A scrape
+//! asks every worker for a copy: the scraper bumps a request epoch, each worker's periodic tick
+//! (off the request path) sees it and publishes a clone into its slot, and the scraper merges the
+//! copies. Routes and upstreams are counted under stable ids from the [`Registry`], assigned when a
+//! snapshot is built and kept across reloads, so a reload neither resets nor mixes up counts.
+
+use crate::pool::PoolStats;
+use hdrhistogram::Histogram;
+use ringgate_core::shutdown::WorkerGauges;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Status classes counted: 1xx, 2xx, 3xx, 4xx, 5xx.
+pub const CLASSES: usize = 5;
+const CLASS_LABELS: [&str; CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The class index of `status` (anything outside 100..600 counts as 5xx).
+#[inline]
+pub fn class_of(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
+}
+
+/// The id of requests that matched no route.
+pub const NO_ROUTE_ID: u32 = 0;
+
+/// Stable metric ids of route and upstream names, for the life of the process.
+///
+/// One registry per process ([`Registry::global`]): ids are assigned when a snapshot is built
+/// (control thread) and read when scraped, never on the request path.
+#[derive(Debug)]
+pub struct Registry {
+    routes: Vec<Box<str>>,
+    upstreams: Vec<Box<str>>,
+    route_ids: HashMap<Box<str>, u32>,
+    upstream_ids: HashMap<Box<str>, u32>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        let mut r = Self {
+            routes: Vec::new(),
+            upstreams: Vec::new(),
+            route_ids: HashMap::new(),
+            upstream_ids: HashMap::new(),
+        };
+        r.route("-");
+        r
+    }
+}
+
+impl Registry {
+    /// The process's registry.
+    pub fn global() -> &'static Mutex<Registry> {
+        static GLOBAL: std::sync::OnceLock<Mutex<Registry>> = std::sync::OnceLock::new();
+        GLOBAL.get_or_init(|| Mutex::new(Registry::default()))
+    }
+
+    /// Runs `f` with the process's registry.
+    pub fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+        let mut g = Self::global().lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    /// The id of route `name` (assigned on first use).
+    pub fn route(&mut self, name: &str) -> u32 {
+        intern(&mut self.routes, &mut self.route_ids, name)
+    }
+
+    /// The id of upstream `name` (assigned on first use).
+    pub fn upstream(&mut self, name: &str) -> u32 {
+        intern(&mut self.upstreams, &mut self.upstream_ids, name)
+    }
+
+    /// The name of route id `id`.
+    pub fn route_name(&self, id: usize) -> &str {
+        self.routes.get(id).map_or("?", |s| s)
+    }
+
+    /// The name of upstream id `id`.
+    pub fn upstream_name(&self, id: usize) -> &str {
+        self.upstreams.get(id).map_or("?", |s| s)
+    }
+}
+
+fn intern(names: &mut Vec<Box<str>>, ids: &mut HashMap<Box<str>, u32>, name: &str) -> u32 {
+    if let Some(&id) = ids.get(name) {
+        return id;
+    }
+    let id = names.len() as u32;
+    names.push(name.into());
+    ids.insert(name.into(), id);
+    id
+}
+
+/// A duration histogram in microseconds, with the exact sum Prometheus wants.
+#[derive(Clone)]
+pub struct DurationHist {
+    h: Histogram<u64>,
+    sum_us: u64,
+}
+
+impl std::fmt::Debug for DurationHist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurationHist")
+            .field("count", &self.h.len())
+            .field("sum_us", &self.sum_us)
+            .finish()
+    }
+}
+
+/// Largest duration recorded exactly (longer ones count in the top bucket): 1 hour.
+const HIST_MAX_US: u64 = 3_600_000_000;
+
+impl Default for DurationHist {
+    fn default() -> Self {
+        // 2 significant digits over 1 µs .. 1 h: about 1% error, a few KiB per histogram.
+        let h = Histogram::new_with_bounds(1, HIST_MAX_US, 2)
+            .or_else(|_| Histogram::new(2))
+            .unwrap_or_else(|_| unreachable_histogram());
+        Self { h, sum_us: 0 }
+    }
+}
+
+#[cold]
+fn unreachable_histogram() -> Histogram<u64> {
+    // new_with_bounds(1, 3.6e9, 2) and new(2) only fail on invalid arguments, which these are
+    // not; this keeps the type total without a panic path.
+    #[allow(clippy::expect_used)]
+    Histogram::new(3).expect("3 significant figures are valid")
+}
+
+impl DurationHist {
+    /// Records `d`.
+    #[inline]
+    pub fn record(&mut self, d: Duration) {
+        let us = (d.as_micros() as u64).max(1);
+        self.sum_us = self.sum_us.wrapping_add(us);
+        self.h.saturating_record(us.min(HIST_MAX_US));
+    }
+
+    /// Adds `other` into this one.
+    pub fn merge(&mut self, other: &DurationHist) {
+        let _ = self.h.add(&other.h);
+        self.sum_us = self.sum_us.wrapping_add(other.sum_us);
+    }
+
+    /// Recorded values.
+    pub fn count(&self) -> u64 {
+        self.h.len()
+    }
+
+    /// Sum of recorded values, in µs.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us
+    }
+
+    /// Values at or below `us`.
+    pub fn count_le(&self, us: u64) -> u64 {
+        if self.h.is_empty() {
+            return 0;
+        }
+        self.h.count_between(0, us)
+    }
+
+    /// The value at quantile `q` (0..1), in µs.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        self.h.value_at_quantile(q)
+    }
+}
+
+/// One route's counts on one core.
+#[derive(Debug, Clone, Default)]
+pub struct RouteStats {
+    /// Responses by status class.
+    pub responses: [u64; CLASSES],
+    /// Total request durations (head read to last response byte).
+    pub duration: DurationHist,
+}
+
+/// One upstream's counts on one core.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamStats {
+    /// Upstream responses by status class.
+    pub responses: [u64; CLASSES],
+    /// Time from sending the request to the end of the response.
+    pub duration: DurationHist,
+    /// New connections made.
+    pub connects: u64,
+    /// Requests sent on a reused pooled connection.
+    pub reused: u64,
+    /// Connect attempts that failed.
+    pub connect_failures: u64,
+    /// Exchanges that failed after connecting (reset, timeout, protocol error).
+    pub failures: u64,
+}
+
+/// Everything one worker counted.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerMetrics {
+    /// Per route id.
+    pub routes: Vec<Option<RouteStats>>,
+    /// Per upstream id.
+    pub upstreams: Vec<Option<UpstreamStats>>,
+    /// Gateway-made responses: (reason code, status, count).
+    pub gateway: Vec<(&'static str, u16, u64)>,
+    /// Event-loop lag at the last tick, µs.
+    pub loop_lag_last_us: u64,
+    /// Largest event-loop lag since the previous scrape, µs.
+    pub loop_lag_max_us: u64,
+    /// Pool counters.
+    pub pool: PoolStats,
+    /// Idle pooled connections now.
+    pub pool_idle: u64,
+    /// Client connections accepted.
+    pub accepted: u64,
+    /// Client connections refused at accept (over the per-core cap).
+    pub accept_refused: u64,
+}
+
+fn slot<T: Default>(v: &mut Vec<Option<T>>, id: u32) -> &mut T {
+    let i = id as usize;
+    if v.len() <= i {
+        v.resize_with(i + 1, || None);
+    }
+    v[i].get_or_insert_with(T::default)
+}
+
+impl WorkerMetrics {
+    /// The stats of route `id`.
+    #[inline]
+    pub fn route(&mut self, id: u32) -> &mut RouteStats {
+        slot(&mut self.routes, id)
+    }
+
+    /// The stats of upstream `id`.
+    #[inline]
+    pub fn upstream(&mut self, id: u32) -> &mut UpstreamStats {
+        slot(&mut self.upstreams, id)
+    }
+
+    /// Counts a gateway-made response.
+    pub fn gateway_response(&mut self, reason: &'static str, status: u16) {
+        // A handful of distinct reasons: a linear scan over `&'static str` pointers first.
+        for e in &mut self.gateway {
+            if e.1 == status && (std::ptr::eq(e.0, reason) || e.0 == reason) {
+                e.2 += 1;
+                return;
+            }
+        }
+        self.gateway.push((reason, status, 1));
+    }
+
+    /// Adds `o` into this one.
+    pub fn merge(&mut self, o: &WorkerMetrics) {
+        for (i, r) in o.routes.iter().enumerate() {
+            if let Some(r) = r {
+                let m = slot(&mut self.routes, i as u32);
+                for c in 0..CLASSES {
+                    m.responses[c] += r.responses[c];
+                }
+                m.duration.merge(&r.duration);
+            }
+        }
+        for (i, u) in o.upstreams.iter().enumerate() {
+            if let Some(u) = u {
+                let m = slot(&mut self.upstreams, i as u32);
+                for c in 0..CLASSES {
+                    m.responses[c] += u.responses[c];
+                }
+                m.duration.merge(&u.duration);
+                m.connects += u.connects;
+                m.reused += u.reused;
+                m.connect_failures += u.connect_failures;
+                m.failures += u.failures;
+            }
+        }
+        for &(reason, status, n) in &o.gateway {
+            match self
+                .gateway
+                .iter_mut()
+                .find(|e| e.0 == reason && e.1 == status)
+            {
+                Some(e) => e.2 += n,
+                None => self.gateway.push((reason, status, n)),
+            }
+        }
+        self.loop_lag_last_us = self.loop_lag_last_us.max(o.loop_lag_last_us);
+        self.loop_lag_max_us = self.loop_lag_max_us.max(o.loop_lag_max_us);
+        self.pool.reused += o.pool.reused;
+        self.pool.missed += o.pool.missed;
+        self.pool.evicted += o.pool.evicted;
+        self.pool_idle += o.pool_idle;
+        self.accepted += o.accepted;
+        self.accept_refused += o.accept_refused;
+    }
+}
+
+struct WorkerSlot {
+    have: AtomicU64,
+    data: Mutex<Option<WorkerMetrics>>,
+    gauges: Mutex<Option<Arc<WorkerGauges>>>,
+}
+
+/// Where workers publish their metrics and scrapers collect them.
+pub struct MetricsHub {
+    want: AtomicU64,
+    workers: Vec<WorkerSlot>,
+    started: Instant,
+}
+
+impl MetricsHub {
+    /// A hub for `workers` workers.
+    pub fn new(workers: usize) -> Arc<Self> {
+        Arc::new(Self {
+            want: AtomicU64::new(0),
+            workers: (0..workers)
+                .map(|_| WorkerSlot {
+                    have: AtomicU64::new(0),
+                    data: Mutex::new(None),
+                    gauges: Mutex::new(None),
+                })
+                .collect(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Number of worker slots.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Time since the hub was made (process uptime, near enough).
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Called by worker `index` at start: its gauges, for scrapes.
+    pub fn attach(&self, index: usize, gauges: Arc<WorkerGauges>) {
+        if let Some(s) = self.workers.get(index) {
+            *s.gauges.lock().unwrap_or_else(|p| p.into_inner()) = Some(gauges);
+        }
+    }
+
+    /// The scrape epoch a worker should have published for (cheap: one relaxed load).
+    #[inline]
+    pub fn wanted(&self) -> u64 {
+        self.want.load(Ordering::Acquire)
+    }
+
+    /// Worker `index` publishes `m` for scrape epoch `epoch`.
+    pub fn publish(&self, index: usize, epoch: u64, m: WorkerMetrics) {
+        if let Some(s) = self.workers.get(index) {
+            *s.data.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
+            s.have.store(epoch, Ordering::Release);
+        }
+    }
+
+    /// Asks every worker for fresh metrics and waits up to `wait` for them (a stopped or stuck
+    /// worker contributes its last copy). Returns each worker's copy and gauges.
+    pub fn collect(
+        &self,
+        wait: Duration,
+    ) -> Vec<(Option<WorkerMetrics>, Option<Arc<WorkerGauges>>)> {
+        let epoch = self.want.fetch_add(1, Ordering::AcqRel) + 1;
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline
+            && self
+                .workers
+                .iter()
+                .any(|s| s.have.load(Ordering::Acquire) < epoch)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.workers
+            .iter()
+            .map(|s| {
+                (
+                    s.data.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    s.gauges.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Prometheus histogram buckets for request durations, in seconds.
+pub const BUCKETS_S: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '"' => o.push_str("\\\""),
+            '\n' => o.push_str("\\n"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &DurationHist) {
+    for b in BUCKETS_S {
+        let le_us = (b * 1e6).round() as u64;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"{b}\"}} {}",
+            h.count_le(le_us)
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count());
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_us() as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count());
+}
+
+/// Renders the workers' metrics in the Prometheus text format (version 0.0.4).
+pub fn render_prometheus(
+    out: &mut String,
+    registry: &Registry,
+    workers: &[(Option<WorkerMetrics>, Option<Arc<WorkerGauges>>)],
+) {
+    let mut all = WorkerMetrics::default();
+    for m in workers.iter().filter_map(|w| w.0.as_ref()) {
+        all.merge(m);
+    }
+    out.push_str("# HELP ringgate_requests_total Requests answered, by route and status class.\n");
+    out.push_str("# TYPE ringgate_requests_total counter\n");
+    for (i, r) in all.routes.iter().enumerate() {
+        if let Some(r) = r {
+            let route = esc(registry.route_name(i));
+            for (c, n) in r.responses.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "ringgate_requests_total{{route=\"{route}\",code=\"{}\"}} {n}",
+                    CLASS_LABELS[c]
+                );
+            }
+        }
+    }
+    out.push_str(
+        "# HELP ringgate_request_duration_seconds Time from request head to last response byte.\n",
+    );
+    out.push_str("# TYPE ringgate_request_duration_seconds histogram\n");
+    for (i, r) in all.routes.iter().enumerate() {
+        if let Some(r) = r {
+            let labels = format!("route=\"{}\"", esc(registry.route_name(i)));
+            histogram(
+                out,
+                "ringgate_request_duration_seconds",
+                &labels,
+                &r.duration,
+            );
+        }
+    }
+    out.push_str("# HELP ringgate_upstream_responses_total Upstream responses, by upstream and status class.\n");
+    out.push_str("# TYPE ringgate_upstream_responses_total counter\n");
+    for (i, u) in all.upstreams.iter().enumerate() {
+        if let Some(u) = u {
+            let name = esc(registry.upstream_name(i));
+            for (c, n) in u.responses.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "ringgate_upstream_responses_total{{upstream=\"{name}\",code=\"{}\"}} {n}",
+                    CLASS_LABELS[c]
+                );
+            }
+        }
+    }
+    out.push_str("# HELP ringgate_upstream_duration_seconds Time from sending the request upstream to the end of its response.\n");
+    out.push_str("# TYPE ringgate_upstream_duration_seconds histogram\n");
+    for (i, u) in all.upstreams.iter().enumerate() {
+        if let Some(u) = u {
+            let labels = format!("upstream=\"{}\"", esc(registry.upstream_name(i)));
+            histogram(
+                out,
+                "ringgate_upstream_duration_seconds",
+                &labels,
+                &u.duration,
+            );
+        }
+    }
+    type Field = fn(&UpstreamStats) -> u64;
+    let counters: [(&str, &str, Field); 4] = [
+        (
+            "ringgate_upstream_connections_new_total",
+            "Upstream connections opened.",
+            |u| u.connects,
+        ),
+        (
+            "ringgate_upstream_connections_reused_total",
+            "Upstream requests sent on a reused pooled connection.",
+            |u| u.reused,
+        ),
+        (
+            "ringgate_upstream_connect_failures_total",
+            "Upstream connect attempts that failed.",
+            |u| u.connect_failures,
+        ),
+        (
+            "ringgate_upstream_failures_total",
+            "Upstream exchanges that failed after connecting (reset, timeout, bad response).",
+            |u| u.failures,
+        ),
+    ];
+    for (name, help, f) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (i, u) in all.upstreams.iter().enumerate() {
+            if let Some(u) = u {
+                let _ = writeln!(
+                    out,
+                    "{name}{{upstream=\"{}\"}} {}",
+                    esc(registry.upstream_name(i)),
+                    f(u)
+                );
+            }
+        }
+    }
+    out.push_str("# HELP ringgate_gateway_responses_total Responses made by the gateway itself, by reason.\n");
+    out.push_str("# TYPE ringgate_gateway_responses_total counter\n");
+    for (reason, status, n) in &all.gateway {
+        let _ = writeln!(
+            out,
+            "ringgate_gateway_responses_total{{reason=\"{}\",status=\"{status}\"}} {n}",
+            esc(reason)
+        );
+    }
+    out.push_str(
+        "# HELP ringgate_upstream_pool_idle_connections Idle pooled upstream connections.\n",
+    );
+    out.push_str("# TYPE ringgate_upstream_pool_idle_connections gauge\n");
+    let _ = writeln!(
+        out,
+        "ringgate_upstream_pool_idle_connections {}",
+        all.pool_idle
+    );
+    out.push_str("# HELP ringgate_upstream_pool_evicted_total Pooled connections closed as stale, dead or over the cap.\n");
+    out.push_str("# TYPE ringgate_upstream_pool_evicted_total counter\n");
+    let _ = writeln!(
+        out,
+        "ringgate_upstream_pool_evicted_total {}",
+        all.pool.evicted
+    );
+    out.push_str("# HELP ringgate_connections_accepted_total Client connections accepted.\n");
+    out.push_str("# TYPE ringgate_connections_accepted_total counter\n");
+    let _ = writeln!(out, "ringgate_connections_accepted_total {}", all.accepted);
+    out.push_str("# HELP ringgate_connections_refused_total Client connections closed at accept (per-core cap).\n");
+    out.push_str("# TYPE ringgate_connections_refused_total counter\n");
+    let _ = writeln!(
+        out,
+        "ringgate_connections_refused_total {}",
+        all.accept_refused
+    );
+    let per_worker: [(&str, &str, &str); 4] = [
+        (
+            "ringgate_worker_connections",
+            "gauge",
+            "Open client connections per worker.",
+        ),
+        (
+            "ringgate_worker_inflight_requests",
+            "gauge",
+            "Requests in flight per worker.",
+        ),
+        (
+            "ringgate_worker_loop_lag_seconds",
+            "gauge",
+            "Event-loop lag at the worker's last tick.",
+        ),
+        (
+            "ringgate_worker_loop_lag_max_seconds",
+            "gauge",
+            "Largest event-loop lag since the previous scrape.",
+        ),
+    ];
+    for (k, (name, kind, help)) in per_worker.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (i, (m, g)) in workers.iter().enumerate() {
+            let v = match k {
+                0 => g.as_ref().map(|g| g.connections.get() as f64),
+                1 => g.as_ref().map(|g| g.inflight.get() as f64),
+                2 => m.as_ref().map(|m| m.loop_lag_last_us as f64 / 1e6),
+                _ => m.as_ref().map(|m| m.loop_lag_max_us as f64 / 1e6),
+            };
+            if let Some(v) = v {
+                let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {v}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_ids_are_stable() {
+        let mut r = Registry::default();
+        assert_eq!(r.route("-"), NO_ROUTE_ID);
+        let a = r.route("a");
+        let b = r.route("b");
+        assert_ne!(a, b);
+        assert_eq!(r.route("a"), a);
+        assert_eq!(r.route_name(b as usize), "b");
+        assert_eq!(r.upstream("a"), 0, "upstream ids are a separate space");
+    }
+
+    #[test]
+    fn merge_sums_counts_and_histograms() {
+        let mut w1 = WorkerMetrics::default();
+        let mut w2 = WorkerMetrics::default();
+        w1.route(3).responses[class_of(200)] += 2;
+        w1.route(3).duration.record(Duration::from_micros(150));
+        w2.route(3).responses[class_of(503)] += 1;
+        w2.route(3).duration.record(Duration::from_millis(20));
+        w2.gateway_response("no_route", 404);
+        w2.gateway_response("no_route", 404);
+        w1.gateway_response("no_route", 404);
+        let mut all = WorkerMetrics::default();
+        all.merge(&w1);
+        all.merge(&w2);
+        let r = all.route(3).clone();
+        assert_eq!(r.responses, [0, 2, 0, 0, 1]);
+        assert_eq!(r.duration.count(), 2);
+        assert_eq!(r.duration.count_le(1_000), 1);
+        assert_eq!(r.duration.sum_us(), 20_150);
+        assert_eq!(all.gateway, vec![("no_route", 404, 3)]);
+    }
+
+    #[test]
+    fn render_is_cumulative_and_labelled() {
+        let mut reg = Registry::default();
+        let id = reg.route("users \"v1\"");
+        let mut m = WorkerMetrics::default();
+        for us in [50, 300, 2_000, 2_000_000] {
+            m.route(id).duration.record(Duration::from_micros(us));
+            m.route(id).responses[1] += 1;
+        }
+        let mut out = String::new();
+        render_prometheus(&mut out, &reg, &[(Some(m), None)]);
+        assert!(
+            out.contains("ringgate_requests_total{route=\"users \\\"v1\\\"\",code=\"2xx\"} 4"),
+            "{out}"
+        );
+        assert!(out.contains("le=\"0.0001\"} 1"), "{out}");
+        assert!(out.contains("le=\"0.001\"} 2"), "{out}");
+        assert!(out.contains("le=\"2.5\"} 4"), "{out}");
+        assert!(out.contains("le=\"+Inf\"} 4"), "{out}");
+    }
+
+    #[test]
+    fn collect_waits_for_workers_to_publish() {
+        let hub = MetricsHub::new(1);
+        let h2 = hub.clone();
+        let t = std::thread::spawn(move || {
+            // A worker tick: publish once the scrape asks.
+            loop {
+                let want = h2.wanted();
+                if want > 0 {
+                    let m = WorkerMetrics {
+                        accepted: 7,
+                        ..WorkerMetrics::default()
+                    };
+                    h2.publish(0, want, m);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let got = hub.collect(Duration::from_secs(10));
+        t.join().expect("worker");
+        assert_eq!(got[0].0.as_ref().map(|m| m.accepted), Some(7));
+    }
+}

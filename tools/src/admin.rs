@@ -1,0 +1,361 @@
+//! The admin API: health, readiness, metrics, the live config and routes, reloads.
+//!
+//! It runs on its own listener (loopback by default) and its own threads, never on a worker: a
+//! scrape or a reload costs the data plane nothing but the workers' 50 ms tick publishing a copy
+//! of their counters. One short-lived thread per admin connection (at most [`MAX_CONNS`] at once),
+//! one request per connection, a 5 s read timeout: simple, and enough for probes and scrapers.
+//! With a token configured every request needs `Authorization: Bearer <token>`, compared in
+//! constant time. The API is described in `docs/admin-api.openapi.yaml`.
+
+use crate::control::Control;
+use ringgate_http::metrics::{render_prometheus, Registry};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Admin connections served at once; more are answered 503 and closed.
+pub const MAX_CONNS: usize = 16;
+
+/// A running admin listener.
+pub struct AdminServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    listener: TcpListener,
+}
+
+impl AdminServer {
+    /// Binds `addr` and serves the admin API for `control`; `token` protects it when given.
+    pub fn start(
+        addr: SocketAddr,
+        token: Option<String>,
+        control: Arc<Control>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let l2 = listener.try_clone()?;
+        let stop2 = stop.clone();
+        let active = Arc::new(AtomicUsize::new(0));
+        let token: Option<Arc<str>> = token.map(Into::into);
+        std::thread::Builder::new()
+            .name("ringgate-admin".into())
+            .spawn(move || {
+                for conn in l2.incoming() {
+                    if stop2.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(mut s) = conn else { continue };
+                    if active.load(Ordering::Relaxed) >= MAX_CONNS {
+                        let _ = respond(&mut s, 503, "application/json", br#"{"error":"busy"}"#);
+                        continue;
+                    }
+                    active.fetch_add(1, Ordering::Relaxed);
+                    let (c, t, a) = (control.clone(), token.clone(), active.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name("ringgate-admin-conn".into())
+                        .spawn(move || {
+                            serve(s, &c, t.as_deref());
+                            a.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    if spawned.is_err() {
+                        active.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            })?;
+        Ok(Self {
+            addr,
+            stop,
+            listener,
+        })
+    }
+
+    /// Stops accepting admin connections and releases the port.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the blocking accept, then let the socket go.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn respond(s: &mut TcpStream, status: u16, ctype: &str, body: &[u8]) -> std::io::Result<()> {
+    let reason = ringgate_http::error::reason_phrase(status);
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    s.flush()
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The head of one admin request.
+struct AdminRequest {
+    method: String,
+    path: String,
+    authorized: bool,
+}
+
+fn read_request(s: &mut TcpStream, token: Option<&str>) -> Option<AdminRequest> {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut hs);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(head_len)) => {
+                let method = req.method.unwrap_or("").to_string();
+                let target = req.path.unwrap_or("/");
+                let path = target.split('?').next().unwrap_or("/").to_string();
+                let authorized = match token {
+                    None => true,
+                    Some(t) => req.headers.iter().any(|h| {
+                        h.name.eq_ignore_ascii_case("authorization")
+                            && h.value.len() > 7
+                            && h.value[..7].eq_ignore_ascii_case(b"bearer ")
+                            && ct_eq(h.value[7..].trim_ascii(), t.as_bytes())
+                    }),
+                };
+                // Drain a small body (reload takes none) so the close does not reset the reply.
+                let body_len = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()?
+                            .trim()
+                            .parse::<usize>()
+                            .ok()
+                    })
+                    .unwrap_or(0)
+                    .min(1 << 20);
+                let mut have = buf.len() - head_len;
+                while have < body_len {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => have += n,
+                    }
+                }
+                return Some(AdminRequest {
+                    method,
+                    path,
+                    authorized,
+                });
+            }
+            Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => continue,
+            _ => {
+                let _ = respond(s, 400, "application/json", br#"{"error":"bad_request"}"#);
+                return None;
+            }
+        }
+    }
+}
+
+fn serve(mut s: TcpStream, c: &Control, token: Option<&str>) {
+    let Some(req) = read_request(&mut s, token) else {
+        return;
+    };
+    if !req.authorized {
+        let head = "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"ringgate-admin\"\r\ncontent-type: application/json\r\ncontent-length: 24\r\nconnection: close\r\n\r\n{\"error\":\"unauthorized\"}";
+        let _ = s.write_all(head.as_bytes());
+        return;
+    }
+    let (status, ctype, body) = route(c, &req.method, &req.path);
+    let _ = respond(&mut s, status, ctype, &body);
+}
+
+const JSON: &str = "application/json";
+
+fn json_body(v: serde_json::Value) -> Vec<u8> {
+    let mut b = serde_json::to_vec_pretty(&v).unwrap_or_default();
+    b.push(b'\n');
+    b
+}
+
+fn route(c: &Control, method: &str, path: &str) -> (u16, &'static str, Vec<u8>) {
+    let allowed: &[&str] = match path {
+        "/healthz" | "/readyz" | "/metrics" | "/routes" | "/config" | "/upstreams" => {
+            &["GET", "HEAD"]
+        }
+        "/config/reload" => &["POST"],
+        _ => {
+            return (404, JSON, json_body(json!({"error": "not_found"})));
+        }
+    };
+    if !allowed.contains(&method) {
+        return (
+            405,
+            JSON,
+            json_body(json!({"error": "method_not_allowed", "allow": allowed})),
+        );
+    }
+    match path {
+        "/healthz" => (200, JSON, json_body(json!({"status": "ok"}))),
+        "/readyz" => {
+            if c.is_ready() {
+                (200, JSON, json_body(json!({"ready": true})))
+            } else {
+                let why = if c.shutdown.is_stopping() {
+                    "draining"
+                } else {
+                    "no_config"
+                };
+                (503, JSON, json_body(json!({"ready": false, "reason": why})))
+            }
+        }
+        "/metrics" => (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics_text(c).into_bytes(),
+        ),
+        "/config" => {
+            let st = c.state();
+            (
+                200,
+                JSON,
+                json_body(json!({
+                    "version": st.version,
+                    "hash": format!("{:016x}", st.hash),
+                    "loaded_at": st.loaded_at,
+                    "source": c.source().describe(),
+                    "reloads": {"ok": st.reloads_ok, "failed": st.reloads_failed},
+                    "last_error": st.last_error,
+                    "last_attempt": st.last_attempt,
+                })),
+            )
+        }
+        "/routes" => {
+            let st = c.state();
+            (
+                200,
+                JSON,
+                json_body(json!({"version": st.version, "routes": st.raw.routes})),
+            )
+        }
+        "/upstreams" => (200, JSON, json_body(upstreams_json(c))),
+        "/config/reload" => match c.reload("admin API") {
+            Ok(r) => (
+                200,
+                JSON,
+                json_body(
+                    json!({"result": "ok", "version": r.version, "epoch": r.epoch, "changed": r.changed}),
+                ),
+            ),
+            Err(e) => (
+                422,
+                JSON,
+                json_body(
+                    json!({"result": "refused", "error": e, "live_version": c.state().version}),
+                ),
+            ),
+        },
+        _ => (404, JSON, json_body(json!({"error": "not_found"}))),
+    }
+}
+
+fn upstreams_json(c: &Control) -> serde_json::Value {
+    let st = c.state();
+    let workers = c.hub.collect(Duration::from_millis(500));
+    let mut merged = ringgate_http::metrics::WorkerMetrics::default();
+    for m in workers.iter().filter_map(|w| w.0.as_ref()) {
+        merged.merge(m);
+    }
+    let list: Vec<serde_json::Value> = st
+        .raw
+        .upstreams
+        .iter()
+        .map(|u| {
+            let id = Registry::with(|r| r.upstream(&u.name));
+            let stats = merged.upstreams.get(id as usize).and_then(Option::as_ref);
+            let (new, reused, cf, fails) = stats.map_or((0, 0, 0, 0), |s| {
+                (s.connects, s.reused, s.connect_failures, s.failures)
+            });
+            let total = new + reused;
+            json!({
+                "name": u.name,
+                "endpoints": u.endpoints.iter().map(|e| json!({
+                    "address": e,
+                    // Active health checks and breakers come with the resilience work; until
+                    // then every configured endpoint takes traffic.
+                    "health": "unchecked",
+                })).collect::<Vec<_>>(),
+                "breaker": "none",
+                "connections": {
+                    "new": new,
+                    "reused": reused,
+                    "reuse_ratio": if total > 0 { reused as f64 / total as f64 } else { 0.0 },
+                    "connect_failures": cf,
+                    "failures": fails,
+                },
+            })
+        })
+        .collect();
+    json!({"version": st.version, "upstreams": list,
+        "pool": {"idle": merged.pool_idle, "reused": merged.pool.reused, "missed": merged.pool.missed, "evicted": merged.pool.evicted}})
+}
+
+/// The Prometheus text of the whole process.
+pub fn metrics_text(c: &Control) -> String {
+    let workers = c.hub.collect(Duration::from_millis(500));
+    let mut out = String::with_capacity(16 * 1024);
+    {
+        let reg = Registry::global().lock().unwrap_or_else(|p| p.into_inner());
+        render_prometheus(&mut out, &reg, &workers);
+    }
+    let st = c.state();
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_config_reloads_total Config reloads, by result.\n# TYPE ringgate_config_reloads_total counter\nringgate_config_reloads_total{{result=\"ok\"}} {}\nringgate_config_reloads_total{{result=\"failed\"}} {}",
+        st.reloads_ok, st.reloads_failed
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_config_info The live config.\n# TYPE ringgate_config_info gauge\nringgate_config_info{{version=\"{}\",hash=\"{:016x}\"}} 1",
+        st.version.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"),
+        st.hash
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_config_loaded_timestamp_seconds When the live config went live.\n# TYPE ringgate_config_loaded_timestamp_seconds gauge\nringgate_config_loaded_timestamp_seconds {}",
+        st.loaded_at
+    );
+    if let Some(l) = &c.access_log {
+        let _ = writeln!(
+            out,
+            "# HELP ringgate_access_log_lines_total Access log lines written.\n# TYPE ringgate_access_log_lines_total counter\nringgate_access_log_lines_total {}\n# HELP ringgate_access_log_dropped_total Access log lines dropped because the log thread fell behind.\n# TYPE ringgate_access_log_dropped_total counter\nringgate_access_log_dropped_total {}",
+            l.lines_written(),
+            l.dropped_total()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_uptime_seconds Time since the process started.\n# TYPE ringgate_uptime_seconds gauge\nringgate_uptime_seconds {}",
+        c.hub.uptime().as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_ready Whether the gateway is ready (1) or draining (0).\n# TYPE ringgate_ready gauge\nringgate_ready {}",
+        u8::from(c.is_ready())
+    );
+    out
+}

@@ -1,0 +1,236 @@
+//! The control plane of a running gateway: reloads and what the admin API reports.
+//!
+//! Every reload trigger (SIGHUP, the config file changing, `POST /config/reload`, `ringgate
+//! reload`) ends in [`Control::reload`]: read the source, parse, validate, compile a whole new
+//! snapshot (endpoint names re-resolved here, off the workers), refuse it if it changes what only a
+//! restart can change, then publish it with the epoch swap. Workers pick it up at their next
+//! request; per-core state keyed by endpoint address or by name (pools, metrics) carries over.
+//! Reloads are serialized by one mutex on this control path; the request path never sees it.
+
+use crate::config::{ConfigError, RawConfig};
+use crate::snapshot::{text_hash, Snapshot};
+use ringgate_core::shutdown::Shutdown;
+use ringgate_core::snapshot::SnapshotSlot;
+use ringgate_http::accesslog::AccessLog;
+use ringgate_http::metrics::MetricsHub;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where the config comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file, re-read at every reload.
+    File(PathBuf),
+    /// Text given at start (the demo, `ringgate proxy`): reloads rebuild it (re-resolving names).
+    Inline {
+        /// A label for the admin API.
+        label: String,
+        /// The config text.
+        text: String,
+    },
+}
+
+impl ConfigSource {
+    /// How the admin API names it.
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigSource::File(p) => p.display().to_string(),
+            ConfigSource::Inline { label, .. } => label.clone(),
+        }
+    }
+
+    fn read(&self) -> Result<String, ConfigError> {
+        match self {
+            ConfigSource::File(p) => {
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })
+            }
+            ConfigSource::Inline { text, .. } => Ok(text.clone()),
+        }
+    }
+}
+
+/// What the admin API shows of the live config.
+#[derive(Debug, Clone)]
+pub struct ConfigState {
+    /// Version label of the live config.
+    pub version: String,
+    /// Hash of its text.
+    pub hash: u64,
+    /// When it went live (unix seconds).
+    pub loaded_at: f64,
+    /// The live config itself (for `/routes`).
+    pub raw: Arc<RawConfig>,
+    /// Successful reloads since start.
+    pub reloads_ok: u64,
+    /// Refused reloads since start.
+    pub reloads_failed: u64,
+    /// Why the last refused reload was refused.
+    pub last_error: Option<String>,
+    /// When a reload was last attempted (unix seconds).
+    pub last_attempt: Option<f64>,
+}
+
+/// The result of a successful reload.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    /// The new version.
+    pub version: String,
+    /// The epoch it was published at.
+    pub epoch: u64,
+    /// Whether the config text changed.
+    pub changed: bool,
+}
+
+/// A running gateway's control plane.
+pub struct Control {
+    source: ConfigSource,
+    slot: Arc<SnapshotSlot<Snapshot>>,
+    /// Metrics hub of the workers.
+    pub hub: Arc<MetricsHub>,
+    /// The access log, when configured.
+    pub access_log: Option<Arc<AccessLog>>,
+    /// The stop signal (readiness).
+    pub shutdown: Arc<Shutdown>,
+    state: Mutex<ConfigState>,
+    /// The one-line summary of what runs.
+    pub start_line: String,
+    ready: AtomicBool,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Control {
+    /// The control plane of a gateway started from `source`, whose first config is `raw`.
+    pub fn new(
+        source: ConfigSource,
+        raw: RawConfig,
+        gw: &crate::server::RunningGateway,
+    ) -> Arc<Self> {
+        let (_, snap) = gw.slot.load();
+        Arc::new(Self {
+            source,
+            slot: gw.slot.clone(),
+            hub: gw.hub.clone(),
+            access_log: gw.access_log.clone(),
+            shutdown: gw.shutdown.clone(),
+            state: Mutex::new(ConfigState {
+                version: snap.version.clone(),
+                hash: snap.hash,
+                loaded_at: unix_now(),
+                raw: Arc::new(raw),
+                reloads_ok: 0,
+                reloads_failed: 0,
+                last_error: None,
+                last_attempt: None,
+            }),
+            start_line: gw.start_line.clone(),
+            ready: AtomicBool::new(true),
+        })
+    }
+
+    /// Where the config comes from.
+    pub fn source(&self) -> &ConfigSource {
+        &self.source
+    }
+
+    /// A copy of the live config's state.
+    pub fn state(&self) -> ConfigState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Ready to serve: a config is live and the process is not draining.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !self.shutdown.is_stopping()
+    }
+
+    /// Rebuilds the snapshot from the source and publishes it; on any problem the live config
+    /// stays and the error lists every problem. `trigger` names the cause in the log line.
+    pub fn reload(&self, trigger: &str) -> Result<Reloaded, String> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.last_attempt = Some(unix_now());
+        let res = self.build_next(&st);
+        match res {
+            Ok((raw, snap)) => {
+                let changed = snap.hash != st.hash;
+                let version = snap.version.clone();
+                st.version = version.clone();
+                st.hash = snap.hash;
+                st.loaded_at = unix_now();
+                st.raw = Arc::new(raw);
+                st.reloads_ok += 1;
+                let epoch = self.slot.publish(Arc::new(snap));
+                eprintln!("ringgate: reload ({trigger}): ok, version={version} epoch={epoch}");
+                Ok(Reloaded {
+                    version,
+                    epoch,
+                    changed,
+                })
+            }
+            Err(e) => {
+                st.reloads_failed += 1;
+                st.last_error = Some(e.clone());
+                eprintln!("ringgate: reload ({trigger}): refused, the live config stays: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    fn build_next(&self, st: &ConfigState) -> Result<(RawConfig, Snapshot), String> {
+        let text = self.source.read().map_err(|e| e.to_string())?;
+        let raw = RawConfig::parse(&text).map_err(|e| e.to_string())?;
+        let snap = Snapshot::build(&raw, text_hash(&text)).map_err(|e| e.to_string())?;
+        let (_, live) = self.slot.load();
+        let needs = live.process.restart_needed_for(&snap.process);
+        if !needs.is_empty() {
+            return Err(format!(
+                "a reload cannot change {}: restart (or upgrade) the process for that",
+                needs.join(", ")
+            ));
+        }
+        let _ = st;
+        Ok((raw, snap))
+    }
+
+    /// Watches the config file (when the source is one) and reloads when its content changes.
+    /// Polls every `every`, off the hot path; returns the watcher's stop flag.
+    pub fn watch(self: &Arc<Self>, every: Duration) -> Arc<AtomicBool> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ConfigSource::File(path) = self.source.clone() else {
+            return stop;
+        };
+        let me = self.clone();
+        let stop2 = stop.clone();
+        // Config files are small: reading and hashing one twice a second costs nothing and, unlike
+        // comparing mtimes (coarse on some filesystems), never misses a same-size edit.
+        let mut last_seen = self.state().hash;
+        let _ = std::thread::Builder::new()
+            .name("ringgate-watch".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) && !me.shutdown.is_stopping() {
+                    std::thread::sleep(every);
+                    let Ok(text) = std::fs::read_to_string(&path) else {
+                        continue;
+                    };
+                    let h = text_hash(&text);
+                    if h == last_seen {
+                        continue;
+                    }
+                    // Remembered even when refused: a bad edit is reported once, not every poll.
+                    last_seen = h;
+                    if h != me.state().hash {
+                        let _ = me.reload("file changed");
+                    }
+                }
+            });
+        stop
+    }
+}
