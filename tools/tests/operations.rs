@@ -184,6 +184,9 @@ fn metrics_count_exactly_the_requests_sent() {
         c.send(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(c.response().status, 200);
     }
+    // A reload that keeps the upstream keeps its pooled connection (per-core state survives).
+    ops.rewrite(&cfg(a.addr(), b.addr(), "v1b", "a", ""));
+    ops.control.reload("test").expect("reload");
     for _ in 0..3 {
         c.send(b"GET /status/503 HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(c.response().status, 503);
@@ -237,7 +240,7 @@ fn metrics_count_exactly_the_requests_sent() {
         "ringgate_request_duration_seconds_bucket{route=\"main\",le=\"+Inf\"}",
     );
     assert_eq!(bucket, Some(13.0));
-    // One keep-alive connection upstream, reused for the rest.
+    // One keep-alive connection upstream, reused for the rest, across the reload.
     assert_eq!(
         metric(
             &m,
@@ -255,7 +258,7 @@ fn metrics_count_exactly_the_requests_sent() {
     );
     assert_eq!(
         metric(&m, "ringgate_config_reloads_total{result=\"ok\"}"),
-        Some(1.0)
+        Some(2.0)
     );
     assert!(
         metric(&m, "ringgate_worker_loop_lag_seconds{worker=\"0\"}").is_some(),
