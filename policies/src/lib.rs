@@ -1,9 +1,14 @@
-//! ringgate's decisions, kept free of I/O so each can be tested alone and shared read-only
-//! across cores: today the compiled route table ([`routing`]); auth, rate limits, balancing
-//! and breakers join it as they are written.
+//! ringgate's decisions, kept free of I/O so each can be tested alone: the compiled route
+//! table ([`routing`]), shared read-only across cores; and the per-core resilience logic of
+//! load balancing, health, outlier ejection, circuit breakers, retry budgets and traffic
+//! splits ([`balance`]). Authentication and authorization ([`auth`]: credentials, API keys,
+//! JWTs, token introspection, scope rules) are here too; rate limits join them as they are
+//! written.
 #![forbid(unsafe_code)]
 // Tests may panic on a broken expectation; library code still may not (it is linted in the
 // non-test build too).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod auth;
+pub mod balance;
 pub mod routing;
