@@ -51,6 +51,10 @@ impl Refusal {
     pub const NO_ENDPOINT: Refusal = Refusal::new(503, "no_healthy_upstream");
     /// 504: the upstream did not answer in time.
     pub const UPSTREAM_TIMEOUT: Refusal = Refusal::new(504, "upstream_timeout");
+    /// 503: the upstream's circuit breaker is open.
+    pub const UPSTREAM_UNAVAILABLE: Refusal = Refusal::new(503, "upstream_unavailable");
+    /// 503: the upstream's per-core request or connection cap is reached.
+    pub const UPSTREAM_OVERLOADED: Refusal = Refusal::new(503, "upstream_overloaded");
 
     /// The refusal for a request the codec rejected: always closes the connection.
     pub fn from_codec(e: &CodecError) -> Self {
@@ -119,6 +123,9 @@ pub enum ProxyError {
     /// The upstream sent something unparsable.
     #[error("upstream protocol error: {0}")]
     UpstreamProtocol(CodecError),
+    /// The upstream's per-core connection cap is reached.
+    #[error("upstream connection cap reached")]
+    Overloaded,
 }
 
 impl ProxyError {
@@ -130,6 +137,7 @@ impl ProxyError {
             ProxyError::ClientStalled => Some(Refusal::REQUEST_TIMEOUT),
             ProxyError::BodyTooLarge => Some(Refusal::BODY_TOO_LARGE),
             ProxyError::Connect(_) => Some(Refusal::UPSTREAM_CONNECT_FAILED),
+            ProxyError::Overloaded => Some(Refusal::UPSTREAM_OVERLOADED),
             ProxyError::UpstreamTimeout => Some(Refusal::UPSTREAM_TIMEOUT),
             ProxyError::UpstreamIo(_) | ProxyError::UpstreamProtocol(_) => {
                 Some(Refusal::UPSTREAM_PROTOCOL)

@@ -8,6 +8,9 @@
 
 use crate::codec::RequestHead;
 use crate::error::Refusal;
+use crate::resilience::{
+    Fallback, HashOn, RetrySettings, RouteRuntime, RouteSplit, UpstreamRuntime,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,6 +27,18 @@ pub struct RouteSettings {
     pub metric: u32,
     /// Add `Server-Timing` (gateway and upstream durations) to responses.
     pub server_timing: bool,
+    /// Upstream connect timeout; `None` = the profile's.
+    pub connect_timeout: Option<Duration>,
+    /// Whole-exchange deadline (first byte to last byte of the response); `None` = none.
+    pub total_timeout: Option<Duration>,
+    /// Retries; `None` = only the engine's own retry of a stale pooled connection.
+    pub retry: Option<RetrySettings>,
+    /// A weighted split between upstreams (then [`Routed::upstream`] is the first of them).
+    pub split: Option<RouteSplit>,
+    /// What to answer while the upstream's breaker is open (default: 503 JSON).
+    pub fallback: Option<Fallback>,
+    /// Changes whenever the route's per-core state depends on changes (retry budget, split).
+    pub fingerprint: u64,
 }
 
 /// How the upstream request's Host header is set.
@@ -50,6 +65,15 @@ pub struct UpstreamSet {
     pub host: HostRewrite,
     /// Stable metric id of the upstream (see [`crate::metrics::Registry`]).
     pub metric: u32,
+    /// What consistent hashing keys on.
+    pub hash_on: HashOn,
+    /// Requests in flight to this upstream per core before 503 `upstream_overloaded`.
+    pub max_requests: Option<u32>,
+    /// Connections (in use and idle) to this upstream per core before 503 `upstream_overloaded`.
+    pub max_connections: Option<u32>,
+    /// Changes whenever anything per-core state depends on changes (endpoints, weights,
+    /// policies): a worker keeps its state for the upstream across reloads while it is equal.
+    pub fingerprint: u64,
 }
 
 /// A routing decision.
@@ -62,6 +86,20 @@ pub struct Routed<'s> {
 
 /// A compiled config snapshot, as the engine sees it.
 pub trait Gateway: Send + Sync + 'static {
+    /// Per-core state of one upstream.
+    type Upstream: UpstreamRuntime;
+    /// Per-core state of one route.
+    type Route: RouteRuntime;
+
+    /// Fresh per-core state for `up` (`seed` differs per core).
+    fn upstream_runtime(&self, up: &UpstreamSet, seed: u64) -> Self::Upstream;
+
+    /// Fresh per-core state for `route` (`seed` differs per core).
+    fn route_runtime(&self, route: &RouteSettings, seed: u64) -> Self::Route;
+
+    /// The upstream at snapshot index `index` (split backends).
+    fn upstream(&self, index: usize) -> Option<&UpstreamSet>;
+
     /// Routes `req`. On success the upstream request path (rewritten, with the query) has been
     /// appended to `upstream_path`.
     fn route<'s>(

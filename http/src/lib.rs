@@ -8,6 +8,7 @@
 //! - [`pool`]: per-core upstream connection pools;
 //! - [`metrics`]: per-core counters and histograms, merged when scraped;
 //! - [`trace`]: request ids and W3C trace context;
+//! - [`resilience`]: the per-core balancing, breaker and retry state the engine drives;
 //! - [`accesslog`]: the access log: per-worker batching writers and one JSON-lines log thread;
 //! - [`engine`]: the per-worker accept and connection loops that tie it together.
 
@@ -19,5 +20,6 @@ pub mod gateway;
 pub mod hygiene;
 pub mod metrics;
 pub mod pool;
+pub mod resilience;
 pub mod respond;
 pub mod trace;

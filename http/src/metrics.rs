@@ -205,6 +205,14 @@ pub struct UpstreamStats {
     pub connect_failures: u64,
     /// Exchanges that failed after connecting (reset, timeout, protocol error).
     pub failures: u64,
+    /// Retries sent to this upstream.
+    pub retries: u64,
+    /// Breaker transitions on this core: to open, to half-open, to closed.
+    pub breaker_transitions: (u64, u64, u64),
+    /// Cores whose breaker is open now (1 or 0 per core; summed when merged).
+    pub breaker_open: u64,
+    /// Endpoints ejected now (summed over cores).
+    pub ejected: u64,
 }
 
 /// Everything one worker counted.
@@ -285,6 +293,12 @@ impl WorkerMetrics {
                 m.reused += u.reused;
                 m.connect_failures += u.connect_failures;
                 m.failures += u.failures;
+                m.retries += u.retries;
+                m.breaker_transitions.0 += u.breaker_transitions.0;
+                m.breaker_transitions.1 += u.breaker_transitions.1;
+                m.breaker_transitions.2 += u.breaker_transitions.2;
+                m.breaker_open += u.breaker_open;
+                m.ejected += u.ejected;
             }
         }
         for &(reason, status, n) in &o.gateway {
@@ -496,7 +510,12 @@ pub fn render_prometheus(
         }
     }
     type Field = fn(&UpstreamStats) -> u64;
-    let counters: [(&str, &str, Field); 4] = [
+    let counters: [(&str, &str, Field); 5] = [
+        (
+            "ringgate_upstream_retries_total",
+            "Retries sent to the upstream (after a failed attempt, within the route's budget).",
+            |u| u.retries,
+        ),
         (
             "ringgate_upstream_connections_new_total",
             "Upstream connections opened.",
@@ -529,6 +548,44 @@ pub fn render_prometheus(
                     f(u)
                 );
             }
+        }
+    }
+    out.push_str("# HELP ringgate_upstream_breaker_transitions_total Circuit breaker transitions, summed over cores.\n");
+    out.push_str("# TYPE ringgate_upstream_breaker_transitions_total counter\n");
+    for (i, u) in all.upstreams.iter().enumerate() {
+        if let Some(u) = u {
+            let name = esc(registry.upstream_name(i));
+            let (o, h, c) = u.breaker_transitions;
+            for (to, n) in [("open", o), ("half_open", h), ("closed", c)] {
+                let _ = writeln!(
+                    out,
+                    "ringgate_upstream_breaker_transitions_total{{upstream=\"{name}\",to=\"{to}\"}} {n}"
+                );
+            }
+        }
+    }
+    out.push_str("# HELP ringgate_upstream_breaker_open_cores Cores whose breaker for the upstream is open now.\n");
+    out.push_str("# TYPE ringgate_upstream_breaker_open_cores gauge\n");
+    for (i, u) in all.upstreams.iter().enumerate() {
+        if let Some(u) = u {
+            let _ = writeln!(
+                out,
+                "ringgate_upstream_breaker_open_cores{{upstream=\"{}\"}} {}",
+                esc(registry.upstream_name(i)),
+                u.breaker_open
+            );
+        }
+    }
+    out.push_str("# HELP ringgate_upstream_ejected_endpoints Endpoints ejected by outlier detection now, summed over cores.\n");
+    out.push_str("# TYPE ringgate_upstream_ejected_endpoints gauge\n");
+    for (i, u) in all.upstreams.iter().enumerate() {
+        if let Some(u) = u {
+            let _ = writeln!(
+                out,
+                "ringgate_upstream_ejected_endpoints{{upstream=\"{}\"}} {}",
+                esc(registry.upstream_name(i)),
+                u.ejected
+            );
         }
     }
     out.push_str("# HELP ringgate_gateway_responses_total Responses made by the gateway itself, by reason.\n");

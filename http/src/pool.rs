@@ -157,6 +157,11 @@ impl Pool {
         self.stats.evicted += evicted;
     }
 
+    /// Idle connections to `ep` held now.
+    pub fn idle_for(&self, ep: SocketAddr) -> usize {
+        self.idle.get(&ep).map_or(0, Vec::len)
+    }
+
     /// Idle connections held now.
     pub fn idle_count(&self) -> usize {
         self.idle.values().map(Vec::len).sum()

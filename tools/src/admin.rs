@@ -275,6 +275,7 @@ fn route(c: &Control, method: &str, path: &str) -> (u16, &'static str, Vec<u8>) 
 
 fn upstreams_json(c: &Control) -> serde_json::Value {
     let st = c.state();
+    let snap = c.snapshot();
     let workers = c.hub.collect(Duration::from_millis(500));
     let mut merged = ringgate_http::metrics::WorkerMetrics::default();
     for m in workers.iter().filter_map(|w| w.0.as_ref()) {
@@ -291,15 +292,30 @@ fn upstreams_json(c: &Control) -> serde_json::Value {
                 (s.connects, s.reused, s.connect_failures, s.failures)
             });
             let total = new + reused;
+            let board = snap
+                .upstreams
+                .iter()
+                .position(|x| &*x.name == u.name.as_str())
+                .and_then(|i| snap.upstream_policies.get(i))
+                .and_then(|p| p.health.clone());
+            let (opened, half, closed) = stats.map_or((0, 0, 0), |s| s.breaker_transitions);
+            let open_cores = stats.map_or(0, |s| s.breaker_open);
             json!({
                 "name": u.name,
-                "endpoints": u.endpoints.iter().map(|e| json!({
+                "endpoints": u.endpoints.iter().enumerate().map(|(i, e)| json!({
                     "address": e,
-                    // Active health checks and breakers come with the resilience work; until
-                    // then every configured endpoint takes traffic.
-                    "health": "unchecked",
+                    "health": match &board {
+                        None => "unchecked",
+                        Some(b) if b.is_healthy(i) => "healthy",
+                        Some(_) => "unhealthy",
+                    },
                 })).collect::<Vec<_>>(),
-                "breaker": "none",
+                "ejected_endpoints": stats.map_or(0, |s| s.ejected),
+                "breaker": {
+                    "configured": u.circuit_breaker.is_some(),
+                    "open_on_cores": open_cores,
+                    "transitions": {"open": opened, "half_open": half, "closed": closed},
+                },
                 "connections": {
                     "new": new,
                     "reused": reused,

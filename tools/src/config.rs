@@ -102,7 +102,7 @@ pub struct ListenerConfig {
 }
 
 /// `[[upstreams]]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// The name routes refer to.
@@ -113,10 +113,247 @@ pub struct UpstreamConfig {
     /// other value to send as the Host.
     #[serde(default)]
     pub host_header: Option<String>,
+    /// Endpoint weights, in endpoint order (default: all 1).
+    #[serde(default)]
+    pub weights: Vec<u32>,
+    /// `round_robin` (default), `weighted_round_robin`, `least_requests`, `peak_ewma`,
+    /// `consistent_hash`.
+    #[serde(default)]
+    pub balance: Option<String>,
+    /// What `consistent_hash` keys on: `{ client_ip = true }`, `{ header = "x-user" }` or
+    /// `{ cookie = "sid" }`.
+    #[serde(default)]
+    pub hash_on: Option<HashOnConfig>,
+    /// Requests in flight per core before 503 `upstream_overloaded`.
+    #[serde(default)]
+    pub max_requests: Option<u32>,
+    /// Connections (in use and idle) per core before 503 `upstream_overloaded`.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// Active health checks (once per process, off the workers).
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+    /// Passive outlier ejection (per core).
+    #[serde(default)]
+    pub outlier: Option<OutlierSettings>,
+    /// The circuit breaker (per core).
+    #[serde(default)]
+    pub circuit_breaker: Option<BreakerSettings>,
+}
+
+/// What a request is hashed on.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HashOnConfig {
+    /// The client's IP.
+    #[serde(default)]
+    pub client_ip: bool,
+    /// A request header.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// A cookie.
+    #[serde(default)]
+    pub cookie: Option<String>,
+}
+
+/// `[upstreams.health_check]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// The path probed with GET (a 2xx or 3xx answer is healthy).
+    pub path: String,
+    /// Time between probes of an endpoint.
+    #[serde(
+        default = "default_hc_interval",
+        with = "ringgate_core::duration::serde_text"
+    )]
+    pub interval: Duration,
+    /// A probe not answered within this fails.
+    #[serde(
+        default = "default_hc_timeout",
+        with = "ringgate_core::duration::serde_text"
+    )]
+    pub timeout: Duration,
+    /// Consecutive successes that make an unhealthy endpoint healthy.
+    #[serde(default = "two")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a healthy endpoint unhealthy.
+    #[serde(default = "three")]
+    pub unhealthy_threshold: u32,
+    /// The Host header of probes (default: the endpoint).
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+fn default_hc_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_hc_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn two() -> u32 {
+    2
+}
+fn three() -> u32 {
+    3
+}
+
+/// `[upstreams.outlier]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierSettings {
+    /// Consecutive 5xx or failed exchanges that eject an endpoint (0: off).
+    #[serde(default = "five")]
+    pub consecutive_5xx: u32,
+    /// Consecutive connect failures that eject an endpoint (0: off).
+    #[serde(default = "three")]
+    pub consecutive_connect_failures: u32,
+    /// First ejection time (grows with each ejection).
+    #[serde(default = "thirty_s", with = "ringgate_core::duration::serde_text")]
+    pub base_ejection: Duration,
+    /// Longest ejection.
+    #[serde(default = "five_min", with = "ringgate_core::duration::serde_text")]
+    pub max_ejection: Duration,
+    /// Most endpoints ejected at once, in percent.
+    #[serde(default = "fifty")]
+    pub max_ejected_percent: u8,
+}
+
+fn five() -> u32 {
+    5
+}
+fn thirty_s() -> Duration {
+    Duration::from_secs(30)
+}
+fn five_min() -> Duration {
+    Duration::from_secs(300)
+}
+fn fifty() -> u8 {
+    50
+}
+
+/// `[upstreams.circuit_breaker]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Error ratio (0..1) over the window that opens the breaker.
+    #[serde(default = "half")]
+    pub error_ratio: f64,
+    /// Fewest requests in the window before the ratio counts.
+    #[serde(default = "twenty")]
+    pub min_requests: u32,
+    /// The sliding window.
+    #[serde(default = "ten_s", with = "ringgate_core::duration::serde_text")]
+    pub window: Duration,
+    /// How long it stays open before probing.
+    #[serde(default = "five_s", with = "ringgate_core::duration::serde_text")]
+    pub open_for: Duration,
+    /// Probes let through at once while half-open.
+    #[serde(default = "one")]
+    pub half_open_probes: u32,
+}
+
+fn half() -> f64 {
+    0.5
+}
+fn twenty() -> u32 {
+    20
+}
+fn ten_s() -> Duration {
+    Duration::from_secs(10)
+}
+fn five_s() -> Duration {
+    Duration::from_secs(5)
+}
+fn one() -> u32 {
+    1
+}
+
+/// `[routes.retry]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Further attempts after the first, each to another endpoint.
+    #[serde(default = "one")]
+    pub attempts: u32,
+    /// What is retried: `connect_failure`, `reset`, `timeout`, and statuses `502`, `503`, `504`.
+    #[serde(default = "default_retry_on")]
+    pub on: Vec<String>,
+    /// First backoff (full jitter, doubling).
+    #[serde(
+        default = "twenty_five_ms",
+        with = "ringgate_core::duration::serde_text"
+    )]
+    pub backoff: Duration,
+    /// Largest backoff.
+    #[serde(default = "two_fifty_ms", with = "ringgate_core::duration::serde_text")]
+    pub max_backoff: Duration,
+    /// Retries at most this share of the route's requests over the window.
+    #[serde(default = "point_two")]
+    pub budget_ratio: f64,
+    /// Retries always allowed per second (so a quiet route can retry).
+    #[serde(default = "ten")]
+    pub budget_min_per_sec: u32,
+    /// The budget's window.
+    #[serde(default = "ten_s", with = "ringgate_core::duration::serde_text")]
+    pub budget_window: Duration,
+    /// Non-idempotent requests carrying this header (an idempotency key) are retried too.
+    #[serde(default)]
+    pub idempotency_header: Option<String>,
+}
+
+fn default_retry_on() -> Vec<String> {
+    ["connect_failure", "reset", "503"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+fn twenty_five_ms() -> Duration {
+    Duration::from_millis(25)
+}
+fn two_fifty_ms() -> Duration {
+    Duration::from_millis(250)
+}
+fn point_two() -> f64 {
+    0.2
+}
+fn ten() -> u32 {
+    10
+}
+
+/// One backend of a route's traffic split.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// The upstream's name.
+    pub upstream: String,
+    /// Its weight.
+    pub weight: u32,
+}
+
+/// `[routes.fallback]`: the answer while the upstream's breaker is open.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackConfig {
+    /// Status (default 503).
+    #[serde(default = "s503")]
+    pub status: u16,
+    /// Body.
+    pub body: String,
+    /// Content type (default application/json).
+    #[serde(default = "json_ct")]
+    pub content_type: String,
+}
+
+fn s503() -> u16 {
+    503
+}
+fn json_ct() -> String {
+    "application/json".into()
 }
 
 /// `[[routes]]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Unique route id (logs, metrics, errors).
@@ -144,8 +381,30 @@ pub struct RouteConfig {
     /// Forward to this path, `{name}` filled from the template's captures.
     #[serde(default)]
     pub rewrite: Option<String>,
-    /// The upstream's name.
+    /// The upstream's name (or give `split`).
+    #[serde(default)]
     pub upstream: String,
+    /// A weighted split between upstreams, instead of `upstream`.
+    #[serde(default)]
+    pub split: Vec<SplitConfig>,
+    /// What the split hashes (default: the client IP): sticky per key.
+    #[serde(default)]
+    pub split_on: Option<HashOnConfig>,
+    /// A request header whose value names the split upstream to use (testing a canary).
+    #[serde(default)]
+    pub split_override_header: Option<String>,
+    /// Retries.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+    /// Upstream connect timeout (default: the profile's `timeouts.connect`).
+    #[serde(default, with = "serde_text_opt")]
+    pub connect_timeout: Option<Duration>,
+    /// Deadline for the whole exchange, request to last response byte.
+    #[serde(default, with = "serde_text_opt")]
+    pub total_timeout: Option<Duration>,
+    /// The answer while the upstream's breaker is open.
+    #[serde(default)]
+    pub fallback: Option<FallbackConfig>,
     /// Upstream response-head timeout (default: the profile's `timeouts.response`).
     #[serde(default, with = "serde_text_opt")]
     pub timeout: Option<Duration>,
@@ -260,6 +519,64 @@ impl RawConfig {
                     errs.push(format!("upstreams[{i}].endpoints[{j}]: {why}"));
                 }
             }
+            if !u.weights.is_empty() && u.weights.len() != u.endpoints.len() {
+                errs.push(format!(
+                    "upstreams[{i}].weights: give one weight per endpoint ({} endpoints)",
+                    u.endpoints.len()
+                ));
+            }
+            if let Some(b) = &u.balance {
+                if parse_lb(b).is_none() {
+                    errs.push(format!("upstreams[{i}].balance: {b:?} is not one of round_robin, weighted_round_robin, least_requests, peak_ewma, consistent_hash"));
+                }
+            }
+            if let Some(h) = &u.hash_on {
+                if let Err(e) = check_hash_on(h) {
+                    errs.push(format!("upstreams[{i}].hash_on: {e}"));
+                }
+            }
+            if u.max_requests == Some(0) || u.max_connections == Some(0) {
+                errs.push(format!(
+                    "upstreams[{i}]: max_requests and max_connections must be at least 1"
+                ));
+            }
+            if let Some(hc) = &u.health_check {
+                if !hc.path.starts_with('/') {
+                    errs.push(format!(
+                        "upstreams[{i}].health_check.path: must start with /"
+                    ));
+                }
+                if hc.interval < Duration::from_millis(10)
+                    || hc.timeout.is_zero()
+                    || hc.timeout > hc.interval.max(Duration::from_secs(60))
+                {
+                    errs.push(format!(
+                        "upstreams[{i}].health_check: interval at least 10ms, timeout above 0"
+                    ));
+                }
+                if hc.healthy_threshold == 0 || hc.unhealthy_threshold == 0 {
+                    errs.push(format!(
+                        "upstreams[{i}].health_check: thresholds must be at least 1"
+                    ));
+                }
+            }
+            if let Some(o) = &u.outlier {
+                if o.max_ejected_percent > 100
+                    || o.base_ejection.is_zero()
+                    || o.max_ejection < o.base_ejection
+                {
+                    errs.push(format!("upstreams[{i}].outlier: max_ejected_percent <= 100, 0 < base_ejection <= max_ejection"));
+                }
+            }
+            if let Some(b) = &u.circuit_breaker {
+                if !(b.error_ratio > 0.0 && b.error_ratio <= 1.0)
+                    || b.window.is_zero()
+                    || b.open_for.is_zero()
+                    || b.half_open_probes == 0
+                {
+                    errs.push(format!("upstreams[{i}].circuit_breaker: 0 < error_ratio <= 1, window and open_for above 0, half_open_probes >= 1"));
+                }
+            }
             if let Some(h) = &u.host_header {
                 if h.is_empty()
                     || h.bytes().any(|b| {
@@ -297,8 +614,54 @@ impl RawConfig {
             if !ids.insert(r.id.as_str()) {
                 errs.push(format!("{at}.id: {:?} is used twice", r.id));
             }
-            if !names.contains(r.upstream.as_str()) {
-                errs.push(format!("{at}.upstream: no such upstream {:?}", r.upstream));
+            if r.split.is_empty() {
+                if !names.contains(r.upstream.as_str()) {
+                    errs.push(format!("{at}.upstream: no such upstream {:?}", r.upstream));
+                }
+            } else {
+                if !r.upstream.is_empty() {
+                    errs.push(format!("{at}: give either upstream or split, not both"));
+                }
+                for (j, sp) in r.split.iter().enumerate() {
+                    if !names.contains(sp.upstream.as_str()) {
+                        errs.push(format!(
+                            "{at}.split[{j}].upstream: no such upstream {:?}",
+                            sp.upstream
+                        ));
+                    }
+                }
+                if r.split.iter().all(|s| s.weight == 0) {
+                    errs.push(format!("{at}.split: at least one weight above 0"));
+                }
+            }
+            if let Some(h) = &r.split_on {
+                if let Err(e) = check_hash_on(h) {
+                    errs.push(format!("{at}.split_on: {e}"));
+                }
+            }
+            if let Some(rt) = &r.retry {
+                for (j, on) in rt.on.iter().enumerate() {
+                    let ok = matches!(on.as_str(), "connect_failure" | "reset" | "timeout")
+                        || on.parse::<u16>().is_ok_and(|s| (500..600).contains(&s));
+                    if !ok {
+                        errs.push(format!("{at}.retry.on[{j}]: {on:?} is not connect_failure, reset, timeout or a 5xx status"));
+                    }
+                }
+                if !(0.0..=10.0).contains(&rt.budget_ratio)
+                    || rt.attempts > 10
+                    || rt.max_backoff < rt.backoff
+                {
+                    errs.push(format!("{at}.retry: attempts <= 10, 0 <= budget_ratio <= 10, backoff <= max_backoff"));
+                }
+            }
+            if let Some(f) = &r.fallback {
+                if !(200..600).contains(&f.status)
+                    || f.content_type.bytes().any(|b| b.is_ascii_control())
+                {
+                    errs.push(format!(
+                        "{at}.fallback: status 200..599 and a plain content_type"
+                    ));
+                }
             }
             let kinds = [&r.path.exact, &r.path.prefix, &r.path.template]
                 .iter()
@@ -361,6 +724,35 @@ impl RawConfig {
             Err(ConfigError::Invalid(errs))
         }
     }
+}
+
+/// The balancing algorithm a config name stands for.
+pub fn parse_lb(name: &str) -> Option<ringgate_policies::balance::LbKind> {
+    use ringgate_policies::balance::LbKind;
+    Some(match name {
+        "round_robin" => LbKind::RoundRobin,
+        "weighted_round_robin" => LbKind::WeightedRoundRobin,
+        "least_requests" => LbKind::LeastRequests,
+        "peak_ewma" => LbKind::PeakEwma,
+        "consistent_hash" => LbKind::ConsistentHash,
+        _ => return None,
+    })
+}
+
+fn check_hash_on(h: &HashOnConfig) -> Result<(), String> {
+    let n = usize::from(h.client_ip)
+        + usize::from(h.header.is_some())
+        + usize::from(h.cookie.is_some());
+    if n != 1 {
+        return Err("give exactly one of client_ip = true, header, cookie".into());
+    }
+    if h.header
+        .as_deref()
+        .is_some_and(|v| v.is_empty() || !v.bytes().all(is_token_byte))
+    {
+        return Err("header: not a header name".into());
+    }
+    Ok(())
 }
 
 fn is_token_byte(b: u8) -> bool {

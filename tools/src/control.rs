@@ -137,6 +137,11 @@ impl Control {
         })
     }
 
+    /// The live snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.slot.load().1
+    }
+
     /// Where the config comes from.
     pub fn source(&self) -> &ConfigSource {
         &self.source

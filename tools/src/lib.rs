@@ -7,6 +7,7 @@ pub mod admin;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod health;
 pub mod server;
 pub mod snapshot;
 

@@ -209,25 +209,16 @@ fn proxy_config(listen: SocketAddr, to: Vec<String>) -> RawConfig {
         upstreams: vec![UpstreamConfig {
             name: "to".into(),
             endpoints: to,
-            host_header: None,
+            ..UpstreamConfig::default()
         }],
         routes: vec![RouteConfig {
             id: "all".into(),
-            hosts: Vec::new(),
             path: PathConfig {
                 prefix: Some("/".into()),
                 ..PathConfig::default()
             },
-            methods: Vec::new(),
-            headers: Vec::new(),
-            priority: 0,
-            strip_prefix: false,
-            rewrite_prefix: None,
-            rewrite: None,
             upstream: "to".into(),
-            timeout: None,
-            max_body_bytes: None,
-            server_timing: false,
+            ..RouteConfig::default()
         }],
         ..RawConfig::default()
     }

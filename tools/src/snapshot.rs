@@ -5,6 +5,7 @@
 //! the engine's [`Gateway`] trait: route lookup in the compiled [`RouteTable`], path rewrite, and
 //! the route's settings and upstream, all read-only.
 
+use crate::config::{parse_lb, HashOnConfig};
 use crate::config::{
     resolve, AccessLogConfig, AdminConfig, ConfigError, ObservabilityConfig, RawConfig, RouteConfig,
 };
@@ -12,10 +13,18 @@ use ringgate_http::codec::RequestHead;
 use ringgate_http::error::Refusal;
 use ringgate_http::gateway::{Gateway, HostRewrite, RouteSettings, Routed, UpstreamSet};
 use ringgate_http::metrics::Registry;
+use ringgate_http::resilience::{Fallback, HashOn, RetrySettings, RouteSplit};
+use ringgate_policies::balance::{
+    BreakerConfig, LbKind, OutlierConfig, RetryBudgetConfig, RoutePolicy, RouteState,
+    UpstreamPolicy, UpstreamState,
+};
 use ringgate_policies::routing::{
     HeaderMatch, HostMatch, PathMatch, Rewrite, RouteRequest, RouteSpec, RouteTable,
 };
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 /// What a matched route does.
 #[derive(Debug)]
@@ -40,6 +49,10 @@ pub struct Snapshot {
     pub process: ProcessSettings,
     /// The content hash of the config text.
     pub hash: u64,
+    /// Balancing and protection of each upstream, by snapshot index.
+    pub upstream_policies: Vec<UpstreamPolicy>,
+    /// Retry budget and split of each route, by route metric id.
+    pub route_policies: HashMap<u32, RoutePolicy>,
 }
 
 /// Settings taken when the process starts; a reload that changes them is refused.
@@ -81,6 +94,7 @@ impl Snapshot {
         raw.validate()?;
         let mut errs = Vec::new();
         let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+        let mut upstream_policies = Vec::with_capacity(raw.upstreams.len());
         for (i, u) in raw.upstreams.iter().enumerate() {
             let mut endpoints = Vec::with_capacity(u.endpoints.len());
             for (j, e) in u.endpoints.iter().enumerate() {
@@ -94,13 +108,63 @@ impl Snapshot {
                 Some("endpoint") => HostRewrite::Endpoint,
                 Some(v) => HostRewrite::Set(v.into()),
             };
+            let lb = u
+                .balance
+                .as_deref()
+                .and_then(parse_lb)
+                .unwrap_or(if u.weights.is_empty() {
+                    LbKind::RoundRobin
+                } else {
+                    LbKind::WeightedRoundRobin
+                });
+            let health = u
+                .health_check
+                .as_ref()
+                .filter(|_| endpoints.len() == u.endpoints.len())
+                .map(|hc| crate::health::board_for(&u.name, &endpoints, hc));
+            let policy = UpstreamPolicy {
+                lb,
+                keys: u.endpoints.clone(),
+                weights: if u.weights.is_empty() {
+                    vec![1; u.endpoints.len()]
+                } else {
+                    u.weights.clone()
+                },
+                outlier: u.outlier.as_ref().map(|o| OutlierConfig {
+                    consecutive_5xx: o.consecutive_5xx,
+                    consecutive_connect_failures: o.consecutive_connect_failures,
+                    base_ejection: o.base_ejection,
+                    max_ejection: o.max_ejection,
+                    max_ejected_percent: o.max_ejected_percent,
+                }),
+                breaker: u.circuit_breaker.as_ref().map(|b| BreakerConfig {
+                    window: b.window,
+                    min_requests: b.min_requests,
+                    error_ratio: b.error_ratio,
+                    open_for: b.open_for,
+                    half_open_probes: b.half_open_probes,
+                }),
+                health,
+            };
+            let fingerprint = fingerprint_of(&(
+                &endpoints,
+                format!(
+                    "{:?}|{:?}|{:?}|{:?}|{:?}",
+                    policy.lb, policy.weights, u.outlier, u.circuit_breaker, u.health_check
+                ),
+            ));
             upstreams.push(UpstreamSet {
                 index: i,
                 name: u.name.as_str().into(),
                 endpoints,
                 host,
                 metric: Registry::with(|r| r.upstream(&u.name)),
+                hash_on: u.hash_on.as_ref().map(hash_on).unwrap_or_default(),
+                max_requests: u.max_requests,
+                max_connections: u.max_connections,
+                fingerprint,
             });
+            upstream_policies.push(policy);
         }
         let specs: Vec<RouteSpec<CompiledRoute>> =
             raw.routes.iter().map(|r| route_spec(r, raw)).collect();
@@ -133,6 +197,12 @@ impl Snapshot {
                     observability: raw.observability.clone(),
                 },
                 hash: text_hash,
+                upstream_policies,
+                route_policies: raw
+                    .routes
+                    .iter()
+                    .map(|r| (Registry::with(|reg| reg.route(&r.id)), route_policy(r)))
+                    .collect(),
             }),
             _ => Err(ConfigError::Invalid(errs)),
         }
@@ -176,11 +246,33 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig) -> RouteSpec<CompiledRoute> {
     } else {
         Rewrite::None
     };
-    let upstream = raw
-        .upstreams
-        .iter()
-        .position(|u| u.name == r.upstream)
-        .unwrap_or(0);
+    let index_of = |name: &str| raw.upstreams.iter().position(|u| u.name == name);
+    let upstream = if r.split.is_empty() {
+        index_of(&r.upstream).unwrap_or(0)
+    } else {
+        r.split
+            .first()
+            .and_then(|s| index_of(&s.upstream))
+            .unwrap_or(0)
+    };
+    let split = (!r.split.is_empty()).then(|| RouteSplit {
+        upstreams: r
+            .split
+            .iter()
+            .map(|s| index_of(&s.upstream).unwrap_or(0))
+            .collect(),
+        on: r.split_on.as_ref().map(hash_on).unwrap_or_default(),
+        override_header: r.split_override_header.as_deref().map(Into::into),
+    });
+    let retry = r.retry.as_ref().map(|rt| RetrySettings {
+        attempts: rt.attempts,
+        on_connect_failure: rt.on.iter().any(|o| o == "connect_failure"),
+        on_reset: rt.on.iter().any(|o| o == "reset"),
+        on_timeout: rt.on.iter().any(|o| o == "timeout"),
+        on_status: rt.on.iter().filter_map(|o| o.parse().ok()).collect(),
+        idempotency_header: rt.idempotency_header.as_deref().map(Into::into),
+    });
+    let fingerprint = fingerprint_of(&format!("{:?}|{:?}", r.retry, r.split));
     RouteSpec {
         id: r.id.clone(),
         hosts,
@@ -196,13 +288,92 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig) -> RouteSpec<CompiledRoute> {
                 max_body_bytes: r.max_body_bytes,
                 metric: Registry::with(|reg| reg.route(&r.id)),
                 server_timing: r.server_timing,
+                connect_timeout: r.connect_timeout,
+                total_timeout: r.total_timeout,
+                retry,
+                split,
+                fallback: r.fallback.as_ref().map(|f| Fallback {
+                    status: f.status,
+                    content_type: f.content_type.as_str().into(),
+                    body: f.body.as_bytes().into(),
+                }),
+                fingerprint,
             },
             upstream,
         },
     }
 }
 
+fn hash_on(h: &HashOnConfig) -> HashOn {
+    if h.client_ip {
+        HashOn::ClientIp
+    } else if let Some(v) = &h.header {
+        HashOn::Header(v.as_str().into())
+    } else if let Some(v) = &h.cookie {
+        HashOn::Cookie(v.as_str().into())
+    } else {
+        HashOn::None
+    }
+}
+
+fn route_policy(r: &RouteConfig) -> RoutePolicy {
+    let mut p = RoutePolicy {
+        split_weights: r.split.iter().map(|s| s.weight).collect(),
+        ..RoutePolicy::default()
+    };
+    if let Some(rt) = &r.retry {
+        p.budget = RetryBudgetConfig {
+            ratio: rt.budget_ratio,
+            min_per_sec: rt.budget_min_per_sec,
+            window: rt.budget_window,
+        };
+        p.backoff_base = rt.backoff;
+        p.backoff_max = rt.max_backoff;
+    }
+    p
+}
+
+fn fingerprint_of(v: &impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
 impl Gateway for Snapshot {
+    type Upstream = UpstreamState;
+    type Route = RouteState;
+
+    fn upstream_runtime(&self, up: &UpstreamSet, seed: u64) -> UpstreamState {
+        match self.upstream_policies.get(up.index) {
+            Some(p) => UpstreamState::new(p, seed, Instant::now()),
+            None => UpstreamState::new(
+                &UpstreamPolicy {
+                    lb: LbKind::RoundRobin,
+                    keys: up.endpoints.iter().map(|e| e.to_string()).collect(),
+                    weights: vec![1; up.endpoints.len()],
+                    outlier: None,
+                    breaker: None,
+                    health: None,
+                },
+                seed,
+                Instant::now(),
+            ),
+        }
+    }
+
+    fn route_runtime(&self, route: &RouteSettings, seed: u64) -> RouteState {
+        let p = self
+            .route_policies
+            .get(&route.metric)
+            .cloned()
+            .unwrap_or_default();
+        RouteState::new(&p, seed, Instant::now())
+    }
+
+    fn upstream(&self, index: usize) -> Option<&UpstreamSet> {
+        self.upstreams.get(index)
+    }
+
     fn route<'s>(
         &'s self,
         req: &RequestHead<'_, '_>,

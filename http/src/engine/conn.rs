@@ -10,8 +10,11 @@ use super::observe::finish;
 use super::Worker;
 use crate::codec::{parse_request_head, BodyKind, HopByHop, MAX_HEADERS};
 use crate::error::Refusal;
-use crate::gateway::{Gateway, RouteSettings};
+use crate::gateway::{Gateway, RouteSettings, UpstreamSet};
 use crate::hygiene::{push_header, write_request_head, ForwardContext};
+use crate::resilience::{
+    cookie_value, key_hash, Admission, Fallback, HashOn, RouteRuntime, UpstreamRuntime,
+};
 use crate::respond::write_refusal;
 use crate::trace::RequestTrace;
 use monoio::buf::{IoBufMut, SliceMut};
@@ -53,6 +56,8 @@ pub(crate) struct Conn {
     pub(crate) meta_split: usize,
     /// Header lines the gateway adds to the current response.
     pub(crate) extra: Vec<u8>,
+    /// A copy of the upstream request (head and inline body) for response-status retries.
+    pub(crate) req_copy: Vec<u8>,
     /// The client's IP as text, for `X-Forwarded-For`.
     pub(crate) peer_ip: Box<[u8]>,
     /// Bytes read from the client and not yet consumed (the head, body bytes, pipelined requests).
@@ -76,6 +81,17 @@ pub(crate) struct Plan<'s> {
     pub(crate) is_head: bool,
     pub(crate) route: &'s RouteSettings,
     pub(crate) endpoint: SocketAddr,
+    /// Index of `endpoint` in the upstream's endpoints.
+    pub(crate) endpoint_index: usize,
+    /// The upstream (the route's, or the split backend chosen).
+    pub(crate) upstream: &'s UpstreamSet,
+    /// The upstream's admission of this request (breaker).
+    pub(crate) admission: Admission,
+    /// The request's consistent-hash key.
+    pub(crate) key: Option<u64>,
+    /// The request may be retried on another endpoint (idempotent, or carries the route's
+    /// idempotency key header).
+    pub(crate) retry_ok: bool,
     /// Metric id of the upstream.
     pub(crate) upstream_metric: u32,
     /// When the head was parsed.
@@ -94,6 +110,8 @@ enum Step<'s> {
         http10: bool,
         /// The route, when the request matched one.
         route: Option<&'s RouteSettings>,
+        /// The route's own response to give instead (breaker open).
+        fallback: Option<&'s Fallback>,
     },
 }
 
@@ -112,6 +130,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
         meta: Vec::new(),
         meta_split: 0,
         extra: Vec::with_capacity(128),
+        req_copy: Vec::new(),
         peer_ip: peer.ip().to_string().into_bytes().into_boxed_slice(),
         cbuf: Vec::with_capacity(cap),
         wbuf: Vec::with_capacity(1024),
@@ -136,10 +155,14 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
                     consumed,
                     http10,
                     route,
+                    fallback,
                 } => {
                     let start = Instant::now();
                     let close = r.close || w.shutdown.is_stopping();
-                    let sent = refuse(&mut c, w, r, close, http10).await;
+                    let sent = match fallback {
+                        Some(f) => respond_fallback(&mut c, w, f, r, close, http10).await,
+                        None => refuse(&mut c, w, r, close, http10).await,
+                    };
                     c.tally.bytes_in = consumed as u64;
                     finish(w, &c, route, start);
                     w.gauges.requests.add(1);
@@ -202,6 +225,12 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
         };
         w.gauges.inflight.add(1);
         let outcome = exchange(&mut c, w, &plan).await;
+        let ok = c.tally.status != 0 && c.tally.status < 500;
+        let now = Instant::now();
+        w.with_upstream_if_current(plan.upstream, |s| s.rt.release(plan.admission, ok, now));
+        w.with_upstream_counts(plan.upstream, |inflight, _| {
+            *inflight = inflight.saturating_sub(1)
+        });
         finish(w, &c, Some(plan.route), plan.start);
         w.gauges.inflight.sub(1);
         w.gauges.requests.add(1);
@@ -233,6 +262,7 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
                 consumed: 0,
                 http10: false,
                 route: None,
+                fallback: None,
             };
         }
     };
@@ -259,6 +289,7 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         consumed: head_len,
         http10,
         route,
+        fallback: None,
     };
     c.path.clear();
     let routed = match snap.route(&req, &mut c.path) {
@@ -273,22 +304,93 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
                 consumed: 0,
                 http10,
                 route: Some(routed.route),
+                fallback: None,
             }
         }
     };
-    let up = routed.upstream;
-    if up.endpoints.is_empty() {
-        return refuse_with(Refusal::NO_ENDPOINT, Some(routed.route));
-    }
-    let endpoint = {
-        let mut rr = w.rr.borrow_mut();
-        if rr.len() <= up.index {
-            rr.resize(up.index + 1, 0);
+    let route = routed.route;
+    let up = match &route.split {
+        None => routed.upstream,
+        Some(split) => {
+            let forced = split.override_header.as_deref().and_then(|h| {
+                let v = req
+                    .headers
+                    .iter()
+                    .find(|x| x.name.eq_ignore_ascii_case(h))?
+                    .value;
+                split
+                    .upstreams
+                    .iter()
+                    .filter_map(|&i| snap.upstream(i))
+                    .find(|u| u.name.as_bytes() == v.trim_ascii())
+            });
+            match forced {
+                Some(u) => u,
+                None => {
+                    let key =
+                        request_key(&split.on, &req, c.peer).unwrap_or_else(|| ip_key(c.peer));
+                    let pick = w.with_route(snap, route, |r| r.split(key));
+                    split
+                        .upstreams
+                        .get(pick)
+                        .and_then(|&i| snap.upstream(i))
+                        .unwrap_or(routed.upstream)
+                }
+            }
         }
-        let i = rr[up.index];
-        rr[up.index] = i.wrapping_add(1);
-        up.endpoints[i % up.endpoints.len()]
     };
+    if up.endpoints.is_empty() {
+        return refuse_with(Refusal::NO_ENDPOINT, Some(route));
+    }
+    let key = request_key(&up.hash_on, &req, c.peer);
+    let now = Instant::now();
+    let picked = w.with_upstream(snap, up, |s| {
+        if up.max_requests.is_some_and(|m| s.inflight >= m) {
+            return Err(Refusal::UPSTREAM_OVERLOADED);
+        }
+        let a = s.rt.admit(now)?;
+        match s.rt.pick(key, 0, now) {
+            Some(i) if i < up.endpoints.len() => {
+                s.inflight += 1;
+                Ok((a, i))
+            }
+            _ => {
+                s.rt.release(a, false, now);
+                Err(Refusal::NO_ENDPOINT)
+            }
+        }
+    });
+    let (admission, endpoint_index) = match picked {
+        Ok(p) => p,
+        Err(r) => {
+            let fallback = if r == Refusal::UPSTREAM_UNAVAILABLE {
+                route.fallback.as_ref()
+            } else {
+                None
+            };
+            return Step::Refuse {
+                r: if reusable { r } else { r.closing() },
+                consumed: head_len,
+                http10,
+                route: Some(route),
+                fallback,
+            };
+        }
+    };
+    if route.retry.is_some() {
+        w.with_route(snap, route, |r| r.record_request(now));
+    }
+    let endpoint = up.endpoints[endpoint_index];
+    let idempotent = matches!(
+        req.method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    );
+    let retry_ok = idempotent
+        || route
+            .retry
+            .as_ref()
+            .and_then(|r| r.idempotency_header.as_deref())
+            .is_some_and(|h| req.headers.iter().any(|x| x.name.eq_ignore_ascii_case(h)));
     c.wbuf.clear();
     let fwd = ForwardContext {
         client_ip: &c.peer_ip,
@@ -308,13 +410,91 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         // An HTTP/1.0 client does not know 100 Continue: its expectation is ignored (RFC 9110
         // §10.1.1) and its body read as it comes.
         expect_continue: req.expect_continue && req.minor_version == 1,
-        idempotent: matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
+        idempotent,
         is_head: m == "HEAD",
-        route: routed.route,
+        route,
         endpoint,
+        endpoint_index,
+        upstream: up,
+        admission,
+        key,
+        retry_ok,
         upstream_metric: up.metric,
         start: Instant::now(),
     })
+}
+
+/// The consistent-hash key of a request, per `on`.
+fn request_key(
+    on: &HashOn,
+    req: &crate::codec::RequestHead<'_, '_>,
+    peer: SocketAddr,
+) -> Option<u64> {
+    match on {
+        HashOn::None => None,
+        HashOn::ClientIp => Some(ip_key(peer)),
+        HashOn::Header(name) => req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| key_hash(h.value)),
+        HashOn::Cookie(name) => cookie_value(req.headers, name).map(key_hash),
+    }
+}
+
+fn ip_key(peer: SocketAddr) -> u64 {
+    match peer.ip() {
+        std::net::IpAddr::V4(a) => key_hash(&a.octets()),
+        std::net::IpAddr::V6(a) => key_hash(&a.octets()),
+    }
+}
+
+/// Answers with a route's fallback response (instead of a refusal `r`, which names the reason in
+/// metrics and logs).
+async fn respond_fallback<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    f: &Fallback,
+    r: Refusal,
+    close: bool,
+    http10: bool,
+) -> bool {
+    use crate::respond::push_u64;
+    c.wbuf.clear();
+    c.wbuf.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(&mut c.wbuf, u64::from(f.status));
+    c.wbuf.push(b' ');
+    c.wbuf
+        .extend_from_slice(crate::error::reason_phrase(f.status).as_bytes());
+    c.wbuf.extend_from_slice(b"\r\ncontent-type: ");
+    c.wbuf.extend_from_slice(f.content_type.as_bytes());
+    c.wbuf.extend_from_slice(b"\r\ncontent-length: ");
+    push_u64(&mut c.wbuf, f.body.len() as u64);
+    c.wbuf.extend_from_slice(b"\r\n");
+    if w.settings.trace {
+        push_header(&mut c.wbuf, b"x-request-id", c.trace.request_id());
+    }
+    if close {
+        c.wbuf.extend_from_slice(b"connection: close\r\n");
+    } else if http10 {
+        c.wbuf.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    c.wbuf.extend_from_slice(b"\r\n");
+    c.wbuf.extend_from_slice(&f.body);
+    c.tally.status = f.status;
+    c.tally.reason = r.code;
+    let n = c.wbuf.len() as u64;
+    let (res, buf) = write_all(
+        &mut c.stream,
+        std::mem::take(&mut c.wbuf),
+        w.settings.body_io_timeout,
+    )
+    .await;
+    c.wbuf = buf;
+    if res.is_ok() {
+        c.tally.bytes_out += n;
+    }
+    res.is_ok()
 }
 
 /// Sends a gateway-made response (`close` adds `Connection: close`; a kept HTTP/1.0 connection,

@@ -21,6 +21,7 @@ use crate::error::ProxyError;
 use crate::gateway::Gateway;
 use crate::hygiene::{push_header, write_response_head, ClientFraming};
 use crate::metrics::{class_of, UpstreamStats};
+use crate::resilience::{AttemptOutcome, RouteRuntime, UpstreamRuntime};
 use crate::respond::CONTINUE_100;
 use monoio::net::TcpStream;
 use std::time::Instant;
@@ -48,6 +49,7 @@ struct RequestBody {
 
 /// What the response head said.
 struct ResponsePlan {
+    status: u16,
     head_len: usize,
     body: BodyKind,
     framing: ClientFraming,
@@ -94,60 +96,187 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
     // Only a body held whole in memory can be sent again: a streamed one is gone once sent (and
     // `body` then describes its last piece, not the request).
     let from_memory = body.complete;
-    let mut attempt = 0;
-    let (up, resp) = loop {
-        let pooled = if attempt == 0 {
-            w.pool.borrow_mut().checkout(p.endpoint)
-        } else {
+    let retry = p.route.retry.as_ref().filter(|_| p.retry_ok && from_memory);
+    // A response-status retry needs the request again after the response head overwrote `wbuf`.
+    if retry.is_some_and(|r| !r.on_status.is_empty()) {
+        c.req_copy.clear();
+        c.req_copy.extend_from_slice(&c.wbuf);
+    }
+    let connect_timeout = p
+        .route
+        .connect_timeout
+        .unwrap_or(w.settings.connect_timeout);
+    let mut ep_index = p.endpoint_index;
+    let mut endpoint = p.endpoint;
+    let mut tried: u64 = bit(ep_index);
+    let mut retries = 0u32;
+    // The engine's own retry of a pooled connection the upstream closed while idle: once, on a
+    // fresh connection to the same endpoint, outside the route's retry budget.
+    let mut stale_retry_left = p.idempotent && from_memory;
+    let mut fresh_only = false;
+    let (up, resp, guard) = loop {
+        let pooled = if fresh_only {
             None
+        } else {
+            w.pool.borrow_mut().checkout(endpoint)
         };
+        fresh_only = false;
         let reused = pooled.is_some();
+        let t_attempt = Instant::now();
+        if c.tally.upstream_start.is_none() {
+            c.tally.upstream_start = Some(t_attempt);
+        }
+        c.tally.upstream = Some(endpoint);
+        w.with_upstream_if_current(p.upstream, |s| s.rt.started(ep_index));
         let mut up = match pooled {
             Some(s) => {
                 count(w, p, |u| u.reused += 1);
                 s
             }
-            None => match connect(p.endpoint, w.settings.connect_timeout).await {
-                Ok(s) => {
-                    count(w, p, |u| u.connects += 1);
-                    s
+            None => {
+                if over_connection_cap(w, p) {
+                    attempt_done(
+                        w,
+                        p,
+                        ep_index,
+                        AttemptOutcome::ConnectFailed,
+                        t_attempt,
+                        false,
+                    );
+                    return refuse_overloaded(c, w, p, &body).await;
                 }
-                Err(e) => {
-                    count(w, p, |u| u.connect_failures += 1);
-                    let end = body.complete.then_some(body.end);
-                    return fail_before_response(c, w, p, &ProxyError::Connect(e), end).await;
+                w.with_upstream_counts(p.upstream, |_, conns| *conns += 1);
+                let r = connect(endpoint, connect_timeout).await;
+                w.with_upstream_counts(p.upstream, |_, conns| *conns = conns.saturating_sub(1));
+                match r {
+                    Ok(s) => {
+                        count(w, p, |u| u.connects += 1);
+                        s
+                    }
+                    Err(e) => {
+                        count(w, p, |u| u.connect_failures += 1);
+                        attempt_done(
+                            w,
+                            p,
+                            ep_index,
+                            AttemptOutcome::ConnectFailed,
+                            t_attempt,
+                            true,
+                        );
+                        if let Some(next) = next_attempt(
+                            w,
+                            p,
+                            retry.filter(|r| r.on_connect_failure),
+                            &mut retries,
+                            tried,
+                        )
+                        .await
+                        {
+                            (ep_index, endpoint) = next;
+                            tried |= bit(ep_index);
+                            restore_request(c, retry);
+                            continue;
+                        }
+                        let end = body.complete.then_some(body.end);
+                        return fail_before_response(c, w, p, &ProxyError::Connect(e), end).await;
+                    }
                 }
-            },
+            }
         };
-        if attempt == 0 {
-            c.tally.upstream_start = Some(Instant::now());
-        }
+        let guard = ConnGuard::new(w, p.upstream);
         let sent = send_request(c, w, p, &mut up, &mut body, inline).await;
-        let retryable = reused && attempt == 0 && p.idempotent && from_memory;
         if let Err(e) = sent {
-            if retryable && matches!(e, ProxyError::UpstreamIo(_)) {
-                attempt += 1;
+            if reused && stale_retry_left && matches!(e, ProxyError::UpstreamIo(_)) {
+                stale_retry_left = false;
+                fresh_only = true;
+                drop(guard);
                 continue;
             }
             if let Some(r) = early_response(c, w, p, &mut up, &body, &e).await {
-                break (up, r);
+                attempt_done(
+                    w,
+                    p,
+                    ep_index,
+                    AttemptOutcome::Response(r.status),
+                    t_attempt,
+                    true,
+                );
+                break (up, r, guard);
+            }
+            attempt_done(w, p, ep_index, AttemptOutcome::Failed, t_attempt, true);
+            if !streamed_now(&e) {
+                let on = retry.filter(|r| {
+                    if matches!(e, ProxyError::UpstreamTimeout) {
+                        r.on_timeout
+                    } else {
+                        r.on_reset
+                    }
+                });
+                drop(guard);
+                if let Some(next) = next_attempt(w, p, on, &mut retries, tried).await {
+                    (ep_index, endpoint) = next;
+                    tried |= bit(ep_index);
+                    restore_request(c, retry);
+                    continue;
+                }
             }
             let end = (body.complete && !streamed_now(&e)).then_some(body.end);
             return fail_before_response(c, w, p, &e, end).await;
         }
         match read_response_head(c, w, p, &mut up, false).await {
-            Ok(r) => break (up, r),
-            Err(HeadFail::BeforeFirstByte(_)) if retryable => {
-                attempt += 1;
+            Ok(r) => {
+                attempt_done(
+                    w,
+                    p,
+                    ep_index,
+                    AttemptOutcome::Response(r.status),
+                    t_attempt,
+                    true,
+                );
+                let status_retry = retry.filter(|rs| rs.on_status.contains(&r.status));
+                if status_retry.is_some() {
+                    // The upstream connection is dropped (its body unread), the request goes to
+                    // another endpoint if the budget allows; otherwise this response is relayed.
+                    if let Some(next) = next_attempt(w, p, status_retry, &mut retries, tried).await
+                    {
+                        drop(up);
+                        drop(guard);
+                        (ep_index, endpoint) = next;
+                        tried |= bit(ep_index);
+                        restore_request(c, retry);
+                        continue;
+                    }
+                }
+                break (up, r, guard);
+            }
+            Err(HeadFail::BeforeFirstByte(_)) if reused && stale_retry_left => {
+                stale_retry_left = false;
+                fresh_only = true;
                 continue;
             }
             Err(HeadFail::BeforeFirstByte(e) | HeadFail::Other(e)) => {
+                attempt_done(w, p, ep_index, AttemptOutcome::Failed, t_attempt, true);
+                let on = retry.filter(|r| {
+                    if matches!(e, ProxyError::UpstreamTimeout) {
+                        r.on_timeout
+                    } else {
+                        r.on_reset
+                    }
+                });
+                drop(guard);
+                if let Some(next) = next_attempt(w, p, on, &mut retries, tried).await {
+                    (ep_index, endpoint) = next;
+                    tried |= bit(ep_index);
+                    restore_request(c, retry);
+                    continue;
+                }
                 let end = body.complete.then_some(body.end);
                 return fail_before_response(c, w, p, &e, end).await;
             }
         }
     };
     let outcome = relay_response(c, w, p, up, &resp).await;
+    drop(guard);
     if let Some(t0) = c.tally.upstream_start {
         let d = t0.elapsed();
         c.tally.upstream_us = Some(d.as_micros() as u64);
@@ -179,6 +308,118 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
     match outcome {
         Ok(()) if !resp.client_close => Outcome::KeepAlive,
         _ => Outcome::Close,
+    }
+}
+
+fn bit(i: usize) -> u64 {
+    if i < 64 {
+        1u64 << i
+    } else {
+        0
+    }
+}
+
+/// Records the end of one attempt at endpoint `i` (`latency` measured from `t0`) in the
+/// upstream's per-core state; `counted` says the attempt reached the upstream at all.
+fn attempt_done<G: Gateway>(
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    i: usize,
+    outcome: AttemptOutcome,
+    t0: Instant,
+    counted: bool,
+) {
+    let now = Instant::now();
+    let latency = now.duration_since(t0);
+    w.with_upstream_if_current(p.upstream, |s| {
+        if counted {
+            s.rt.finished(i, outcome, latency, now);
+        } else {
+            // Never sent: only undo the start.
+            s.rt.abandoned(i);
+        }
+    });
+}
+
+/// The next endpoint to try, after the backoff, when `retry` allows one more attempt within
+/// the route's budget; `None` otherwise.
+async fn next_attempt<G: Gateway>(
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    retry: Option<&crate::resilience::RetrySettings>,
+    retries: &mut u32,
+    tried: u64,
+) -> Option<(usize, std::net::SocketAddr)> {
+    let rs = retry?;
+    if *retries >= rs.attempts {
+        return None;
+    }
+    let now = Instant::now();
+    let next = w.with_upstream_if_current(p.upstream, |s| s.rt.pick(p.key, tried, now))??;
+    let ep = *p.upstream.endpoints.get(next)?;
+    if !w.with_route_if_present(p.route, |r| r.try_retry(now))? {
+        return None;
+    }
+    *retries += 1;
+    count(w, p, |u| u.retries += 1);
+    let pause = w.with_route_if_present(p.route, |r| r.backoff(*retries))?;
+    if !pause.is_zero() {
+        monoio::time::sleep(pause).await;
+    }
+    Some((next, ep))
+}
+
+/// Puts the upstream request back in `wbuf` for another attempt (a response head may have
+/// replaced it).
+fn restore_request(c: &mut Conn, retry: Option<&crate::resilience::RetrySettings>) {
+    if retry.is_some_and(|r| !r.on_status.is_empty()) {
+        c.wbuf.clear();
+        c.wbuf.extend_from_slice(&c.req_copy);
+    }
+}
+
+/// Whether opening one more connection to the upstream would pass its per-core cap.
+fn over_connection_cap<G: Gateway>(w: &Worker<G>, p: &Plan<'_>) -> bool {
+    let Some(max) = p.upstream.max_connections else {
+        return false;
+    };
+    let idle: usize = {
+        let pool = w.pool.borrow();
+        p.upstream.endpoints.iter().map(|e| pool.idle_for(*e)).sum()
+    };
+    let mut in_use = 0u32;
+    w.with_upstream_counts(p.upstream, |_, conns| in_use = *conns);
+    u64::from(in_use) + idle as u64 >= u64::from(max)
+}
+
+/// Answers 503 `upstream_overloaded` before anything was sent.
+async fn refuse_overloaded<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    body: &RequestBody,
+) -> Outcome {
+    let end = body.complete.then_some(body.end);
+    fail_before_response(c, w, p, &ProxyError::Overloaded, end).await
+}
+
+/// Counts a connection to the upstream as in use while it lives in an exchange.
+struct ConnGuard<'a, G: Gateway> {
+    w: &'a Worker<G>,
+    up: &'a crate::gateway::UpstreamSet,
+}
+
+impl<'a, G: Gateway> ConnGuard<'a, G> {
+    fn new(w: &'a Worker<G>, up: &'a crate::gateway::UpstreamSet) -> Self {
+        w.with_upstream_counts(up, |_, conns| *conns += 1);
+        Self { w, up }
+    }
+}
+
+impl<G: Gateway> Drop for ConnGuard<'_, G> {
+    fn drop(&mut self) {
+        self.w
+            .with_upstream_counts(self.up, |_, conns| *conns = conns.saturating_sub(1));
     }
 }
 
@@ -369,7 +610,10 @@ async fn read_response_head<G: Gateway>(
         .route
         .response_timeout
         .unwrap_or(w.settings.response_timeout);
-    let deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + timeout;
+    if let Some(total) = p.route.total_timeout {
+        deadline = deadline.min(p.start + total);
+    }
     let max_head = w.settings.limits.max_head_bytes.max(16 * 1024);
     c.ubuf.clear();
     let mut seen_any = false;
@@ -503,6 +747,7 @@ fn client_response<G: Gateway>(
         extra,
     );
     Ok(ResponsePlan {
+        status: resp.status,
         head_len: resp.head_len,
         body: resp.body,
         framing,
@@ -572,8 +817,19 @@ async fn relay_response<G: Gateway>(
         res.map_err(ProxyError::ClientIo)?;
         c.tally.bytes_out += in_buf as u64;
     }
+    let total_deadline = p.route.total_timeout.map(|d| p.start + d);
     while !done {
         c.ubuf.clear();
+        let t = match total_deadline {
+            None => t,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ProxyError::UpstreamTimeout);
+                }
+                t.min(left)
+            }
+        };
         let (res, buf) = read_append(&mut up, std::mem::take(&mut c.ubuf), Some(t)).await;
         c.ubuf = buf;
         match res {
@@ -627,7 +883,9 @@ async fn relay_response<G: Gateway>(
         }
     }
     if r.upstream_keep_alive && !extra && r.body != BodyKind::UntilClose {
-        w.pool.borrow_mut().checkin(p.endpoint, up);
+        if let Some(ep) = c.tally.upstream {
+            w.pool.borrow_mut().checkin(ep, up);
+        }
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ mod drain;
 mod exchange;
 pub mod io;
 mod observe;
+mod slots;
 
 use crate::accesslog::{AccessLog, AccessLogWriter};
 use crate::codec::HeadLimits;
@@ -106,7 +107,8 @@ pub(crate) struct Worker<G: Gateway> {
     pub(crate) settings: EngineSettings,
     pub(crate) snapshot: RefCell<SnapshotView<G>>,
     pub(crate) pool: RefCell<Pool>,
-    pub(crate) rr: RefCell<Vec<usize>>,
+    pub(crate) upstreams: RefCell<Vec<Option<slots::UpstreamSlot<G::Upstream>>>>,
+    pub(crate) routes: RefCell<Vec<Option<slots::RouteSlot<G::Route>>>>,
     pub(crate) gauges: Arc<WorkerGauges>,
     pub(crate) shutdown: Arc<Shutdown>,
     pub(crate) index: usize,
@@ -133,7 +135,8 @@ pub async fn run_worker<G: Gateway>(
         )),
         settings,
         snapshot: RefCell::new(slot.view()),
-        rr: RefCell::new(Vec::new()),
+        upstreams: RefCell::new(Vec::new()),
+        routes: RefCell::new(Vec::new()),
         gauges: ctx.gauges.clone(),
         shutdown: ctx.shutdown.clone(),
         index: ctx.index,

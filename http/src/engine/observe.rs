@@ -12,6 +12,7 @@ use super::Worker;
 use crate::accesslog::AccessEntry;
 use crate::gateway::{Gateway, RouteSettings};
 use crate::metrics::{class_of, NO_ROUTE_ID};
+use crate::resilience::UpstreamRuntime;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -106,6 +107,14 @@ pub(crate) async fn tick<G: Gateway>(w: Rc<Worker<G>>) {
             let copy = {
                 let pool = w.pool.borrow();
                 let mut m = w.metrics.borrow_mut();
+                for (id, slot) in w.upstreams.borrow().iter().enumerate() {
+                    if let Some(s) = slot {
+                        let u = m.upstream(id as u32);
+                        u.breaker_transitions = s.rt.breaker_transitions();
+                        u.breaker_open = u64::from(s.rt.breaker_state(now) == "open");
+                        u.ejected = s.rt.ejected(now) as u64;
+                    }
+                }
                 m.pool = pool.stats();
                 m.pool_idle = pool.idle_count() as u64;
                 let copy = m.clone();

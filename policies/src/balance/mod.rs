@@ -39,6 +39,7 @@ mod health;
 mod outlier;
 mod pick;
 mod rng;
+mod runtime;
 mod split;
 mod window;
 
@@ -51,6 +52,7 @@ pub use pick::{
     SmoothWeightedRoundRobin,
 };
 pub use rng::{hash_bytes, FastRng};
+pub use runtime::{RoutePolicy, RouteState, UpstreamPolicy, UpstreamState};
 pub use split::TrafficSplit;
 
 #[cfg(test)]
