@@ -12,10 +12,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-# The metrics test checks /metrics with the reference Prometheus text parser.
-if ! python3 -c 'import prometheus_client' 2>/dev/null; then
-  echo "== installing: prometheus-client (PyPI)"
-  python3 -m pip install --quiet --disable-pip-version-check prometheus-client
+# The metrics test checks /metrics with the reference Prometheus text parser; the auth tests make
+# their keys with `cryptography` and cross-check tokens signed by PyJWT.
+if ! python3 -c 'import prometheus_client, jwt, cryptography' 2>/dev/null; then
+  echo "== installing: prometheus-client, pyjwt, cryptography (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check prometheus-client pyjwt cryptography
 fi
 
 echo "== cargo fmt --check"

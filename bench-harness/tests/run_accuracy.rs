@@ -81,12 +81,14 @@ fn measure_with_floor(dist: &LatencyDist, rate: f64, secs: u64) -> (RunReport, u
     )
 }
 
-/// Other processes on this shared 2-core machine can only add delay, so a measurement disturbed
-/// by them (out of tolerance, or either run not `valid` by its own self-check, or a floor above
-/// 1 ms) is taken again, at most four attempts; every attempt is printed and one must pass.
+/// Other processes on this shared 2-core machine (and the host's steal time) can only add delay,
+/// so a measurement disturbed by them (out of tolerance, or either run not `valid` by its own
+/// self-check, or a floor above 1 ms) is taken again, at most eight attempts; every attempt is
+/// printed and one must pass. (A CI run on a clean clone once needed more than three.)
 fn assert_measured(spec: &str, rate: f64, secs: u64) {
     let dist: LatencyDist = spec.parse().unwrap();
-    for attempt in 1..=4 {
+    const ATTEMPTS: u32 = 8;
+    for attempt in 1..=ATTEMPTS {
         let (r, f50, f99, sane) = measure_with_floor(&dist, rate, secs);
         let l = &r.latency.response;
         let p50 = within(
@@ -105,8 +107,8 @@ fn assert_measured(spec: &str, rate: f64, secs: u64) {
             return;
         }
         assert!(
-            attempt < 3,
-            "{spec}: not measured within 5% + floor in 3 attempts"
+            attempt < ATTEMPTS,
+            "{spec}: not measured within 5% + floor in {ATTEMPTS} attempts"
         );
     }
 }

@@ -6,6 +6,7 @@
 //! request time is compiled into [`RouteSettings`] and [`UpstreamSet`] when the snapshot is built,
 //! so the hot path reads plain fields, never raw config.
 
+use crate::authn::{AuthOutput, AuthVerdict};
 use crate::codec::RequestHead;
 use crate::error::Refusal;
 use crate::resilience::{
@@ -39,6 +40,8 @@ pub struct RouteSettings {
     pub fallback: Option<Fallback>,
     /// Changes whenever the route's per-core state depends on changes (retry budget, split).
     pub fingerprint: u64,
+    /// The route's authentication rule (an index the snapshot understands); `None`: none.
+    pub auth: Option<u32>,
 }
 
 /// How the upstream request's Host header is set.
@@ -99,6 +102,27 @@ pub trait Gateway: Send + Sync + 'static {
 
     /// The upstream at snapshot index `index` (split backends).
     fn upstream(&self, index: usize) -> Option<&UpstreamSet>;
+
+    /// Per-core authentication state (verified-token caches); kept across reloads.
+    type Auth: 'static;
+
+    /// Fresh per-core authentication state.
+    fn auth_runtime(&self) -> Self::Auth;
+
+    /// Authenticates and authorizes a request on `route` (whose `auth` is set); on
+    /// [`AuthVerdict::Pass`] `out` holds what to forward.
+    fn authenticate(
+        &self,
+        auth: &mut Self::Auth,
+        route: &RouteSettings,
+        headers: &[httparse::Header<'_>],
+        now_unix: u64,
+        out: &mut AuthOutput,
+    ) -> AuthVerdict;
+
+    /// Header names (lower case) removed from every upstream request: the identity headers
+    /// only the gateway may set.
+    fn managed_headers(&self) -> &[Box<str>];
 
     /// Routes `req`. On success the upstream request path (rewritten, with the query) has been
     /// appended to `upstream_path`.

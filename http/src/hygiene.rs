@@ -31,6 +31,10 @@ pub struct ForwardContext<'a> {
     pub trace: Option<&'a RequestTrace>,
     /// Further header lines the gateway adds (each `name: value\r\n`), e.g. identity headers.
     pub extra: &'a [u8],
+    /// Header names (lower case) never forwarded from the client (identity headers).
+    pub drop: &'a [Box<str>],
+    /// Drop the client's credential headers (`Authorization`, `X-API-Key`).
+    pub strip_credential: bool,
 }
 
 /// Request headers the gateway writes itself (never copied from the client).
@@ -80,6 +84,10 @@ pub fn write_request_head(
         if is_managed_request_header(h.name)
             || hop.contains(h.name)
             || (traced && is_trace_header(h.name))
+            || (fwd.strip_credential
+                && (h.name.eq_ignore_ascii_case("authorization")
+                    || h.name.eq_ignore_ascii_case("x-api-key")))
+            || fwd.drop.iter().any(|d| d.eq_ignore_ascii_case(h.name))
         {
             continue;
         }
@@ -218,6 +226,8 @@ mod tests {
             endpoint: "127.0.0.1:9000".parse().expect("addr"),
             trace: None,
             extra: b"",
+            drop: &[],
+            strip_credential: false,
         };
         let mut out = Vec::new();
         write_request_head(&mut out, &req, &hop, b"/up/path?q=1", &fwd);

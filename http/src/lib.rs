@@ -4,6 +4,7 @@
 //!   the request-smuggling defence;
 //! - [`hygiene`]: the heads the gateway writes on each side;
 //! - [`respond`] and [`error`]: gateway-made responses and the one mapping from causes to them;
+//! - [`authn`]: what the engine asks of authentication, and the verdict it applies;
 //! - [`gateway`]: what the engine asks of a compiled config snapshot;
 //! - [`pool`]: per-core upstream connection pools;
 //! - [`metrics`]: per-core counters and histograms, merged when scraped;
@@ -13,6 +14,7 @@
 //! - [`engine`]: the per-worker accept and connection loops that tie it together.
 
 pub mod accesslog;
+pub mod authn;
 pub mod codec;
 pub mod engine;
 pub mod error;

@@ -37,6 +37,157 @@ pub struct RawConfig {
     /// What the gateway measures and adds to requests.
     #[serde(default)]
     pub observability: ObservabilityConfig,
+    /// Credentials: API keys and JWT verification (routes opt in with `auth`).
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+}
+
+/// `[auth]`: where credentials are checked against.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The API key file (`[[keys]]` entries from `ringgate keys create`); re-read on reload.
+    #[serde(default)]
+    pub api_keys_file: Option<String>,
+    /// A JWKS file (the identity provider's public keys); re-read on reload.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// JWT checks shared by every route (a route may narrow issuers and audiences).
+    #[serde(default)]
+    pub jwt: JwtConfig,
+    /// Names of the identity headers sent upstream.
+    #[serde(default)]
+    pub headers: IdentityHeaders,
+    /// Verified tokens cached per core (by SHA-256 of the token, until their expiry).
+    #[serde(default = "default_token_cache")]
+    pub token_cache: usize,
+}
+
+fn default_token_cache() -> usize {
+    10_000
+}
+
+/// `[auth.jwt]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Accepted algorithms (asymmetric only: RS256/384/512, PS256/384/512, ES256/384, EdDSA).
+    #[serde(default = "default_algs")]
+    pub algorithms: Vec<String>,
+    /// Accepted issuers (empty: not checked).
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Accepted audiences (empty: not checked).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "sixty_s", with = "ringgate_core::duration::serde_text")]
+    pub leeway: Duration,
+    /// The claim holding the tenant.
+    #[serde(default)]
+    pub tenant_claim: Option<String>,
+    /// The claim holding the rate-limit tier.
+    #[serde(default)]
+    pub tier_claim: Option<String>,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            algorithms: default_algs(),
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            leeway: sixty_s(),
+            tenant_claim: None,
+            tier_claim: None,
+        }
+    }
+}
+
+fn default_algs() -> Vec<String> {
+    ["RS256", "PS256", "ES256", "EdDSA"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+fn sixty_s() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// `[auth.headers]`: identity headers (any the client sends itself are dropped).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityHeaders {
+    /// The client id (API key's client, or `client_id`/`azp`).
+    #[serde(default = "h_client")]
+    pub client_id: String,
+    /// The user (`sub`).
+    #[serde(default = "h_user")]
+    pub user_id: String,
+    /// The tenant.
+    #[serde(default = "h_tenant")]
+    pub tenant_id: String,
+    /// The scopes, space separated.
+    #[serde(default = "h_scopes")]
+    pub scopes: String,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self {
+            client_id: h_client(),
+            user_id: h_user(),
+            tenant_id: h_tenant(),
+            scopes: h_scopes(),
+        }
+    }
+}
+
+fn h_client() -> String {
+    "x-client-id".into()
+}
+fn h_user() -> String {
+    "x-user-id".into()
+}
+fn h_tenant() -> String {
+    "x-tenant-id".into()
+}
+fn h_scopes() -> String {
+    "x-scopes".into()
+}
+
+/// A route's `auth = { ... }`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteAuthConfig {
+    /// `required` (default), `optional` or `none`.
+    #[serde(default = "required")]
+    pub mode: String,
+    /// Accepted credentials: `api_key`, `jwt` (default: both).
+    #[serde(default = "default_methods")]
+    pub methods: Vec<String>,
+    /// The identity needs at least one of these scopes.
+    #[serde(default)]
+    pub scopes_any: Vec<String>,
+    /// The identity needs all of these scopes.
+    #[serde(default)]
+    pub scopes_all: Vec<String>,
+    /// Narrow the accepted JWT issuers for this route.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Narrow the accepted JWT audiences for this route.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Forward the credential header upstream (default: strip it).
+    #[serde(default)]
+    pub keep_credential: bool,
+}
+
+fn required() -> String {
+    "required".into()
+}
+fn default_methods() -> Vec<String> {
+    vec!["api_key".into(), "jwt".into()]
 }
 
 /// `[admin]`: the admin API's own listener.
@@ -405,6 +556,9 @@ pub struct RouteConfig {
     /// The answer while the upstream's breaker is open.
     #[serde(default)]
     pub fallback: Option<FallbackConfig>,
+    /// Who may call this route (needs `[auth]`).
+    #[serde(default)]
+    pub auth: Option<RouteAuthConfig>,
     /// Upstream response-head timeout (default: the profile's `timeouts.response`).
     #[serde(default, with = "serde_text_opt")]
     pub timeout: Option<Duration>,
@@ -600,6 +754,40 @@ impl RawConfig {
                 errs.push("admin.token: at least 16 visible ASCII characters".to_string());
             }
         }
+        if let Some(a) = &self.auth {
+            for (j, alg) in a.jwt.algorithms.iter().enumerate() {
+                if !matches!(
+                    alg.as_str(),
+                    "RS256"
+                        | "RS384"
+                        | "RS512"
+                        | "PS256"
+                        | "PS384"
+                        | "PS512"
+                        | "ES256"
+                        | "ES384"
+                        | "EdDSA"
+                ) {
+                    errs.push(format!(
+                        "auth.jwt.algorithms[{j}]: {alg:?} is not an accepted asymmetric algorithm"
+                    ));
+                }
+            }
+            let h = &a.headers;
+            for (name, v) in [
+                ("client_id", &h.client_id),
+                ("user_id", &h.user_id),
+                ("tenant_id", &h.tenant_id),
+                ("scopes", &h.scopes),
+            ] {
+                if v.is_empty() || !v.bytes().all(is_token_byte) {
+                    errs.push(format!("auth.headers.{name}: {v:?} is not a header name"));
+                }
+            }
+            if a.token_cache == 0 {
+                errs.push("auth.token_cache: at least 1".to_string());
+            }
+        }
         if let Some(l) = &self.access_log {
             if l.path.is_empty() {
                 errs.push("access_log.path: \"stdout\" or a file path".to_string());
@@ -652,6 +840,29 @@ impl RawConfig {
                     || rt.max_backoff < rt.backoff
                 {
                     errs.push(format!("{at}.retry: attempts <= 10, 0 <= budget_ratio <= 10, backoff <= max_backoff"));
+                }
+            }
+            if let Some(a) = &r.auth {
+                if self.auth.is_none() {
+                    errs.push(format!("{at}.auth: needs an [auth] section"));
+                }
+                if !matches!(a.mode.as_str(), "required" | "optional" | "none") {
+                    errs.push(format!(
+                        "{at}.auth.mode: {:?} is not required, optional or none",
+                        a.mode
+                    ));
+                }
+                for (j, m) in a.methods.iter().enumerate() {
+                    if !matches!(m.as_str(), "api_key" | "jwt") {
+                        errs.push(format!(
+                            "{at}.auth.methods[{j}]: {m:?} is not api_key or jwt"
+                        ));
+                    }
+                }
+                if !a.scopes_any.is_empty() && !a.scopes_all.is_empty() {
+                    errs.push(format!(
+                        "{at}.auth: give scopes_any or scopes_all, not both"
+                    ));
                 }
             }
             if let Some(f) = &r.fallback {

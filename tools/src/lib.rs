@@ -4,6 +4,7 @@
 //! the very same gateway in-process.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod control;
 pub mod demo;

@@ -30,6 +30,28 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum KeysCmd {
+    /// Create an API key: prints the secret once, and the entry for the key file.
+    Create {
+        /// The client the key belongs to.
+        #[arg(long)]
+        client_id: String,
+        /// Its tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Scopes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Rate-limit tier.
+        #[arg(long)]
+        tier: Option<String>,
+        /// Expiry, unix seconds.
+        #[arg(long)]
+        expires_at: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Serve a config file.
     Serve {
@@ -56,6 +78,29 @@ enum Cmd {
         /// The admin bearer token, if the gateway has one.
         #[arg(long)]
         token: Option<String>,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Mint a signed JWT (for tests and local development).
+    Token {
+        /// The private key (PEM file: RSA, EC P-256 or Ed25519).
+        #[arg(long)]
+        key: String,
+        /// The algorithm (RS256, PS256, ES256, EdDSA...).
+        #[arg(long, default_value = "RS256")]
+        alg: String,
+        /// The key id to put in the header.
+        #[arg(long)]
+        kid: Option<String>,
+        /// The claims, as a JSON object.
+        #[arg(long, default_value = "{}")]
+        claims: String,
+        /// Set `exp` this far in the future (e.g. 1h), unless the claims have one.
+        #[arg(long, default_value = "1h")]
+        expires_in: String,
     },
     /// Validate a config (and profile), print a summary, exit non-zero listing every error.
     Check {
@@ -143,6 +188,54 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             run_until_stopped(gw, control, handoff, takeover)
         }
         Cmd::Reload { admin, token } => reload(admin, token.as_deref()),
+        Cmd::Keys {
+            cmd:
+                KeysCmd::Create {
+                    client_id,
+                    tenant,
+                    scopes,
+                    tier,
+                    expires_at,
+                },
+        } => {
+            let (secret, entry) = ringgate_policies::auth::generate_key(
+                &client_id,
+                tenant.as_deref(),
+                &scopes,
+                tier.as_deref(),
+                expires_at,
+            )?;
+            eprintln!("API key (shown once; the key file keeps only its salted hash):");
+            println!("{secret}");
+            eprintln!("\nAdd to the api_keys_file:\n");
+            println!("{}", entry.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Token {
+            key,
+            alg,
+            kid,
+            claims,
+            expires_in,
+        } => {
+            let pem = std::fs::read(&key).map_err(|e| format!("cannot read {key}: {e}"))?;
+            let alg: ringgate_policies::auth::Algorithm = alg
+                .parse()
+                .map_err(|_| format!("unknown algorithm {alg:?}"))?;
+            let mut claims: serde_json::Value = serde_json::from_str(&claims)?;
+            let ttl = ringgate_core::duration::parse(&expires_in)?;
+            if let Some(obj) = claims.as_object_mut() {
+                if !obj.contains_key("exp") {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    obj.insert("exp".into(), (now + ttl.as_secs()).into());
+                }
+            }
+            let t = ringgate_policies::auth::mint(&pem, alg, kid.as_deref(), &claims)?;
+            println!("{t}");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Check { config, profile } => check(&config, profile.as_deref()),
         Cmd::Demo { listen, profile } => {
             let profile = load_profile(profile.as_deref())?;

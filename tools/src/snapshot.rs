@@ -53,6 +53,10 @@ pub struct Snapshot {
     pub upstream_policies: Vec<UpstreamPolicy>,
     /// Retry budget and split of each route, by route metric id.
     pub route_policies: HashMap<u32, RoutePolicy>,
+    /// Authentication, when `[auth]` is configured.
+    pub auth: Option<std::sync::Arc<crate::auth::AuthSetup>>,
+    /// Header names never forwarded from clients (the identity headers).
+    pub managed: Vec<Box<str>>,
 }
 
 /// Settings taken when the process starts; a reload that changes them is refused.
@@ -166,8 +170,29 @@ impl Snapshot {
             });
             upstream_policies.push(policy);
         }
-        let specs: Vec<RouteSpec<CompiledRoute>> =
-            raw.routes.iter().map(|r| route_spec(r, raw)).collect();
+        let rules: Vec<&crate::config::RouteAuthConfig> =
+            raw.routes.iter().filter_map(|r| r.auth.as_ref()).collect();
+        let auth = raw
+            .auth
+            .as_ref()
+            .and_then(|a| crate::auth::AuthSetup::build(a, &rules, &mut errs))
+            .map(std::sync::Arc::new);
+        let managed: Vec<Box<str>> = auth
+            .as_ref()
+            .map(|a| a.identity_headers().to_vec())
+            .unwrap_or_default();
+        let mut next_rule = 0u32;
+        let specs: Vec<RouteSpec<CompiledRoute>> = raw
+            .routes
+            .iter()
+            .map(|r| {
+                let rule = r.auth.as_ref().map(|_| {
+                    next_rule += 1;
+                    next_rule - 1
+                });
+                route_spec(r, raw, rule)
+            })
+            .collect();
         let table = match RouteTable::build(specs) {
             Ok(t) => Some(t),
             Err(route_errs) => {
@@ -203,13 +228,15 @@ impl Snapshot {
                     .iter()
                     .map(|r| (Registry::with(|reg| reg.route(&r.id)), route_policy(r)))
                     .collect(),
+                auth,
+                managed,
             }),
             _ => Err(ConfigError::Invalid(errs)),
         }
     }
 }
 
-fn route_spec(r: &RouteConfig, raw: &RawConfig) -> RouteSpec<CompiledRoute> {
+fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<CompiledRoute> {
     let path = if let Some(p) = &r.path.exact {
         PathMatch::Exact(p.clone())
     } else if let Some(p) = &r.path.prefix {
@@ -298,6 +325,7 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig) -> RouteSpec<CompiledRoute> {
                     body: f.body.as_bytes().into(),
                 }),
                 fingerprint,
+                auth,
             },
             upstream,
         },
@@ -372,6 +400,33 @@ impl Gateway for Snapshot {
 
     fn upstream(&self, index: usize) -> Option<&UpstreamSet> {
         self.upstreams.get(index)
+    }
+
+    type Auth = Option<crate::auth::AuthState>;
+
+    fn auth_runtime(&self) -> Self::Auth {
+        self.auth.as_ref().map(|a| a.state())
+    }
+
+    fn authenticate(
+        &self,
+        auth: &mut Self::Auth,
+        route: &RouteSettings,
+        headers: &[httparse::Header<'_>],
+        now_unix: u64,
+        out: &mut ringgate_http::authn::AuthOutput,
+    ) -> ringgate_http::authn::AuthVerdict {
+        match (&self.auth, route.auth) {
+            (Some(setup), Some(rule)) => {
+                let st = auth.get_or_insert_with(|| setup.state());
+                setup.check(st, rule as usize, headers, now_unix, out)
+            }
+            _ => ringgate_http::authn::AuthVerdict::Pass,
+        }
+    }
+
+    fn managed_headers(&self) -> &[Box<str>] {
+        &self.managed
     }
 
     fn route<'s>(

@@ -8,6 +8,7 @@ use super::exchange::{exchange, Outcome};
 use super::io::{read_append, write_all, ReadFail};
 use super::observe::finish;
 use super::Worker;
+use crate::authn::{AuthOutput, AuthVerdict};
 use crate::codec::{parse_request_head, BodyKind, HopByHop, MAX_HEADERS};
 use crate::error::Refusal;
 use crate::gateway::{Gateway, RouteSettings, UpstreamSet};
@@ -40,6 +41,8 @@ pub(crate) struct Tally {
     pub(crate) upstream_start: Option<Instant>,
     /// Time from sending the request upstream to the end of its response.
     pub(crate) upstream_us: Option<u64>,
+    /// Why authentication refused the request (empty otherwise).
+    pub(crate) auth_reason: &'static str,
 }
 
 /// A client connection and its reused buffers.
@@ -58,6 +61,10 @@ pub(crate) struct Conn {
     pub(crate) extra: Vec<u8>,
     /// A copy of the upstream request (head and inline body) for response-status retries.
     pub(crate) req_copy: Vec<u8>,
+    /// What authentication gave the current request.
+    pub(crate) auth: AuthOutput,
+    /// `WWW-Authenticate` line for the current refusal (empty when none).
+    pub(crate) challenge: Vec<u8>,
     /// The client's IP as text, for `X-Forwarded-For`.
     pub(crate) peer_ip: Box<[u8]>,
     /// Bytes read from the client and not yet consumed (the head, body bytes, pipelined requests).
@@ -131,6 +138,8 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
         meta_split: 0,
         extra: Vec::with_capacity(128),
         req_copy: Vec::new(),
+        auth: AuthOutput::default(),
+        challenge: Vec::new(),
         peer_ip: peer.ip().to_string().into_bytes().into_boxed_slice(),
         cbuf: Vec::with_capacity(cap),
         wbuf: Vec::with_capacity(1024),
@@ -309,6 +318,31 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         }
     };
     let route = routed.route;
+    c.auth.clear();
+    c.challenge.clear();
+    if route.auth.is_some() {
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let verdict = {
+            let mut slot = w.auth.borrow_mut();
+            let state = slot.get_or_insert_with(|| snap.auth_runtime());
+            snap.authenticate(state, route, req.headers, now_unix, &mut c.auth)
+        };
+        if let AuthVerdict::Refuse {
+            status,
+            code,
+            reason,
+            challenge,
+        } = verdict
+        {
+            c.tally.auth_reason = reason;
+            if let Some(ch) = challenge {
+                push_header(&mut c.challenge, b"www-authenticate", ch.as_bytes());
+            }
+            return refuse_with(Refusal::new(status, code), Some(route));
+        }
+    }
     let up = match &route.split {
         None => routed.upstream,
         Some(split) => {
@@ -398,7 +432,9 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         host: &up.host,
         endpoint,
         trace: w.settings.trace.then_some(&c.trace),
-        extra: b"",
+        extra: &c.auth.headers,
+        drop: snap.managed_headers(),
+        strip_credential: c.auth.strip_credential,
     };
     write_request_head(&mut c.wbuf, &req, &hop, &c.path, &fwd);
     let m = req.method;
@@ -511,6 +547,8 @@ pub(crate) async fn refuse<G: Gateway>(
     if w.settings.trace {
         push_header(&mut c.extra, b"x-request-id", c.trace.request_id());
     }
+    c.extra.extend_from_slice(&c.challenge);
+    c.challenge.clear();
     write_refusal(&mut c.wbuf, &r, close, http10 && !close, &c.extra);
     c.tally.status = r.status;
     c.tally.reason = r.code;

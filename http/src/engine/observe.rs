@@ -35,7 +35,9 @@ pub(crate) fn finish<G: Gateway>(
             r.responses[class_of(t.status)] += 1;
         }
         r.duration.record(total);
-        if !t.reason.is_empty() {
+        if !t.auth_reason.is_empty() {
+            m.gateway_response(t.auth_reason, t.status);
+        } else if !t.reason.is_empty() {
             m.gateway_response(t.reason, t.status);
         }
     }
@@ -68,8 +70,12 @@ pub(crate) fn finish<G: Gateway>(
             total_micros: total_us,
             upstream_micros: t.upstream_us,
             client_ip: c.peer.ip(),
-            identity: b"",
-            reason: t.reason,
+            identity: &c.auth.identity,
+            reason: if t.auth_reason.is_empty() {
+                t.reason
+            } else {
+                t.auth_reason
+            },
             worker: w.index as u16,
         });
     }

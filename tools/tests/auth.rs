@@ -1,0 +1,478 @@
+//! Authentication at the edge (issue 4, first part): API keys and JWTs checked on the request
+//! path, scopes, challenges, identity forwarding and anti-spoofing.
+//!
+//! Keys are generated per run by a Python script with the `cryptography` package, which also
+//! writes the JWKS and tokens signed by an independent implementation (PyJWT); ringgate's own
+//! `mint` signs the rest with the same keys. `scripts/test.sh` installs both packages.
+
+use ringgate::config::RawConfig;
+use ringgate::control::{ConfigSource, Control};
+use ringgate::server::{start, RunningGateway};
+use ringgate::snapshot::{text_hash, Snapshot};
+use ringgate_policies::auth::{generate_key, mint, Algorithm};
+use ringgate_testkit::client::{send, Response};
+use ringgate_testkit::gateway::test_profile;
+use ringgate_testkit::scripted::{recorder, Received};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const KEYGEN: &str = r#"
+import sys, json, time, hmac, hashlib, base64, jwt
+from cryptography.hazmat.primitives.asymmetric import rsa, ec, ed25519
+from cryptography.hazmat.primitives import serialization
+from jwt.algorithms import RSAAlgorithm, ECAlgorithm, OKPAlgorithm
+d = sys.argv[1]
+keys = {"rsa": rsa.generate_private_key(65537, 2048),
+        "ec": ec.generate_private_key(ec.SECP256R1()),
+        "ed": ed25519.Ed25519PrivateKey.generate(),
+        "rogue": rsa.generate_private_key(65537, 2048)}
+algs = {"rsa": ("RS256", RSAAlgorithm), "ec": ("ES256", ECAlgorithm), "ed": ("EdDSA", OKPAlgorithm),
+        "rogue": ("RS256", RSAAlgorithm)}
+jwks = []
+now = int(time.time())
+for name, k in keys.items():
+    pem = k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption())
+    open(f"{d}/{name}.pem", "wb").write(pem)
+    alg, algo = algs[name]
+    if name != "rogue":
+        jwk = json.loads(algo.to_jwk(k.public_key()))
+        jwk.update({"kid": name, "alg": alg, "use": "sig"})
+        jwks.append(jwk)
+        tok = jwt.encode({"sub": f"py-{name}", "iss": "https://idp.test", "aud": "api",
+                          "exp": now + 600, "scope": "read write", "client_id": "pyclient",
+                          "tenant": "t1"}, pem, algorithm=alg, headers={"kid": name})
+        open(f"{d}/py-{name}.jwt", "w").write(tok)
+open(f"{d}/jwks.json", "w").write(json.dumps({"keys": jwks}))
+# Algorithm confusion: an HS256 token whose HMAC secret is the RSA public key's PEM.
+pub = keys["rsa"].public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+head = b64(json.dumps({"alg": "HS256", "kid": "rsa", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "mallory", "iss": "https://idp.test", "aud": "api",
+                       "exp": now + 600, "scope": "read"}).encode())
+sig = b64(hmac.new(pub, head + b"." + body, hashlib.sha256).digest())
+open(f"{d}/confused.jwt", "wb").write(head + b"." + body + b"." + sig)
+none = b64(json.dumps({"alg": "none", "kid": "rsa"}).encode())
+open(f"{d}/none.jwt", "wb").write(none + b"." + body + b".")
+"#;
+
+struct Keys {
+    dir: PathBuf,
+}
+
+impl Keys {
+    fn make(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ringgate-auth-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let out = std::process::Command::new("python3")
+            .args(["-c", KEYGEN, &dir.to_string_lossy()])
+            .output()
+            .expect("python3 runs (scripts/test.sh installs pyjwt and cryptography)");
+        assert!(
+            out.status.success(),
+            "keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Keys { dir }
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.join(f)
+    }
+
+    fn read(&self, f: &str) -> String {
+        std::fs::read_to_string(self.path(f)).expect("read")
+    }
+
+    fn mint(&self, key: &str, alg: Algorithm, kid: &str, claims: serde_json::Value) -> String {
+        let pem = std::fs::read(self.path(&format!("{key}.pem"))).expect("pem");
+        mint(&pem, alg, Some(kid), &claims).expect("mint")
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn claims(extra: serde_json::Value) -> serde_json::Value {
+    let mut c = json!({"sub": "alice", "iss": "https://idp.test", "aud": "api",
+        "exp": now() + 600, "scope": "read", "client_id": "web", "tenant": "acme"});
+    if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    c
+}
+
+struct Gw {
+    gw: Option<RunningGateway>,
+    control: Arc<Control>,
+    file: PathBuf,
+    seen: Arc<Mutex<Vec<Received>>>,
+    _up: ringgate_testkit::scripted::Scripted,
+}
+
+impl Gw {
+    fn start(keys: &Keys, key_file: &Path) -> Self {
+        let (up, seen) = recorder();
+        let text = format!(
+            r#"version = "auth"
+[[listeners]]
+address = "127.0.0.1:0"
+[auth]
+api_keys_file = "{keys_file}"
+jwks_file = "{jwks}"
+[auth.jwt]
+issuers = ["https://idp.test"]
+audiences = ["api"]
+leeway = "5s"
+tenant_claim = "tenant"
+[[upstreams]]
+name = "up"
+endpoints = ["{up}"]
+[[routes]]
+id = "api"
+path = {{ prefix = "/api" }}
+upstream = "up"
+auth = {{ mode = "required", scopes_any = ["read"] }}
+[[routes]]
+id = "admin"
+path = {{ prefix = "/admin" }}
+upstream = "up"
+auth = {{ mode = "required", scopes_all = ["admin"] }}
+[[routes]]
+id = "keys-only"
+path = {{ prefix = "/keys-only" }}
+upstream = "up"
+auth = {{ methods = ["api_key"], keep_credential = true }}
+[[routes]]
+id = "open"
+path = {{ prefix = "/open" }}
+upstream = "up"
+"#,
+            keys_file = key_file.display(),
+            jwks = keys.path("jwks.json").display(),
+            up = up.addr,
+        );
+        let file = keys.path("ringgate.toml");
+        std::fs::write(&file, &text).expect("config");
+        let raw = RawConfig::parse(&text).expect("parse");
+        let snap = Snapshot::build(&raw, text_hash(&text)).unwrap_or_else(|e| panic!("{e}"));
+        let gw = start(snap, &test_profile()).expect("start");
+        let control = Control::new(ConfigSource::File(file.clone()), raw, &gw);
+        Gw {
+            gw: Some(gw),
+            control,
+            file,
+            seen,
+            _up: up,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.gw.as_ref().expect("running").addrs[0]
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: h\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        send(self.addr(), req.as_bytes())
+    }
+
+    fn bearer(&self, path: &str, token: &str) -> Response {
+        self.get(
+            path,
+            &[("Authorization", &format!("Bearer {}", token.trim()))],
+        )
+    }
+
+    fn last(&self) -> Received {
+        self.seen
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .expect("a request reached the upstream")
+    }
+
+    fn upstream_count(&self) -> usize {
+        self.seen.lock().expect("lock").len()
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        if let Some(g) = self.gw.take() {
+            g.stop();
+        }
+    }
+}
+
+fn assert_unauthorized(r: &Response, what: &str) {
+    assert_eq!(r.status, 401, "{what}: {}", r.text());
+    assert_eq!(r.text(), r#"{"error":"unauthorized"}"#, "{what}");
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|v| v.contains("realm=")),
+        "{what}: challenge"
+    );
+}
+
+#[test]
+fn jwts_from_both_implementations_are_accepted_and_identity_is_forwarded() {
+    let keys = Keys::make("ok");
+    let kf = keys.path("keys.toml");
+    std::fs::write(&kf, "").expect("keys");
+    let gw = Gw::start(&keys, &kf);
+    for (key, alg) in [
+        ("rsa", Algorithm::RS256),
+        ("ec", Algorithm::ES256),
+        ("ed", Algorithm::EdDSA),
+    ] {
+        let t = keys.mint(key, alg, key, claims(json!({})));
+        let r = gw.bearer("/api/x", &t);
+        assert_eq!(r.status, 200, "{key}: {}", r.text());
+        let up = gw.last();
+        assert_eq!(up.header("x-user-id").as_deref(), Some("alice"));
+        assert_eq!(up.header("x-client-id").as_deref(), Some("web"));
+        assert_eq!(up.header("x-tenant-id").as_deref(), Some("acme"));
+        assert_eq!(up.header("x-scopes").as_deref(), Some("read"));
+        assert_eq!(
+            up.header("authorization"),
+            None,
+            "the credential is stripped"
+        );
+        // Warm: the same token again (cache hit) still passes.
+        assert_eq!(gw.bearer("/api/x", &t).status, 200);
+        let py = keys.read(&format!("py-{key}.jwt"));
+        let r = gw.bearer("/api/y", &py);
+        assert_eq!(r.status, 200, "PyJWT {key}: {}", r.text());
+        assert_eq!(
+            gw.last().header("x-user-id").as_deref(),
+            Some(format!("py-{key}").as_str())
+        );
+    }
+}
+
+#[test]
+fn bad_tokens_are_refused_with_401_and_missing_scopes_with_403() {
+    let keys = Keys::make("bad");
+    let kf = keys.path("keys.toml");
+    std::fs::write(&kf, "").expect("keys");
+    let gw = Gw::start(&keys, &kf);
+    let before = gw.upstream_count();
+    let t = |extra| keys.mint("rsa", Algorithm::RS256, "rsa", claims(extra));
+    let cases = [
+        ("expired", t(json!({"exp": now() - 60}))),
+        ("not yet valid", t(json!({"nbf": now() + 600}))),
+        ("wrong audience", t(json!({"aud": "other"}))),
+        ("wrong issuer", t(json!({"iss": "https://evil.test"}))),
+        (
+            "wrong key",
+            keys.mint("rogue", Algorithm::RS256, "rsa", claims(json!({}))),
+        ),
+        (
+            "unknown kid",
+            keys.mint("rsa", Algorithm::RS256, "nope", claims(json!({}))),
+        ),
+        ("alg none", keys.read("none.jwt")),
+        ("alg confusion", keys.read("confused.jwt")),
+        ("garbage", "not.a.jwt".to_string()),
+    ];
+    for (what, token) in &cases {
+        assert_unauthorized(&gw.bearer("/api/x", token), what);
+    }
+    // A tampered payload: swap in another subject, keep the signature.
+    let good = t(json!({}));
+    let parts: Vec<&str> = good.split('.').collect();
+    let forged = b64url(&serde_json::to_vec(&claims(json!({"sub": "root"}))).expect("json"));
+    assert_unauthorized(
+        &gw.bearer("/api/x", &format!("{}.{forged}.{}", parts[0], parts[2])),
+        "tampered",
+    );
+    assert_unauthorized(&gw.get("/api/x", &[]), "missing");
+    assert_eq!(
+        gw.upstream_count(),
+        before,
+        "no refused request reached the upstream"
+    );
+    let r = gw.bearer("/admin/x", &good);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.text(), r#"{"error":"forbidden"}"#);
+    let m = ringgate::admin::metrics_text(&gw.control);
+    assert!(m.contains("reason=\"expired\",status=\"401\"} 1"), "{m}");
+    assert!(
+        m.contains("reason=\"insufficient_scope\",status=\"403\"} 1"),
+        "{m}"
+    );
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[test]
+fn api_keys_are_created_used_and_revoked() {
+    let keys = Keys::make("apikey");
+    let (secret, entry) =
+        generate_key("billing", Some("acme"), &["read"], Some("gold"), None).expect("key");
+    let kf = keys.path("keys.toml");
+    std::fs::write(&kf, entry.to_toml()).expect("keys");
+    assert!(
+        !std::fs::read_to_string(&kf)
+            .expect("read")
+            .contains(&secret[secret.len() - 10..]),
+        "the file holds no secret"
+    );
+    let gw = Gw::start(&keys, &kf);
+    let r = gw.get("/api/a", &[("X-API-Key", &secret)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let up = gw.last();
+    assert_eq!(up.header("x-client-id").as_deref(), Some("billing"));
+    assert_eq!(up.header("x-tenant-id").as_deref(), Some("acme"));
+    assert_eq!(up.header("x-api-key"), None);
+    let r = gw.get("/api/b", &[("Authorization", &format!("ApiKey {secret}"))]);
+    assert_eq!(r.status, 200);
+    // A route that keeps the credential, and one that takes only keys.
+    assert_eq!(
+        gw.get("/keys-only/c", &[("X-API-Key", &secret)]).status,
+        200
+    );
+    assert_eq!(
+        gw.last().header("x-api-key").as_deref(),
+        Some(secret.as_str())
+    );
+    let jwt = keys.mint("rsa", Algorithm::RS256, "rsa", claims(json!({})));
+    assert_unauthorized(&gw.bearer("/keys-only/c", &jwt), "jwt on a keys-only route");
+    let mut wrong = secret.clone();
+    wrong.pop();
+    wrong.push(if secret.ends_with('A') { 'B' } else { 'A' });
+    assert_unauthorized(&gw.get("/api/a", &[("X-API-Key", &wrong)]), "wrong secret");
+    // Revoke: edit the key file, reload; the key stops working.
+    let revoked = entry.to_toml().replace("revoked = false", "revoked = true");
+    let revoked = if revoked.contains("revoked = true") {
+        revoked
+    } else {
+        format!("{revoked}revoked = true\n")
+    };
+    std::fs::write(&kf, revoked).expect("revoke");
+    std::fs::write(
+        &gw.file,
+        std::fs::read_to_string(&gw.file)
+            .expect("cfg")
+            .replace("version = \"auth\"", "version = \"auth2\""),
+    )
+    .expect("cfg");
+    gw.control.reload("test").expect("reload");
+    assert_unauthorized(&gw.get("/api/a", &[("X-API-Key", &secret)]), "revoked");
+}
+
+#[test]
+fn identity_headers_sent_by_clients_never_reach_the_upstream() {
+    let keys = Keys::make("spoof");
+    let kf = keys.path("keys.toml");
+    std::fs::write(&kf, "").expect("keys");
+    let gw = Gw::start(&keys, &kf);
+    let spoof = [
+        ("X-User-Id", "root"),
+        ("X-Client-Id", "admin"),
+        ("X-Tenant-Id", "other"),
+        ("X-Scopes", "admin"),
+    ];
+    assert_eq!(gw.get("/open/x", &spoof).status, 200);
+    let up = gw.last();
+    for (h, _) in spoof {
+        assert_eq!(up.header(h), None, "{h} passed through an open route");
+    }
+    let t = keys.mint("ec", Algorithm::ES256, "ec", claims(json!({})));
+    let mut hs = spoof.to_vec();
+    let auth = format!("Bearer {t}");
+    hs.push(("Authorization", &auth));
+    assert_eq!(gw.get("/api/x", &hs).status, 200);
+    let up = gw.last();
+    assert_eq!(up.header("x-user-id").as_deref(), Some("alice"));
+    assert_eq!(up.header("x-scopes").as_deref(), Some("read"));
+    assert_eq!(up.header("x-tenant-id").as_deref(), Some("acme"));
+}
+
+#[test]
+fn the_cli_creates_keys_and_mints_tokens_the_gateway_accepts() {
+    let bin = env!("CARGO_BIN_EXE_ringgate");
+    let keys = Keys::make("cli");
+    let out = std::process::Command::new(bin)
+        .args([
+            "keys",
+            "create",
+            "--client-id",
+            "cli-app",
+            "--scopes",
+            "read,write",
+            "--tenant",
+            "acme",
+        ])
+        .output()
+        .expect("keys create");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = stdout.lines();
+    let secret = lines.next().expect("the secret first").trim().to_string();
+    let entry: String = lines.collect::<Vec<_>>().join("\n");
+    assert!(
+        entry.contains("[[keys]]") && !entry.contains(&secret),
+        "{stdout}"
+    );
+    let kf = keys.path("keys.toml");
+    std::fs::write(&kf, &entry).expect("keys");
+    let gw = Gw::start(&keys, &kf);
+    assert_eq!(gw.get("/api/a", &[("X-API-Key", &secret)]).status, 200);
+    assert_eq!(gw.last().header("x-scopes").as_deref(), Some("read write"));
+    let out = std::process::Command::new(bin)
+        .args([
+            "token",
+            "--key",
+            &keys.path("ed.pem").to_string_lossy(),
+            "--alg",
+            "EdDSA",
+            "--kid",
+            "ed",
+            "--claims",
+            r#"{"sub":"cli-user","iss":"https://idp.test","aud":"api","scope":"read"}"#,
+        ])
+        .output()
+        .expect("token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(gw.bearer("/api/t", &token).status, 200);
+    assert_eq!(gw.last().header("x-user-id").as_deref(), Some("cli-user"));
+}
