@@ -46,4 +46,13 @@ pub enum AuthVerdict {
         /// The challenge, if any.
         challenge: Option<String>,
     },
+    /// The answer depends on work off the core (a key-set refresh after an unknown `kid`, a
+    /// token introspection): wait until [`crate::gateway::Gateway::auth_poll`] says `ticket` is
+    /// ready, at most `within`, then authenticate the request once more (which then decides).
+    Wait {
+        /// What to poll for.
+        ticket: u64,
+        /// The longest wait.
+        within: std::time::Duration,
+    },
 }

@@ -110,15 +110,20 @@ pub trait Gateway: Send + Sync + 'static {
     fn auth_runtime(&self) -> Self::Auth;
 
     /// Authenticates and authorizes a request on `route` (whose `auth` is set); on
-    /// [`AuthVerdict::Pass`] `out` holds what to forward.
+    /// [`AuthVerdict::Pass`] `out` holds what to forward. `waited` says this request already
+    /// waited once: the answer must then be final (never [`AuthVerdict::Wait`] again).
     fn authenticate(
         &self,
         auth: &mut Self::Auth,
         route: &RouteSettings,
         headers: &[httparse::Header<'_>],
         now_unix: u64,
+        waited: bool,
         out: &mut AuthOutput,
     ) -> AuthVerdict;
+
+    /// Whether the work a [`AuthVerdict::Wait`] named by `ticket` is done.
+    fn auth_poll(&self, auth: &mut Self::Auth, ticket: u64) -> bool;
 
     /// Header names (lower case) removed from every upstream request: the identity headers
     /// only the gateway may set.

@@ -157,6 +157,27 @@ impl Pool {
         self.stats.evicted += evicted;
     }
 
+    /// Closes the oldest idle connection to any of `eps`; returns whether there was one.
+    pub fn evict_one_of(&mut self, eps: &[SocketAddr]) -> bool {
+        let oldest = eps
+            .iter()
+            .filter_map(|ep| {
+                self.idle
+                    .get(ep)
+                    .and_then(|l| l.first())
+                    .map(|c| (*ep, c.since))
+            })
+            .min_by_key(|(_, since)| *since);
+        match oldest.and_then(|(ep, _)| self.idle.get_mut(&ep)) {
+            Some(list) if !list.is_empty() => {
+                list.remove(0);
+                self.stats.evicted += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Idle connections to `ep` held now.
     pub fn idle_for(&self, ep: SocketAddr) -> usize {
         self.idle.get(&ep).map_or(0, Vec::len)

@@ -55,16 +55,16 @@ impl AdminServer {
                         continue;
                     }
                     active.fetch_add(1, Ordering::Relaxed);
-                    let (c, t, a) = (control.clone(), token.clone(), active.clone());
-                    let spawned = std::thread::Builder::new()
+                    let guard = Slot(active.clone());
+                    let (c, t) = (control.clone(), token.clone());
+                    // The slot is given back when the thread ends, even by a panic (or when
+                    // the spawn fails and the closure, with the guard, is dropped).
+                    let _ = std::thread::Builder::new()
                         .name("ringgate-admin-conn".into())
                         .spawn(move || {
+                            let _slot = guard;
                             serve(s, &c, t.as_deref());
-                            a.fetch_sub(1, Ordering::Relaxed);
                         });
-                    if spawned.is_err() {
-                        active.fetch_sub(1, Ordering::Relaxed);
-                    }
                 }
             })?;
         Ok(Self {
@@ -82,6 +82,18 @@ impl AdminServer {
         let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both);
     }
 }
+
+/// One admin connection's place under [`MAX_CONNS`].
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The whole request (head and any body) must arrive within this.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 fn respond(s: &mut TcpStream, status: u16, ctype: &str, body: &[u8]) -> std::io::Result<()> {
     let reason = ringgate_http::error::reason_phrase(status);
@@ -109,11 +121,20 @@ struct AdminRequest {
 }
 
 fn read_request(s: &mut TcpStream, token: Option<&str>) -> Option<AdminRequest> {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
+    // Each read gets what is left of one overall deadline: a client trickling bytes cannot
+    // hold its slot for longer than that.
+    let arm = |s: &TcpStream| {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        !left.is_zero() && s.set_read_timeout(Some(left)).is_ok()
+    };
+    let _ = s.set_write_timeout(Some(REQUEST_DEADLINE));
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 2048];
     loop {
+        if !arm(s) {
+            return None;
+        }
         let n = s.read(&mut chunk).ok()?;
         if n == 0 {
             return None;
@@ -150,7 +171,7 @@ fn read_request(s: &mut TcpStream, token: Option<&str>) -> Option<AdminRequest> 
                     .unwrap_or(0)
                     .min(1 << 20);
                 let mut have = buf.len() - head_len;
-                while have < body_len {
+                while have < body_len && arm(s) {
                     match s.read(&mut chunk) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => have += n,
@@ -181,6 +202,16 @@ fn serve(mut s: TcpStream, c: &Control, token: Option<&str>) {
         return;
     }
     let (status, ctype, body) = route(c, &req.method, &req.path);
+    if req.method == "HEAD" {
+        // The head GET would give, with its length, and no body.
+        let reason = ringgate_http::error::reason_phrase(status);
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = s.write_all(head.as_bytes());
+        return;
+    }
     let _ = respond(&mut s, status, ctype, &body);
 }
 

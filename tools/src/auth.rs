@@ -6,31 +6,53 @@
 //! Identity headers are written with values restricted to visible ASCII: a claim cannot smuggle
 //! a line break into the upstream request.
 
+use crate::authfetch::{IntrospectionResult, Introspector, JwksFetch, JwksSource};
 use crate::config::{AuthConfig, RouteAuthConfig};
 use ringgate_http::authn::{AuthOutput, AuthVerdict};
 use ringgate_http::hygiene::push_header;
 use ringgate_http::resilience::key_hash;
 use ringgate_policies::auth::{
     authorize, extract, www_authenticate, www_authenticate_forbidden, AuthFailure, AuthMode,
-    ClaimNames, Credential, CredentialKind, CredentialKinds, Identity, Jwks, JwtPolicy,
-    JwtPolicySpec, KeyStore, RouteAuth, ScopeRule, TokenCache,
+    ClaimNames, Credential, CredentialKind, CredentialKinds, Identity, IntrospectionCache, Jwks,
+    JwtPolicy, JwtPolicySpec, KeyStore, RouteAuth, ScopeRule, TokenCache, TokenDigest,
 };
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything a snapshot needs to authenticate.
 pub struct AuthSetup {
     keys: KeyStore,
-    jwks: Option<Jwks>,
+    jwks: Option<Arc<Jwks>>,
+    jwks_source: Option<Arc<JwksSource>>,
+    fetch_timeout: Duration,
+    introspector: Option<Arc<Introspector>>,
+    introspection_ttl: Duration,
     policies: Vec<JwtPolicy>,
     routes: Vec<RouteAuth>,
     headers: [Box<str>; 4],
     token_cache: usize,
 }
 
-/// Per-core state: verified tokens.
+/// Per-core state: verified tokens, introspection results, this core's reply channel.
 pub struct AuthState {
     tokens: TokenCache,
+    /// The key set from the URL source, as of `jwks_epoch`.
+    jwks: Option<Arc<Jwks>>,
+    jwks_epoch: u64,
+    introspected: IntrospectionCache,
+    /// Failed introspections waiting for the request that asked (consumed once).
+    refused: HashMap<[u8; 32], AuthFailure>,
+    /// Introspections in flight from this core, by ticket.
+    pending: HashMap<u64, [u8; 32]>,
+    /// Tokens whose introspection answered active since their request asked.
+    answered: std::collections::HashSet<[u8; 32]>,
+    reply_tx: crossbeam_channel::Sender<IntrospectionResult>,
+    reply_rx: crossbeam_channel::Receiver<IntrospectionResult>,
 }
+
+/// Tickets of introspection waits have the top bit set; key-set waits do not.
+const INTROSPECTION_TICKET: u64 = 1 << 63;
 
 impl AuthSetup {
     /// Compiles `[auth]`; `route_rules` get indices into [`AuthSetup::rule`] in order. Every
@@ -58,11 +80,46 @@ impl AuthSetup {
                 }
             },
         };
+        let jwks_source = match &cfg.jwks_url {
+            None => None,
+            Some(url) => match JwksSource::get(&JwksFetch {
+                url: url.clone(),
+                refresh: cfg.jwks_refresh,
+                min_interval: cfg.jwks_min_refresh,
+                timeout: cfg.fetch_timeout,
+            }) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    errs.push(format!("auth.jwks_url: {e}"));
+                    None
+                }
+            },
+        };
+        let introspector = match &cfg.introspection {
+            None => None,
+            Some(i) => {
+                let client = match (&i.client_id, &i.client_secret) {
+                    (Some(id), Some(secret)) => Some((id.as_str(), secret.as_str())),
+                    _ => None,
+                };
+                let names = ClaimNames {
+                    tenant: cfg.jwt.tenant_claim.clone(),
+                    tier: cfg.jwt.tier_claim.clone(),
+                };
+                match Introspector::new(&i.url, client, i.timeout, names) {
+                    Ok(x) => Some(Arc::new(x)),
+                    Err(e) => {
+                        errs.push(format!("auth.introspection.url: {e}"));
+                        None
+                    }
+                }
+            }
+        };
         let jwks = match &cfg.jwks_file {
             None => None,
             Some(path) => match std::fs::read(path) {
                 Ok(bytes) => match Jwks::parse(&bytes) {
-                    Ok(j) => Some(j),
+                    Ok(j) => Some(Arc::new(j)),
                     Err(e) => {
                         errs.push(format!("auth.jwks_file ({path}): {e}"));
                         None
@@ -108,6 +165,7 @@ impl AuthSetup {
             for m in &r.methods {
                 methods = methods.with(match m.as_str() {
                     "api_key" => CredentialKind::ApiKey,
+                    "introspection" => CredentialKind::Introspection,
                     _ => CredentialKind::Jwt,
                 });
             }
@@ -150,6 +208,13 @@ impl AuthSetup {
         Some(AuthSetup {
             keys,
             jwks,
+            jwks_source,
+            fetch_timeout: cfg.fetch_timeout,
+            introspection_ttl: cfg
+                .introspection
+                .as_ref()
+                .map_or(Duration::from_secs(30), |i| i.cache_ttl),
+            introspector,
             policies,
             routes,
             headers: [
@@ -169,8 +234,66 @@ impl AuthSetup {
 
     /// Fresh per-core state.
     pub fn state(&self) -> AuthState {
+        let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
         AuthState {
             tokens: TokenCache::new(self.token_cache, Duration::from_secs(3600)),
+            jwks: None,
+            jwks_epoch: 0,
+            introspected: IntrospectionCache::new(self.token_cache, self.introspection_ttl),
+            refused: HashMap::new(),
+            pending: HashMap::new(),
+            answered: std::collections::HashSet::new(),
+            reply_tx,
+            reply_rx,
+        }
+    }
+
+    /// The key set a request verifies against: the file's, or the URL source's as this core
+    /// last saw it (refreshed here when the source's epoch moved: one load per request).
+    fn current_jwks(&self, st: &mut AuthState) -> Option<Arc<Jwks>> {
+        if let Some(j) = &self.jwks {
+            return Some(j.clone());
+        }
+        let src = self.jwks_source.as_ref()?;
+        let epoch = src.epoch();
+        if st.jwks.is_none() || epoch != st.jwks_epoch {
+            let (e, j) = src.load();
+            st.jwks = j;
+            st.jwks_epoch = e;
+        }
+        st.jwks.clone()
+    }
+
+    /// Whether the wait named by `ticket` is over (a refresh was handled, or the introspection
+    /// answered). Drains this core's introspection replies into its caches.
+    pub fn poll(&self, st: &mut AuthState, ticket: u64) -> bool {
+        if ticket & INTROSPECTION_TICKET == 0 {
+            return self
+                .jwks_source
+                .as_ref()
+                .is_none_or(|s| s.refreshed_since(ticket));
+        }
+        let now = unix_now();
+        while let Ok((digest, result)) = st.reply_rx.try_recv() {
+            match result {
+                Ok(identity) => {
+                    st.answered.insert(*digest.as_bytes());
+                    st.introspected.insert(digest, identity, now);
+                }
+                Err(f) => {
+                    st.refused.insert(*digest.as_bytes(), f);
+                }
+            }
+        }
+        match st.pending.get(&ticket).copied() {
+            Some(d) => {
+                let done = st.refused.contains_key(&d) || st.answered.remove(&d);
+                if done {
+                    st.pending.remove(&ticket);
+                }
+                done
+            }
+            None => true,
         }
     }
 
@@ -181,6 +304,7 @@ impl AuthSetup {
         rule: usize,
         headers: &[httparse::Header<'_>],
         now_unix: u64,
+        waited: bool,
         out: &mut AuthOutput,
     ) -> AuthVerdict {
         let Some(ra) = self.routes.get(rule) else {
@@ -202,20 +326,75 @@ impl AuthSetup {
                 Err(f) => return refuse(ra, &f, kind),
             },
             Credential::Jwt(t) => {
-                let (Some(policy), Some(jwks)) = (
-                    ra.jwt_policy.and_then(|p| self.policies.get(p)),
-                    self.jwks.as_ref(),
-                ) else {
+                let jwks = self.current_jwks(st);
+                let (Some(policy), Some(jwks)) =
+                    (ra.jwt_policy.and_then(|p| self.policies.get(p)), jwks)
+                else {
+                    // A URL source that has not answered yet: ask for the keys once.
+                    if let (Some(src), false) = (&self.jwks_source, waited) {
+                        return AuthVerdict::Wait {
+                            ticket: src.request_refresh(),
+                            within: self.fetch_timeout,
+                        };
+                    }
                     return refuse(ra, &AuthFailure::KindNotAccepted, kind);
                 };
-                match st.tokens.verify(jwks, policy, t, now_unix) {
+                let unknown_kid = match st.tokens.verify(&jwks, policy, t, now_unix) {
+                    Ok(_) => false,
+                    Err(AuthFailure::UnknownKid(_)) if !waited && self.jwks_source.is_some() => {
+                        true
+                    }
+                    Err(f) => return refuse(ra, &f, kind),
+                };
+                if unknown_kid {
+                    let ticket = self.jwks_source.as_ref().map_or(0, |s| s.request_refresh());
+                    return AuthVerdict::Wait {
+                        ticket,
+                        within: self.fetch_timeout,
+                    };
+                }
+                match st.tokens.verify(&jwks, policy, t, now_unix) {
                     Ok(v) => &v.identity,
                     Err(f) => return refuse(ra, &f, kind),
                 }
             }
-            // Token introspection is not wired into the request path yet.
-            Credential::Opaque(_) => return refuse(ra, &AuthFailure::KindNotAccepted, kind),
+            Credential::Opaque(t) => {
+                let Some(intro) = &self.introspector else {
+                    return refuse(ra, &AuthFailure::KindNotAccepted, kind);
+                };
+                let digest = TokenDigest::of(t);
+                if let Some(f) = st.refused.remove(digest.as_bytes()) {
+                    return refuse(ra, &f, kind);
+                }
+                if let Some(i) = st.introspected.get(&digest, now_unix) {
+                    // Copied out so the cache is free again.
+                    let i = i.clone();
+                    return self.pass(ra, &i, out);
+                }
+                if waited {
+                    return refuse(ra, &AuthFailure::IntrospectionUnavailable, kind);
+                }
+                let mut first8 = [0u8; 8];
+                first8.copy_from_slice(&digest.as_bytes()[..8]);
+                let ticket = INTROSPECTION_TICKET | (u64::from_le_bytes(first8) >> 1);
+                if !st.pending.contains_key(&ticket) {
+                    if !intro.start(t.to_vec(), st.reply_tx.clone()) {
+                        return refuse(ra, &AuthFailure::IntrospectionUnavailable, kind);
+                    }
+                    st.pending.insert(ticket, *digest.as_bytes());
+                }
+                // A little beyond the call's own timeout, which answers "unavailable".
+                return AuthVerdict::Wait {
+                    ticket,
+                    within: intro.timeout() + Duration::from_millis(100),
+                };
+            }
         };
+        self.pass(ra, identity, out)
+    }
+
+    /// The verdict for an identity: scopes checked, identity headers written.
+    fn pass(&self, ra: &RouteAuth, identity: &Identity, out: &mut AuthOutput) -> AuthVerdict {
         if authorize(identity, &ra.scopes).is_err() {
             return AuthVerdict::Refuse {
                 status: 403,
@@ -248,6 +427,12 @@ impl AuthSetup {
         out.strip_credential = !ra.keep_credential;
         AuthVerdict::Pass
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn refuse(ra: &RouteAuth, f: &AuthFailure, presented: Option<CredentialKind>) -> AuthVerdict {

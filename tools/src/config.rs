@@ -52,6 +52,23 @@ pub struct AuthConfig {
     /// A JWKS file (the identity provider's public keys); re-read on reload.
     #[serde(default)]
     pub jwks_file: Option<String>,
+    /// A JWKS URL (`http://` for now), fetched off the hot path: at start, every
+    /// `jwks_refresh`, and when a token names an unknown `kid` (single-flight, at most once per
+    /// `jwks_min_refresh`).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Scheduled JWKS refresh.
+    #[serde(default = "five_min", with = "ringgate_core::duration::serde_text")]
+    pub jwks_refresh: Duration,
+    /// Least time between unknown-`kid` refreshes.
+    #[serde(default = "ten_s", with = "ringgate_core::duration::serde_text")]
+    pub jwks_min_refresh: Duration,
+    /// Bound on one JWKS fetch (and on how long a request waits for one).
+    #[serde(default = "two_s", with = "ringgate_core::duration::serde_text")]
+    pub fetch_timeout: Duration,
+    /// RFC 7662 introspection of opaque bearer tokens.
+    #[serde(default)]
+    pub introspection: Option<IntrospectionConfig>,
     /// JWT checks shared by every route (a route may narrow issuers and audiences).
     #[serde(default)]
     pub jwt: JwtConfig,
@@ -61,6 +78,34 @@ pub struct AuthConfig {
     /// Verified tokens cached per core (by SHA-256 of the token, until their expiry).
     #[serde(default = "default_token_cache")]
     pub token_cache: usize,
+}
+
+fn two_s() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// `[auth.introspection]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// The endpoint (`http://` for now).
+    pub url: String,
+    /// The gateway's client id at the provider (HTTP Basic with the secret).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The gateway's client secret.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// A slow or down provider fails the request with 503 after this.
+    #[serde(default = "half_s", with = "ringgate_core::duration::serde_text")]
+    pub timeout: Duration,
+    /// Active tokens are cached per core this long (at most until their `exp`).
+    #[serde(default = "thirty_s", with = "ringgate_core::duration::serde_text")]
+    pub cache_ttl: Duration,
+}
+
+fn half_s() -> Duration {
+    Duration::from_millis(500)
 }
 
 fn default_token_cache() -> usize {
@@ -784,6 +829,22 @@ impl RawConfig {
                     errs.push(format!("auth.headers.{name}: {v:?} is not a header name"));
                 }
             }
+            if a.jwks_file.is_some() && a.jwks_url.is_some() {
+                errs.push("auth: give jwks_file or jwks_url, not both".to_string());
+            }
+            for (name, url) in [
+                ("jwks_url", a.jwks_url.as_deref()),
+                (
+                    "introspection.url",
+                    a.introspection.as_ref().map(|i| i.url.as_str()),
+                ),
+            ] {
+                if let Some(u) = url {
+                    if let Err(e) = crate::httpc::HttpUrl::parse(u) {
+                        errs.push(format!("auth.{name}: {e}"));
+                    }
+                }
+            }
             if a.token_cache == 0 {
                 errs.push("auth.token_cache: at least 1".to_string());
             }
@@ -853,9 +914,19 @@ impl RawConfig {
                     ));
                 }
                 for (j, m) in a.methods.iter().enumerate() {
-                    if !matches!(m.as_str(), "api_key" | "jwt") {
+                    if !matches!(m.as_str(), "api_key" | "jwt" | "introspection") {
                         errs.push(format!(
-                            "{at}.auth.methods[{j}]: {m:?} is not api_key or jwt"
+                            "{at}.auth.methods[{j}]: {m:?} is not api_key, jwt or introspection"
+                        ));
+                    }
+                    if m == "introspection"
+                        && self
+                            .auth
+                            .as_ref()
+                            .is_some_and(|a| a.introspection.is_none())
+                    {
+                        errs.push(format!(
+                            "{at}.auth.methods[{j}]: introspection needs [auth.introspection]"
                         ));
                     }
                 }

@@ -97,6 +97,8 @@ pub struct Control {
     /// The stop signal (readiness).
     pub shutdown: Arc<Shutdown>,
     state: Mutex<ConfigState>,
+    /// Serializes reloads (held while building; `state` is taken only to read and to update).
+    reload_lock: Mutex<()>,
     /// The one-line summary of what runs.
     pub start_line: String,
     ready: AtomicBool,
@@ -133,6 +135,7 @@ impl Control {
                 last_attempt: None,
             }),
             start_line: gw.start_line.clone(),
+            reload_lock: Mutex::new(()),
             ready: AtomicBool::new(true),
         })
     }
@@ -160,9 +163,10 @@ impl Control {
     /// Rebuilds the snapshot from the source and publishes it; on any problem the live config
     /// stays and the error lists every problem. `trigger` names the cause in the log line.
     pub fn reload(&self, trigger: &str) -> Result<Reloaded, String> {
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let res = self.build_next();
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.last_attempt = Some(unix_now());
-        let res = self.build_next(&st);
         match res {
             Ok((raw, snap)) => {
                 let changed = snap.hash != st.hash;
@@ -172,6 +176,7 @@ impl Control {
                 st.loaded_at = unix_now();
                 st.raw = Arc::new(raw);
                 st.reloads_ok += 1;
+                st.last_error = None;
                 let epoch = self.slot.publish(Arc::new(snap));
                 eprintln!("ringgate: reload ({trigger}): ok, version={version} epoch={epoch}");
                 Ok(Reloaded {
@@ -189,7 +194,7 @@ impl Control {
         }
     }
 
-    fn build_next(&self, st: &ConfigState) -> Result<(RawConfig, Snapshot), String> {
+    fn build_next(&self) -> Result<(RawConfig, Snapshot), String> {
         let text = self.source.read().map_err(|e| e.to_string())?;
         let raw = RawConfig::parse(&text).map_err(|e| e.to_string())?;
         let snap = Snapshot::build(&raw, text_hash(&text)).map_err(|e| e.to_string())?;
@@ -201,7 +206,6 @@ impl Control {
                 needs.join(", ")
             ));
         }
-        let _ = st;
         Ok((raw, snap))
     }
 

@@ -5,10 +5,12 @@
 
 pub mod admin;
 pub mod auth;
+pub mod authfetch;
 pub mod config;
 pub mod control;
 pub mod demo;
 pub mod health;
+pub mod httpc;
 pub mod server;
 pub mod snapshot;
 

@@ -414,14 +414,22 @@ impl Gateway for Snapshot {
         route: &RouteSettings,
         headers: &[httparse::Header<'_>],
         now_unix: u64,
+        waited: bool,
         out: &mut ringgate_http::authn::AuthOutput,
     ) -> ringgate_http::authn::AuthVerdict {
         match (&self.auth, route.auth) {
             (Some(setup), Some(rule)) => {
                 let st = auth.get_or_insert_with(|| setup.state());
-                setup.check(st, rule as usize, headers, now_unix, out)
+                setup.check(st, rule as usize, headers, now_unix, waited, out)
             }
             _ => ringgate_http::authn::AuthVerdict::Pass,
+        }
+    }
+
+    fn auth_poll(&self, auth: &mut Self::Auth, ticket: u64) -> bool {
+        match (&self.auth, auth.as_mut()) {
+            (Some(setup), Some(st)) => setup.poll(st, ticket),
+            _ => true,
         }
     }
 

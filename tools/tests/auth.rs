@@ -127,6 +127,11 @@ struct Gw {
 
 impl Gw {
     fn start(keys: &Keys, key_file: &Path) -> Self {
+        let jwks = format!("jwks_file = \"{}\"", keys.path("jwks.json").display());
+        Self::start_with(keys, key_file, &jwks)
+    }
+
+    fn start_with(keys: &Keys, key_file: &Path, key_source: &str) -> Self {
         let (up, seen) = recorder();
         let text = format!(
             r#"version = "auth"
@@ -134,7 +139,7 @@ impl Gw {
 address = "127.0.0.1:0"
 [auth]
 api_keys_file = "{keys_file}"
-jwks_file = "{jwks}"
+{key_source}
 [auth.jwt]
 issuers = ["https://idp.test"]
 audiences = ["api"]
@@ -162,10 +167,14 @@ auth = {{ methods = ["api_key"], keep_credential = true }}
 id = "open"
 path = {{ prefix = "/open" }}
 upstream = "up"
-"#,
+{opaque}"#,
             keys_file = key_file.display(),
-            jwks = keys.path("jwks.json").display(),
             up = up.addr,
+            opaque = if key_source.contains("[auth.introspection]") {
+                "[[routes]]\nid = \"opaque\"\npath = { prefix = \"/opaque\" }\nupstream = \"up\"\nauth = { methods = [\"introspection\"], scopes_any = [\"read\"] }\n"
+            } else {
+                ""
+            },
         );
         let file = keys.path("ringgate.toml");
         std::fs::write(&file, &text).expect("config");
@@ -475,4 +484,185 @@ fn the_cli_creates_keys_and_mints_tokens_the_gateway_accepts() {
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(gw.bearer("/api/t", &token).status, 200);
     assert_eq!(gw.last().header("x-user-id").as_deref(), Some("cli-user"));
+}
+
+/// A tiny HTTP server answering every request with `respond(path, body)`, counting requests.
+struct TinyServer {
+    addr: SocketAddr,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TinyServer {
+    fn spawn<F>(respond: F) -> Self
+    where
+        F: Fn(&str, &[u8]) -> Option<(u16, String)> + Send + Sync + 'static,
+    {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h2 = hits.clone();
+        let respond = Arc::new(respond);
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let respond = respond.clone();
+                let hits = h2.clone();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let (path, body) = loop {
+                        let n = s.read(&mut chunk).unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse::<usize>().ok())?
+                                })
+                                .unwrap_or(0);
+                            if buf.len() >= end + 4 + len {
+                                let path = text.split(' ').nth(1).unwrap_or("/").to_string();
+                                break (path, buf[end + 4..end + 4 + len].to_vec());
+                            }
+                        }
+                    };
+                    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if let Some((status, body)) = respond(&path, &body) {
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    } else {
+                        // Stall: hold the connection without answering.
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                    }
+                });
+            }
+        });
+        TinyServer { addr, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn jwks_subset(keys: &Keys, kids: &[&str]) -> String {
+    let all: serde_json::Value = serde_json::from_str(&keys.read("jwks.json")).expect("jwks");
+    let list: Vec<serde_json::Value> = all["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter(|k| kids.contains(&k["kid"].as_str().unwrap_or("")))
+        .cloned()
+        .collect();
+    json!({ "keys": list }).to_string()
+}
+
+#[test]
+fn a_rotated_key_is_fetched_once_for_a_burst_of_unknown_kids() {
+    let keys = Keys::make("rotate");
+    let kf = keys.path("keys.toml");
+    std::fs::write(&kf, "").expect("keys");
+    let served = Arc::new(Mutex::new(jwks_subset(&keys, &["rsa"])));
+    let s2 = served.clone();
+    let idp = TinyServer::spawn(move |_, _| Some((200, s2.lock().expect("lock").clone())));
+    let source = format!(
+        "jwks_url = \"http://{}/.well-known/jwks.json\"\njwks_min_refresh = \"500ms\"\nfetch_timeout = \"2s\"",
+        idp.addr
+    );
+    let gw = Gw::start_with(&keys, &kf, &source);
+    assert_eq!(idp.hits(), 1, "one fetch at start");
+    let rsa = keys.mint("rsa", Algorithm::RS256, "rsa", claims(json!({})));
+    assert_eq!(gw.bearer("/api/x", &rsa).status, 200);
+    // The provider rotates in a new key; tokens signed by it arrive, 200 at once.
+    *served.lock().expect("lock") = jwks_subset(&keys, &["rsa", "ec"]);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let ec = keys.mint("ec", Algorithm::ES256, "ec", claims(json!({})));
+    let addr = gw.addr();
+    let statuses: Vec<u16> = (0..200)
+        .map(|_| {
+            let t = ec.clone();
+            std::thread::spawn(move || {
+                send(
+                    addr,
+                    format!("GET /api/r HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {t}\r\n\r\n")
+                        .as_bytes(),
+                )
+                .status
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().expect("client"))
+        .collect();
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(
+        idp.hits(),
+        2,
+        "200 requests with an unknown kid caused exactly one fetch"
+    );
+    // A kid the provider does not have either: one more (rate-limited) look, then a clean 401.
+    let nope = keys.mint("ed", Algorithm::EdDSA, "ed", claims(json!({})));
+    assert_unauthorized(&gw.bearer("/api/x", &nope), "kid unknown after refresh");
+    assert!(idp.hits() <= 3);
+}
+
+#[test]
+fn opaque_tokens_are_introspected_cached_and_fail_closed_when_the_provider_is_down() {
+    let keys = Keys::make("intro");
+    let kf = keys.path("keys.toml");
+    std::fs::write(&kf, "").expect("keys");
+    let exp = now() + 600;
+    let idp = TinyServer::spawn(move |_, body| {
+        let body = String::from_utf8_lossy(body).to_string();
+        if body.contains("token=good-token") {
+            Some((
+                200,
+                format!(
+                    r#"{{"active":true,"sub":"intro-user","client_id":"c1","scope":"read","exp":{exp}}}"#
+                ),
+            ))
+        } else {
+            Some((200, r#"{"active":false}"#.to_string()))
+        }
+    });
+    let source = format!(
+        "jwks_file = \"{}\"\n[auth.introspection]\nurl = \"http://{}/introspect\"\nclient_id = \"gw\"\nclient_secret = \"s3cret\"\ntimeout = \"300ms\"",
+        keys.path("jwks.json").display(),
+        idp.addr
+    );
+    let gw = Gw::start_with(&keys, &kf, &source);
+    let r = gw.bearer("/opaque/a", "good-token");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(gw.last().header("x-user-id").as_deref(), Some("intro-user"));
+    assert_eq!(gw.bearer("/opaque/a", "good-token").status, 200);
+    assert_eq!(idp.hits(), 1, "the second use came from the cache");
+    assert_unauthorized(&gw.bearer("/opaque/a", "revoked-token"), "inactive");
+    drop(gw);
+    // A provider that never answers: 503 within the timeout, not a hang.
+    let stalled = TinyServer::spawn(|_, _| None);
+    let source = format!(
+        "jwks_file = \"{}\"\n[auth.introspection]\nurl = \"http://{}/introspect\"\ntimeout = \"300ms\"",
+        keys.path("jwks.json").display(),
+        stalled.addr
+    );
+    let gw = Gw::start_with(&keys, &kf, &source);
+    let t0 = std::time::Instant::now();
+    let r = gw.bearer("/opaque/a", "good-token");
+    let took = t0.elapsed();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.text(), r#"{"error":"auth_unavailable"}"#);
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "answered after {took:?}"
+    );
 }

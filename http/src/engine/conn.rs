@@ -43,6 +43,8 @@ pub(crate) struct Tally {
     pub(crate) upstream_us: Option<u64>,
     /// Why authentication refused the request (empty otherwise).
     pub(crate) auth_reason: &'static str,
+    /// How the upstream did on the last attempt (`None`: never reached), for the breaker.
+    pub(crate) upstream_ok: Option<bool>,
 }
 
 /// A client connection and its reused buffers.
@@ -65,6 +67,8 @@ pub(crate) struct Conn {
     pub(crate) auth: AuthOutput,
     /// `WWW-Authenticate` line for the current refusal (empty when none).
     pub(crate) challenge: Vec<u8>,
+    /// The current request already waited for authentication once.
+    pub(crate) auth_waited: bool,
     /// The client's IP as text, for `X-Forwarded-For`.
     pub(crate) peer_ip: Box<[u8]>,
     /// Bytes read from the client and not yet consumed (the head, body bytes, pipelined requests).
@@ -120,6 +124,11 @@ enum Step<'s> {
         /// The route's own response to give instead (breaker open).
         fallback: Option<&'s Fallback>,
     },
+    /// Authentication waits for work off the core; plan again when it is done.
+    AuthWait {
+        ticket: u64,
+        within: Duration,
+    },
 }
 
 /// Serves `stream` until the client leaves, a timeout passes, an error closes it, or the process
@@ -140,6 +149,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
         req_copy: Vec::new(),
         auth: AuthOutput::default(),
         challenge: Vec::new(),
+        auth_waited: false,
         peer_ip: peer.ip().to_string().into_bytes().into_boxed_slice(),
         cbuf: Vec::with_capacity(cap),
         wbuf: Vec::with_capacity(1024),
@@ -179,8 +189,28 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
                         return;
                     }
                     c.cbuf.drain(..consumed);
+                    c.auth_waited = false;
                     header_deadline = None;
                     served_any = true;
+                    continue 'request;
+                }
+                Step::AuthWait { ticket, within } => {
+                    // Poll on the worker's own timer: the answer is produced on another thread,
+                    // which cannot wake this core's tasks. Only requests that missed a cache get
+                    // here, so a millisecond's resolution costs nothing in the common case.
+                    let until = Instant::now() + within;
+                    while Instant::now() < until {
+                        let ready = {
+                            let mut slot = w.auth.borrow_mut();
+                            let state = slot.get_or_insert_with(|| snap.auth_runtime());
+                            snap.auth_poll(state, ticket)
+                        };
+                        if ready {
+                            break;
+                        }
+                        monoio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    c.auth_waited = true;
                     continue 'request;
                 }
                 Step::NeedMore => {}
@@ -233,10 +263,25 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
             }
         };
         w.gauges.inflight.add(1);
+        c.auth_waited = false;
         let outcome = exchange(&mut c, w, &plan).await;
-        let ok = c.tally.status != 0 && c.tally.status < 500;
         let now = Instant::now();
-        w.with_upstream_if_current(plan.upstream, |s| s.rt.release(plan.admission, ok, now));
+        // The breaker judges the upstream, not the client: a request that never reached it
+        // (client gone, refused before sending) is not recorded, except that a half-open probe
+        // which never probed counts as failed (the breaker re-opens rather than stay stuck).
+        match c.tally.upstream_ok {
+            Some(ok) => {
+                w.with_upstream_if_current(plan.upstream, |s| {
+                    s.rt.release(plan.admission, ok, now)
+                });
+            }
+            None if plan.admission.probe => {
+                w.with_upstream_if_current(plan.upstream, |s| {
+                    s.rt.release(plan.admission, false, now)
+                });
+            }
+            None => {}
+        }
         w.with_upstream_counts(plan.upstream, |inflight, _| {
             *inflight = inflight.saturating_sub(1)
         });
@@ -327,8 +372,18 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         let verdict = {
             let mut slot = w.auth.borrow_mut();
             let state = slot.get_or_insert_with(|| snap.auth_runtime());
-            snap.authenticate(state, route, req.headers, now_unix, &mut c.auth)
+            snap.authenticate(
+                state,
+                route,
+                req.headers,
+                now_unix,
+                c.auth_waited,
+                &mut c.auth,
+            )
         };
+        if let AuthVerdict::Wait { ticket, within } = verdict {
+            return Step::AuthWait { ticket, within };
+        }
         if let AuthVerdict::Refuse {
             status,
             code,

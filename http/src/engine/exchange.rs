@@ -136,6 +136,7 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
             None => {
                 if over_connection_cap(w, p) {
                     attempt_done(
+                        &mut c.tally,
                         w,
                         p,
                         ep_index,
@@ -156,6 +157,7 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                     Err(e) => {
                         count(w, p, |u| u.connect_failures += 1);
                         attempt_done(
+                            &mut c.tally,
                             w,
                             p,
                             ep_index,
@@ -190,10 +192,12 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                 stale_retry_left = false;
                 fresh_only = true;
                 drop(guard);
+                w.with_upstream_if_current(p.upstream, |s| s.rt.abandoned(ep_index));
                 continue;
             }
             if let Some(r) = early_response(c, w, p, &mut up, &body, &e).await {
                 attempt_done(
+                    &mut c.tally,
                     w,
                     p,
                     ep_index,
@@ -203,7 +207,15 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                 );
                 break (up, r, guard);
             }
-            attempt_done(w, p, ep_index, AttemptOutcome::Failed, t_attempt, true);
+            attempt_done(
+                &mut c.tally,
+                w,
+                p,
+                ep_index,
+                AttemptOutcome::Failed,
+                t_attempt,
+                true,
+            );
             if !streamed_now(&e) {
                 let on = retry.filter(|r| {
                     if matches!(e, ProxyError::UpstreamTimeout) {
@@ -226,6 +238,7 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         match read_response_head(c, w, p, &mut up, false).await {
             Ok(r) => {
                 attempt_done(
+                    &mut c.tally,
                     w,
                     p,
                     ep_index,
@@ -252,10 +265,19 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
             Err(HeadFail::BeforeFirstByte(_)) if reused && stale_retry_left => {
                 stale_retry_left = false;
                 fresh_only = true;
+                w.with_upstream_if_current(p.upstream, |s| s.rt.abandoned(ep_index));
                 continue;
             }
             Err(HeadFail::BeforeFirstByte(e) | HeadFail::Other(e)) => {
-                attempt_done(w, p, ep_index, AttemptOutcome::Failed, t_attempt, true);
+                attempt_done(
+                    &mut c.tally,
+                    w,
+                    p,
+                    ep_index,
+                    AttemptOutcome::Failed,
+                    t_attempt,
+                    true,
+                );
                 let on = retry.filter(|r| {
                     if matches!(e, ProxyError::UpstreamTimeout) {
                         r.on_timeout
@@ -297,6 +319,7 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         )
     }) {
         count(w, p, |u| u.failures += 1);
+        c.tally.upstream_ok = Some(false);
     }
     if outcome.is_err() {
         // The response head is out, its body is not complete: the connection closes, and it
@@ -322,6 +345,7 @@ fn bit(i: usize) -> u64 {
 /// Records the end of one attempt at endpoint `i` (`latency` measured from `t0`) in the
 /// upstream's per-core state; `counted` says the attempt reached the upstream at all.
 fn attempt_done<G: Gateway>(
+    tally: &mut super::conn::Tally,
     w: &Worker<G>,
     p: &Plan<'_>,
     i: usize,
@@ -331,6 +355,9 @@ fn attempt_done<G: Gateway>(
 ) {
     let now = Instant::now();
     let latency = now.duration_since(t0);
+    if counted {
+        tally.upstream_ok = Some(!outcome.is_error());
+    }
     w.with_upstream_if_current(p.upstream, |s| {
         if counted {
             s.rt.finished(i, outcome, latency, now);
@@ -378,18 +405,20 @@ fn restore_request(c: &mut Conn, retry: Option<&crate::resilience::RetrySettings
     }
 }
 
-/// Whether opening one more connection to the upstream would pass its per-core cap.
+/// Whether opening one more connection to the upstream would pass its per-core cap. At the cap,
+/// an idle pooled connection of the upstream (to any endpoint) is closed to make room first.
 fn over_connection_cap<G: Gateway>(w: &Worker<G>, p: &Plan<'_>) -> bool {
     let Some(max) = p.upstream.max_connections else {
         return false;
     };
-    let idle: usize = {
-        let pool = w.pool.borrow();
-        p.upstream.endpoints.iter().map(|e| pool.idle_for(*e)).sum()
-    };
     let mut in_use = 0u32;
     w.with_upstream_counts(p.upstream, |_, conns| in_use = *conns);
-    u64::from(in_use) + idle as u64 >= u64::from(max)
+    let mut pool = w.pool.borrow_mut();
+    let idle: usize = p.upstream.endpoints.iter().map(|e| pool.idle_for(*e)).sum();
+    if u64::from(in_use) + idle as u64 >= u64::from(max) {
+        return !(idle > 0 && pool.evict_one_of(&p.upstream.endpoints));
+    }
+    false
 }
 
 /// Answers 503 `upstream_overloaded` before anything was sent.

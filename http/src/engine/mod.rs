@@ -67,6 +67,8 @@ pub struct EngineSettings {
     pub metrics: bool,
     /// Assign request ids and trace context (`X-Request-Id`, `traceparent`).
     pub trace: bool,
+    /// How long a stopping worker waits for its connections.
+    pub drain_timeout: Duration,
 }
 
 impl EngineSettings {
@@ -89,6 +91,7 @@ impl EngineSettings {
             proto: "http",
             metrics: true,
             trace: true,
+            drain_timeout: p.timeouts.drain,
         }
     }
 }
@@ -162,7 +165,13 @@ pub async fn run_worker<G: Gateway>(
     // Stopping: no new connections; let requests in flight on this core finish (idle
     // keep-alive connections are woken by the drain signal and close). The control thread
     // bounds the wait with the drain deadline.
-    while worker.gauges.inflight.get() > 0 || worker.gauges.connections.get() > 0 {
+    // Bounded: past the drain deadline (plus the idle grace) whatever is left is dropped with
+    // the runtime, so a stream that started during the drain cannot keep the process alive.
+    let give_up =
+        std::time::Instant::now() + worker.settings.drain_timeout + Duration::from_secs(1);
+    while (worker.gauges.inflight.get() > 0 || worker.gauges.connections.get() > 0)
+        && std::time::Instant::now() < give_up
+    {
         monoio::time::sleep(Duration::from_millis(2)).await;
     }
     worker.drain.fire();
@@ -183,7 +192,10 @@ async fn accept_until_stopped<G: Gateway>(listener: TcpListener, w: &Rc<Worker<G
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                if w.gauges.connections.get() as usize >= w.settings.max_connections {
+                let stopping = w.shutdown.is_stopping();
+                // While stopping, a connection accepted over the cap is still served (it may be
+                // the last this process takes, and nobody else would answer it).
+                if !stopping && w.gauges.connections.get() as usize >= w.settings.max_connections {
                     w.metrics.borrow_mut().accept_refused += 1;
                     drop(stream);
                     continue;
@@ -197,7 +209,7 @@ async fn accept_until_stopped<G: Gateway>(listener: TcpListener, w: &Rc<Worker<G
                     conn::serve(stream, peer, &w2).await;
                     w2.gauges.connections.sub(1);
                 });
-                if w.shutdown.is_stopping() {
+                if stopping {
                     break;
                 }
             }
