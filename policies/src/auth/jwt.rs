@@ -16,14 +16,16 @@
 //! 4. Key: by `kid` ([`Jwks`]) -> `UnknownKid(kid)` (refresh the set once, single-flight,
 //!    and retry) or `MissingKid`. The header's `alg` must equal the key's own algorithm ->
 //!    else `AlgorithmNotAllowed`: an RS256 key never verifies an `HS256` or `ES256` token.
-//! 5. Signature -> `BadSignature`. Nothing in the payload is read before this.
-//! 6. Claims: a JSON object; the policy's required claims present -> `MissingClaim`;
+//! 5. Claims (still unverified, but a token failing any of these is refused whatever its
+//!    signature, so they go first and an expired or foreign token never costs a public-key
+//!    operation): a JSON object; the policy's required claims present -> `MissingClaim`;
 //!    `exp`/`nbf` numbers, with leeway: expired when `now >= exp + leeway` -> `Expired`,
 //!    early when `now + leeway < nbf` -> `NotYetValid`; `iss` one of the policy's issuers
 //!    (when it names any) -> `WrongIssuer`; `aud` (string or array) naming one of the
 //!    policy's audiences (when it names any; with none configured `aud` is not checked, so
 //!    configure audiences for any provider that issues tokens to several services) ->
 //!    `WrongAudience`. Claims with the wrong type -> `Malformed`.
+//! 6. Signature -> `BadSignature`. No identity is taken from the payload before this.
 //! 7. Identity: `sub`, `client_id`/`azp`, scopes from `scope`/`scp`/`scopes`, and the
 //!    policy's tenant and tier claims (see [`ClaimNames`]).
 //!
@@ -244,19 +246,23 @@ pub fn verify(
     if key.alg != alg {
         return Err(AuthFailure::AlgorithmNotAllowed);
     }
-    match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, alg) {
-        Ok(true) => {}
-        Ok(false) => return Err(AuthFailure::BadSignature),
-        // The signature part is not base64url, or the backend refused the key for this alg.
-        Err(_) => return Err(AuthFailure::BadSignature),
-    }
-
+    // The cheap checks come before the signature: a token that fails any of them is refused
+    // whatever its signature says, so checking its (still unverified) claims first is safe, and
+    // it keeps expired or foreign tokens from costing a public-key operation each time they are
+    // replayed. Only the reason logged differs (`expired` rather than `bad_signature` for a
+    // forged expired token).
     let payload = URL_SAFE_NO_PAD
         .decode(payload_b64)
         .map_err(|_| AuthFailure::Malformed)?;
     let claims: Map<String, Value> =
         serde_json::from_slice(&payload).map_err(|_| AuthFailure::Malformed)?;
     check_claims(policy, &claims, now_unix)?;
+    match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, alg) {
+        Ok(true) => {}
+        Ok(false) => return Err(AuthFailure::BadSignature),
+        // The signature part is not base64url, or the backend refused the key for this alg.
+        Err(_) => return Err(AuthFailure::BadSignature),
+    }
     let identity = identity_from_claims(CredentialKind::Jwt, &claims, &policy.claims)?;
     Ok(VerifiedToken {
         exp: identity.expires_at,
