@@ -154,18 +154,7 @@ impl Shutdown {
     /// Begins stopping and waits until no request is in flight, or the deadline passes.
     pub fn drain(&self, deadline: Duration) -> DrainOutcome {
         self.begin();
-        let start = Instant::now();
-        let inflight_at_start = self.inflight();
-        loop {
-            let now = self.inflight();
-            if now == 0 || start.elapsed() >= deadline {
-                return DrainOutcome {
-                    inflight_at_start,
-                    aborted: now,
-                };
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.wait_idle(deadline)
     }
 }
 

@@ -572,20 +572,7 @@ async fn respond_fallback<G: Gateway>(
     }
     c.wbuf.extend_from_slice(b"\r\n");
     c.wbuf.extend_from_slice(&f.body);
-    c.tally.status = f.status;
-    c.tally.reason = r.code;
-    let n = c.wbuf.len() as u64;
-    let (res, buf) = write_all(
-        &mut c.stream,
-        std::mem::take(&mut c.wbuf),
-        w.settings.body_io_timeout,
-    )
-    .await;
-    c.wbuf = buf;
-    if res.is_ok() {
-        c.tally.bytes_out += n;
-    }
-    res.is_ok()
+    send_made(c, w, f.status, r.code).await
 }
 
 /// Sends a gateway-made response (`close` adds `Connection: close`; a kept HTTP/1.0 connection,
@@ -605,8 +592,18 @@ pub(crate) async fn refuse<G: Gateway>(
     c.extra.extend_from_slice(&c.challenge);
     c.challenge.clear();
     write_refusal(&mut c.wbuf, &r, close, http10 && !close, &c.extra);
-    c.tally.status = r.status;
-    c.tally.reason = r.code;
+    send_made(c, w, r.status, r.code).await
+}
+
+/// Writes the gateway-made response in `c.wbuf` and records it (`status`, reason `code`).
+async fn send_made<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    status: u16,
+    code: &'static str,
+) -> bool {
+    c.tally.status = status;
+    c.tally.reason = code;
     let n = c.wbuf.len() as u64;
     let (res, buf) = write_all(
         &mut c.stream,

@@ -217,14 +217,11 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                 true,
             );
             if !streamed_now(&e) {
-                let on = retry.filter(|r| {
-                    if matches!(e, ProxyError::UpstreamTimeout) {
-                        r.on_timeout
-                    } else {
-                        r.on_reset
-                    }
-                });
+                // Nothing of this attempt is needed any more: let the connection go before
+                // the backoff.
+                drop(up);
                 drop(guard);
+                let on = retry_for_failure(retry, &e);
                 if let Some(next) = next_attempt(w, p, on, &mut retries, tried).await {
                     (ep_index, endpoint) = next;
                     tried |= bit(ep_index);
@@ -278,14 +275,9 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                     t_attempt,
                     true,
                 );
-                let on = retry.filter(|r| {
-                    if matches!(e, ProxyError::UpstreamTimeout) {
-                        r.on_timeout
-                    } else {
-                        r.on_reset
-                    }
-                });
+                drop(up);
                 drop(guard);
+                let on = retry_for_failure(retry, &e);
                 if let Some(next) = next_attempt(w, p, on, &mut retries, tried).await {
                     (ep_index, endpoint) = next;
                     tried |= bit(ep_index);
@@ -394,6 +386,21 @@ async fn next_attempt<G: Gateway>(
         monoio::time::sleep(pause).await;
     }
     Some((next, ep))
+}
+
+/// The retry settings that apply to failure `e` (a timeout, or a reset/close before any
+/// response byte), if the route retries that kind.
+fn retry_for_failure<'r>(
+    retry: Option<&'r crate::resilience::RetrySettings>,
+    e: &ProxyError,
+) -> Option<&'r crate::resilience::RetrySettings> {
+    retry.filter(|r| {
+        if matches!(e, ProxyError::UpstreamTimeout) {
+            r.on_timeout
+        } else {
+            r.on_reset
+        }
+    })
 }
 
 /// Puts the upstream request back in `wbuf` for another attempt (a response head may have
