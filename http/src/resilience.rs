@@ -164,6 +164,9 @@ pub enum HashOn {
     Header(Box<str>),
     /// A cookie's value.
     Cookie(Box<str>),
+    /// The authenticated identity (client id, else subject); anonymous requests have no key
+    /// (splits then use the client IP).
+    Identity,
 }
 
 /// A weighted split of a route between upstreams.

@@ -350,6 +350,9 @@ pub struct HashOnConfig {
     /// A cookie.
     #[serde(default)]
     pub cookie: Option<String>,
+    /// The authenticated identity (client id, else subject), on routes with `auth`.
+    #[serde(default)]
+    pub identity: bool,
 }
 
 /// `[upstreams.health_check]`.
@@ -1024,9 +1027,10 @@ pub fn parse_lb(name: &str) -> Option<ringgate_policies::balance::LbKind> {
 fn check_hash_on(h: &HashOnConfig) -> Result<(), String> {
     let n = usize::from(h.client_ip)
         + usize::from(h.header.is_some())
-        + usize::from(h.cookie.is_some());
+        + usize::from(h.cookie.is_some())
+        + usize::from(h.identity);
     if n != 1 {
-        return Err("give exactly one of client_ip = true, header, cookie".into());
+        return Err("give exactly one of client_ip = true, identity = true, header, cookie".into());
     }
     if h.header
         .as_deref()

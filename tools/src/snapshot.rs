@@ -333,7 +333,9 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<
 }
 
 fn hash_on(h: &HashOnConfig) -> HashOn {
-    if h.client_ip {
+    if h.identity {
+        HashOn::Identity
+    } else if h.client_ip {
         HashOn::ClientIp
     } else if let Some(v) = &h.header {
         HashOn::Header(v.as_str().into())

@@ -416,8 +416,8 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
             match forced {
                 Some(u) => u,
                 None => {
-                    let key =
-                        request_key(&split.on, &req, c.peer).unwrap_or_else(|| ip_key(c.peer));
+                    let key = request_key(&split.on, &req, c.peer, c.auth.key)
+                        .unwrap_or_else(|| ip_key(c.peer));
                     let pick = w.with_route(snap, route, |r| r.split(key));
                     split
                         .upstreams
@@ -431,7 +431,7 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
     if up.endpoints.is_empty() {
         return refuse_with(Refusal::NO_ENDPOINT, Some(route));
     }
-    let key = request_key(&up.hash_on, &req, c.peer);
+    let key = request_key(&up.hash_on, &req, c.peer, c.auth.key);
     let now = Instant::now();
     let picked = w.with_upstream(snap, up, |s| {
         if up.max_requests.is_some_and(|m| s.inflight >= m) {
@@ -520,9 +520,11 @@ fn request_key(
     on: &HashOn,
     req: &crate::codec::RequestHead<'_, '_>,
     peer: SocketAddr,
+    identity: Option<u64>,
 ) -> Option<u64> {
     match on {
         HashOn::None => None,
+        HashOn::Identity => identity,
         HashOn::ClientIp => Some(ip_key(peer)),
         HashOn::Header(name) => req
             .headers
