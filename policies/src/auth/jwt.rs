@@ -320,6 +320,10 @@ fn check_claims(
 /// each core owns one (`&mut self`, no locks).
 pub struct TokenCache {
     entries: ExpiringCache<VerifiedToken>,
+    /// Tokens refused for a reason that cannot change while the key set and policy stay the
+    /// same (a bad signature, say): a replayed forgery costs a probe, not a public-key
+    /// operation. Kept [`REJECT_TTL_SECS`], in a quarter of the capacity.
+    rejected: ExpiringCache<AuthFailure>,
     max_ttl_secs: u64,
     /// Holds a verdict that could not be cached (already inside its leeway window, or the
     /// cache is disabled) so [`TokenCache::verify`] can still return a reference.
@@ -332,6 +336,11 @@ impl TokenCache {
     pub fn new(capacity: usize, max_ttl: Duration) -> Self {
         TokenCache {
             entries: ExpiringCache::new(capacity),
+            rejected: ExpiringCache::new(if capacity == 0 {
+                0
+            } else {
+                (capacity / 4).max(16)
+            }),
             max_ttl_secs: max_ttl.as_secs(),
             uncached: None,
         }
@@ -351,7 +360,27 @@ impl TokenCache {
             // `value` of a slot `find` just returned is always `Some`.
             return self.entries.value(index).ok_or(AuthFailure::Malformed);
         }
-        let verified = verify(jwks, policy, token, now_unix)?;
+        if let Some(index) = self.rejected.find(&digest, now_unix) {
+            return Err(self
+                .rejected
+                .value(index)
+                .cloned()
+                .unwrap_or(AuthFailure::BadSignature));
+        }
+        let verified = match verify(jwks, policy, token, now_unix) {
+            Ok(v) => v,
+            Err(f) => {
+                if lasting(&f) {
+                    let _ = self.rejected.insert(
+                        digest,
+                        f.clone(),
+                        now_unix.saturating_add(REJECT_TTL_SECS),
+                        now_unix,
+                    );
+                }
+                return Err(f);
+            }
+        };
         let until = now_unix.saturating_add(self.max_ttl_secs);
         let expires_at = verified.exp.map_or(until, |exp| exp.min(until));
         match self
@@ -361,6 +390,11 @@ impl TokenCache {
             Some(index) => self.entries.value(index).ok_or(AuthFailure::Malformed),
             None => Ok(self.uncached.insert(verified)),
         }
+    }
+
+    /// Refusals remembered (at most a quarter of the capacity).
+    pub fn rejected_len(&self) -> usize {
+        self.rejected.len()
     }
 
     fn digest(jwks: &Jwks, policy: &JwtPolicy, token: &[u8]) -> TokenDigest {
@@ -388,8 +422,18 @@ impl TokenCache {
     /// Forgets every token (e.g. on a config reload that changed what is trusted).
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.rejected.clear();
         self.uncached = None;
     }
+}
+
+/// How long a refusal is remembered.
+pub const REJECT_TTL_SECS: u64 = 60;
+
+/// Whether a refusal holds for as long as the key set and policy do (both are part of the cache
+/// key): not `NotYetValid` (time cures it) nor `UnknownKid` (a key-set refresh may).
+fn lasting(f: &AuthFailure) -> bool {
+    !matches!(f, AuthFailure::NotYetValid | AuthFailure::UnknownKid(_))
 }
 
 /// Why a token could not be minted.
@@ -763,6 +807,44 @@ mod tests {
         assert_eq!(short.len(), 1);
         short.clear();
         assert!(short.is_empty());
+    }
+
+    #[test]
+    fn lasting_refusals_are_remembered_and_passing_ones_are_not() {
+        let (jwks, policy, k) = (jwks(), policy(), keys());
+        let mut cache = TokenCache::new(64, Duration::from_secs(3600));
+        let good = token(&k.ed, "ed", &claims());
+        let (msg, _) = good.rsplit_once('.').unwrap();
+        let forged = format!("{msg}.AAAA{}", &good[msg.len() + 5..]);
+        for _ in 0..3 {
+            assert_eq!(
+                cache.verify(&jwks, &policy, forged.as_bytes(), NOW),
+                Err(AuthFailure::BadSignature)
+            );
+        }
+        assert_eq!(
+            cache.rejected_len(),
+            1,
+            "one remembered refusal, no new verification"
+        );
+        let early = token(&k.ed, "ed", &with(json!({"nbf": NOW + 3600})));
+        assert_eq!(
+            cache.verify(&jwks, &policy, early.as_bytes(), NOW),
+            Err(AuthFailure::NotYetValid)
+        );
+        assert_eq!(cache.rejected_len(), 1, "not-yet-valid is not remembered");
+        // The real token is unaffected by its forgery being refused.
+        assert!(cache.verify(&jwks, &policy, good.as_bytes(), NOW).is_ok());
+        let mut small = TokenCache::new(64, Duration::from_secs(3600));
+        for i in 0..1000 {
+            let t = format!("{msg}.{}", "B".repeat(40 + i % 7) + &i.to_string());
+            let _ = small.verify(&jwks, &policy, t.as_bytes(), NOW);
+        }
+        assert!(
+            small.rejected_len() <= 16,
+            "bounded: {}",
+            small.rejected_len()
+        );
     }
 
     #[test]
