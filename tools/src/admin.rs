@@ -96,13 +96,27 @@ impl Drop for Slot {
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 fn respond(s: &mut TcpStream, status: u16, ctype: &str, body: &[u8]) -> std::io::Result<()> {
+    write_response(s, status, ctype, body, true)
+}
+
+/// Writes a response; without `with_body` (a HEAD request) the head announces the body's length
+/// and the body is left out.
+fn write_response(
+    s: &mut TcpStream,
+    status: u16,
+    ctype: &str,
+    body: &[u8],
+    with_body: bool,
+) -> std::io::Result<()> {
     let reason = ringgate_http::error::reason_phrase(status);
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
+    if with_body {
+        s.write_all(body)?;
+    }
     s.flush()
 }
 
@@ -202,17 +216,7 @@ fn serve(mut s: TcpStream, c: &Control, token: Option<&str>) {
         return;
     }
     let (status, ctype, body) = route(c, &req.method, &req.path);
-    if req.method == "HEAD" {
-        // The head GET would give, with its length, and no body.
-        let reason = ringgate_http::error::reason_phrase(status);
-        let head = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = s.write_all(head.as_bytes());
-        return;
-    }
-    let _ = respond(&mut s, status, ctype, &body);
+    let _ = write_response(&mut s, status, ctype, &body, req.method != "HEAD");
 }
 
 const JSON: &str = "application/json";

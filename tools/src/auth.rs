@@ -339,22 +339,17 @@ impl AuthSetup {
                     }
                     return refuse(ra, &AuthFailure::KindNotAccepted, kind);
                 };
-                let unknown_kid = match st.tokens.verify(&jwks, policy, t, now_unix) {
-                    Ok(_) => false,
-                    Err(AuthFailure::UnknownKid(_)) if !waited && self.jwks_source.is_some() => {
-                        true
-                    }
-                    Err(f) => return refuse(ra, &f, kind),
-                };
-                if unknown_kid {
-                    let ticket = self.jwks_source.as_ref().map_or(0, |s| s.request_refresh());
-                    return AuthVerdict::Wait {
-                        ticket,
-                        within: self.fetch_timeout,
-                    };
-                }
                 match st.tokens.verify(&jwks, policy, t, now_unix) {
                     Ok(v) => &v.identity,
+                    // A key the set may have gained since: one refresh (single-flight), then
+                    // this request is decided again, once.
+                    Err(AuthFailure::UnknownKid(_)) if !waited && self.jwks_source.is_some() => {
+                        let ticket = self.jwks_source.as_ref().map_or(0, |s| s.request_refresh());
+                        return AuthVerdict::Wait {
+                            ticket,
+                            within: self.fetch_timeout,
+                        };
+                    }
                     Err(f) => return refuse(ra, &f, kind),
                 }
             }

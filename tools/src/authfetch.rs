@@ -15,6 +15,8 @@
 //! tokens for the configured TTL.
 
 use crate::httpc::{call, HttpUrl};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use ringgate_policies::auth::{
     introspection_request_body, parse_introspection, AuthFailure, ClaimNames, Identity, Jwks,
     TokenDigest,
@@ -186,9 +188,7 @@ impl Introspector {
     ) -> Result<Self, String> {
         Ok(Self {
             url: HttpUrl::parse(url)?,
-            authorization: client.map(|(id, secret)| {
-                format!("Basic {}", base64(format!("{id}:{secret}").as_bytes()))
-            }),
+            authorization: client.map(|(id, secret)| basic_auth(id, secret)),
             timeout,
             claims,
             inflight: AtomicUsize::new(0),
@@ -255,30 +255,19 @@ impl Introspector {
     }
 }
 
-fn base64(input: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// The `Authorization` value for HTTP Basic credentials.
+fn basic_auth(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn basic_credentials_are_base64() {
-        assert_eq!(super::base64(b"client:secret"), "Y2xpZW50OnNlY3JldA==");
-        assert_eq!(super::base64(b"ab"), "YWI=");
+        assert_eq!(
+            super::basic_auth("client", "secret"),
+            "Basic Y2xpZW50OnNlY3JldA=="
+        );
+        assert_eq!(super::basic_auth("a", ""), "Basic YTo=");
     }
 }

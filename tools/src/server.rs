@@ -221,7 +221,7 @@ impl RunningGateway {
     /// waits for the workers to end.
     pub fn stop(self) -> DrainOutcome {
         let out = self.shutdown.drain(self.drain_deadline);
-        self.finish(out)
+        self.finish(out, true)
     }
 
     /// Stops after handing the listening sockets to another process: accepting ends without
@@ -233,19 +233,15 @@ impl RunningGateway {
         if !clean {
             eprintln!("ringgate: some accept loops did not stop after the handoff; exiting after the drain without waiting for them");
         }
-        let mut out = self.shutdown.wait_idle(self.drain_deadline);
-        if !clean && out.aborted == 0 {
-            // Workers stuck in accept cannot be joined; report them as not drained cleanly.
-            out.aborted = 0;
-            return out;
-        }
-        self.finish(out)
+        let out = self.shutdown.wait_idle(self.drain_deadline);
+        // A worker still waiting in accept cannot be joined.
+        self.finish(out, clean)
     }
 
-    fn finish(self, out: DrainOutcome) -> DrainOutcome {
-        if out.aborted == 0 {
-            // Idle connections close on the drain signal; a connection still reading a slow
-            // request head is bounded by the header timeout, so the join is bounded too.
+    fn finish(self, out: DrainOutcome, joinable: bool) -> DrainOutcome {
+        if joinable && out.aborted == 0 {
+            // Idle connections close on the drain signal and a stopping worker's wait is
+            // bounded by the drain deadline, so the join is bounded too.
             self.workers.join();
         }
         if let Some(log) = self.access_log {

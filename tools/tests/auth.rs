@@ -333,18 +333,8 @@ fn bad_tokens_are_refused_with_401_and_missing_scopes_with_403() {
 }
 
 fn b64url(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[test]
@@ -486,10 +476,12 @@ fn the_cli_creates_keys_and_mints_tokens_the_gateway_accepts() {
     assert_eq!(gw.last().header("x-user-id").as_deref(), Some("cli-user"));
 }
 
-/// A tiny HTTP server answering every request with `respond(path, body)`, counting requests.
+/// A tiny HTTP server answering every request with `respond(path, body)` (or holding the
+/// connection without an answer on `None`), counting requests.
 struct TinyServer {
     addr: SocketAddr,
     hits: Arc<std::sync::atomic::AtomicUsize>,
+    _server: ringgate_testkit::scripted::Scripted,
 }
 
 impl TinyServer {
@@ -497,57 +489,38 @@ impl TinyServer {
     where
         F: Fn(&str, &[u8]) -> Option<(u16, String)> + Send + Sync + 'static,
     {
-        use std::io::{Read, Write};
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = l.local_addr().expect("addr");
+        use std::io::Write;
         let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let h2 = hits.clone();
-        let respond = Arc::new(respond);
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(mut s) = s else { continue };
-                let respond = respond.clone();
-                let hits = h2.clone();
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let (path, body) = loop {
-                        let n = s.read(&mut chunk).unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).to_string();
-                        if let Some(end) = text.find("\r\n\r\n") {
-                            let len = text[..end]
-                                .lines()
-                                .find_map(|l| {
-                                    let (k, v) = l.split_once(':')?;
-                                    k.eq_ignore_ascii_case("content-length")
-                                        .then(|| v.trim().parse::<usize>().ok())?
-                                })
-                                .unwrap_or(0);
-                            if buf.len() >= end + 4 + len {
-                                let path = text.split(' ').nth(1).unwrap_or("/").to_string();
-                                break (path, buf[end + 4..end + 4 + len].to_vec());
-                            }
-                        }
-                    };
-                    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    if let Some((status, body)) = respond(&path, &body) {
-                        let _ = write!(
-                            s,
-                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                    } else {
-                        // Stall: hold the connection without answering.
-                        std::thread::sleep(std::time::Duration::from_secs(5));
-                    }
-                });
+        let server = ringgate_testkit::scripted::Scripted::spawn(move |mut s, _| {
+            let mut carry = Vec::new();
+            let Some(req) = ringgate_testkit::scripted::read_request(&mut s, &mut carry) else {
+                return;
+            };
+            h2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let path = req
+                .request_line()
+                .split(' ')
+                .nth(1)
+                .unwrap_or("/")
+                .to_string();
+            match respond(&path, &req.raw_body) {
+                Some((status, body)) => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+                // Stall: hold the connection without answering.
+                None => std::thread::sleep(std::time::Duration::from_secs(5)),
             }
         });
-        TinyServer { addr, hits }
+        TinyServer {
+            addr: server.addr,
+            hits,
+            _server: server,
+        }
     }
 
     fn hits(&self) -> usize {

@@ -485,10 +485,6 @@ fn request_ids_and_trace_context_are_assigned_and_propagated() {
     assert_eq!(got[1].header("x-request-id").as_deref(), Some("abc.123"));
 }
 
-fn write_config(name: &str, text: &str) -> TempFile {
-    TempFile::new(name, text)
-}
-
 #[test]
 fn sigterm_drains_in_flight_requests_and_closes_idle_connections() {
     let slow = stub_with(UpstreamConfig {
@@ -498,7 +494,7 @@ fn sigterm_drains_in_flight_requests_and_closes_idle_connections() {
     });
     let text = cfg(slow.addr(), slow.addr(), "v1", "a", "")
         .replace("[admin]\naddress = \"127.0.0.1:0\"\n", "");
-    let f = write_config("ops-drain.toml", &text);
+    let f = TempFile::new("ops-drain.toml", &text);
     let gw = ChildGateway::spawn(BIN, &["serve", "--config", f.arg()]);
     let addr = gw.addr;
     // An idle keep-alive connection, and 20 requests in flight.
@@ -544,7 +540,7 @@ fn sigterm_drains_in_flight_requests_and_closes_idle_connections() {
 fn sighup_reloads_the_config_file() {
     let (a, b) = (stub("A"), stub("B"));
     let strip = |t: String| t.replace("[admin]\naddress = \"127.0.0.1:0\"\n", "");
-    let f = write_config(
+    let f = TempFile::new(
         "ops-hup.toml",
         &strip(cfg(a.addr(), b.addr(), "v1", "a", "")),
     );
@@ -574,7 +570,7 @@ fn binary_upgrade_hands_the_sockets_over_with_no_connection_error() {
     let (a, b) = (stub("A"), stub("B"));
     let text =
         cfg(a.addr(), b.addr(), "v1", "a", "").replace("[admin]\naddress = \"127.0.0.1:0\"\n", "");
-    let f = write_config("ops-upgrade.toml", &text);
+    let f = TempFile::new("ops-upgrade.toml", &text);
     let sock = std::env::temp_dir().join(format!("ringgate-upgrade-{}.sock", std::process::id()));
     let sock_arg = sock.to_string_lossy().to_string();
     let old = ChildGateway::spawn(BIN, &["serve", "--config", f.arg(), "--handoff", &sock_arg]);

@@ -244,15 +244,8 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
                 // A timeout with part of a head received is a 408; with nothing received it is
                 // an idle connection, closed silently.
                 Err(ReadFail::Timeout) if partial => {
-                    c.tally = Tally {
-                        bytes_in: c.cbuf.len() as u64,
-                        ..Tally::default()
-                    };
-                    c.meta.clear();
-                    c.meta_split = 0;
-                    if w.settings.trace {
-                        c.trace.assign(&[], &mut w.ids.borrow_mut());
-                    }
+                    let partial_bytes = c.cbuf.len() as u64;
+                    begin_unparsed(&mut c, w, partial_bytes);
                     let start = Instant::now();
                     refuse(&mut c, w, Refusal::REQUEST_TIMEOUT, true, false).await;
                     finish(w, &c, None, start);
@@ -265,26 +258,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
         w.gauges.inflight.add(1);
         c.auth_waited = false;
         let outcome = exchange(&mut c, w, &plan).await;
-        let now = Instant::now();
-        // The breaker judges the upstream, not the client: a request that never reached it
-        // (client gone, refused before sending) is not recorded, except that a half-open probe
-        // which never probed counts as failed (the breaker re-opens rather than stay stuck).
-        match c.tally.upstream_ok {
-            Some(ok) => {
-                w.with_upstream_if_current(plan.upstream, |s| {
-                    s.rt.release(plan.admission, ok, now)
-                });
-            }
-            None if plan.admission.probe => {
-                w.with_upstream_if_current(plan.upstream, |s| {
-                    s.rt.release(plan.admission, false, now)
-                });
-            }
-            None => {}
-        }
-        w.with_upstream_counts(plan.upstream, |inflight, _| {
-            *inflight = inflight.saturating_sub(1)
-        });
+        w.end_request(plan.upstream, plan.admission, c.tally.upstream_ok);
         finish(w, &c, Some(plan.route), plan.start);
         w.gauges.inflight.sub(1);
         w.gauges.requests.add(1);
@@ -305,12 +279,7 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         Ok(Some(r)) => r,
         Ok(None) => return Step::NeedMore,
         Err(e) => {
-            c.tally = Tally::default();
-            c.meta.clear();
-            c.meta_split = 0;
-            if w.settings.trace {
-                c.trace.assign(&[], &mut w.ids.borrow_mut());
-            }
+            begin_unparsed(c, w, 0);
             return Step::Refuse {
                 r: Refusal::from_codec(&e),
                 consumed: 0,
@@ -513,6 +482,20 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         upstream_metric: up.metric,
         start: Instant::now(),
     })
+}
+
+/// Starts the record of a request whose head could not be parsed (a 400, or a 408 on a partial
+/// head): no method, path or client ids, so fresh ids.
+fn begin_unparsed<G: Gateway>(c: &mut Conn, w: &Worker<G>, bytes_in: u64) {
+    c.tally = Tally {
+        bytes_in,
+        ..Tally::default()
+    };
+    c.meta.clear();
+    c.meta_split = 0;
+    if w.settings.trace {
+        c.trace.assign(&[], &mut w.ids.borrow_mut());
+    }
 }
 
 /// The consistent-hash key of a request, per `on`.

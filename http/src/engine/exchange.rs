@@ -121,6 +121,9 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
             w.pool.borrow_mut().checkout(endpoint)
         };
         fresh_only = false;
+        if pooled.is_none() && over_connection_cap(w, p) {
+            return refuse_overloaded(c, w, p, &body).await;
+        }
         let reused = pooled.is_some();
         let t_attempt = Instant::now();
         if c.tally.upstream_start.is_none() {
@@ -128,13 +131,21 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         }
         c.tally.upstream = Some(endpoint);
         w.with_upstream_if_current(p.upstream, |s| s.rt.started(ep_index));
+        // The connection counts against the upstream's cap from its connect to its release.
+        let guard = ConnGuard::new(w, p.upstream);
         let mut up = match pooled {
             Some(s) => {
                 count(w, p, |u| u.reused += 1);
                 s
             }
-            None => {
-                if over_connection_cap(w, p) {
+            None => match connect(endpoint, connect_timeout).await {
+                Ok(s) => {
+                    count(w, p, |u| u.connects += 1);
+                    s
+                }
+                Err(e) => {
+                    drop(guard);
+                    count(w, p, |u| u.connect_failures += 1);
                     attempt_done(
                         &mut c.tally,
                         w,
@@ -142,50 +153,19 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                         ep_index,
                         AttemptOutcome::ConnectFailed,
                         t_attempt,
-                        false,
                     );
-                    return refuse_overloaded(c, w, p, &body).await;
-                }
-                w.with_upstream_counts(p.upstream, |_, conns| *conns += 1);
-                let r = connect(endpoint, connect_timeout).await;
-                w.with_upstream_counts(p.upstream, |_, conns| *conns = conns.saturating_sub(1));
-                match r {
-                    Ok(s) => {
-                        count(w, p, |u| u.connects += 1);
-                        s
+                    let allowed = retry.is_some_and(|r| r.on_connect_failure);
+                    if let Some(next) =
+                        next_attempt(c, w, p, retry, allowed, &mut retries, &mut tried).await
+                    {
+                        (ep_index, endpoint) = next;
+                        continue;
                     }
-                    Err(e) => {
-                        count(w, p, |u| u.connect_failures += 1);
-                        attempt_done(
-                            &mut c.tally,
-                            w,
-                            p,
-                            ep_index,
-                            AttemptOutcome::ConnectFailed,
-                            t_attempt,
-                            true,
-                        );
-                        if let Some(next) = next_attempt(
-                            w,
-                            p,
-                            retry.filter(|r| r.on_connect_failure),
-                            &mut retries,
-                            tried,
-                        )
-                        .await
-                        {
-                            (ep_index, endpoint) = next;
-                            tried |= bit(ep_index);
-                            restore_request(c, retry);
-                            continue;
-                        }
-                        let end = body.complete.then_some(body.end);
-                        return fail_before_response(c, w, p, &ProxyError::Connect(e), end).await;
-                    }
+                    let end = body.complete.then_some(body.end);
+                    return fail_before_response(c, w, p, &ProxyError::Connect(e), end).await;
                 }
-            }
+            },
         };
-        let guard = ConnGuard::new(w, p.upstream);
         let sent = send_request(c, w, p, &mut up, &mut body, inline).await;
         if let Err(e) = sent {
             if reused && stale_retry_left && matches!(e, ProxyError::UpstreamIo(_)) {
@@ -203,7 +183,6 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                     ep_index,
                     AttemptOutcome::Response(r.status),
                     t_attempt,
-                    true,
                 );
                 break (up, r, guard);
             }
@@ -214,18 +193,17 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                 ep_index,
                 AttemptOutcome::Failed,
                 t_attempt,
-                true,
             );
             if !streamed_now(&e) {
                 // Nothing of this attempt is needed any more: let the connection go before
                 // the backoff.
                 drop(up);
                 drop(guard);
-                let on = retry_for_failure(retry, &e);
-                if let Some(next) = next_attempt(w, p, on, &mut retries, tried).await {
+                let allowed = retries_failure(retry, &e);
+                if let Some(next) =
+                    next_attempt(c, w, p, retry, allowed, &mut retries, &mut tried).await
+                {
                     (ep_index, endpoint) = next;
-                    tried |= bit(ep_index);
-                    restore_request(c, retry);
                     continue;
                 }
             }
@@ -241,19 +219,18 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                     ep_index,
                     AttemptOutcome::Response(r.status),
                     t_attempt,
-                    true,
                 );
-                let status_retry = retry.filter(|rs| rs.on_status.contains(&r.status));
-                if status_retry.is_some() {
-                    // The upstream connection is dropped (its body unread), the request goes to
-                    // another endpoint if the budget allows; otherwise this response is relayed.
-                    if let Some(next) = next_attempt(w, p, status_retry, &mut retries, tried).await
+                // On a retried status the upstream connection is dropped (its body unread) and
+                // the request goes to another endpoint if the budget allows; otherwise this
+                // response is relayed.
+                let allowed = retry.is_some_and(|rs| rs.on_status.contains(&r.status));
+                if allowed {
+                    if let Some(next) =
+                        next_attempt(c, w, p, retry, allowed, &mut retries, &mut tried).await
                     {
                         drop(up);
                         drop(guard);
                         (ep_index, endpoint) = next;
-                        tried |= bit(ep_index);
-                        restore_request(c, retry);
                         continue;
                     }
                 }
@@ -273,15 +250,14 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                     ep_index,
                     AttemptOutcome::Failed,
                     t_attempt,
-                    true,
                 );
                 drop(up);
                 drop(guard);
-                let on = retry_for_failure(retry, &e);
-                if let Some(next) = next_attempt(w, p, on, &mut retries, tried).await {
+                let allowed = retries_failure(retry, &e);
+                if let Some(next) =
+                    next_attempt(c, w, p, retry, allowed, &mut retries, &mut tried).await
+                {
                     (ep_index, endpoint) = next;
-                    tried |= bit(ep_index);
-                    restore_request(c, retry);
                     continue;
                 }
                 let end = body.complete.then_some(body.end);
@@ -335,7 +311,7 @@ fn bit(i: usize) -> u64 {
 }
 
 /// Records the end of one attempt at endpoint `i` (`latency` measured from `t0`) in the
-/// upstream's per-core state; `counted` says the attempt reached the upstream at all.
+/// upstream's per-core state, and the outcome in the tally (the breaker judges the last one).
 fn attempt_done<G: Gateway>(
     tally: &mut super::conn::Tally,
     w: &Worker<G>,
@@ -343,38 +319,31 @@ fn attempt_done<G: Gateway>(
     i: usize,
     outcome: AttemptOutcome,
     t0: Instant,
-    counted: bool,
 ) {
     let now = Instant::now();
     let latency = now.duration_since(t0);
-    if counted {
-        tally.upstream_ok = Some(!outcome.is_error());
-    }
-    w.with_upstream_if_current(p.upstream, |s| {
-        if counted {
-            s.rt.finished(i, outcome, latency, now);
-        } else {
-            // Never sent: only undo the start.
-            s.rt.abandoned(i);
-        }
-    });
+    tally.upstream_ok = Some(!outcome.is_error());
+    w.with_upstream_if_current(p.upstream, |s| s.rt.finished(i, outcome, latency, now));
 }
 
-/// The next endpoint to try, after the backoff, when `retry` allows one more attempt within
-/// the route's budget; `None` otherwise.
+/// The next endpoint to try, after the backoff, when the route retries (`retry`), this kind of
+/// failure is `allowed`, attempts are left and the route's budget has room; `None` otherwise.
+/// The endpoint joins `tried`, and the request is back in `c.wbuf`.
 async fn next_attempt<G: Gateway>(
+    c: &mut Conn,
     w: &Worker<G>,
     p: &Plan<'_>,
     retry: Option<&crate::resilience::RetrySettings>,
+    allowed: bool,
     retries: &mut u32,
-    tried: u64,
+    tried: &mut u64,
 ) -> Option<(usize, std::net::SocketAddr)> {
-    let rs = retry?;
+    let rs = retry.filter(|_| allowed)?;
     if *retries >= rs.attempts {
         return None;
     }
     let now = Instant::now();
-    let next = w.with_upstream_if_current(p.upstream, |s| s.rt.pick(p.key, tried, now))??;
+    let next = w.with_upstream_if_current(p.upstream, |s| s.rt.pick(p.key, *tried, now))??;
     let ep = *p.upstream.endpoints.get(next)?;
     if !w.with_route_if_present(p.route, |r| r.try_retry(now))? {
         return None;
@@ -385,31 +354,24 @@ async fn next_attempt<G: Gateway>(
     if !pause.is_zero() {
         monoio::time::sleep(pause).await;
     }
+    *tried |= bit(next);
+    // A response head may have replaced the request in `wbuf` (status retries keep a copy).
+    if !rs.on_status.is_empty() {
+        c.wbuf.clear();
+        c.wbuf.extend_from_slice(&c.req_copy);
+    }
     Some((next, ep))
 }
 
-/// The retry settings that apply to failure `e` (a timeout, or a reset/close before any
-/// response byte), if the route retries that kind.
-fn retry_for_failure<'r>(
-    retry: Option<&'r crate::resilience::RetrySettings>,
-    e: &ProxyError,
-) -> Option<&'r crate::resilience::RetrySettings> {
-    retry.filter(|r| {
+/// Whether the route retries failure `e`: a timeout, or a reset/close before any response byte.
+fn retries_failure(retry: Option<&crate::resilience::RetrySettings>, e: &ProxyError) -> bool {
+    retry.is_some_and(|r| {
         if matches!(e, ProxyError::UpstreamTimeout) {
             r.on_timeout
         } else {
             r.on_reset
         }
     })
-}
-
-/// Puts the upstream request back in `wbuf` for another attempt (a response head may have
-/// replaced it).
-fn restore_request(c: &mut Conn, retry: Option<&crate::resilience::RetrySettings>) {
-    if retry.is_some_and(|r| !r.on_status.is_empty()) {
-        c.wbuf.clear();
-        c.wbuf.extend_from_slice(&c.req_copy);
-    }
 }
 
 /// Whether opening one more connection to the upstream would pass its per-core cap. At the cap,

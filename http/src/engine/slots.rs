@@ -7,6 +7,8 @@
 
 use super::Worker;
 use crate::gateway::{Gateway, RouteSettings, UpstreamSet};
+use crate::resilience::{Admission, UpstreamRuntime};
+use std::time::Instant;
 
 /// One upstream's state on this core.
 pub(crate) struct UpstreamSlot<U> {
@@ -80,6 +82,28 @@ impl<G: Gateway> Worker<G> {
         if let Some(Some(s)) = slots.get_mut(up.metric as usize) {
             f(&mut s.inflight, &mut s.conns);
         }
+    }
+
+    /// A request admitted to `up` ended: it leaves the bulkhead, and the breaker learns how the
+    /// upstream did (`upstream_ok`). The breaker judges the upstream, not the client: a request
+    /// that never reached it (client gone, refused before sending) is not recorded, except that
+    /// a half-open probe which never probed counts as failed (the breaker re-opens rather than
+    /// stay stuck). One borrow of the slots, on the request path.
+    pub(crate) fn end_request(&self, up: &UpstreamSet, a: Admission, upstream_ok: Option<bool>) {
+        let mut slots = self.upstreams.borrow_mut();
+        let Some(Some(s)) = slots.get_mut(up.metric as usize) else {
+            return;
+        };
+        s.inflight = s.inflight.saturating_sub(1);
+        if s.fingerprint != up.fingerprint {
+            return;
+        }
+        let ok = match upstream_ok {
+            Some(ok) => ok,
+            None if a.probe => false,
+            None => return,
+        };
+        s.rt.release(a, ok, Instant::now());
     }
 
     /// Runs `f` on the state of `route`, creating or rebuilding it from `snap` as needed.
