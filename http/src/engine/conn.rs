@@ -158,9 +158,10 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
     };
     let mut served_any = false;
     loop {
-        if w.shutdown.is_stopping() && c.cbuf.is_empty() && served_any {
-            return;
-        }
+        // No early close here when stopping: a response that left before the stop began was
+        // sent keep-alive, and its client may be writing its next request right now; closing
+        // would answer that request with a reset. The idle wait below serves whatever arrives
+        // within the drain grace (with `Connection: close`) and then closes.
         let mut snap;
         let mut header_deadline: Option<Instant> = None;
         let plan = 'request: loop {
