@@ -17,6 +17,14 @@ pub struct AuthOutput {
     pub strip_credential: bool,
     /// A stable hash of the identity (consistent hashing and splits on identity), if any.
     pub key: Option<u64>,
+    /// The client id (rate limits keyed on it); empty when none.
+    pub client_id: Vec<u8>,
+    /// The subject (`sub`); empty when none.
+    pub subject: Vec<u8>,
+    /// The tenant; empty when none.
+    pub tenant: Vec<u8>,
+    /// The rate-limit tier; empty when none.
+    pub tier: Vec<u8>,
 }
 
 impl AuthOutput {
@@ -26,6 +34,10 @@ impl AuthOutput {
         self.identity.clear();
         self.strip_credential = false;
         self.key = None;
+        self.client_id.clear();
+        self.subject.clear();
+        self.tenant.clear();
+        self.tier.clear();
     }
 }
 
@@ -54,5 +66,19 @@ pub enum AuthVerdict {
         ticket: u64,
         /// The longest wait.
         within: std::time::Duration,
+    },
+}
+
+/// The outcome of a route's rate limits for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitVerdict {
+    /// Within every limit.
+    Pass,
+    /// Over a limit (429), or a fail-closed limit cannot reach its store (its status).
+    Refuse {
+        /// 429, or the configured status of a fail-closed limit.
+        status: u16,
+        /// The body's error code (`rate_limited`, `rate_limit_unavailable`).
+        code: &'static str,
     },
 }

@@ -6,7 +6,7 @@
 //! request time is compiled into [`RouteSettings`] and [`UpstreamSet`] when the snapshot is built,
 //! so the hot path reads plain fields, never raw config.
 
-use crate::authn::{AuthOutput, AuthVerdict};
+use crate::authn::{AuthOutput, AuthVerdict, LimitVerdict};
 use crate::codec::RequestHead;
 use crate::error::Refusal;
 use crate::resilience::{
@@ -42,6 +42,8 @@ pub struct RouteSettings {
     pub fingerprint: u64,
     /// The route's authentication rule (an index the snapshot understands); `None`: none.
     pub auth: Option<u32>,
+    /// The route's chain of rate limits (an index the snapshot understands); `None`: none.
+    pub rate_limit: Option<u32>,
 }
 
 /// How the upstream request's Host header is set.
@@ -124,6 +126,28 @@ pub trait Gateway: Send + Sync + 'static {
 
     /// Whether the work a [`AuthVerdict::Wait`] named by `ticket` is done.
     fn auth_poll(&self, auth: &mut Self::Auth, ticket: u64) -> bool;
+
+    /// Per-core rate-limit state (buckets, the channel to the reconciler); kept across reloads.
+    type Limits: 'static;
+
+    /// Fresh per-core rate-limit state for worker `worker`.
+    fn limits_runtime(&self, worker: usize) -> Self::Limits;
+
+    /// Judges a request on `route` (whose `rate_limit` is set) after authentication (`auth`).
+    /// Header lines for the response (`RateLimit-*`, `Retry-After`) go into `out`.
+    fn rate_limit(
+        &self,
+        limits: &mut Self::Limits,
+        route: &RouteSettings,
+        headers: &[httparse::Header<'_>],
+        peer: std::net::IpAddr,
+        auth: &AuthOutput,
+        out: &mut Vec<u8>,
+    ) -> LimitVerdict;
+
+    /// The per-core side of the reconcile tick (apply grants, report spending); returns when to
+    /// tick next.
+    fn limits_tick(&self, limits: &mut Self::Limits) -> Duration;
 
     /// Header names (lower case) removed from every upstream request: the identity headers
     /// only the gateway may set.

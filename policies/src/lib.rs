@@ -11,4 +11,5 @@
 
 pub mod auth;
 pub mod balance;
+pub mod ratelimit;
 pub mod routing;

@@ -11,5 +11,6 @@
 pub mod client;
 pub mod files;
 pub mod gateway;
+pub mod redis;
 pub mod scripted;
 pub mod stub;

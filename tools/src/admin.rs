@@ -390,6 +390,7 @@ pub fn metrics_text(c: &Control) -> String {
         "# HELP ringgate_config_loaded_timestamp_seconds When the live config went live.\n# TYPE ringgate_config_loaded_timestamp_seconds gauge\nringgate_config_loaded_timestamp_seconds {}",
         st.loaded_at
     );
+    render_rate_limits(&mut out, &c.snapshot());
     if let Some(l) = &c.access_log {
         let _ = writeln!(
             out,
@@ -409,4 +410,67 @@ pub fn metrics_text(c: &Control) -> String {
         u8::from(c.is_ready())
     );
     out
+}
+
+/// The rate-limit section of `/metrics`: decisions per limit, and the reconciler's view of its
+/// store.
+fn render_rate_limits(out: &mut String, snap: &crate::snapshot::Snapshot) {
+    let Some(svc) = &snap.limiter else {
+        return;
+    };
+    let st = svc.stats();
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_ratelimit_decisions_total Requests judged by a rate limit, by result.\n# TYPE ringgate_ratelimit_decisions_total counter"
+    );
+    for l in &snap.limits.limits {
+        let c = st.counters.get(&l.id).copied().unwrap_or_default();
+        for (result, v) in [
+            ("allowed", c.allowed),
+            ("limited", c.limited),
+            ("untracked", c.overflow),
+        ] {
+            let _ = writeln!(
+                out,
+                "ringgate_ratelimit_decisions_total{{limit=\"{}\",result=\"{result}\"}} {v}",
+                l.name
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_ratelimit_store_up Whether the last reconcile tick reached the rate-limit store.\n# TYPE ringgate_ratelimit_store_up gauge\nringgate_ratelimit_store_up{{store=\"{}\"}} {}",
+        st.store,
+        u8::from(st.store_up)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_ratelimit_store_errors_total Reconcile ticks whose sync with the store failed.\n# TYPE ringgate_ratelimit_store_errors_total counter\nringgate_ratelimit_store_errors_total {}",
+        st.store_errors
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_ratelimit_syncs_total Reconcile ticks that synced keys with the store.\n# TYPE ringgate_ratelimit_syncs_total counter\nringgate_ratelimit_syncs_total {}",
+        st.syncs
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_ratelimit_synced_keys_total Keys synced with the store, summed over ticks.\n# TYPE ringgate_ratelimit_synced_keys_total counter\nringgate_ratelimit_synced_keys_total {}",
+        st.synced_keys
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_ratelimit_store_commands_total Commands sent to Redis.\n# TYPE ringgate_ratelimit_store_commands_total counter\nringgate_ratelimit_store_commands_total {}",
+        st.store_commands
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_ratelimit_keys Rate-limit keys tracked, by where.\n# TYPE ringgate_ratelimit_keys gauge\nringgate_ratelimit_keys{{where=\"reconciler\"}} {}\nringgate_ratelimit_keys{{where=\"cores\"}} {}",
+        st.node_keys, st.core_keys
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringgate_ratelimit_expired_keys_total Keys forgotten after idling.\n# TYPE ringgate_ratelimit_expired_keys_total counter\nringgate_ratelimit_expired_keys_total {}",
+        st.expired
+    );
 }

@@ -418,6 +418,14 @@ impl AuthSetup {
             .or(identity.subject.as_deref())
             .unwrap_or("");
         out.identity.extend_from_slice(id.as_bytes());
+        for (dst, v) in [
+            (&mut out.client_id, identity.client_id.as_deref()),
+            (&mut out.subject, identity.subject.as_deref()),
+            (&mut out.tenant, identity.tenant.as_deref()),
+            (&mut out.tier, identity.tier.as_deref()),
+        ] {
+            dst.extend_from_slice(v.unwrap_or("").as_bytes());
+        }
         out.key = (!id.is_empty()).then(|| key_hash(id.as_bytes()));
         out.strip_credential = !ra.keep_credential;
         AuthVerdict::Pass

@@ -40,6 +40,12 @@ pub struct RawConfig {
     /// Credentials: API keys and JWT verification (routes opt in with `auth`).
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// Where rate limits are reconciled (Redis or in-process) and what all limits share.
+    #[serde(default)]
+    pub rate_limit: Option<crate::ratelimit::config::RateLimitConfig>,
+    /// The rate limits routes refer to by name.
+    #[serde(default)]
+    pub rate_limits: Vec<crate::ratelimit::config::LimitConfig>,
 }
 
 /// `[auth]`: where credentials are checked against.
@@ -616,6 +622,12 @@ pub struct RouteConfig {
     /// Add `Server-Timing` with the gateway's and the upstream's durations to responses.
     #[serde(default)]
     pub server_timing: bool,
+    /// The rate limits (by name) this route applies, after `[rate_limit] global`.
+    #[serde(default)]
+    pub rate_limits: Vec<String>,
+    /// Add `RateLimit-*` headers to allowed responses too (refusals always carry them).
+    #[serde(default)]
+    pub rate_limit_headers: bool,
 }
 
 /// `path = { prefix = "/api" }` and its siblings.

@@ -197,8 +197,9 @@ impl Control {
     fn build_next(&self) -> Result<(RawConfig, Snapshot), String> {
         let text = self.source.read().map_err(|e| e.to_string())?;
         let raw = RawConfig::parse(&text).map_err(|e| e.to_string())?;
-        let snap = Snapshot::build(&raw, text_hash(&text)).map_err(|e| e.to_string())?;
+        let mut snap = Snapshot::build(&raw, text_hash(&text)).map_err(|e| e.to_string())?;
         let (_, live) = self.slot.load();
+        snap.limiter.clone_from(&live.limiter);
         let needs = live.process.restart_needed_for(&snap.process);
         if !needs.is_empty() {
             return Err(format!(

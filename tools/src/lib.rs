@@ -11,6 +11,8 @@ pub mod control;
 pub mod demo;
 pub mod health;
 pub mod httpc;
+pub mod ratelimit;
+pub mod rlstore;
 pub mod server;
 pub mod snapshot;
 

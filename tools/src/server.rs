@@ -6,6 +6,7 @@
 //! which CPUs, the listen addresses and the config version.
 
 use crate::config::ConfigError;
+use crate::ratelimit::service::LimitService;
 use crate::snapshot::Snapshot;
 use ringgate_core::listener::{bind_group, ListenOptions};
 use ringgate_core::profile::PerfProfile;
@@ -64,6 +65,8 @@ pub struct RunningGateway {
     pub access_log: Option<Arc<AccessLog>>,
     /// Duplicates of every listening socket, per listen address (for a handoff).
     pub listener_dups: Vec<(SocketAddr, Vec<TcpListener>)>,
+    /// The rate-limit reconciler.
+    pub limiter: Arc<LimitService>,
     drain_deadline: Duration,
     workers: Workers,
 }
@@ -150,6 +153,9 @@ pub fn start_with(
         hub: hub.clone(),
         access_log: access_log.clone(),
     };
+    let limiter = LimitService::new(snapshot.process.rate_limit.clone(), n);
+    let mut snapshot = snapshot;
+    snapshot.limiter = Some(limiter.clone());
     let slot = SnapshotSlot::new(Arc::new(snapshot));
     let shutdown = Shutdown::new();
     let worker_slot = slot.clone();
@@ -187,6 +193,7 @@ pub fn start_with(
         hub,
         access_log,
         listener_dups,
+        limiter,
         drain_deadline: profile.timeouts.drain,
         workers,
     })
@@ -214,6 +221,8 @@ fn bind_more(addr: SocketAddr, opts: ListenOptions) -> Result<Vec<TcpListener>, 
 impl RunningGateway {
     /// Publishes a new snapshot; workers use it from their next request on.
     pub fn publish(&self, next: Snapshot) -> u64 {
+        let mut next = next;
+        next.limiter = Some(self.limiter.clone());
         self.slot.publish(Arc::new(next))
     }
 
@@ -244,6 +253,8 @@ impl RunningGateway {
             // bounded by the drain deadline, so the join is bounded too.
             self.workers.join();
         }
+        // After the workers: their last reports are billed by the reconciler's last tick.
+        self.limiter.stop();
         if let Some(log) = self.access_log {
             if let Err(e) = log.stop() {
                 eprintln!("ringgate: access log: {e}");

@@ -9,6 +9,9 @@ use crate::config::{parse_lb, HashOnConfig};
 use crate::config::{
     resolve, AccessLogConfig, AdminConfig, ConfigError, ObservabilityConfig, RawConfig, RouteConfig,
 };
+use crate::ratelimit::config::Backend;
+use crate::ratelimit::service::LimitService;
+use ringgate_http::authn::{AuthOutput, LimitVerdict};
 use ringgate_http::codec::RequestHead;
 use ringgate_http::error::Refusal;
 use ringgate_http::gateway::{Gateway, HostRewrite, RouteSettings, Routed, UpstreamSet};
@@ -18,12 +21,15 @@ use ringgate_policies::balance::{
     BreakerConfig, LbKind, OutlierConfig, RetryBudgetConfig, RoutePolicy, RouteState,
     UpstreamPolicy, UpstreamState,
 };
+use ringgate_policies::ratelimit::local::{Caller, CoreLimiter, Decision};
+use ringgate_policies::ratelimit::spec::LimitSet;
 use ringgate_policies::routing::{
     HeaderMatch, HostMatch, PathMatch, Rewrite, RouteRequest, RouteSpec, RouteTable,
 };
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What a matched route does.
@@ -57,6 +63,10 @@ pub struct Snapshot {
     pub auth: Option<std::sync::Arc<crate::auth::AuthSetup>>,
     /// Header names never forwarded from clients (the identity headers).
     pub managed: Vec<Box<str>>,
+    /// The rate limits and the routes' chains of them.
+    pub limits: Arc<LimitSet>,
+    /// The process's reconciler (attached when the gateway starts, carried over by reloads).
+    pub limiter: Option<Arc<LimitService>>,
 }
 
 /// Settings taken when the process starts; a reload that changes them is refused.
@@ -70,6 +80,8 @@ pub struct ProcessSettings {
     pub access_log: Option<AccessLogConfig>,
     /// Metrics and request ids.
     pub observability: ObservabilityConfig,
+    /// Where rate limits are reconciled.
+    pub rate_limit: Backend,
 }
 
 impl ProcessSettings {
@@ -87,6 +99,9 @@ impl ProcessSettings {
         }
         if self.observability != next.observability {
             v.push("observability");
+        }
+        if self.rate_limit != next.rate_limit {
+            v.push("rate_limit (store, tick, timeouts, node_id)");
         }
         v
     }
@@ -181,16 +196,30 @@ impl Snapshot {
             .as_ref()
             .map(|a| a.identity_headers().to_vec())
             .unwrap_or_default();
+        let route_limits: Vec<(&[String], bool)> = raw
+            .routes
+            .iter()
+            .map(|r| (r.rate_limits.as_slice(), r.rate_limit_headers))
+            .collect();
+        let (limits, chains) = crate::ratelimit::config::compile(
+            raw.rate_limit.as_ref(),
+            &raw.rate_limits,
+            &route_limits,
+            &mut errs,
+        );
         let mut next_rule = 0u32;
         let specs: Vec<RouteSpec<CompiledRoute>> = raw
             .routes
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 let rule = r.auth.as_ref().map(|_| {
                     next_rule += 1;
                     next_rule - 1
                 });
-                route_spec(r, raw, rule)
+                let mut spec = route_spec(r, raw, rule);
+                spec.action.settings.rate_limit = chains.get(i).copied().flatten();
+                spec
             })
             .collect();
         let table = match RouteTable::build(specs) {
@@ -220,6 +249,7 @@ impl Snapshot {
                     admin: raw.admin.clone(),
                     access_log: raw.access_log.clone(),
                     observability: raw.observability.clone(),
+                    rate_limit: Backend::of(raw.rate_limit.as_ref()),
                 },
                 hash: text_hash,
                 upstream_policies,
@@ -230,6 +260,8 @@ impl Snapshot {
                     .collect(),
                 auth,
                 managed,
+                limits: Arc::new(limits),
+                limiter: None,
             }),
             _ => Err(ConfigError::Invalid(errs)),
         }
@@ -326,6 +358,7 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<
                 }),
                 fingerprint,
                 auth,
+                rate_limit: None,
             },
             upstream,
         },
@@ -433,6 +466,46 @@ impl Gateway for Snapshot {
             (Some(setup), Some(st)) => setup.poll(st, ticket),
             _ => true,
         }
+    }
+
+    type Limits = Option<CoreLimiter>;
+
+    fn limits_runtime(&self, worker: usize) -> Self::Limits {
+        self.limiter.as_ref().map(|s| s.core(worker))
+    }
+
+    fn rate_limit(
+        &self,
+        limits: &mut Self::Limits,
+        route: &RouteSettings,
+        headers: &[httparse::Header<'_>],
+        peer: std::net::IpAddr,
+        auth: &AuthOutput,
+        out: &mut Vec<u8>,
+    ) -> LimitVerdict {
+        let (Some(chain), Some(core)) = (route.rate_limit, limits.as_mut()) else {
+            return LimitVerdict::Pass;
+        };
+        let caller = Caller {
+            route: &route.id,
+            peer,
+            headers,
+            client_id: &auth.client_id,
+            subject: &auth.subject,
+            tenant: &auth.tenant,
+            tier: &auth.tier,
+        };
+        match core.check(&self.limits, chain as usize, &caller, out) {
+            Decision::Allow => LimitVerdict::Pass,
+            Decision::Limit { status, code, .. } => LimitVerdict::Refuse { status, code },
+        }
+    }
+
+    fn limits_tick(&self, limits: &mut Self::Limits) -> std::time::Duration {
+        if let Some(core) = limits.as_mut() {
+            core.tick();
+        }
+        self.process.rate_limit.tick
     }
 
     fn managed_headers(&self) -> &[Box<str>] {

@@ -8,7 +8,7 @@ use super::exchange::{exchange, Outcome};
 use super::io::{read_append, write_all, ReadFail};
 use super::observe::finish;
 use super::Worker;
-use crate::authn::{AuthOutput, AuthVerdict};
+use crate::authn::{AuthOutput, AuthVerdict, LimitVerdict};
 use crate::codec::{parse_request_head, BodyKind, HopByHop, MAX_HEADERS};
 use crate::error::Refusal;
 use crate::gateway::{Gateway, RouteSettings, UpstreamSet};
@@ -65,8 +65,9 @@ pub(crate) struct Conn {
     pub(crate) req_copy: Vec<u8>,
     /// What authentication gave the current request.
     pub(crate) auth: AuthOutput,
-    /// `WWW-Authenticate` line for the current refusal (empty when none).
-    pub(crate) challenge: Vec<u8>,
+    /// Header lines policies add to the current response: the `WWW-Authenticate` challenge of
+    /// a refusal, the `RateLimit-*` fields (empty when none).
+    pub(crate) policy_headers: Vec<u8>,
     /// The current request already waited for authentication once.
     pub(crate) auth_waited: bool,
     /// The client's IP as text, for `X-Forwarded-For`.
@@ -148,7 +149,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
         extra: Vec::with_capacity(128),
         req_copy: Vec::new(),
         auth: AuthOutput::default(),
-        challenge: Vec::new(),
+        policy_headers: Vec::new(),
         auth_waited: false,
         peer_ip: peer.ip().to_string().into_bytes().into_boxed_slice(),
         cbuf: Vec::with_capacity(cap),
@@ -334,7 +335,7 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
     };
     let route = routed.route;
     c.auth.clear();
-    c.challenge.clear();
+    c.policy_headers.clear();
     if route.auth.is_some() {
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -363,8 +364,25 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         {
             c.tally.auth_reason = reason;
             if let Some(ch) = challenge {
-                push_header(&mut c.challenge, b"www-authenticate", ch.as_bytes());
+                push_header(&mut c.policy_headers, b"www-authenticate", ch.as_bytes());
             }
+            return refuse_with(Refusal::new(status, code), Some(route));
+        }
+    }
+    if route.rate_limit.is_some() {
+        let verdict = {
+            let mut slot = w.limits.borrow_mut();
+            let state = slot.get_or_insert_with(|| snap.limits_runtime(w.index));
+            snap.rate_limit(
+                state,
+                route,
+                req.headers,
+                c.peer.ip(),
+                &c.auth,
+                &mut c.policy_headers,
+            )
+        };
+        if let LimitVerdict::Refuse { status, code } = verdict {
             return refuse_with(Refusal::new(status, code), Some(route));
         }
     }
@@ -575,8 +593,8 @@ pub(crate) async fn refuse<G: Gateway>(
     if w.settings.trace {
         push_header(&mut c.extra, b"x-request-id", c.trace.request_id());
     }
-    c.extra.extend_from_slice(&c.challenge);
-    c.challenge.clear();
+    c.extra.extend_from_slice(&c.policy_headers);
+    c.policy_headers.clear();
     write_refusal(&mut c.wbuf, &r, close, http10 && !close, &c.extra);
     send_made(c, w, r.status, r.code).await
 }

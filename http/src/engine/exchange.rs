@@ -636,6 +636,7 @@ async fn read_response_head<G: Gateway>(
                     count(w, p, |u| u.responses[class_of(resp.status)] += 1);
                     c.tally.status = resp.status;
                     fill_response_extra(&mut c.extra, &c.trace, &c.tally, w, p);
+                    c.extra.extend_from_slice(&c.policy_headers);
                     return client_response(&mut c.wbuf, &c.extra, w, p, &resp, force_close);
                 }
                 Ok(None) => {}

@@ -113,6 +113,7 @@ pub(crate) struct Worker<G: Gateway> {
     pub(crate) upstreams: RefCell<Vec<Option<slots::UpstreamSlot<G::Upstream>>>>,
     pub(crate) routes: RefCell<Vec<Option<slots::RouteSlot<G::Route>>>>,
     pub(crate) auth: RefCell<Option<G::Auth>>,
+    pub(crate) limits: RefCell<Option<G::Limits>>,
     pub(crate) gauges: Arc<WorkerGauges>,
     pub(crate) shutdown: Arc<Shutdown>,
     pub(crate) index: usize,
@@ -142,6 +143,7 @@ pub async fn run_worker<G: Gateway>(
         upstreams: RefCell::new(Vec::new()),
         routes: RefCell::new(Vec::new()),
         auth: RefCell::new(None),
+        limits: RefCell::new(None),
         gauges: ctx.gauges.clone(),
         shutdown: ctx.shutdown.clone(),
         index: ctx.index,
@@ -159,6 +161,7 @@ pub async fn run_worker<G: Gateway>(
         }
     }
     let ticker = monoio::spawn(observe::tick(worker.clone()));
+    let limits_ticker = monoio::spawn(observe::limits_tick(worker.clone()));
     for a in accepts {
         a.await;
     }
@@ -176,6 +179,7 @@ pub async fn run_worker<G: Gateway>(
     }
     worker.drain.fire();
     ticker.await;
+    limits_ticker.await;
     let mut log = worker.log.borrow_mut();
     if let Some(l) = log.as_mut() {
         l.flush();

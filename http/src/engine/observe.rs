@@ -135,3 +135,28 @@ pub(crate) async fn tick<G: Gateway>(w: Rc<Worker<G>>) {
         }
     }
 }
+
+/// The per-core side of rate limiting: apply the reconciler's grants and report this core's
+/// spending once per reconcile tick (the only place a core touches the channels, so the request
+/// path never does). Idle until a limited route was used on this core.
+pub(crate) async fn limits_tick<G: Gateway>(w: Rc<Worker<G>>) {
+    loop {
+        let next = {
+            let snap = w.snapshot.borrow_mut().current();
+            let mut slot = w.limits.borrow_mut();
+            match slot.as_mut() {
+                Some(st) => snap.limits_tick(st),
+                None => Duration::from_millis(100),
+            }
+        };
+        monoio::time::sleep(next).await;
+        if w.drain.fired() && w.gauges.connections.get() == 0 && w.gauges.inflight.get() == 0 {
+            // A last report, so what this core spent is billed.
+            let snap = w.snapshot.borrow_mut().current();
+            if let Some(st) = w.limits.borrow_mut().as_mut() {
+                snap.limits_tick(st);
+            }
+            return;
+        }
+    }
+}

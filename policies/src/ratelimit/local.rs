@@ -1,0 +1,489 @@
+//! One core's side of rate limiting: per-key entries it alone owns, judged with no lock and no
+//! shared atomic, and the once-per-tick exchange with the reconciler.
+//!
+//! An entry spends, in order, tokens *leased* to this core (its demand-weighted part of the
+//! node's lease) and its optimistic *free* share (an equal part, among every core of every node,
+//! of what nobody leased). A request passes only when every limit of its chain has a token; only
+//! then are the tokens taken, so a request refused by one limit costs nothing from the others.
+//! A key new to the core starts with a free share of a full quota, so the first requests of a
+//! new client pass at once. Everything spent, and every refusal (demand), is reported at the next
+//! tick; grants come back with the next lease and free share.
+
+use super::reconcile::{CoreReport, GrantItem, Grants, LimitCounters, ReportItem};
+use super::spec::{Chain, FailMode, KeySource, LimitSet, LimitSpec, Missing, MAX_CHAIN};
+use super::store::Algo;
+use crossbeam_channel::{Receiver, Sender};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// A hasher for keys that are already hashes.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// What a request is judged by.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The matched route's id.
+    pub route: &'a str,
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// The request headers.
+    pub headers: &'a [httparse::Header<'a>],
+    /// The authenticated client id (empty: none).
+    pub client_id: &'a [u8],
+    /// The authenticated subject (empty: none).
+    pub subject: &'a [u8],
+    /// The caller's tenant (empty: none).
+    pub tenant: &'a [u8],
+    /// The caller's rate-limit tier (empty: none).
+    pub tier: &'a [u8],
+}
+
+/// The outcome of judging a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward it.
+    Allow,
+    /// Refuse it with `status` and `{"error":code}`; `limit` names the limit (an index into the
+    /// set's limits).
+    Limit {
+        /// 429, or a fail-closed limit's status.
+        status: u16,
+        /// `rate_limited`, or `rate_limit_unavailable` when a fail-closed limit cannot reach its
+        /// store.
+        code: &'static str,
+        /// Which limit refused.
+        limit: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: Arc<str>,
+    algo: Algo,
+    lease: i64,
+    free: i64,
+    spent_lease: u32,
+    spent_free: u32,
+    denied: u32,
+    /// Tokens left globally as last heard, less what this core spent since.
+    remaining: i64,
+    reset_ms: u64,
+    retry_ms: u64,
+    /// In the table's dirty list (something to report).
+    dirty: bool,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    entries: IdMap<Entry>,
+    dirty: Vec<u64>,
+    nodes_hint: u32,
+    closed: bool,
+    counters: LimitCounters,
+}
+
+/// One core's rate-limit state. Kept across reloads: entries of limits that still exist keep
+/// their tokens.
+pub struct CoreLimiter {
+    core: usize,
+    workers: u32,
+    hasher: RandomState,
+    tables: IdMap<Table>,
+    tx: Sender<CoreReport>,
+    rx: Receiver<Grants>,
+    store_down: bool,
+    /// The key count in the last report (a change is reported even with nothing else to say).
+    reported_keys: usize,
+}
+
+impl std::fmt::Debug for CoreLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreLimiter")
+            .field("core", &self.core)
+            .field("limits", &self.tables.len())
+            .finish()
+    }
+}
+
+/// Where a chain's tokens come from, found in the check pass and spent in the commit pass.
+#[derive(Clone, Copy)]
+struct Pick {
+    limit: usize,
+    id: u64,
+    local: u64,
+}
+
+impl CoreLimiter {
+    /// Core `core` of `workers`, talking to the reconciler through `tx`/`rx`. `hasher` must be
+    /// the same (a clone) on every core of the process: grants name entries by its hashes.
+    pub fn new(
+        core: usize,
+        workers: usize,
+        hasher: RandomState,
+        tx: Sender<CoreReport>,
+        rx: Receiver<Grants>,
+    ) -> Self {
+        Self {
+            core,
+            workers: workers.max(1) as u32,
+            hasher,
+            tables: IdMap::default(),
+            tx,
+            rx,
+            store_down: false,
+            reported_keys: 0,
+        }
+    }
+
+    /// Keys this core tracks, over all limits.
+    pub fn keys(&self) -> usize {
+        self.tables.values().map(|t| t.entries.len()).sum()
+    }
+
+    /// Judges a request against chain `chain` of `set`. Writes the `RateLimit-*` lines (and
+    /// `Retry-After` on a refusal) into `out` when the chain asks for them or the request is
+    /// refused.
+    pub fn check(
+        &mut self,
+        set: &LimitSet,
+        chain: usize,
+        caller: &Caller<'_>,
+        out: &mut Vec<u8>,
+    ) -> Decision {
+        let Some(ch) = set.chains.get(chain) else {
+            return Decision::Allow;
+        };
+        let mut picks = [Pick {
+            limit: 0,
+            id: 0,
+            local: 0,
+        }; MAX_CHAIN];
+        let mut n = 0;
+        for &li in ch.limits.iter().take(MAX_CHAIN) {
+            let Some(spec) = set.limits.get(li) else {
+                continue;
+            };
+            let mut key_buf = [0u8; 16];
+            let Some(key) = key_of(spec, caller, set, &mut key_buf) else {
+                continue;
+            };
+            let (algo, tier) = spec.algo_for(caller.tier);
+            let local = {
+                let mut h = self.hasher.build_hasher();
+                h.write_u64(spec.id);
+                h.write(tier.as_bytes());
+                h.write(key);
+                h.finish()
+            };
+            let workers = self.workers;
+            let down = self.store_down;
+            let table = self.tables.entry(spec.id).or_insert_with(|| Table {
+                nodes_hint: 1,
+                closed: down,
+                ..Table::default()
+            });
+            if table.closed {
+                if let FailMode::Closed { status } = spec.fail {
+                    table.counters.limited += 1;
+                    return Decision::Limit {
+                        status,
+                        code: "rate_limit_unavailable",
+                        limit: li,
+                    };
+                }
+            }
+            if !table.entries.contains_key(&local) {
+                if table.entries.len() >= spec.max_keys {
+                    table.counters.overflow += 1;
+                    continue;
+                }
+                let e = new_entry(spec, algo, tier, key, table.nodes_hint, workers);
+                table.entries.insert(local, e);
+            }
+            let Some(e) = table.entries.get_mut(&local) else {
+                continue;
+            };
+            // A reload may have changed the limit: the store judges by what the core reports.
+            e.algo = algo;
+            if e.lease + e.free < 1 {
+                e.denied = e.denied.saturating_add(1);
+                if !e.dirty {
+                    e.dirty = true;
+                    table.dirty.push(local);
+                }
+                table.counters.limited += 1;
+                write_headers(out, e, true);
+                return Decision::Limit {
+                    status: 429,
+                    code: "rate_limited",
+                    limit: li,
+                };
+            }
+            picks[n] = Pick {
+                limit: li,
+                id: spec.id,
+                local,
+            };
+            n += 1;
+        }
+        // Every limit has a token: take them, and report the tightest limit.
+        let mut tightest: Option<(i64, u64, u64)> = None;
+        for p in &picks[..n] {
+            let Some(t) = self.tables.get_mut(&p.id) else {
+                continue;
+            };
+            let Some(e) = t.entries.get_mut(&p.local) else {
+                continue;
+            };
+            if e.lease >= 1 {
+                e.lease -= 1;
+                e.spent_lease = e.spent_lease.saturating_add(1);
+            } else {
+                e.free -= 1;
+                e.spent_free = e.spent_free.saturating_add(1);
+            }
+            e.remaining -= 1;
+            if !e.dirty {
+                e.dirty = true;
+                t.dirty.push(p.local);
+            }
+            t.counters.allowed += 1;
+            let _ = p.limit;
+            if ch.headers && tightest.is_none_or(|(r, _, _)| e.remaining < r) {
+                tightest = Some((e.remaining, p.id, p.local));
+            }
+        }
+        if let Some((_, id, local)) = tightest {
+            if let Some(e) = self.tables.get(&id).and_then(|t| t.entries.get(&local)) {
+                write_headers(out, e, false);
+            }
+        }
+        Decision::Allow
+    }
+
+    /// The per-tick exchange: applies every grant that arrived, then reports what was spent and
+    /// refused since the last tick. Returns whether the reconciler is still there.
+    pub fn tick(&mut self) -> bool {
+        while let Ok(g) = self.rx.try_recv() {
+            self.apply(g);
+        }
+        let mut items = Vec::new();
+        let mut counters = Vec::new();
+        for (&id, t) in self.tables.iter_mut() {
+            for local in t.dirty.drain(..) {
+                if let Some(e) = t.entries.get_mut(&local) {
+                    items.push(report_of(id, local, e, false));
+                }
+            }
+            if t.counters != LimitCounters::default() {
+                counters.push((id, std::mem::take(&mut t.counters)));
+            }
+        }
+        let keys = self.keys();
+        if items.is_empty() && counters.is_empty() && keys == self.reported_keys {
+            return true;
+        }
+        self.reported_keys = keys;
+        self.tx
+            .send(CoreReport {
+                core: self.core,
+                items,
+                counters,
+                keys,
+            })
+            .is_ok()
+    }
+
+    fn apply(&mut self, g: Grants) {
+        if g.store_down != self.store_down {
+            self.store_down = g.store_down;
+            for t in self.tables.values_mut() {
+                t.closed = g.store_down;
+            }
+        }
+        for (id, nodes) in g.nodes {
+            if let Some(t) = self.tables.get_mut(&id) {
+                t.nodes_hint = nodes.max(1);
+            }
+        }
+        let mut gone = Vec::new();
+        for GrantItem {
+            limit,
+            local,
+            add,
+            free,
+            remaining,
+            reset_ms,
+            retry_ms,
+            expire,
+        } in g.items
+        {
+            let Some(t) = self.tables.get_mut(&limit) else {
+                continue;
+            };
+            if expire {
+                if let Some(mut e) = t.entries.remove(&local) {
+                    if e.spent_lease + e.spent_free + e.denied > 0 {
+                        gone.push(report_of(limit, local, &mut e, true));
+                    }
+                }
+                continue;
+            }
+            if let Some(e) = t.entries.get_mut(&local) {
+                e.lease += add;
+                e.free = free;
+                e.remaining = remaining;
+                e.reset_ms = reset_ms;
+                e.retry_ms = retry_ms;
+            }
+        }
+        if !gone.is_empty() {
+            let _ = self.tx.send(CoreReport {
+                core: self.core,
+                items: gone,
+                counters: Vec::new(),
+                keys: self.keys(),
+            });
+        }
+    }
+}
+
+fn report_of(limit: u64, local: u64, e: &mut Entry, gone: bool) -> ReportItem {
+    let r = ReportItem {
+        limit,
+        local,
+        name: e.name.clone(),
+        algo: e.algo,
+        spent_lease: e.spent_lease,
+        spent_free: e.spent_free,
+        denied: e.denied,
+        gone,
+    };
+    e.spent_lease = 0;
+    e.spent_free = 0;
+    e.denied = 0;
+    e.dirty = false;
+    r
+}
+
+/// The key bytes of `caller` for `spec` (`None`: the limit does not apply).
+fn key_of<'a>(
+    spec: &LimitSpec,
+    caller: &Caller<'a>,
+    set: &LimitSet,
+    buf: &'a mut [u8; 16],
+) -> Option<&'a [u8]> {
+    let v: &[u8] = match &spec.key {
+        KeySource::Global => return Some(b"*"),
+        KeySource::Route => return Some(caller.route.as_bytes()),
+        KeySource::ClientId => caller.client_id,
+        KeySource::Subject => caller.subject,
+        KeySource::Tenant => caller.tenant,
+        KeySource::ClientIp => {
+            let ip = set.trusted.client_ip(caller.peer, caller.headers);
+            *buf = match ip {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+                IpAddr::V6(v6) => v6.octets(),
+            };
+            return Some(&buf[..]);
+        }
+        KeySource::Header(name) => caller
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map_or(&b""[..], |h| h.value.trim_ascii()),
+    };
+    if !v.is_empty() {
+        Some(v)
+    } else if spec.missing == Missing::Shared {
+        Some(b"")
+    } else {
+        None
+    }
+}
+
+/// A key new to this core: a free share of a full quota.
+fn new_entry(
+    spec: &LimitSpec,
+    algo: Algo,
+    tier: &str,
+    key: &[u8],
+    nodes: u32,
+    workers: u32,
+) -> Entry {
+    let digest = Sha256::digest(key);
+    let mut name = String::with_capacity(spec.name.len() + tier.len() + 40);
+    name.push_str("{rl:");
+    name.push_str(&spec.name);
+    name.push_str("}:");
+    name.push_str(tier);
+    name.push(':');
+    for b in &digest[..16] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        name.push(HEX[usize::from(b >> 4)] as char);
+        name.push(HEX[usize::from(b & 15)] as char);
+    }
+    let quota = algo.quota();
+    let share = (quota / f64::from(nodes.max(1) * workers.max(1))).floor() as i64;
+    Entry {
+        name: name.into(),
+        algo,
+        lease: 0,
+        free: share.max(1),
+        spent_lease: 0,
+        spent_free: 0,
+        denied: 0,
+        remaining: quota as i64,
+        reset_ms: 0,
+        // Until the store says better: the time one token takes.
+        retry_ms: (1000.0 / algo.rate().max(f64::MIN_POSITIVE)).ceil() as u64,
+        dirty: false,
+    }
+}
+
+/// `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy` (IETF httpapi draft), and
+/// `Retry-After` on a refusal.
+fn write_headers(out: &mut Vec<u8>, e: &Entry, refused: bool) {
+    use std::io::Write as _;
+    let quota = e.algo.quota().floor() as u64;
+    let remaining = if refused {
+        0
+    } else {
+        e.remaining.clamp(0, quota as i64) as u64
+    };
+    let reset = e.reset_ms.div_ceil(1000);
+    let window = e.algo.window_secs().ceil().max(1.0) as u64;
+    let _ = write!(
+        out,
+        "ratelimit-limit: {quota}\r\nratelimit-remaining: {remaining}\r\nratelimit-reset: {reset}\r\nratelimit-policy: {quota};w={window}\r\n"
+    );
+    if refused {
+        let after = e.retry_ms.div_ceil(1000).max(1);
+        let _ = write!(out, "retry-after: {after}\r\n");
+    }
+}
+
+/// Whether `chain` of `set` exists and asks for headers on allowed responses.
+pub fn chain_wants_headers(set: &LimitSet, chain: usize) -> bool {
+    set.chains.get(chain).is_some_and(|c: &Chain| c.headers)
+}

@@ -1,0 +1,515 @@
+//! The node's side of rate limiting: the reconciler that the control thread runs every tick.
+//!
+//! It gathers what every core spent and was refused ([`CoreReport`]), syncs the node's totals
+//! per key with the [`Store`] (one batch per tick, however many requests), and splits what the
+//! store leased to the node among the cores by their recent demand, so a key hot on one core is
+//! not starved by an even split ([`Grants`]). Keys nobody touched for a while are forgotten here
+//! and on the cores, which bounds memory.
+//!
+//! When the store fails, limits that fail open carry on against an in-process [`LocalStore`]
+//! sized to this node's last known share of each limit, and what they admit meanwhile is billed
+//! to the store when it is back (at most one quota per key), so recovery brings no burst of
+//! over-admission. Limits that fail closed are refused by the cores until the store answers.
+//!
+//! Sans-IO: the thread, the channels and the store's network live in the `ringgate` crate.
+
+use super::store::{Algo, LocalStore, Store, SyncItem, SyncResult};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One key's activity on one core since its last report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportItem {
+    /// The limit's id.
+    pub limit: u64,
+    /// The core's name for the key (the same on every core of the process).
+    pub local: u64,
+    /// The store key.
+    pub name: Arc<str>,
+    /// The key's algorithm.
+    pub algo: Algo,
+    /// Tokens spent out of the core's lease.
+    pub spent_lease: u32,
+    /// Tokens spent out of the core's free share.
+    pub spent_free: u32,
+    /// Requests refused.
+    pub denied: u32,
+    /// The core dropped the key (after an expiry): its lease went with it.
+    pub gone: bool,
+}
+
+/// Decisions of one core for one limit since its last report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitCounters {
+    /// Requests the limit let through.
+    pub allowed: u64,
+    /// Requests it refused.
+    pub limited: u64,
+    /// New keys admitted untracked because the core's table was full.
+    pub overflow: u64,
+}
+
+/// One core's report for a tick.
+#[derive(Debug, Clone, Default)]
+pub struct CoreReport {
+    /// Which core.
+    pub core: usize,
+    /// Keys with activity.
+    pub items: Vec<ReportItem>,
+    /// Decisions per limit id.
+    pub counters: Vec<(u64, LimitCounters)>,
+    /// Keys the core tracks.
+    pub keys: usize,
+}
+
+/// What a core is given for one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantItem {
+    /// The limit's id.
+    pub limit: u64,
+    /// The core's name for the key.
+    pub local: u64,
+    /// Added to the core's lease (negative: taken back).
+    pub add: i64,
+    /// The core's free share until the next grant (replaces the previous one).
+    pub free: i64,
+    /// Tokens left globally, for `RateLimit-Remaining`.
+    pub remaining: i64,
+    /// Milliseconds until the quota is whole again.
+    pub reset_ms: u64,
+    /// Milliseconds until a token is free.
+    pub retry_ms: u64,
+    /// Forget the key (nothing happened to it for long enough).
+    pub expire: bool,
+}
+
+/// One core's grants for a tick.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Per key.
+    pub items: Vec<GrantItem>,
+    /// Nodes active per limit id (sizes the free share of keys new to a core).
+    pub nodes: Vec<(u64, u32)>,
+    /// The store is unreachable: fail-closed limits refuse.
+    pub store_down: bool,
+}
+
+/// What a tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickStats {
+    /// Keys sent to the store.
+    pub synced: usize,
+    /// Whether the store answered (`true` also when there was nothing to send).
+    pub store_ok: bool,
+    /// Keys known to the reconciler.
+    pub keys: usize,
+    /// Keys forgotten this tick.
+    pub expired: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct CoreRec {
+    outstanding: i64,
+    demand: f64,
+    pending: u32,
+    has_entry: bool,
+}
+
+#[derive(Debug)]
+struct Record {
+    limit: u64,
+    local: u64,
+    algo: Algo,
+    cores: Vec<CoreRec>,
+    unsynced: u64,
+    unsynced_prov: u64,
+    /// Admitted while the store was down, to bill when it is back.
+    replay: u64,
+    lease: i64,
+    last_active_ms: u64,
+    active: bool,
+    /// Tokens this node spent per tick, smoothed (its share when failing open).
+    spent_rate: f64,
+    nodes: u32,
+    /// A core refused a request since the last sync: it needs fresh numbers even when nothing
+    /// was spent.
+    refused: bool,
+}
+
+/// Tuning of the reconciler.
+#[derive(Debug, Clone, Copy)]
+pub struct ReconcileSettings {
+    /// Cores of this node.
+    pub workers: usize,
+    /// The tick, in milliseconds.
+    pub tick_ms: u64,
+    /// How many ticks of demand a lease covers (the grant arrives one tick late).
+    pub horizon_ticks: f64,
+    /// A silent node's lease lapses after this, in milliseconds (the fallback store's too).
+    pub lease_ttl_ms: u64,
+}
+
+/// The reconciler of one node.
+#[derive(Debug)]
+pub struct Reconciler {
+    cfg: ReconcileSettings,
+    records: HashMap<Arc<str>, Record>,
+    active: Vec<Arc<str>>,
+    fallback: LocalStore,
+    down: bool,
+    nodes: HashMap<u64, u32>,
+    counters: HashMap<u64, LimitCounters>,
+    core_keys: Vec<usize>,
+    last_sweep_ms: u64,
+    items: Vec<SyncItem>,
+    names: Vec<Arc<str>>,
+    results: Vec<SyncResult>,
+}
+
+impl Reconciler {
+    /// A reconciler for `cfg.workers` cores.
+    pub fn new(cfg: ReconcileSettings) -> Self {
+        Self {
+            cfg,
+            records: HashMap::new(),
+            active: Vec::new(),
+            fallback: LocalStore::new(cfg.lease_ttl_ms),
+            down: false,
+            nodes: HashMap::new(),
+            counters: HashMap::new(),
+            core_keys: vec![0; cfg.workers],
+            last_sweep_ms: 0,
+            items: Vec::new(),
+            names: Vec::new(),
+            results: Vec::new(),
+        }
+    }
+
+    /// Whether the last sync failed.
+    pub fn store_down(&self) -> bool {
+        self.down
+    }
+
+    /// Keys known to the reconciler.
+    pub fn keys(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Keys tracked by each core, as last reported.
+    pub fn core_keys(&self) -> &[usize] {
+        &self.core_keys
+    }
+
+    /// Decisions per limit id since start.
+    pub fn counters(&self) -> &HashMap<u64, LimitCounters> {
+        &self.counters
+    }
+
+    /// Takes in one core's report.
+    pub fn ingest(&mut self, r: CoreReport, now_ms: u64) {
+        let workers = self.cfg.workers;
+        if let Some(k) = self.core_keys.get_mut(r.core) {
+            *k = r.keys;
+        }
+        for (id, c) in r.counters {
+            let t = self.counters.entry(id).or_default();
+            t.allowed += c.allowed;
+            t.limited += c.limited;
+            t.overflow += c.overflow;
+        }
+        for it in r.items {
+            if r.core >= workers {
+                continue;
+            }
+            let rec = self
+                .records
+                .entry(it.name.clone())
+                .or_insert_with(|| Record {
+                    limit: it.limit,
+                    local: it.local,
+                    algo: it.algo,
+                    cores: vec![CoreRec::default(); workers],
+                    unsynced: 0,
+                    unsynced_prov: 0,
+                    replay: 0,
+                    lease: 0,
+                    last_active_ms: now_ms,
+                    active: false,
+                    spent_rate: 0.0,
+                    nodes: 1,
+                    refused: false,
+                });
+            rec.algo = it.algo;
+            let spent = u64::from(it.spent_lease) + u64::from(it.spent_free);
+            let c = &mut rec.cores[r.core];
+            c.outstanding -= i64::from(it.spent_lease);
+            c.pending = c
+                .pending
+                .saturating_add(it.spent_lease + it.spent_free + it.denied);
+            if it.gone {
+                c.outstanding = 0;
+                c.has_entry = false;
+            } else {
+                c.has_entry = true;
+            }
+            rec.refused |= it.denied > 0;
+            rec.unsynced += spent;
+            rec.unsynced_prov += u64::from(it.spent_free);
+            rec.last_active_ms = now_ms;
+            if !rec.active {
+                rec.active = true;
+                self.active.push(it.name);
+            }
+        }
+    }
+
+    /// One tick: sync the active keys with `store` as `node`, then return each core's grants
+    /// (`None` for a core with nothing new).
+    pub fn tick<S: Store + ?Sized>(
+        &mut self,
+        store: &mut S,
+        node: &str,
+        now_ms: u64,
+    ) -> (Vec<Option<Grants>>, TickStats) {
+        let horizon = self.cfg.horizon_ticks;
+        self.items.clear();
+        self.names.clear();
+        let mut still_active = Vec::with_capacity(self.active.len());
+        for name in std::mem::take(&mut self.active) {
+            let Some(rec) = self.records.get_mut(&name) else {
+                continue;
+            };
+            let mut demand = 0.0;
+            for c in &mut rec.cores {
+                c.demand = 0.5 * c.demand + 0.5 * f64::from(c.pending);
+                if c.demand < 0.05 {
+                    c.demand = 0.0;
+                }
+                c.pending = 0;
+                demand += c.demand;
+            }
+            rec.spent_rate = 0.8 * rec.spent_rate + 0.2 * rec.unsynced as f64;
+            // Below one request a tick the free share serves the key: no lease to keep in sync.
+            let want = if demand < 1.0 {
+                0
+            } else {
+                (demand * horizon).ceil().min(rec.algo.quota().ceil()) as u64
+            };
+            let quiet =
+                rec.unsynced == 0 && rec.replay == 0 && want == 0 && rec.lease == 0 && !rec.refused;
+            rec.refused = false;
+            if quiet && rec.cores.iter().all(|c| c.outstanding == 0) {
+                rec.active = false;
+                continue;
+            }
+            still_active.push(name.clone());
+            self.items.push(SyncItem {
+                key: name.to_string(),
+                algo: rec.algo,
+                spent: rec.unsynced + rec.replay,
+                provisional: rec.unsynced_prov + rec.replay,
+                want,
+                demand,
+            });
+            self.names.push(name);
+        }
+        self.active = still_active;
+        let mut stats = TickStats {
+            synced: self.items.len(),
+            store_ok: true,
+            ..TickStats::default()
+        };
+        let mut grants: Vec<Option<Grants>> = vec![None; self.cfg.workers];
+        self.results.clear();
+        let was_down = self.down;
+        if !self.items.is_empty() {
+            match store.sync(node, now_ms, &self.items, &mut self.results) {
+                Ok(()) if self.results.len() == self.items.len() => {
+                    self.down = false;
+                }
+                _ => {
+                    self.down = true;
+                    stats.store_ok = false;
+                }
+            }
+        }
+        if self.down {
+            self.fail_open(now_ms);
+        } else if was_down {
+            self.fallback.clear();
+        }
+        let workers = self.cfg.workers;
+        let mut nodes_seen: HashMap<u64, u32> = HashMap::new();
+        for (i, name) in self.names.iter().enumerate() {
+            let (Some(rec), Some(r)) = (self.records.get_mut(name), self.results.get(i)) else {
+                continue;
+            };
+            let spent = rec.unsynced;
+            rec.unsynced = 0;
+            rec.unsynced_prov = 0;
+            if self.down {
+                // Billed once the store is back, at most one quota.
+                rec.replay = (rec.replay + spent).min(rec.algo.quota().ceil() as u64);
+            } else {
+                rec.replay = 0;
+                rec.nodes = r.nodes.max(1);
+                let n = nodes_seen.entry(rec.limit).or_insert(0);
+                *n = (*n).max(rec.nodes);
+            }
+            rec.lease = r.lease;
+            distribute(rec, r, workers, &mut grants);
+        }
+        for (id, n) in nodes_seen {
+            if self.nodes.insert(id, n) != Some(n) {
+                for g in grants.iter_mut() {
+                    g.get_or_insert_with(Grants::default).nodes.push((id, n));
+                }
+            }
+        }
+        if self.down != was_down {
+            for g in grants.iter_mut() {
+                g.get_or_insert_with(Grants::default);
+            }
+        }
+        if now_ms.saturating_sub(self.last_sweep_ms) >= 1000 {
+            stats.expired = self.sweep(now_ms, &mut grants);
+            self.last_sweep_ms = now_ms;
+        }
+        for g in grants.iter_mut().flatten() {
+            g.store_down = self.down;
+        }
+        stats.keys = self.records.len();
+        (grants, stats)
+    }
+
+    /// The store failed this tick: fail-open keys sync against the fallback store at this
+    /// node's share; fail-closed keys are refused by the cores (their results hold no lease).
+    fn fail_open(&mut self, now_ms: u64) {
+        self.results.clear();
+        for (i, name) in self.names.iter().enumerate() {
+            let Some(rec) = self.records.get(name) else {
+                self.results.push(SyncResult {
+                    lease: 0,
+                    free: 0,
+                    nodes: 1,
+                    retry_ms: 1000,
+                    reset_ms: 0,
+                });
+                continue;
+            };
+            let rate_per_tick = rec.algo.rate() * self.cfg.tick_ms as f64 / 1000.0;
+            let by_use = if rate_per_tick > 0.0 {
+                rec.spent_rate / rate_per_tick
+            } else {
+                0.0
+            };
+            let share = by_use.max(1.0 / f64::from(rec.nodes.max(1))).min(1.0);
+            let mut it = self.items[i].clone();
+            it.algo = rec.algo.scaled(share);
+            // Only this outage's spends: the replay is for the shared store.
+            it.spent = rec.unsynced;
+            it.provisional = rec.unsynced_prov;
+            let mut out = Vec::with_capacity(1);
+            let r = match self.fallback.sync("local", now_ms, &[it], &mut out) {
+                Ok(()) => out.first().copied(),
+                Err(_) => None,
+            };
+            self.results.push(r.unwrap_or(SyncResult {
+                lease: 0,
+                free: 0,
+                nodes: 1,
+                retry_ms: 1000,
+                reset_ms: 0,
+            }));
+        }
+        if self.results.iter().any(|r| r.nodes != 1) {
+            // The fallback store is this node alone.
+            for r in &mut self.results {
+                r.nodes = 1;
+            }
+        }
+    }
+
+    /// Forgets keys idle past their algorithm's memory; returns how many.
+    fn sweep(&mut self, now_ms: u64, grants: &mut [Option<Grants>]) -> usize {
+        let mut expired = 0;
+        self.records.retain(|_, rec| {
+            let idle = now_ms.saturating_sub(rec.last_active_ms);
+            if rec.active || idle < rec.algo.idle_ms() + 1000 {
+                return true;
+            }
+            for (c, cr) in rec.cores.iter().enumerate() {
+                if cr.has_entry {
+                    if let Some(g) = grants.get_mut(c) {
+                        g.get_or_insert_with(Grants::default).items.push(GrantItem {
+                            limit: rec.limit,
+                            local: rec.local,
+                            add: 0,
+                            free: 0,
+                            remaining: 0,
+                            reset_ms: 0,
+                            retry_ms: 0,
+                            expire: true,
+                        });
+                    }
+                }
+            }
+            expired += 1;
+            false
+        });
+        self.fallback.sweep(now_ms);
+        expired
+    }
+}
+
+/// Splits the node's lease among the cores by demand and hands each its free share.
+fn distribute(rec: &mut Record, r: &SyncResult, workers: usize, grants: &mut [Option<Grants>]) {
+    let lease = r.lease.max(0);
+    let total: f64 = rec.cores.iter().map(|c| c.demand).sum();
+    let mut targets = vec![0i64; rec.cores.len()];
+    if total > 0.0 && lease > 0 {
+        let mut given = 0;
+        let mut top = 0;
+        for (i, c) in rec.cores.iter().enumerate() {
+            targets[i] = (lease as f64 * c.demand / total).floor() as i64;
+            given += targets[i];
+            if c.demand > rec.cores[top].demand {
+                top = i;
+            }
+        }
+        targets[top] += lease - given;
+    }
+    // This node's part of the unleased capacity, rounded up (a key in demand on two nodes with
+    // one free token must not starve both; an overdraft is billed as debt), split evenly among
+    // the cores, the remainder to the busiest.
+    let node_free = (r.free.max(0) + i64::from(r.nodes.max(1)) - 1) / i64::from(r.nodes.max(1));
+    let w = workers.max(1) as i64;
+    let mut frees = vec![node_free / w; rec.cores.len()];
+    if let Some(top) = (0..rec.cores.len()).max_by(|&a, &b| {
+        rec.cores[a]
+            .demand
+            .partial_cmp(&rec.cores[b].demand)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }) {
+        frees[top] += node_free - (node_free / w) * w;
+    }
+    for (i, c) in rec.cores.iter_mut().enumerate() {
+        if !c.has_entry {
+            continue;
+        }
+        let add = targets[i] - c.outstanding;
+        c.outstanding = targets[i];
+        if let Some(g) = grants.get_mut(i) {
+            g.get_or_insert_with(Grants::default).items.push(GrantItem {
+                limit: rec.limit,
+                local: rec.local,
+                add,
+                free: frees[i],
+                remaining: r.free.max(0) + lease,
+                reset_ms: r.reset_ms,
+                retry_ms: r.retry_ms,
+                expire: false,
+            });
+        }
+    }
+}
