@@ -422,7 +422,7 @@ impl RedisStore {
         }
         cmd.arg(items.len());
         for it in items {
-            cmd.arg(it.key.as_str());
+            cmd.arg(&*it.key);
         }
         let now = match self.opts.clock {
             Clock::Server => 0,

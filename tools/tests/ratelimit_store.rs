@@ -169,7 +169,7 @@ fn differential(redis: &mut RedisStore, ttl: u64, steps: usize) -> usize {
                 (rng.below(60), rng.below(25) as f64)
             };
             items.push(SyncItem {
-                key: keys[k].0.clone(),
+                key: keys[k].0.as_str().into(),
                 algo: keys[k].1,
                 spent,
                 provisional: provisional.min(spent),

@@ -287,7 +287,7 @@ impl CoreLimiter {
         while let Ok(g) = self.rx.try_recv() {
             self.apply(g);
         }
-        let mut items = Vec::new();
+        let mut items = Vec::with_capacity(self.tables.values().map(|t| t.dirty.len()).sum());
         let mut counters = Vec::new();
         for (&id, t) in self.tables.iter_mut() {
             for local in t.dirty.drain(..) {

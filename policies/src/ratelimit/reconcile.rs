@@ -13,9 +13,19 @@
 //!
 //! Sans-IO: the thread, the channels and the store's network live in the `ringgate` crate.
 
+use super::local::IdHasher;
 use super::store::{Algo, LocalStore, Store, SyncItem, SyncResult};
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
+
+/// A key as the cores name it: (limit id, the process-wide hash of tier and key).
+type KeyId = (u64, u64);
+
+/// At most this many ticks pass between syncs of a key with room to spare (its cores hold no
+/// lease and have used less than half their free share): other nodes see its spending late by
+/// at most this, and only while the key is far from its limit.
+const MAX_LAZY_TICKS: u32 = 10;
 
 /// One key's activity on one core since its last report.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,10 +123,14 @@ struct CoreRec {
     demand: f64,
     pending: u32,
     has_entry: bool,
+    /// The free share last granted, and how much of it was spent since.
+    free_given: i64,
+    free_spent: i64,
 }
 
 #[derive(Debug)]
 struct Record {
+    name: Arc<str>,
     limit: u64,
     local: u64,
     algo: Algo,
@@ -134,6 +148,10 @@ struct Record {
     /// A core refused a request since the last sync: it needs fresh numbers even when nothing
     /// was spent.
     refused: bool,
+    /// Synced at least once (a new key's first free shares were the cores' own guess).
+    synced_once: bool,
+    /// Ticks since the last sync.
+    lazy_ticks: u32,
 }
 
 /// Tuning of the reconciler.
@@ -153,8 +171,8 @@ pub struct ReconcileSettings {
 #[derive(Debug)]
 pub struct Reconciler {
     cfg: ReconcileSettings,
-    records: HashMap<Arc<str>, Record>,
-    active: Vec<Arc<str>>,
+    records: HashMap<KeyId, Record, BuildHasherDefault<PairHasher>>,
+    active: Vec<KeyId>,
     fallback: LocalStore,
     down: bool,
     nodes: HashMap<u64, u32>,
@@ -162,8 +180,27 @@ pub struct Reconciler {
     core_keys: Vec<usize>,
     last_sweep_ms: u64,
     items: Vec<SyncItem>,
-    names: Vec<Arc<str>>,
+    names: Vec<KeyId>,
     results: Vec<SyncResult>,
+    scratch: Vec<i64>,
+}
+
+/// Hashes a [`KeyId`] (already a hash) with one multiply.
+#[derive(Default, Clone, Copy)]
+struct PairHasher(u64);
+
+impl std::hash::Hasher for PairHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = IdHasher::default();
+        h.write(bytes);
+        self.0 ^= h.finish();
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 impl Reconciler {
@@ -171,7 +208,7 @@ impl Reconciler {
     pub fn new(cfg: ReconcileSettings) -> Self {
         Self {
             cfg,
-            records: HashMap::new(),
+            records: HashMap::default(),
             active: Vec::new(),
             fallback: LocalStore::new(cfg.lease_ttl_ms),
             down: false,
@@ -182,6 +219,7 @@ impl Reconciler {
             items: Vec::new(),
             names: Vec::new(),
             results: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -221,28 +259,30 @@ impl Reconciler {
             if r.core >= workers {
                 continue;
             }
-            let rec = self
-                .records
-                .entry(it.name.clone())
-                .or_insert_with(|| Record {
-                    limit: it.limit,
-                    local: it.local,
-                    algo: it.algo,
-                    cores: vec![CoreRec::default(); workers],
-                    unsynced: 0,
-                    unsynced_prov: 0,
-                    replay: 0,
-                    lease: 0,
-                    last_active_ms: now_ms,
-                    active: false,
-                    spent_rate: 0.0,
-                    nodes: 1,
-                    refused: false,
-                });
+            let id = (it.limit, it.local);
+            let rec = self.records.entry(id).or_insert_with(|| Record {
+                name: it.name.clone(),
+                limit: it.limit,
+                local: it.local,
+                algo: it.algo,
+                cores: vec![CoreRec::default(); workers],
+                unsynced: 0,
+                unsynced_prov: 0,
+                replay: 0,
+                lease: 0,
+                last_active_ms: now_ms,
+                active: false,
+                spent_rate: 0.0,
+                nodes: 1,
+                refused: false,
+                synced_once: false,
+                lazy_ticks: 0,
+            });
             rec.algo = it.algo;
             let spent = u64::from(it.spent_lease) + u64::from(it.spent_free);
             let c = &mut rec.cores[r.core];
             c.outstanding -= i64::from(it.spent_lease);
+            c.free_spent += i64::from(it.spent_free);
             c.pending = c
                 .pending
                 .saturating_add(it.spent_lease + it.spent_free + it.denied);
@@ -258,7 +298,7 @@ impl Reconciler {
             rec.last_active_ms = now_ms;
             if !rec.active {
                 rec.active = true;
-                self.active.push(it.name);
+                self.active.push(id);
             }
         }
     }
@@ -275,8 +315,8 @@ impl Reconciler {
         self.items.clear();
         self.names.clear();
         let mut still_active = Vec::with_capacity(self.active.len());
-        for name in std::mem::take(&mut self.active) {
-            let Some(rec) = self.records.get_mut(&name) else {
+        for id in std::mem::take(&mut self.active) {
+            let Some(rec) = self.records.get_mut(&id) else {
                 continue;
             };
             let mut demand = 0.0;
@@ -297,21 +337,37 @@ impl Reconciler {
             };
             let quiet =
                 rec.unsynced == 0 && rec.replay == 0 && want == 0 && rec.lease == 0 && !rec.refused;
-            rec.refused = false;
+            let refused = std::mem::take(&mut rec.refused);
             if quiet && rec.cores.iter().all(|c| c.outstanding == 0) {
                 rec.active = false;
                 continue;
             }
-            still_active.push(name.clone());
+            still_active.push(id);
+            // A key with room to spare waits: its spending is billed a few ticks later.
+            let roomy = rec.synced_once
+                && !refused
+                && rec.replay == 0
+                && want == 0
+                && rec.lease == 0
+                && rec
+                    .cores
+                    .iter()
+                    .all(|c| c.outstanding == 0 && 2 * c.free_spent < c.free_given);
+            if roomy && rec.lazy_ticks < MAX_LAZY_TICKS && !self.down {
+                rec.lazy_ticks += 1;
+                continue;
+            }
+            rec.lazy_ticks = 0;
+            rec.synced_once = true;
             self.items.push(SyncItem {
-                key: name.to_string(),
+                key: rec.name.clone(),
                 algo: rec.algo,
                 spent: rec.unsynced + rec.replay,
                 provisional: rec.unsynced_prov + rec.replay,
                 want,
                 demand,
             });
-            self.names.push(name);
+            self.names.push(id);
         }
         self.active = still_active;
         let mut stats = TickStats {
@@ -340,8 +396,8 @@ impl Reconciler {
         }
         let workers = self.cfg.workers;
         let mut nodes_seen: HashMap<u64, u32> = HashMap::new();
-        for (i, name) in self.names.iter().enumerate() {
-            let (Some(rec), Some(r)) = (self.records.get_mut(name), self.results.get(i)) else {
+        for (i, id) in self.names.iter().enumerate() {
+            let (Some(rec), Some(r)) = (self.records.get_mut(id), self.results.get(i)) else {
                 continue;
             };
             let spent = rec.unsynced;
@@ -357,7 +413,7 @@ impl Reconciler {
                 *n = (*n).max(rec.nodes);
             }
             rec.lease = r.lease;
-            distribute(rec, r, workers, &mut grants);
+            distribute(rec, r, workers, &mut grants, &mut self.scratch);
         }
         for (id, n) in nodes_seen {
             if self.nodes.insert(id, n) != Some(n) {
@@ -386,8 +442,8 @@ impl Reconciler {
     /// node's share; fail-closed keys are refused by the cores (their results hold no lease).
     fn fail_open(&mut self, now_ms: u64) {
         self.results.clear();
-        for (i, name) in self.names.iter().enumerate() {
-            let Some(rec) = self.records.get(name) else {
+        for (i, id) in self.names.iter().enumerate() {
+            let Some(rec) = self.records.get(id) else {
                 self.results.push(SyncResult {
                     lease: 0,
                     free: 0,
@@ -463,10 +519,19 @@ impl Reconciler {
 }
 
 /// Splits the node's lease among the cores by demand and hands each its free share.
-fn distribute(rec: &mut Record, r: &SyncResult, workers: usize, grants: &mut [Option<Grants>]) {
+fn distribute(
+    rec: &mut Record,
+    r: &SyncResult,
+    workers: usize,
+    grants: &mut [Option<Grants>],
+    scratch: &mut Vec<i64>,
+) {
     let lease = r.lease.max(0);
     let total: f64 = rec.cores.iter().map(|c| c.demand).sum();
-    let mut targets = vec![0i64; rec.cores.len()];
+    let n = rec.cores.len();
+    scratch.clear();
+    scratch.resize(2 * n, 0);
+    let (targets, frees) = scratch.split_at_mut(n);
     if total > 0.0 && lease > 0 {
         let mut given = 0;
         let mut top = 0;
@@ -484,7 +549,7 @@ fn distribute(rec: &mut Record, r: &SyncResult, workers: usize, grants: &mut [Op
     // the cores, the remainder to the busiest.
     let node_free = (r.free.max(0) + i64::from(r.nodes.max(1)) - 1) / i64::from(r.nodes.max(1));
     let w = workers.max(1) as i64;
-    let mut frees = vec![node_free / w; rec.cores.len()];
+    frees.fill(node_free / w);
     if let Some(top) = (0..rec.cores.len()).max_by(|&a, &b| {
         rec.cores[a]
             .demand
@@ -499,6 +564,8 @@ fn distribute(rec: &mut Record, r: &SyncResult, workers: usize, grants: &mut [Op
         }
         let add = targets[i] - c.outstanding;
         c.outstanding = targets[i];
+        c.free_given = frees[i];
+        c.free_spent = 0;
         if let Some(g) = grants.get_mut(i) {
             g.get_or_insert_with(Grants::default).items.push(GrantItem {
                 limit: rec.limit,

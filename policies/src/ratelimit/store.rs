@@ -97,8 +97,9 @@ impl Algo {
 /// One key's report in a sync.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncItem {
-    /// The store key (hash-tagged per limit, e.g. `{rl:per-key}:gold:<digest>`).
-    pub key: String,
+    /// The store key (hash-tagged per limit, e.g. `{rl:per-key}:gold:<digest>`); shared, so a
+    /// tick's batch costs no string copies.
+    pub key: std::sync::Arc<str>,
     /// The limit's algorithm for this key.
     pub algo: Algo,
     /// Tokens the node's cores spent since its last sync of this key (lease and free).
@@ -181,7 +182,7 @@ struct KeyState {
 /// The in-process store: exactly the arithmetic of the Redis script, in memory.
 #[derive(Debug)]
 pub struct LocalStore {
-    keys: HashMap<String, KeyState>,
+    keys: HashMap<std::sync::Arc<str>, KeyState>,
     lease_ttl_ms: u64,
     last_sweep_ms: u64,
 }
@@ -351,7 +352,10 @@ impl Store for LocalStore {
         out: &mut Vec<SyncResult>,
     ) -> Result<(), StoreError> {
         for it in items {
-            let k = self.keys.entry(it.key.clone()).or_default();
+            let k = match self.keys.get_mut(&*it.key) {
+                Some(k) => k,
+                None => self.keys.entry(it.key.clone()).or_default(),
+            };
             out.push(apply(k, node, now_ms, self.lease_ttl_ms, it));
         }
         if now_ms.saturating_sub(self.last_sweep_ms) >= 1000 {
@@ -493,7 +497,7 @@ mod tests {
         let mut s = LocalStore::new(100);
         for i in 0..1000 {
             let mut it = item(1, 1, 0, 0.0);
-            it.key = format!("k{i}");
+            it.key = format!("k{i}").into();
             one(&mut s, "a", 1000, it);
         }
         assert_eq!(s.len(), 1000);

@@ -1,0 +1,424 @@
+//! Rate limits end to end, the parts `ratelimit.rs` leaves out: the tier and tenant a limit keys
+//! on come from real API keys made by `ringgate keys create`; a published snapshot changes a
+//! limit that already has spent keys; a gateway process of two workers enforces one limit
+//! through a real one-node Redis Cluster and reports the store up; `[rate_limit] global` limits
+//! apply to (and are shared by) every route; and `missing_key = "shared"` puts every request
+//! without the key in one bucket.
+
+#![allow(clippy::unwrap_used)]
+
+use ringgate_testkit::client::{Client, Response};
+use ringgate_testkit::files::TempFile;
+use ringgate_testkit::gateway::{free_port, gateway, ChildGateway};
+use ringgate_testkit::redis::RedisServer;
+use ringgate_testkit::stub::stub;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringgate");
+
+/// `GET path` on `c` with extra header lines; the response.
+fn get(c: &mut Client, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.send(req.as_bytes());
+    c.response()
+}
+
+/// The statuses of `n` requests in a row.
+fn statuses(c: &mut Client, path: &str, headers: &[(&str, &str)], n: usize) -> Vec<u16> {
+    (0..n).map(|_| get(c, path, headers).status).collect()
+}
+
+/// `ringgate keys create args...`: the secret and the `[[keys]]` entry it printed.
+fn create_key(args: &[&str]) -> (String, String) {
+    let out = std::process::Command::new(BIN)
+        .args(["keys", "create"])
+        .args(args)
+        .output()
+        .expect("run ringgate keys create");
+    assert!(
+        out.status.success(),
+        "keys create {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = stdout.lines();
+    let secret = lines.next().expect("the secret first").trim().to_owned();
+    let entry = lines.collect::<Vec<_>>().join("\n");
+    assert!(entry.contains("[[keys]]"), "{stdout}");
+    (secret, entry)
+}
+
+/// The value of the first `/metrics` line starting with `name` on the admin listener `admin`
+/// (NaN when absent).
+fn metric(admin: SocketAddr, name: &str) -> f64 {
+    let r = ringgate_testkit::client::get(admin, "admin", "/metrics");
+    r.text()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[test]
+fn tiers_come_from_the_api_key() {
+    let up = stub("up");
+    let (plain, plain_entry) = create_key(&["--client-id", "plain-app"]);
+    let (gold, gold_entry) = create_key(&["--client-id", "gold-app", "--tier", "gold"]);
+    let (acme1, acme1_entry) = create_key(&["--client-id", "acme-one", "--tenant", "acme"]);
+    let (acme2, acme2_entry) = create_key(&["--client-id", "acme-two", "--tenant", "acme"]);
+    let (globex, globex_entry) = create_key(&["--client-id", "globex-one", "--tenant", "globex"]);
+    assert!(gold_entry.contains("gold"), "{gold_entry}");
+    assert!(!plain_entry.contains("tier"), "{plain_entry}");
+    let kf = TempFile::new(
+        "keys.toml",
+        &[
+            plain_entry,
+            gold_entry,
+            acme1_entry,
+            acme2_entry,
+            globex_entry,
+        ]
+        .join("\n"),
+    );
+    let text = format!(
+        r#"version = "tiers"
+[[listeners]]
+address = "127.0.0.1:0"
+[auth]
+api_keys_file = "{kf}"
+[[upstreams]]
+name = "up"
+endpoints = ["{up}"]
+[rate_limit]
+tick = "10ms"
+[[rate_limits]]
+name = "per-client"
+key = "client_id"
+rate = 1
+burst = 2
+tiers = {{ gold = {{ rate = 1, burst = 5 }} }}
+[[rate_limits]]
+name = "per-tenant"
+key = "tenant"
+rate = 0.001
+burst = 3
+[[routes]]
+id = "client"
+path = {{ prefix = "/client" }}
+upstream = "up"
+auth = {{ mode = "required" }}
+rate_limits = ["per-client"]
+[[routes]]
+id = "tenant"
+path = {{ prefix = "/tenant" }}
+upstream = "up"
+auth = {{ mode = "required" }}
+rate_limits = ["per-tenant"]
+"#,
+        kf = kf.arg(),
+        up = up.addr(),
+    );
+    let gw = gateway(&text);
+    let mut c = Client::connect(gw.addr);
+    // No key: refused by authentication, before any limit.
+    assert_eq!(get(&mut c, "/client", &[]).status, 401);
+
+    // The key without a tier gets the limit's own bucket of 2.
+    let plain_h = [("X-API-Key", plain.as_str())];
+    assert_eq!(statuses(&mut c, "/client", &plain_h, 2), [200, 200]);
+    let r = get(&mut c, "/client", &plain_h);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("ratelimit-limit"), Some("2"));
+    assert_eq!(r.header("ratelimit-policy"), Some("2;w=2"));
+
+    // The gold key's tier, read from its key entry, gives it the gold bucket of 5.
+    let gold_h = [("X-API-Key", gold.as_str())];
+    assert_eq!(
+        statuses(&mut c, "/client", &gold_h, 5),
+        [200, 200, 200, 200, 200]
+    );
+    let r = get(&mut c, "/client", &gold_h);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("ratelimit-limit"), Some("5"));
+    assert_eq!(r.header("ratelimit-policy"), Some("5;w=5"));
+
+    // Two keys of tenant acme share one bucket of 3 on the tenant-keyed route.
+    let a1 = [("X-API-Key", acme1.as_str())];
+    let a2 = [("X-API-Key", acme2.as_str())];
+    assert_eq!(statuses(&mut c, "/tenant", &a1, 2), [200, 200]);
+    assert_eq!(get(&mut c, "/tenant", &a2).status, 200);
+    let r = get(&mut c, "/tenant", &a2);
+    assert_eq!(r.status, 429, "acme's second key has acme's bucket");
+    assert_eq!(r.header("ratelimit-limit"), Some("3"));
+    assert_eq!(get(&mut c, "/tenant", &a1).status, 429);
+    // Another tenant has its own bucket.
+    let g = [("X-API-Key", globex.as_str())];
+    assert_eq!(statuses(&mut c, "/tenant", &g, 3), [200, 200, 200]);
+    assert_eq!(get(&mut c, "/tenant", &g).status, 429);
+    // A key with no tenant: the tenant limit does not apply (missing_key = skip).
+    assert_eq!(
+        statuses(&mut c, "/tenant", &plain_h, 6),
+        [200, 200, 200, 200, 200, 200]
+    );
+}
+
+fn reload_config(up: SocketAddr, rate: f64, burst: u32) -> String {
+    format!(
+        r#"version = "reload-{burst}"
+[[listeners]]
+address = "127.0.0.1:0"
+[[upstreams]]
+name = "up"
+endpoints = ["{up}"]
+[rate_limit]
+tick = "10ms"
+[[rate_limits]]
+name = "per-key"
+key = {{ header = "x-key" }}
+rate = {rate}
+burst = {burst}
+[[routes]]
+id = "keyed"
+path = {{ prefix = "/keyed" }}
+upstream = "up"
+rate_limits = ["per-key"]
+rate_limit_headers = true
+"#
+    )
+}
+
+#[test]
+fn a_reload_changes_a_limit() {
+    let up = stub("up");
+    // A bucket of 2 that refills one token in about 17 minutes: any pass after it is spent
+    // comes from the reload, not from refill.
+    let gw = gateway(&reload_config(up.addr(), 0.001, 2));
+    let mut c = Client::connect(gw.addr);
+    let k = [("x-key", "alice")];
+    for left in ["1", "0"] {
+        let r = get(&mut c, "/keyed", &k);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("ratelimit-limit"), Some("2"));
+        assert_eq!(r.header("ratelimit-remaining"), Some(left));
+    }
+    let r = get(&mut c, "/keyed", &k);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("ratelimit-limit"), Some("2"));
+
+    let next = ringgate::snapshot_from_text(&reload_config(up.addr(), 100.0, 50)).unwrap();
+    gw.inner().publish(next);
+
+    // The spent key passes again soon, now under the new limit.
+    let t0 = Instant::now();
+    let first_ok = loop {
+        let r = get(&mut c, "/keyed", &k);
+        if r.status == 200 {
+            break r;
+        }
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "alice still refused {:?} after the reload: {:?}",
+            t0.elapsed(),
+            r.headers
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("alice passed again {:?} after the reload", t0.elapsed());
+    assert_eq!(first_ok.header("ratelimit-limit"), Some("50"));
+    assert_eq!(first_ok.header("ratelimit-policy"), Some("50;w=1"));
+    // A key new since the reload starts with the new, whole bucket.
+    let r = get(&mut c, "/keyed", &[("x-key", "bob")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit-limit"), Some("50"));
+    assert_eq!(r.header("ratelimit-remaining"), Some("49"));
+}
+
+#[test]
+fn redis_cluster_enforces_one_limit() {
+    let redis = RedisServer::start_cluster();
+    let up = stub("up");
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let text = format!(
+        r#"version = "rl-cluster"
+[[listeners]]
+address = "127.0.0.1:0"
+[admin]
+address = "{admin}"
+[[upstreams]]
+name = "up"
+endpoints = ["{up}"]
+[rate_limit]
+redis_cluster = ["{url}"]
+node_id = "cluster-node"
+tick = "20ms"
+[[rate_limits]]
+name = "clustered"
+key = {{ header = "x-key" }}
+rate = 50
+burst = 20
+[[routes]]
+id = "limited"
+path = {{ prefix = "/limited" }}
+upstream = "up"
+rate_limits = ["clustered"]
+"#,
+        up = up.addr(),
+        url = redis.url(),
+    );
+    let cfg = TempFile::new("rl-cluster.toml", &text);
+    let profile = TempFile::new(
+        "rl-cluster-profile.toml",
+        "[workers]\ncount = 2\npin = false\n",
+    );
+    let gw = ChildGateway::spawn(
+        BIN,
+        &["serve", "--config", cfg.arg(), "--profile", profile.arg()],
+    );
+    // 300 requests paced over about a second, one key, one keep-alive connection.
+    let mut c = Client::connect(gw.addr);
+    let gap = Duration::from_secs_f64(1.0 / 300.0);
+    let t0 = Instant::now();
+    let mut next = t0;
+    let (mut ok, mut limited) = (0usize, 0usize);
+    for i in 0..300 {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        let r = get(&mut c, "/limited", &[("x-key", "one")]);
+        match r.status {
+            200 => ok += 1,
+            429 => limited += 1,
+            s => panic!("request {i}: status {s}: {}", r.text()),
+        }
+        next += gap;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!("cluster: admitted {ok}, limited {limited} in {secs:.2} s");
+    // The bucket of 20 plus 50/s over the run, within a factor of two either way of the rate.
+    let low = 20.0 + 50.0 * 0.5 * secs.min(1.0);
+    let high = 20.0 + 50.0 * 2.0 * secs.max(1.0);
+    assert!(
+        (ok as f64) >= low && (ok as f64) <= high,
+        "admitted {ok} in {secs:.2} s: expected {low:.0}..={high:.0}"
+    );
+    assert!(limited > 0);
+    // The store in use is the cluster, reached, and actually sent commands; the counters
+    // (reported at the reconcile tick) agree with what the client saw.
+    let up_line = "ringgate_ratelimit_store_up{store=\"redis-cluster\"}";
+    let allowed_line = "ringgate_ratelimit_decisions_total{limit=\"clustered\",result=\"allowed\"}";
+    let t1 = Instant::now();
+    loop {
+        let store_up = metric(admin, up_line);
+        let allowed = metric(admin, allowed_line);
+        if store_up == 1.0 && allowed == ok as f64 {
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(5),
+            "{up_line} = {store_up}, allowed = {allowed} (client saw {ok})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cmds = metric(admin, "ringgate_ratelimit_store_commands_total");
+    assert!(cmds >= 1.0, "{cmds} commands sent to the cluster");
+    drop(gw);
+    drop(redis);
+}
+
+#[test]
+fn global_limits_apply_to_every_route() {
+    let up = stub("up");
+    let text = format!(
+        r#"version = "global"
+[[listeners]]
+address = "127.0.0.1:0"
+[[upstreams]]
+name = "up"
+endpoints = ["{up}"]
+[rate_limit]
+tick = "10ms"
+global = ["all"]
+[[rate_limits]]
+name = "all"
+key = "global"
+rate = 0.001
+burst = 3
+[[routes]]
+id = "a"
+path = {{ prefix = "/a" }}
+upstream = "up"
+[[routes]]
+id = "b"
+path = {{ prefix = "/b" }}
+upstream = "up"
+"#,
+        up = up.addr()
+    );
+    let gw = gateway(&text);
+    let mut c = Client::connect(gw.addr);
+    assert_eq!(get(&mut c, "/a", &[]).status, 200);
+    assert_eq!(get(&mut c, "/b", &[]).status, 200);
+    assert_eq!(get(&mut c, "/a", &[]).status, 200);
+    // The three tokens are shared: both routes are now refused, on any connection.
+    let r = get(&mut c, "/b", &[]);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("ratelimit-limit"), Some("3"));
+    assert_eq!(get(&mut c, "/a", &[]).status, 429);
+    let mut other = Client::connect(gw.addr);
+    assert_eq!(get(&mut other, "/a", &[("x-anything", "1")]).status, 429);
+    assert_eq!(get(&mut other, "/b", &[]).status, 429);
+}
+
+#[test]
+fn missing_key_shared_puts_anonymous_callers_in_one_bucket() {
+    let up = stub("up");
+    let text = format!(
+        r#"version = "shared"
+[[listeners]]
+address = "127.0.0.1:0"
+[[upstreams]]
+name = "up"
+endpoints = ["{up}"]
+[rate_limit]
+tick = "10ms"
+[[rate_limits]]
+name = "per-key"
+key = {{ header = "x-key" }}
+rate = 0.001
+burst = 2
+missing_key = "shared"
+[[routes]]
+id = "keyed"
+path = {{ prefix = "/keyed" }}
+upstream = "up"
+rate_limits = ["per-key"]
+"#,
+        up = up.addr()
+    );
+    let gw = gateway(&text);
+    // Two anonymous callers on two connections spend the one shared bucket of 2.
+    let mut a = Client::connect(gw.addr);
+    let mut b = Client::connect(gw.addr);
+    assert_eq!(get(&mut a, "/keyed", &[]).status, 200);
+    assert_eq!(get(&mut b, "/keyed", &[]).status, 200);
+    let r = get(&mut a, "/keyed", &[]);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("ratelimit-limit"), Some("2"));
+    assert_eq!(get(&mut b, "/keyed", &[]).status, 429);
+    // A blank value is no key either.
+    assert_eq!(get(&mut b, "/keyed", &[("x-key", "  ")]).status, 429);
+    // Callers that send the key still have their own buckets.
+    assert_eq!(
+        statuses(&mut a, "/keyed", &[("x-key", "carol")], 3),
+        [200, 200, 429]
+    );
+    assert_eq!(get(&mut b, "/keyed", &[("x-key", "dave")]).status, 200);
+}
