@@ -150,8 +150,12 @@ struct Record {
     refused: bool,
     /// Synced at least once (a new key's first free shares were the cores' own guess).
     synced_once: bool,
-    /// Ticks since the last sync.
-    lazy_ticks: u32,
+    /// The tick of the last sync, of the last demand update, of the last visit, and the tick a
+    /// deferred sync is due (0: none).
+    last_sync_tick: u64,
+    last_decay_tick: u64,
+    seen_tick: u64,
+    due_tick: u64,
 }
 
 /// Tuning of the reconciler.
@@ -172,7 +176,12 @@ pub struct ReconcileSettings {
 pub struct Reconciler {
     cfg: ReconcileSettings,
     records: HashMap<KeyId, Record, BuildHasherDefault<PairHasher>>,
-    active: Vec<KeyId>,
+    /// Only keys with something to do are visited in a tick: those reported on, those holding a
+    /// lease or owing a replay, and those whose deferred sync is due (a ring by tick).
+    tick_no: u64,
+    touched: Vec<KeyId>,
+    hot: Vec<KeyId>,
+    due: Vec<Vec<KeyId>>,
     fallback: LocalStore,
     down: bool,
     nodes: HashMap<u64, u32>,
@@ -209,7 +218,10 @@ impl Reconciler {
         Self {
             cfg,
             records: HashMap::default(),
-            active: Vec::new(),
+            tick_no: 0,
+            touched: Vec::new(),
+            hot: Vec::new(),
+            due: vec![Vec::new(); MAX_LAZY_TICKS as usize + 1],
             fallback: LocalStore::new(cfg.lease_ttl_ms),
             down: false,
             nodes: HashMap::new(),
@@ -276,7 +288,10 @@ impl Reconciler {
                 nodes: 1,
                 refused: false,
                 synced_once: false,
-                lazy_ticks: 0,
+                last_sync_tick: 0,
+                last_decay_tick: 0,
+                seen_tick: 0,
+                due_tick: 0,
             });
             rec.algo = it.algo;
             let spent = u64::from(it.spent_lease) + u64::from(it.spent_free);
@@ -296,10 +311,11 @@ impl Reconciler {
             rec.unsynced += spent;
             rec.unsynced_prov += u64::from(it.spent_free);
             rec.last_active_ms = now_ms;
-            if !rec.active {
-                rec.active = true;
-                self.active.push(id);
+            if rec.last_decay_tick == 0 {
+                rec.last_decay_tick = self.tick_no;
             }
+            rec.active = true;
+            self.touched.push(id);
         }
     }
 
@@ -314,21 +330,35 @@ impl Reconciler {
         let horizon = self.cfg.horizon_ticks;
         self.items.clear();
         self.names.clear();
-        let mut still_active = Vec::with_capacity(self.active.len());
-        for id in std::mem::take(&mut self.active) {
+        self.tick_no += 1;
+        let t = self.tick_no;
+        let ring = self.due.len() as u64;
+        let mut work = std::mem::take(&mut self.hot);
+        work.append(&mut self.touched);
+        work.append(&mut self.due[(t % ring) as usize]);
+        for id in work {
             let Some(rec) = self.records.get_mut(&id) else {
                 continue;
             };
+            if rec.seen_tick == t {
+                continue;
+            }
+            rec.seen_tick = t;
+            // Demand halves every tick; a key not visited for a while catches up at once.
+            let elapsed = t.saturating_sub(rec.last_decay_tick).clamp(1, 64) as i32;
+            rec.last_decay_tick = t;
+            let keep = 0.5f64.powi(elapsed);
             let mut demand = 0.0;
             for c in &mut rec.cores {
-                c.demand = 0.5 * c.demand + 0.5 * f64::from(c.pending);
+                c.demand = keep * c.demand + 0.5 * f64::from(c.pending);
                 if c.demand < 0.05 {
                     c.demand = 0.0;
                 }
                 c.pending = 0;
                 demand += c.demand;
             }
-            rec.spent_rate = 0.8 * rec.spent_rate + 0.2 * rec.unsynced as f64;
+            rec.spent_rate =
+                0.8f64.powi(elapsed) * rec.spent_rate + 0.2 * rec.unsynced as f64 / elapsed as f64;
             // Below one request a tick the free share serves the key: no lease to keep in sync.
             let want = if demand < 1.0 {
                 0
@@ -342,7 +372,6 @@ impl Reconciler {
                 rec.active = false;
                 continue;
             }
-            still_active.push(id);
             // A key with room to spare waits: its spending is billed a few ticks later.
             let roomy = rec.synced_once
                 && !refused
@@ -353,11 +382,15 @@ impl Reconciler {
                     .cores
                     .iter()
                     .all(|c| c.outstanding == 0 && 2 * c.free_spent < c.free_given);
-            if roomy && rec.lazy_ticks < MAX_LAZY_TICKS && !self.down {
-                rec.lazy_ticks += 1;
+            if roomy && !self.down && t - rec.last_sync_tick < u64::from(MAX_LAZY_TICKS) {
+                let at = rec.last_sync_tick + u64::from(MAX_LAZY_TICKS);
+                if rec.due_tick != at {
+                    rec.due_tick = at;
+                    self.due[(at % ring) as usize].push(id);
+                }
                 continue;
             }
-            rec.lazy_ticks = 0;
+            rec.last_sync_tick = t;
             rec.synced_once = true;
             self.items.push(SyncItem {
                 key: rec.name.clone(),
@@ -369,7 +402,6 @@ impl Reconciler {
             });
             self.names.push(id);
         }
-        self.active = still_active;
         let mut stats = TickStats {
             synced: self.items.len(),
             store_ok: true,
@@ -414,6 +446,14 @@ impl Reconciler {
             }
             rec.lease = r.lease;
             distribute(rec, r, workers, &mut grants, &mut self.scratch);
+            // Keys holding a lease, owing a replay or in demand are visited every tick; the
+            // others wait for their next report.
+            let busy =
+                rec.lease != 0 || rec.replay > 0 || rec.cores.iter().any(|c| c.demand >= 1.0);
+            rec.active = busy || rec.due_tick > self.tick_no;
+            if busy {
+                self.hot.push(*id);
+            }
         }
         for (id, n) in nodes_seen {
             if self.nodes.insert(id, n) != Some(n) {
