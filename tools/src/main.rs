@@ -516,12 +516,20 @@ fn check(config: &str, profile: Option<&str>) -> Result<ExitCode, Box<dyn std::e
         Ok(s) => {
             let endpoints: usize = s.upstreams.iter().map(|u| u.endpoints.len()).sum();
             println!(
-                "config ok: version={} listeners={} upstreams={} endpoints={} routes={}",
+                "config ok: version={} listeners={} upstreams={} endpoints={} routes={} rate_limits={} rate_limit_store={}",
                 s.version,
                 s.listeners.len(),
                 s.upstreams.len(),
                 endpoints,
-                s.table.len()
+                s.table.len(),
+                s.limits.limits.len(),
+                if s.process.rate_limit.redis.is_some() {
+                    "redis"
+                } else if !s.process.rate_limit.cluster.is_empty() {
+                    "redis-cluster"
+                } else {
+                    "local"
+                }
             );
         }
         Err(e) => {

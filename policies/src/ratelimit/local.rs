@@ -91,7 +91,16 @@ struct Entry {
     retry_ms: u64,
     /// In the table's dirty list (something to report).
     dirty: bool,
+    /// The free share as last granted (or first guessed), and whether the reconciler has heard
+    /// of the key; a key with room to spare is reported every few ticks, not every tick.
+    free_granted: i64,
+    announced: bool,
+    held_ticks: u8,
 }
+
+/// A key with room to spare (no lease, nothing refused, under half its free share spent) is
+/// reported at least every this many ticks.
+const MAX_HELD_TICKS: u8 = 10;
 
 #[derive(Debug, Default)]
 struct Table {
@@ -290,11 +299,24 @@ impl CoreLimiter {
         let mut items = Vec::with_capacity(self.tables.values().map(|t| t.dirty.len()).sum());
         let mut counters = Vec::new();
         for (&id, t) in self.tables.iter_mut() {
-            for local in t.dirty.drain(..) {
-                if let Some(e) = t.entries.get_mut(&local) {
-                    items.push(report_of(id, local, e, false));
+            let Table { dirty, entries, .. } = t;
+            dirty.retain(|local| {
+                let Some(e) = entries.get_mut(local) else {
+                    return false;
+                };
+                let roomy = e.announced
+                    && e.denied == 0
+                    && e.spent_lease == 0
+                    && e.lease <= 0
+                    && 2 * e.free > e.free_granted
+                    && e.held_ticks < MAX_HELD_TICKS;
+                if roomy {
+                    e.held_ticks += 1;
+                    return true;
                 }
-            }
+                items.push(report_of(id, *local, e, false));
+                false
+            });
             if t.counters != LimitCounters::default() {
                 counters.push((id, std::mem::take(&mut t.counters)));
             }
@@ -352,6 +374,7 @@ impl CoreLimiter {
             if let Some(e) = t.entries.get_mut(&local) {
                 e.lease += add;
                 e.free = free;
+                e.free_granted = free;
                 e.remaining = remaining;
                 e.reset_ms = reset_ms;
                 e.retry_ms = retry_ms;
@@ -383,6 +406,8 @@ fn report_of(limit: u64, local: u64, e: &mut Entry, gone: bool) -> ReportItem {
     e.spent_free = 0;
     e.denied = 0;
     e.dirty = false;
+    e.announced = true;
+    e.held_ticks = 0;
     r
 }
 
@@ -458,6 +483,9 @@ fn new_entry(
         // Until the store says better: the time one token takes.
         retry_ms: (1000.0 / algo.rate().max(f64::MIN_POSITIVE)).ceil() as u64,
         dirty: false,
+        free_granted: share.max(1),
+        announced: false,
+        held_ticks: 0,
     }
 }
 
