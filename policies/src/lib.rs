@@ -2,8 +2,8 @@
 //! table ([`routing`]), shared read-only across cores; and the per-core resilience logic of
 //! load balancing, health, outlier ejection, circuit breakers, retry budgets and traffic
 //! splits ([`balance`]). Authentication and authorization ([`auth`]: credentials, API keys,
-//! JWTs, token introspection, scope rules) are here too; rate limits join them as they are
-//! written.
+//! JWTs, token introspection, scope rules) are here too, and rate limiting ([`ratelimit`]:
+//! per-core buckets, the reconciler's arithmetic, the store contract).
 #![forbid(unsafe_code)]
 // Tests may panic on a broken expectation; library code still may not (it is linted in the
 // non-test build too).
@@ -11,5 +11,6 @@
 
 pub mod auth;
 pub mod balance;
+pub mod idhash;
 pub mod ratelimit;
 pub mod routing;

@@ -66,6 +66,17 @@ impl Client {
         self.try_response_to(method).expect("a complete response")
     }
 
+    /// Sends `GET path` (Host `t`) with extra header lines and reads its response.
+    pub fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n");
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.send(req.as_bytes());
+        self.response()
+    }
+
     /// Reads one response to a GET.
     pub fn response(&mut self) -> Response {
         self.response_to("GET")
@@ -206,4 +217,16 @@ pub fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
     )
+}
+
+/// The value of the first `/metrics` sample line starting with `name` (labels included) on the
+/// admin listener `admin`; NaN when there is none.
+pub fn metric(admin: SocketAddr, name: &str) -> f64 {
+    get(admin, "admin", "/metrics")
+        .text()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
 }

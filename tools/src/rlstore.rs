@@ -705,6 +705,36 @@ impl Store for RedisStore {
         self.retry_at = None;
         Ok(())
     }
+
+    fn probe(&mut self) -> Result<(), StoreError> {
+        if let Some(at) = self.retry_at {
+            if Instant::now() < at {
+                return Err(StoreError::Unavailable(
+                    "backing off after a failure".into(),
+                ));
+            }
+        }
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => match self.connect() {
+                Ok(c) => c,
+                Err(e) => return Err(self.fail(e)),
+            },
+        };
+        let pong: Result<String, redis::RedisError> = match &mut conn {
+            Conn::Single(c) => redis::cmd("PING").query(c),
+            Conn::Cluster(c) => redis::cmd("PING").query(&mut **c),
+        };
+        match pong {
+            Ok(_) => {
+                self.conn = Some(conn);
+                self.backoff = BACKOFF_MIN;
+                self.retry_at = None;
+                Ok(())
+            }
+            Err(e) => Err(self.fail(unavailable(format_args!("PING: {e}")))),
+        }
+    }
 }
 
 #[cfg(test)]

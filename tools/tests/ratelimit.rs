@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use ringgate_testkit::client::{Client, Response};
+use ringgate_testkit::client::{metric, Client};
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::{free_port, gateway, ChildGateway};
 use ringgate_testkit::redis::RedisServer;
@@ -15,16 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringgate");
-
-fn get(c: &mut Client, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    c.send(req.as_bytes());
-    c.response()
-}
 
 fn embedded_config(up: SocketAddr, extra_routes: &str) -> String {
     format!(
@@ -80,7 +70,7 @@ fn embedded_limits_refuse_with_429_and_the_ratelimit_fields() {
     let gw = gateway(&embedded_config(up.addr(), ""));
     let mut c = Client::connect(gw.addr);
     for left in [2, 1, 0] {
-        let r = get(&mut c, "/keyed", &[("x-key", "alice")]);
+        let r = c.get_with("/keyed", &[("x-key", "alice")]);
         assert_eq!(r.status, 200);
         assert_eq!(r.header("ratelimit-limit"), Some("3"));
         assert_eq!(
@@ -90,7 +80,7 @@ fn embedded_limits_refuse_with_429_and_the_ratelimit_fields() {
         assert_eq!(r.header("ratelimit-policy"), Some("3;w=3"));
         assert!(r.header("ratelimit-reset").is_some());
     }
-    let r = get(&mut c, "/keyed", &[("x-key", "alice")]);
+    let r = c.get_with("/keyed", &[("x-key", "alice")]);
     assert_eq!(r.status, 429);
     assert_eq!(r.text(), r#"{"error":"rate_limited"}"#);
     assert_eq!(r.header("ratelimit-remaining"), Some("0"));
@@ -98,14 +88,14 @@ fn embedded_limits_refuse_with_429_and_the_ratelimit_fields() {
     assert!((1..=3).contains(&after), "retry-after {after}");
     // The connection is kept, other keys are untouched, and a request without the key is not
     // limited (missing_key = skip).
-    assert_eq!(get(&mut c, "/keyed", &[("x-key", "bob")]).status, 200);
+    assert_eq!(c.get_with("/keyed", &[("x-key", "bob")]).status, 200);
     for _ in 0..5 {
-        assert_eq!(get(&mut c, "/keyed", &[]).status, 200);
+        assert_eq!(c.get_with("/keyed", &[]).status, 200);
     }
     // One token a second: alice is back within about a second.
     let t0 = Instant::now();
     loop {
-        let r = get(&mut c, "/keyed", &[("x-key", "alice")]);
+        let r = c.get_with("/keyed", &[("x-key", "alice")]);
         if r.status == 200 {
             break;
         }
@@ -138,21 +128,18 @@ fn client_ip_limits_believe_only_trusted_proxies() {
     // The peer (127.0.0.1) is trusted: each forwarded client has its own bucket of 2.
     for client in ["203.0.113.7", "203.0.113.8"] {
         let xff = format!("198.51.100.1, {client}");
-        assert_eq!(get(&mut c, "/ip", &[("x-forwarded-for", &xff)]).status, 200);
-        assert_eq!(get(&mut c, "/ip", &[("x-forwarded-for", &xff)]).status, 200);
-        let r = get(&mut c, "/ip", &[("x-forwarded-for", &xff)]);
+        assert_eq!(c.get_with("/ip", &[("x-forwarded-for", &xff)]).status, 200);
+        assert_eq!(c.get_with("/ip", &[("x-forwarded-for", &xff)]).status, 200);
+        let r = c.get_with("/ip", &[("x-forwarded-for", &xff)]);
         assert_eq!(r.status, 429, "{client}");
         // Refusals carry the fields even when the route does not ask for them on success.
         assert_eq!(r.header("ratelimit-limit"), Some("2"));
     }
     // A client prepending a fake address does not get a fresh bucket.
     let spoof = "10.9.9.9, 203.0.113.7";
-    assert_eq!(
-        get(&mut c, "/ip", &[("x-forwarded-for", spoof)]).status,
-        429
-    );
+    assert_eq!(c.get_with("/ip", &[("x-forwarded-for", spoof)]).status, 429);
     // Allowed responses of this route carry no fields.
-    let r = get(&mut c, "/ip", &[("x-forwarded-for", "192.0.2.1")]);
+    let r = c.get_with("/ip", &[("x-forwarded-for", "192.0.2.1")]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("ratelimit-limit"), None);
 }
@@ -162,16 +149,16 @@ fn sliding_window_counts_within_the_window() {
     let up = stub("up");
     let gw = gateway(&embedded_config(up.addr(), ""));
     let mut c = Client::connect(gw.addr);
-    assert_eq!(get(&mut c, "/win", &[("x-key", "w")]).status, 200);
-    assert_eq!(get(&mut c, "/win", &[("x-key", "w")]).status, 200);
-    let r = get(&mut c, "/win", &[("x-key", "w")]);
+    assert_eq!(c.get_with("/win", &[("x-key", "w")]).status, 200);
+    assert_eq!(c.get_with("/win", &[("x-key", "w")]).status, 200);
+    let r = c.get_with("/win", &[("x-key", "w")]);
     assert_eq!(r.status, 429);
     let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(
         after > 60,
         "an hour window retries later than a minute: {after}"
     );
-    assert_eq!(get(&mut c, "/win", &[("x-key", "v")]).status, 200);
+    assert_eq!(c.get_with("/win", &[("x-key", "v")]).status, 200);
 }
 
 #[test]
@@ -186,13 +173,13 @@ rate_limits = ["per-key", "per-ip"]
     let gw = gateway(&embedded_config(up.addr(), routes));
     let mut c = Client::connect(gw.addr);
     let xff = [("x-forwarded-for", "203.0.113.50"), ("x-key", "k1")];
-    assert_eq!(get(&mut c, "/both", &xff).status, 200);
-    assert_eq!(get(&mut c, "/both", &xff).status, 200);
+    assert_eq!(c.get_with("/both", &xff).status, 200);
+    assert_eq!(c.get_with("/both", &xff).status, 200);
     // per-ip (2) is spent; per-key (3) still has one, which the refusal must not take.
-    assert_eq!(get(&mut c, "/both", &xff).status, 429);
+    assert_eq!(c.get_with("/both", &xff).status, 429);
     let other_ip = [("x-forwarded-for", "203.0.113.51"), ("x-key", "k1")];
-    assert_eq!(get(&mut c, "/both", &other_ip).status, 200);
-    assert_eq!(get(&mut c, "/both", &other_ip).status, 429);
+    assert_eq!(c.get_with("/both", &other_ip).status, 200);
+    assert_eq!(c.get_with("/both", &other_ip).status, 429);
 }
 
 #[test]
@@ -273,16 +260,6 @@ rate_limits = ["strict"]
         admin,
         _files: (cfg, profile),
     }
-}
-
-fn metric(admin: SocketAddr, name: &str) -> f64 {
-    let r = ringgate_testkit::client::get(admin, "admin", "/metrics");
-    r.text()
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 /// One response as the load saw it: when it was sent (ms since the run's start), its status

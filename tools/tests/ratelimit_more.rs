@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use ringgate_testkit::client::{Client, Response};
+use ringgate_testkit::client::{metric, Client};
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::{free_port, gateway, ChildGateway};
 use ringgate_testkit::redis::RedisServer;
@@ -17,20 +17,9 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringgate");
 
-/// `GET path` on `c` with extra header lines; the response.
-fn get(c: &mut Client, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    c.send(req.as_bytes());
-    c.response()
-}
-
 /// The statuses of `n` requests in a row.
 fn statuses(c: &mut Client, path: &str, headers: &[(&str, &str)], n: usize) -> Vec<u16> {
-    (0..n).map(|_| get(c, path, headers).status).collect()
+    (0..n).map(|_| c.get_with(path, headers).status).collect()
 }
 
 /// `ringgate keys create args...`: the secret and the `[[keys]]` entry it printed.
@@ -51,18 +40,6 @@ fn create_key(args: &[&str]) -> (String, String) {
     let entry = lines.collect::<Vec<_>>().join("\n");
     assert!(entry.contains("[[keys]]"), "{stdout}");
     (secret, entry)
-}
-
-/// The value of the first `/metrics` line starting with `name` on the admin listener `admin`
-/// (NaN when absent).
-fn metric(admin: SocketAddr, name: &str) -> f64 {
-    let r = ringgate_testkit::client::get(admin, "admin", "/metrics");
-    r.text()
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 #[test]
@@ -127,12 +104,12 @@ rate_limits = ["per-tenant"]
     let gw = gateway(&text);
     let mut c = Client::connect(gw.addr);
     // No key: refused by authentication, before any limit.
-    assert_eq!(get(&mut c, "/client", &[]).status, 401);
+    assert_eq!(c.get_with("/client", &[]).status, 401);
 
     // The key without a tier gets the limit's own bucket of 2.
     let plain_h = [("X-API-Key", plain.as_str())];
     assert_eq!(statuses(&mut c, "/client", &plain_h, 2), [200, 200]);
-    let r = get(&mut c, "/client", &plain_h);
+    let r = c.get_with("/client", &plain_h);
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.header("ratelimit-limit"), Some("2"));
     assert_eq!(r.header("ratelimit-policy"), Some("2;w=2"));
@@ -143,7 +120,7 @@ rate_limits = ["per-tenant"]
         statuses(&mut c, "/client", &gold_h, 5),
         [200, 200, 200, 200, 200]
     );
-    let r = get(&mut c, "/client", &gold_h);
+    let r = c.get_with("/client", &gold_h);
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.header("ratelimit-limit"), Some("5"));
     assert_eq!(r.header("ratelimit-policy"), Some("5;w=5"));
@@ -152,15 +129,15 @@ rate_limits = ["per-tenant"]
     let a1 = [("X-API-Key", acme1.as_str())];
     let a2 = [("X-API-Key", acme2.as_str())];
     assert_eq!(statuses(&mut c, "/tenant", &a1, 2), [200, 200]);
-    assert_eq!(get(&mut c, "/tenant", &a2).status, 200);
-    let r = get(&mut c, "/tenant", &a2);
+    assert_eq!(c.get_with("/tenant", &a2).status, 200);
+    let r = c.get_with("/tenant", &a2);
     assert_eq!(r.status, 429, "acme's second key has acme's bucket");
     assert_eq!(r.header("ratelimit-limit"), Some("3"));
-    assert_eq!(get(&mut c, "/tenant", &a1).status, 429);
+    assert_eq!(c.get_with("/tenant", &a1).status, 429);
     // Another tenant has its own bucket.
     let g = [("X-API-Key", globex.as_str())];
     assert_eq!(statuses(&mut c, "/tenant", &g, 3), [200, 200, 200]);
-    assert_eq!(get(&mut c, "/tenant", &g).status, 429);
+    assert_eq!(c.get_with("/tenant", &g).status, 429);
     // A key with no tenant: the tenant limit does not apply (missing_key = skip).
     assert_eq!(
         statuses(&mut c, "/tenant", &plain_h, 6),
@@ -202,12 +179,12 @@ fn a_reload_changes_a_limit() {
     let mut c = Client::connect(gw.addr);
     let k = [("x-key", "alice")];
     for left in ["1", "0"] {
-        let r = get(&mut c, "/keyed", &k);
+        let r = c.get_with("/keyed", &k);
         assert_eq!(r.status, 200);
         assert_eq!(r.header("ratelimit-limit"), Some("2"));
         assert_eq!(r.header("ratelimit-remaining"), Some(left));
     }
-    let r = get(&mut c, "/keyed", &k);
+    let r = c.get_with("/keyed", &k);
     assert_eq!(r.status, 429);
     assert_eq!(r.header("ratelimit-limit"), Some("2"));
 
@@ -217,7 +194,7 @@ fn a_reload_changes_a_limit() {
     // The spent key passes again soon, now under the new limit.
     let t0 = Instant::now();
     let first_ok = loop {
-        let r = get(&mut c, "/keyed", &k);
+        let r = c.get_with("/keyed", &k);
         if r.status == 200 {
             break r;
         }
@@ -234,7 +211,7 @@ fn a_reload_changes_a_limit() {
     assert_eq!(first_ok.header("ratelimit-limit"), Some("50"));
     assert_eq!(first_ok.header("ratelimit-policy"), Some("50;w=1"));
     // A key new since the reload starts with the new, whole bucket.
-    let r = get(&mut c, "/keyed", &[("x-key", "bob")]);
+    let r = c.get_with("/keyed", &[("x-key", "bob")]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("ratelimit-limit"), Some("50"));
     assert_eq!(r.header("ratelimit-remaining"), Some("49"));
@@ -292,7 +269,7 @@ rate_limits = ["clustered"]
         if next > now {
             std::thread::sleep(next - now);
         }
-        let r = get(&mut c, "/limited", &[("x-key", "one")]);
+        let r = c.get_with("/limited", &[("x-key", "one")]);
         match r.status {
             200 => ok += 1,
             429 => limited += 1,
@@ -364,17 +341,17 @@ upstream = "up"
     );
     let gw = gateway(&text);
     let mut c = Client::connect(gw.addr);
-    assert_eq!(get(&mut c, "/a", &[]).status, 200);
-    assert_eq!(get(&mut c, "/b", &[]).status, 200);
-    assert_eq!(get(&mut c, "/a", &[]).status, 200);
+    assert_eq!(c.get_with("/a", &[]).status, 200);
+    assert_eq!(c.get_with("/b", &[]).status, 200);
+    assert_eq!(c.get_with("/a", &[]).status, 200);
     // The three tokens are shared: both routes are now refused, on any connection.
-    let r = get(&mut c, "/b", &[]);
+    let r = c.get_with("/b", &[]);
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.header("ratelimit-limit"), Some("3"));
-    assert_eq!(get(&mut c, "/a", &[]).status, 429);
+    assert_eq!(c.get_with("/a", &[]).status, 429);
     let mut other = Client::connect(gw.addr);
-    assert_eq!(get(&mut other, "/a", &[("x-anything", "1")]).status, 429);
-    assert_eq!(get(&mut other, "/b", &[]).status, 429);
+    assert_eq!(other.get_with("/a", &[("x-anything", "1")]).status, 429);
+    assert_eq!(other.get_with("/b", &[]).status, 429);
 }
 
 #[test]
@@ -407,18 +384,18 @@ rate_limits = ["per-key"]
     // Two anonymous callers on two connections spend the one shared bucket of 2.
     let mut a = Client::connect(gw.addr);
     let mut b = Client::connect(gw.addr);
-    assert_eq!(get(&mut a, "/keyed", &[]).status, 200);
-    assert_eq!(get(&mut b, "/keyed", &[]).status, 200);
-    let r = get(&mut a, "/keyed", &[]);
+    assert_eq!(a.get_with("/keyed", &[]).status, 200);
+    assert_eq!(b.get_with("/keyed", &[]).status, 200);
+    let r = a.get_with("/keyed", &[]);
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.header("ratelimit-limit"), Some("2"));
-    assert_eq!(get(&mut b, "/keyed", &[]).status, 429);
+    assert_eq!(b.get_with("/keyed", &[]).status, 429);
     // A blank value is no key either.
-    assert_eq!(get(&mut b, "/keyed", &[("x-key", "  ")]).status, 429);
+    assert_eq!(b.get_with("/keyed", &[("x-key", "  ")]).status, 429);
     // Callers that send the key still have their own buckets.
     assert_eq!(
         statuses(&mut a, "/keyed", &[("x-key", "carol")], 3),
         [200, 200, 429]
     );
-    assert_eq!(get(&mut b, "/keyed", &[("x-key", "dave")]).status, 200);
+    assert_eq!(b.get_with("/keyed", &[("x-key", "dave")]).status, 200);
 }

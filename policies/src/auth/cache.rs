@@ -25,6 +25,7 @@
 //! one-off tokens leave before tokens that are used again. Expired entries are not swept
 //! eagerly: a lookup treats them as absent and the hand reuses them first.
 
+use crate::idhash::IdHasher;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 
@@ -80,28 +81,9 @@ impl Hash for TokenDigest {
 pub(crate) struct DigestHash;
 
 impl BuildHasher for DigestHash {
-    type Hasher = DigestHasher;
-    fn build_hasher(&self) -> DigestHasher {
-        DigestHasher(0)
-    }
-}
-
-/// See [`DigestHash`].
-#[derive(Default)]
-pub(crate) struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached if something other than `TokenDigest` were hashed; fold it in anyway.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher::default()
     }
 }
 

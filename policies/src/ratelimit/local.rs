@@ -12,30 +12,13 @@
 use super::reconcile::{CoreReport, GrantItem, Grants, LimitCounters, ReportItem};
 use super::spec::{Chain, FailMode, KeySource, LimitSet, LimitSpec, Missing, MAX_CHAIN};
 use super::store::Algo;
+pub use crate::idhash::IdHasher;
 use crossbeam_channel::{Receiver, Sender};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Arc;
-
-/// A hasher for keys that are already hashes.
-#[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
 
 type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
@@ -97,6 +80,9 @@ struct Entry {
     announced: bool,
     held_ticks: u8,
 }
+
+/// The largest quota (config validation refuses more); keeps integer conversions exact.
+pub const MAX_QUOTA: f64 = 1e15;
 
 /// A key with room to spare (no lease, nothing refused, under half its free share spent) is
 /// reported at least every this many ticks.
@@ -200,6 +186,8 @@ impl CoreLimiter {
             let local = {
                 let mut h = self.hasher.build_hasher();
                 h.write_u64(spec.id);
+                // Length-prefixed, so no tier and key pair can pose as another.
+                h.write_usize(tier.len());
                 h.write(tier.as_bytes());
                 h.write(key);
                 h.finish()
@@ -226,8 +214,12 @@ impl CoreLimiter {
                     table.counters.overflow += 1;
                     continue;
                 }
-                let e = new_entry(spec, algo, tier, key, table.nodes_hint, workers);
+                // Announced at the next tick even if a later limit refuses this request, so the
+                // reconciler knows it and can expire it.
+                let mut e = new_entry(spec, algo, tier, key, table.nodes_hint, workers);
+                e.dirty = true;
                 table.entries.insert(local, e);
+                table.dirty.push(local);
             }
             let Some(e) = table.entries.get_mut(&local) else {
                 continue;
@@ -364,10 +356,10 @@ impl CoreLimiter {
                 continue;
             };
             if expire {
+                // Always said, even with nothing spent since: a report that crossed the expiry
+                // may have made the reconciler count this entry again.
                 if let Some(mut e) = t.entries.remove(&local) {
-                    if e.spent_lease + e.spent_free + e.denied > 0 {
-                        gone.push(report_of(limit, local, &mut e, true));
-                    }
+                    gone.push(report_of(limit, local, &mut e, true));
                 }
                 continue;
             }
@@ -469,7 +461,7 @@ fn new_entry(
         name.push(HEX[usize::from(b & 15)] as char);
     }
     let quota = algo.quota();
-    let share = (quota / f64::from(nodes.max(1) * workers.max(1))).floor() as i64;
+    let share = (quota / (f64::from(nodes.max(1)) * f64::from(workers.max(1)))).floor() as i64;
     Entry {
         name: name.into(),
         algo,
@@ -493,11 +485,11 @@ fn new_entry(
 /// `Retry-After` on a refusal.
 fn write_headers(out: &mut Vec<u8>, e: &Entry, refused: bool) {
     use std::io::Write as _;
-    let quota = e.algo.quota().floor() as u64;
+    let quota = e.algo.quota().floor().clamp(0.0, MAX_QUOTA) as i64;
     let remaining = if refused {
         0
     } else {
-        e.remaining.clamp(0, quota as i64) as u64
+        e.remaining.clamp(0, quota)
     };
     let reset = e.reset_ms.div_ceil(1000);
     let window = e.algo.window_secs().ceil().max(1.0) as u64;

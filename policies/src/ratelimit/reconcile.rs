@@ -192,6 +192,8 @@ pub struct Reconciler {
     names: Vec<KeyId>,
     results: Vec<SyncResult>,
     scratch: Vec<i64>,
+    /// Cores that ever reported: only they drain grants, so only they are sent broadcasts.
+    core_seen: Vec<bool>,
 }
 
 /// Hashes a [`KeyId`] (already a hash) with one multiply.
@@ -232,6 +234,7 @@ impl Reconciler {
             names: Vec::new(),
             results: Vec::new(),
             scratch: Vec::new(),
+            core_seen: vec![false; cfg.workers],
         }
     }
 
@@ -267,11 +270,19 @@ impl Reconciler {
             t.limited += c.limited;
             t.overflow += c.overflow;
         }
+        if let Some(seen) = self.core_seen.get_mut(r.core) {
+            *seen = true;
+        }
         for it in r.items {
             if r.core >= workers {
                 continue;
             }
             let id = (it.limit, it.local);
+            let idle_gone = it.gone && it.spent_lease == 0 && it.spent_free == 0 && it.denied == 0;
+            if idle_gone && !self.records.contains_key(&id) {
+                // An expiry confirmed: nothing to count.
+                continue;
+            }
             let rec = self.records.entry(id).or_insert_with(|| Record {
                 name: it.name.clone(),
                 limit: it.limit,
@@ -359,6 +370,11 @@ impl Reconciler {
             }
             rec.spent_rate =
                 0.8f64.powi(elapsed) * rec.spent_rate + 0.2 * rec.unsynced as f64 / elapsed as f64;
+            // Admissions of an outage older than the key's memory no longer matter (the bucket
+            // or window refilled meanwhile): billing them would only punish the key.
+            if rec.replay > 0 && now_ms.saturating_sub(rec.last_active_ms) >= rec.algo.idle_ms() {
+                rec.replay = 0;
+            }
             // Below one request a tick the free share serves the key: no lease to keep in sync.
             let want = if demand < 1.0 {
                 0
@@ -378,10 +394,9 @@ impl Reconciler {
                 && rec.replay == 0
                 && want == 0
                 && rec.lease == 0
-                && rec
-                    .cores
-                    .iter()
-                    .all(|c| c.outstanding == 0 && 2 * c.free_spent < c.free_given);
+                && rec.cores.iter().all(|c| {
+                    c.outstanding == 0 && (!c.has_entry || 2 * c.free_spent < c.free_given)
+                });
             if roomy && !self.down && t - rec.last_sync_tick < u64::from(MAX_LAZY_TICKS) {
                 let at = rec.last_sync_tick + u64::from(MAX_LAZY_TICKS);
                 if rec.due_tick != at {
@@ -420,6 +435,12 @@ impl Reconciler {
                     stats.store_ok = false;
                 }
             }
+        } else if self.down {
+            // Nothing to sync, but fail-closed limits refuse until the store is seen again.
+            match store.probe() {
+                Ok(()) => self.down = false,
+                Err(_) => stats.store_ok = false,
+            }
         }
         if self.down {
             self.fail_open(now_ms);
@@ -457,13 +478,13 @@ impl Reconciler {
         }
         for (id, n) in nodes_seen {
             if self.nodes.insert(id, n) != Some(n) {
-                for g in grants.iter_mut() {
+                for (g, _) in grants.iter_mut().zip(&self.core_seen).filter(|(_, s)| **s) {
                     g.get_or_insert_with(Grants::default).nodes.push((id, n));
                 }
             }
         }
         if self.down != was_down {
-            for g in grants.iter_mut() {
+            for (g, _) in grants.iter_mut().zip(&self.core_seen).filter(|(_, s)| **s) {
                 g.get_or_insert_with(Grants::default);
             }
         }
@@ -531,7 +552,7 @@ impl Reconciler {
         let mut expired = 0;
         self.records.retain(|_, rec| {
             let idle = now_ms.saturating_sub(rec.last_active_ms);
-            if rec.active || idle < rec.algo.idle_ms() + 1000 {
+            if rec.active || idle < rec.algo.idle_ms().saturating_add(1000) {
                 return true;
             }
             for (c, cr) in rec.cores.iter().enumerate() {
@@ -567,7 +588,13 @@ fn distribute(
     scratch: &mut Vec<i64>,
 ) {
     let lease = r.lease.max(0);
-    let total: f64 = rec.cores.iter().map(|c| c.demand).sum();
+    // Only cores that hold the key can spend a share of it.
+    let total: f64 = rec
+        .cores
+        .iter()
+        .filter(|c| c.has_entry)
+        .map(|c| c.demand)
+        .sum();
     let n = rec.cores.len();
     scratch.clear();
     scratch.resize(2 * n, 0);
@@ -575,11 +602,16 @@ fn distribute(
     if total > 0.0 && lease > 0 {
         let mut given = 0;
         let mut top = 0;
+        let mut top_demand = -1.0;
         for (i, c) in rec.cores.iter().enumerate() {
+            if !c.has_entry {
+                continue;
+            }
             targets[i] = (lease as f64 * c.demand / total).floor() as i64;
             given += targets[i];
-            if c.demand > rec.cores[top].demand {
+            if c.demand > top_demand {
                 top = i;
+                top_demand = c.demand;
             }
         }
         targets[top] += lease - given;
@@ -590,12 +622,15 @@ fn distribute(
     let node_free = (r.free.max(0) + i64::from(r.nodes.max(1)) - 1) / i64::from(r.nodes.max(1));
     let w = workers.max(1) as i64;
     frees.fill(node_free / w);
-    if let Some(top) = (0..rec.cores.len()).max_by(|&a, &b| {
-        rec.cores[a]
-            .demand
-            .partial_cmp(&rec.cores[b].demand)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    }) {
+    if let Some(top) = (0..rec.cores.len())
+        .filter(|&i| rec.cores[i].has_entry)
+        .max_by(|&a, &b| {
+            rec.cores[a]
+                .demand
+                .partial_cmp(&rec.cores[b].demand)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+    {
         frees[top] += node_free - (node_free / w) * w;
     }
     for (i, c) in rec.cores.iter_mut().enumerate() {

@@ -151,6 +151,12 @@ pub trait Store {
         items: &[SyncItem],
         out: &mut Vec<SyncResult>,
     ) -> Result<(), StoreError>;
+
+    /// Whether the store answers, without changing anything: the reconciler asks while the
+    /// store is down and no key needs a sync, so recovery is noticed even then.
+    fn probe(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// One node's lease and demand on a key.
@@ -302,7 +308,7 @@ fn apply(k: &mut KeyState, node: &str, now: u64, ttl: u64, it: &SyncItem) -> Syn
     let free_f = capacity - others as f64 - lease as f64;
     let nodes = k.nodes.len().max(1) as u32;
     let (retry_ms, reset_ms) = timing(&it.algo, k, capacity, free_f, now);
-    k.expires_ms = now + it.algo.idle_ms() + ttl;
+    k.expires_ms = now.saturating_add(it.algo.idle_ms()).saturating_add(ttl);
     SyncResult {
         lease,
         free: free_f.floor() as i64,

@@ -214,6 +214,14 @@ impl Store for Flaky {
             Err(StoreError::Unavailable("off".into()))
         }
     }
+
+    fn probe(&mut self) -> Result<(), StoreError> {
+        if self.up {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable("off".into()))
+        }
+    }
 }
 
 #[test]
@@ -351,4 +359,92 @@ fn many_distinct_keys_are_forgotten() {
     assert_eq!(nodes[0].rec.keys(), 0);
     store.sweep(7000);
     assert_eq!(store.len(), 0);
+}
+
+#[test]
+fn fail_closed_recovers_when_the_store_returns_even_without_traffic() {
+    let s = set(KeySource::Global, LIMIT, FailMode::Closed { status: 503 });
+    let mut store = Flaky {
+        inner: LocalStore::new(1000),
+        up: false,
+    };
+    let mut n = node("a", 1, 0);
+    let mut out = Vec::new();
+    ask(&mut n.cores[0], &s, b"k", &mut out);
+    for now in 1..=100 {
+        n.step(&mut store, now);
+    }
+    n.cores[0].tick();
+    assert!(matches!(
+        ask(&mut n.cores[0], &s, b"k", &mut out),
+        Decision::Limit { status: 503, .. }
+    ));
+    // Quiet: the refusals above spend nothing, so there is nothing to sync; the store comes
+    // back and the reconciler must notice it by itself.
+    for now in 101..=3000 {
+        n.step(&mut store, now);
+    }
+    store.up = true;
+    for now in 3001..=3100 {
+        n.step(&mut store, now);
+    }
+    n.cores[0].tick();
+    assert_eq!(ask(&mut n.cores[0], &s, b"k", &mut out), Decision::Allow);
+}
+
+#[test]
+fn entries_made_for_a_request_another_limit_refused_are_forgotten() {
+    // The header limit is spent at once; the client-IP limit, checked first (cheaper), passes
+    // every new address and so makes an entry for each before the header limit refuses.
+    let spent = Algo::TokenBucket {
+        rate: 0.001,
+        burst: 1.0,
+    };
+    let mut s = set(KeySource::Header("x-key".into()), spent, FailMode::Open);
+    s.limits.push(LimitSpec {
+        id: LimitSpec::id_of("ip"),
+        name: "ip".into(),
+        key: KeySource::ClientIp,
+        algo: Algo::TokenBucket {
+            rate: 100.0,
+            burst: 10.0,
+        },
+        tiers: Vec::new(),
+        fail: FailMode::Open,
+        missing: Missing::Skip,
+        max_keys: 1000,
+    });
+    let chain = s.add_chain(&["l", "ip"], false).unwrap();
+    let mut store = LocalStore::new(200);
+    let mut n = node("a", 1, 0);
+    let mut out = Vec::new();
+    let headers = [httparse::Header {
+        name: "x-key",
+        value: b"same",
+    }];
+    for i in 0..51u32 {
+        let d = n.cores[0].check(
+            &s,
+            chain,
+            &Caller {
+                route: "r",
+                peer: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)),
+                headers: &headers,
+                client_id: b"",
+                subject: b"",
+                tenant: b"",
+                tier: b"",
+            },
+            &mut out,
+        );
+        assert_eq!(d == Decision::Allow, i == 0, "request {i}");
+    }
+    assert_eq!(n.cores[0].keys(), 52);
+    for now in 1..=5000 {
+        n.step(&mut store, now);
+    }
+    n.cores[0].tick();
+    // Every address is forgotten; only the header key, deep in debt, may still be held.
+    let left = n.cores[0].keys();
+    assert!(left <= 1, "{left} entries left");
 }

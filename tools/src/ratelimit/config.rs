@@ -20,6 +20,7 @@
 
 use ringgate_core::duration::{serde_text, serde_text_opt};
 use ringgate_policies::ratelimit::clientip::{Cidr, TrustedProxies};
+use ringgate_policies::ratelimit::local::MAX_QUOTA;
 use ringgate_policies::ratelimit::spec::{
     FailMode, KeySource, LimitSet, LimitSpec, Missing, MAX_CHAIN,
 };
@@ -221,9 +222,9 @@ fn algo_of(what: &str, kind: Option<&str>, a: &AlgoConfig, errs: &mut Vec<String
             errs.push(format!("{what}: a sliding window needs limit and window"));
             return None;
         };
-        if limit < 1.0 || !limit.is_finite() || window.as_millis() < 1 {
+        if !(1.0..=MAX_QUOTA).contains(&limit) || window.as_millis() < 1 {
             errs.push(format!(
-                "{what}: limit must be at least 1 and window at least 1ms"
+                "{what}: limit must be at least 1 (at most 1e15) and window at least 1ms"
             ));
             return None;
         }
@@ -237,8 +238,10 @@ fn algo_of(what: &str, kind: Option<&str>, a: &AlgoConfig, errs: &mut Vec<String
         return None;
     };
     let burst = a.burst.unwrap_or(rate.ceil().max(1.0));
-    if rate <= 0.0 || !rate.is_finite() || burst < 1.0 || !burst.is_finite() {
-        errs.push(format!("{what}: rate must be above 0 and burst at least 1"));
+    if !(f64::MIN_POSITIVE..=MAX_QUOTA).contains(&rate) || !(1.0..=MAX_QUOTA).contains(&burst) {
+        errs.push(format!(
+            "{what}: rate must be above 0 and burst at least 1, both at most 1e15"
+        ));
         return None;
     }
     Some(Algo::TokenBucket { rate, burst })

@@ -19,7 +19,7 @@ use std::hash::RandomState;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// What `/metrics` shows of rate limiting.
 #[derive(Debug, Clone, Default)]
@@ -201,12 +201,6 @@ fn open_store(b: &Backend) -> AnyStore {
     }
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn run(
     backend: Backend,
     workers: usize,
@@ -222,6 +216,9 @@ fn run(
         horizon_ticks: 2.0,
         lease_ttl_ms: backend.lease_ttl.as_millis() as u64,
     });
+    // A monotonic clock for the reconciler and the in-process store: a wall-clock step must not
+    // freeze refills, reset windows or expire every key at once (Redis uses its own clock).
+    let epoch = Instant::now();
     let mut next = Instant::now() + backend.tick;
     let mut down_since: Option<Instant> = None;
     loop {
@@ -234,7 +231,7 @@ fn run(
             // A slow store delays the next tick rather than stacking ticks up.
             next = (next + backend.tick).max(Instant::now());
         }
-        let now_ms = unix_ms();
+        let now_ms = epoch.elapsed().as_millis() as u64 + 1;
         while let Ok(r) = rx.try_recv() {
             rec.ingest(r, now_ms);
         }
