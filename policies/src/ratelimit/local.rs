@@ -86,7 +86,7 @@ pub const MAX_QUOTA: f64 = 1e15;
 
 /// A key with room to spare (no lease, nothing refused, under half its free share spent) is
 /// reported at least every this many ticks.
-const MAX_HELD_TICKS: u8 = 10;
+const MAX_HELD_TICKS: u8 = 25;
 
 #[derive(Debug, Default)]
 struct Table {

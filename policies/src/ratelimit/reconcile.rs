@@ -25,7 +25,7 @@ type KeyId = (u64, u64);
 /// At most this many ticks pass between syncs of a key with room to spare (its cores hold no
 /// lease and have used less than half their free share): other nodes see its spending late by
 /// at most this, and only while the key is far from its limit.
-const MAX_LAZY_TICKS: u32 = 10;
+const MAX_LAZY_TICKS: u32 = 25;
 
 /// One key's activity on one core since its last report.
 #[derive(Debug, Clone, PartialEq)]
