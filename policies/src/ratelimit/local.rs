@@ -10,7 +10,7 @@
 //! tick; grants come back with the next lease and free share.
 
 use super::reconcile::{CoreReport, GrantItem, Grants, LimitCounters, ReportItem};
-use super::spec::{Chain, FailMode, KeySource, LimitSet, LimitSpec, Missing, MAX_CHAIN};
+use super::spec::{FailMode, KeySource, LimitSet, LimitSpec, Missing, MAX_CHAIN};
 use super::store::Algo;
 pub use crate::idhash::IdHasher;
 use crossbeam_channel::{Receiver, Sender};
@@ -123,7 +123,6 @@ impl std::fmt::Debug for CoreLimiter {
 /// Where a chain's tokens come from, found in the check pass and spent in the commit pass.
 #[derive(Clone, Copy)]
 struct Pick {
-    limit: usize,
     id: u64,
     local: u64,
 }
@@ -168,11 +167,7 @@ impl CoreLimiter {
         let Some(ch) = set.chains.get(chain) else {
             return Decision::Allow;
         };
-        let mut picks = [Pick {
-            limit: 0,
-            id: 0,
-            local: 0,
-        }; MAX_CHAIN];
+        let mut picks = [Pick { id: 0, local: 0 }; MAX_CHAIN];
         let mut n = 0;
         for &li in ch.limits.iter().take(MAX_CHAIN) {
             let Some(spec) = set.limits.get(li) else {
@@ -209,20 +204,21 @@ impl CoreLimiter {
                     };
                 }
             }
-            if !table.entries.contains_key(&local) {
-                if table.entries.len() >= spec.max_keys {
+            let full = table.entries.len() >= spec.max_keys;
+            let e = match table.entries.entry(local) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(_) if full => {
                     table.counters.overflow += 1;
                     continue;
                 }
-                // Announced at the next tick even if a later limit refuses this request, so the
-                // reconciler knows it and can expire it.
-                let mut e = new_entry(spec, algo, tier, key, table.nodes_hint, workers);
-                e.dirty = true;
-                table.entries.insert(local, e);
-                table.dirty.push(local);
-            }
-            let Some(e) = table.entries.get_mut(&local) else {
-                continue;
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    // Announced at the next tick even if a later limit refuses this request, so
+                    // the reconciler knows it and can expire it.
+                    table.dirty.push(local);
+                    let mut e = new_entry(spec, algo, tier, key, table.nodes_hint, workers);
+                    e.dirty = true;
+                    v.insert(e)
+                }
             };
             // A reload may have changed the limit: the store judges by what the core reports.
             e.algo = algo;
@@ -240,11 +236,7 @@ impl CoreLimiter {
                     limit: li,
                 };
             }
-            picks[n] = Pick {
-                limit: li,
-                id: spec.id,
-                local,
-            };
+            picks[n] = Pick { id: spec.id, local };
             n += 1;
         }
         // Every limit has a token: take them, and report the tightest limit.
@@ -269,7 +261,6 @@ impl CoreLimiter {
                 t.dirty.push(p.local);
             }
             t.counters.allowed += 1;
-            let _ = p.limit;
             if ch.headers && tightest.is_none_or(|(r, _, _)| e.remaining < r) {
                 tightest = Some((e.remaining, p.id, p.local));
             }
@@ -501,9 +492,4 @@ fn write_headers(out: &mut Vec<u8>, e: &Entry, refused: bool) {
         let after = e.retry_ms.div_ceil(1000).max(1);
         let _ = write!(out, "retry-after: {after}\r\n");
     }
-}
-
-/// Whether `chain` of `set` exists and asks for headers on allowed responses.
-pub fn chain_wants_headers(set: &LimitSet, chain: usize) -> bool {
-    set.chains.get(chain).is_some_and(|c: &Chain| c.headers)
 }

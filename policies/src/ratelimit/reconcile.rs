@@ -539,12 +539,6 @@ impl Reconciler {
                 reset_ms: 0,
             }));
         }
-        if self.results.iter().any(|r| r.nodes != 1) {
-            // The fallback store is this node alone.
-            for r in &mut self.results {
-                r.nodes = 1;
-            }
-        }
     }
 
     /// Forgets keys idle past their algorithm's memory; returns how many.
