@@ -107,6 +107,8 @@ pub struct LimitsProfile {
     pub max_connections_per_core: usize,
     /// The listen backlog of each core's listener.
     pub listen_backlog: u32,
+    /// Open WebSocket (upgraded) tunnels per core; more upgrades are answered 503.
+    pub max_tunnels_per_core: usize,
 }
 
 /// `[upstream]`: the per-core upstream connection pools.
@@ -142,6 +144,9 @@ pub struct TimeoutsProfile {
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
     #[serde(with = "serde_text")]
     pub drain: Duration,
+    /// An upgraded (WebSocket) tunnel with no byte in either direction for this long is closed.
+    #[serde(with = "serde_text")]
+    pub tunnel_idle: Duration,
 }
 
 impl Default for WorkersProfile {
@@ -174,6 +179,7 @@ impl Default for LimitsProfile {
             max_uri_bytes: 8 * 1024,
             max_connections_per_core: 10_000,
             listen_backlog: 4096,
+            max_tunnels_per_core: 5_000,
         }
     }
 }
@@ -196,6 +202,7 @@ impl Default for TimeoutsProfile {
             response: Duration::from_secs(30),
             body_io: Duration::from_secs(30),
             drain: Duration::from_secs(10),
+            tunnel_idle: Duration::from_secs(300),
         }
     }
 }
@@ -258,6 +265,9 @@ impl PerfProfile {
         if l.max_connections_per_core == 0 {
             errs.push("limits.max_connections_per_core: must be at least 1".into());
         }
+        if l.max_tunnels_per_core == 0 {
+            errs.push("limits.max_tunnels_per_core: must be at least 1 (routes can refuse upgrades with websocket = false)".into());
+        }
         if l.listen_backlog == 0 {
             errs.push("limits.listen_backlog: must be at least 1".into());
         }
@@ -269,6 +279,7 @@ impl PerfProfile {
             ("timeouts.response", t.response),
             ("timeouts.body_io", t.body_io),
             ("timeouts.drain", t.drain),
+            ("timeouts.tunnel_idle", t.tunnel_idle),
             (
                 "upstream.pool_idle_timeout",
                 self.upstream.pool_idle_timeout,

@@ -22,9 +22,9 @@ pub struct WorkerContext {
     pub cpu: Option<usize>,
     /// The driver it runs.
     pub driver: DriverKind,
-    /// Its own listeners (std sockets; convert with `monoio::net::TcpListener::from_std` inside the
-    /// runtime).
-    pub listeners: Vec<TcpListener>,
+    /// Its own listeners, each with its position among the configured listeners (std sockets;
+    /// convert with `monoio::net::TcpListener::from_std` inside the runtime).
+    pub listeners: Vec<(usize, TcpListener)>,
     /// Its gauges (it is their only writer).
     pub gauges: Arc<WorkerGauges>,
     /// The stop signal.
@@ -99,12 +99,13 @@ pub fn plan_cpus(profile: &PerfProfile) -> Result<Vec<Option<usize>>, CoreError>
         .collect())
 }
 
-/// Starts one worker per planned CPU. `listeners[i]` are worker i's sockets; `body` runs as the
+/// Starts one worker per planned CPU. `listeners[i]` are worker i's sockets, each with its
+/// listener position; `body` runs as the
 /// worker's root future on its runtime.
 pub fn spawn<F, Fut>(
     profile: &PerfProfile,
     cpus: &[Option<usize>],
-    listeners: Vec<Vec<TcpListener>>,
+    listeners: Vec<Vec<(usize, TcpListener)>>,
     shutdown: Arc<Shutdown>,
     body: F,
 ) -> Result<Workers, CoreError>
@@ -117,7 +118,7 @@ where
     let mut handles = Vec::with_capacity(cpus.len());
     for (index, (cpu, socks)) in cpus.iter().copied().zip(listeners).enumerate() {
         for s in &socks {
-            if let Ok(dup) = s.try_clone() {
+            if let Ok(dup) = s.1.try_clone() {
                 shutdown.register_listener(dup);
             }
         }
@@ -196,7 +197,8 @@ mod tests {
         )
         .expect("bind");
         let addr = group[0].local_addr().expect("addr");
-        let per_worker: Vec<Vec<TcpListener>> = group.into_iter().map(|l| vec![l]).collect();
+        let per_worker: Vec<Vec<(usize, TcpListener)>> =
+            group.into_iter().map(|l| vec![(0, l)]).collect();
         let shutdown = Shutdown::new();
         let workers = spawn(
             &profile,
@@ -205,7 +207,7 @@ mod tests {
             shutdown.clone(),
             |ctx| async move {
                 let l = monoio::net::TcpListener::from_std(
-                    ctx.listeners.into_iter().next().expect("one listener"),
+                    ctx.listeners.into_iter().next().expect("one listener").1,
                 )
                 .expect("from_std");
                 while let Ok((s, _)) = l.accept().await {

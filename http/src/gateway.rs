@@ -28,6 +28,12 @@ pub struct RouteSettings {
     pub metric: u32,
     /// Add `Server-Timing` (gateway and upstream durations) to responses.
     pub server_timing: bool,
+    /// Refuse (403 `client_certificate_required`) a request whose connection presented no
+    /// verified client certificate (for listeners where certificates are optional).
+    pub require_client_cert: bool,
+    /// WebSocket upgrades are proxied (else the upgrade is stripped and the request goes as a
+    /// plain one).
+    pub websocket: bool,
     /// Upstream connect timeout; `None` = the profile's.
     pub connect_timeout: Option<Duration>,
     /// Whole-exchange deadline (first byte to last byte of the response); `None` = none.
@@ -163,4 +169,11 @@ pub trait Gateway: Send + Sync + 'static {
 
     /// How many upstreams the snapshot has (sizes per-core state).
     fn upstream_count(&self) -> usize;
+
+    /// The TLS config of listener `listener` (its position in the config), or `None` for a
+    /// cleartext listener. Taken per new connection from the worker's current snapshot.
+    fn listener_tls(&self, listener: usize) -> Option<&std::sync::Arc<rustls::ServerConfig>> {
+        let _ = listener;
+        None
+    }
 }

@@ -35,6 +35,8 @@ pub struct ForwardContext<'a> {
     pub drop: &'a [Box<str>],
     /// Drop the client's credential headers (`Authorization`, `X-API-Key`).
     pub strip_credential: bool,
+    /// Ask the upstream to switch to this protocol (`Connection: upgrade`, `Upgrade: ...`).
+    pub upgrade: Option<&'static str>,
 }
 
 /// Request headers the gateway writes itself (never copied from the client).
@@ -49,7 +51,14 @@ fn is_managed_request_header(name: &str) -> bool {
         "x-forwarded-host",
     ];
     MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
+        || name
+            .get(..CLIENT_CERT_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(CLIENT_CERT_PREFIX))
 }
+
+/// Headers the gateway writes from a verified client certificate (`x-client-cert-id`,
+/// `-subject`, `-san`): never taken from a client, on any listener.
+const CLIENT_CERT_PREFIX: &str = "x-client-cert-";
 
 /// Request headers replaced when the gateway assigns the request's ids.
 fn is_trace_header(name: &str) -> bool {
@@ -114,6 +123,10 @@ pub fn write_request_head(
     out.extend_from_slice(fwd.client_ip);
     out.extend_from_slice(b"\r\n");
     push_header(out, b"x-forwarded-proto", fwd.proto.as_bytes());
+    if let Some(proto) = fwd.upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+        push_header(out, b"upgrade", proto.as_bytes());
+    }
     if let Some(host) = req.host {
         push_header(out, b"x-forwarded-host", host);
     }
@@ -183,6 +196,32 @@ pub fn write_response_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends the head of a `101 Switching Protocols` for the client: the upstream's end-to-end
+/// fields (`Sec-WebSocket-Accept`, `-Protocol`, `-Extensions`...), then `Connection: upgrade`
+/// and `Upgrade: proto`, then the gateway's own lines.
+pub fn write_switch_head(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead<'_, '_>,
+    hop: &HopByHop<'_>,
+    proto: &str,
+    extra: &[u8],
+) {
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    for h in resp.headers {
+        if hop.contains(h.name)
+            || h.name.eq_ignore_ascii_case("content-length")
+            || h.name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            continue;
+        }
+        push_header(out, h.name.as_bytes(), h.value);
+    }
+    out.extend_from_slice(b"connection: upgrade\r\n");
+    push_header(out, b"upgrade", proto.as_bytes());
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Appends `name: value\r\n`.
 pub fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
@@ -228,6 +267,7 @@ mod tests {
             extra: b"",
             drop: &[],
             strip_credential: false,
+            upgrade: None,
         };
         let mut out = Vec::new();
         write_request_head(&mut out, &req, &hop, b"/up/path?q=1", &fwd);

@@ -10,6 +10,7 @@
 //! - [`metrics`]: per-core counters and histograms, merged when scraped;
 //! - [`trace`]: request ids and W3C trace context;
 //! - [`resilience`]: the per-core balancing, breaker and retry state the engine drives;
+//! - [`tls`]: TLS termination (rustls driven over the worker's own socket I/O);
 //! - [`accesslog`]: the access log: per-worker batching writers and one JSON-lines log thread;
 //! - [`engine`]: the per-worker accept and connection loops that tie it together.
 
@@ -24,4 +25,5 @@ pub mod metrics;
 pub mod pool;
 pub mod resilience;
 pub mod respond;
+pub mod tls;
 pub mod trace;

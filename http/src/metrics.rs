@@ -228,6 +228,23 @@ pub struct WorkerMetrics {
     pub accepted: u64,
     /// Client connections refused at accept (over the per-core cap).
     pub accept_refused: u64,
+    /// TLS handshakes.
+    pub tls: TlsStats,
+    /// Upgraded (WebSocket) tunnels: (opened, closed).
+    pub tunnels: (u64, u64),
+}
+
+/// TLS handshakes on one worker.
+#[derive(Debug, Clone, Default)]
+pub struct TlsStats {
+    /// Completed with TLS 1.2.
+    pub tls12: u64,
+    /// Completed with TLS 1.3.
+    pub tls13: u64,
+    /// Completed by resuming a session (a ticket); also counted by version.
+    pub resumed: u64,
+    /// Failed, by [`crate::tls::stream::FailReason::ALL`] position.
+    pub failures: [u64; crate::tls::stream::FailReason::ALL.len()],
 }
 
 fn slot<T: Default>(v: &mut Vec<Option<T>>, id: u32) -> &mut T {
@@ -311,6 +328,14 @@ impl WorkerMetrics {
         self.pool_idle += o.pool_idle;
         self.accepted += o.accepted;
         self.accept_refused += o.accept_refused;
+        self.tls.tls12 += o.tls.tls12;
+        self.tls.tls13 += o.tls.tls13;
+        self.tls.resumed += o.tls.resumed;
+        self.tunnels.0 += o.tunnels.0;
+        self.tunnels.1 += o.tunnels.1;
+        for (a, b) in self.tls.failures.iter_mut().zip(o.tls.failures) {
+            *a += b;
+        }
     }
 }
 
@@ -615,6 +640,17 @@ pub fn render_prometheus(
         "ringgate_connections_refused_total {}",
         all.accept_refused
     );
+    render_tls(out, &all.tls);
+    out.push_str("# HELP ringgate_websocket_tunnels_total WebSocket upgrades tunnelled.\n");
+    out.push_str("# TYPE ringgate_websocket_tunnels_total counter\n");
+    let _ = writeln!(out, "ringgate_websocket_tunnels_total {}", all.tunnels.0);
+    out.push_str("# HELP ringgate_websocket_tunnels_open WebSocket tunnels open now.\n");
+    out.push_str("# TYPE ringgate_websocket_tunnels_open gauge\n");
+    let _ = writeln!(
+        out,
+        "ringgate_websocket_tunnels_open {}",
+        all.tunnels.0.saturating_sub(all.tunnels.1)
+    );
     let per_worker: [(&str, &str, &str); 4] = [
         (
             "ringgate_worker_connections",
@@ -650,6 +686,35 @@ pub fn render_prometheus(
                 let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {v}");
             }
         }
+    }
+}
+
+fn render_tls(out: &mut String, t: &TlsStats) {
+    out.push_str("# HELP ringgate_tls_handshakes_total TLS handshakes completed, by version.\n");
+    out.push_str("# TYPE ringgate_tls_handshakes_total counter\n");
+    let _ = writeln!(
+        out,
+        "ringgate_tls_handshakes_total{{version=\"1.2\"}} {}",
+        t.tls12
+    );
+    let _ = writeln!(
+        out,
+        "ringgate_tls_handshakes_total{{version=\"1.3\"}} {}",
+        t.tls13
+    );
+    out.push_str("# HELP ringgate_tls_resumed_total TLS handshakes that resumed a session.\n");
+    out.push_str("# TYPE ringgate_tls_resumed_total counter\n");
+    let _ = writeln!(out, "ringgate_tls_resumed_total {}", t.resumed);
+    out.push_str(
+        "# HELP ringgate_tls_handshake_failures_total TLS handshakes that failed, by reason.\n",
+    );
+    out.push_str("# TYPE ringgate_tls_handshake_failures_total counter\n");
+    for (r, n) in crate::tls::stream::FailReason::ALL.iter().zip(t.failures) {
+        let _ = writeln!(
+            out,
+            "ringgate_tls_handshake_failures_total{{reason=\"{}\"}} {n}",
+            r.as_str()
+        );
     }
 }
 

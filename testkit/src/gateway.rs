@@ -27,6 +27,24 @@ impl TestGateway {
     pub fn inner(&self) -> &RunningGateway {
         self.gw.as_ref().expect("gateway is running until drop")
     }
+
+    /// The value of the first metric sample line starting with `name` (labels included), as
+    /// `/metrics` would render it; NaN when there is none.
+    pub fn metric(&self, name: &str) -> f64 {
+        let workers = self.inner().hub.collect(Duration::from_millis(500));
+        let mut out = String::new();
+        {
+            let reg = ringgate_http::metrics::Registry::global()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            ringgate_http::metrics::render_prometheus(&mut out, &reg, &workers);
+        }
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
 }
 
 impl Drop for TestGateway {

@@ -6,11 +6,15 @@
 //!   test writes (smuggling tests need byte control no HTTP library gives) and parses responses;
 //! - [`scripted`]: hostile or scripted upstreams on plain threads (stall, close after each
 //!   response, record raw bytes, stream large bodies);
-//! - [`stub`]: ringbench's stub upstream with test-friendly defaults.
+//! - [`stub`]: ringbench's stub upstream with test-friendly defaults;
+//! - [`pki`] and [`tlsclient`]: throwaway CAs and certificates, and a rustls client that picks
+//!   SNI, presents client certificates and resumes sessions.
 
 pub mod client;
 pub mod files;
 pub mod gateway;
+pub mod pki;
 pub mod redis;
 pub mod scripted;
 pub mod stub;
+pub mod tlsclient;

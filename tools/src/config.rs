@@ -301,6 +301,9 @@ pub struct ListenerConfig {
     pub name: Option<String>,
     /// `ip:port` to listen on.
     pub address: String,
+    /// Terminate TLS on this listener.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// `[[upstreams]]`.
@@ -622,6 +625,13 @@ pub struct RouteConfig {
     /// Add `Server-Timing` with the gateway's and the upstream's durations to responses.
     #[serde(default)]
     pub server_timing: bool,
+    /// Refuse with 403 requests from connections without a verified client certificate (on a
+    /// TLS listener whose `client_auth` is `optional`).
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// Proxy WebSocket upgrades on this route (default true).
+    #[serde(default = "yes")]
+    pub websocket: bool,
     /// The rate limits (by name) this route applies, after `[rate_limit] global`.
     #[serde(default)]
     pub rate_limits: Vec<String>,

@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod rlstore;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 
 use config::RawConfig;
 use snapshot::{text_hash, Snapshot};

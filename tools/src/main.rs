@@ -298,6 +298,7 @@ fn proxy_config(listen: SocketAddr, to: Vec<String>) -> RawConfig {
         listeners: vec![ListenerConfig {
             name: Some("proxy".into()),
             address: listen.to_string(),
+            tls: None,
         }],
         upstreams: vec![UpstreamConfig {
             name: "to".into(),

@@ -86,14 +86,14 @@ pub fn start_with(
 ) -> Result<RunningGateway, ServeError> {
     let cpus = worker::plan_cpus(profile)?;
     let n = cpus.len();
-    let mut per_worker: Vec<Vec<TcpListener>> = (0..n).map(|_| Vec::new()).collect();
+    let mut per_worker: Vec<Vec<(usize, TcpListener)>> = (0..n).map(|_| Vec::new()).collect();
     let mut addrs = Vec::new();
     let mut listener_dups = Vec::new();
     let opts = ListenOptions {
         backlog: profile.limits.listen_backlog,
     };
     let mut inherited = inherited;
-    for addr in &snapshot.listeners {
+    for (ordinal, addr) in snapshot.listeners.iter().enumerate() {
         let group = match inherited.as_mut() {
             Some(list) => {
                 let pos = list
@@ -124,7 +124,7 @@ pub fn start_with(
         let dups: Vec<TcpListener> = group.iter().filter_map(|l| l.try_clone().ok()).collect();
         listener_dups.push((first_addr, dups));
         for (i, l) in group.into_iter().enumerate() {
-            per_worker[i % n].push(l);
+            per_worker[i % n].push((ordinal, l));
         }
     }
     let version = snapshot.version.clone();

@@ -67,6 +67,8 @@ pub struct Snapshot {
     pub limits: Arc<LimitSet>,
     /// The process's reconciler (attached when the gateway starts, carried over by reloads).
     pub limiter: Option<Arc<LimitService>>,
+    /// Each listener's TLS config (`None`: cleartext), in listener order.
+    pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
 }
 
 /// Settings taken when the process starts; a reload that changes them is refused.
@@ -231,6 +233,16 @@ impl Snapshot {
                 None
             }
         };
+        let tls: Vec<Option<Arc<rustls::ServerConfig>>> = raw
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                l.tls
+                    .as_ref()
+                    .and_then(|t| crate::tls::compile(t, i, &mut errs))
+            })
+            .collect();
         match table {
             Some(table) if errs.is_empty() => Ok(Snapshot {
                 version: raw
@@ -262,6 +274,7 @@ impl Snapshot {
                 managed,
                 limits: Arc::new(limits),
                 limiter: None,
+                tls,
             }),
             _ => Err(ConfigError::Invalid(errs)),
         }
@@ -347,6 +360,8 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<
                 max_body_bytes: r.max_body_bytes,
                 metric: Registry::with(|reg| reg.route(&r.id)),
                 server_timing: r.server_timing,
+                require_client_cert: r.require_client_cert,
+                websocket: r.websocket,
                 connect_timeout: r.connect_timeout,
                 total_timeout: r.total_timeout,
                 retry,
@@ -405,6 +420,10 @@ fn fingerprint_of(v: &impl Hash) -> u64 {
 impl Gateway for Snapshot {
     type Upstream = UpstreamState;
     type Route = RouteState;
+
+    fn listener_tls(&self, listener: usize) -> Option<&Arc<rustls::ServerConfig>> {
+        self.tls.get(listener)?.as_ref()
+    }
 
     fn upstream_runtime(&self, up: &UpstreamSet, seed: u64) -> UpstreamState {
         match self.upstream_policies.get(up.index) {

@@ -4,8 +4,9 @@
 //! from it (route, upstream head, framing, keep-alive) is computed in one synchronous step, so the
 //! parsed head never lives across an await and the buffer stays free to be lent to the ring.
 
+use super::downstream::Downstream;
 use super::exchange::{exchange, Outcome};
-use super::io::{read_append, write_all, ReadFail};
+use super::io::ReadFail;
 use super::observe::finish;
 use super::Worker;
 use crate::authn::{AuthOutput, AuthVerdict, LimitVerdict};
@@ -18,9 +19,6 @@ use crate::resilience::{
 };
 use crate::respond::write_refusal;
 use crate::trace::RequestTrace;
-use monoio::buf::{IoBufMut, SliceMut};
-use monoio::io::{CancelableAsyncReadRent, Canceller};
-use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -49,7 +47,7 @@ pub(crate) struct Tally {
 
 /// A client connection and its reused buffers.
 pub(crate) struct Conn {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Downstream,
     /// The client's address.
     pub(crate) peer: SocketAddr,
     /// The current request's ids.
@@ -108,6 +106,8 @@ pub(crate) struct Plan<'s> {
     pub(crate) upstream_metric: u32,
     /// When the head was parsed.
     pub(crate) start: Instant,
+    /// A WebSocket upgrade the upstream is asked for.
+    pub(crate) websocket: bool,
 }
 
 enum Step<'s> {
@@ -134,7 +134,13 @@ enum Step<'s> {
 
 /// Serves `stream` until the client leaves, a timeout passes, an error closes it, or the process
 /// stops.
-pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &Worker<G>) {
+pub(crate) async fn serve<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Worker<G>) {
+    let mut c = serve_requests(stream, peer, w).await;
+    c.stream.close().await;
+}
+
+/// The request loop of [`serve`]; returns the connection to close.
+async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Worker<G>) -> Conn {
     let cap = w
         .settings
         .read_buffer_bytes
@@ -188,7 +194,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
                     finish(w, &c, route, start);
                     w.gauges.requests.add(1);
                     if !sent || close {
-                        return;
+                        return c;
                     }
                     c.cbuf.drain(..consumed);
                     c.auth_waited = false;
@@ -221,7 +227,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
                 // The parser reports 431 at the limit; this guards a buffer smaller than it.
                 let r = Refusal::new(431, "request_header_fields_too_large").closing();
                 refuse(&mut c, w, r, true, false).await;
-                return;
+                return c;
             }
             // Waiting for a further request is keep-alive idleness; a new connection's first
             // request, and any head once its first byte arrived, must come within the header
@@ -236,9 +242,12 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
             };
             let idle = !partial && served_any;
             let (res, buf) = if idle {
-                read_idle(&mut c.stream, std::mem::take(&mut c.cbuf), timeout, w).await
+                let then = w.settings.header_timeout;
+                let cbuf = std::mem::take(&mut c.cbuf);
+                c.stream.read_idle(cbuf, timeout, then, &w.drain).await
             } else {
-                read_append(&mut c.stream, std::mem::take(&mut c.cbuf), Some(timeout)).await
+                let cbuf = std::mem::take(&mut c.cbuf);
+                c.stream.read_append(cbuf, Some(timeout)).await
             };
             c.cbuf = buf;
             match res {
@@ -252,9 +261,9 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
                     refuse(&mut c, w, Refusal::REQUEST_TIMEOUT, true, false).await;
                     finish(w, &c, None, start);
                     w.gauges.requests.add(1);
-                    return;
+                    return c;
                 }
-                Err(_) => return,
+                Err(_) => return c,
             }
         };
         w.gauges.inflight.add(1);
@@ -266,7 +275,7 @@ pub(crate) async fn serve<G: Gateway>(stream: TcpStream, peer: SocketAddr, w: &W
         w.gauges.requests.add(1);
         served_any = true;
         if outcome == Outcome::Close {
-            return;
+            return c;
         }
     }
 }
@@ -369,6 +378,14 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
             return refuse_with(Refusal::new(status, code), Some(route));
         }
     }
+    if let Some(id) = c.stream.identity() {
+        client_cert_identity(&mut c.auth, id);
+    } else if route.require_client_cert {
+        return refuse_with(
+            Refusal::new(403, "client_certificate_required"),
+            Some(route),
+        );
+    }
     if route.rate_limit.is_some() {
         let verdict = {
             let mut slot = w.limits.borrow_mut();
@@ -385,6 +402,22 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         if let LimitVerdict::Refuse { status, code } = verdict {
             return refuse_with(Refusal::new(status, code), Some(route));
         }
+    }
+    // A WebSocket handshake (RFC 6455 §4.1: a bodiless HTTP/1.1 GET) is passed on as an upgrade;
+    // any other upgrade (h2c...) is dropped and the request goes as a plain one.
+    let websocket = route.websocket
+        && req.upgrade
+        && req.method == "GET"
+        && req.minor_version == 1
+        && req.body == BodyKind::Empty
+        && req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("upgrade")
+                && h.value
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+        });
+    if websocket && w.tunnels.get() >= w.settings.max_tunnels {
+        return refuse_with(Refusal::new(503, "tunnel_limit"), Some(route));
     }
     let up = match &route.split {
         None => routed.upstream,
@@ -471,13 +504,14 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
     c.wbuf.clear();
     let fwd = ForwardContext {
         client_ip: &c.peer_ip,
-        proto: w.settings.proto,
+        proto: c.stream.proto(),
         host: &up.host,
         endpoint,
         trace: w.settings.trace.then_some(&c.trace),
         extra: &c.auth.headers,
         drop: snap.managed_headers(),
         strip_credential: c.auth.strip_credential,
+        upgrade: websocket.then_some("websocket"),
     };
     write_request_head(&mut c.wbuf, &req, &hop, &c.path, &fwd);
     let m = req.method;
@@ -500,7 +534,36 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         retry_ok,
         upstream_metric: up.metric,
         start: Instant::now(),
+        websocket,
     })
+}
+
+/// Adds what a verified client certificate says to the request's identity: the id for rate
+/// limits, splits and the access log (unless a credential already named one), and the
+/// `x-client-cert-*` headers upstream.
+fn client_cert_identity(auth: &mut AuthOutput, id: &crate::tls::CertIdentity) {
+    if auth.client_id.is_empty() {
+        auth.client_id.extend_from_slice(id.id.as_bytes());
+    }
+    if auth.identity.is_empty() {
+        auth.identity.extend_from_slice(id.id.as_bytes());
+    }
+    if auth.key.is_none() {
+        auth.key = Some(key_hash(id.id.as_bytes()));
+    }
+    push_header(&mut auth.headers, b"x-client-cert-id", id.id.as_bytes());
+    push_header(
+        &mut auth.headers,
+        b"x-client-cert-subject",
+        id.subject.as_bytes(),
+    );
+    if !id.san_list.is_empty() {
+        push_header(
+            &mut auth.headers,
+            b"x-client-cert-san",
+            id.san_list.as_bytes(),
+        );
+    }
 }
 
 /// Starts the record of a request whose head could not be parsed (a 400, or a 408 on a partial
@@ -609,62 +672,13 @@ async fn send_made<G: Gateway>(
     c.tally.status = status;
     c.tally.reason = code;
     let n = c.wbuf.len() as u64;
-    let (res, buf) = write_all(
-        &mut c.stream,
-        std::mem::take(&mut c.wbuf),
-        w.settings.body_io_timeout,
-    )
-    .await;
+    let (res, buf) = c
+        .stream
+        .write_all(std::mem::take(&mut c.wbuf), w.settings.body_io_timeout)
+        .await;
     c.wbuf = buf;
     if res.is_ok() {
         c.tally.bytes_out += n;
     }
     res.is_ok()
-}
-
-/// How long an idle keep-alive connection may still bring a request once the worker drains.
-const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(500);
-
-/// Waits, between requests, for the next one: up to `timeout`, or until the worker drains.
-/// The read is cancelled cleanly (never dropped in flight), so bytes that raced the cancel are
-/// kept and served.
-async fn read_idle<G: Gateway>(
-    s: &mut TcpStream,
-    buf: Vec<u8>,
-    timeout: Duration,
-    w: &Worker<G>,
-) -> (Result<usize, ReadFail>, Vec<u8>) {
-    let len = buf.len();
-    let cap = buf.capacity();
-    let canceller = Canceller::new();
-    let read = s.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
-    let mut read = std::pin::pin!(read);
-    let done: Option<(std::io::Result<usize>, SliceMut<Vec<u8>>)> = monoio::select! {
-        r = &mut read => Some(r),
-        _ = monoio::time::sleep(timeout) => None,
-        _ = w.drain.wait() => {
-            // Draining: a client that is about to send its next request gets it served (with
-            // `Connection: close`) instead of racing a close; one that stays quiet is let go.
-            monoio::select! {
-                r = &mut read => Some(r),
-                _ = monoio::time::sleep(DRAIN_IDLE_GRACE.min(timeout)) => None,
-            }
-        },
-    };
-    let (res, slice) = match done {
-        Some(r) => r,
-        None => {
-            let _ = canceller.cancel();
-            read.await
-        }
-    };
-    let buf = slice.into_inner();
-    match res {
-        Ok(0) => (Err(ReadFail::Eof), buf),
-        Ok(n) => (Ok(n), buf),
-        // Cancelled by the timeout or the drain: an idle close.
-        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Err(ReadFail::Timeout), buf),
-        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => (Err(ReadFail::Timeout), buf),
-        Err(e) => (Err(ReadFail::Io(e)), buf),
-    }
 }

@@ -19,7 +19,7 @@ use crate::codec::{
 };
 use crate::error::ProxyError;
 use crate::gateway::Gateway;
-use crate::hygiene::{push_header, write_response_head, ClientFraming};
+use crate::hygiene::{push_header, write_response_head, write_switch_head, ClientFraming};
 use crate::metrics::{class_of, UpstreamStats};
 use crate::resilience::{AttemptOutcome, RouteRuntime, UpstreamRuntime};
 use crate::respond::CONTINUE_100;
@@ -76,14 +76,15 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         c.ubuf.clear();
         c.ubuf.extend_from_slice(CONTINUE_100);
         let end = c.ubuf.len();
-        let (res, buf) = write_range(
-            &mut c.stream,
-            std::mem::take(&mut c.ubuf),
-            0,
-            end,
-            w.settings.body_io_timeout,
-        )
-        .await;
+        let (res, buf) = c
+            .stream
+            .write_range(
+                std::mem::take(&mut c.ubuf),
+                0,
+                end,
+                w.settings.body_io_timeout,
+            )
+            .await;
         c.ubuf = buf;
         if res.is_err() {
             return Outcome::Close;
@@ -265,6 +266,12 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
             }
         }
     };
+    if resp.status == 101 {
+        // The upstream connection stays counted against its cap for the tunnel's life.
+        let outcome = switch_protocols(c, w, up, &resp, body.end).await;
+        drop(guard);
+        return outcome;
+    }
     let outcome = relay_response(c, w, p, up, &resp).await;
     drop(guard);
     if let Some(t0) = c.tally.upstream_start {
@@ -292,7 +299,7 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
     if outcome.is_err() {
         // The response head is out, its body is not complete: the connection closes, and it
         // must close with a reset so that a close-delimited body does not look complete.
-        super::io::reset_on_close(&c.stream);
+        c.stream.reset_on_close();
     }
     // Pipelined bytes after this request's body become the start of the buffer.
     c.cbuf.drain(..body.end.min(c.cbuf.len()));
@@ -300,6 +307,49 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         Ok(()) if !resp.client_close => Outcome::KeepAlive,
         _ => Outcome::Close,
     }
+}
+
+/// Sends the `101` head in `c.wbuf` to the client, then tunnels both ways until the upgraded
+/// connection ends. The client connection closes afterwards.
+async fn switch_protocols<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    up: TcpStream,
+    resp: &ResponsePlan,
+    request_end: usize,
+) -> Outcome {
+    let t = w.settings.body_io_timeout;
+    let head_end = c.wbuf.len();
+    let (res, buf) = c
+        .stream
+        .write_range(std::mem::take(&mut c.wbuf), 0, head_end, t)
+        .await;
+    c.wbuf = buf;
+    if res.is_err() {
+        return Outcome::Close;
+    }
+    c.tally.bytes_out += head_end as u64;
+    // What each side sent past the handshake already sits in the buffers: it goes first.
+    let mut to_client = std::mem::take(&mut c.ubuf);
+    to_client.drain(..resp.head_len.min(to_client.len()));
+    let mut to_up = std::mem::take(&mut c.cbuf);
+    to_up.drain(..request_end.min(to_up.len()));
+    let cap = w.settings.read_buffer_bytes;
+    to_client.reserve(cap.saturating_sub(to_client.len()));
+    to_up.reserve(cap.saturating_sub(to_up.len()));
+    w.tunnels.set(w.tunnels.get() + 1);
+    w.metrics.borrow_mut().tunnels.0 += 1;
+    let client = std::mem::replace(&mut c.stream, super::downstream::Downstream::Closed);
+    let timeouts = super::tunnel::TunnelTimeouts {
+        idle: w.settings.tunnel_idle,
+        write: t,
+    };
+    let moved = super::tunnel::run(client, up, to_up, to_client, timeouts).await;
+    w.tunnels.set(w.tunnels.get().saturating_sub(1));
+    w.metrics.borrow_mut().tunnels.1 += 1;
+    c.tally.bytes_in += moved.to_upstream;
+    c.tally.bytes_out += moved.to_client;
+    Outcome::Close
 }
 
 fn bit(i: usize) -> u64 {
@@ -531,7 +581,10 @@ async fn stream_request_body<G: Gateway>(
     // Everything buffered so far was body and has been sent.
     c.cbuf.clear();
     loop {
-        let (res, buf) = read_append(&mut c.stream, std::mem::take(&mut c.cbuf), Some(t)).await;
+        let (res, buf) = c
+            .stream
+            .read_append(std::mem::take(&mut c.cbuf), Some(t))
+            .await;
         c.cbuf = buf;
         match res {
             Ok(_) => {}
@@ -626,11 +679,32 @@ async fn read_response_head<G: Gateway>(
                     continue;
                 }
                 Ok(Some(resp)) if resp.status == 101 => {
-                    return Err(HeadFail::Other(ProxyError::UpstreamIo(
-                        std::io::Error::other(
-                            "upstream switched protocols without an upgrade request",
-                        ),
-                    )));
+                    let to_websocket = resp.headers.iter().any(|h| {
+                        h.name.eq_ignore_ascii_case("upgrade")
+                            && h.value.trim_ascii().eq_ignore_ascii_case(b"websocket")
+                    });
+                    if !p.websocket || !to_websocket {
+                        return Err(HeadFail::Other(ProxyError::UpstreamIo(
+                            std::io::Error::other(
+                                "upstream switched protocols without a websocket upgrade request",
+                            ),
+                        )));
+                    }
+                    count(w, p, |u| u.responses[class_of(101)] += 1);
+                    c.tally.status = 101;
+                    fill_response_extra(&mut c.extra, &c.trace, &c.tally, w, p);
+                    let hop = HopByHop::from_headers(resp.headers)
+                        .map_err(|e| HeadFail::Other(ProxyError::UpstreamProtocol(e)))?;
+                    c.wbuf.clear();
+                    write_switch_head(&mut c.wbuf, &resp, &hop, "websocket", &c.extra);
+                    return Ok(ResponsePlan {
+                        status: 101,
+                        head_len: resp.head_len,
+                        body: BodyKind::Empty,
+                        framing: ClientFraming::AsIs,
+                        upstream_keep_alive: false,
+                        client_close: true,
+                    });
                 }
                 Ok(Some(resp)) => {
                     count(w, p, |u| u.responses[class_of(resp.status)] += 1);
@@ -799,19 +873,23 @@ async fn relay_response<G: Gateway>(
             .extend_from_slice(&c.ubuf[body_start..body_start + in_buf]);
     }
     let head_end = c.wbuf.len();
-    let (res, buf) = write_range(&mut c.stream, std::mem::take(&mut c.wbuf), 0, head_end, t).await;
+    let (res, buf) = c
+        .stream
+        .write_range(std::mem::take(&mut c.wbuf), 0, head_end, t)
+        .await;
     c.wbuf = buf;
     res.map_err(ProxyError::ClientIo)?;
     c.tally.bytes_out += head_end as u64;
     if r.framing != ClientFraming::Dechunk && in_buf > INLINE_BODY_MAX {
-        let (res, buf) = write_range(
-            &mut c.stream,
-            std::mem::take(&mut c.ubuf),
-            body_start,
-            body_start + in_buf,
-            t,
-        )
-        .await;
+        let (res, buf) = c
+            .stream
+            .write_range(
+                std::mem::take(&mut c.ubuf),
+                body_start,
+                body_start + in_buf,
+                t,
+            )
+            .await;
         c.ubuf = buf;
         res.map_err(ProxyError::ClientIo)?;
         c.tally.bytes_out += in_buf as u64;
@@ -868,14 +946,18 @@ async fn relay_response<G: Gateway>(
         extra |= n > in_buf;
         if r.framing == ClientFraming::Dechunk {
             let end = c.wbuf.len();
-            let (res, buf) =
-                write_range(&mut c.stream, std::mem::take(&mut c.wbuf), 0, end, t).await;
+            let (res, buf) = c
+                .stream
+                .write_range(std::mem::take(&mut c.wbuf), 0, end, t)
+                .await;
             c.wbuf = buf;
             res.map_err(ProxyError::ClientIo)?;
             c.tally.bytes_out += end as u64;
         } else {
-            let (res, buf) =
-                write_range(&mut c.stream, std::mem::take(&mut c.ubuf), 0, in_buf, t).await;
+            let (res, buf) = c
+                .stream
+                .write_range(std::mem::take(&mut c.ubuf), 0, in_buf, t)
+                .await;
             c.ubuf = buf;
             res.map_err(ProxyError::ClientIo)?;
             c.tally.bytes_out += in_buf as u64;

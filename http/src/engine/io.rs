@@ -5,8 +5,8 @@
 //! in-flight operation (best-effort cancel, which may lose bytes already received): every caller
 //! closes the connection after a timeout, so nothing lost matters.
 
-use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::buf::{IoBuf, IoBufMut, SliceMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 use std::io;
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub enum ReadFail {
 /// Reads into the spare capacity of `buf` (after its current length). Returns the byte count
 /// (never 0: zero is [`ReadFail::Eof`]).
 pub async fn read_append(
-    s: &mut TcpStream,
+    s: &mut impl AsyncReadRent,
     buf: Vec<u8>,
     timeout: Option<Duration>,
 ) -> (Result<usize, ReadFail>, Vec<u8>) {
@@ -49,9 +49,44 @@ pub async fn read_append(
     }
 }
 
+/// Reads into the spare capacity of `buf`, waiting at most `timeout`. Unlike [`read_append`],
+/// a timeout cancels the read and waits for the cancellation, so bytes that arrived meanwhile
+/// are kept: for waits that may be retried (a tunnel's idle check).
+pub async fn read_cancelable(
+    s: &mut impl CancelableAsyncReadRent,
+    buf: Vec<u8>,
+    timeout: Duration,
+) -> (Result<usize, ReadFail>, Vec<u8>) {
+    let len = buf.len();
+    let cap = buf.capacity();
+    debug_assert!(len < cap, "read_cancelable needs spare capacity");
+    let canceller = Canceller::new();
+    let read = s.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
+    let mut read = std::pin::pin!(read);
+    let done: Option<(io::Result<usize>, SliceMut<Vec<u8>>)> = monoio::select! {
+        r = &mut read => Some(r),
+        _ = monoio::time::sleep(timeout) => None,
+    };
+    let (res, slice) = match done {
+        Some(r) => r,
+        None => {
+            let _ = canceller.cancel();
+            read.await
+        }
+    };
+    let buf = slice.into_inner();
+    match res {
+        Ok(0) => (Err(ReadFail::Eof), buf),
+        Ok(n) => (Ok(n), buf),
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Err(ReadFail::Timeout), buf),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => (Err(ReadFail::Timeout), buf),
+        Err(e) => (Err(ReadFail::Io(e)), buf),
+    }
+}
+
 /// Writes `buf[range]` completely, within `timeout`.
 pub async fn write_range(
-    s: &mut TcpStream,
+    s: &mut impl AsyncWriteRentExt,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -73,7 +108,7 @@ pub async fn write_range(
 
 /// Writes all of `buf`.
 pub async fn write_all(
-    s: &mut TcpStream,
+    s: &mut impl AsyncWriteRentExt,
     buf: Vec<u8>,
     timeout: Duration,
 ) -> (io::Result<()>, Vec<u8>) {

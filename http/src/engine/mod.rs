@@ -15,11 +15,14 @@
 //! time and leaves the bytes of the next one in its buffer.
 
 mod conn;
+mod downstream;
 mod drain;
 mod exchange;
 pub mod io;
 mod observe;
 mod slots;
+mod tls;
+mod tunnel;
 
 use crate::accesslog::{AccessLog, AccessLogWriter};
 use crate::codec::HeadLimits;
@@ -69,6 +72,10 @@ pub struct EngineSettings {
     pub trace: bool,
     /// How long a stopping worker waits for its connections.
     pub drain_timeout: Duration,
+    /// An upgraded tunnel idle in both directions this long is closed.
+    pub tunnel_idle: Duration,
+    /// Open upgraded tunnels per worker.
+    pub max_tunnels: usize,
 }
 
 impl EngineSettings {
@@ -92,6 +99,8 @@ impl EngineSettings {
             metrics: true,
             trace: true,
             drain_timeout: p.timeouts.drain,
+            tunnel_idle: p.timeouts.tunnel_idle,
+            max_tunnels: p.limits.max_tunnels_per_core,
         }
     }
 }
@@ -122,6 +131,8 @@ pub(crate) struct Worker<G: Gateway> {
     pub(crate) log: RefCell<Option<AccessLogWriter>>,
     pub(crate) drain: DrainSignal,
     pub(crate) hub: Arc<MetricsHub>,
+    /// Upgraded tunnels open now.
+    pub(crate) tunnels: std::cell::Cell<usize>,
 }
 
 /// Runs one worker until the process stops: accept on every listener of `ctx`, serve each
@@ -152,11 +163,12 @@ pub async fn run_worker<G: Gateway>(
         log: RefCell::new(services.access_log.as_ref().map(|l| l.writer())),
         drain: DrainSignal::default(),
         hub: services.hub.clone(),
+        tunnels: std::cell::Cell::new(0),
     });
     let mut accepts = Vec::new();
-    for std_listener in ctx.listeners {
+    for (ordinal, std_listener) in ctx.listeners {
         match TcpListener::from_std(std_listener) {
-            Ok(l) => accepts.push(monoio::spawn(accept_loop(l, worker.clone()))),
+            Ok(l) => accepts.push(monoio::spawn(accept_loop(l, ordinal, worker.clone()))),
             Err(e) => eprintln!("ringgate: worker {}: cannot use listener: {e}", ctx.index),
         }
     }
@@ -186,13 +198,17 @@ pub async fn run_worker<G: Gateway>(
     }
 }
 
-async fn accept_loop<G: Gateway>(listener: TcpListener, w: Rc<Worker<G>>) {
+async fn accept_loop<G: Gateway>(listener: TcpListener, ordinal: usize, w: Rc<Worker<G>>) {
     w.gauges.accepting.add(1);
-    accept_until_stopped(listener, &w).await;
+    accept_until_stopped(listener, ordinal, &w).await;
     w.gauges.accepting.sub(1);
 }
 
-async fn accept_until_stopped<G: Gateway>(listener: TcpListener, w: &Rc<Worker<G>>) {
+async fn accept_until_stopped<G: Gateway>(
+    listener: TcpListener,
+    ordinal: usize,
+    w: &Rc<Worker<G>>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -210,7 +226,9 @@ async fn accept_until_stopped<G: Gateway>(listener: TcpListener, w: &Rc<Worker<G
                 // Accepted while stopping (a connection that raced the stop, or one taken from
                 // a listener handed to a new process): it is still served, once.
                 monoio::spawn(async move {
-                    conn::serve(stream, peer, &w2).await;
+                    if let Some(stream) = tls::handshake(stream, ordinal, &w2).await {
+                        conn::serve(stream, peer, &w2).await;
+                    }
                     w2.gauges.connections.sub(1);
                 });
                 if stopping {

@@ -1,0 +1,167 @@
+//! The client side of a connection: a plain TCP socket or a TLS session over one.
+//!
+//! The request loop and the exchange read and write through this one type, so HTTP/1.1 runs
+//! the same code over TLS; the match per call is all plain connections pay for it.
+
+use super::drain::DrainSignal;
+use super::io::{read_append, write_range, ReadFail};
+use crate::tls::{CertIdentity, TlsConn};
+use monoio::buf::{IoBufMut, SliceMut};
+use monoio::io::{CancelableAsyncReadRent, Canceller};
+use monoio::net::TcpStream;
+use std::time::Duration;
+
+/// How long an idle keep-alive connection may still bring a request once the worker drains.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(500);
+
+/// A client connection's byte stream.
+pub(crate) enum Downstream {
+    /// Cleartext.
+    Plain(TcpStream),
+    /// TLS, past its handshake.
+    Tls(Box<TlsConn>),
+    /// Handed over (to a tunnel); reads end, writes fail.
+    Closed,
+}
+
+impl Downstream {
+    /// `https` over TLS, else `http` (`X-Forwarded-Proto`).
+    pub(crate) fn proto(&self) -> &'static str {
+        match self {
+            Downstream::Plain(_) | Downstream::Closed => "http",
+            Downstream::Tls(_) => "https",
+        }
+    }
+
+    /// The verified client certificate's identity, if any.
+    pub(crate) fn identity(&self) -> Option<&CertIdentity> {
+        match self {
+            Downstream::Plain(_) | Downstream::Closed => None,
+            Downstream::Tls(t) => t.identity(),
+        }
+    }
+
+    /// Reads into the spare capacity of `buf`; see [`super::io::read_append`].
+    pub(crate) async fn read_append(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> (Result<usize, ReadFail>, Vec<u8>) {
+        match self {
+            Downstream::Plain(s) => read_append(s, buf, timeout).await,
+            Downstream::Tls(t) => t.read_append(buf, timeout).await,
+            Downstream::Closed => (Err(ReadFail::Eof), buf),
+        }
+    }
+
+    /// Writes `buf[start..end]` completely, within `timeout`.
+    pub(crate) async fn write_range(
+        &mut self,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+        timeout: Duration,
+    ) -> (std::io::Result<()>, Vec<u8>) {
+        match self {
+            Downstream::Plain(s) => write_range(s, buf, start, end, timeout).await,
+            Downstream::Tls(t) => t.write_range(buf, start, end, timeout).await,
+            Downstream::Closed => (Err(std::io::ErrorKind::NotConnected.into()), buf),
+        }
+    }
+
+    /// Writes all of `buf`.
+    pub(crate) async fn write_all(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Duration,
+    ) -> (std::io::Result<()>, Vec<u8>) {
+        let end = buf.len();
+        self.write_range(buf, 0, end, timeout).await
+    }
+
+    /// Makes the coming close send a reset (a cut response must not look complete).
+    pub(crate) fn reset_on_close(&self) {
+        match self {
+            Downstream::Plain(s) => super::io::reset_on_close(s),
+            Downstream::Tls(t) => super::io::reset_on_close(t.tcp()),
+            Downstream::Closed => {}
+        }
+    }
+
+    /// Ends the connection politely: a TLS session says `close_notify`.
+    pub(crate) async fn close(&mut self) {
+        if let Downstream::Tls(t) = self {
+            t.close().await;
+        }
+    }
+
+    /// Waits, between requests, for the next one: up to `timeout`, or until the worker drains.
+    /// The socket read is cancelled cleanly (never dropped in flight), so bytes that raced the
+    /// cancel are kept and served. Over TLS, once ciphertext arrived the rest of the record is
+    /// read within `then` (the header timeout).
+    pub(crate) async fn read_idle(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Duration,
+        then: Duration,
+        drain: &DrainSignal,
+    ) -> (Result<usize, ReadFail>, Vec<u8>) {
+        match self {
+            Downstream::Plain(s) => read_idle_raw(s, buf, timeout, drain).await,
+            Downstream::Closed => (Err(ReadFail::Eof), buf),
+            Downstream::Tls(t) => {
+                if !t.has_plaintext() {
+                    let (tcp, rx) = t.raw_parts();
+                    let (res, rx) = read_idle_raw(tcp, rx, timeout, drain).await;
+                    t.put_rx(rx);
+                    if let Err(f) = res {
+                        return (Err(f), buf);
+                    }
+                }
+                t.read_append(buf, Some(then)).await
+            }
+        }
+    }
+}
+
+/// The cancellable idle read on a socket, into the spare capacity of `buf`.
+async fn read_idle_raw(
+    s: &mut TcpStream,
+    buf: Vec<u8>,
+    timeout: Duration,
+    drain: &DrainSignal,
+) -> (Result<usize, ReadFail>, Vec<u8>) {
+    let len = buf.len();
+    let cap = buf.capacity();
+    let canceller = Canceller::new();
+    let read = s.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
+    let mut read = std::pin::pin!(read);
+    let done: Option<(std::io::Result<usize>, SliceMut<Vec<u8>>)> = monoio::select! {
+        r = &mut read => Some(r),
+        _ = monoio::time::sleep(timeout) => None,
+        _ = drain.wait() => {
+            // Draining: a client that is about to send its next request gets it served (with
+            // `Connection: close`) instead of racing a close; one that stays quiet is let go.
+            monoio::select! {
+                r = &mut read => Some(r),
+                _ = monoio::time::sleep(DRAIN_IDLE_GRACE.min(timeout)) => None,
+            }
+        },
+    };
+    let (res, slice) = match done {
+        Some(r) => r,
+        None => {
+            let _ = canceller.cancel();
+            read.await
+        }
+    };
+    let buf = slice.into_inner();
+    match res {
+        Ok(0) => (Err(ReadFail::Eof), buf),
+        Ok(n) => (Ok(n), buf),
+        // Cancelled by the timeout or the drain: an idle close.
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Err(ReadFail::Timeout), buf),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => (Err(ReadFail::Timeout), buf),
+        Err(e) => (Err(ReadFail::Io(e)), buf),
+    }
+}

@@ -1,0 +1,155 @@
+//! An upgraded connection (WebSocket): once the upstream answered `101 Switching Protocols`,
+//! the gateway stops reading HTTP and copies bytes both ways until both sides are done.
+//!
+//! Each side's socket is split into a read half and a write half, so the two directions run as
+//! two loops joined in the connection's own task (no spawn, no lock). A TLS client shares its
+//! rustls session between the halves through a `RefCell` borrowed only between awaits. When one
+//! direction ends (its source closed), the other peer is told by a half-close (`close_notify`
+//! over TLS) and the other direction gets a short grace to finish. Reads wait with cancellable
+//! reads, so the idle check never loses a received byte; the tunnel closes after
+//! `timeouts.tunnel_idle` without a byte either way.
+
+use super::downstream::Downstream;
+use super::io::{read_cancelable, write_range, ReadFail};
+use crate::tls::stream::{TlsReadHalf, TlsWriteHalf};
+use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// How long the remaining direction may go on once the other ended.
+const HALF_CLOSED_GRACE: Duration = Duration::from_secs(5);
+
+/// Bytes a tunnel moved.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Moved {
+    /// From the client to the upstream.
+    pub(crate) to_upstream: u64,
+    /// From the upstream to the client.
+    pub(crate) to_client: u64,
+}
+
+/// The timing knobs of a tunnel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TunnelTimeouts {
+    /// Close after this long without a byte either way.
+    pub(crate) idle: Duration,
+    /// A write making no progress this long ends the tunnel.
+    pub(crate) write: Duration,
+}
+
+enum Rd {
+    Tcp(OwnedReadHalf<TcpStream>),
+    Tls(TlsReadHalf),
+}
+
+enum Wr {
+    Tcp(OwnedWriteHalf<TcpStream>),
+    Tls(TlsWriteHalf),
+}
+
+impl Rd {
+    async fn read(&mut self, buf: Vec<u8>, wait: Duration) -> (Result<usize, ReadFail>, Vec<u8>) {
+        match self {
+            Rd::Tcp(r) => read_cancelable(r, buf, wait).await,
+            Rd::Tls(r) => r.read_append(buf, wait).await,
+        }
+    }
+}
+
+impl Wr {
+    async fn write(&mut self, buf: Vec<u8>, t: Duration) -> (std::io::Result<()>, Vec<u8>) {
+        let end = buf.len();
+        match self {
+            Wr::Tcp(w) => write_range(w, buf, 0, end, t).await,
+            Wr::Tls(w) => w.write_range(buf, 0, end, t).await,
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        match self {
+            Wr::Tcp(w) => {
+                let _ = w.shutdown().await;
+            }
+            Wr::Tls(w) => w.shutdown().await,
+        }
+    }
+}
+
+struct Shared {
+    /// The last time a byte moved either way.
+    last: Cell<Instant>,
+    /// One direction has ended.
+    half_closed: Cell<bool>,
+}
+
+/// Copies both ways between `client` and `up` until both directions end or the tunnel idles.
+/// `to_up` and `to_client` hold bytes already read from each side (sent first); their
+/// capacities are the copy buffers.
+pub(crate) async fn run(
+    client: Downstream,
+    up: TcpStream,
+    to_up: Vec<u8>,
+    to_client: Vec<u8>,
+    t: TunnelTimeouts,
+) -> Moved {
+    let (cr, cw) = match client {
+        Downstream::Plain(s) => {
+            let (r, w) = s.into_split();
+            (Rd::Tcp(r), Wr::Tcp(w))
+        }
+        Downstream::Tls(s) => {
+            let (r, w) = s.into_split();
+            (Rd::Tls(r), Wr::Tls(w))
+        }
+        Downstream::Closed => return Moved::default(),
+    };
+    let (ur, uw) = up.into_split();
+    let shared = Shared {
+        last: Cell::new(Instant::now()),
+        half_closed: Cell::new(false),
+    };
+    let (to_upstream, to_client) = monoio::join!(
+        pump(cr, Wr::Tcp(uw), to_up, &shared, t),
+        pump(Rd::Tcp(ur), cw, to_client, &shared, t)
+    );
+    Moved {
+        to_upstream,
+        to_client,
+    }
+}
+
+/// One direction: read from `src`, write to `dst`, until `src` ends, a write fails, or the
+/// tunnel idles. Returns the bytes written.
+async fn pump(mut src: Rd, mut dst: Wr, mut buf: Vec<u8>, s: &Shared, t: TunnelTimeouts) -> u64 {
+    let mut moved = 0u64;
+    loop {
+        if !buf.is_empty() {
+            let n = buf.len() as u64;
+            let (res, b) = dst.write(buf, t.write).await;
+            buf = b;
+            if res.is_err() {
+                break;
+            }
+            moved += n;
+            buf.clear();
+            s.last.set(Instant::now());
+        }
+        let wait = if s.half_closed.get() {
+            HALF_CLOSED_GRACE.min(t.idle)
+        } else {
+            t.idle
+        };
+        let (res, b) = src.read(buf, wait).await;
+        buf = b;
+        match res {
+            Ok(_) => s.last.set(Instant::now()),
+            // Quiet this way, busy the other: keep waiting.
+            Err(ReadFail::Timeout) if !s.half_closed.get() && s.last.get().elapsed() < t.idle => {}
+            Err(_) => break,
+        }
+    }
+    s.half_closed.set(true);
+    dst.shutdown().await;
+    moved
+}
