@@ -143,6 +143,12 @@ impl TlsSession {
         self.s.conn.alpn_protocol().map(<[u8]>::to_vec)
     }
 
+    /// The TLS stream itself (for another protocol on top: a WebSocket client). Bytes already
+    /// read past the last response are dropped.
+    pub fn into_stream(self) -> StreamOwned<ClientConnection, TcpStream> {
+        self.s
+    }
+
     /// Sends raw bytes.
     pub fn send(&mut self, raw: &[u8]) -> Result<(), String> {
         self.s.write_all(raw).map_err(|e| format!("write: {e}"))?;

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 /// How long the remaining direction may go on once the other ended.
 const HALF_CLOSED_GRACE: Duration = Duration::from_secs(5);
+/// A waiting read is cancelled and re-armed this often to look at the other direction (the
+/// cancel keeps whatever arrived meanwhile).
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Bytes a tunnel moved.
 #[derive(Debug, Default, Clone, Copy)]
@@ -79,8 +82,8 @@ impl Wr {
 struct Shared {
     /// The last time a byte moved either way.
     last: Cell<Instant>,
-    /// One direction has ended.
-    half_closed: Cell<bool>,
+    /// When one direction ended.
+    half_closed: Cell<Option<Instant>>,
 }
 
 /// Copies both ways between `client` and `up` until both directions end or the tunnel idles.
@@ -107,7 +110,7 @@ pub(crate) async fn run(
     let (ur, uw) = up.into_split();
     let shared = Shared {
         last: Cell::new(Instant::now()),
-        half_closed: Cell::new(false),
+        half_closed: Cell::new(None),
     };
     let (to_upstream, to_client) = monoio::join!(
         pump(cr, Wr::Tcp(uw), to_up, &shared, t),
@@ -135,21 +138,26 @@ async fn pump(mut src: Rd, mut dst: Wr, mut buf: Vec<u8>, s: &Shared, t: TunnelT
             buf.clear();
             s.last.set(Instant::now());
         }
-        let wait = if s.half_closed.get() {
-            HALF_CLOSED_GRACE.min(t.idle)
-        } else {
-            t.idle
-        };
-        let (res, b) = src.read(buf, wait).await;
+        let (res, b) = src.read(buf, CHECK_EVERY.min(t.idle)).await;
         buf = b;
         match res {
             Ok(_) => s.last.set(Instant::now()),
-            // Quiet this way, busy the other: keep waiting.
-            Err(ReadFail::Timeout) if !s.half_closed.get() && s.last.get().elapsed() < t.idle => {}
+            Err(ReadFail::Timeout) => {
+                let quiet = s.last.get().elapsed() >= t.idle;
+                let grace_over = s
+                    .half_closed
+                    .get()
+                    .is_some_and(|at| at.elapsed() >= HALF_CLOSED_GRACE);
+                if quiet || grace_over {
+                    break;
+                }
+            }
             Err(_) => break,
         }
     }
-    s.half_closed.set(true);
+    if s.half_closed.get().is_none() {
+        s.half_closed.set(Some(Instant::now()));
+    }
     dst.shutdown().await;
     moved
 }

@@ -1,0 +1,280 @@
+//! WebSocket through the gateway, with a real client and server (tungstenite): the upgrade is
+//! routed, authenticated and rate-limited like any request, then tunnelled both ways over plain
+//! TCP and over TLS (large messages, server pushes, the close handshake); per-core tunnel caps
+//! answer 503, idle tunnels are closed, and other upgrades (h2c) are not passed on.
+
+#![allow(clippy::unwrap_used)]
+// tungstenite's handshake callback returns its own large error type.
+#![allow(clippy::result_large_err)]
+
+use ringgate_testkit::client::Client;
+use ringgate_testkit::gateway::{gateway, gateway_with, test_profile, TestGateway};
+use ringgate_testkit::pki::Pki;
+use ringgate_testkit::stub::stub;
+use ringgate_testkit::tlsclient::{Options, TlsClient};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tungstenite::handshake::server::{Request, Response};
+use tungstenite::{Message, WebSocket};
+
+/// Request heads the echo server saw (lower-cased `name: value` lines).
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// A WebSocket server: echoes every data message; on `/push` it sends `push 0..4` first,
+/// 20 ms apart, then echoes.
+fn ws_server() -> (SocketAddr, Seen) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            let seen = seen2.clone();
+            std::thread::spawn(move || {
+                let mut path = String::new();
+                let cb = |req: &Request, resp: Response| {
+                    path = req.uri().path().to_string();
+                    let mut head = String::new();
+                    for (k, v) in req.headers() {
+                        head.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+                    }
+                    seen.lock().unwrap().push(head.to_ascii_lowercase());
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tungstenite::accept_hdr(s, cb) else {
+                    return;
+                };
+                if path == "/push" {
+                    for i in 0..5 {
+                        if ws.send(Message::text(format!("push {i}"))).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                loop {
+                    match ws.read() {
+                        Ok(m) if m.is_text() || m.is_binary() => {
+                            if ws.send(m).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn config(up: SocketAddr, listener_tls: &str, route: &str) -> String {
+    format!(
+        r#"version = "ws-test"
+[[listeners]]
+address = "127.0.0.1:0"
+{listener_tls}
+[[upstreams]]
+name = "ws"
+endpoints = ["{up}"]
+[[routes]]
+id = "ws"
+path = {{ prefix = "/" }}
+upstream = "ws"
+{route}
+"#
+    )
+}
+
+/// Opens a WebSocket through the gateway at `gw` over plain TCP.
+fn open(gw: &TestGateway, path: &str) -> Result<WebSocket<TcpStream>, tungstenite::Error> {
+    let s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tungstenite::client(format!("ws://api.example{path}"), s)
+        .map(|(ws, _)| ws)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => tungstenite::Error::ConnectionClosed,
+        })
+}
+
+fn status_of(e: &tungstenite::Error) -> u16 {
+    match e {
+        tungstenite::Error::Http(r) => r.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}
+
+fn echo_round<S: Read + Write>(ws: &mut WebSocket<S>) {
+    for i in 0..50 {
+        ws.send(Message::text(format!("hello {i}"))).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text(format!("hello {i}")));
+    }
+    // 1 MiB in one message: many reads and writes on both sides of the tunnel.
+    let big: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
+    ws.send(Message::binary(big.clone())).unwrap();
+    assert_eq!(ws.read().unwrap().into_data().as_ref(), &big[..]);
+}
+
+fn wait_metric(gw: &TestGateway, name: &str, want: f64) {
+    let t0 = Instant::now();
+    while gw.metric(name) != want && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(gw.metric(name), want, "{name}");
+}
+
+#[test]
+fn websocket_echo_and_push_over_plain_tcp() {
+    let (up, seen) = ws_server();
+    let gw = gateway(&config(up, "", ""));
+    let mut ws = open(&gw, "/chat").unwrap();
+    echo_round(&mut ws);
+    let head = seen.lock().unwrap()[0].clone();
+    assert!(head.contains("x-forwarded-proto: http\n"), "{head}");
+    assert!(head.contains("x-request-id: "), "{head}");
+    assert!(head.contains("sec-websocket-key: "), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    ws.close(None).unwrap();
+    while ws.read().is_ok() {}
+    drop(ws);
+    // Server pushes arrive without the client sending anything.
+    let mut ws = open(&gw, "/push").unwrap();
+    for i in 0..5 {
+        assert_eq!(ws.read().unwrap(), Message::text(format!("push {i}")));
+    }
+    ws.close(None).unwrap();
+    while ws.read().is_ok() {}
+    drop(ws);
+    wait_metric(&gw, "ringgate_websocket_tunnels_open", 0.0);
+    assert_eq!(gw.metric("ringgate_websocket_tunnels_total"), 2.0);
+    // The requests are answered 101 in the route's metrics.
+    assert!(gw.metric("ringgate_requests_total{route=\"ws\",code=\"1xx\"}") >= 2.0);
+}
+
+#[test]
+fn websocket_over_tls_with_a_route_requiring_a_client_certificate() {
+    let pki = Pki::new();
+    let api = pki.server("api", &["api.example"]);
+    let tls = format!(
+        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\nclient_auth = \"optional\"\nclient_ca = \"{}\"",
+        api.cert_arg(),
+        api.key_arg(),
+        pki.client_ca_path().display()
+    );
+    let (up, seen) = ws_server();
+    let gw = gateway(&config(up, &tls, "require_client_cert = true"));
+    let ca = pki.server_ca_path();
+    // Anonymous: the upgrade is refused like any request of the route.
+    let anon = TlsClient::new(&ca, &Options::default());
+    let s = anon.connect(gw.addr, "api.example").unwrap().into_stream();
+    let e = tungstenite::client("wss://api.example/chat", s)
+        .err()
+        .unwrap();
+    let e = match e {
+        tungstenite::HandshakeError::Failure(e) => e,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(status_of(&e), 403);
+    // With a certificate: tunnelled over TLS, identity forwarded.
+    let cert = pki.client("svc", "svc-ws", None, true);
+    let client = TlsClient::new(
+        &ca,
+        &Options {
+            client_cert: Some(&cert),
+            ..Options::default()
+        },
+    );
+    let s = client
+        .connect(gw.addr, "api.example")
+        .unwrap()
+        .into_stream();
+    let (mut ws, resp) = tungstenite::client("wss://api.example/push", s).unwrap();
+    assert_eq!(resp.status().as_u16(), 101);
+    assert!(resp.headers().contains_key("x-request-id"));
+    for i in 0..5 {
+        assert_eq!(ws.read().unwrap(), Message::text(format!("push {i}")));
+    }
+    echo_round(&mut ws);
+    let head = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(head.contains("x-forwarded-proto: https\n"), "{head}");
+    assert!(head.contains("x-client-cert-id: svc-ws\n"), "{head}");
+    ws.close(None).unwrap();
+    while ws.read().is_ok() {}
+    drop(ws);
+    wait_metric(&gw, "ringgate_websocket_tunnels_open", 0.0);
+}
+
+#[test]
+fn upgrades_are_rate_limited_capped_per_core_and_idle_tunnels_close() {
+    let (up, _) = ws_server();
+    let mut profile = test_profile();
+    profile.limits.max_tunnels_per_core = 1;
+    profile.timeouts.tunnel_idle = Duration::from_millis(300);
+    let limits = "rate_limits = [\"upgrades\"]\n[[rate_limits]]\nname = \"upgrades\"\nkey = \"route\"\nrate = 0.001\nburst = 2\n";
+    let gw = gateway_with(&config(up, "", limits), profile);
+    let mut first = open(&gw, "/chat").unwrap();
+    // The core's one tunnel is taken: 503.
+    let e = open(&gw, "/chat").err().unwrap();
+    assert_eq!(status_of(&e), 503);
+    // Traffic keeps a tunnel alive past its idle time...
+    for i in 0..8 {
+        first.send(Message::text(format!("m{i}"))).unwrap();
+        assert_eq!(first.read().unwrap(), Message::text(format!("m{i}")));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ...and silence closes it.
+    std::thread::sleep(Duration::from_millis(700));
+    let after = first.read();
+    assert!(
+        matches!(
+            after,
+            Err(tungstenite::Error::ConnectionClosed
+                | tungstenite::Error::AlreadyClosed
+                | tungstenite::Error::Protocol(_)
+                | tungstenite::Error::Io(_))
+        ),
+        "{after:?}"
+    );
+    if let Err(tungstenite::Error::Io(e)) = &after {
+        assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the gateway did not close the idle tunnel: {e}"
+        );
+    }
+    wait_metric(&gw, "ringgate_websocket_tunnels_open", 0.0);
+    // Two upgrades spent the route's burst of 2 (the refused one spent nothing): 429.
+    let e = open(&gw, "/chat").err().unwrap();
+    assert_eq!(status_of(&e), 429);
+}
+
+#[test]
+fn other_upgrades_are_not_passed_on() {
+    let up = stub("up");
+    let gw = gateway(&config(up.addr(), "", ""));
+    let mut c = Client::connect(gw.addr);
+    c.send(b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n");
+    let r = c.response_to("GET");
+    assert_eq!(r.status, 200);
+    let text = r.text().to_ascii_lowercase();
+    assert!(!text.contains("upgrade"), "{text}");
+    assert!(!text.contains("http2-settings"), "{text}");
+    // A websocket handshake to a route with websocket = false goes as a plain GET.
+    let gw2 = gateway(&config(up.addr(), "", "websocket = false"));
+    let mut c = Client::connect(gw2.addr);
+    c.send(b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+    let r = c.response_to("GET");
+    assert_eq!(r.status, 200);
+    assert!(
+        !r.text().to_ascii_lowercase().contains("upgrade: websocket"),
+        "{}",
+        r.text()
+    );
+}
