@@ -47,6 +47,43 @@ pub struct PerfProfile {
     pub upstream: UpstreamProfile,
     /// Default timeouts.
     pub timeouts: TimeoutsProfile,
+    /// HTTP/2 downstream.
+    pub http2: Http2Profile,
+}
+
+/// `[http2]`: HTTP/2 towards clients (over TLS with ALPN `h2`, or cleartext prior knowledge).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2Profile {
+    /// Accept cleartext HTTP/2 with prior knowledge (h2c) on cleartext listeners.
+    pub cleartext: bool,
+    /// Streams a client may have open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// Initial flow-control window of each stream (bytes a client may send unread).
+    pub stream_window_bytes: u32,
+    /// Flow-control window of a whole connection.
+    pub connection_window_bytes: u32,
+    /// Largest frame payload accepted.
+    pub max_frame_bytes: u32,
+    /// Response bytes buffered per stream before the gateway waits for the client's window.
+    pub max_send_buffer_bytes: u32,
+    /// Streams a client may reset before the gateway accepted them (rapid-reset defence);
+    /// beyond, the connection is closed with `ENHANCE_YOUR_CALM`.
+    pub max_pending_reset_streams: u32,
+}
+
+impl Default for Http2Profile {
+    fn default() -> Self {
+        Self {
+            cleartext: true,
+            max_concurrent_streams: 128,
+            stream_window_bytes: 256 * 1024,
+            connection_window_bytes: 1024 * 1024,
+            max_frame_bytes: 16 * 1024,
+            max_send_buffer_bytes: 256 * 1024,
+            max_pending_reset_streams: 32,
+        }
+    }
 }
 
 /// `[workers]`: how many workers and where they run.
@@ -264,6 +301,22 @@ impl PerfProfile {
         }
         if l.max_connections_per_core == 0 {
             errs.push("limits.max_connections_per_core: must be at least 1".into());
+        }
+        let h = &self.http2;
+        if h.max_concurrent_streams == 0 {
+            errs.push("http2.max_concurrent_streams: must be at least 1".into());
+        }
+        if !(16_384..=16_777_215).contains(&h.max_frame_bytes) {
+            errs.push("http2.max_frame_bytes: must be between 16384 and 16777215".into());
+        }
+        if !(65_535..=2_147_483_647).contains(&h.stream_window_bytes) {
+            errs.push("http2.stream_window_bytes: must be between 65535 and 2^31-1".into());
+        }
+        if !(65_535..=2_147_483_647).contains(&h.connection_window_bytes) {
+            errs.push("http2.connection_window_bytes: must be between 65535 and 2^31-1".into());
+        }
+        if h.max_send_buffer_bytes < 16_384 {
+            errs.push("http2.max_send_buffer_bytes: must be at least 16384".into());
         }
         if l.max_tunnels_per_core == 0 {
             errs.push("limits.max_tunnels_per_core: must be at least 1 (routes can refuse upgrades with websocket = false)".into());

@@ -232,6 +232,10 @@ pub struct WorkerMetrics {
     pub tls: TlsStats,
     /// Upgraded (WebSocket) tunnels: (opened, closed).
     pub tunnels: (u64, u64),
+    /// HTTP/2 connections established.
+    pub h2_connections: u64,
+    /// HTTP/2 streams accepted.
+    pub h2_streams: u64,
 }
 
 /// TLS handshakes on one worker.
@@ -333,6 +337,8 @@ impl WorkerMetrics {
         self.tls.resumed += o.tls.resumed;
         self.tunnels.0 += o.tunnels.0;
         self.tunnels.1 += o.tunnels.1;
+        self.h2_connections += o.h2_connections;
+        self.h2_streams += o.h2_streams;
         for (a, b) in self.tls.failures.iter_mut().zip(o.tls.failures) {
             *a += b;
         }
@@ -641,6 +647,16 @@ pub fn render_prometheus(
         all.accept_refused
     );
     render_tls(out, &all.tls);
+    out.push_str("# HELP ringgate_http2_connections_total HTTP/2 client connections.\n");
+    out.push_str("# TYPE ringgate_http2_connections_total counter\n");
+    let _ = writeln!(
+        out,
+        "ringgate_http2_connections_total {}",
+        all.h2_connections
+    );
+    out.push_str("# HELP ringgate_http2_streams_total HTTP/2 streams accepted.\n");
+    out.push_str("# TYPE ringgate_http2_streams_total counter\n");
+    let _ = writeln!(out, "ringgate_http2_streams_total {}", all.h2_streams);
     out.push_str("# HELP ringgate_websocket_tunnels_total WebSocket upgrades tunnelled.\n");
     out.push_str("# TYPE ringgate_websocket_tunnels_total counter\n");
     let _ = writeln!(out, "ringgate_websocket_tunnels_total {}", all.tunnels.0);

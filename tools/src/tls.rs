@@ -31,7 +31,7 @@ pub struct TlsConfig {
     /// TLS versions: any of `"1.2"`, `"1.3"` (default both).
     #[serde(default)]
     pub versions: Option<Vec<String>>,
-    /// ALPN protocols offered (default `["http/1.1"]`).
+    /// ALPN protocols offered, in preference order (default `["h2", "http/1.1"]`).
     #[serde(default)]
     pub alpn: Option<Vec<String>>,
     /// Issue session tickets for resumption (default true).
@@ -121,14 +121,17 @@ pub fn compile(
         }
     }
     let alpn: Vec<Vec<u8>> = match &cfg.alpn {
-        None => vec![b"http/1.1".to_vec()],
+        None => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         Some(list) => {
             for p in list {
-                if p != "http/1.1" {
+                if p != "http/1.1" && p != "h2" {
                     errs.push(format!(
-                        "{at}.alpn: {p:?} is not served on this listener (http/1.1 is)"
+                        "{at}.alpn: {p:?} is not served (h2 and http/1.1 are)"
                     ));
                 }
+            }
+            if list.is_empty() {
+                errs.push(format!("{at}.alpn: name at least one protocol"));
             }
             list.iter().map(|p| p.as_bytes().to_vec()).collect()
         }

@@ -1,5 +1,22 @@
 //! `ringbench run`: options to a [`RunConfig`], the run, then the table, the JSON, the interval
 //! log and the plot. The exit code is the verdict's (0 only for a valid run).
+//!
+//! # HTTPS
+//! An `https://` URL makes every connection speak TLS (rustls on the ring provider, one client
+//! configuration per run shared by all threads). The TLS options:
+//! - `--ca FILE`: PEM CA bundle the server's certificate must chain to, or `--insecure` to skip
+//!   certificate checks (benchmarks only; handshake signatures are still verified). One of the
+//!   two is required for https.
+//! - `--sni NAME`: server name to send and verify (default: the URL host; an IP address is
+//!   verified as an IP and sends no SNI).
+//! - `--tls-resume on|off` (default on): off disables session resumption, so every new
+//!   connection is a full handshake.
+//! - `--tls-version 1.2|1.3|any` (default any).
+//!
+//! `--requests-per-conn N` (default 0: keep-alive for the whole run) closes a connection after N
+//! responses; later requests open new ones, so with N = 1 every request pays a TCP connect and,
+//! over https, a handshake. The report counts connections opened, TLS handshakes and how many of
+//! them resumed a session.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,14 +26,15 @@ use clap::Args;
 
 use crate::run::{
     self, ArrivalProcess, Plan, RunConfig, RunError, RunReport, Schedule, SimpleRequest, Target,
-    Thresholds,
+    Thresholds, TlsOptions, TlsVersion, Verify,
 };
 use crate::units::{parse_duration, parse_rate};
 
 /// Options of `ringbench run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Target, e.g. http://127.0.0.1:8080/ (with --scenario: host and default path).
+    /// Target, e.g. http://127.0.0.1:8080/ or https://127.0.0.1:8443/ (with --scenario: host
+    /// and default path).
     #[arg(long)]
     pub url: String,
     /// Requests per second (all threads), e.g. 5000 or 20k (or give --schedule).
@@ -68,6 +86,27 @@ pub struct RunArgs {
     /// Seed for arrivals, kinds and pool draws.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Close each connection after N responses and open new ones for later requests (0: keep
+    /// alive); with 1 every request pays a connect, and over https a handshake.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub requests_per_conn: u64,
+    /// https: PEM CA bundle that verifies the server's certificate (or give --insecure).
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// https: accept any server certificate (benchmarks only; handshake signatures are still
+    /// verified, so the client's work matches a verifying client's).
+    #[arg(long)]
+    pub insecure: bool,
+    /// https: server name to send and verify (default: the URL host; an IP address is verified
+    /// as an IP and sends no SNI).
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
+    /// https: resume sessions on new connections; off makes every handshake a full one.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub tls_resume: OnOff,
+    /// https: protocol versions to offer.
+    #[arg(long, value_enum, default_value_t = TlsVersion::Any)]
+    pub tls_version: TlsVersion,
     /// Processes whose CPU time (all threads) is accounted per successful request.
     #[arg(long = "target-pid", num_args = 1.., value_delimiter = ',')]
     pub target_pids: Vec<u32>,
@@ -97,6 +136,15 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+/// A switch given as `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
 fn header(h: &str) -> Result<(String, String), RunError> {
     let (n, v) = h
         .split_once(':')
@@ -108,6 +156,7 @@ impl RunArgs {
     /// The run configuration these options describe.
     pub fn config(&self) -> Result<RunConfig, RunError> {
         let target = Target::parse(&self.url)?;
+        let tls = self.tls_options(&target)?;
         let plan = match &self.scenario {
             Some(path) => Plan::from_scenario(path, &target)?,
             None => {
@@ -153,7 +202,38 @@ impl RunArgs {
                 max_errors: self.max_errors,
                 ..Thresholds::default()
             },
+            tls,
+            requests_per_conn: self.requests_per_conn,
         })
+    }
+
+    fn tls_options(&self, target: &Target) -> Result<Option<TlsOptions>, RunError> {
+        if !target.tls {
+            if self.ca.is_some() || self.insecure || self.sni.is_some() {
+                return Err(RunError::Invalid(format!(
+                    "--ca, --insecure and --sni apply to https:// URLs, not {}",
+                    self.url
+                )));
+            }
+            return Ok(None);
+        }
+        let verify = match (&self.ca, self.insecure) {
+            (Some(ca), _) => Verify::Ca(ca.clone()),
+            (None, true) => Verify::Insecure,
+            (None, false) => {
+                return Err(RunError::Invalid(format!(
+                    "{} is https: give --ca FILE (a PEM CA bundle that signed the server's \
+                     certificate) or --insecure (no verification, benchmarks only)",
+                    self.url
+                )))
+            }
+        };
+        Ok(Some(TlsOptions {
+            verify,
+            sni: self.sni.clone(),
+            resume: self.tls_resume == OnOff::On,
+            version: self.tls_version,
+        }))
     }
 }
 
@@ -198,4 +278,80 @@ pub fn run(args: RunArgs) -> i32 {
         return 2;
     }
     report.verdict.exit_code()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn config(args: &[&str]) -> Result<RunConfig, RunError> {
+        let mut argv = vec!["ringbench", "--rate", "100"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().run.config()
+    }
+
+    #[test]
+    fn https_needs_ca_or_insecure_and_tls_options_need_https() {
+        let err = config(&["--url", "https://127.0.0.1:8443/"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--ca FILE") && err.contains("--insecure"),
+            "{err}"
+        );
+        let err = config(&["--url", "http://127.0.0.1:8080/", "--insecure"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("https://"), "{err}");
+        assert!(Cli::try_parse_from([
+            "ringbench",
+            "--url",
+            "https://127.0.0.1/",
+            "--ca",
+            "ca.pem",
+            "--insecure"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn tls_options_reach_the_run_config() {
+        let c = config(&[
+            "--url",
+            "https://127.0.0.1:8443/",
+            "--ca",
+            "ca.pem",
+            "--sni",
+            "example.test",
+            "--tls-resume",
+            "off",
+            "--tls-version",
+            "1.2",
+            "--requests-per-conn",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsOptions {
+                verify: Verify::Ca("ca.pem".into()),
+                sni: Some("example.test".into()),
+                resume: false,
+                version: TlsVersion::Tls12,
+            })
+        );
+        assert_eq!(c.requests_per_conn, 1);
+        let c = config(&["--url", "https://127.0.0.1:8443/", "--insecure"]).unwrap();
+        assert_eq!(c.tls, Some(TlsOptions::insecure()));
+        let c = config(&["--url", "http://127.0.0.1:8080/"]).unwrap();
+        assert_eq!((c.tls, c.requests_per_conn), (None, 0));
+    }
 }

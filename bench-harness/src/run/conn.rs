@@ -1,12 +1,20 @@
 //! One generator connection: a non-blocking std socket registered with the thread's epoll, its
 //! buffers, the response reader and the request in flight. No pipelining: one request at a time
 //! per connection, like wrk2 and oha, so a slow response never hides another's send time.
+//!
+//! Over `https://` the connection also owns a rustls `ClientConnection` ([`Conn::tls`]); reads
+//! and writes then go through [`super::tls`], which hands the same plaintext to the same buffers,
+//! so the response reader cannot tell the difference. Each I/O call branches once on that
+//! `Option`, so the plaintext path does no extra work.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
+use rustls::ClientConnection;
+
+use super::tls;
 use crate::http1::response::ResponseReader;
 
 /// Read buffer per connection; response bodies stream through it.
@@ -34,6 +42,13 @@ pub struct InFlight {
 pub enum State {
     /// Non-blocking connect under way since then.
     Connecting(Instant),
+    /// TCP is up and the TLS handshake is under way; not yet usable for requests.
+    Handshaking {
+        /// When the connect started.
+        started: Instant,
+        /// When TCP was connected (the handshake's start).
+        tcp_done: Instant,
+    },
     /// Open, nothing in flight.
     Idle,
     /// Carrying a request.
@@ -59,6 +74,8 @@ pub struct Conn {
     pub wpos: usize,
     /// Requests completed on this connection (a reused connection may be stale).
     pub served: u64,
+    /// TLS state for `https://` targets (boxed: the plaintext path keeps a small `Conn`).
+    pub tls: Option<Box<ClientConnection>>,
 }
 
 impl Conn {
@@ -82,6 +99,7 @@ impl Conn {
             wbuf: Vec::with_capacity(1024),
             wpos: 0,
             served: 0,
+            tls: None,
         })
     }
 
@@ -98,8 +116,12 @@ impl Conn {
         }
     }
 
-    /// Writes as much of the pending request as the socket takes; `Ok(true)` when all is sent.
+    /// Writes as much of the pending request as the socket takes; `Ok(true)` when all is sent
+    /// (over TLS: every record of it is on the socket).
     pub fn write_pending(&mut self) -> io::Result<bool> {
+        if let Some(t) = self.tls.as_deref_mut() {
+            return tls::write(t, &self.sock, &self.wbuf, &mut self.wpos);
+        }
         while self.wpos < self.wbuf.len() {
             match (&self.sock).write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -121,6 +143,11 @@ impl Conn {
                 "response head too large",
             ));
         }
+        if let Some(t) = self.tls.as_deref_mut() {
+            let n = tls::read(t, &self.sock, &mut self.rbuf[self.rlen..])?;
+            self.rlen += n.unwrap_or(0);
+            return Ok(n);
+        }
         loop {
             match (&self.sock).read(&mut self.rbuf[self.rlen..]) {
                 Ok(n) => {
@@ -141,5 +168,29 @@ impl Conn {
         }
         self.rbuf.copy_within(used..self.rlen, 0);
         self.rlen -= used;
+    }
+
+    /// Something is still to be written: request bytes, or TLS records rustls queued.
+    pub fn has_unsent(&self) -> bool {
+        self.wpos < self.wbuf.len() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// A short read left nothing behind: over TCP the socket is drained (epoll will say when
+    /// more arrives); over TLS that is only known once a read returns `Ok(None)`, since rustls
+    /// may hold decrypted bytes the socket no longer signals.
+    pub fn short_read_drains(&self) -> bool {
+        self.tls.is_none()
+    }
+
+    /// After a response ended, bytes remain that belong to no request.
+    pub fn has_leftover(&mut self) -> bool {
+        self.rlen > 0 || self.tls.as_deref_mut().is_some_and(tls::plaintext_pending)
+    }
+
+    /// Before the client closes a connection on its own: a TLS `close_notify`, best effort.
+    pub fn say_goodbye(&mut self) {
+        if let Some(t) = self.tls.as_deref_mut() {
+            tls::close_notify(t, &self.sock);
+        }
     }
 }

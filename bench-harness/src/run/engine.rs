@@ -18,6 +18,12 @@
 //! 4. wait on epoll until the next arrival, then handle readiness.
 //!
 //! After the schedule ends, in-flight requests get a grace period; whatever is left is censored.
+//!
+//! Over `https://` a connection goes Connecting -> Handshaking -> Idle: it joins the idle pool
+//! only once its TLS handshake is done (driven here on the same readiness events, never
+//! blocking), so requests wait for it exactly as they wait for a TCP connect. With
+//! `requests_per_conn` set, a connection is closed after that many responses and later requests
+//! open new ones (each paying a connect, and over TLS a handshake).
 
 use std::collections::VecDeque;
 use std::io;
@@ -29,6 +35,7 @@ use super::conn::{Conn, InFlight, State};
 use super::plan::Plan;
 use super::schedule::{ArrivalProcess, Arrivals, Schedule};
 use super::stats::{new_interval_hist, record, ErrorKind, ThreadStats};
+use super::tls::{self, TlsClient};
 use crate::rng::Rng;
 use crate::sys::{self, Epoll, Event, Interest};
 
@@ -68,6 +75,10 @@ pub struct EngineConfig {
     pub max_conns: usize,
     /// Interval of the response-time log, if one is kept.
     pub interval: Option<Duration>,
+    /// TLS client for `https://` targets (its configuration is shared by all threads).
+    pub tls: Option<TlsClient>,
+    /// Close a connection after this many responses (0: keep it alive).
+    pub requests_per_conn: u64,
 }
 
 struct Pending {
@@ -104,6 +115,9 @@ fn since(later: Instant, earlier: Instant) -> u64 {
 }
 
 fn error_kind(e: &io::Error) -> ErrorKind {
+    if tls::is_tls_error(e) {
+        return ErrorKind::Tls;
+    }
     match e.kind() {
         io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => ErrorKind::Reset,
         io::ErrorKind::InvalidData => ErrorKind::Protocol,
@@ -355,7 +369,7 @@ impl Engine {
     fn close(&mut self, slot: usize) {
         if let Some(conn) = self.conns[slot].take() {
             match conn.state {
-                State::Connecting(_) => self.connecting -= 1,
+                State::Connecting(_) | State::Handshaking { .. } => self.connecting -= 1,
                 State::Busy(_) => self.in_flight -= 1,
                 State::Idle => {}
             }
@@ -405,6 +419,7 @@ impl Engine {
         };
         match state {
             State::Connecting(started) => self.on_connected(slot, started, now),
+            State::Handshaking { tcp_done, .. } => self.drive_handshake(slot, tcp_done, now),
             State::Busy(_) | State::Idle => {
                 if ev.writable {
                     self.on_writable(slot);
@@ -425,6 +440,23 @@ impl Engine {
             self.fail_oldest(ErrorKind::Connect);
             return;
         }
+        if let Some(client) = &self.cfg.tls {
+            match client.connection() {
+                Ok(t) => conn.tls = Some(Box::new(t)),
+                Err(_) => {
+                    self.close(slot);
+                    return self.fail_oldest(ErrorKind::Tls);
+                }
+            }
+            conn.state = State::Handshaking {
+                started,
+                tcp_done: now,
+            };
+            if now >= self.window_start {
+                record(&mut self.stats.connect, since(now, started));
+            }
+            return self.drive_handshake(slot, now, now);
+        }
         conn.state = State::Idle;
         let _ = self.epoll.modify(conn.fd(), Interest::Read, slot as u64);
         self.connecting -= 1;
@@ -434,11 +466,49 @@ impl Engine {
         self.idle.push(slot);
     }
 
+    /// Moves a TLS handshake on; when done, the connection joins the idle pool.
+    fn drive_handshake(&mut self, slot: usize, tcp_done: Instant, now: Instant) {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        let Some(t) = conn.tls.as_deref_mut() else {
+            return;
+        };
+        match tls::handshake(t, &conn.sock) {
+            Ok(true) => {
+                let resumed = tls::resumed(t);
+                conn.state = State::Idle;
+                let _ = self.epoll.modify(conn.fd(), Interest::Read, slot as u64);
+                self.connecting -= 1;
+                self.stats.tls_handshakes += 1;
+                self.stats.tls_resumed += u64::from(resumed);
+                if now >= self.window_start {
+                    record(&mut self.stats.tls_handshake, since(now, tcp_done));
+                }
+                self.idle.push(slot);
+            }
+            Ok(false) => {
+                // Write interest only while records wait for the socket: level-triggered EPOLLOUT
+                // would otherwise wake the loop until the server's flight arrives.
+                let interest = if t.wants_write() {
+                    Interest::ReadWrite
+                } else {
+                    Interest::Read
+                };
+                let _ = self.epoll.modify(conn.fd(), interest, slot as u64);
+            }
+            Err(_) => {
+                self.close(slot);
+                self.fail_oldest(ErrorKind::Tls);
+            }
+        }
+    }
+
     fn on_writable(&mut self, slot: usize) {
         let Some(conn) = self.conns[slot].as_mut() else {
             return;
         };
-        if conn.wpos >= conn.wbuf.len() {
+        if !conn.has_unsent() {
             return;
         }
         match conn.write_pending() {
@@ -477,11 +547,11 @@ impl Engine {
             };
             conn.consume(used);
             if let Some(done) = done {
-                let leftover = conn.rlen > 0;
+                let leftover = conn.has_leftover();
                 self.complete(slot, done.status, done.close || leftover, now);
                 return;
             }
-            if conn.rlen < conn.rbuf.len() && n < conn.rbuf.len() / 2 {
+            if conn.short_read_drains() && conn.rlen < conn.rbuf.len() && n < conn.rbuf.len() / 2 {
                 // A short read drained the socket; epoll will say when more arrives.
                 return;
             }
@@ -506,6 +576,12 @@ impl Engine {
         conn.state = State::Idle;
         conn.served += 1;
         self.in_flight -= 1;
+        let limit = self.cfg.requests_per_conn;
+        let retire = limit > 0 && conn.served >= limit;
+        if retire && !close {
+            conn.say_goodbye();
+        }
+        let close = close || retire;
         if f.measured {
             let s = &mut self.stats;
             let rt = since(now, f.intended);
@@ -561,7 +637,9 @@ impl Engine {
                     self.count_timeout(f.measured, f.kind, f.intended, now);
                     self.close(slot);
                 }
-                State::Connecting(t) if now.saturating_duration_since(t) >= timeout => {
+                State::Connecting(t) | State::Handshaking { started: t, .. }
+                    if now.saturating_duration_since(t) >= timeout =>
+                {
                     self.close(slot);
                     self.fail_oldest(ErrorKind::ConnectTimeout);
                 }

@@ -5,6 +5,10 @@
 //! server shows up in the percentiles instead of slowing the generator down (no coordinated
 //! omission). One generator thread per listed CPU, each pinned, each with its own histograms,
 //! merged at the end. The run judges itself: see [`verdict`].
+//!
+//! `https://` targets are driven over TLS ([`tls`]): one client configuration per run, shared by
+//! all threads so sessions resume across them; [`RunConfig::requests_per_conn`] trades keep-alive
+//! for new connections (and handshakes), to measure a server's TLS termination cost.
 
 pub mod conn;
 pub mod cpu;
@@ -13,6 +17,7 @@ pub mod plan;
 pub mod report;
 pub mod schedule;
 pub mod stats;
+pub mod tls;
 pub mod verdict;
 
 use std::sync::Arc;
@@ -23,6 +28,7 @@ use thiserror::Error;
 pub use plan::{Plan, PlanError, SimpleRequest, Target};
 pub use report::RunReport;
 pub use schedule::{ArrivalProcess, Schedule, ScheduleError};
+pub use tls::{TlsClient, TlsError, TlsOptions, TlsVersion, Verify};
 pub use verdict::{Thresholds, Verdict};
 
 use engine::{Engine, EngineConfig};
@@ -40,6 +46,9 @@ pub enum RunError {
     /// Bad option combination.
     #[error("run: {0}")]
     Invalid(String),
+    /// The TLS client could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// A target process to account for does not exist.
     #[error("target pid {0}: {1}")]
     TargetPid(u32, std::io::Error),
@@ -83,6 +92,11 @@ pub struct RunConfig {
     pub log_interval: Option<Duration>,
     /// Self-check limits.
     pub thresholds: Thresholds,
+    /// TLS options; required for an `https://` target, refused for `http://`.
+    pub tls: Option<TlsOptions>,
+    /// Close each connection after this many responses and open a new one for later requests
+    /// (0: keep connections alive for the whole run).
+    pub requests_per_conn: u64,
 }
 
 impl RunConfig {
@@ -105,6 +119,8 @@ impl RunConfig {
             other_pids: Vec::new(),
             log_interval: None,
             thresholds: Thresholds::default(),
+            tls: None,
+            requests_per_conn: 0,
         }
     }
 }
@@ -122,6 +138,22 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, RunError> {
             "warmup must be shorter than the duration".into(),
         ));
     }
+    let tls = match (&cfg.tls, cfg.target.tls) {
+        (Some(opts), true) => Some(TlsClient::new(opts, &cfg.target)?),
+        (None, false) => None,
+        (None, true) => {
+            return Err(RunError::Invalid(format!(
+                "{} is https: give --ca FILE (PEM CA bundle) or --insecure",
+                cfg.target.url
+            )))
+        }
+        (Some(_), false) => {
+            return Err(RunError::Invalid(format!(
+                "TLS options (--ca, --insecure, --sni) need an https:// URL, not {}",
+                cfg.target.url
+            )))
+        }
+    };
     let mut groups = Vec::new();
     if !cfg.target_pids.is_empty() {
         groups.push(("target".to_string(), cfg.target_pids.clone()));
@@ -154,6 +186,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, RunError> {
             conns: cfg.conns.div_ceil(cfg.threads),
             max_conns: cfg.max_conns / cfg.threads,
             interval: cfg.log_interval,
+            tls: tls.clone(),
+            requests_per_conn: cfg.requests_per_conn,
         };
         let engine = Engine::new(ecfg)?;
         handles.push(

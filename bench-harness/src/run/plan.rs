@@ -34,8 +34,8 @@ use crate::rng::Rng;
 /// A target or scenario that cannot be used.
 #[derive(Debug, Error)]
 pub enum PlanError {
-    /// Not `http://host:port/path`.
-    #[error("url {0:?}: expected http://HOST[:PORT][/PATH] (https is not supported)")]
+    /// Not `http[s]://host:port/path`.
+    #[error("url {0:?}: expected http://HOST[:PORT][/PATH] or https://HOST[:PORT][/PATH]")]
     Url(String),
     /// The host did not resolve.
     #[error("url host {host:?} does not resolve: {source}")]
@@ -77,14 +77,23 @@ pub struct Target {
     pub host: String,
     /// Path (and query) of the URL.
     pub path: String,
+    /// `https://`: connections speak TLS (see [`super::tls`]).
+    pub tls: bool,
+    /// The host without port or IPv6 brackets: the default TLS server name.
+    pub server_host: String,
 }
 
 impl Target {
-    /// Parses and resolves `http://host[:port][/path]`.
+    /// Parses and resolves `http://host[:port][/path]` or `https://host[:port][/path]` (port 80
+    /// or 443 by default).
     pub fn parse(url: &str) -> Result<Self, PlanError> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| PlanError::Url(url.to_string()))?;
+        let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("http://") {
+            (rest, false, 80)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (rest, true, 443)
+        } else {
+            return Err(PlanError::Url(url.to_string()));
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -92,13 +101,14 @@ impl Target {
         if authority.is_empty() {
             return Err(PlanError::Url(url.to_string()));
         }
-        let with_port = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
+        let host_only = match authority.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => h,
+            _ => authority,
+        };
+        let with_port = if host_only.len() < authority.len() {
             authority.to_string()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{default_port}")
         };
         let addr = with_port
             .to_socket_addrs()
@@ -113,6 +123,12 @@ impl Target {
             addr,
             host: authority.to_string(),
             path: path.to_string(),
+            tls,
+            server_host: host_only
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host_only)
+                .to_string(),
         })
     }
 }
@@ -429,8 +445,29 @@ mod tests {
         assert_eq!(t.path, "/base?x=1");
         assert_eq!(t.host, "127.0.0.1:9000");
         assert_eq!(Target::parse("http://127.0.0.1").unwrap().addr.port(), 80);
-        assert!(Target::parse("https://127.0.0.1/").is_err());
+        assert!(!t.tls);
+        assert_eq!(t.server_host, "127.0.0.1");
         assert!(Target::parse("127.0.0.1:80").is_err());
+    }
+
+    #[test]
+    fn https_urls_select_tls_and_default_to_port_443() {
+        let t = Target::parse("https://127.0.0.1/x").unwrap();
+        assert!(t.tls);
+        assert_eq!(t.addr.port(), 443);
+        assert_eq!(
+            (t.host.as_str(), t.server_host.as_str()),
+            ("127.0.0.1", "127.0.0.1")
+        );
+        let t = Target::parse("https://[::1]:8443").unwrap();
+        assert!(t.tls);
+        assert_eq!(t.addr, "[::1]:8443".parse().unwrap());
+        assert_eq!(
+            (t.host.as_str(), t.server_host.as_str()),
+            ("[::1]:8443", "::1")
+        );
+        assert_eq!(Target::parse("https://[::1]").unwrap().addr.port(), 443);
+        assert!(Target::parse("ftp://127.0.0.1/").is_err());
     }
 
     #[test]

@@ -142,6 +142,9 @@ pub struct Latencies {
     pub ttfb: Summary,
     /// TCP connect.
     pub connect: Summary,
+    /// TLS handshake (TCP connected to handshake done), for https targets.
+    #[serde(default)]
+    pub tls_handshake: Summary,
     /// Generator wake-up lateness.
     pub hiccup: Summary,
 }
@@ -194,6 +197,28 @@ pub struct GeneratorReport {
     pub connections: u64,
     /// Most open at once.
     pub peak_connections: u64,
+    /// Responses after which a connection was closed (0: kept alive).
+    #[serde(default)]
+    pub requests_per_conn: u64,
+    /// TLS handshakes completed (whole run, like `connections`).
+    #[serde(default)]
+    pub tls_handshakes: u64,
+    /// Of those, how many resumed a session.
+    #[serde(default)]
+    pub tls_resumed: u64,
+}
+
+/// The TLS settings of an https run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TlsReport {
+    /// Versions offered: `1.2`, `1.3` or `any`.
+    pub version: String,
+    /// Session resumption allowed.
+    pub resume: bool,
+    /// Certificate verification skipped (`--insecure`).
+    pub insecure: bool,
+    /// Server name given with `--sni` (else the URL host was used).
+    pub sni: Option<String>,
 }
 
 /// CPU used by one account of processes (the target, or another like the upstream).
@@ -225,6 +250,9 @@ pub struct RunReport {
     pub reasons: Vec<String>,
     /// Target URL.
     pub target: String,
+    /// TLS settings, for an https target.
+    #[serde(default)]
+    pub tls: Option<TlsReport>,
     /// Measured window (s).
     pub window_s: f64,
     /// Offered load description (`5000/s fixed` ...).
@@ -375,6 +403,12 @@ pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunR
         verdict,
         reasons,
         target: cfg.target.url.clone(),
+        tls: cfg.tls.as_ref().map(|t| TlsReport {
+            version: t.version.name().to_string(),
+            resume: t.resume,
+            insecure: t.verify == super::tls::Verify::Insecure,
+            sni: t.sni.clone(),
+        }),
         window_s,
         load: format!(
             "{:.0}/s {} over {:.1}s (warmup {:.1}s)",
@@ -400,6 +434,7 @@ pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunR
             queue_wait: Summary::of(&all.queue_wait),
             ttfb: Summary::of(&all.ttfb),
             connect: Summary::of(&all.connect),
+            tls_handshake: Summary::of(&all.tls_handshake),
             hiccup: Summary::of(&all.hiccup),
         },
         spectrum: spectrum(&all.response),
@@ -413,6 +448,9 @@ pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunR
             core_busy: core_busy.iter().map(|c| c.1).collect(),
             connections: all.connections,
             peak_connections: all.peak_connections,
+            requests_per_conn: cfg.requests_per_conn,
+            tls_handshakes: all.tls_handshakes,
+            tls_resumed: all.tls_resumed,
         },
         target_cpu,
         cpu_accounts,
@@ -448,6 +486,18 @@ impl RunReport {
         let mut o = String::new();
         let c = &self.counts;
         let _ = writeln!(o, "ringbench run {}  [{}]", self.target, self.load);
+        if let Some(t) = &self.tls {
+            let _ = writeln!(
+                o,
+                "  tls          version {}  resume {}  {}{}",
+                t.version,
+                if t.resume { "on" } else { "off" },
+                if t.insecure { "insecure" } else { "verified" },
+                t.sni
+                    .as_ref()
+                    .map_or(String::new(), |s| format!("  sni {s}"))
+            );
+        }
         let verdict = self.verdict.name().to_uppercase();
         let _ = writeln!(
             o,
@@ -511,6 +561,9 @@ impl RunReport {
         if l.connect.count > 0 {
             row(&mut o, "connect", &l.connect);
         }
+        if l.tls_handshake.count > 0 {
+            row(&mut o, "tls handshake", &l.tls_handshake);
+        }
         if self.kinds.len() > 1 {
             for k in &self.kinds {
                 let classes: Vec<String> =
@@ -528,13 +581,26 @@ impl RunReport {
         let g = &self.generator;
         let _ = writeln!(
             o,
-            "  generator    {} thread(s){}  cpu {:.3}s (busiest thread {:.0}%)  connections {} (peak {})",
+            "  generator    {} thread(s){}  cpu {:.3}s (busiest thread {:.0}%)  connections {} (peak {}{}){}",
             g.threads,
             g.cpus.as_ref().map_or(String::new(), |c| format!(" on CPU {c:?}")),
             g.cpu_seconds,
             g.max_thread_cpu * 100.0,
             g.connections,
-            g.peak_connections
+            g.peak_connections,
+            if g.requests_per_conn > 0 {
+                format!(", {} request(s) each", g.requests_per_conn)
+            } else {
+                String::new()
+            },
+            if self.tls.is_some() {
+                format!(
+                    "  tls handshakes {} (resumed {})",
+                    g.tls_handshakes, g.tls_resumed
+                )
+            } else {
+                String::new()
+            }
         );
         for t in &self.cpu_accounts {
             let _ = writeln!(

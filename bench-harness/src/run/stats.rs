@@ -40,17 +40,20 @@ pub enum ErrorKind {
     Protocol,
     /// Writing the request failed.
     Write,
+    /// The TLS handshake failed (or the server broke the TLS protocol).
+    Tls,
 }
 
 impl ErrorKind {
     /// All kinds, in report order.
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Connect,
         ErrorKind::ConnectTimeout,
         ErrorKind::Reset,
         ErrorKind::Closed,
         ErrorKind::Protocol,
         ErrorKind::Write,
+        ErrorKind::Tls,
     ];
 
     /// Stable name used in reports.
@@ -62,6 +65,7 @@ impl ErrorKind {
             ErrorKind::Closed => "closed",
             ErrorKind::Protocol => "protocol",
             ErrorKind::Write => "write",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct ThreadStats {
     pub ttfb: Histogram<u64>,
     /// TCP connect duration (connections opened during the window).
     pub connect: Histogram<u64>,
+    /// TLS handshake duration, TCP connected to handshake done (handshakes done in the window).
+    pub tls_handshake: Histogram<u64>,
     /// How late the generator's timed wake-ups were (the whole run).
     pub hiccup: Histogram<u64>,
     /// Requests due in the window.
@@ -111,13 +117,17 @@ pub struct ThreadStats {
     /// Responses by status code.
     pub statuses: Vec<u64>,
     /// Errors by kind (`ErrorKind::ALL` order).
-    pub error_kinds: [u64; 6],
+    pub error_kinds: [u64; ErrorKind::ALL.len()],
     /// Per request kind.
     pub kinds: Vec<KindCounts>,
     /// Connections opened (whole run).
     pub connections: u64,
     /// Most connections open at once.
     pub peak_connections: u64,
+    /// TLS handshakes completed (whole run).
+    pub tls_handshakes: u64,
+    /// Of those, how many resumed a session.
+    pub tls_resumed: u64,
     /// Thread CPU time over the window (ns).
     pub cpu_ns: u64,
     /// Window wall time as seen by this thread (ns).
@@ -137,6 +147,7 @@ impl ThreadStats {
             queue_wait: new_hist(),
             ttfb: new_hist(),
             connect: new_hist(),
+            tls_handshake: new_hist(),
             hiccup: new_hist(),
             scheduled: 0,
             completed: 0,
@@ -145,10 +156,12 @@ impl ThreadStats {
             timeouts: 0,
             censored: 0,
             statuses: vec![0; 600],
-            error_kinds: [0; 6],
+            error_kinds: [0; ErrorKind::ALL.len()],
             kinds: vec![KindCounts::default(); kinds],
             connections: 0,
             peak_connections: 0,
+            tls_handshakes: 0,
+            tls_resumed: 0,
             cpu_ns: 0,
             wall_ns: 0,
             intervals: Vec::new(),
@@ -165,6 +178,7 @@ impl ThreadStats {
             (&mut self.queue_wait, &o.queue_wait),
             (&mut self.ttfb, &o.ttfb),
             (&mut self.connect, &o.connect),
+            (&mut self.tls_handshake, &o.tls_handshake),
             (&mut self.hiccup, &o.hiccup),
         ] {
             // Same bounds on both sides: add cannot fail.
@@ -191,6 +205,8 @@ impl ThreadStats {
         }
         self.connections += o.connections;
         self.peak_connections += o.peak_connections;
+        self.tls_handshakes += o.tls_handshakes;
+        self.tls_resumed += o.tls_resumed;
         self.cpu_ns += o.cpu_ns;
         self.wall_ns = self.wall_ns.max(o.wall_ns);
         if self.intervals.len() < o.intervals.len() {

@@ -19,6 +19,7 @@ use crate::resilience::{
 };
 use crate::respond::write_refusal;
 use crate::trace::RequestTrace;
+use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,8 @@ pub(crate) struct Conn {
     pub(crate) ubuf: Vec<u8>,
     /// The rewritten upstream path of the current request.
     pub(crate) path: Vec<u8>,
+    /// The client opened with the HTTP/2 preface.
+    pub(crate) h2c: bool,
 }
 
 /// What the exchange needs to know about the current request.
@@ -134,9 +137,32 @@ enum Step<'s> {
 
 /// Serves `stream` until the client leaves, a timeout passes, an error closes it, or the process
 /// stops.
-pub(crate) async fn serve<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Worker<G>) {
+///
+/// Returns the socket and the bytes read when a cleartext client opened with the HTTP/2
+/// preface (h2c with prior knowledge): the caller serves it as HTTP/2.
+pub(crate) async fn serve<G: Gateway>(
+    stream: Downstream,
+    peer: SocketAddr,
+    w: &Worker<G>,
+) -> Option<(TcpStream, Vec<u8>)> {
     let mut c = serve_requests(stream, peer, w).await;
+    if c.h2c {
+        if let Downstream::Plain(tcp) = std::mem::replace(&mut c.stream, Downstream::Closed) {
+            return Some((tcp, std::mem::take(&mut c.cbuf)));
+        }
+    }
     c.stream.close().await;
+    None
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the buffer starts like the HTTP/2 preface: `Some(true)` when all of it is there,
+/// `Some(false)` when it may still be (more bytes needed), `None` when it is not.
+fn h2_preface(buf: &[u8]) -> Option<bool> {
+    let n = buf.len().min(H2_PREFACE.len());
+    (n > 0 && buf[..n] == H2_PREFACE[..n]).then_some(n == H2_PREFACE.len())
 }
 
 /// The request loop of [`serve`]; returns the connection to close.
@@ -162,6 +188,7 @@ async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Wo
         wbuf: Vec::with_capacity(1024),
         ubuf: Vec::with_capacity(cap),
         path: Vec::with_capacity(256),
+        h2c: false,
     };
     let mut served_any = false;
     loop {
@@ -175,7 +202,22 @@ async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Wo
             // Taken when the head is parsed, not when the connection started waiting for it: an
             // idle keep-alive connection must serve its next request on the newest snapshot.
             snap = w.snapshot.borrow_mut().current();
-            match plan_request(&mut c, w, &**snap) {
+            let step = if !served_any
+                && w.settings.http2.cleartext
+                && matches!(c.stream, Downstream::Plain(_))
+            {
+                match h2_preface(&c.cbuf) {
+                    Some(true) => {
+                        c.h2c = true;
+                        return c;
+                    }
+                    Some(false) => Step::NeedMore,
+                    None => plan_request(&mut c, w, &**snap),
+                }
+            } else {
+                plan_request(&mut c, w, &**snap)
+            };
+            match step {
                 Step::Go(p) => break p,
                 Step::Refuse {
                     r,

@@ -4,6 +4,7 @@
 //! the same code over TLS; the match per call is all plain connections pay for it.
 
 use super::drain::DrainSignal;
+use super::h2stream::H2Stream;
 use super::io::{read_append, write_range, ReadFail};
 use crate::tls::{CertIdentity, TlsConn};
 use monoio::buf::{IoBufMut, SliceMut};
@@ -20,6 +21,8 @@ pub(crate) enum Downstream {
     Plain(TcpStream),
     /// TLS, past its handshake.
     Tls(Box<TlsConn>),
+    /// One HTTP/2 stream, rendered as an HTTP/1.1 exchange.
+    H2(Box<H2Stream>),
     /// Handed over (to a tunnel); reads end, writes fail.
     Closed,
 }
@@ -30,6 +33,7 @@ impl Downstream {
         match self {
             Downstream::Plain(_) | Downstream::Closed => "http",
             Downstream::Tls(_) => "https",
+            Downstream::H2(s) => s.proto(),
         }
     }
 
@@ -38,6 +42,7 @@ impl Downstream {
         match self {
             Downstream::Plain(_) | Downstream::Closed => None,
             Downstream::Tls(t) => t.identity(),
+            Downstream::H2(s) => s.identity(),
         }
     }
 
@@ -50,6 +55,7 @@ impl Downstream {
         match self {
             Downstream::Plain(s) => read_append(s, buf, timeout).await,
             Downstream::Tls(t) => t.read_append(buf, timeout).await,
+            Downstream::H2(s) => s.read_append(buf, timeout).await,
             Downstream::Closed => (Err(ReadFail::Eof), buf),
         }
     }
@@ -65,6 +71,7 @@ impl Downstream {
         match self {
             Downstream::Plain(s) => write_range(s, buf, start, end, timeout).await,
             Downstream::Tls(t) => t.write_range(buf, start, end, timeout).await,
+            Downstream::H2(s) => s.write_range(buf, start, end, timeout).await,
             Downstream::Closed => (Err(std::io::ErrorKind::NotConnected.into()), buf),
         }
     }
@@ -80,18 +87,21 @@ impl Downstream {
     }
 
     /// Makes the coming close send a reset (a cut response must not look complete).
-    pub(crate) fn reset_on_close(&self) {
+    pub(crate) fn reset_on_close(&mut self) {
         match self {
             Downstream::Plain(s) => super::io::reset_on_close(s),
             Downstream::Tls(t) => super::io::reset_on_close(t.tcp()),
+            Downstream::H2(s) => s.abort(),
             Downstream::Closed => {}
         }
     }
 
     /// Ends the connection politely: a TLS session says `close_notify`.
     pub(crate) async fn close(&mut self) {
-        if let Downstream::Tls(t) = self {
-            t.close().await;
+        match self {
+            Downstream::Tls(t) => t.close().await,
+            Downstream::H2(s) => s.close(),
+            Downstream::Plain(_) | Downstream::Closed => {}
         }
     }
 
@@ -108,7 +118,8 @@ impl Downstream {
     ) -> (Result<usize, ReadFail>, Vec<u8>) {
         match self {
             Downstream::Plain(s) => read_idle_raw(s, buf, timeout, drain).await,
-            Downstream::Closed => (Err(ReadFail::Eof), buf),
+            // One request per stream: after it, the stream is done.
+            Downstream::H2(_) | Downstream::Closed => (Err(ReadFail::Eof), buf),
             Downstream::Tls(t) => {
                 if !t.has_plaintext() {
                     let (tcp, rx) = t.raw_parts();

@@ -18,6 +18,9 @@ mod conn;
 mod downstream;
 mod drain;
 mod exchange;
+mod h2conn;
+mod h2io;
+mod h2stream;
 pub mod io;
 mod observe;
 mod slots;
@@ -76,6 +79,8 @@ pub struct EngineSettings {
     pub tunnel_idle: Duration,
     /// Open upgraded tunnels per worker.
     pub max_tunnels: usize,
+    /// HTTP/2 settings.
+    pub http2: ringgate_core::profile::Http2Profile,
 }
 
 impl EngineSettings {
@@ -101,6 +106,7 @@ impl EngineSettings {
             drain_timeout: p.timeouts.drain,
             tunnel_idle: p.timeouts.tunnel_idle,
             max_tunnels: p.limits.max_tunnels_per_core,
+            http2: p.http2.clone(),
         }
     }
 }
@@ -198,6 +204,31 @@ pub async fn run_worker<G: Gateway>(
     }
 }
 
+/// Serves an accepted connection: TLS handshake when the listener has TLS, then HTTP/1.1, or
+/// HTTP/2 when ALPN chose `h2` or a cleartext client opened with the HTTP/2 preface.
+async fn serve_accepted<G: Gateway>(
+    stream: monoio::net::TcpStream,
+    ordinal: usize,
+    peer: std::net::SocketAddr,
+    w: &Rc<Worker<G>>,
+) {
+    use monoio::io::IntoPollIo;
+    match tls::handshake(stream, ordinal, w).await {
+        Some(tls::Accepted::Http1(ds)) => {
+            if let Some((tcp, prefix)) = conn::serve(ds, peer, w).await {
+                if let Ok(io) = tcp.into_poll_io() {
+                    let io = h2io::H2Io::plain(io, prefix);
+                    h2conn::serve(io, peer, w.clone(), "http", None).await;
+                }
+            }
+        }
+        Some(tls::Accepted::H2 { io, identity }) => {
+            h2conn::serve(io, peer, w.clone(), "https", identity).await;
+        }
+        None => {}
+    }
+}
+
 async fn accept_loop<G: Gateway>(listener: TcpListener, ordinal: usize, w: Rc<Worker<G>>) {
     w.gauges.accepting.add(1);
     accept_until_stopped(listener, ordinal, &w).await;
@@ -226,9 +257,7 @@ async fn accept_until_stopped<G: Gateway>(
                 // Accepted while stopping (a connection that raced the stop, or one taken from
                 // a listener handed to a new process): it is still served, once.
                 monoio::spawn(async move {
-                    if let Some(stream) = tls::handshake(stream, ordinal, &w2).await {
-                        conn::serve(stream, peer, &w2).await;
-                    }
+                    serve_accepted(stream, ordinal, peer, &w2).await;
                     w2.gauges.connections.sub(1);
                 });
                 if stopping {

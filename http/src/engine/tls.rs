@@ -3,13 +3,30 @@
 //! and the outcome is counted.
 
 use super::downstream::Downstream;
+use super::h2io::H2Io;
 use super::Worker;
 use crate::error::Refusal;
 use crate::gateway::Gateway;
 use crate::respond::write_refusal;
 use crate::tls::stream::FailReason;
+use crate::tls::CertIdentity;
 use crate::tls::{HandshakeFail, TlsConn};
+use monoio::io::IntoPollIo;
 use monoio::net::TcpStream;
+use std::rc::Rc;
+
+/// What a connection speaks once accepted.
+pub(super) enum Accepted {
+    /// HTTP/1.1 (or h2c, found by the request loop) on this stream.
+    Http1(Downstream),
+    /// HTTP/2 negotiated by ALPN over TLS.
+    H2 {
+        /// The TLS session in poll-style I/O.
+        io: H2Io,
+        /// The client certificate's identity.
+        identity: Option<Rc<CertIdentity>>,
+    },
+}
 
 /// Turns an accepted socket into the connection's stream: as it is on a cleartext listener,
 /// after a handshake on a TLS one. `None`: the handshake failed (counted) and the connection is
@@ -18,13 +35,13 @@ pub(super) async fn handshake<G: Gateway>(
     tcp: TcpStream,
     listener: usize,
     w: &Worker<G>,
-) -> Option<Downstream> {
+) -> Option<Accepted> {
     let config = {
         let snap = w.snapshot.borrow_mut().current();
         snap.listener_tls(listener).cloned()
     };
     let Some(config) = config else {
-        return Some(Downstream::Plain(tcp));
+        return Some(Accepted::Http1(Downstream::Plain(tcp)));
     };
     match TlsConn::accept(tcp, config, w.settings.header_timeout).await {
         Ok(t) => {
@@ -37,7 +54,17 @@ pub(super) async fn handshake<G: Gateway>(
             if t.resumed() {
                 m.tls.resumed += 1;
             }
-            Some(Downstream::Tls(Box::new(t)))
+            drop(m);
+            if t.alpn() == Some(b"h2") {
+                let identity = t.identity().cloned().map(Rc::new);
+                let (tcp, session, pending) = t.into_parts();
+                let io = tcp.into_poll_io().ok()?;
+                return Some(Accepted::H2 {
+                    io: H2Io::tls(io, session, &pending),
+                    identity,
+                });
+            }
+            Some(Accepted::Http1(Downstream::Tls(Box::new(t))))
         }
         Err(HandshakeFail::PlainHttp(tcp)) => {
             count(w, FailReason::PlainHttp);

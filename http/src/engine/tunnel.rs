@@ -105,7 +105,7 @@ pub(crate) async fn run(
             let (r, w) = s.into_split();
             (Rd::Tls(r), Wr::Tls(w))
         }
-        Downstream::Closed => return Moved::default(),
+        Downstream::H2(_) | Downstream::Closed => return Moved::default(),
     };
     let (ur, uw) = up.into_split();
     let shared = Shared {

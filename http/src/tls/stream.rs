@@ -325,6 +325,12 @@ impl TlsConn {
         feed(&mut self.tls, &mut self.rx)
     }
 
+    /// The socket, the session, and ciphertext read but not yet given to rustls: for a protocol
+    /// driven by poll-style I/O (HTTP/2).
+    pub fn into_parts(self) -> (TcpStream, ServerConnection, Vec<u8>) {
+        (self.tcp, self.tls, self.rx)
+    }
+
     /// Splits the connection for a tunnel: each half on its own task-free future, sharing the
     /// session (borrowed only between awaits). Any plaintext already decrypted stays readable.
     pub fn into_split(self) -> (TlsReadHalf, TlsWriteHalf) {

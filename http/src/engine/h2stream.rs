@@ -1,0 +1,454 @@
+//! One HTTP/2 stream seen by the HTTP/1.1 request loop as if it were a client connection.
+//!
+//! The stream's request is rendered as an HTTP/1.1 head (`:authority` as `Host`, the body framed
+//! by its `content-length` or else chunked, trailers as a chunked trailer section) and handed to
+//! the same loop every HTTP/1.1 request runs through, so routing, authentication, rate limits,
+//! retries, breakers, metrics and the access log apply unchanged. What the loop writes back (an
+//! HTTP/1.1 response) is parsed into the stream's response head and DATA frames, sent as the
+//! client's flow-control window allows, so a large body never piles up in memory.
+//!
+//! The price is one render and one re-parse of each head, measured in perf-reports/0006.
+
+use super::io::ReadFail;
+use crate::codec::{ChunkedDecoder, ChunkedLimits};
+use crate::tls::CertIdentity;
+use bytes::{Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Largest response head accepted from the loop (it wrote it, so this only bounds a bug).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// Where the response is.
+enum Out {
+    /// Collecting the head.
+    Head,
+    /// Body of this many more bytes.
+    Length(u64),
+    /// Chunked body being decoded.
+    Chunked(Box<ChunkedDecoder>),
+    /// Body until the loop closes.
+    UntilClose,
+    /// Sent completely.
+    Done,
+}
+
+/// The stream as a client connection.
+pub(crate) struct H2Stream {
+    recv: RecvStream,
+    respond: Option<SendResponse<Bytes>>,
+    send: Option<SendStream<Bytes>>,
+    /// The rendered request head; `head[head_pos..]` not given yet.
+    head: Vec<u8>,
+    head_pos: usize,
+    /// The body is rendered chunked.
+    chunked: bool,
+    /// Request data received and not yet given.
+    pending: Bytes,
+    /// The client ended its body (and, when chunked, the last chunk was given).
+    body_given: bool,
+    out: Out,
+    resp_head: Vec<u8>,
+    is_head: bool,
+    /// The loop cut the response (it would have reset a TCP connection).
+    aborted: bool,
+    proto: &'static str,
+    identity: Option<Rc<CertIdentity>>,
+}
+
+impl H2Stream {
+    /// Takes a request the connection accepted. `Err`: it cannot be rendered (answered 400 by
+    /// the caller).
+    pub(crate) fn new(
+        req: Request<RecvStream>,
+        respond: SendResponse<Bytes>,
+        proto: &'static str,
+        identity: Option<Rc<CertIdentity>>,
+    ) -> Result<Self, (SendResponse<Bytes>, &'static str)> {
+        let (parts, recv) = req.into_parts();
+        let mut head = Vec::with_capacity(512);
+        let method = parts.method.as_str();
+        if method == "CONNECT" {
+            return Err((respond, "connect_not_supported"));
+        }
+        head.extend_from_slice(method.as_bytes());
+        head.push(b' ');
+        match parts.uri.path_and_query() {
+            Some(pq) if !pq.as_str().is_empty() => head.extend_from_slice(pq.as_str().as_bytes()),
+            _ => head.push(b'/'),
+        }
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        if let Some(a) = parts.uri.authority() {
+            head.extend_from_slice(b"host: ");
+            head.extend_from_slice(a.as_str().as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        let has_authority = parts.uri.authority().is_some();
+        let mut length = None;
+        let mut cookies: Vec<&[u8]> = Vec::new();
+        for (name, value) in &parts.headers {
+            let n = name.as_str();
+            match n {
+                // :authority wins over a host field (RFC 9113 §8.3.1).
+                "host" if has_authority => continue,
+                // Connection-specific fields are malformed in HTTP/2 (h2 refuses most); the
+                // loop frames the body itself.
+                "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding"
+                | "upgrade" | "te" | "expect" => continue,
+                "content-length" => {
+                    length = Some(value.as_bytes());
+                    continue;
+                }
+                // Split cookie fields are joined again for HTTP/1.1 (RFC 9113 §8.2.3).
+                "cookie" => {
+                    cookies.push(value.as_bytes());
+                    continue;
+                }
+                _ => {}
+            }
+            head.extend_from_slice(n.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        if !cookies.is_empty() {
+            head.extend_from_slice(b"cookie: ");
+            head.extend_from_slice(&cookies.join(&b"; "[..]));
+            head.extend_from_slice(b"\r\n");
+        }
+        let ended = recv.is_end_stream();
+        let chunked = match length {
+            Some(v) => {
+                head.extend_from_slice(b"content-length: ");
+                head.extend_from_slice(v);
+                head.extend_from_slice(b"\r\n");
+                false
+            }
+            None if ended => false,
+            None => {
+                head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                true
+            }
+        };
+        head.extend_from_slice(b"\r\n");
+        Ok(H2Stream {
+            recv,
+            respond: Some(respond),
+            send: None,
+            head,
+            head_pos: 0,
+            chunked,
+            pending: Bytes::new(),
+            body_given: ended,
+            out: Out::Head,
+            resp_head: Vec::new(),
+            is_head: method == "HEAD",
+            aborted: false,
+            proto,
+            identity,
+        })
+    }
+
+    /// `https` or `http`, as the connection.
+    pub(crate) fn proto(&self) -> &'static str {
+        self.proto
+    }
+
+    /// The connection's client certificate identity.
+    pub(crate) fn identity(&self) -> Option<&CertIdentity> {
+        self.identity.as_deref()
+    }
+
+    /// Gives the loop the next request bytes: the head, then the body as rendered; then EOF.
+    pub(crate) async fn read_append(
+        &mut self,
+        mut buf: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> (Result<usize, ReadFail>, Vec<u8>) {
+        let start = buf.len();
+        if self.head_pos < self.head.len() {
+            let n = (buf.capacity() - buf.len()).min(self.head.len() - self.head_pos);
+            buf.extend_from_slice(&self.head[self.head_pos..self.head_pos + n]);
+            self.head_pos += n;
+            if self.head_pos == self.head.len() {
+                self.head = Vec::new();
+                self.head_pos = 0;
+            }
+            return (Ok(n), buf);
+        }
+        loop {
+            if !self.pending.is_empty() {
+                self.give_pending(&mut buf);
+                return (Ok(buf.len() - start), buf);
+            }
+            if self.body_given {
+                return (Err(ReadFail::Eof), buf);
+            }
+            let next = std::future::poll_fn(|cx| self.recv.poll_data(cx));
+            let got = match timeout {
+                Some(t) => match monoio::time::timeout(t, next).await {
+                    Ok(r) => r,
+                    Err(_) => return (Err(ReadFail::Timeout), buf),
+                },
+                None => next.await,
+            };
+            match got {
+                Some(Ok(data)) => {
+                    // The window opens again as the loop takes the data: what the client may
+                    // send unread stays bounded by the stream window.
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.pending = data;
+                }
+                Some(Err(e)) => return (Err(ReadFail::Io(io::Error::other(e))), buf),
+                None => {
+                    self.body_given = true;
+                    if self.chunked {
+                        let trailers = std::future::poll_fn(|cx| self.recv.poll_trailers(cx));
+                        let trailers = match timeout {
+                            Some(t) => monoio::time::timeout(t, trailers).await.ok(),
+                            None => Some(trailers.await),
+                        };
+                        let mut last = b"0\r\n".to_vec();
+                        if let Some(Ok(Some(map))) = trailers {
+                            for (k, v) in &map {
+                                last.extend_from_slice(k.as_str().as_bytes());
+                                last.extend_from_slice(b": ");
+                                last.extend_from_slice(v.as_bytes());
+                                last.extend_from_slice(b"\r\n");
+                            }
+                        }
+                        last.extend_from_slice(b"\r\n");
+                        self.pending = Bytes::from(last);
+                        // Given raw: the terminator is already framed.
+                        self.chunked = false;
+                        continue;
+                    }
+                    return (Err(ReadFail::Eof), buf);
+                }
+            }
+        }
+    }
+
+    /// Copies pending request data into `buf`, framed as one chunk when the body is chunked.
+    fn give_pending(&mut self, buf: &mut Vec<u8>) {
+        let spare = buf.capacity() - buf.len();
+        if !self.chunked {
+            let n = spare.min(self.pending.len());
+            buf.extend_from_slice(&self.pending.split_to(n));
+            return;
+        }
+        // "{size:x}\r\n" + data + "\r\n": at most 16 hex digits of size.
+        let room = spare.saturating_sub(16 + 4);
+        if room == 0 {
+            return;
+        }
+        let n = room.min(self.pending.len());
+        let size = format!("{n:x}\r\n");
+        buf.extend_from_slice(size.as_bytes());
+        buf.extend_from_slice(&self.pending.split_to(n));
+        buf.extend_from_slice(b"\r\n");
+    }
+
+    /// Takes response bytes from the loop: the head, then the body by its framing.
+    pub(crate) async fn write_range(
+        &mut self,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+        timeout: Duration,
+    ) -> (io::Result<()>, Vec<u8>) {
+        let res = self.take(&buf[start..end], timeout).await;
+        (res, buf)
+    }
+
+    async fn take(&mut self, mut data: &[u8], t: Duration) -> io::Result<()> {
+        while !data.is_empty() {
+            match &mut self.out {
+                Out::Head => {
+                    self.resp_head.extend_from_slice(data);
+                    data = &[];
+                    if self.resp_head.len() > MAX_RESPONSE_HEAD {
+                        return Err(io::Error::other("response head too large"));
+                    }
+                    let Some(rest) = self.start_response()? else {
+                        return Ok(());
+                    };
+                    if !rest.is_empty() {
+                        // Body bytes that came with the head.
+                        Box::pin(self.take(&rest, t)).await?;
+                    }
+                }
+                Out::Length(left) => {
+                    let n = (*left).min(data.len() as u64) as usize;
+                    *left -= n as u64;
+                    let last = *left == 0;
+                    if last {
+                        self.out = Out::Done;
+                    }
+                    self.send(Bytes::copy_from_slice(&data[..n]), last, t)
+                        .await?;
+                    data = &data[n..];
+                    if last {
+                        // Anything past the length is not this response's.
+                        data = &[];
+                    }
+                }
+                Out::Chunked(dec) => {
+                    let mut body = BytesMut::new();
+                    let prog = dec
+                        .feed_with(data, |d| body.extend_from_slice(d))
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    data = &data[prog.consumed..];
+                    if prog.done {
+                        self.out = Out::Done;
+                    }
+                    if !body.is_empty() || prog.done {
+                        self.send(body.freeze(), prog.done, t).await?;
+                    }
+                    if prog.done {
+                        data = &[];
+                    }
+                }
+                Out::UntilClose => {
+                    self.send(Bytes::copy_from_slice(data), false, t).await?;
+                    data = &[];
+                }
+                Out::Done => data = &[],
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses the collected head; when complete, sends it and returns the bytes after it.
+    fn start_response(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut hs = [httparse::EMPTY_HEADER; crate::codec::MAX_HEADERS];
+        let mut r = httparse::Response::new(&mut hs);
+        let n = match r.parse(&self.resp_head) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        };
+        let code = r.code.unwrap_or(502);
+        if code < 200 {
+            // An interim response (never 101 here: no upgrade over HTTP/2): not relayed.
+            let rest = self.resp_head.split_off(n);
+            self.resp_head = rest;
+            return self.start_response();
+        }
+        let mut map = HeaderMap::with_capacity(r.headers.len());
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        for h in r.headers.iter() {
+            let name = h.name.to_ascii_lowercase();
+            match name.as_str() {
+                "connection" | "keep-alive" | "proxy-connection" | "upgrade" => continue,
+                "transfer-encoding" => {
+                    chunked = true;
+                    continue;
+                }
+                "content-length" => {
+                    length = std::str::from_utf8(h.value)
+                        .ok()
+                        .and_then(|v| v.trim().parse().ok());
+                }
+                _ => {}
+            }
+            let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(h.value),
+            ) else {
+                continue;
+            };
+            map.append(k, v);
+        }
+        let status = StatusCode::from_u16(code)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let no_body = self.is_head || code == 204 || code == 304;
+        self.out = if no_body {
+            Out::Done
+        } else if chunked {
+            Out::Chunked(Box::new(ChunkedDecoder::new(ChunkedLimits::default())))
+        } else {
+            match length {
+                Some(0) => Out::Done,
+                Some(n) => Out::Length(n),
+                None => Out::UntilClose,
+            }
+        };
+        let mut resp = Response::new(());
+        *resp.status_mut() = status;
+        *resp.headers_mut() = map;
+        let respond = self
+            .respond
+            .as_mut()
+            .ok_or_else(|| io::Error::other("response already started"))?;
+        let end = matches!(self.out, Out::Done);
+        let send = respond.send_response(resp, end).map_err(io::Error::other)?;
+        self.respond = None;
+        if !end {
+            self.send = Some(send);
+        }
+        let rest = self.resp_head.split_off(n);
+        self.resp_head = Vec::new();
+        Ok(Some(rest))
+    }
+
+    /// Sends body bytes as the client's window allows (never buffering more than the window
+    /// and the send buffer).
+    async fn send(&mut self, mut data: Bytes, end: bool, t: Duration) -> io::Result<()> {
+        let stream = self
+            .send
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no response stream"))?;
+        if data.is_empty() {
+            return if end {
+                stream.send_data(data, true).map_err(io::Error::other)
+            } else {
+                Ok(())
+            };
+        }
+        while !data.is_empty() {
+            stream.reserve_capacity(data.len());
+            let cap = std::future::poll_fn(|cx| stream.poll_capacity(cx));
+            let cap = match monoio::time::timeout(t, cap).await {
+                Ok(Some(Ok(c))) => c,
+                Ok(Some(Err(e))) => return Err(io::Error::other(e)),
+                Ok(None) => return Err(io::ErrorKind::BrokenPipe.into()),
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            };
+            if cap == 0 {
+                continue;
+            }
+            let piece = data.split_to(cap.min(data.len()));
+            stream
+                .send_data(piece, end && data.is_empty())
+                .map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    /// The loop cut the response: the stream will be reset, not ended.
+    pub(crate) fn abort(&mut self) {
+        self.aborted = true;
+    }
+
+    /// Ends the stream: cleanly when the response is complete (or ended by the loop closing),
+    /// else with `RST_STREAM`.
+    pub(crate) fn close(&mut self) {
+        let clean = !self.aborted && matches!(self.out, Out::Done | Out::UntilClose);
+        if let Some(s) = self.send.as_mut() {
+            if clean && matches!(self.out, Out::UntilClose) {
+                let _ = s.send_data(Bytes::new(), true);
+            } else if !clean {
+                s.send_reset(h2::Reason::INTERNAL_ERROR);
+            }
+        } else if let Some(r) = self.respond.as_mut() {
+            r.send_reset(h2::Reason::INTERNAL_ERROR);
+        }
+        self.out = Out::Done;
+    }
+}

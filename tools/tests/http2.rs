@@ -1,0 +1,311 @@
+//! HTTP/2 towards clients, end to end with real clients: curl (`--http2` over TLS with ALPN,
+//! `--http2-prior-knowledge` in cleartext) and h2load, through the same routes, filters and
+//! upstream pools as HTTP/1.1. Request bodies with and without a length, large responses under
+//! flow control, gateway-made errors, many concurrent streams, and a graceful GOAWAY on drain
+//! (with the `h2` crate as client, over tokio).
+
+#![allow(clippy::unwrap_used)]
+
+use ringgate_testkit::gateway::{gateway, gateway_with, test_profile, TestGateway};
+use ringgate_testkit::pki::Pki;
+use ringgate_testkit::stub::stub;
+use std::net::SocketAddr;
+use std::process::Command;
+
+fn config(up: SocketAddr, tls: &str) -> String {
+    format!(
+        "version = \"h2\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n{tls}\n[[upstreams]]\nname = \"up\"\nendpoints = [\"{up}\"]\n[[routes]]\nid = \"api\"\npath = {{ prefix = \"/\" }}\nupstream = \"up\"\n[[routes]]\nid = \"nope\"\npath = {{ prefix = \"/nope\" }}\nupstream = \"up\"\nrequire_client_cert = true\n"
+    )
+}
+
+fn tls_table(pki: &Pki) -> String {
+    let api = pki.server("api", &["api.example"]);
+    format!(
+        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]",
+        api.cert_arg(),
+        api.key_arg()
+    )
+}
+
+/// Runs curl; returns (success, stdout, stderr).
+fn curl(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+struct Tls {
+    _pki: Pki,
+    ca: String,
+    resolve: String,
+    base: String,
+}
+
+fn tls_gateway() -> (TestGateway, ringbench::upstream::UpstreamHandle, Tls) {
+    let pki = Pki::new();
+    let up = stub("up");
+    let gw = gateway(&config(up.addr(), &tls_table(&pki)));
+    let port = gw.addr.port();
+    let t = Tls {
+        ca: pki.server_ca_path().display().to_string(),
+        resolve: format!("api.example:{port}:127.0.0.1"),
+        base: format!("https://api.example:{port}"),
+        _pki: pki,
+    };
+    (gw, up, t)
+}
+
+#[test]
+fn curl_speaks_http2_over_tls_through_the_routes() {
+    let (gw, _up, t) = tls_gateway();
+    let url = format!("{}/echo", t.base);
+    let (ok, out, err) = curl(&[
+        "--http2",
+        "--cacert",
+        &t.ca,
+        "--resolve",
+        &t.resolve,
+        "-w",
+        "\nversion=%{http_version}",
+        &url,
+        &url,
+    ]);
+    assert!(ok, "{err}");
+    // Both requests on one HTTP/2 connection.
+    assert_eq!(out.matches("version=2").count(), 2, "{out}");
+    assert_eq!(out.matches("GET /echo HTTP/1.1").count(), 2, "{out}");
+    let lower = out.to_ascii_lowercase();
+    assert!(lower.contains("x-forwarded-proto: https"), "{out}");
+    assert!(lower.contains("host: api.example:"), "{out}");
+    // A body with a length, and one without (streamed from stdin: chunked upstream).
+    let body = ringgate_testkit::files::TempFile::new("body", &"x".repeat(300_000));
+    let at_body = format!("@{}", body.arg());
+    let (ok, out, err) = curl(&[
+        "--http2",
+        "--cacert",
+        &t.ca,
+        "--resolve",
+        &t.resolve,
+        "-D",
+        "-",
+        "--data-binary",
+        &at_body,
+        &url,
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("x-echo-body-bytes: 300000"),
+        "{out}"
+    );
+    let mut child = Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--cacert",
+            &t.ca,
+            "--resolve",
+            &t.resolve,
+            "-D",
+            "-",
+            "-T",
+            "-",
+            "-X",
+            "POST",
+            &url,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for _ in 0..100 {
+            stdin.write_all(&[b'y'; 1000]).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(out.contains("x-echo-body-bytes: 100000"), "{out}");
+    assert!(
+        out.contains("transfer-encoding: chunked"),
+        "the upstream got it chunked: {out}"
+    );
+    // A large chunked response arrives whole, under flow control.
+    let big = format!("{}/chunked?n=300&size=10000", t.base);
+    let (ok, out, err) = curl(&["--http2", "--cacert", &t.ca, "--resolve", &t.resolve, &big]);
+    assert!(ok, "{err}");
+    assert_eq!(out.len(), 3_000_000);
+    // A gateway-made refusal is an HTTP/2 response too.
+    let nope = format!("{}/nope", t.base);
+    let (ok, out, _) = curl(&[
+        "--http2",
+        "--cacert",
+        &t.ca,
+        "--resolve",
+        &t.resolve,
+        "-w",
+        "\n%{http_code}",
+        &nope,
+    ]);
+    assert!(ok);
+    assert!(out.ends_with("\n403"), "{out}");
+    assert!(out.contains("client_certificate_required"), "{out}");
+    assert!(gw.metric("ringgate_http2_streams_total") >= 6.0);
+    assert_eq!(gw.metric("ringgate_http2_connections_total"), 5.0);
+    assert_eq!(
+        gw.metric("ringgate_tls_handshakes_total{version=\"1.3\"}"),
+        5.0
+    );
+}
+
+#[test]
+fn cleartext_prior_knowledge_and_http11_share_a_listener() {
+    let up = stub("up");
+    let gw = gateway(&config(up.addr(), ""));
+    let url = format!("http://127.0.0.1:{}/echo", gw.addr.port());
+    let (ok, out, err) = curl(&[
+        "--http2-prior-knowledge",
+        "-w",
+        "\nversion=%{http_version}",
+        &url,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("version=2"), "{out}");
+    let lower = out.to_ascii_lowercase();
+    assert!(
+        lower.contains("x-forwarded-proto: http") && !lower.contains("x-forwarded-proto: https"),
+        "{out}"
+    );
+    let (ok, out, err) = curl(&["-w", "\nversion=%{http_version}", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("version=1.1"), "{out}");
+    // Cleartext HTTP/2 can be turned off: the preface is then a bad HTTP/1.1 request.
+    let mut profile = test_profile();
+    profile.http2.cleartext = false;
+    let gw2 = gateway_with(&config(up.addr(), ""), profile);
+    let url2 = format!("http://127.0.0.1:{}/echo", gw2.addr.port());
+    let (ok, _, _) = curl(&["--http2-prior-knowledge", &url2]);
+    assert!(!ok);
+}
+
+/// `h2load` args → (requests done, succeeded).
+fn h2load(args: &[&str]) -> (u64, u64, String) {
+    let out = Command::new("h2load")
+        .args(args)
+        .output()
+        .expect("h2load runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or_else(|| panic!("no summary: {text}"));
+    let num = |word: &str| -> u64 {
+        line.split(',')
+            .find(|p| p.trim().ends_with(word))
+            .and_then(|p| p.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (num("done"), num("succeeded"), text)
+}
+
+#[test]
+fn h2load_over_tls_and_h2c_with_many_concurrent_streams() {
+    let (gw, _up, t) = tls_gateway();
+    let port = gw.addr.port();
+    // More concurrent streams asked for than the gateway allows (128): the client waits.
+    let (done, ok, text) = h2load(&[
+        "-n",
+        "4000",
+        "-c",
+        "4",
+        "-m",
+        "200",
+        &format!("https://127.0.0.1:{port}/"),
+    ]);
+    assert_eq!((done, ok), (4000, 4000), "{text}");
+    assert!(text.contains("TLS Protocol: TLSv1.3"), "{text}");
+    assert!(text.contains("Application protocol: h2"), "{text}");
+    drop(t);
+    let up = stub("up");
+    let clear = gateway(&config(up.addr(), ""));
+    let (done, ok, text) = h2load(&[
+        "-n",
+        "4000",
+        "-c",
+        "4",
+        "-m",
+        "32",
+        &format!("http://127.0.0.1:{}/", clear.addr.port()),
+    ]);
+    assert_eq!((done, ok), (4000, 4000), "{text}");
+}
+
+#[test]
+fn a_draining_gateway_sends_goaway_and_finishes_streams_in_flight() {
+    use std::io::Write;
+    // Answers each request 700 ms after reading it.
+    let up = ringgate_testkit::scripted::Scripted::spawn(|mut s, _| {
+        let mut carry = Vec::new();
+        while ringgate_testkit::scripted::read_request(&mut s, &mut carry).is_some() {
+            std::thread::sleep(std::time::Duration::from_millis(700));
+            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow")
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let gw = gateway(&config(up.addr, ""));
+    let addr = gw.addr;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        let driver = tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let slow = http::Request::get(format!("http://{addr}/slow"))
+            .body(())
+            .unwrap();
+        let (in_flight, _) = client.send_request(slow, true).unwrap();
+        // Stop the gateway while the stream is in flight.
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            drop(gw);
+        });
+        let resp = in_flight.await.unwrap();
+        assert_eq!(resp.status(), 200, "the stream in flight finishes");
+        let mut body = resp.into_body();
+        while let Some(chunk) = body.data().await {
+            chunk.unwrap();
+        }
+        // The gateway said GOAWAY: a new stream on this connection is not served.
+        let refused = match client.ready().await {
+            Ok(mut c) => {
+                let r = http::Request::get(format!("http://{addr}/echo"))
+                    .body(())
+                    .unwrap();
+                match c.send_request(r, true) {
+                    Ok((f, _)) => f.await.map(|r| r.status().as_u16()),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        assert!(refused.is_err(), "served after GOAWAY: {refused:?}");
+        let _ = driver.await;
+        stopper.join().unwrap();
+    });
+}
