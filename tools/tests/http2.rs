@@ -309,3 +309,47 @@ fn a_draining_gateway_sends_goaway_and_finishes_streams_in_flight() {
         stopper.join().unwrap();
     });
 }
+
+#[test]
+fn a_rapid_reset_flood_closes_the_connection() {
+    let up = stub("up");
+    let gw = gateway(&config(up.addr(), ""));
+    let addr = gw.addr;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        let driver = tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        // Open and cancel streams as fast as frames can be written (CVE-2023-44487).
+        for _ in 0..2000 {
+            let r = http::Request::get(format!("http://{addr}/echo"))
+                .body(())
+                .unwrap();
+            match client.send_request(r, true) {
+                // Dropping the response future resets the stream.
+                Ok((f, _)) => drop(f),
+                Err(_) => break,
+            }
+            match client.clone().ready().await {
+                Ok(c) => client = c,
+                Err(_) => break,
+            }
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(5), driver)
+            .await
+            .map(|j| j.unwrap())
+    });
+    let err = match outcome {
+        Ok(Err(e)) => e,
+        other => panic!("the connection survived the flood: {other:?}"),
+    };
+    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err}");
+    // The gateway goes on serving others.
+    let url = format!("http://127.0.0.1:{}/echo", gw.addr.port());
+    let (ok, _, e) = curl(&["--http2-prior-knowledge", &url]);
+    assert!(ok, "{e}");
+}

@@ -97,10 +97,10 @@ async fn serve_stream<G: Gateway>(
             // A stream never switches protocols: the result is always `None`.
             let _ = conn::serve(Downstream::H2(Box::new(s)), peer, w).await;
         }
-        Err((mut respond, code)) => {
+        Err((mut respond, status, code)) => {
             let body = format!("{{\"error\":\"{code}\"}}\n");
             let mut resp = Response::new(());
-            *resp.status_mut() = StatusCode::NOT_IMPLEMENTED;
+            *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/json"),

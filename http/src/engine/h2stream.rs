@@ -61,19 +61,33 @@ pub(crate) struct H2Stream {
 }
 
 impl H2Stream {
-    /// Takes a request the connection accepted. `Err`: it cannot be rendered (answered 400 by
-    /// the caller).
+    /// Takes a request the connection accepted. `Err`: it cannot be rendered; the caller
+    /// answers with the status and error code given.
     pub(crate) fn new(
         req: Request<RecvStream>,
         respond: SendResponse<Bytes>,
         proto: &'static str,
         identity: Option<Rc<CertIdentity>>,
-    ) -> Result<Self, (SendResponse<Bytes>, &'static str)> {
+    ) -> Result<Self, (SendResponse<Bytes>, u16, &'static str)> {
         let (parts, recv) = req.into_parts();
         let mut head = Vec::with_capacity(512);
         let method = parts.method.as_str();
         if method == "CONNECT" {
-            return Err((respond, "connect_not_supported"));
+            return Err((respond, 501, "connect_not_supported"));
+        }
+        // Defence in depth: the target and authority go into a request line and a Host line, so
+        // no space or control byte may pass (the http crate rejects them too).
+        let clean = |b: &[u8]| b.iter().all(|&c| c > b' ' && c != 0x7f);
+        let target_ok = parts
+            .uri
+            .path_and_query()
+            .is_none_or(|p| clean(p.as_str().as_bytes()));
+        let authority_ok = parts
+            .uri
+            .authority()
+            .is_none_or(|a| clean(a.as_str().as_bytes()));
+        if !target_ok || !authority_ok {
+            return Err((respond, 400, "bad_request"));
         }
         head.extend_from_slice(method.as_bytes());
         head.push(b' ');
@@ -201,7 +215,14 @@ impl H2Stream {
                     // The window opens again as the loop takes the data: what the client may
                     // send unread stays bounded by the stream window.
                     let _ = self.recv.flow_control().release_capacity(data.len());
-                    self.pending = data;
+                    if data.is_empty() {
+                        continue;
+                    }
+                    self.pending = if self.chunked {
+                        Self::frame_chunk(&data)
+                    } else {
+                        data
+                    };
                 }
                 Some(Err(e)) => return (Err(ReadFail::Io(io::Error::other(e))), buf),
                 None => {
@@ -223,8 +244,6 @@ impl H2Stream {
                         }
                         last.extend_from_slice(b"\r\n");
                         self.pending = Bytes::from(last);
-                        // Given raw: the terminator is already framed.
-                        self.chunked = false;
                         continue;
                     }
                     return (Err(ReadFail::Eof), buf);
@@ -233,24 +252,20 @@ impl H2Stream {
         }
     }
 
-    /// Copies pending request data into `buf`, framed as one chunk when the body is chunked.
+    /// Copies pending request data into `buf`. A chunked body's data is framed as one chunk
+    /// per DATA frame first (into `pending`), so any spare room, however small, takes bytes.
     fn give_pending(&mut self, buf: &mut Vec<u8>) {
-        let spare = buf.capacity() - buf.len();
-        if !self.chunked {
-            let n = spare.min(self.pending.len());
-            buf.extend_from_slice(&self.pending.split_to(n));
-            return;
-        }
-        // "{size:x}\r\n" + data + "\r\n": at most 16 hex digits of size.
-        let room = spare.saturating_sub(16 + 4);
-        if room == 0 {
-            return;
-        }
-        let n = room.min(self.pending.len());
-        let size = format!("{n:x}\r\n");
-        buf.extend_from_slice(size.as_bytes());
+        let n = (buf.capacity() - buf.len()).min(self.pending.len());
         buf.extend_from_slice(&self.pending.split_to(n));
-        buf.extend_from_slice(b"\r\n");
+    }
+
+    /// Frames `data` as one chunk (`{size:x}\r\n data \r\n`).
+    fn frame_chunk(data: &[u8]) -> Bytes {
+        let mut framed = Vec::with_capacity(data.len() + 20);
+        framed.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        framed.extend_from_slice(data);
+        framed.extend_from_slice(b"\r\n");
+        Bytes::from(framed)
     }
 
     /// Takes response bytes from the loop: the head, then the body by its framing.
