@@ -63,6 +63,23 @@ pub enum HostRewrite {
     Endpoint,
 }
 
+/// TLS towards an upstream's endpoints.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    /// Trust anchors, client certificate, ALPN `http/1.1`, resumption.
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    /// The name sent as SNI and verified in the upstream's certificate.
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A set of upstream endpoints a route sends to.
 #[derive(Debug, Clone)]
 pub struct UpstreamSet {
@@ -82,6 +99,8 @@ pub struct UpstreamSet {
     pub max_requests: Option<u32>,
     /// Connections (in use and idle) to this upstream per core before 503 `upstream_overloaded`.
     pub max_connections: Option<u32>,
+    /// TLS to the endpoints (`None`: cleartext).
+    pub tls: Option<UpstreamTls>,
     /// Changes whenever anything per-core state depends on changes (endpoints, weights,
     /// policies): a worker keeps its state for the upstream across reloads while it is equal.
     pub fingerprint: u64,

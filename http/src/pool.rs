@@ -15,7 +15,7 @@
 //! the same guarantee from epoll readiness on idle connections; with io_uring nothing watches an
 //! idle socket for free, so we pay one cheap syscall per reuse.
 
-use monoio::net::TcpStream;
+use crate::engine::upstream::UpStream;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
@@ -56,7 +56,7 @@ impl Hasher for FxHasher {
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 struct Idle {
-    stream: TcpStream,
+    stream: UpStream,
     since: Instant,
 }
 
@@ -111,11 +111,11 @@ impl Pool {
     }
 
     /// The most recently returned live connection to `ep`, if any.
-    pub fn checkout(&mut self, ep: SocketAddr) -> Option<TcpStream> {
+    pub fn checkout(&mut self, ep: SocketAddr) -> Option<UpStream> {
         if let Some(list) = self.idle.get_mut(&ep) {
             let now = Instant::now();
-            while let Some(c) = list.pop() {
-                if now.duration_since(c.since) < self.idle_timeout && is_quiet(&c.stream) {
+            while let Some(mut c) = list.pop() {
+                if now.duration_since(c.since) < self.idle_timeout && c.stream.is_quiet() {
                     self.stats.reused += 1;
                     return Some(c.stream);
                 }
@@ -127,7 +127,7 @@ impl Pool {
     }
 
     /// Returns a connection that finished an exchange cleanly and may be reused.
-    pub fn checkin(&mut self, ep: SocketAddr, stream: TcpStream) {
+    pub fn checkin(&mut self, ep: SocketAddr, stream: UpStream) {
         if self.max_idle == 0 {
             return;
         }

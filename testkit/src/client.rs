@@ -35,10 +35,11 @@ impl Response {
     }
 }
 
-/// A client connection with a read buffer (keep-alive and pipelining tests).
-pub struct Client {
-    /// The socket.
-    pub stream: TcpStream,
+/// A client connection with a read buffer (keep-alive and pipelining tests), over a socket or
+/// any other byte stream (a TLS session: see `crate::tlsclient`).
+pub struct Client<S: Read + Write = TcpStream> {
+    /// The stream.
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -50,6 +51,16 @@ impl Client {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
         stream.set_nodelay(true).expect("nodelay");
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    /// A client over `stream` (already connected).
+    pub fn over(stream: S) -> Self {
         Client {
             stream,
             buf: Vec::new(),

@@ -2,15 +2,17 @@
 //! few lines of intent:
 //! - [`gateway`]: start a gateway in-process on an ephemeral port from config text, or the real
 //!   `ringgate` binary as a child process (for RSS and signal tests);
+//! - [`curl`]: curl as a client (HTTP/2, TLS);
 //! - [`client`]: a raw HTTP/1.1 client over `std::net::TcpStream` that sends exactly the bytes a
 //!   test writes (smuggling tests need byte control no HTTP library gives) and parses responses;
 //! - [`scripted`]: hostile or scripted upstreams on plain threads (stall, close after each
 //!   response, record raw bytes, stream large bodies);
 //! - [`stub`]: ringbench's stub upstream with test-friendly defaults;
 //! - [`pki`] and [`tlsclient`]: throwaway CAs and certificates, and a rustls client that picks
-//!   SNI, presents client certificates and resumes sessions.
+//!   SNI, presents client certificates and resumes sessions; [`tlsupstream`]: an HTTPS upstream.
 
 pub mod client;
+pub mod curl;
 pub mod files;
 pub mod gateway;
 pub mod pki;
@@ -18,3 +20,4 @@ pub mod redis;
 pub mod scripted;
 pub mod stub;
 pub mod tlsclient;
+pub mod tlsupstream;

@@ -2,11 +2,12 @@
 //! optionally presents a client certificate, keeps a session store across connections (to test
 //! resumption), and speaks enough HTTP/1.1 to read a response with a length.
 
+use crate::client::{Client, Response};
 use crate::pki::CertFiles;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -75,49 +76,20 @@ impl TlsClient {
                 .complete_io(&mut s.sock)
                 .map_err(|e| format!("handshake: {e}"))?;
         }
-        Ok(TlsSession {
-            s,
-            carry: Vec::new(),
-        })
+        Ok(TlsSession { c: Client::over(s) })
     }
 }
 
-/// A connected TLS session.
+/// A connected TLS session, read and written with the raw test client.
 pub struct TlsSession {
-    s: StreamOwned<ClientConnection, TcpStream>,
-    carry: Vec<u8>,
-}
-
-/// A response read off a TLS session.
-#[derive(Debug)]
-pub struct TlsResponse {
-    /// Status code.
-    pub status: u16,
-    /// Headers, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Vec<u8>,
-}
-
-impl TlsResponse {
-    /// The first value of header `name`.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
+    c: Client<StreamOwned<ClientConnection, TcpStream>>,
 }
 
 impl TlsSession {
     /// The certificate the server presented (DER of the leaf).
     pub fn peer_cert(&self) -> Vec<u8> {
-        self.s
+        self.c
+            .stream
             .conn
             .peer_certificates()
             .and_then(|c| c.first())
@@ -128,87 +100,46 @@ impl TlsSession {
     /// The handshake resumed a session.
     pub fn resumed(&self) -> bool {
         matches!(
-            self.s.conn.handshake_kind(),
+            self.c.stream.conn.handshake_kind(),
             Some(rustls::HandshakeKind::Resumed)
         )
     }
 
     /// The negotiated version is TLS 1.3.
     pub fn is_tls13(&self) -> bool {
-        self.s.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+        self.c.stream.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
     }
 
     /// The ALPN protocol agreed on.
     pub fn alpn(&self) -> Option<Vec<u8>> {
-        self.s.conn.alpn_protocol().map(<[u8]>::to_vec)
+        self.c.stream.conn.alpn_protocol().map(<[u8]>::to_vec)
     }
 
     /// The TLS stream itself (for another protocol on top: a WebSocket client). Bytes already
     /// read past the last response are dropped.
     pub fn into_stream(self) -> StreamOwned<ClientConnection, TcpStream> {
-        self.s
+        self.c.stream
     }
 
     /// Sends raw bytes.
     pub fn send(&mut self, raw: &[u8]) -> Result<(), String> {
-        self.s.write_all(raw).map_err(|e| format!("write: {e}"))?;
-        self.s.flush().map_err(|e| format!("flush: {e}"))
+        self.c
+            .stream
+            .write_all(raw)
+            .and_then(|()| self.c.stream.flush())
+            .map_err(|e| format!("write: {e}"))
     }
 
     /// `GET path` with `Host: host` (keep-alive), then reads the response.
-    pub fn get(&mut self, host: &str, path: &str) -> Result<TlsResponse, String> {
+    pub fn get(&mut self, host: &str, path: &str) -> Result<Response, String> {
         self.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())?;
         self.response()
     }
 
-    /// Reads one response framed by `Content-Length`.
-    pub fn response(&mut self) -> Result<TlsResponse, String> {
-        loop {
-            let mut hs = [httparse::EMPTY_HEADER; 64];
-            let mut r = httparse::Response::new(&mut hs);
-            if let httparse::Status::Complete(n) =
-                r.parse(&self.carry).map_err(|e| e.to_string())?
-            {
-                let status = r.code.unwrap_or(0);
-                let headers: Vec<(String, String)> = r
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                let len: usize = headers
-                    .iter()
-                    .find(|(k, _)| k == "content-length")
-                    .and_then(|(_, v)| v.trim().parse().ok())
-                    .unwrap_or(0);
-                while self.carry.len() < n + len {
-                    self.fill()?;
-                }
-                let body = self.carry[n..n + len].to_vec();
-                self.carry.drain(..n + len);
-                return Ok(TlsResponse {
-                    status,
-                    headers,
-                    body,
-                });
-            }
-            self.fill()?;
-        }
-    }
-
-    fn fill(&mut self) -> Result<(), String> {
-        let mut buf = [0u8; 16 * 1024];
-        match self.s.read(&mut buf) {
-            Ok(0) => Err("closed".into()),
-            Ok(n) => {
-                self.carry.extend_from_slice(&buf[..n]);
-                Ok(())
-            }
-            Err(e) => Err(format!("read: {e}")),
-        }
+    /// Reads one response (to a GET).
+    pub fn response(&mut self) -> Result<Response, String> {
+        self.c
+            .try_response_to("GET")
+            .ok_or_else(|| "closed or refused before a response".to_string())
     }
 }

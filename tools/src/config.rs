@@ -335,6 +335,9 @@ pub struct UpstreamConfig {
     /// Connections (in use and idle) per core before 503 `upstream_overloaded`.
     #[serde(default)]
     pub max_connections: Option<u32>,
+    /// TLS to the endpoints.
+    #[serde(default)]
+    pub tls: Option<crate::tls::UpstreamTlsConfig>,
     /// Active health checks (once per process, off the workers).
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,

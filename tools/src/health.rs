@@ -8,6 +8,7 @@
 //! holds any more ends by itself (it holds only a weak reference).
 
 use crate::config::HealthCheckConfig;
+use ringgate_http::gateway::UpstreamTls;
 use ringgate_http::resilience::HealthBoard;
 use ringgate_policies::balance::{HealthConfig, HealthTracker, Transition};
 use std::collections::HashMap;
@@ -24,8 +25,16 @@ fn boards() -> &'static Boards {
 }
 
 /// The health board of upstream `name` checked as `hc`, with a prober running for it.
-pub fn board_for(name: &str, endpoints: &[SocketAddr], hc: &HealthCheckConfig) -> Arc<HealthBoard> {
-    let key = format!("{name}|{endpoints:?}|{hc:?}");
+pub fn board_for(
+    name: &str,
+    endpoints: &[SocketAddr],
+    hc: &HealthCheckConfig,
+    tls: Option<&UpstreamTls>,
+) -> Arc<HealthBoard> {
+    let key = format!(
+        "{name}|{endpoints:?}|{hc:?}|{:?}",
+        tls.map(|t| &t.server_name)
+    );
     let mut map = boards().lock().unwrap_or_else(|p| p.into_inner());
     map.retain(|_, w| w.strong_count() > 0);
     if let Some(b) = map.get(&key).and_then(Weak::upgrade) {
@@ -37,13 +46,20 @@ pub fn board_for(name: &str, endpoints: &[SocketAddr], hc: &HealthCheckConfig) -
     let eps = endpoints.to_vec();
     let hc = hc.clone();
     let up = name.to_string();
+    let tls = tls.cloned();
     let _ = std::thread::Builder::new()
         .name(format!("ringgate-hc-{name}"))
-        .spawn(move || probe_loop(&up, &eps, &hc, &weak));
+        .spawn(move || probe_loop(&up, &eps, &hc, tls.as_ref(), &weak));
     board
 }
 
-fn probe_loop(name: &str, eps: &[SocketAddr], hc: &HealthCheckConfig, board: &Weak<HealthBoard>) {
+fn probe_loop(
+    name: &str,
+    eps: &[SocketAddr],
+    hc: &HealthCheckConfig,
+    tls: Option<&UpstreamTls>,
+    board: &Weak<HealthBoard>,
+) {
     let mut tracker = HealthTracker::new(
         eps.len(),
         HealthConfig {
@@ -54,7 +70,7 @@ fn probe_loop(name: &str, eps: &[SocketAddr], hc: &HealthCheckConfig, board: &We
     );
     loop {
         for (i, ep) in eps.iter().enumerate() {
-            let ok = probe(*ep, hc).is_ok();
+            let ok = probe(*ep, hc, tls).is_ok();
             let Some(b) = board.upgrade() else { return };
             match tracker.record(i, ok) {
                 Some(Transition::BecameUnhealthy) => {
@@ -81,13 +97,26 @@ fn probe_loop(name: &str, eps: &[SocketAddr], hc: &HealthCheckConfig, board: &We
     }
 }
 
-/// One probe: a 2xx or 3xx status line within the timeout is a success.
-fn probe(ep: SocketAddr, hc: &HealthCheckConfig) -> Result<(), String> {
-    let mut s = TcpStream::connect_timeout(&ep, hc.timeout).map_err(|e| e.to_string())?;
+/// One probe: a 2xx or 3xx status line within the timeout is a success. Over TLS (the
+/// upstream's own settings: CA, server name, client certificate) when the upstream has it.
+fn probe(ep: SocketAddr, hc: &HealthCheckConfig, tls: Option<&UpstreamTls>) -> Result<(), String> {
+    let s = TcpStream::connect_timeout(&ep, hc.timeout).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(hc.timeout))
         .map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(hc.timeout))
         .map_err(|e| e.to_string())?;
+    match tls {
+        None => ask(s, ep, hc),
+        Some(t) => {
+            let conn = rustls::ClientConnection::new(t.config.clone(), t.server_name.clone())
+                .map_err(|e| e.to_string())?;
+            ask(rustls::StreamOwned::new(conn, s), ep, hc)
+        }
+    }
+}
+
+/// Sends the probe request on `s` and judges the status line.
+fn ask(mut s: impl Read + Write, ep: SocketAddr, hc: &HealthCheckConfig) -> Result<(), String> {
     let host = hc.host.clone().unwrap_or_else(|| ep.to_string());
     write!(
         s,
@@ -95,6 +124,7 @@ fn probe(ep: SocketAddr, hc: &HealthCheckConfig) -> Result<(), String> {
         hc.path
     )
     .map_err(|e| e.to_string())?;
+    s.flush().map_err(|e| e.to_string())?;
     let mut buf = [0u8; 32];
     let mut n = 0;
     while n < 12 {

@@ -1,6 +1,7 @@
 //! A small blocking HTTP/1.1 client for the control plane (JWKS fetches, token introspection).
 //!
-//! Never used on a worker. Plain `http://` only until upstream TLS lands; every call is bounded
+//! Never used on a worker. Plain `http://` only (https JWKS and introspection URLs are not
+//! supported yet, though upstreams can be reached over TLS); every call is bounded
 //! by one deadline covering connect, send and the whole response, and responses are capped in
 //! size. Responses are parsed with the gateway's own strict codec.
 
@@ -25,7 +26,7 @@ impl HttpUrl {
     /// Parses `url`; only `http://` is accepted.
     pub fn parse(url: &str) -> Result<Self, String> {
         let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("{url:?}: only http:// URLs are supported (TLS to upstreams is not built yet)")
+            format!("{url:?}: only http:// URLs are supported here (https is not built for the control-plane client yet)")
         })?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),

@@ -138,11 +138,25 @@ impl Snapshot {
                 } else {
                     LbKind::WeightedRoundRobin
                 });
+            let tls = u.tls.as_ref().and_then(|t| {
+                // The name to verify: the Host sent upstream when it is fixed, else the first
+                // endpoint's host as the operator wrote it (when that is a name).
+                let from_host = match &host {
+                    HostRewrite::Set(v) => Some(v.split(':').next().unwrap_or(v).to_string()),
+                    _ => None,
+                };
+                let from_endpoint = u.endpoints.first().and_then(|e| {
+                    e.rsplit_once(':')
+                        .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
+                });
+                let default_name = from_host.or(from_endpoint);
+                crate::tls::compile_upstream(t, i, default_name.as_deref(), &mut errs)
+            });
             let health = u
                 .health_check
                 .as_ref()
                 .filter(|_| endpoints.len() == u.endpoints.len())
-                .map(|hc| crate::health::board_for(&u.name, &endpoints, hc));
+                .map(|hc| crate::health::board_for(&u.name, &endpoints, hc, tls.as_ref()));
             let policy = UpstreamPolicy {
                 lb,
                 keys: u.endpoints.clone(),
@@ -183,6 +197,7 @@ impl Snapshot {
                 hash_on: u.hash_on.as_ref().map(hash_on).unwrap_or_default(),
                 max_requests: u.max_requests,
                 max_connections: u.max_connections,
+                tls,
                 fingerprint,
             });
             upstream_policies.push(policy);

@@ -173,3 +173,123 @@ pub fn compile(
         }
     }
 }
+
+/// `[upstreams.tls]`: TLS from the gateway to an upstream's endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM bundle of the CAs the upstream's certificate must chain to (default: the host's
+    /// trusted roots).
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// The name sent as SNI and verified in the certificate (default: the upstream's
+    /// `host_header` when it is a name, else the host of its first endpoint as written).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM certificate (and chain) the gateway presents (mTLS to the upstream).
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// PEM key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<String>,
+}
+
+/// Compiles upstream `i`'s TLS settings (`default_name`: the name to verify when none is given).
+pub fn compile_upstream(
+    cfg: &UpstreamTlsConfig,
+    i: usize,
+    default_name: Option<&str>,
+    errs: &mut Vec<String>,
+) -> Option<ringgate_http::gateway::UpstreamTls> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let at = format!("upstreams[{i}].tls");
+    let name = match cfg.server_name.as_deref().or(default_name) {
+        Some(n) => match ServerName::try_from(n.to_string()) {
+            Ok(n) => n,
+            Err(e) => {
+                errs.push(format!("{at}.server_name: {n:?}: {e}"));
+                return None;
+            }
+        },
+        None => {
+            errs.push(format!(
+                "{at}.server_name: needed (the endpoints are addresses and host_header names no host)"
+            ));
+            return None;
+        }
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca {
+        Some(path) => {
+            let certs: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(path) {
+                Ok(it) => it.collect(),
+                Err(e) => {
+                    errs.push(format!("{at}.ca: {path}: {e}"));
+                    return None;
+                }
+            };
+            let (added, _) = roots.add_parsable_certificates(certs.unwrap_or_default());
+            if added == 0 {
+                errs.push(format!("{at}.ca: {path}: no usable CA certificate"));
+                return None;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                errs.push(format!(
+                    "{at}.ca: the host has no trusted roots: give a CA bundle"
+                ));
+                return None;
+            }
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = match rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    {
+        Ok(b) => b.with_root_certificates(roots),
+        Err(e) => {
+            errs.push(format!("{at}: {e}"));
+            return None;
+        }
+    };
+    let mut config = match (&cfg.client_cert, &cfg.client_key) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(c), Some(k)) => {
+            let chain: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(c) {
+                Ok(it) => it.collect(),
+                Err(e) => {
+                    errs.push(format!("{at}.client_cert: {c}: {e}"));
+                    return None;
+                }
+            };
+            let chain = chain.unwrap_or_default();
+            let key = match PrivateKeyDer::from_pem_file(k) {
+                Ok(key) => key,
+                Err(e) => {
+                    errs.push(format!("{at}.client_key: {k}: {e}"));
+                    return None;
+                }
+            };
+            match builder.with_client_auth_cert(chain, key) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    errs.push(format!("{at}.client_cert: {e}"));
+                    return None;
+                }
+            }
+        }
+        _ => {
+            errs.push(format!("{at}: client_cert and client_key go together"));
+            return None;
+        }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Some(ringgate_http::gateway::UpstreamTls {
+        config: std::sync::Arc::new(config),
+        server_name: name,
+    })
+}

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use ringgate_testkit::curl::curl;
 use ringgate_testkit::gateway::{gateway, gateway_with, test_profile, TestGateway};
 use ringgate_testkit::pki::Pki;
 use ringgate_testkit::stub::stub;
@@ -24,20 +25,6 @@ fn tls_table(pki: &Pki) -> String {
         "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]",
         api.cert_arg(),
         api.key_arg()
-    )
-}
-
-/// Runs curl; returns (success, stdout, stderr).
-fn curl(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
@@ -347,7 +334,11 @@ fn a_rapid_reset_flood_closes_the_connection() {
         Ok(Err(e)) => e,
         other => panic!("the connection survived the flood: {other:?}"),
     };
-    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err}");
+    // The GOAWAY reaches the client, or the closed socket does first (it was still writing).
+    assert!(
+        err.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || err.is_io(),
+        "closed for another reason: {err}"
+    );
     // The gateway goes on serving others.
     let url = format!("http://127.0.0.1:{}/echo", gw.addr.port());
     let (ok, _, e) = curl(&["--http2-prior-knowledge", &url]);

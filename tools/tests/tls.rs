@@ -9,13 +9,13 @@
 
 use ringbench::upstream::UpstreamHandle;
 use ringgate_testkit::client::get;
+use ringgate_testkit::curl::curl;
 use ringgate_testkit::gateway::{gateway, TestGateway};
 use ringgate_testkit::pki::{CertFiles, Pki};
 use ringgate_testkit::stub::stub;
 use ringgate_testkit::tlsclient::{Options, TlsClient};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::Duration;
 
 /// Config text: a TLS listener (`tls` is the body of its `[listeners.tls]` table), one upstream, a catch-all route (extra route keys in `route`).
@@ -43,19 +43,6 @@ fn cert_entry(c: &CertFiles) -> String {
         "{{ cert = \"{}\", key = \"{}\" }}",
         c.cert_arg(),
         c.key_arg()
-    )
-}
-
-fn curl(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 

@@ -5,10 +5,8 @@
 
 use super::drain::DrainSignal;
 use super::h2stream::H2Stream;
-use super::io::{read_append, write_range, ReadFail};
+use super::io::{read_append, read_cancelable_until, write_range, ReadFail};
 use crate::tls::{CertIdentity, TlsConn};
-use monoio::buf::{IoBufMut, SliceMut};
-use monoio::io::{CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 use std::time::Duration;
 
@@ -135,44 +133,24 @@ impl Downstream {
     }
 }
 
-/// The cancellable idle read on a socket, into the spare capacity of `buf`.
+/// The cancellable idle read on a socket, into the spare capacity of `buf`: it stops at
+/// `timeout`, or, once the worker drains, after a short grace (a client about to send its next
+/// request gets it served with `Connection: close` instead of racing a close; a quiet one is let
+/// go).
 async fn read_idle_raw(
     s: &mut TcpStream,
     buf: Vec<u8>,
     timeout: Duration,
     drain: &DrainSignal,
 ) -> (Result<usize, ReadFail>, Vec<u8>) {
-    let len = buf.len();
-    let cap = buf.capacity();
-    let canceller = Canceller::new();
-    let read = s.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
-    let mut read = std::pin::pin!(read);
-    let done: Option<(std::io::Result<usize>, SliceMut<Vec<u8>>)> = monoio::select! {
-        r = &mut read => Some(r),
-        _ = monoio::time::sleep(timeout) => None,
-        _ = drain.wait() => {
-            // Draining: a client that is about to send its next request gets it served (with
-            // `Connection: close`) instead of racing a close; one that stays quiet is let go.
-            monoio::select! {
-                r = &mut read => Some(r),
-                _ = monoio::time::sleep(DRAIN_IDLE_GRACE.min(timeout)) => None,
-            }
-        },
-    };
-    let (res, slice) = match done {
-        Some(r) => r,
-        None => {
-            let _ = canceller.cancel();
-            read.await
+    let stop = async {
+        monoio::select! {
+            _ = monoio::time::sleep(timeout) => {},
+            _ = async {
+                drain.wait().await;
+                monoio::time::sleep(DRAIN_IDLE_GRACE.min(timeout)).await;
+            } => {},
         }
     };
-    let buf = slice.into_inner();
-    match res {
-        Ok(0) => (Err(ReadFail::Eof), buf),
-        Ok(n) => (Ok(n), buf),
-        // Cancelled by the timeout or the drain: an idle close.
-        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Err(ReadFail::Timeout), buf),
-        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => (Err(ReadFail::Timeout), buf),
-        Err(e) => (Err(ReadFail::Io(e)), buf),
-    }
+    read_cancelable_until(s, buf, stop).await
 }

@@ -11,7 +11,8 @@
 //! early 413 or 401) has its answer relayed, and the client connection closes behind it.
 
 use super::conn::{refuse, Conn, Plan};
-use super::io::{connect, read_append, write_range, ReadFail};
+use super::io::ReadFail;
+use super::upstream::UpStream;
 use super::Worker;
 use crate::codec::{
     parse_response_head, BodyKind, ChunkedDecoder, ChunkedLimits, HopByHop, ResponseHead,
@@ -23,7 +24,6 @@ use crate::hygiene::{push_header, write_response_head, write_switch_head, Client
 use crate::metrics::{class_of, UpstreamStats};
 use crate::resilience::{AttemptOutcome, RouteRuntime, UpstreamRuntime};
 use crate::respond::CONTINUE_100;
-use monoio::net::TcpStream;
 use std::time::Instant;
 
 /// Bodies up to this size are copied next to their head and sent in one write.
@@ -119,7 +119,12 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         let pooled = if fresh_only {
             None
         } else {
-            w.pool.borrow_mut().checkout(endpoint)
+            // A pooled connection of the other kind (the same address reached with and
+            // without TLS by two upstreams) is not reused.
+            w.pool
+                .borrow_mut()
+                .checkout(endpoint)
+                .filter(|s| s.is_tls() == p.upstream.tls.is_some())
         };
         fresh_only = false;
         if pooled.is_none() && over_connection_cap(w, p) {
@@ -139,33 +144,35 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                 count(w, p, |u| u.reused += 1);
                 s
             }
-            None => match connect(endpoint, connect_timeout).await {
-                Ok(s) => {
-                    count(w, p, |u| u.connects += 1);
-                    s
-                }
-                Err(e) => {
-                    drop(guard);
-                    count(w, p, |u| u.connect_failures += 1);
-                    attempt_done(
-                        &mut c.tally,
-                        w,
-                        p,
-                        ep_index,
-                        AttemptOutcome::ConnectFailed,
-                        t_attempt,
-                    );
-                    let allowed = retry.is_some_and(|r| r.on_connect_failure);
-                    if let Some(next) =
-                        next_attempt(c, w, p, retry, allowed, &mut retries, &mut tried).await
-                    {
-                        (ep_index, endpoint) = next;
-                        continue;
+            None => {
+                match UpStream::connect(endpoint, p.upstream.tls.as_ref(), connect_timeout).await {
+                    Ok(s) => {
+                        count(w, p, |u| u.connects += 1);
+                        s
                     }
-                    let end = body.complete.then_some(body.end);
-                    return fail_before_response(c, w, p, &ProxyError::Connect(e), end).await;
+                    Err(e) => {
+                        drop(guard);
+                        count(w, p, |u| u.connect_failures += 1);
+                        attempt_done(
+                            &mut c.tally,
+                            w,
+                            p,
+                            ep_index,
+                            AttemptOutcome::ConnectFailed,
+                            t_attempt,
+                        );
+                        let allowed = retry.is_some_and(|r| r.on_connect_failure);
+                        if let Some(next) =
+                            next_attempt(c, w, p, retry, allowed, &mut retries, &mut tried).await
+                        {
+                            (ep_index, endpoint) = next;
+                            continue;
+                        }
+                        let end = body.complete.then_some(body.end);
+                        return fail_before_response(c, w, p, &ProxyError::Connect(e), end).await;
+                    }
                 }
-            },
+            }
         };
         let sent = send_request(c, w, p, &mut up, &mut body, inline).await;
         if let Err(e) = sent {
@@ -314,7 +321,7 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
 async fn switch_protocols<G: Gateway>(
     c: &mut Conn,
     w: &Worker<G>,
-    up: TcpStream,
+    up: UpStream,
     resp: &ResponsePlan,
     request_end: usize,
 ) -> Outcome {
@@ -547,19 +554,21 @@ async fn send_request<G: Gateway>(
     c: &mut Conn,
     w: &Worker<G>,
     p: &Plan<'_>,
-    up: &mut TcpStream,
+    up: &mut UpStream,
     body: &mut RequestBody,
     inline: bool,
 ) -> Result<(), ProxyError> {
     let t = w.settings.body_io_timeout;
     let end = c.wbuf.len();
-    let (res, buf) = write_range(up, std::mem::take(&mut c.wbuf), 0, end, t).await;
+    let (res, buf) = up.write_range(std::mem::take(&mut c.wbuf), 0, end, t).await;
     c.wbuf = buf;
     res.map_err(upstream_write_error)?;
     if inline {
         return Ok(());
     }
-    let (res, buf) = write_range(up, std::mem::take(&mut c.cbuf), p.head_len, body.end, t).await;
+    let (res, buf) = up
+        .write_range(std::mem::take(&mut c.cbuf), p.head_len, body.end, t)
+        .await;
     c.cbuf = buf;
     res.map_err(upstream_write_error)?;
     if body.complete {
@@ -573,7 +582,7 @@ async fn stream_request_body<G: Gateway>(
     c: &mut Conn,
     w: &Worker<G>,
     p: &Plan<'_>,
-    up: &mut TcpStream,
+    up: &mut UpStream,
     body: &mut RequestBody,
 ) -> Result<(), ProxyError> {
     let t = w.settings.body_io_timeout;
@@ -612,7 +621,9 @@ async fn stream_request_body<G: Gateway>(
             }
         };
         c.tally.bytes_in += take as u64;
-        let (res, buf) = write_range(up, std::mem::take(&mut c.cbuf), 0, take, t).await;
+        let (res, buf) = up
+            .write_range(std::mem::take(&mut c.cbuf), 0, take, t)
+            .await;
         c.cbuf = buf;
         res.map_err(upstream_write_error)?;
         if done {
@@ -636,7 +647,7 @@ async fn early_response<G: Gateway>(
     c: &mut Conn,
     w: &Worker<G>,
     p: &Plan<'_>,
-    up: &mut TcpStream,
+    up: &mut UpStream,
     body: &RequestBody,
     e: &ProxyError,
 ) -> Option<ResponsePlan> {
@@ -654,7 +665,7 @@ async fn read_response_head<G: Gateway>(
     c: &mut Conn,
     w: &Worker<G>,
     p: &Plan<'_>,
-    up: &mut TcpStream,
+    up: &mut UpStream,
     force_close: bool,
 ) -> Result<ResponsePlan, HeadFail> {
     let timeout = p
@@ -723,7 +734,9 @@ async fn read_response_head<G: Gateway>(
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let (res, buf) = read_append(up, std::mem::take(&mut c.ubuf), Some(left)).await;
+        let (res, buf) = up
+            .read_append(std::mem::take(&mut c.ubuf), Some(left))
+            .await;
         c.ubuf = buf;
         match res {
             Ok(_) => seen_any = true,
@@ -835,7 +848,7 @@ async fn relay_response<G: Gateway>(
     c: &mut Conn,
     w: &Worker<G>,
     p: &Plan<'_>,
-    mut up: TcpStream,
+    mut up: UpStream,
     r: &ResponsePlan,
 ) -> Result<(), ProxyError> {
     let t = w.settings.body_io_timeout;
@@ -907,7 +920,7 @@ async fn relay_response<G: Gateway>(
                 t.min(left)
             }
         };
-        let (res, buf) = read_append(&mut up, std::mem::take(&mut c.ubuf), Some(t)).await;
+        let (res, buf) = up.read_append(std::mem::take(&mut c.ubuf), Some(t)).await;
         c.ubuf = buf;
         match res {
             Ok(_) => {}

@@ -5,7 +5,7 @@
 //! HTTP/1.1 stays on rent I/O; only connections that negotiated `h2` pay for this mode.
 
 use monoio::net::tcp::stream_poll::TcpStreamPoll;
-use rustls::ServerConnection;
+use rustls::Connection;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -29,7 +29,7 @@ pub(crate) enum H2Io {
 /// A rustls session over a poll-io socket.
 pub(crate) struct TlsIo {
     io: TcpStreamPoll,
-    tls: ServerConnection,
+    tls: Connection,
     /// Ciphertext read buffer (`rx[rx_start..rx_end]` not yet given to rustls).
     rx: Box<[u8]>,
     rx_start: usize,
@@ -48,7 +48,7 @@ impl H2Io {
     }
 
     /// TLS, with `pending` ciphertext already read and not yet given to rustls.
-    pub(crate) fn tls(io: TcpStreamPoll, tls: ServerConnection, pending: &[u8]) -> Self {
+    pub(crate) fn tls(io: TcpStreamPoll, tls: Connection, pending: &[u8]) -> Self {
         let mut rx = vec![0u8; RX_BYTES.max(pending.len())].into_boxed_slice();
         rx[..pending.len()].copy_from_slice(pending);
         H2Io::Tls(Box::new(TlsIo {

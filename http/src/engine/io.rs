@@ -57,6 +57,17 @@ pub async fn read_cancelable(
     buf: Vec<u8>,
     timeout: Duration,
 ) -> (Result<usize, ReadFail>, Vec<u8>) {
+    read_cancelable_until(s, buf, monoio::time::sleep(timeout)).await
+}
+
+/// Reads into the spare capacity of `buf` until `stop` completes, then cancels the read
+/// cleanly (waiting for the cancellation, so no received byte is lost). A stopped read is
+/// [`ReadFail::Timeout`].
+pub async fn read_cancelable_until(
+    s: &mut impl CancelableAsyncReadRent,
+    buf: Vec<u8>,
+    stop: impl std::future::Future<Output = ()>,
+) -> (Result<usize, ReadFail>, Vec<u8>) {
     let len = buf.len();
     let cap = buf.capacity();
     debug_assert!(len < cap, "read_cancelable needs spare capacity");
@@ -65,7 +76,7 @@ pub async fn read_cancelable(
     let mut read = std::pin::pin!(read);
     let done: Option<(io::Result<usize>, SliceMut<Vec<u8>>)> = monoio::select! {
         r = &mut read => Some(r),
-        _ = monoio::time::sleep(timeout) => None,
+        _ = stop => None,
     };
     let (res, slice) = match done {
         Some(r) => r,

@@ -26,6 +26,7 @@ mod observe;
 mod slots;
 mod tls;
 mod tunnel;
+pub mod upstream;
 
 use crate::accesslog::{AccessLog, AccessLogWriter};
 use crate::codec::HeadLimits;

@@ -2,15 +2,17 @@
 //! the gateway stops reading HTTP and copies bytes both ways until both sides are done.
 //!
 //! Each side's socket is split into a read half and a write half, so the two directions run as
-//! two loops joined in the connection's own task (no spawn, no lock). A TLS client shares its
-//! rustls session between the halves through a `RefCell` borrowed only between awaits. When one
-//! direction ends (its source closed), the other peer is told by a half-close (`close_notify`
-//! over TLS) and the other direction gets a short grace to finish. Reads wait with cancellable
-//! reads, so the idle check never loses a received byte; the tunnel closes after
+//! two loops joined in the connection's own task (no spawn, no lock). A TLS side (client or
+//! upstream) shares its rustls session between its halves through a `RefCell` borrowed only
+//! between awaits. When one direction ends (its source closed), the other peer is told by a
+//! half-close (`close_notify` over TLS) and the other direction gets a short grace to finish.
+//! Reads wait with cancellable reads, so the idle check never loses a received byte; the tunnel
+//! closes after
 //! `timeouts.tunnel_idle` without a byte either way.
 
 use super::downstream::Downstream;
 use super::io::{read_cancelable, write_range, ReadFail};
+use super::upstream::UpStream;
 use crate::tls::stream::{TlsReadHalf, TlsWriteHalf};
 use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
@@ -91,7 +93,7 @@ struct Shared {
 /// capacities are the copy buffers.
 pub(crate) async fn run(
     client: Downstream,
-    up: TcpStream,
+    up: UpStream,
     to_up: Vec<u8>,
     to_client: Vec<u8>,
     t: TunnelTimeouts,
@@ -107,14 +109,23 @@ pub(crate) async fn run(
         }
         Downstream::H2(_) | Downstream::Closed => return Moved::default(),
     };
-    let (ur, uw) = up.into_split();
+    let (ur, uw) = match up {
+        UpStream::Plain(s) => {
+            let (r, w) = s.into_split();
+            (Rd::Tcp(r), Wr::Tcp(w))
+        }
+        UpStream::Tls(s) => {
+            let (r, w) = s.into_split();
+            (Rd::Tls(r), Wr::Tls(w))
+        }
+    };
     let shared = Shared {
         last: Cell::new(Instant::now()),
         half_closed: Cell::new(None),
     };
     let (to_upstream, to_client) = monoio::join!(
-        pump(cr, Wr::Tcp(uw), to_up, &shared, t),
-        pump(Rd::Tcp(ur), cw, to_client, &shared, t)
+        pump(cr, uw, to_up, &shared, t),
+        pump(ur, cw, to_client, &shared, t)
     );
     Moved {
         to_upstream,

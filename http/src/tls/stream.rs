@@ -11,7 +11,8 @@ use super::identity::CertIdentity;
 use crate::engine::io::{read_append, read_cancelable, write_all, ReadFail};
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf};
 use monoio::net::TcpStream;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 use std::cell::RefCell;
 use std::io::{self, BufRead, Write};
 use std::rc::Rc;
@@ -120,7 +121,9 @@ pub enum HandshakeFail {
 /// A TLS connection past its handshake.
 pub struct TlsConn {
     tcp: TcpStream,
-    tls: ServerConnection,
+    /// The session: the server side of a client connection, or the client side of an upstream
+    /// one.
+    tls: Connection,
     /// Ciphertext read and not yet given to rustls.
     rx: Vec<u8>,
     /// Ciphertext to write (reused).
@@ -148,13 +151,61 @@ impl TlsConn {
             ServerConnection::new(config).map_err(|e| HandshakeFail::Failed(FailReason::of(&e)))?;
         let mut c = TlsConn {
             tcp,
-            tls,
+            tls: Connection::Server(tls),
             rx: Vec::with_capacity(RX_BYTES),
             tx: Vec::new(),
             identity: None,
         };
-        let deadline = Instant::now() + timeout;
-        let mut first = true;
+        match c.handshake(Instant::now() + timeout, true).await {
+            Ok(()) => {}
+            Err(HandshakeFail::Failed(FailReason::PlainHttp)) => {
+                return Err(HandshakeFail::PlainHttp(c.tcp))
+            }
+            Err(e) => return Err(e),
+        }
+        c.identity = c
+            .tls
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| CertIdentity::from_der(leaf.as_ref()));
+        Ok(c)
+    }
+
+    /// Runs the client side of a handshake on `tcp` (a connection to an upstream) with server
+    /// name `name`, within `timeout`.
+    pub async fn connect(
+        tcp: TcpStream,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+        timeout: Duration,
+    ) -> Result<TlsConn, io::Error> {
+        let tls = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        let mut c = TlsConn {
+            tcp,
+            tls: Connection::Client(tls),
+            rx: Vec::with_capacity(RX_BYTES),
+            tx: Vec::new(),
+            identity: None,
+        };
+        match c.handshake(Instant::now() + timeout, false).await {
+            Ok(()) => Ok(c),
+            Err(HandshakeFail::Failed(FailReason::Timeout)) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "tls handshake timed out",
+            )),
+            Err(HandshakeFail::Failed(r)) => Err(io::Error::other(format!(
+                "tls handshake failed: {}",
+                r.as_str()
+            ))),
+            Err(HandshakeFail::PlainHttp(_)) => Err(io::Error::other("not tls")),
+        }
+    }
+
+    /// Drives the handshake to its end by `deadline`. `server`: the peer is a client (a plain
+    /// HTTP request is told apart).
+    async fn handshake(&mut self, deadline: Instant, server: bool) -> Result<(), HandshakeFail> {
+        let c = self;
+        let mut first = server;
         while c.tls.is_handshaking() {
             if c.tls.wants_write() {
                 c.flush(deadline)
@@ -180,12 +231,13 @@ impl TlsConn {
                 }
                 // A TLS record starts with 0x16 (handshake); an upper-case letter is a method.
                 if first && c.rx.first().is_some_and(u8::is_ascii_uppercase) {
-                    return Err(HandshakeFail::PlainHttp(c.tcp));
+                    // The caller, which owns the socket, hands it back.
+                    return Err(HandshakeFail::Failed(FailReason::PlainHttp));
                 }
                 first = false;
             }
             if let Err(e) = c.feed() {
-                // rustls queued an alert telling the client why; send it, briefly.
+                // rustls queued an alert telling the peer why; send it, briefly.
                 let _ = c.flush(Instant::now() + CLOSE_GRACE).await;
                 return Err(HandshakeFail::Failed(match e {
                     Feed::Tls(e) => FailReason::of(&e),
@@ -197,17 +249,19 @@ impl TlsConn {
         if c.tls.wants_write() && c.flush(deadline).await.is_err() {
             return Err(HandshakeFail::Failed(FailReason::Io));
         }
-        c.identity = c
-            .tls
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|leaf| CertIdentity::from_der(leaf.as_ref()));
-        Ok(c)
+        Ok(())
     }
 
     /// The ALPN protocol agreed on, if any.
     pub fn alpn(&self) -> Option<&[u8]> {
         self.tls.alpn_protocol()
+    }
+
+    /// True when nothing waits to be read and the peer has not closed, checked without reading
+    /// (a pooled upstream connection: see [`crate::pool::is_quiet`]). Ciphertext already read and
+    /// not yet decrypted counts as waiting.
+    pub fn is_quiet(&mut self) -> bool {
+        !self.has_plaintext() && crate::pool::is_quiet(&self.tcp)
     }
 
     /// The handshake resumed an earlier session (a ticket).
@@ -327,7 +381,7 @@ impl TlsConn {
 
     /// The socket, the session, and ciphertext read but not yet given to rustls: for a protocol
     /// driven by poll-style I/O (HTTP/2).
-    pub fn into_parts(self) -> (TcpStream, ServerConnection, Vec<u8>) {
+    pub fn into_parts(self) -> (TcpStream, Connection, Vec<u8>) {
         (self.tcp, self.tls, self.rx)
     }
 
@@ -379,7 +433,7 @@ impl Feed {
 }
 
 /// Moves decrypted bytes into `buf`'s spare capacity. `Ok(0)`: none yet.
-fn take_plaintext(tls: &mut ServerConnection, buf: &mut Vec<u8>) -> Result<usize, ReadFail> {
+fn take_plaintext(tls: &mut Connection, buf: &mut Vec<u8>) -> Result<usize, ReadFail> {
     let mut total = 0;
     let mut reader = tls.reader();
     while buf.len() < buf.capacity() {
@@ -402,7 +456,7 @@ fn take_plaintext(tls: &mut ServerConnection, buf: &mut Vec<u8>) -> Result<usize
 }
 
 /// Gives rustls the ciphertext in `rx` (what it took is removed).
-fn feed(tls: &mut ServerConnection, rx: &mut Vec<u8>) -> Result<(), Feed> {
+fn feed(tls: &mut Connection, rx: &mut Vec<u8>) -> Result<(), Feed> {
     let mut used = 0;
     while used < rx.len() {
         let mut src = &rx[used..];
@@ -423,7 +477,7 @@ fn feed(tls: &mut ServerConnection, rx: &mut Vec<u8>) -> Result<(), Feed> {
 }
 
 /// Encrypts what rustls has queued into `tx`.
-fn encrypt(tls: &mut ServerConnection, tx: &mut Vec<u8>) -> io::Result<()> {
+fn encrypt(tls: &mut Connection, tx: &mut Vec<u8>) -> io::Result<()> {
     while tls.wants_write() {
         tls.write_tls(tx)?;
     }
@@ -433,14 +487,14 @@ fn encrypt(tls: &mut ServerConnection, tx: &mut Vec<u8>) -> io::Result<()> {
 /// The read side of a TLS connection split for a tunnel (see [`TlsConn::into_split`]).
 pub struct TlsReadHalf {
     tcp: OwnedReadHalf<TcpStream>,
-    tls: Rc<RefCell<ServerConnection>>,
+    tls: Rc<RefCell<Connection>>,
     rx: Vec<u8>,
 }
 
 /// The write side of a TLS connection split for a tunnel.
 pub struct TlsWriteHalf {
     tcp: OwnedWriteHalf<TcpStream>,
-    tls: Rc<RefCell<ServerConnection>>,
+    tls: Rc<RefCell<Connection>>,
     tx: Vec<u8>,
 }
 

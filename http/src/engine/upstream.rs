@@ -1,0 +1,81 @@
+//! The upstream side of an exchange: a cleartext connection, or a TLS session over one when the
+//! upstream says so (`[upstreams.tls]`). Pooled and reused the same way either way; the exchange
+//! reads and writes through this one type.
+
+use super::io::{connect, read_append, write_range, ReadFail};
+use crate::gateway::UpstreamTls;
+use crate::tls::TlsConn;
+use monoio::net::TcpStream;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A connection to an upstream endpoint.
+pub enum UpStream {
+    /// Cleartext.
+    Plain(TcpStream),
+    /// TLS, past its handshake.
+    Tls(Box<TlsConn>),
+}
+
+impl UpStream {
+    /// Connects to `addr` (and runs the TLS handshake when `tls` is given), all within
+    /// `timeout`.
+    pub(crate) async fn connect(
+        addr: SocketAddr,
+        tls: Option<&UpstreamTls>,
+        timeout: Duration,
+    ) -> io::Result<UpStream> {
+        let start = Instant::now();
+        let tcp = connect(addr, timeout).await?;
+        match tls {
+            None => Ok(UpStream::Plain(tcp)),
+            Some(t) => {
+                let left = timeout.saturating_sub(start.elapsed());
+                let conn =
+                    TlsConn::connect(tcp, t.config.clone(), t.server_name.clone(), left).await?;
+                Ok(UpStream::Tls(Box::new(conn)))
+            }
+        }
+    }
+
+    /// Whether it speaks TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, UpStream::Tls(_))
+    }
+
+    /// True when nothing waits to be read and the peer has not closed (an idle pooled
+    /// connection still good to reuse).
+    pub(crate) fn is_quiet(&mut self) -> bool {
+        match self {
+            UpStream::Plain(s) => crate::pool::is_quiet(s),
+            UpStream::Tls(t) => t.is_quiet(),
+        }
+    }
+
+    /// Reads into the spare capacity of `buf`; see [`super::io::read_append`].
+    pub(crate) async fn read_append(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> (Result<usize, ReadFail>, Vec<u8>) {
+        match self {
+            UpStream::Plain(s) => read_append(s, buf, timeout).await,
+            UpStream::Tls(t) => t.read_append(buf, timeout).await,
+        }
+    }
+
+    /// Writes `buf[start..end]` completely, within `timeout`.
+    pub(crate) async fn write_range(
+        &mut self,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+        timeout: Duration,
+    ) -> (io::Result<()>, Vec<u8>) {
+        match self {
+            UpStream::Plain(s) => write_range(s, buf, start, end, timeout).await,
+            UpStream::Tls(t) => t.write_range(buf, start, end, timeout).await,
+        }
+    }
+}

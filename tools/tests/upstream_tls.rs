@@ -1,0 +1,155 @@
+//! TLS from the gateway to upstreams: the upstream's certificate is verified against the
+//! configured CA under the configured (or derived) server name, which is also the SNI sent;
+//! connections are pooled and reused (one handshake for many requests); a client certificate is
+//! presented when configured (mTLS to the upstream); a certificate the CA did not sign, or a
+//! required client certificate left out, fails the request with 502.
+
+#![allow(clippy::unwrap_used)]
+
+use ringgate_testkit::client::get;
+use ringgate_testkit::gateway::gateway;
+use ringgate_testkit::pki::Pki;
+use ringgate_testkit::tlsupstream::tls_upstream;
+use std::net::SocketAddr;
+
+fn config(up: SocketAddr, upstream_extra: &str, tls: &str) -> String {
+    format!(
+        "version = \"up-tls\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"secure\"\nendpoints = [\"{up}\"]\n{upstream_extra}\n[upstreams.tls]\n{tls}\n[[routes]]\nid = \"all\"\npath = {{ prefix = \"/\" }}\nupstream = \"secure\"\n"
+    )
+}
+
+#[test]
+fn requests_reach_a_verified_tls_upstream_over_pooled_connections() {
+    let pki = Pki::new();
+    let cert = pki.server("internal", &["api.internal"]);
+    let up = tls_upstream(&cert, None);
+    let ca = pki.server_ca_path().display().to_string();
+    let gw = gateway(&config(
+        up.addr,
+        "",
+        &format!("ca = \"{ca}\"\nserver_name = \"api.internal\""),
+    ));
+    for _ in 0..20 {
+        let r = get(gw.addr, "a", "/x");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "sni=api.internal client_cert=false");
+    }
+    assert_eq!(
+        up.handshakes(),
+        1,
+        "the TLS connection is pooled and reused"
+    );
+    // The name can come from a fixed Host header.
+    let gw2 = gateway(&config(
+        up.addr,
+        "host_header = \"api.internal\"",
+        &format!("ca = \"{ca}\""),
+    ));
+    assert_eq!(
+        get(gw2.addr, "a", "/x").text(),
+        "sni=api.internal client_cert=false"
+    );
+}
+
+#[test]
+fn a_certificate_that_does_not_verify_is_a_502() {
+    let pki = Pki::new();
+    let cert = pki.server("internal", &["api.internal"]);
+    let up = tls_upstream(&cert, None);
+    let ca = pki.server_ca_path().display().to_string();
+    // Wrong name.
+    let gw = gateway(&config(
+        up.addr,
+        "",
+        &format!("ca = \"{ca}\"\nserver_name = \"other.internal\""),
+    ));
+    let r = get(gw.addr, "a", "/x");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("upstream_connect_failed"), "{}", r.text());
+    // Wrong CA (the client CA did not sign the server's certificate).
+    let wrong = pki.client_ca_path().display().to_string();
+    let gw = gateway(&config(
+        up.addr,
+        "",
+        &format!("ca = \"{wrong}\"\nserver_name = \"api.internal\""),
+    ));
+    assert_eq!(get(gw.addr, "a", "/x").status, 502);
+}
+
+#[test]
+fn a_client_certificate_is_presented_when_configured() {
+    let pki = Pki::new();
+    let cert = pki.server("internal", &["api.internal"]);
+    let up = tls_upstream(&cert, Some(&pki.client_ca_path()));
+    let ca = pki.server_ca_path().display().to_string();
+    let me = pki.client("gateway", "ringgate", None, true);
+    let gw = gateway(&config(
+        up.addr,
+        "",
+        &format!(
+            "ca = \"{ca}\"\nserver_name = \"api.internal\"\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+            me.cert_arg(),
+            me.key_arg()
+        ),
+    ));
+    let r = get(gw.addr, "a", "/x");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "sni=api.internal client_cert=true");
+    // Without it, the upstream refuses the handshake (TLS 1.3: on the first read): 502.
+    let gw = gateway(&config(
+        up.addr,
+        "",
+        &format!("ca = \"{ca}\"\nserver_name = \"api.internal\""),
+    ));
+    assert_eq!(get(gw.addr, "a", "/x").status, 502);
+}
+
+#[test]
+fn bad_upstream_tls_settings_are_refused() {
+    let pki = Pki::new();
+    let ca = pki.server_ca_path().display().to_string();
+    let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for (tls, want) in [
+        (
+            "ca = \"/nonexistent.pem\"\nserver_name = \"a\"".to_string(),
+            "upstreams[0].tls.ca",
+        ),
+        (
+            format!("ca = \"{ca}\"\nclient_cert = \"/x.pem\"\nserver_name = \"a\""),
+            "go together",
+        ),
+        (
+            format!("ca = \"{ca}\"\nserver_name = \"not a name!\""),
+            "server_name",
+        ),
+    ] {
+        let e = ringgate::snapshot_from_text(&config(up, "", &tls))
+            .err()
+            .unwrap_or_else(|| panic!("{tls} should be refused"))
+            .to_string();
+        assert!(e.contains(want), "{tls}: {e}");
+    }
+}
+
+#[test]
+fn health_checks_probe_a_tls_upstream_over_tls() {
+    let pki = Pki::new();
+    let cert = pki.server("internal", &["api.internal"]);
+    let up = tls_upstream(&cert, None);
+    let ca = pki.server_ca_path().display().to_string();
+    let text = format!(
+        "version = \"hc-tls\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"secure\"\nendpoints = [\"{}\"]\n[upstreams.tls]\nca = \"{ca}\"\nserver_name = \"api.internal\"\n[upstreams.health_check]\npath = \"/healthz\"\ninterval = \"50ms\"\ntimeout = \"500ms\"\nunhealthy_threshold = 1\n[[routes]]\nid = \"all\"\npath = {{ prefix = \"/\" }}\nupstream = \"secure\"\n",
+        up.addr
+    );
+    let gw = gateway(&text);
+    // Probes run over TLS (each a new handshake); a probe in cleartext would fail and the
+    // only endpoint would be marked down after one.
+    let t0 = std::time::Instant::now();
+    while up.handshakes() < 4 && t0.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(up.handshakes() >= 4, "probes: {}", up.handshakes());
+    for _ in 0..5 {
+        assert_eq!(get(gw.addr, "a", "/x").status, 200);
+    }
+}
