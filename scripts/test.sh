@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 # The rate-limit tests start their own redis-server on a free port.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -15,10 +16,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 # The metrics test checks /metrics with the reference Prometheus text parser; the auth tests make
-# their keys with `cryptography` and cross-check tokens signed by PyJWT.
-if ! python3 -c 'import prometheus_client, jwt, cryptography' 2>/dev/null; then
-  echo "== installing: prometheus-client, pyjwt, cryptography (PyPI)"
-  python3 -m pip install --quiet --disable-pip-version-check prometheus-client pyjwt cryptography
+# their keys with `cryptography` and cross-check tokens signed by PyJWT; the gRPC tests run a
+# grpcio client and server; the HTTP/2 tests drive h2load.
+if ! python3 -c 'import prometheus_client, jwt, cryptography, grpc' 2>/dev/null; then
+  echo "== installing: prometheus-client, pyjwt, cryptography, grpcio (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check prometheus-client pyjwt cryptography grpcio
 fi
 
 echo "== cargo fmt --check"

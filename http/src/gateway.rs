@@ -101,6 +101,9 @@ pub struct UpstreamSet {
     pub max_connections: Option<u32>,
     /// TLS to the endpoints (`None`: cleartext).
     pub tls: Option<UpstreamTls>,
+    /// The endpoints speak HTTP/2 (h2c prior knowledge, or ALPN `h2` over TLS), with at most
+    /// this many streams per connection; `None`: HTTP/1.1.
+    pub h2_streams: Option<u32>,
     /// Changes whenever anything per-core state depends on changes (endpoints, weights,
     /// policies): a worker keeps its state for the upstream across reloads while it is equal.
     pub fingerprint: u64,

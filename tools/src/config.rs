@@ -338,6 +338,13 @@ pub struct UpstreamConfig {
     /// TLS to the endpoints.
     #[serde(default)]
     pub tls: Option<crate::tls::UpstreamTlsConfig>,
+    /// `"http1"` (default) or `"h2"`: HTTP/2 to the endpoints (h2c with prior knowledge, or
+    /// ALPN `h2` with `tls`), multiplexed (gRPC services).
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// With `protocol = "h2"`: streams per connection before another is opened (default 100).
+    #[serde(default)]
+    pub max_streams_per_connection: Option<u32>,
     /// Active health checks (once per process, off the workers).
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,

@@ -138,6 +138,22 @@ impl Snapshot {
                 } else {
                     LbKind::WeightedRoundRobin
                 });
+            let h2_streams = match u.protocol.as_deref() {
+                None | Some("http1") => None,
+                Some("h2") if u.health_check.is_some() => {
+                    errs.push(format!(
+                        "upstreams[{i}].health_check: probes speak HTTP/1.1, not available for protocol = \"h2\" yet"
+                    ));
+                    None
+                }
+                Some("h2") => Some(u.max_streams_per_connection.unwrap_or(100).max(1)),
+                Some(other) => {
+                    errs.push(format!(
+                        "upstreams[{i}].protocol: {other:?} is not \"http1\" or \"h2\""
+                    ));
+                    None
+                }
+            };
             let tls = u.tls.as_ref().and_then(|t| {
                 // The name to verify: the Host sent upstream when it is fixed, else the first
                 // endpoint's host as the operator wrote it (when that is a name).
@@ -150,7 +166,13 @@ impl Snapshot {
                         .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
                 });
                 let default_name = from_host.or(from_endpoint);
-                crate::tls::compile_upstream(t, i, default_name.as_deref(), &mut errs)
+                crate::tls::compile_upstream(
+                    t,
+                    i,
+                    default_name.as_deref(),
+                    h2_streams.is_some(),
+                    &mut errs,
+                )
             });
             let health = u
                 .health_check
@@ -198,6 +220,7 @@ impl Snapshot {
                 max_requests: u.max_requests,
                 max_connections: u.max_connections,
                 tls,
+                h2_streams,
                 fingerprint,
             });
             upstream_policies.push(policy);

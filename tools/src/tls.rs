@@ -199,6 +199,7 @@ pub fn compile_upstream(
     cfg: &UpstreamTlsConfig,
     i: usize,
     default_name: Option<&str>,
+    h2: bool,
     errs: &mut Vec<String>,
 ) -> Option<ringgate_http::gateway::UpstreamTls> {
     use rustls::pki_types::pem::PemObject;
@@ -287,7 +288,11 @@ pub fn compile_upstream(
             return None;
         }
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![if h2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
     Some(ringgate_http::gateway::UpstreamTls {
         config: std::sync::Arc::new(config),
         server_name: name,

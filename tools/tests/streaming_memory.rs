@@ -132,3 +132,61 @@ fn a_chunked_upload_of_100_mb_streams_too() {
         peak - base
     );
 }
+
+#[test]
+fn a_100_mb_upload_and_download_over_http2_stream_with_bounded_memory() {
+    // curl as the HTTP/2 client (prior knowledge, cleartext): 100 MB up, then 100 MB down.
+    let up = bulk();
+    let gw = proxy_to(up.addr);
+    let base = gw.rss_kib();
+    let url = format!("http://{}/upload", gw.addr);
+    let mut child = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-T",
+            "-",
+            "-X",
+            "POST",
+            &url,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        let block = vec![b'u'; 65536];
+        let mut left = HUNDRED_MB;
+        while left > 0 {
+            let k = left.min(block.len() as u64) as usize;
+            stdin.write_all(&block[..k]).expect("upload block");
+            left -= k as u64;
+        }
+    }
+    let out = child.wait_with_output().expect("curl ends");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), HUNDRED_MB.to_string());
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download} %{http_version}",
+            &format!("http://{}/download?bytes={HUNDRED_MB}", gw.addr),
+        ])
+        .output()
+        .expect("curl runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{HUNDRED_MB} 2")
+    );
+    let peak = gw.peak_rss_kib();
+    eprintln!("ringgate RSS over HTTP/2: {base} KiB at start, {peak} KiB peak after 2 x 100 MB");
+    assert!(
+        peak.saturating_sub(base) < 32 * 1024,
+        "peak RSS grew by {} KiB",
+        peak - base
+    );
+}

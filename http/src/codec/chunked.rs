@@ -124,6 +124,8 @@ pub struct ChunkedDecoder {
     payload_len: u64,
     /// Set once the input is refused.
     failed: Option<CodecError>,
+    /// The trailer section's bytes, when asked to keep them.
+    trailers: Option<Vec<u8>>,
 }
 
 impl ChunkedDecoder {
@@ -138,7 +140,31 @@ impl ChunkedDecoder {
             trailer_len: 0,
             payload_len: 0,
             failed: None,
+            trailers: None,
         }
+    }
+
+    /// A decoder that also keeps the trailer section (to relay trailer fields in another
+    /// protocol: HTTP/2 trailers).
+    pub fn keeping_trailers(limits: ChunkedLimits) -> Self {
+        ChunkedDecoder {
+            trailers: Some(Vec::new()),
+            ..Self::new(limits)
+        }
+    }
+
+    /// The trailer fields kept so far (`name: value` lines without the final empty line), when
+    /// made with [`keeping_trailers`](Self::keeping_trailers).
+    pub fn trailer_fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.trailers
+            .as_deref()
+            .unwrap_or_default()
+            .split(|&b| b == b'\n')
+            .filter_map(|line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let colon = line.iter().position(|&b| b == b':')?;
+                Some((&line[..colon], line[colon + 1..].trim_ascii()))
+            })
     }
 
     /// Validates the next bytes of the body. Consumes up to the end of the body, never past it.
@@ -215,6 +241,9 @@ impl ChunkedDecoder {
                     return Err(Kind::TrailerTooLarge);
                 }
                 self.state = trailer(self.state, b)?;
+                if let Some(t) = self.trailers.as_mut() {
+                    t.push(b);
+                }
             }
             DataCr => {
                 self.state = if b == b'\r' {
@@ -563,6 +592,28 @@ mod tests {
     fn valid_trailer_fields_are_accepted() {
         assert!(accepted(b"0\r\nX-Sum: abc\r\nEmpty:\r\nT:\tv w \r\n\r\n"));
         assert!(accepted(b"0\r\nX: \xff\xfe\r\n\r\n"));
+    }
+
+    #[test]
+    fn kept_trailers_are_listed_as_fields() {
+        let mut d = ChunkedDecoder::keeping_trailers(ChunkedLimits::default());
+        let input = b"3\r\nabc\r\n0\r\ngrpc-status: 0\r\ngrpc-message: ok then\r\n\r\n";
+        // Fed a byte at a time: the section is kept across calls.
+        for b in input.iter() {
+            d.feed(std::slice::from_ref(b)).expect("valid");
+        }
+        assert!(d.is_done());
+        let fields: Vec<(&[u8], &[u8])> = d.trailer_fields().collect();
+        assert_eq!(
+            fields,
+            vec![
+                (&b"grpc-status"[..], &b"0"[..]),
+                (&b"grpc-message"[..], &b"ok then"[..])
+            ]
+        );
+        let mut plain = ChunkedDecoder::new(ChunkedLimits::default());
+        plain.feed(input).expect("valid");
+        assert_eq!(plain.trailer_fields().count(), 0);
     }
 
     #[test]

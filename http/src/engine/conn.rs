@@ -81,6 +81,8 @@ pub(crate) struct Conn {
     pub(crate) path: Vec<u8>,
     /// The client opened with the HTTP/2 preface.
     pub(crate) h2c: bool,
+    /// The current request is a gRPC call (refusals then carry `grpc-status`).
+    pub(crate) grpc: bool,
 }
 
 /// What the exchange needs to know about the current request.
@@ -111,6 +113,8 @@ pub(crate) struct Plan<'s> {
     pub(crate) start: Instant,
     /// A WebSocket upgrade the upstream is asked for.
     pub(crate) websocket: bool,
+    /// The client's `grpc-timeout`, if it sent one.
+    pub(crate) grpc_timeout: Option<Duration>,
 }
 
 enum Step<'s> {
@@ -189,6 +193,7 @@ async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Wo
         ubuf: Vec::with_capacity(cap),
         path: Vec::with_capacity(256),
         h2c: false,
+        grpc: false,
     };
     let mut served_any = false;
     loop {
@@ -346,6 +351,15 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         bytes_in: req.head_len as u64,
         ..Tally::default()
     };
+    let mut grpc_timeout = None;
+    c.grpc = false;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-type") {
+            c.grpc = h.value.starts_with(b"application/grpc");
+        } else if h.name.eq_ignore_ascii_case("grpc-timeout") {
+            grpc_timeout = crate::respond::parse_grpc_timeout(h.value.trim_ascii());
+        }
+    }
     if w.settings.trace {
         c.trace.assign(req.headers, &mut w.ids.borrow_mut());
     }
@@ -577,6 +591,7 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         upstream_metric: up.metric,
         start: Instant::now(),
         websocket,
+        grpc_timeout,
     })
 }
 
@@ -611,6 +626,7 @@ fn client_cert_identity(auth: &mut AuthOutput, id: &crate::tls::CertIdentity) {
 /// Starts the record of a request whose head could not be parsed (a 400, or a 408 on a partial
 /// head): no method, path or client ids, so fresh ids.
 fn begin_unparsed<G: Gateway>(c: &mut Conn, w: &Worker<G>, bytes_in: u64) {
+    c.grpc = false;
     c.tally = Tally {
         bytes_in,
         ..Tally::default()
@@ -700,7 +716,11 @@ pub(crate) async fn refuse<G: Gateway>(
     }
     c.extra.extend_from_slice(&c.policy_headers);
     c.policy_headers.clear();
-    write_refusal(&mut c.wbuf, &r, close, http10 && !close, &c.extra);
+    if c.grpc {
+        crate::respond::write_grpc_refusal(&mut c.wbuf, &r, close, &c.extra);
+    } else {
+        write_refusal(&mut c.wbuf, &r, close, http10 && !close, &c.extra);
+    }
     send_made(c, w, r.status, r.code).await
 }
 

@@ -44,6 +44,14 @@ impl Downstream {
         }
     }
 
+    /// An HTTP/2 stream's request body as frames (see [`H2Stream::take_body`]).
+    pub(crate) fn take_h2_body(&mut self) -> Option<h2::RecvStream> {
+        match self {
+            Downstream::H2(s) => s.take_body(),
+            _ => None,
+        }
+    }
+
     /// Reads into the spare capacity of `buf`; see [`super::io::read_append`].
     pub(crate) async fn read_append(
         &mut self,

@@ -66,6 +66,9 @@ enum HeadFail {
 /// Runs the exchange for the planned request whose head is in `c.cbuf` and whose upstream head
 /// is in `c.wbuf`.
 pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'_>) -> Outcome {
+    if let Some(max_streams) = p.upstream.h2_streams {
+        return super::h2up::exchange(c, w, p, max_streams).await;
+    }
     let mut body = match inspect_body(c, p) {
         Ok(b) => b,
         Err(e) => return fail_before_response(c, w, p, &e, None).await,
@@ -480,7 +483,7 @@ impl<G: Gateway> Drop for ConnGuard<'_, G> {
 
 /// Counts into the upstream's metrics (when metrics are on).
 #[inline]
-fn count<G: Gateway>(w: &Worker<G>, p: &Plan<'_>, f: impl FnOnce(&mut UpstreamStats)) {
+pub(super) fn count<G: Gateway>(w: &Worker<G>, p: &Plan<'_>, f: impl FnOnce(&mut UpstreamStats)) {
     if w.settings.metrics {
         f(w.metrics.borrow_mut().upstream(p.upstream_metric));
     }
@@ -676,6 +679,9 @@ async fn read_response_head<G: Gateway>(
     if let Some(total) = p.route.total_timeout {
         deadline = deadline.min(p.start + total);
     }
+    if let Some(g) = p.grpc_timeout {
+        deadline = deadline.min(p.start + g);
+    }
     let max_head = w.settings.limits.max_head_bytes.max(16 * 1024);
     c.ubuf.clear();
     let mut seen_any = false;
@@ -761,7 +767,7 @@ async fn read_response_head<G: Gateway>(
 
 /// Fills `c.extra` with the header lines the gateway adds to the response: the request id, and
 /// `Server-Timing` when the route asks for it.
-fn fill_response_extra<G: Gateway>(
+pub(super) fn fill_response_extra<G: Gateway>(
     extra: &mut Vec<u8>,
     trace: &crate::trace::RequestTrace,
     tally: &super::conn::Tally,
@@ -987,7 +993,7 @@ async fn relay_response<G: Gateway>(
 /// Answers a failure that happened before any response byte reached the client. When the
 /// request's body was fully consumed (`consumed_to` is where it ended) and the client keeps
 /// alive, the connection goes on after the error response; otherwise it closes.
-async fn fail_before_response<G: Gateway>(
+pub(super) async fn fail_before_response<G: Gateway>(
     c: &mut Conn,
     w: &Worker<G>,
     p: &Plan<'_>,

@@ -39,7 +39,8 @@ enum Out {
 
 /// The stream as a client connection.
 pub(crate) struct H2Stream {
-    recv: RecvStream,
+    /// The request body (taken by an exchange that streams it itself: HTTP/2 upstreams).
+    recv: Option<RecvStream>,
     respond: Option<SendResponse<Bytes>>,
     send: Option<SendStream<Bytes>>,
     /// The rendered request head; `head[head_pos..]` not given yet.
@@ -150,7 +151,7 @@ impl H2Stream {
         };
         head.extend_from_slice(b"\r\n");
         Ok(H2Stream {
-            recv,
+            recv: Some(recv),
             respond: Some(respond),
             send: None,
             head,
@@ -165,6 +166,17 @@ impl H2Stream {
             proto,
             identity,
         })
+    }
+
+    /// Takes the request body as HTTP/2 frames, for an exchange that relays it itself (an
+    /// HTTP/2 upstream, concurrently with the response: bidirectional streaming). `None` once
+    /// part of the body was given as HTTP/1.1 bytes, or when there is none.
+    pub(crate) fn take_body(&mut self) -> Option<RecvStream> {
+        if self.body_given || !self.pending.is_empty() || self.head_pos != 0 {
+            return None;
+        }
+        self.body_given = true;
+        self.recv.take()
     }
 
     /// `https` or `http`, as the connection.
@@ -202,7 +214,10 @@ impl H2Stream {
             if self.body_given {
                 return (Err(ReadFail::Eof), buf);
             }
-            let next = std::future::poll_fn(|cx| self.recv.poll_data(cx));
+            let Some(recv) = self.recv.as_mut() else {
+                return (Err(ReadFail::Eof), buf);
+            };
+            let next = std::future::poll_fn(|cx| recv.poll_data(cx));
             let got = match timeout {
                 Some(t) => match monoio::time::timeout(t, next).await {
                     Ok(r) => r,
@@ -214,7 +229,7 @@ impl H2Stream {
                 Some(Ok(data)) => {
                     // The window opens again as the loop takes the data: what the client may
                     // send unread stays bounded by the stream window.
-                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    let _ = recv.flow_control().release_capacity(data.len());
                     if data.is_empty() {
                         continue;
                     }
@@ -228,7 +243,7 @@ impl H2Stream {
                 None => {
                     self.body_given = true;
                     if self.chunked {
-                        let trailers = std::future::poll_fn(|cx| self.recv.poll_trailers(cx));
+                        let trailers = std::future::poll_fn(|cx| recv.poll_trailers(cx));
                         let trailers = match timeout {
                             Some(t) => monoio::time::timeout(t, trailers).await.ok(),
                             None => Some(trailers.await),
@@ -318,11 +333,25 @@ impl H2Stream {
                         .feed_with(data, |d| body.extend_from_slice(d))
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     data = &data[prog.consumed..];
+                    let trailers = if prog.done {
+                        trailer_map(dec)
+                    } else {
+                        HeaderMap::new()
+                    };
                     if prog.done {
                         self.out = Out::Done;
                     }
-                    if !body.is_empty() || prog.done {
-                        self.send(body.freeze(), prog.done, t).await?;
+                    let end = prog.done && trailers.is_empty();
+                    if !body.is_empty() || end {
+                        self.send(body.freeze(), end, t).await?;
+                    }
+                    if prog.done && !trailers.is_empty() {
+                        // Trailer fields (gRPC's status) end the stream as HTTP/2 trailers.
+                        self.send
+                            .as_mut()
+                            .ok_or_else(|| io::Error::other("no response stream"))?
+                            .send_trailers(trailers)
+                            .map_err(io::Error::other)?;
                     }
                     if prog.done {
                         data = &[];
@@ -386,7 +415,9 @@ impl H2Stream {
         self.out = if no_body {
             Out::Done
         } else if chunked {
-            Out::Chunked(Box::new(ChunkedDecoder::new(ChunkedLimits::default())))
+            Out::Chunked(Box::new(ChunkedDecoder::keeping_trailers(
+                ChunkedLimits::default(),
+            )))
         } else {
             match length {
                 Some(0) => Out::Done,
@@ -466,4 +497,20 @@ impl H2Stream {
         }
         self.out = Out::Done;
     }
+}
+
+/// The trailer fields a chunked body ended with, as an HTTP/2 header map (names lower-cased;
+/// connection-specific and malformed fields left out).
+fn trailer_map(dec: &ChunkedDecoder) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in dec.trailer_fields() {
+        let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(&k.to_ascii_lowercase()),
+            HeaderValue::from_bytes(v),
+        ) else {
+            continue;
+        };
+        map.append(k, v);
+    }
+    map
 }

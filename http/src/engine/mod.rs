@@ -21,6 +21,7 @@ mod exchange;
 mod h2conn;
 mod h2io;
 mod h2stream;
+mod h2up;
 pub mod io;
 mod observe;
 mod slots;
@@ -140,6 +141,8 @@ pub(crate) struct Worker<G: Gateway> {
     pub(crate) hub: Arc<MetricsHub>,
     /// Upgraded tunnels open now.
     pub(crate) tunnels: std::cell::Cell<usize>,
+    /// HTTP/2 connections to upstreams.
+    pub(crate) h2up: RefCell<h2up::H2Clients>,
 }
 
 /// Runs one worker until the process stops: accept on every listener of `ctx`, serve each
@@ -171,6 +174,7 @@ pub async fn run_worker<G: Gateway>(
         drain: DrainSignal::default(),
         hub: services.hub.clone(),
         tunnels: std::cell::Cell::new(0),
+        h2up: RefCell::new(h2up::H2Clients::default()),
     });
     let mut accepts = Vec::new();
     for (ordinal, std_listener) in ctx.listeners {

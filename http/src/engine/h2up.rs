@@ -1,0 +1,627 @@
+//! HTTP/2 to upstreams marked `protocol = "h2"` (gRPC services): per-core multiplexed
+//! connections, each carrying up to the upstream's stream cap, and the exchange of one request
+//! over a stream of one of them.
+//!
+//! The request loop has already planned the request and written its upstream head in HTTP/1.1
+//! form (header hygiene, identity and forwarding fields applied); that head becomes the stream's
+//! HEADERS. The body is streamed from the client as DATA frames, under the upstream's flow
+//! control. The response goes back to the client as an HTTP/1.1 response with chunked framing,
+//! its trailers (gRPC's `grpc-status`) as the chunked trailer section, which an HTTP/2 client
+//! receives again as trailers. A `grpc-timeout` from the client bounds the whole call.
+//!
+//! Connections are opened on demand, driven by one task each, and dropped from the pool when
+//! their driver ends (GOAWAY, error). A pooled connection's slot count is per core: no lock.
+
+use super::conn::{Conn, Plan};
+use super::exchange::{count, fail_before_response, fill_response_extra, Outcome};
+use super::h2io::H2Io;
+use super::io::{connect, ReadFail};
+use super::Worker;
+use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
+use crate::error::ProxyError;
+use crate::gateway::{Gateway, UpstreamSet};
+use crate::hygiene::push_header;
+use crate::tls::TlsConn;
+use bytes::{Bytes, BytesMut};
+use h2::client::SendRequest;
+use monoio::io::IntoPollIo;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// One core's HTTP/2 connections to upstream endpoints.
+#[derive(Default)]
+pub(crate) struct H2Clients {
+    conns: HashMap<SocketAddr, Vec<H2Client>>,
+    /// Connections being opened: requests that arrive meanwhile wait for one of these (up to its
+    /// stream cap) instead of each opening its own.
+    opening: HashMap<SocketAddr, Vec<Rc<Opening>>>,
+}
+
+/// A connection being opened.
+struct Opening {
+    /// Streams promised to it (its opener's and the waiters').
+    promised: Cell<u32>,
+    /// Set when it is up (`true`) or failed (`false`).
+    outcome: Cell<Option<bool>>,
+}
+
+struct H2Client {
+    send: SendRequest<Bytes>,
+    /// Streams open on it now.
+    active: Rc<Cell<u32>>,
+    /// Its driver ended: it takes no new stream.
+    dead: Rc<Cell<bool>>,
+}
+
+/// A stream slot on a connection, released on drop.
+struct Lease {
+    send: SendRequest<Bytes>,
+    active: Rc<Cell<u32>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.active.set(self.active.get().saturating_sub(1));
+    }
+}
+
+impl H2Clients {
+    /// A slot on a live connection to `ep` with fewer than `max` streams open.
+    fn pick(&mut self, ep: SocketAddr, max: u32) -> Option<Lease> {
+        let list = self.conns.get_mut(&ep)?;
+        list.retain(|c| !c.dead.get());
+        let c = list.iter().find(|c| c.active.get() < max)?;
+        c.active.set(c.active.get() + 1);
+        Some(Lease {
+            send: c.send.clone(),
+            active: c.active.clone(),
+        })
+    }
+}
+
+/// A slot to `ep`: on a pooled connection, or a new one (within `timeout`).
+async fn acquire<G: Gateway>(
+    w: &Worker<G>,
+    up: &UpstreamSet,
+    ep: SocketAddr,
+    max: u32,
+    timeout: Duration,
+) -> io::Result<(Lease, bool)> {
+    if let Some(l) = w.h2up.borrow_mut().pick(ep, max) {
+        return Ok((l, true));
+    }
+    let start = Instant::now();
+    let joined = w.h2up.borrow().opening.get(&ep).and_then(|list| {
+        list.iter()
+            .find(|o| o.promised.get() < max && o.outcome.get().is_none())
+            .cloned()
+    });
+    if let Some(o) = joined {
+        o.promised.set(o.promised.get() + 1);
+        // The opener's task sets the outcome; other tasks cannot wake this one (no waker is
+        // shared), so it looks again every millisecond, a handshake's time at most.
+        while o.outcome.get().is_none() && start.elapsed() < timeout {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+        o.promised.set(o.promised.get().saturating_sub(1));
+        if let Some(l) = w.h2up.borrow_mut().pick(ep, max) {
+            return Ok((l, true));
+        }
+    }
+    let opening = Rc::new(Opening {
+        promised: Cell::new(1),
+        outcome: Cell::new(None),
+    });
+    w.h2up
+        .borrow_mut()
+        .opening
+        .entry(ep)
+        .or_default()
+        .push(opening.clone());
+    let opened = open(w, up, ep, timeout.saturating_sub(start.elapsed())).await;
+    opening.outcome.set(Some(opened.is_ok()));
+    {
+        let mut clients = w.h2up.borrow_mut();
+        if let Some(list) = clients.opening.get_mut(&ep) {
+            list.retain(|o| !Rc::ptr_eq(o, &opening));
+            if list.is_empty() {
+                clients.opening.remove(&ep);
+            }
+        }
+    }
+    opened.map(|l| (l, false))
+}
+
+/// Opens a connection to `ep` and takes its first stream slot.
+async fn open<G: Gateway>(
+    w: &Worker<G>,
+    up: &UpstreamSet,
+    ep: SocketAddr,
+    timeout: Duration,
+) -> io::Result<Lease> {
+    let start = Instant::now();
+    let tcp = connect(ep, timeout).await?;
+    let io = match &up.tls {
+        None => {
+            let poll = tcp.into_poll_io()?;
+            H2Io::plain(poll, Vec::new())
+        }
+        Some(t) => {
+            let left = timeout.saturating_sub(start.elapsed());
+            let conn = TlsConn::connect(tcp, t.config.clone(), t.server_name.clone(), left).await?;
+            if conn.alpn() != Some(b"h2") {
+                return Err(io::Error::other("the upstream did not agree to h2 (ALPN)"));
+            }
+            let (tcp, session, pending) = conn.into_parts();
+            H2Io::tls(tcp.into_poll_io()?, session, &pending)
+        }
+    };
+    let s = &w.settings.http2;
+    let mut b = h2::client::Builder::new();
+    b.initial_window_size(s.stream_window_bytes)
+        .initial_connection_window_size(s.connection_window_bytes)
+        .max_frame_size(s.max_frame_bytes)
+        .max_send_buffer_size(s.max_send_buffer_bytes as usize);
+    let left = timeout.saturating_sub(start.elapsed());
+    let (send, driver) = match monoio::time::timeout(left, b.handshake::<_, Bytes>(io)).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return Err(io::Error::other(e)),
+        Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+    };
+    let dead = Rc::new(Cell::new(false));
+    let dead2 = dead.clone();
+    monoio::spawn(async move {
+        let _ = driver.await;
+        dead2.set(true);
+    });
+    let active = Rc::new(Cell::new(1));
+    w.h2up
+        .borrow_mut()
+        .conns
+        .entry(ep)
+        .or_default()
+        .push(H2Client {
+            send: send.clone(),
+            active: active.clone(),
+            dead,
+        });
+    Ok(Lease { send, active })
+}
+
+/// Fields of an HTTP/1.1 head that have no place in HTTP/2.
+fn connection_specific(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "host",
+    ]
+    .iter()
+    .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// The upstream request, from the HTTP/1.1 head the loop wrote into `wbuf`.
+fn build_request(wbuf: &[u8], up: &UpstreamSet, grpc: bool) -> Result<http::Request<()>, String> {
+    let mut hs = [httparse::EMPTY_HEADER; crate::codec::MAX_HEADERS];
+    let mut r = httparse::Request::new(&mut hs);
+    match r.parse(wbuf) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err("upstream head".into()),
+    }
+    let host = r
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        .unwrap_or_default();
+    let scheme = if up.tls.is_some() { "https" } else { "http" };
+    let uri = format!("{scheme}://{host}{}", r.path.unwrap_or("/"));
+    let mut b = http::Request::builder()
+        .method(r.method.unwrap_or("GET"))
+        .uri(uri);
+    for h in r.headers.iter() {
+        if connection_specific(h.name) {
+            continue;
+        }
+        b = b.header(h.name, h.value);
+    }
+    if grpc {
+        // gRPC servers expect it: the client understands trailers.
+        b = b.header("te", "trailers");
+    }
+    b.body(()).map_err(|e| e.to_string())
+}
+
+/// Runs the planned request over HTTP/2 to the upstream.
+pub(super) async fn exchange<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    max_streams: u32,
+) -> Outcome {
+    let io_t = w.settings.body_io_timeout;
+    let mut deadline = Instant::now()
+        + p.route
+            .response_timeout
+            .unwrap_or(w.settings.response_timeout);
+    if let Some(total) = p.route.total_timeout {
+        deadline = deadline.min(p.start + total);
+    }
+    if let Some(g) = p.grpc_timeout {
+        deadline = deadline.min(p.start + g);
+    }
+    let req = match build_request(&c.wbuf, p.upstream, c.grpc) {
+        Ok(r) => r,
+        Err(_) => {
+            let e = ProxyError::UpstreamIo(io::Error::other("upstream request"));
+            return fail_before_response(c, w, p, &e, None).await;
+        }
+    };
+    // The head is in `wbuf`; the client's bytes left are the body (and pipelined requests).
+    c.cbuf.drain(..p.head_len.min(c.cbuf.len()));
+    let t0 = Instant::now();
+    c.tally.upstream = Some(p.endpoint);
+    c.tally.upstream_start = Some(t0);
+    let connect_t = p
+        .route
+        .connect_timeout
+        .unwrap_or(w.settings.connect_timeout);
+    let (lease, reused) = match acquire(w, p.upstream, p.endpoint, max_streams, connect_t).await {
+        Ok(l) => l,
+        Err(e) => {
+            count(w, p, |u| u.connect_failures += 1);
+            c.tally.upstream_ok = Some(false);
+            return fail_before_response(c, w, p, &ProxyError::Connect(e), None).await;
+        }
+    };
+    count(w, p, |u| {
+        if reused {
+            u.reused += 1
+        } else {
+            u.connects += 1
+        }
+    });
+    let ready = monoio::time::timeout(connect_t, lease.send.clone().ready()).await;
+    let mut send = match ready {
+        Ok(Ok(s)) => s,
+        _ => {
+            c.tally.upstream_ok = Some(false);
+            let e = ProxyError::UpstreamIo(io::Error::other("h2 connection not ready"));
+            return fail_before_response(c, w, p, &e, None).await;
+        }
+    };
+    let no_body = matches!(p.body, BodyKind::Empty);
+    let (resp, mut body_tx) = match send.send_request(req, no_body) {
+        Ok(x) => x,
+        Err(e) => {
+            c.tally.upstream_ok = Some(false);
+            let e = ProxyError::UpstreamIo(io::Error::other(e));
+            return fail_before_response(c, w, p, &e, None).await;
+        }
+    };
+    // An HTTP/2 client's body goes as frames, at the same time as the response comes back
+    // (bidirectional streaming); an HTTP/1.1 client's is sent whole first.
+    let frames = if no_body {
+        None
+    } else {
+        c.stream.take_h2_body()
+    };
+    if let Some(mut recv) = frames {
+        let outcome = {
+            let pump = std::pin::pin!(pump_frames(&mut recv, &mut body_tx, io_t));
+            let mut answer = std::pin::pin!(answer(c, w, p, resp, deadline));
+            monoio::select! {
+                // The response is complete: what is left of the client's stream is not needed.
+                o = &mut answer => o,
+                // The client's stream ended (or broke): the response goes on alone.
+                _ = pump => answer.await,
+            }
+        };
+        drop(lease);
+        return outcome;
+    }
+    if !no_body {
+        if let Err(e) = send_body(c, p, &mut body_tx, io_t).await {
+            body_tx.send_reset(h2::Reason::CANCEL);
+            c.tally.upstream_ok = Some(false);
+            return fail_before_response(c, w, p, &e, None).await;
+        }
+    }
+    let outcome = answer(c, w, p, resp, deadline).await;
+    drop(lease);
+    outcome
+}
+
+/// Waits for the response head (by `deadline`) and relays the response.
+async fn answer<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    resp: h2::client::ResponseFuture,
+    deadline: Instant,
+) -> Outcome {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let resp = match monoio::time::timeout(left, resp).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            c.tally.upstream_ok = Some(false);
+            let e = ProxyError::UpstreamIo(io::Error::other(e));
+            return fail_before_response(c, w, p, &e, None).await;
+        }
+        Err(_) => {
+            c.tally.upstream_ok = Some(false);
+            return fail_before_response(c, w, p, &ProxyError::UpstreamTimeout, None).await;
+        }
+    };
+    c.tally.upstream_ok = Some(resp.status().as_u16() < 500);
+    let outcome = relay(c, w, p, resp, deadline).await;
+    if let Some(t) = c.tally.upstream_start {
+        c.tally.upstream_us = Some(t.elapsed().as_micros() as u64);
+    }
+    outcome
+}
+
+/// Relays an HTTP/2 client's body frames (and trailers) to the upstream stream as they come.
+async fn pump_frames(
+    recv: &mut h2::RecvStream,
+    tx: &mut h2::SendStream<Bytes>,
+    t: Duration,
+) -> io::Result<()> {
+    loop {
+        // No deadline of its own: the call's deadline ends the exchange (and drops this).
+        match std::future::poll_fn(|cx| recv.poll_data(cx)).await {
+            Some(Ok(data)) => {
+                let n = data.len();
+                send_data(tx, data, false, t).await?;
+                let _ = recv.flow_control().release_capacity(n);
+            }
+            Some(Err(e)) => return Err(io::Error::other(e)),
+            None => break,
+        }
+    }
+    match std::future::poll_fn(|cx| recv.poll_trailers(cx)).await {
+        Ok(Some(map)) => tx.send_trailers(map).map_err(io::Error::other),
+        Ok(None) => tx.send_data(Bytes::new(), true).map_err(io::Error::other),
+        Err(e) => Err(io::Error::other(e)),
+    }
+}
+
+/// Streams the request body from the client to the upstream stream.
+async fn send_body(
+    c: &mut Conn,
+    p: &Plan<'_>,
+    tx: &mut h2::SendStream<Bytes>,
+    t: Duration,
+) -> Result<(), ProxyError> {
+    let mut decoder = match p.body {
+        BodyKind::Chunked => Some(ChunkedDecoder::new(ChunkedLimits::default())),
+        _ => None,
+    };
+    let mut left = match p.body {
+        BodyKind::Length(n) => n,
+        _ => u64::MAX,
+    };
+    loop {
+        // Take what the buffer holds of the body.
+        let (data, consumed, done) = match decoder.as_mut() {
+            Some(d) => {
+                let mut out = BytesMut::new();
+                let prog = d.feed_with(&c.cbuf, |x| out.extend_from_slice(x))?;
+                (out.freeze(), prog.consumed, prog.done)
+            }
+            None => {
+                let n = (c.cbuf.len() as u64).min(left) as usize;
+                left -= n as u64;
+                (Bytes::copy_from_slice(&c.cbuf[..n]), n, left == 0)
+            }
+        };
+        c.cbuf.drain(..consumed);
+        c.tally.bytes_in += consumed as u64;
+        send_data(tx, data, done, t)
+            .await
+            .map_err(ProxyError::UpstreamIo)?;
+        if done {
+            return Ok(());
+        }
+        let (res, buf) = c
+            .stream
+            .read_append(std::mem::take(&mut c.cbuf), Some(t))
+            .await;
+        c.cbuf = buf;
+        match res {
+            Ok(_) => {}
+            Err(ReadFail::Timeout) => return Err(ProxyError::ClientStalled),
+            Err(ReadFail::Eof) => {
+                return Err(ProxyError::ClientIo(io::ErrorKind::UnexpectedEof.into()))
+            }
+            Err(ReadFail::Io(e)) => return Err(ProxyError::ClientIo(e)),
+        }
+    }
+}
+
+/// Sends `data` as the peer's window allows.
+async fn send_data(
+    tx: &mut h2::SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+    t: Duration,
+) -> io::Result<()> {
+    if data.is_empty() {
+        return if end {
+            tx.send_data(data, true).map_err(io::Error::other)
+        } else {
+            Ok(())
+        };
+    }
+    while !data.is_empty() {
+        tx.reserve_capacity(data.len());
+        let cap = std::future::poll_fn(|cx| tx.poll_capacity(cx));
+        let cap = match monoio::time::timeout(t, cap).await {
+            Ok(Some(Ok(n))) => n,
+            Ok(Some(Err(e))) => return Err(io::Error::other(e)),
+            Ok(None) => return Err(io::ErrorKind::BrokenPipe.into()),
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        };
+        if cap == 0 {
+            continue;
+        }
+        let piece = data.split_to(cap.min(data.len()));
+        tx.send_data(piece, end && data.is_empty())
+            .map_err(io::Error::other)?;
+    }
+    Ok(())
+}
+
+/// Writes the response to the client: the head, the body chunked, the trailers.
+async fn relay<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    resp: http::Response<h2::RecvStream>,
+    deadline: Instant,
+) -> Outcome {
+    let t = w.settings.body_io_timeout;
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status.as_u16();
+    count(w, p, |u| u.responses[crate::metrics::class_of(status)] += 1);
+    c.tally.status = status;
+    fill_response_extra(&mut c.extra, &c.trace, &c.tally, w, p);
+    c.extra.extend_from_slice(&c.policy_headers);
+    // A response that ended with its headers (gRPC's trailers-only form: the status is in
+    // them) goes on as one, with no body framing to turn into DATA frames downstream.
+    let trailers_only = body.is_end_stream();
+    let no_body = p.is_head || status == 204 || status == 304 || trailers_only;
+    // HTTP/1.0 clients know no chunked framing: the body ends with the connection.
+    let chunked = !no_body && !p.http10;
+    let close = !p.keep_alive || p.http10 || w.shutdown.is_stopping();
+    c.wbuf.clear();
+    c.wbuf.extend_from_slice(b"HTTP/1.1 ");
+    crate::respond::push_u64(&mut c.wbuf, u64::from(status));
+    c.wbuf.push(b' ');
+    c.wbuf
+        .extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    c.wbuf.extend_from_slice(b"\r\n");
+    for (k, v) in &parts.headers {
+        if connection_specific(k.as_str()) || k == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        push_header(&mut c.wbuf, k.as_str().as_bytes(), v.as_bytes());
+    }
+    if chunked {
+        c.wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if trailers_only && !p.is_head {
+        c.wbuf.extend_from_slice(b"content-length: 0\r\n");
+    } else if no_body {
+        if let Some(v) = parts.headers.get(http::header::CONTENT_LENGTH) {
+            push_header(&mut c.wbuf, b"content-length", v.as_bytes());
+        }
+    }
+    c.wbuf.extend_from_slice(&c.extra);
+    if close {
+        c.wbuf.extend_from_slice(b"connection: close\r\n");
+    }
+    c.wbuf.extend_from_slice(b"\r\n");
+    let n = c.wbuf.len();
+    let (res, buf) = c
+        .stream
+        .write_range(std::mem::take(&mut c.wbuf), 0, n, t)
+        .await;
+    c.wbuf = buf;
+    if res.is_err() {
+        return Outcome::Close;
+    }
+    c.tally.bytes_out += n as u64;
+    if no_body {
+        return if close {
+            Outcome::Close
+        } else {
+            Outcome::KeepAlive
+        };
+    }
+    loop {
+        let left = deadline
+            .max(Instant::now() + t)
+            .saturating_duration_since(Instant::now());
+        let next = std::future::poll_fn(|cx| body.poll_data(cx));
+        let got = match monoio::time::timeout(left.min(t), next).await {
+            Ok(g) => g,
+            Err(_) => {
+                c.stream.reset_on_close();
+                return Outcome::Close;
+            }
+        };
+        match got {
+            Some(Ok(data)) => {
+                let _ = body.flow_control().release_capacity(data.len());
+                if data.is_empty() {
+                    continue;
+                }
+                c.wbuf.clear();
+                if chunked {
+                    c.wbuf
+                        .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                }
+                c.wbuf.extend_from_slice(&data);
+                if chunked {
+                    c.wbuf.extend_from_slice(b"\r\n");
+                }
+                let n = c.wbuf.len();
+                let (res, buf) = c
+                    .stream
+                    .write_range(std::mem::take(&mut c.wbuf), 0, n, t)
+                    .await;
+                c.wbuf = buf;
+                if res.is_err() {
+                    return Outcome::Close;
+                }
+                c.tally.bytes_out += n as u64;
+            }
+            Some(Err(_)) => {
+                c.tally.upstream_ok = Some(false);
+                c.stream.reset_on_close();
+                return Outcome::Close;
+            }
+            None => break,
+        }
+    }
+    let trailers = std::future::poll_fn(|cx| body.poll_trailers(cx));
+    let trailers = match monoio::time::timeout(t, trailers).await {
+        Ok(Ok(tr)) => tr,
+        _ => {
+            c.stream.reset_on_close();
+            return Outcome::Close;
+        }
+    };
+    if chunked {
+        c.wbuf.clear();
+        c.wbuf.extend_from_slice(b"0\r\n");
+        if let Some(map) = &trailers {
+            for (k, v) in map {
+                push_header(&mut c.wbuf, k.as_str().as_bytes(), v.as_bytes());
+            }
+        }
+        c.wbuf.extend_from_slice(b"\r\n");
+        let n = c.wbuf.len();
+        let (res, buf) = c
+            .stream
+            .write_range(std::mem::take(&mut c.wbuf), 0, n, t)
+            .await;
+        c.wbuf = buf;
+        if res.is_err() {
+            return Outcome::Close;
+        }
+        c.tally.bytes_out += n as u64;
+    }
+    if close || !chunked {
+        Outcome::Close
+    } else {
+        Outcome::KeepAlive
+    }
+}

@@ -1,0 +1,225 @@
+//! gRPC end to end: a real gRPC client and server (grpcio, Python) through the gateway, HTTP/2 on
+//! both sides. Unary, server-streaming, client-streaming and bidirectional calls (one of them in
+//! lockstep: each message sent only after the previous answer), a 3 MB message,
+//! status codes and trailers passed through, an unknown method; gateway-made errors as gRPC
+//! statuses (a rate limit is RESOURCE_EXHAUSTED); `grpc-timeout` honoured as the deadline
+//! (DEADLINE_EXCEEDED from the gateway, seen by an h2 client that sets no deadline of its own);
+//! the same over TLS (ALPN h2) from the client.
+
+#![allow(clippy::unwrap_used)]
+
+use ringgate_testkit::gateway::gateway;
+use ringgate_testkit::pki::Pki;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc");
+
+/// The Python gRPC server; killed on drop.
+struct GrpcServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl GrpcServer {
+    fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With `[cert, key]`: over TLS.
+    fn start_with(args: &[&str]) -> Self {
+        let mut child = Command::new("python3")
+            .arg(format!("{DIR}/server.py"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the gRPC server (pip install grpcio)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().parse().expect("the server prints its port");
+        GrpcServer {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        }
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(up: SocketAddr, tls: &str, route_extra: &str) -> String {
+    config_up(up, tls, "", route_extra)
+}
+
+/// With extra upstream keys (`upstream_extra`, e.g. its `[upstreams.tls]` table).
+fn config_up(up: SocketAddr, tls: &str, upstream_extra: &str, route_extra: &str) -> String {
+    format!(
+        "version = \"grpc\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n{tls}\n[[upstreams]]\nname = \"grpc\"\nendpoints = [\"{up}\"]\nprotocol = \"h2\"\n{upstream_extra}\n[[routes]]\nid = \"svc\"\npath = {{ prefix = \"/\" }}\nupstream = \"grpc\"\n{route_extra}\n"
+    )
+}
+
+/// Runs the Python client against `target`; returns its JSON report.
+fn client(args: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(format!("{DIR}/client.py"))
+        .args(args)
+        .output()
+        .expect("python3 runs the gRPC client");
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON line")
+}
+
+fn check_calls(r: &serde_json::Value) {
+    assert_eq!(r["echo"]["value"], "hello", "{r}");
+    assert_eq!(r["echo"]["trailer"], "yes", "trailers pass through: {r}");
+    assert_eq!(r["big"], 3_000_000, "{r}");
+    let count: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+    assert_eq!(r["count"], serde_json::json!(count), "{r}");
+    assert_eq!(r["total"], "100005", "{r}");
+    assert_eq!(r["chat"], serde_json::json!(["a", "b", "c"]), "{r}");
+    assert_eq!(
+        r["pingpong"],
+        serde_json::json!(["0", "1", "2", "3", "4"]),
+        "interleaved bidi: {r}"
+    );
+    assert_eq!(r["fail"]["code"], "NOT_FOUND", "{r}");
+    assert_eq!(r["fail"]["message"], "nope", "{r}");
+    assert_eq!(r["unknown"]["code"], "UNIMPLEMENTED", "{r}");
+}
+
+#[test]
+fn grpc_calls_of_every_kind_pass_through_h2c() {
+    let server = GrpcServer::start();
+    let gw = gateway(&config(server.addr, "", ""));
+    let r = client(&[&gw.addr.to_string()]);
+    check_calls(&r);
+}
+
+#[test]
+fn grpc_over_tls_from_the_client() {
+    let pki = Pki::new();
+    let api = pki.server("api", &["api.example"]);
+    let tls = format!(
+        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]",
+        api.cert_arg(),
+        api.key_arg()
+    );
+    let server = GrpcServer::start();
+    let gw = gateway(&config(server.addr, &tls, ""));
+    let ca = pki.server_ca_path().display().to_string();
+    let r = client(&[&gw.addr.to_string(), "--tls", &ca, "api.example"]);
+    check_calls(&r);
+}
+
+#[test]
+fn gateway_errors_are_grpc_statuses() {
+    let server = GrpcServer::start();
+    let limited = "rate_limits = [\"calls\"]\n[[rate_limits]]\nname = \"calls\"\nkey = \"route\"\nrate = 0.001\nburst = 3\n";
+    let gw = gateway(&config(server.addr, "", limited));
+    let r = client(&[&gw.addr.to_string()]);
+    // The first calls pass; once the burst is spent, the limit answers for the gateway.
+    assert_eq!(r["echo"]["value"], "hello", "{r}");
+    let limited = ["total", "chat", "pingpong", "fail", "unknown"]
+        .iter()
+        .filter(|k| r[**k]["code"] == "RESOURCE_EXHAUSTED" && r[**k]["message"] == "rate_limited")
+        .count();
+    assert!(limited >= 3, "{r}");
+    assert_eq!(r["unknown"]["code"], "RESOURCE_EXHAUSTED", "{r}");
+    // An upstream that is down: UNAVAILABLE.
+    let dead: SocketAddr = format!("127.0.0.1:{}", ringgate_testkit::gateway::free_port())
+        .parse()
+        .unwrap();
+    let gw2 = gateway(&config(dead, "", ""));
+    let r = client(&[&gw2.addr.to_string()]);
+    assert_eq!(r["echo"]["code"], "UNAVAILABLE", "{r}");
+    assert_eq!(r["echo"]["message"], "upstream_connect_failed", "{r}");
+}
+
+#[test]
+fn grpc_timeout_is_the_deadline() {
+    let server = GrpcServer::start();
+    let gw = gateway(&config(server.addr, "", ""));
+    let addr = gw.addr;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, grpc_status, took) = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::post(format!("http://{addr}/test.Svc/Slow"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-timeout", "300m")
+            .body(())
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        let (resp, mut body) = client.send_request(req, false).unwrap();
+        // One gRPC message: uncompressed, 2 bytes.
+        body.send_data(
+            bytes::Bytes::from_static(&[0, 0, 0, 0, 2, b'h', b'i']),
+            true,
+        )
+        .unwrap();
+        let resp = resp.await.unwrap();
+        let status = resp.status().as_u16();
+        // Trailers-only: grpc-status is in the headers.
+        let grpc = resp
+            .headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, grpc, t0.elapsed())
+    });
+    assert_eq!(status, 200);
+    assert_eq!(grpc_status.as_deref(), Some("4"), "DEADLINE_EXCEEDED");
+    eprintln!("deadline answered after {took:?} (grpc-timeout 300m, the call takes 2 s)");
+}
+
+#[test]
+fn grpc_to_a_tls_upstream_negotiates_h2() {
+    let pki = Pki::new();
+    let internal = pki.server("internal", &["grpc.internal"]);
+    let server = GrpcServer::start_with(&[internal.cert_arg(), internal.key_arg()]);
+    let up_tls = format!(
+        "[upstreams.tls]\nca = \"{}\"\nserver_name = \"grpc.internal\"",
+        pki.server_ca_path().display()
+    );
+    let gw = gateway(&config_up(server.addr, "", &up_tls, ""));
+    let r = client(&[&gw.addr.to_string()]);
+    check_calls(&r);
+}
+
+#[test]
+fn concurrent_calls_share_connections_up_to_the_stream_cap() {
+    let server = GrpcServer::start();
+    let gw = gateway(&config_up(
+        server.addr,
+        "",
+        "max_streams_per_connection = 2",
+        "",
+    ));
+    // Six calls in flight at once (each takes 2 s upstream), at most 2 per connection.
+    let r = client(&[&gw.addr.to_string(), "--slow", "6"]);
+    let want: Vec<String> = (0..6).map(|i| i.to_string()).collect();
+    assert_eq!(r["slow"], serde_json::json!(want), "{r}");
+    let new = gw.metric("ringgate_upstream_connections_new_total{upstream=\"grpc\"}");
+    let reused = gw.metric("ringgate_upstream_connections_reused_total{upstream=\"grpc\"}");
+    assert_eq!(
+        new, 3.0,
+        "6 concurrent streams over connections of 2 (reused {reused})"
+    );
+    assert_eq!(reused, 3.0);
+}
