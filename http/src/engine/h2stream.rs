@@ -445,36 +445,12 @@ impl H2Stream {
 
     /// Sends body bytes as the client's window allows (never buffering more than the window
     /// and the send buffer).
-    async fn send(&mut self, mut data: Bytes, end: bool, t: Duration) -> io::Result<()> {
+    async fn send(&mut self, data: Bytes, end: bool, t: Duration) -> io::Result<()> {
         let stream = self
             .send
             .as_mut()
             .ok_or_else(|| io::Error::other("no response stream"))?;
-        if data.is_empty() {
-            return if end {
-                stream.send_data(data, true).map_err(io::Error::other)
-            } else {
-                Ok(())
-            };
-        }
-        while !data.is_empty() {
-            stream.reserve_capacity(data.len());
-            let cap = std::future::poll_fn(|cx| stream.poll_capacity(cx));
-            let cap = match monoio::time::timeout(t, cap).await {
-                Ok(Some(Ok(c))) => c,
-                Ok(Some(Err(e))) => return Err(io::Error::other(e)),
-                Ok(None) => return Err(io::ErrorKind::BrokenPipe.into()),
-                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-            };
-            if cap == 0 {
-                continue;
-            }
-            let piece = data.split_to(cap.min(data.len()));
-            stream
-                .send_data(piece, end && data.is_empty())
-                .map_err(io::Error::other)?;
-        }
-        Ok(())
+        send_within_window(stream, data, end, t).await
     }
 
     /// The loop cut the response: the stream will be reset, not ended.
@@ -513,4 +489,39 @@ fn trailer_map(dec: &ChunkedDecoder) -> HeaderMap {
         map.append(k, v);
     }
     map
+}
+
+/// Sends `data` on an HTTP/2 stream as the peer's flow-control window allows: never more is
+/// buffered than the window and the send buffer; each wait for window is bounded by `t`.
+pub(super) async fn send_within_window(
+    stream: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+    t: Duration,
+) -> io::Result<()> {
+    if data.is_empty() {
+        return if end {
+            stream.send_data(data, true).map_err(io::Error::other)
+        } else {
+            Ok(())
+        };
+    }
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let cap = std::future::poll_fn(|cx| stream.poll_capacity(cx));
+        let cap = match monoio::time::timeout(t, cap).await {
+            Ok(Some(Ok(c))) => c,
+            Ok(Some(Err(e))) => return Err(io::Error::other(e)),
+            Ok(None) => return Err(io::ErrorKind::BrokenPipe.into()),
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        };
+        if cap == 0 {
+            continue;
+        }
+        let piece = data.split_to(cap.min(data.len()));
+        stream
+            .send_data(piece, end && data.is_empty())
+            .map_err(io::Error::other)?;
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@
 use super::conn::{Conn, Plan};
 use super::exchange::{count, fail_before_response, fill_response_extra, Outcome};
 use super::h2io::H2Io;
+use super::h2stream::send_within_window;
 use super::io::{connect, ReadFail};
 use super::Worker;
 use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
@@ -379,7 +380,7 @@ async fn pump_frames(
         match std::future::poll_fn(|cx| recv.poll_data(cx)).await {
             Some(Ok(data)) => {
                 let n = data.len();
-                send_data(tx, data, false, t).await?;
+                send_within_window(tx, data, false, t).await?;
                 let _ = recv.flow_control().release_capacity(n);
             }
             Some(Err(e)) => return Err(io::Error::other(e)),
@@ -424,7 +425,7 @@ async fn send_body(
         };
         c.cbuf.drain(..consumed);
         c.tally.bytes_in += consumed as u64;
-        send_data(tx, data, done, t)
+        send_within_window(tx, data, done, t)
             .await
             .map_err(ProxyError::UpstreamIo)?;
         if done {
@@ -446,37 +447,18 @@ async fn send_body(
     }
 }
 
-/// Sends `data` as the peer's window allows.
-async fn send_data(
-    tx: &mut h2::SendStream<Bytes>,
-    mut data: Bytes,
-    end: bool,
-    t: Duration,
-) -> io::Result<()> {
-    if data.is_empty() {
-        return if end {
-            tx.send_data(data, true).map_err(io::Error::other)
-        } else {
-            Ok(())
-        };
+/// Writes `c.wbuf` to the client and counts it; false when the client is gone.
+async fn write_wbuf(c: &mut Conn, t: Duration) -> bool {
+    let n = c.wbuf.len();
+    let (res, buf) = c
+        .stream
+        .write_range(std::mem::take(&mut c.wbuf), 0, n, t)
+        .await;
+    c.wbuf = buf;
+    if res.is_ok() {
+        c.tally.bytes_out += n as u64;
     }
-    while !data.is_empty() {
-        tx.reserve_capacity(data.len());
-        let cap = std::future::poll_fn(|cx| tx.poll_capacity(cx));
-        let cap = match monoio::time::timeout(t, cap).await {
-            Ok(Some(Ok(n))) => n,
-            Ok(Some(Err(e))) => return Err(io::Error::other(e)),
-            Ok(None) => return Err(io::ErrorKind::BrokenPipe.into()),
-            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-        };
-        if cap == 0 {
-            continue;
-        }
-        let piece = data.split_to(cap.min(data.len()));
-        tx.send_data(piece, end && data.is_empty())
-            .map_err(io::Error::other)?;
-    }
-    Ok(())
+    res.is_ok()
 }
 
 /// Writes the response to the client: the head, the body chunked, the trailers.
@@ -528,16 +510,9 @@ async fn relay<G: Gateway>(
         c.wbuf.extend_from_slice(b"connection: close\r\n");
     }
     c.wbuf.extend_from_slice(b"\r\n");
-    let n = c.wbuf.len();
-    let (res, buf) = c
-        .stream
-        .write_range(std::mem::take(&mut c.wbuf), 0, n, t)
-        .await;
-    c.wbuf = buf;
-    if res.is_err() {
+    if !write_wbuf(c, t).await {
         return Outcome::Close;
     }
-    c.tally.bytes_out += n as u64;
     if no_body {
         return if close {
             Outcome::Close
@@ -572,16 +547,9 @@ async fn relay<G: Gateway>(
                 if chunked {
                     c.wbuf.extend_from_slice(b"\r\n");
                 }
-                let n = c.wbuf.len();
-                let (res, buf) = c
-                    .stream
-                    .write_range(std::mem::take(&mut c.wbuf), 0, n, t)
-                    .await;
-                c.wbuf = buf;
-                if res.is_err() {
+                if !write_wbuf(c, t).await {
                     return Outcome::Close;
                 }
-                c.tally.bytes_out += n as u64;
             }
             Some(Err(_)) => {
                 c.tally.upstream_ok = Some(false);
@@ -608,16 +576,9 @@ async fn relay<G: Gateway>(
             }
         }
         c.wbuf.extend_from_slice(b"\r\n");
-        let n = c.wbuf.len();
-        let (res, buf) = c
-            .stream
-            .write_range(std::mem::take(&mut c.wbuf), 0, n, t)
-            .await;
-        c.wbuf = buf;
-        if res.is_err() {
+        if !write_wbuf(c, t).await {
             return Outcome::Close;
         }
-        c.tally.bytes_out += n as u64;
     }
     if close || !chunked {
         Outcome::Close
