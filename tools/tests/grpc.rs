@@ -223,3 +223,20 @@ fn concurrent_calls_share_connections_up_to_the_stream_cap() {
     );
     assert_eq!(reused, 3.0);
 }
+
+#[test]
+fn idle_upstream_connections_are_let_go() {
+    let server = GrpcServer::start();
+    let mut profile = ringgate_testkit::gateway::test_profile();
+    profile.upstream.pool_idle_timeout = std::time::Duration::from_millis(100);
+    let gw = ringgate_testkit::gateway::gateway_with(&config(server.addr, "", ""), profile);
+    let new = |gw: &ringgate_testkit::gateway::TestGateway| {
+        gw.metric("ringgate_upstream_connections_new_total{upstream=\"grpc\"}")
+    };
+    client(&[&gw.addr.to_string(), "--slow", "1"]);
+    assert_eq!(new(&gw), 1.0);
+    // Idle past the timeout (swept on the worker's tick): the next call opens a new one.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    client(&[&gw.addr.to_string(), "--slow", "1"]);
+    assert_eq!(new(&gw), 2.0);
+}

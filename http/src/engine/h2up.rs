@@ -10,7 +10,8 @@
 //! receives again as trailers. A `grpc-timeout` from the client bounds the whole call.
 //!
 //! Connections are opened on demand, driven by one task each, and dropped from the pool when
-//! their driver ends (GOAWAY, error). A pooled connection's slot count is per core: no lock.
+//! their driver ends (GOAWAY, error) or when they had no stream for the pool's idle timeout. A
+//! pooled connection's slot count is per core: no lock.
 
 use super::conn::{Conn, Plan};
 use super::exchange::{count, fail_before_response, fill_response_extra, Outcome};
@@ -54,6 +55,8 @@ struct H2Client {
     send: SendRequest<Bytes>,
     /// Streams open on it now.
     active: Rc<Cell<u32>>,
+    /// When its last stream ended (or it opened).
+    idle_since: Rc<Cell<Instant>>,
     /// Its driver ended: it takes no new stream.
     dead: Rc<Cell<bool>>,
 }
@@ -62,11 +65,16 @@ struct H2Client {
 struct Lease {
     send: SendRequest<Bytes>,
     active: Rc<Cell<u32>>,
+    idle_since: Rc<Cell<Instant>>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.active.set(self.active.get().saturating_sub(1));
+        let left = self.active.get().saturating_sub(1);
+        self.active.set(left);
+        if left == 0 {
+            self.idle_since.set(Instant::now());
+        }
     }
 }
 
@@ -80,7 +88,21 @@ impl H2Clients {
         Some(Lease {
             send: c.send.clone(),
             active: c.active.clone(),
+            idle_since: c.idle_since.clone(),
         })
+    }
+
+    /// Lets go of connections without a stream for `idle` (their driver then ends the
+    /// connection once the last handle is gone), and of dead ones.
+    pub(crate) fn sweep(&mut self, idle: Duration) {
+        let now = Instant::now();
+        for list in self.conns.values_mut() {
+            list.retain(|c| {
+                !c.dead.get()
+                    && (c.active.get() > 0 || now.duration_since(c.idle_since.get()) < idle)
+            });
+        }
+        self.conns.retain(|_, l| !l.is_empty());
     }
 }
 
@@ -180,6 +202,7 @@ async fn open<G: Gateway>(
         dead2.set(true);
     });
     let active = Rc::new(Cell::new(1));
+    let idle_since = Rc::new(Cell::new(Instant::now()));
     w.h2up
         .borrow_mut()
         .conns
@@ -188,9 +211,14 @@ async fn open<G: Gateway>(
         .push(H2Client {
             send: send.clone(),
             active: active.clone(),
+            idle_since: idle_since.clone(),
             dead,
         });
-    Ok(Lease { send, active })
+    Ok(Lease {
+        send,
+        active,
+        idle_since,
+    })
 }
 
 /// Fields of an HTTP/1.1 head that have no place in HTTP/2.

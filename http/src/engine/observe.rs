@@ -106,6 +106,7 @@ pub(crate) async fn tick<G: Gateway>(w: Rc<Worker<G>>) {
         }
         if now.duration_since(last_sweep) >= sweep_every {
             w.pool.borrow_mut().sweep();
+            w.h2up.borrow_mut().sweep(w.settings.pool_idle_timeout);
             last_sweep = now;
         }
         let want = w.hub.wanted();
