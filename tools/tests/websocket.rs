@@ -1,7 +1,8 @@
 //! WebSocket through the gateway, with a real client and server (tungstenite): the upgrade is
 //! routed, authenticated and rate-limited like any request, then tunnelled both ways over plain
 //! TCP and over TLS (large messages, server pushes, the close handshake); per-core tunnel caps
-//! answer 503, idle tunnels are closed, and other upgrades (h2c) are not passed on.
+//! answer 503, idle tunnels are closed, and other upgrades (h2c) are not passed on. An HTTP/2
+//! client's extended CONNECT (RFC 8441) reaches an HTTP/1.1 WebSocket upstream too.
 
 #![allow(clippy::unwrap_used)]
 // tungstenite's handshake callback returns its own large error type.
@@ -277,4 +278,66 @@ fn other_upgrades_are_not_passed_on() {
         "{}",
         r.text()
     );
+}
+
+#[test]
+fn websocket_over_http2_extended_connect() {
+    // RFC 8441: an HTTP/2 client opens the WebSocket with CONNECT :protocol websocket; the
+    // gateway asks the HTTP/1.1 upstream for the upgrade and tunnels the stream to it.
+    let (up, seen) = ws_server();
+    let gw = gateway(&config(up, "", ""));
+    let addr = gw.addr;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, echoed) = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("http://{addr}/chat"))
+            .extension(h2::ext::Protocol::from_static("websocket"))
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        let (resp, mut send) = client.send_request(req, false).unwrap();
+        let resp = resp.await.unwrap();
+        let status = resp.status().as_u16();
+        let mut recv = resp.into_body();
+        // A masked text frame "hello" (client frames are masked, RFC 6455 §5.3).
+        let mask = [7u8, 1, 9, 3];
+        let mut frame = vec![0x81, 0x80 | 5];
+        frame.extend_from_slice(&mask);
+        frame.extend(b"hello".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        send.send_data(bytes::Bytes::from(frame), false).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 7 {
+            match recv.data().await {
+                Some(Ok(d)) => {
+                    let _ = recv.flow_control().release_capacity(d.len());
+                    got.extend_from_slice(&d);
+                }
+                other => panic!("stream ended: {other:?}"),
+            }
+        }
+        // A plain CONNECT (a TCP tunnel) is not served.
+        let plain = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("{addr}"))
+            .body(())
+            .unwrap();
+        let mut client = client.ready().await.unwrap();
+        let (r, _) = client.send_request(plain, false).unwrap();
+        assert_eq!(r.await.unwrap().status(), 501);
+        (status, got)
+    });
+    assert_eq!(status, 200);
+    // The server's unmasked text frame "hello".
+    assert_eq!(echoed, [&[0x81u8, 5][..], b"hello"].concat());
+    let head = seen.lock().unwrap()[0].clone();
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(head.contains("sec-websocket-key: "), "{head}");
 }

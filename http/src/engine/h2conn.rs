@@ -38,7 +38,8 @@ pub(super) async fn serve<G: Gateway>(
         .max_header_list_size(u32::try_from(w.settings.limits.max_head_bytes).unwrap_or(u32::MAX))
         .max_send_buffer_size(s.max_send_buffer_bytes as usize)
         .max_pending_accept_reset_streams(s.max_pending_reset_streams as usize)
-        .max_local_error_reset_streams(Some(1024));
+        .max_local_error_reset_streams(Some(1024))
+        .enable_connect_protocol();
     let handshake = b.handshake::<_, Bytes>(io);
     let mut h2 = match monoio::time::timeout(w.settings.header_timeout, handshake).await {
         Ok(Ok(c)) => c,

@@ -33,6 +33,8 @@ enum Out {
     Chunked(Box<ChunkedDecoder>),
     /// Body until the loop closes.
     UntilClose,
+    /// A WebSocket over an extended CONNECT (RFC 8441), switched: raw bytes both ways.
+    Tunnel,
     /// Sent completely.
     Done,
 }
@@ -57,6 +59,8 @@ pub(crate) struct H2Stream {
     is_head: bool,
     /// The loop cut the response (it would have reset a TCP connection).
     aborted: bool,
+    /// An extended CONNECT for a WebSocket (RFC 8441), rendered as an HTTP/1.1 upgrade.
+    websocket: bool,
     proto: &'static str,
     identity: Option<Rc<CertIdentity>>,
 }
@@ -73,7 +77,14 @@ impl H2Stream {
         let (parts, recv) = req.into_parts();
         let mut head = Vec::with_capacity(512);
         let method = parts.method.as_str();
-        if method == "CONNECT" {
+        // RFC 8441: a WebSocket opened with an extended CONNECT goes upstream as the HTTP/1.1
+        // upgrade the upstream knows; any other CONNECT is not served.
+        let websocket = method == "CONNECT"
+            && parts
+                .extensions
+                .get::<h2::ext::Protocol>()
+                .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        if method == "CONNECT" && !websocket {
             return Err((respond, 501, "connect_not_supported"));
         }
         // Defence in depth: the target and authority go into a request line and a Host line, so
@@ -90,7 +101,7 @@ impl H2Stream {
         if !target_ok || !authority_ok {
             return Err((respond, 400, "bad_request"));
         }
-        head.extend_from_slice(method.as_bytes());
+        head.extend_from_slice(if websocket { b"GET" } else { method.as_bytes() });
         head.push(b' ');
         match parts.uri.path_and_query() {
             Some(pq) if !pq.as_str().is_empty() => head.extend_from_slice(pq.as_str().as_bytes()),
@@ -113,7 +124,7 @@ impl H2Stream {
                 // Connection-specific fields are malformed in HTTP/2 (h2 refuses most); the
                 // loop frames the body itself.
                 "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding"
-                | "upgrade" | "te" | "expect" => continue,
+                | "upgrade" | "te" | "expect" | "sec-websocket-key" => continue,
                 "content-length" => {
                     length = Some(value.as_bytes());
                     continue;
@@ -134,6 +145,32 @@ impl H2Stream {
             head.extend_from_slice(b"cookie: ");
             head.extend_from_slice(&cookies.join(&b"; "[..]));
             head.extend_from_slice(b"\r\n");
+        }
+        if websocket {
+            // The HTTP/1.1 handshake needs a key; the upstream's accept value is for the
+            // gateway alone (an HTTP/2 client gets a 200).
+            head.extend_from_slice(
+                b"connection: upgrade\r\nupgrade: websocket\r\nsec-websocket-key: ",
+            );
+            head.extend_from_slice(websocket_key().as_bytes());
+            head.extend_from_slice(b"\r\n\r\n");
+            return Ok(H2Stream {
+                recv: Some(recv),
+                respond: Some(respond),
+                send: None,
+                head,
+                head_pos: 0,
+                chunked: false,
+                pending: Bytes::new(),
+                body_given: true,
+                out: Out::Head,
+                resp_head: Vec::new(),
+                is_head: false,
+                aborted: false,
+                websocket,
+                proto,
+                identity,
+            });
         }
         let ended = recv.is_end_stream();
         let chunked = match length {
@@ -163,6 +200,7 @@ impl H2Stream {
             resp_head: Vec::new(),
             is_head: method == "HEAD",
             aborted: false,
+            websocket,
             proto,
             identity,
         })
@@ -177,6 +215,15 @@ impl H2Stream {
         }
         self.body_given = true;
         self.recv.take()
+    }
+
+    /// For a switched WebSocket: the stream's two directions, for the tunnel (`None` unless
+    /// the upstream switched).
+    pub(crate) fn into_tunnel(mut self) -> Option<(RecvStream, SendStream<Bytes>)> {
+        if !matches!(self.out, Out::Tunnel) {
+            return None;
+        }
+        Some((self.recv.take()?, self.send.take()?))
     }
 
     /// `https` or `http`, as the connection.
@@ -357,7 +404,7 @@ impl H2Stream {
                         data = &[];
                     }
                 }
-                Out::UntilClose => {
+                Out::UntilClose | Out::Tunnel => {
                     self.send(Bytes::copy_from_slice(data), false, t).await?;
                     data = &[];
                 }
@@ -377,6 +424,22 @@ impl H2Stream {
             Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
         };
         let code = r.code.unwrap_or(502);
+        if code == 101 && self.websocket {
+            // The upstream switched: the client's CONNECT succeeds (RFC 8441 §5).
+            let respond = self
+                .respond
+                .as_mut()
+                .ok_or_else(|| io::Error::other("response already started"))?;
+            let send = respond
+                .send_response(Response::new(()), false)
+                .map_err(io::Error::other)?;
+            self.respond = None;
+            self.send = Some(send);
+            self.out = Out::Tunnel;
+            let rest = self.resp_head.split_off(n);
+            self.resp_head = Vec::new();
+            return Ok(Some(rest));
+        }
         if code < 200 {
             // An interim response (never 101 here: no upgrade over HTTP/2): not relayed.
             let rest = self.resp_head.split_off(n);
@@ -461,9 +524,9 @@ impl H2Stream {
     /// Ends the stream: cleanly when the response is complete (or ended by the loop closing),
     /// else with `RST_STREAM`.
     pub(crate) fn close(&mut self) {
-        let clean = !self.aborted && matches!(self.out, Out::Done | Out::UntilClose);
+        let clean = !self.aborted && matches!(self.out, Out::Done | Out::UntilClose | Out::Tunnel);
         if let Some(s) = self.send.as_mut() {
-            if clean && matches!(self.out, Out::UntilClose) {
+            if clean && matches!(self.out, Out::UntilClose | Out::Tunnel) {
                 let _ = s.send_data(Bytes::new(), true);
             } else if !clean {
                 s.send_reset(h2::Reason::INTERNAL_ERROR);
@@ -524,4 +587,32 @@ pub(super) async fn send_within_window(
             .map_err(io::Error::other)?;
     }
     Ok(())
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes in base64.
+fn websocket_key() -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut raw = [0u8; 18];
+    // Not a secret (RFC 6455 §4.1 asks for a nonce, not a key): a time-seeded mix is enough.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = seed ^ 0x9e37_79b9_7f4a_7c15;
+    for b in raw.iter_mut().take(16) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let mut out = String::with_capacity(24);
+    for chunk in raw.chunks(3).take(6) {
+        let n = (u32::from(chunk[0]) << 16) | (u32::from(chunk[1]) << 8) | u32::from(chunk[2]);
+        for i in (0..4).rev() {
+            out.push(B64[((n >> (6 * i)) & 63) as usize] as char);
+        }
+    }
+    // 16 bytes are 22 characters and two pads.
+    out.truncate(22);
+    out.push_str("==");
+    out
 }

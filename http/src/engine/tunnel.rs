@@ -46,11 +46,14 @@ pub(crate) struct TunnelTimeouts {
 enum Rd {
     Tcp(OwnedReadHalf<TcpStream>),
     Tls(TlsReadHalf),
+    /// An HTTP/2 stream's DATA (RFC 8441), with what did not fit the last read.
+    H2(h2::RecvStream, bytes::Bytes),
 }
 
 enum Wr {
     Tcp(OwnedWriteHalf<TcpStream>),
     Tls(TlsWriteHalf),
+    H2(h2::SendStream<bytes::Bytes>),
 }
 
 impl Rd {
@@ -58,8 +61,37 @@ impl Rd {
         match self {
             Rd::Tcp(r) => read_cancelable(r, buf, wait).await,
             Rd::Tls(r) => r.read_append(buf, wait).await,
+            Rd::H2(r, rest) => read_h2(r, rest, buf, wait).await,
         }
     }
+}
+
+/// Reads an HTTP/2 stream's data into the spare capacity of `buf` (waiting is drop-safe: a
+/// frame stays in the stream until it is taken).
+async fn read_h2(
+    r: &mut h2::RecvStream,
+    rest: &mut bytes::Bytes,
+    mut buf: Vec<u8>,
+    wait: Duration,
+) -> (Result<usize, ReadFail>, Vec<u8>) {
+    if rest.is_empty() {
+        let next = std::future::poll_fn(|cx| r.poll_data(cx));
+        match monoio::time::timeout(wait, next).await {
+            Err(_) => return (Err(ReadFail::Timeout), buf),
+            Ok(None) => return (Err(ReadFail::Eof), buf),
+            Ok(Some(Err(e))) => return (Err(ReadFail::Io(std::io::Error::other(e))), buf),
+            Ok(Some(Ok(data))) => {
+                let _ = r.flow_control().release_capacity(data.len());
+                *rest = data;
+            }
+        }
+    }
+    let n = (buf.capacity() - buf.len()).min(rest.len());
+    buf.extend_from_slice(&rest.split_to(n));
+    if n == 0 {
+        return (Err(ReadFail::Timeout), buf);
+    }
+    (Ok(n), buf)
 }
 
 impl Wr {
@@ -68,6 +100,11 @@ impl Wr {
         match self {
             Wr::Tcp(w) => write_range(w, buf, 0, end, t).await,
             Wr::Tls(w) => w.write_range(buf, 0, end, t).await,
+            Wr::H2(w) => {
+                let data = bytes::Bytes::copy_from_slice(&buf);
+                let res = super::h2stream::send_within_window(w, data, false, t).await;
+                (res, buf)
+            }
         }
     }
 
@@ -77,6 +114,9 @@ impl Wr {
                 let _ = w.shutdown().await;
             }
             Wr::Tls(w) => w.shutdown().await,
+            Wr::H2(w) => {
+                let _ = w.send_data(bytes::Bytes::new(), true);
+            }
         }
     }
 }
@@ -107,7 +147,11 @@ pub(crate) async fn run(
             let (r, w) = s.into_split();
             (Rd::Tls(r), Wr::Tls(w))
         }
-        Downstream::H2(_) | Downstream::Closed => return Moved::default(),
+        Downstream::H2(s) => match s.into_tunnel() {
+            Some((r, w)) => (Rd::H2(r, bytes::Bytes::new()), Wr::H2(w)),
+            None => return Moved::default(),
+        },
+        Downstream::Closed => return Moved::default(),
     };
     let (ur, uw) = match up {
         UpStream::Plain(s) => {
