@@ -70,6 +70,20 @@ pub struct UpstreamTls {
     pub config: std::sync::Arc<rustls::ClientConfig>,
     /// The name sent as SNI and verified in the upstream's certificate.
     pub server_name: rustls::pki_types::ServerName<'static>,
+    /// A digest, never 0, of everything a handshake under these settings depends on (trust
+    /// anchors, client certificate and key, server name, ALPN): pooled connections are reused
+    /// only under an equal key (see [`crate::pool::ConnKey`]).
+    pub key: u64,
+}
+
+impl UpstreamSet {
+    /// The pool key of a connection to `ep` made for this upstream.
+    pub fn conn_key(&self, ep: SocketAddr) -> crate::pool::ConnKey {
+        crate::pool::ConnKey {
+            addr: ep,
+            transport: self.tls.as_ref().map_or(0, |t| t.key),
+        }
+    }
 }
 
 impl std::fmt::Debug for UpstreamTls {

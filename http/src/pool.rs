@@ -14,6 +14,11 @@
 //! EOF is an upstream that closed while idle; both connections are dropped instead. nginx gets
 //! the same guarantee from epoll readiness on idle connections; with io_uring nothing watches an
 //! idle socket for free, so we pay one cheap syscall per reuse.
+//!
+//! Connections are pooled under a [`ConnKey`]: the endpoint *and* how the connection was made
+//! (cleartext, or TLS under given trust, client certificate, server name and ALPN). Two upstreams
+//! reaching one address with different TLS names (virtual hosts behind one balancer), or a reload
+//! that changed an upstream's CA, never get each other's connections.
 
 use crate::engine::upstream::UpStream;
 use std::collections::HashMap;
@@ -55,6 +60,16 @@ impl Hasher for FxHasher {
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
+/// What a pooled upstream connection can be reused for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    /// The endpoint it is connected to.
+    pub addr: SocketAddr,
+    /// How it was made: 0 for cleartext, else the [`crate::gateway::UpstreamTls::key`] of the
+    /// TLS settings of its handshake.
+    pub transport: u64,
+}
+
 struct Idle {
     stream: UpStream,
     since: Instant,
@@ -92,7 +107,7 @@ pub struct PoolStats {
 
 /// One core's idle upstream connections.
 pub struct Pool {
-    idle: FxMap<SocketAddr, Vec<Idle>>,
+    idle: FxMap<ConnKey, Vec<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
     stats: PoolStats,
@@ -110,9 +125,9 @@ impl Pool {
         }
     }
 
-    /// The most recently returned live connection to `ep`, if any.
-    pub fn checkout(&mut self, ep: SocketAddr) -> Option<UpStream> {
-        if let Some(list) = self.idle.get_mut(&ep) {
+    /// The most recently returned live connection for `key`, if any.
+    pub fn checkout(&mut self, key: ConnKey) -> Option<UpStream> {
+        if let Some(list) = self.idle.get_mut(&key) {
             let now = Instant::now();
             while let Some(mut c) = list.pop() {
                 if now.duration_since(c.since) < self.idle_timeout && c.stream.is_quiet() {
@@ -127,11 +142,11 @@ impl Pool {
     }
 
     /// Returns a connection that finished an exchange cleanly and may be reused.
-    pub fn checkin(&mut self, ep: SocketAddr, stream: UpStream) {
+    pub fn checkin(&mut self, key: ConnKey, stream: UpStream) {
         if self.max_idle == 0 {
             return;
         }
-        let list = self.idle.entry(ep).or_default();
+        let list = self.idle.entry(key).or_default();
         if list.len() >= self.max_idle {
             // The oldest is the least likely to be alive and the last to be reused.
             list.remove(0);
@@ -157,18 +172,20 @@ impl Pool {
         self.stats.evicted += evicted;
     }
 
-    /// Closes the oldest idle connection to any of `eps`; returns whether there was one.
-    pub fn evict_one_of(&mut self, eps: &[SocketAddr]) -> bool {
+    /// Closes the oldest idle connection to any of `eps` made with `transport`; returns whether
+    /// there was one.
+    pub fn evict_one_of(&mut self, eps: &[SocketAddr], transport: u64) -> bool {
         let oldest = eps
             .iter()
-            .filter_map(|ep| {
+            .map(|&addr| ConnKey { addr, transport })
+            .filter_map(|k| {
                 self.idle
-                    .get(ep)
+                    .get(&k)
                     .and_then(|l| l.first())
-                    .map(|c| (*ep, c.since))
+                    .map(|c| (k, c.since))
             })
             .min_by_key(|(_, since)| *since);
-        match oldest.and_then(|(ep, _)| self.idle.get_mut(&ep)) {
+        match oldest.and_then(|(k, _)| self.idle.get_mut(&k)) {
             Some(list) if !list.is_empty() => {
                 list.remove(0);
                 self.stats.evicted += 1;
@@ -178,9 +195,9 @@ impl Pool {
         }
     }
 
-    /// Idle connections to `ep` held now.
-    pub fn idle_for(&self, ep: SocketAddr) -> usize {
-        self.idle.get(&ep).map_or(0, Vec::len)
+    /// Idle connections held now for `key`.
+    pub fn idle_for(&self, key: ConnKey) -> usize {
+        self.idle.get(&key).map_or(0, Vec::len)
     }
 
     /// Idle connections held now.

@@ -1,6 +1,7 @@
-//! An HTTPS upstream for tests (rustls over std sockets, a thread per connection): answers
-//! every keep-alive request with `200` and a body naming the SNI it saw and whether the client
-//! presented a certificate; counts handshakes.
+//! An HTTPS server for tests (rustls over std sockets, a thread per connection): by default it
+//! answers every keep-alive request with `200` and a body naming the SNI it saw and whether the
+//! client presented a certificate ([`tls_upstream`]); [`tls_server`] answers with a handler of
+//! the caller's. Counts handshakes.
 
 use crate::pki::CertFiles;
 use rustls::pki_types::pem::PemObject;
@@ -25,8 +26,34 @@ impl TlsUpstream {
     }
 }
 
+/// What a handler is told of one request.
+pub struct Seen<'a> {
+    /// The SNI of the connection (`-` without one).
+    pub sni: &'a str,
+    /// Whether the client presented a certificate.
+    pub client_cert: bool,
+    /// The request head (through its blank line).
+    pub head: &'a str,
+    /// The request body (by its `content-length`).
+    pub body: &'a [u8],
+}
+
+/// Answers one request: `(status, body)`.
+pub type Handler = Arc<dyn Fn(&Seen<'_>) -> (u16, String) + Send + Sync>;
+
 /// Starts one serving `cert`; with `client_ca`, clients must present a certificate it signed.
+/// Every request is answered `200 sni=<sni> client_cert=<bool>`.
 pub fn tls_upstream(cert: &CertFiles, client_ca: Option<&Path>) -> TlsUpstream {
+    tls_server(
+        cert,
+        client_ca,
+        Arc::new(|s: &Seen<'_>| (200, format!("sni={} client_cert={}", s.sni, s.client_cert))),
+    )
+}
+
+/// Starts one serving `cert` (and asking for client certificates signed by `client_ca`), each
+/// request answered by `handler`.
+pub fn tls_server(cert: &CertFiles, client_ca: Option<&Path>, handler: Handler) -> TlsUpstream {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let b = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -62,6 +89,7 @@ pub fn tls_upstream(cert: &CertFiles, client_ca: Option<&Path>) -> TlsUpstream {
             let Ok(s) = s else { return };
             let config = config.clone();
             let count = count.clone();
+            let handler = handler.clone();
             std::thread::spawn(move || {
                 let Ok(conn) = rustls::ServerConnection::new(config) else {
                     return;
@@ -88,10 +116,28 @@ pub fn tls_upstream(cert: &CertFiles, client_ca: Option<&Path>) -> TlsUpstream {
                         .windows(4)
                         .position(|w| w == b"\r\n\r\n")
                         .map_or(0, |p| p + 4);
-                    carry.drain(..end);
-                    let body = format!("sni={sni} client_cert={client_cert}");
+                    let head = String::from_utf8_lossy(&carry[..end]).into_owned();
+                    let length = head
+                        .lines()
+                        .filter_map(|l| l.split_once(':'))
+                        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    while carry.len() < end + length {
+                        match t.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => carry.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let (status, body) = handler(&Seen {
+                        sni: &sni,
+                        client_cert,
+                        head: &head,
+                        body: &carry[end..end + length],
+                    });
+                    carry.drain(..end + length);
                     let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}",
                         body.len()
                     );
                     if t.write_all(resp.as_bytes())

@@ -87,6 +87,7 @@ impl AuthSetup {
                 refresh: cfg.jwks_refresh,
                 min_interval: cfg.jwks_min_refresh,
                 timeout: cfg.fetch_timeout,
+                ca: cfg.ca.clone(),
             }) {
                 Ok(s) => Some(s),
                 Err(e) => {
@@ -106,7 +107,7 @@ impl AuthSetup {
                     tenant: cfg.jwt.tenant_claim.clone(),
                     tier: cfg.jwt.tier_claim.clone(),
                 };
-                match Introspector::new(&i.url, client, i.timeout, names) {
+                match Introspector::new(&i.url, cfg.ca.as_deref(), client, i.timeout, names) {
                     Ok(x) => Some(Arc::new(x)),
                     Err(e) => {
                         errs.push(format!("auth.introspection.url: {e}"));

@@ -14,7 +14,7 @@
 //! and its result goes back to the asking core over that core's channel. The core caches active
 //! tokens for the configured TTL.
 
-use crate::httpc::{call, HttpUrl};
+use crate::httpc::{call, Target};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ringgate_policies::auth::{
@@ -50,6 +50,8 @@ pub struct JwksFetch {
     pub min_interval: Duration,
     /// Bound on one fetch.
     pub timeout: Duration,
+    /// The CA bundle an https URL must chain to (`None`: the host's roots).
+    pub ca: Option<String>,
 }
 
 type Sources = Mutex<HashMap<JwksFetch, Weak<JwksSource>>>;
@@ -63,7 +65,7 @@ impl JwksSource {
     /// The source for `f` (shared by every snapshot using it; its fetcher started, and a first
     /// fetch attempted, when new).
     pub fn get(f: &JwksFetch) -> Result<Arc<Self>, String> {
-        let url = HttpUrl::parse(&f.url)?;
+        let url = Target::new(&f.url, f.ca.as_deref())?;
         let mut map = sources().lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, w| w.strong_count() > 0);
         if let Some(s) = map.get(f).and_then(Weak::upgrade) {
@@ -88,7 +90,7 @@ impl JwksSource {
         Ok(src)
     }
 
-    fn fetch_now(&self, url: &HttpUrl, timeout: Duration) {
+    fn fetch_now(&self, url: &Target, timeout: Duration) {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let got = call(url, "GET", &[("accept", "application/json")], b"", timeout).and_then(
             |(status, body)| {
@@ -144,7 +146,7 @@ impl JwksSource {
 fn fetcher(
     src: &Weak<JwksSource>,
     rx: &crossbeam_channel::Receiver<()>,
-    url: &HttpUrl,
+    url: &Target,
     f: &JwksFetch,
 ) {
     let mut last = Instant::now();
@@ -167,7 +169,7 @@ fn fetcher(
 
 /// An introspection endpoint.
 pub struct Introspector {
-    url: HttpUrl,
+    url: Target,
     authorization: Option<String>,
     timeout: Duration,
     claims: ClaimNames,
@@ -179,15 +181,17 @@ pub struct Introspector {
 pub type IntrospectionResult = (TokenDigest, Result<Identity, AuthFailure>);
 
 impl Introspector {
-    /// An endpoint at `url`, with optional client credentials (HTTP Basic), bounded by `timeout`.
+    /// An endpoint at `url` (an https one verified against the PEM bundle `ca`, or the host's
+    /// roots), with optional client credentials (HTTP Basic), bounded by `timeout`.
     pub fn new(
         url: &str,
+        ca: Option<&str>,
         client: Option<(&str, &str)>,
         timeout: Duration,
         claims: ClaimNames,
     ) -> Result<Self, String> {
         Ok(Self {
-            url: HttpUrl::parse(url)?,
+            url: Target::new(url, ca)?,
             authorization: client.map(|(id, secret)| basic_auth(id, secret)),
             timeout,
             claims,

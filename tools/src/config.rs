@@ -58,7 +58,7 @@ pub struct AuthConfig {
     /// A JWKS file (the identity provider's public keys); re-read on reload.
     #[serde(default)]
     pub jwks_file: Option<String>,
-    /// A JWKS URL (`http://` for now), fetched off the hot path: at start, every
+    /// A JWKS URL (`https://` or `http://`), fetched off the hot path: at start, every
     /// `jwks_refresh`, and when a token names an unknown `kid` (single-flight, at most once per
     /// `jwks_min_refresh`).
     #[serde(default)]
@@ -72,6 +72,10 @@ pub struct AuthConfig {
     /// Bound on one JWKS fetch (and on how long a request waits for one).
     #[serde(default = "two_s", with = "ringgate_core::duration::serde_text")]
     pub fetch_timeout: Duration,
+    /// PEM bundle of the CAs an `https://` `jwks_url` or introspection URL must chain to
+    /// (default: the host's trusted roots).
+    #[serde(default)]
+    pub ca: Option<String>,
     /// RFC 7662 introspection of opaque bearer tokens.
     #[serde(default)]
     pub introspection: Option<IntrospectionConfig>,
@@ -94,7 +98,7 @@ fn two_s() -> Duration {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectionConfig {
-    /// The endpoint (`http://` for now).
+    /// The endpoint (`https://` or `http://`).
     pub url: String,
     /// The gateway's client id at the provider (HTTP Basic with the secret).
     #[serde(default)]
@@ -878,6 +882,11 @@ impl RawConfig {
                     if let Err(e) = crate::httpc::HttpUrl::parse(u) {
                         errs.push(format!("auth.{name}: {e}"));
                     }
+                }
+            }
+            if let Some(ca) = &a.ca {
+                if let Err(e) = crate::tls::root_certs(Some(ca)) {
+                    errs.push(format!("auth.ca: {e}"));
                 }
             }
             if a.token_cache == 0 {

@@ -1,33 +1,42 @@
 //! A small blocking HTTP/1.1 client for the control plane (JWKS fetches, token introspection).
 //!
-//! Never used on a worker. Plain `http://` only (https JWKS and introspection URLs are not
-//! supported yet, though upstreams can be reached over TLS); every call is bounded
-//! by one deadline covering connect, send and the whole response, and responses are capped in
-//! size. Responses are parsed with the gateway's own strict codec.
+//! Never used on a worker. `http://` and `https://` URLs; https verifies the server's
+//! certificate under the URL's host name against the configured CA bundle (`auth.ca`) or the
+//! host's trusted roots, over TLS 1.2 or 1.3. Every call is bounded by one deadline covering
+//! connect, handshake, send and the whole response, and responses are capped in size. Responses
+//! are parsed with the gateway's own strict codec.
 
 use ringgate_http::codec::{parse_response_head, BodyKind, ChunkedDecoder, ChunkedLimits};
+use rustls::pki_types::ServerName;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest response body accepted.
 pub const MAX_BODY: usize = 1 << 20;
 
-/// A parsed `http://host:port/path` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
     /// `host[:port]` as written (the Host header).
     pub authority: String,
     /// The path and query.
     pub path: String,
+    /// `https://`.
+    pub https: bool,
 }
 
 impl HttpUrl {
-    /// Parses `url`; only `http://` is accepted.
+    /// Parses `url` (`http://` or `https://`; no user info).
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("{url:?}: only http:// URLs are supported here (https is not built for the control-plane client yet)")
-        })?;
+        let (rest, https) = if let Some(r) = url.strip_prefix("https://") {
+            (r, true)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (r, false)
+        } else {
+            return Err(format!("{url:?}: an http:// or https:// URL is needed"));
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -35,25 +44,47 @@ impl HttpUrl {
         if authority.is_empty()
             || authority
                 .bytes()
-                .any(|b| b.is_ascii_whitespace() || b == b'@')
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'@')
+            || path
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
         {
-            return Err(format!("{url:?}: bad host"));
+            return Err(format!("{url:?}: bad host or path"));
         }
-        Ok(HttpUrl {
+        let u = HttpUrl {
             authority: authority.to_string(),
             path: path.to_string(),
-        })
+            https,
+        };
+        if https {
+            ServerName::try_from(u.host().to_string())
+                .map_err(|e| format!("{url:?}: {e} (the name TLS verifies)"))?;
+        }
+        Ok(u)
+    }
+
+    /// The host without its port (and without the brackets of an IPv6 literal).
+    pub fn host(&self) -> &str {
+        let a = self.authority.as_str();
+        if let Some(inner) = a.strip_prefix('[') {
+            return inner.split(']').next().unwrap_or(inner);
+        }
+        match a.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => h,
+            _ => a,
+        }
     }
 
     fn addr(&self) -> Result<SocketAddr, String> {
-        let hp = if self
-            .authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            self.authority.clone()
+        let a = self.authority.as_str();
+        let has_port = match a.rsplit_once(':') {
+            Some((h, p)) => p.parse::<u16>().is_ok() && (!h.starts_with('[') || h.ends_with(']')),
+            None => false,
+        };
+        let hp = if has_port {
+            a.to_string()
         } else {
-            format!("{}:80", self.authority)
+            format!("{a}:{}", if self.https { 443 } else { 80 })
         };
         hp.to_socket_addrs()
             .map_err(|e| format!("{hp}: {e}"))?
@@ -62,9 +93,83 @@ impl HttpUrl {
     }
 }
 
+/// Where calls go: a URL and, for https, the TLS client settings to verify it with.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The URL.
+    pub url: HttpUrl,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Target {
+    /// A target for `url`; an https URL trusts the CAs in the PEM bundle `ca`, or the host's
+    /// roots without one.
+    pub fn new(url: &str, ca: Option<&str>) -> Result<Self, String> {
+        let url = HttpUrl::parse(url)?;
+        let tls = if url.https {
+            Some(crate::tls::client_config(ca, b"http/1.1")?)
+        } else {
+            None
+        };
+        Ok(Self { url, tls })
+    }
+}
+
+/// A connection: cleartext or TLS over TCP.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn sock(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(t) => &t.sock,
+        }
+    }
+
+    /// Arms both socket timeouts with what is left of the deadline.
+    fn arm(&self, left: Duration) -> Result<(), String> {
+        let s = self.sock();
+        s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(left)).map_err(|e| e.to_string())
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            // A server that closes without close_notify ends the stream: the body framing
+            // (length or chunks) still tells a complete response from a cut one.
+            Conn::Tls(t) => match t.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            },
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(t) => t.flush(),
+        }
+    }
+}
+
 /// Sends one request and returns `(status, body)`, all within `timeout`.
 pub fn call(
-    url: &HttpUrl,
+    target: &Target,
     method: &str,
     headers: &[(&str, &str)],
     body: &[u8],
@@ -77,7 +182,17 @@ pub fn call(
             .filter(|d| !d.is_zero())
             .ok_or_else(|| "timed out".to_string())
     };
-    let mut s = TcpStream::connect_timeout(&url.addr()?, left()?).map_err(|e| e.to_string())?;
+    let url = &target.url;
+    let tcp = TcpStream::connect_timeout(&url.addr()?, left()?).map_err(|e| e.to_string())?;
+    let mut s = match &target.tls {
+        None => Conn::Plain(tcp),
+        Some(config) => {
+            let name = ServerName::try_from(url.host().to_string()).map_err(|e| e.to_string())?;
+            let conn = rustls::ClientConnection::new(config.clone(), name)
+                .map_err(|e| format!("tls: {e}"))?;
+            Conn::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+        }
+    };
     let mut req = format!(
         "{method} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\nuser-agent: ringgate\r\ncontent-length: {}\r\n",
         url.path,
@@ -88,15 +203,15 @@ pub fn call(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.set_write_timeout(Some(left()?))
-        .map_err(|e| e.to_string())?;
+    s.arm(left()?)?;
+    // With TLS, the handshake runs within the first write (and so within the deadline).
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     s.write_all(body).map_err(|e| e.to_string())?;
+    s.flush().map_err(|e| e.to_string())?;
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     loop {
-        s.set_read_timeout(Some(left()?))
-            .map_err(|e| e.to_string())?;
+        s.arm(left()?)?;
         let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
         buf.extend_from_slice(&chunk[..n]);
         let mut hs = [httparse::EMPTY_HEADER; 64];
@@ -147,14 +262,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_parse_and_https_is_refused_clearly() {
+    fn urls_parse_with_their_scheme_host_and_port() {
         let u = HttpUrl::parse("http://idp.test:8080/.well-known/jwks.json").expect("url");
         assert_eq!(u.authority, "idp.test:8080");
         assert_eq!(u.path, "/.well-known/jwks.json");
+        assert_eq!((u.host(), u.https), ("idp.test", false));
         assert_eq!(HttpUrl::parse("http://h").expect("url").path, "/");
-        assert!(HttpUrl::parse("https://idp/jwks")
-            .unwrap_err()
-            .contains("only http://"));
+        let s = HttpUrl::parse("https://idp.example/jwks").expect("url");
+        assert_eq!((s.host(), s.https), ("idp.example", true));
+        assert_eq!(
+            HttpUrl::parse("https://[::1]:8443/").expect("url").host(),
+            "::1"
+        );
+        for bad in [
+            "ftp://idp/jwks",
+            "idp/jwks",
+            "http://user@idp/",
+            "http:///x",
+            "http://idp/a b",
+            "https://bad_name!/",
+        ] {
+            assert!(HttpUrl::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -172,7 +301,7 @@ mod tests {
                 s.write_all(resp).expect("write");
             }
         });
-        let u = HttpUrl::parse(&format!("http://{addr}/x")).expect("url");
+        let u = Target::new(&format!("http://{addr}/x"), None).expect("url");
         let t1 = call(&u, "GET", &[], b"", Duration::from_secs(5)).expect("call");
         assert_eq!(t1, (200, b"hello".to_vec()));
         let t2 = call(

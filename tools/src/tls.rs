@@ -220,33 +220,20 @@ pub fn compile_upstream(
             return None;
         }
     };
-    let mut roots = rustls::RootCertStore::empty();
-    match &cfg.ca {
-        Some(path) => {
-            let certs: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(path) {
-                Ok(it) => it.collect(),
-                Err(e) => {
-                    errs.push(format!("{at}.ca: {path}: {e}"));
-                    return None;
-                }
-            };
-            let (added, _) = roots.add_parsable_certificates(certs.unwrap_or_default());
-            if added == 0 {
-                errs.push(format!("{at}.ca: {path}: no usable CA certificate"));
-                return None;
-            }
+    let mut key = KeyDigest::default();
+    key.part(name.to_str().as_bytes());
+    let certs = match root_certs(cfg.ca.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            errs.push(format!("{at}.ca: {e}"));
+            return None;
         }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                errs.push(format!(
-                    "{at}.ca: the host has no trusted roots: give a CA bundle"
-                ));
-                return None;
-            }
-        }
+    };
+    for c in &certs {
+        key.part(c);
     }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(certs);
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let builder = match rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -268,14 +255,19 @@ pub fn compile_upstream(
                 }
             };
             let chain = chain.unwrap_or_default();
-            let key = match PrivateKeyDer::from_pem_file(k) {
-                Ok(key) => key,
+            let private = match PrivateKeyDer::from_pem_file(k) {
+                Ok(private) => private,
                 Err(e) => {
                     errs.push(format!("{at}.client_key: {k}: {e}"));
                     return None;
                 }
             };
-            match builder.with_client_auth_cert(chain, key) {
+            key.part(b"client");
+            for c in &chain {
+                key.part(c);
+            }
+            key.part(private.secret_der());
+            match builder.with_client_auth_cert(chain, private) {
                 Ok(cfg) => cfg,
                 Err(e) => {
                     errs.push(format!("{at}.client_cert: {e}"));
@@ -293,8 +285,76 @@ pub fn compile_upstream(
     } else {
         b"http/1.1".to_vec()
     }];
+    for p in &config.alpn_protocols {
+        key.part(p);
+    }
     Some(ringgate_http::gateway::UpstreamTls {
         config: std::sync::Arc::new(config),
         server_name: name,
+        key: key.finish(),
     })
+}
+
+/// Digests what a handshake under an upstream's TLS settings depends on, each part
+/// length-prefixed; the pool key of its connections (see `ringgate_http::pool::ConnKey`).
+#[derive(Default)]
+struct KeyDigest(sha2::Sha256);
+
+impl KeyDigest {
+    fn part(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    /// The first 8 bytes of the digest, never 0 (0 is the cleartext key).
+    fn finish(self) -> u64 {
+        use sha2::Digest;
+        let d = self.0.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&d[..8]);
+        u64::from_le_bytes(first).max(1)
+    }
+}
+
+/// The trust anchors of a TLS client: the CA certificates of the PEM bundle at `ca`, or the
+/// host's trusted roots; an error when there is none usable.
+pub fn root_certs(
+    ca: Option<&str>,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let certs = match ca {
+        Some(path) => CertificateDer::pem_file_iter(path)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| format!("{path}: {e}"))?,
+        None => rustls_native_certs::load_native_certs().certs,
+    };
+    let mut probe = rustls::RootCertStore::empty();
+    let (added, _) = probe.add_parsable_certificates(certs.iter().cloned());
+    if added == 0 {
+        return Err(match ca {
+            Some(path) => format!("{path}: no usable CA certificate"),
+            None => "the host has no trusted roots: give a CA bundle".to_string(),
+        });
+    }
+    Ok(certs)
+}
+
+/// TLS client settings for the control plane's https calls: `root_certs(ca)` as trust anchors,
+/// TLS 1.3 and 1.2, one ALPN protocol, no client certificate.
+pub fn client_config(
+    ca: Option<&str>,
+    alpn: &[u8],
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(root_certs(ca)?);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(std::sync::Arc::new(config))
 }

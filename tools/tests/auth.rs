@@ -727,3 +727,59 @@ auth = {{ methods = ["jwt"] }}
     );
     gw.stop();
 }
+
+#[test]
+fn jwks_and_introspection_are_fetched_over_https_verified_against_the_ca() {
+    use ringgate_testkit::pki::Pki;
+    use ringgate_testkit::tlsupstream::{tls_server, Seen};
+    let keys = Keys::make("https-idp");
+    let kf = keys.path("keys.toml");
+    std::fs::write(&kf, "").expect("keys");
+    let pki = Pki::new();
+    let cert = pki.server("idp", &["127.0.0.1"]);
+    let jwks = jwks_subset(&keys, &["rsa"]);
+    let exp = now() + 600;
+    let idp = tls_server(
+        &cert,
+        None,
+        Arc::new(move |s: &Seen<'_>| {
+            if s.head.starts_with("GET /.well-known/jwks.json ") {
+                (200, jwks.clone())
+            } else if s.head.starts_with("POST /introspect ")
+                && String::from_utf8_lossy(s.body).contains("token=good-token")
+            {
+                (
+                    200,
+                    format!(r#"{{"active":true,"sub":"tls-user","scope":"read","exp":{exp}}}"#),
+                )
+            } else {
+                (404, String::new())
+            }
+        }),
+    );
+    let ca = pki.server_ca_path().display().to_string();
+    let source = |ca_line: &str| {
+        format!(
+            "jwks_url = \"https://{0}/.well-known/jwks.json\"\n{ca_line}\n[auth.introspection]\nurl = \"https://{0}/introspect\"\ntimeout = \"2s\"",
+            idp.addr
+        )
+    };
+    let gw = Gw::start_with(&keys, &kf, &source(&format!("ca = \"{ca}\"")));
+    let rsa = keys.mint("rsa", Algorithm::RS256, "rsa", claims(json!({})));
+    assert_eq!(gw.bearer("/api/x", &rsa).status, 200, "JWKS over https");
+    let r = gw.bearer("/opaque/a", "good-token");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(gw.last().header("x-user-id").as_deref(), Some("tls-user"));
+    assert!(idp.handshakes() >= 2);
+    drop(gw);
+    // Without the CA, the host's roots do not trust the test CA: no keys, no introspection.
+    let before = idp.handshakes();
+    let gw = Gw::start_with(&keys, &kf, &source(""));
+    assert_unauthorized(&gw.bearer("/api/x", &rsa), "no key set fetched");
+    assert_eq!(gw.bearer("/opaque/a", "good-token").status, 503);
+    assert_eq!(
+        idp.handshakes(),
+        before,
+        "an unverified server never completes a handshake"
+    );
+}

@@ -2,11 +2,13 @@
 //! configured CA under the configured (or derived) server name, which is also the SNI sent;
 //! connections are pooled and reused (one handshake for many requests); a client certificate is
 //! presented when configured (mTLS to the upstream); a certificate the CA did not sign, or a
-//! required client certificate left out, fails the request with 502.
+//! required client certificate left out, fails the request with 502. Pooled connections are
+//! bound to the TLS settings they were made under: upstreams sharing an address under different
+//! names never share one, nor do the settings before and after a reload that changed them.
 
 #![allow(clippy::unwrap_used)]
 
-use ringgate_testkit::client::get;
+use ringgate_testkit::client::{get, Client};
 use ringgate_testkit::gateway::gateway;
 use ringgate_testkit::pki::Pki;
 use ringgate_testkit::tlsupstream::tls_upstream;
@@ -152,4 +154,50 @@ fn health_checks_probe_a_tls_upstream_over_tls() {
     for _ in 0..5 {
         assert_eq!(get(gw.addr, "a", "/x").status, 200);
     }
+}
+
+#[test]
+fn upstreams_sharing_an_address_under_different_names_never_share_a_connection() {
+    // Two virtual hosts behind one TLS balancer: the same address, different SNI. A pooled
+    // connection made for one name must not carry the other's requests, and a reload that
+    // changes a name must not reuse connections made under the old one.
+    let pki = Pki::new();
+    let cert = pki.server("lb", &["a.internal", "b.internal", "c.internal"]);
+    let up = tls_upstream(&cert, None);
+    let ca = pki.server_ca_path().display().to_string();
+    let text = |b_name: &str| {
+        format!(
+            "version = \"vhosts\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\
+             [[upstreams]]\nname = \"a\"\nendpoints = [\"{0}\"]\n[upstreams.tls]\nca = \"{ca}\"\nserver_name = \"a.internal\"\n\
+             [[upstreams]]\nname = \"b\"\nendpoints = [\"{0}\"]\n[upstreams.tls]\nca = \"{ca}\"\nserver_name = \"{b_name}\"\n\
+             [[routes]]\nid = \"a\"\npath = {{ prefix = \"/a\" }}\nupstream = \"a\"\n\
+             [[routes]]\nid = \"b\"\npath = {{ prefix = \"/b\" }}\nupstream = \"b\"\n",
+            up.addr
+        )
+    };
+    let gw = gateway(&text("b.internal"));
+    // One client connection: one core, one pool.
+    let mut c = Client::connect(gw.addr);
+    let mut ask = |path: &str| {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+        let r = c.response();
+        assert_eq!(r.status, 200);
+        r.text().to_string()
+    };
+    for _ in 0..5 {
+        assert_eq!(ask("/a"), "sni=a.internal client_cert=false");
+        assert_eq!(ask("/b"), "sni=b.internal client_cert=false");
+    }
+    assert_eq!(up.handshakes(), 2, "one pooled connection per name");
+    gw.inner()
+        .publish(ringgate::snapshot_from_text(&text("c.internal")).unwrap());
+    for _ in 0..3 {
+        assert_eq!(ask("/b"), "sni=c.internal client_cert=false");
+        assert_eq!(ask("/a"), "sni=a.internal client_cert=false");
+    }
+    assert_eq!(
+        up.handshakes(),
+        3,
+        "the renamed upstream got a new connection; the unchanged one kept its own"
+    );
 }

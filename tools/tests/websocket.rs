@@ -341,3 +341,60 @@ fn websocket_over_http2_extended_connect() {
     assert!(head.contains("upgrade: websocket"), "{head}");
     assert!(head.contains("sec-websocket-key: "), "{head}");
 }
+
+#[test]
+fn an_upstream_answering_the_wrong_accept_value_is_refused_to_an_http2_client() {
+    // The gateway made the HTTP/1.1 handshake for the HTTP/2 client, so it checks the
+    // upstream's Sec-WebSocket-Accept (RFC 6455 §4.1) instead of tunnelling to whatever said 101.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&b[..n]),
+                    }
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+                );
+                let _ = s.read(&mut b);
+            });
+        }
+    });
+    let gw = gateway(&config(up, "", ""));
+    let addr = gw.addr;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, body) = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("http://{addr}/chat"))
+            .extension(h2::ext::Protocol::from_static("websocket"))
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        let (resp, _send) = client.send_request(req, false).unwrap();
+        let resp = resp.await.unwrap();
+        let status = resp.status().as_u16();
+        let mut recv = resp.into_body();
+        let mut body = Vec::new();
+        while let Some(Ok(d)) = recv.data().await {
+            body.extend_from_slice(&d);
+        }
+        (status, String::from_utf8_lossy(&body).into_owned())
+    });
+    assert_eq!(status, 502);
+    assert!(body.contains("bad_websocket_handshake"), "{body}");
+}

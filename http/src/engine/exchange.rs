@@ -122,12 +122,7 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         let pooled = if fresh_only {
             None
         } else {
-            // A pooled connection of the other kind (the same address reached with and
-            // without TLS by two upstreams) is not reused.
-            w.pool
-                .borrow_mut()
-                .checkout(endpoint)
-                .filter(|s| s.is_tls() == p.upstream.tls.is_some())
+            w.pool.borrow_mut().checkout(p.upstream.conn_key(endpoint))
         };
         fresh_only = false;
         if pooled.is_none() && over_connection_cap(w, p) {
@@ -443,9 +438,15 @@ fn over_connection_cap<G: Gateway>(w: &Worker<G>, p: &Plan<'_>) -> bool {
     let mut in_use = 0u32;
     w.with_upstream_counts(p.upstream, |_, conns| in_use = *conns);
     let mut pool = w.pool.borrow_mut();
-    let idle: usize = p.upstream.endpoints.iter().map(|e| pool.idle_for(*e)).sum();
+    let idle: usize = p
+        .upstream
+        .endpoints
+        .iter()
+        .map(|e| pool.idle_for(p.upstream.conn_key(*e)))
+        .sum();
     if u64::from(in_use) + idle as u64 >= u64::from(max) {
-        return !(idle > 0 && pool.evict_one_of(&p.upstream.endpoints));
+        let transport = p.upstream.conn_key(p.endpoint).transport;
+        return !(idle > 0 && pool.evict_one_of(&p.upstream.endpoints, transport));
     }
     false
 }
@@ -984,7 +985,7 @@ async fn relay_response<G: Gateway>(
     }
     if r.upstream_keep_alive && !extra && r.body != BodyKind::UntilClose {
         if let Some(ep) = c.tally.upstream {
-            w.pool.borrow_mut().checkin(ep, up);
+            w.pool.borrow_mut().checkin(p.upstream.conn_key(ep), up);
         }
     }
     Ok(())

@@ -16,7 +16,6 @@ use super::Worker;
 use crate::gateway::Gateway;
 use crate::tls::CertIdentity;
 use bytes::Bytes;
-use http::{Response, StatusCode};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -98,17 +97,6 @@ async fn serve_stream<G: Gateway>(
             // A stream never switches protocols: the result is always `None`.
             let _ = conn::serve(Downstream::H2(Box::new(s)), peer, w).await;
         }
-        Err((mut respond, status, code)) => {
-            let body = format!("{{\"error\":\"{code}\"}}\n");
-            let mut resp = Response::new(());
-            *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            if let Ok(mut s) = respond.send_response(resp, false) {
-                let _ = s.send_data(Bytes::from(body), true);
-            }
-        }
+        Err((mut respond, status, code)) => super::h2stream::refuse(&mut respond, status, code),
     }
 }

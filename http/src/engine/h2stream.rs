@@ -12,6 +12,8 @@
 use super::io::ReadFail;
 use crate::codec::{ChunkedDecoder, ChunkedLimits};
 use crate::tls::CertIdentity;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
@@ -61,6 +63,9 @@ pub(crate) struct H2Stream {
     aborted: bool,
     /// An extended CONNECT for a WebSocket (RFC 8441), rendered as an HTTP/1.1 upgrade.
     websocket: bool,
+    /// The `Sec-WebSocket-Accept` the upstream must answer the generated key with (RFC 6455
+    /// §4.1: the gateway is the HTTP/1.1 client here, so it checks the handshake).
+    ws_accept: String,
     proto: &'static str,
     identity: Option<Rc<CertIdentity>>,
 }
@@ -152,7 +157,10 @@ impl H2Stream {
             head.extend_from_slice(
                 b"connection: upgrade\r\nupgrade: websocket\r\nsec-websocket-key: ",
             );
-            head.extend_from_slice(websocket_key().as_bytes());
+            let Some(key) = websocket_key() else {
+                return Err((respond, 500, "no_random_source"));
+            };
+            head.extend_from_slice(key.as_bytes());
             head.extend_from_slice(b"\r\n\r\n");
             return Ok(H2Stream {
                 recv: Some(recv),
@@ -168,6 +176,7 @@ impl H2Stream {
                 is_head: false,
                 aborted: false,
                 websocket,
+                ws_accept: websocket_accept(&key),
                 proto,
                 identity,
             });
@@ -201,6 +210,7 @@ impl H2Stream {
             is_head: method == "HEAD",
             aborted: false,
             websocket,
+            ws_accept: String::new(),
             proto,
             identity,
         })
@@ -425,6 +435,22 @@ impl H2Stream {
         };
         let code = r.code.unwrap_or(502);
         if code == 101 && self.websocket {
+            let accepted = r.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("sec-websocket-accept")
+                    && h.value.trim_ascii() == self.ws_accept.as_bytes()
+            });
+            if !accepted {
+                // Not a WebSocket server's answer to our key: the client gets a 502 and the
+                // loop's write fails, so the upstream connection is dropped, not tunnelled.
+                if let Some(mut respond) = self.respond.take() {
+                    refuse(&mut respond, 502, "bad_websocket_handshake");
+                }
+                self.out = Out::Done;
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "upstream's Sec-WebSocket-Accept does not match the key",
+                ));
+            }
             // The upstream switched: the client's CONNECT succeeds (RFC 8441 §5).
             let respond = self
                 .respond
@@ -589,30 +615,56 @@ pub(super) async fn send_within_window(
     Ok(())
 }
 
-/// A fresh `Sec-WebSocket-Key`: 16 random bytes in base64.
-fn websocket_key() -> String {
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut raw = [0u8; 18];
-    // Not a secret (RFC 6455 §4.1 asks for a nonce, not a key): a time-seeded mix is enough.
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut x = seed ^ 0x9e37_79b9_7f4a_7c15;
-    for b in raw.iter_mut().take(16) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
+/// A fresh `Sec-WebSocket-Key`: 16 bytes from the OS's random source, in base64 (RFC 6455 §4.1
+/// asks for a nonce chosen at random for each connection).
+fn websocket_key() -> Option<String> {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).ok()?;
+    Some(BASE64.encode(raw))
+}
+
+/// The `Sec-WebSocket-Accept` a server answers `key` with: base64 of the SHA-1 of the key and
+/// the protocol's GUID (RFC 6455 §4.2.2).
+fn websocket_accept(key: &str) -> String {
+    const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key.as_bytes());
+    ctx.update(GUID.as_bytes());
+    BASE64.encode(ctx.finish().as_ref())
+}
+
+/// Answers a stream the gateway refuses itself: the status and a JSON error body.
+pub(super) fn refuse(respond: &mut SendResponse<Bytes>, status: u16, code: &str) {
+    let body = format!("{{\"error\":\"{code}\"}}\n");
+    let mut resp = Response::new(());
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(mut s) = respond.send_response(resp, false) {
+        let _ = s.send_data(Bytes::from(body), true);
     }
-    let mut out = String::with_capacity(24);
-    for chunk in raw.chunks(3).take(6) {
-        let n = (u32::from(chunk[0]) << 16) | (u32::from(chunk[1]) << 8) | u32::from(chunk[2]);
-        for i in (0..4).rev() {
-            out.push(B64[((n >> (6 * i)) & 63) as usize] as char);
-        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{websocket_accept, websocket_key};
+
+    #[test]
+    fn the_accept_value_is_the_one_rfc_6455_gives_for_its_sample_key() {
+        assert_eq!(
+            websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
-    // 16 bytes are 22 characters and two pads.
-    out.truncate(22);
-    out.push_str("==");
-    out
+
+    #[test]
+    fn keys_are_16_random_bytes_in_base64_and_differ() {
+        let (a, b) = (websocket_key(), websocket_key());
+        let a = a.unwrap_or_default();
+        assert_eq!(a.len(), 24, "{a}");
+        assert!(a.ends_with("=="), "{a}");
+        assert_ne!(Some(a), b);
+    }
 }

@@ -23,6 +23,7 @@ use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
 use crate::error::ProxyError;
 use crate::gateway::{Gateway, UpstreamSet};
 use crate::hygiene::push_header;
+use crate::pool::ConnKey;
 use crate::tls::TlsConn;
 use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
@@ -37,10 +38,10 @@ use std::time::{Duration, Instant};
 /// One core's HTTP/2 connections to upstream endpoints.
 #[derive(Default)]
 pub(crate) struct H2Clients {
-    conns: HashMap<SocketAddr, Vec<H2Client>>,
+    conns: HashMap<ConnKey, Vec<H2Client>>,
     /// Connections being opened: requests that arrive meanwhile wait for one of these (up to its
     /// stream cap) instead of each opening its own.
-    opening: HashMap<SocketAddr, Vec<Rc<Opening>>>,
+    opening: HashMap<ConnKey, Vec<Rc<Opening>>>,
 }
 
 /// A connection being opened.
@@ -79,9 +80,9 @@ impl Drop for Lease {
 }
 
 impl H2Clients {
-    /// A slot on a live connection to `ep` with fewer than `max` streams open.
-    fn pick(&mut self, ep: SocketAddr, max: u32) -> Option<Lease> {
-        let list = self.conns.get_mut(&ep)?;
+    /// A slot on a live connection for `key` with fewer than `max` streams open.
+    fn pick(&mut self, key: ConnKey, max: u32) -> Option<Lease> {
+        let list = self.conns.get_mut(&key)?;
         list.retain(|c| !c.dead.get());
         let c = list.iter().find(|c| c.active.get() < max)?;
         c.active.set(c.active.get() + 1);
@@ -114,11 +115,12 @@ async fn acquire<G: Gateway>(
     max: u32,
     timeout: Duration,
 ) -> io::Result<(Lease, bool)> {
-    if let Some(l) = w.h2up.borrow_mut().pick(ep, max) {
+    let key = up.conn_key(ep);
+    if let Some(l) = w.h2up.borrow_mut().pick(key, max) {
         return Ok((l, true));
     }
     let start = Instant::now();
-    let joined = w.h2up.borrow().opening.get(&ep).and_then(|list| {
+    let joined = w.h2up.borrow().opening.get(&key).and_then(|list| {
         list.iter()
             .find(|o| o.promised.get() < max && o.outcome.get().is_none())
             .cloned()
@@ -131,7 +133,7 @@ async fn acquire<G: Gateway>(
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
         o.promised.set(o.promised.get().saturating_sub(1));
-        if let Some(l) = w.h2up.borrow_mut().pick(ep, max) {
+        if let Some(l) = w.h2up.borrow_mut().pick(key, max) {
             return Ok((l, true));
         }
     }
@@ -142,17 +144,17 @@ async fn acquire<G: Gateway>(
     w.h2up
         .borrow_mut()
         .opening
-        .entry(ep)
+        .entry(key)
         .or_default()
         .push(opening.clone());
     let opened = open(w, up, ep, timeout.saturating_sub(start.elapsed())).await;
     opening.outcome.set(Some(opened.is_ok()));
     {
         let mut clients = w.h2up.borrow_mut();
-        if let Some(list) = clients.opening.get_mut(&ep) {
+        if let Some(list) = clients.opening.get_mut(&key) {
             list.retain(|o| !Rc::ptr_eq(o, &opening));
             if list.is_empty() {
-                clients.opening.remove(&ep);
+                clients.opening.remove(&key);
             }
         }
     }
@@ -206,7 +208,7 @@ async fn open<G: Gateway>(
     w.h2up
         .borrow_mut()
         .conns
-        .entry(ep)
+        .entry(up.conn_key(ep))
         .or_default()
         .push(H2Client {
             send: send.clone(),

@@ -39,11 +39,6 @@ impl UpStream {
         }
     }
 
-    /// Whether it speaks TLS.
-    pub(crate) fn is_tls(&self) -> bool {
-        matches!(self, UpStream::Tls(_))
-    }
-
     /// True when nothing waits to be read and the peer has not closed (an idle pooled
     /// connection still good to reuse).
     pub(crate) fn is_quiet(&mut self) -> bool {
