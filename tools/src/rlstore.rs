@@ -38,8 +38,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 /// Script arguments before the per-key ones: node, now_ms, lease_ttl_ms.
 const HEAD_ARGS: usize = 3;
-/// Script arguments per key: kind, rate|limit, burst|window_ms, spent, provisional, want, demand.
-const ARGS_PER_KEY: usize = 7;
+/// Script arguments per key: kind, rate|limit, burst|window_ms, spent, provisional, want, demand,
+/// epoch, total.
+const ARGS_PER_KEY: usize = 9;
 /// Integers the script returns per key: lease, free, nodes, retry_ms, reset_ms.
 const REPLY_PER_KEY: usize = 5;
 
@@ -50,11 +51,13 @@ const REPLY_PER_KEY: usize = 5;
 /// - `ws`, `cw`, `pw`: sliding window start, current window count, previous window count;
 /// - `ex`: when the key stops mattering, on the script's clock (it is reset from then on; the
 ///   key also carries a `PEXPIRE` of the same length so Redis drops it by itself);
-/// - `l:<node>`, `d:<node>`, `t:<node>`: each live node's lease, demand and last sync time.
+/// - `l:<node>`, `d:<node>`, `t:<node>`: each live node's lease, demand and last sync time;
+/// - `e:<node>`, `a:<node>`: the epoch and the total of the node's spends applied so far (a
+///   resent sync is debited only beyond it; see `SyncItem::total`).
 ///
 /// Floats are kept as `%.17g` text, which reads back to the same `f64`. `ARGV` is node, now_ms
 /// (0: use Redis' `TIME`), lease_ttl_ms, then per key: kind (1 bucket, 2 window), rate|limit,
-/// burst|window_ms, spent, provisional, want, demand. The reply is five numbers per key: lease,
+/// burst|window_ms, spent, provisional, want, demand, epoch (compared as text), total. The reply is five numbers per key: lease,
 /// free, nodes, retry_ms, reset_ms; a number outside the 64-bit range (only absurd limits make
 /// one) comes back as its `%.17g` text, for the caller to cast as `LocalStore` would.
 const SCRIPT: &str = r#"
@@ -110,7 +113,9 @@ for i = 1, #KEYS do
   local prov = tonumber(ARGV[a + 4])
   local want = tonumber(ARGV[a + 5])
   local demand = tonumber(ARGV[a + 6])
-  a = a + 7
+  local epoch = ARGV[a + 7]
+  local mark = tonumber(ARGV[a + 8])
+  a = a + 9
 
   local raw = redis.call('HGETALL', key)
   local f = {}
@@ -139,8 +144,22 @@ for i = 1, #KEYS do
       else
         drop[#drop + 1] = 'l:' .. n
         drop[#drop + 1] = 'd:' .. n
+        drop[#drop + 1] = 'e:' .. n
+        drop[#drop + 1] = 'a:' .. n
         drop[#drop + 1] = field
       end
+    end
+  end
+
+  -- Spends this node's earlier syncs already brought (a resend after a lost answer) are not
+  -- debited again; they were replayed, so provisional.
+  if leases[node] ~= nil and epoch ~= '0' and f['e:' .. node] == epoch then
+    local applied = tonumber(f['a:' .. node] or '0')
+    if mark >= applied then
+      local fresh = math.min(spent, mark - applied)
+      prov = prov - (spent - fresh)
+      if prov < 0 then prov = 0 end
+      spent = fresh
     end
   end
 
@@ -214,6 +233,8 @@ for i = 1, #KEYS do
     drop[#drop + 1] = 'l:' .. node
     drop[#drop + 1] = 'd:' .. node
     drop[#drop + 1] = 't:' .. node
+    drop[#drop + 1] = 'e:' .. node
+    drop[#drop + 1] = 'a:' .. node
   end
   local free = capacity - others - lease
   local nodes = count
@@ -258,7 +279,8 @@ for i = 1, #KEYS do
   else
     redis.call('HSET', key, 'i', '1', 'tk', fmt(tk), 'ts', fmt(ts), 'ws', fmt(ws),
       'cw', fmt(cw), 'pw', fmt(pw), 'ex', fmt(ex),
-      'l:' .. node, fmt(lease), 'd:' .. node, fmt(dem), 't:' .. node, fmt(now))
+      'l:' .. node, fmt(lease), 'd:' .. node, fmt(dem), 't:' .. node, fmt(now),
+      'e:' .. node, epoch, 'a:' .. node, fmt(mark))
   end
   if not (keep >= 1) then keep = 1 end
   if keep > MAXPEXP then keep = MAXPEXP end
@@ -444,6 +466,7 @@ impl RedisStore {
             }
             cmd.arg(it.spent).arg(it.provisional).arg(it.want);
             self.arg_f64(&mut cmd, it.demand);
+            cmd.arg(it.epoch).arg(it.total);
         }
         cmd
     }
@@ -752,6 +775,8 @@ mod tests {
             provisional: 0,
             want: 0,
             demand: 0.0,
+            epoch: 0,
+            total: 0,
         }
     }
 

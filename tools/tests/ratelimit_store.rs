@@ -33,6 +33,8 @@ fn item(key: &str, algo: Algo, spent: u64, want: u64, demand: f64) -> SyncItem {
         provisional: 0,
         want,
         demand,
+        epoch: 0,
+        total: 0,
     }
 }
 
@@ -132,6 +134,9 @@ fn differential(redis: &mut RedisStore, ttl: u64, steps: usize) -> usize {
     let nodes = ["node-a", "node-b", "node-c"];
     // What each node believes it holds per key, to spend around it.
     let mut held = vec![[0u64; 3]; keys.len()];
+    // Each node's (epoch, running total) per key, to send resends and new counts.
+    let mut marks = vec![[(1u64, 0u64); 3]; keys.len()];
+    let mut resent = 0usize;
     let mut rng = Lcg(0x5eed_1234_abcd_0001);
     let mut now: u64 = 1_000_000;
     let (mut compared, mut multi_chunk) = (0usize, 0usize);
@@ -168,6 +173,23 @@ fn differential(redis: &mut RedisStore, ttl: u64, steps: usize) -> usize {
             } else {
                 (rng.below(60), rng.below(25) as f64)
             };
+            // Now and then a resend (part of `spent` repeats earlier syncs), a new count, no
+            // count at all, or a total that went back.
+            let (epoch, total) = &mut marks[k][n];
+            let fresh = match rng.below(6) {
+                0 => {
+                    resent += 1;
+                    rng.below(spent + 1)
+                }
+                _ => spent,
+            };
+            match rng.below(30) {
+                0 => (*epoch, *total) = (*epoch + 1, 0),
+                1 => *total = total.saturating_sub(rng.below(20)),
+                _ => {}
+            }
+            *total += fresh;
+            let sent_epoch = if rng.below(25) == 0 { 0 } else { *epoch };
             items.push(SyncItem {
                 key: keys[k].0.as_str().into(),
                 algo: keys[k].1,
@@ -175,6 +197,8 @@ fn differential(redis: &mut RedisStore, ttl: u64, steps: usize) -> usize {
                 provisional: provisional.min(spent),
                 want,
                 demand,
+                epoch: sent_epoch,
+                total: *total,
             });
             picked.push(k);
         }
@@ -223,6 +247,7 @@ fn differential(redis: &mut RedisStore, ttl: u64, steps: usize) -> usize {
         ("wait", waits),
         ("leased", leased),
         ("window", windows),
+        ("resent", resent),
     ] {
         assert!(n > compared / 20, "only {n} results of kind {what}");
     }

@@ -139,6 +139,10 @@ struct Record {
     unsynced_prov: u64,
     /// Admitted while the store was down, to bill when it is back.
     replay: u64,
+    /// This record's count of the key (see [`SyncItem::epoch`]) and the running total of its
+    /// spends sent under it ([`SyncItem::total`]): a resent replay is billed once.
+    epoch: u64,
+    total: u64,
     lease: i64,
     last_active_ms: u64,
     active: bool,
@@ -194,6 +198,9 @@ pub struct Reconciler {
     scratch: Vec<i64>,
     /// Cores that ever reported: only they drain grants, so only they are sent broadcasts.
     core_seen: Vec<bool>,
+    /// The epoch the next new record counts under; never 0, different from any earlier
+    /// record's in this process, and (time-seeded) most likely from any earlier process's.
+    next_epoch: u64,
 }
 
 /// Hashes a [`KeyId`] (already a hash) with one multiply.
@@ -235,6 +242,10 @@ impl Reconciler {
             results: Vec::new(),
             scratch: Vec::new(),
             core_seen: vec![false; cfg.workers],
+            next_epoch: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1,
         }
     }
 
@@ -292,6 +303,13 @@ impl Reconciler {
                 unsynced: 0,
                 unsynced_prov: 0,
                 replay: 0,
+                epoch: {
+                    // Odd, so never 0.
+                    let e = self.next_epoch;
+                    self.next_epoch = e.wrapping_add(2);
+                    e
+                },
+                total: 0,
                 lease: 0,
                 last_active_ms: now_ms,
                 active: false,
@@ -407,6 +425,7 @@ impl Reconciler {
             }
             rec.last_sync_tick = t;
             rec.synced_once = true;
+            rec.total += rec.unsynced;
             self.items.push(SyncItem {
                 key: rec.name.clone(),
                 algo: rec.algo,
@@ -414,6 +433,8 @@ impl Reconciler {
                 provisional: rec.unsynced_prov + rec.replay,
                 want,
                 demand,
+                epoch: rec.epoch,
+                total: rec.total,
             });
             self.names.push(id);
         }
@@ -523,9 +544,11 @@ impl Reconciler {
             let share = by_use.max(1.0 / f64::from(rec.nodes.max(1))).min(1.0);
             let mut it = self.items[i].clone();
             it.algo = rec.algo.scaled(share);
-            // Only this outage's spends: the replay is for the shared store.
+            // Only this outage's spends: the replay is for the shared store (and the fallback
+            // sees each of them once: no deduplication).
             it.spent = rec.unsynced;
             it.provisional = rec.unsynced_prov;
+            it.epoch = 0;
             let mut out = Vec::with_capacity(1);
             let r = match self.fallback.sync("local", now_ms, &[it], &mut out) {
                 Ok(()) => out.first().copied(),

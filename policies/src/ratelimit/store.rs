@@ -17,6 +17,13 @@
 //!
 //! Time is in milliseconds. Leases and demands of a node that stopped syncing for `lease_ttl`
 //! are reclaimed, so a crashed node's tokens come back by themselves.
+//!
+//! Syncs are idempotent: beside what it spent since its last *successful* sync, a node sends
+//! the running total of its spends on the key (see [`SyncItem::total`]), and the store keeps the
+//! total it last applied per node. A node cannot tell a sync the store never received from one
+//! whose answer was lost, so it resends the spends of every failed sync; the store debits only
+//! the part beyond what it already applied. Only replayed spends can repeat, and those are all
+//! provisional, so the repeated part comes off the provisional count too.
 
 use std::collections::HashMap;
 
@@ -111,6 +118,16 @@ pub struct SyncItem {
     pub want: u64,
     /// The node's demand (requests per tick, admitted or not), which weighs its share.
     pub demand: f64,
+    /// Which of this node's counts of the key `total` belongs to: a new one whenever the node
+    /// starts counting the key afresh (it forgot the key, or restarted). 0: no deduplication,
+    /// `spent` is applied whole.
+    pub epoch: u64,
+    /// The node's spends on this key reported so far under `epoch`, this item's new spends
+    /// included. `spent` may repeat spends of syncs that failed from the node's side (a replay);
+    /// a store that already applied a sync up to some total debits only what lies beyond it,
+    /// so a sync that was applied but whose answer was lost (a timeout, a cluster shard that
+    /// failed after others had applied their part) is not billed twice.
+    pub total: u64,
 }
 
 /// What the store answers for one [`SyncItem`].
@@ -159,12 +176,26 @@ pub trait Store {
     }
 }
 
-/// One node's lease and demand on a key.
+/// One node's lease and demand on a key, and the total of its spends applied so far.
 #[derive(Debug, Clone, Default)]
 struct NodeShare {
     lease: i64,
     demand: f64,
     seen_ms: u64,
+    epoch: u64,
+    applied: u64,
+}
+
+/// What of `it` is new to a store that applied `applied` under `epoch` for its node: `(spent,
+/// provisional)` without the spends already applied.
+fn fresh_part(epoch: u64, applied: u64, it: &SyncItem) -> (u64, u64) {
+    if it.epoch != 0 && epoch == it.epoch && it.total >= applied {
+        let fresh = it.spent.min(it.total - applied);
+        let repeated = it.spent - fresh;
+        (fresh, it.provisional.saturating_sub(repeated))
+    } else {
+        (it.spent, it.provisional)
+    }
 }
 
 /// One key's state.
@@ -219,6 +250,13 @@ impl LocalStore {
         self.last_sweep_ms = now_ms;
     }
 
+    /// Sliding-window counts (current and previous window) of every key (tests: what was
+    /// billed).
+    #[cfg(test)]
+    pub(crate) fn window_counts(&self) -> Vec<f64> {
+        self.keys.values().map(|k| k.current + k.previous).collect()
+    }
+
     /// Drops everything (tests: a store that lost its state, like a restarted Redis).
     pub fn clear(&mut self) {
         self.keys.clear();
@@ -231,6 +269,19 @@ fn apply(k: &mut KeyState, node: &str, now: u64, ttl: u64, it: &SyncItem) -> Syn
         *k = KeyState::default();
     }
     k.nodes.retain(|(_, s)| s.seen_ms + ttl > now);
+    let pos = match k.nodes.iter().position(|(n, _)| n == node) {
+        Some(p) => p,
+        None => {
+            k.nodes.push((node.to_owned(), NodeShare::default()));
+            k.nodes.len() - 1
+        }
+    };
+    let (spent, provisional) = {
+        let sh = &k.nodes[pos].1;
+        fresh_part(sh.epoch, sh.applied, it)
+    };
+    k.nodes[pos].1.epoch = it.epoch;
+    k.nodes[pos].1.applied = it.total;
     // The capacity: refill, then debit what was spent.
     let capacity = match it.algo {
         Algo::TokenBucket { rate, burst } => {
@@ -243,7 +294,7 @@ fn apply(k: &mut KeyState, node: &str, now: u64, ttl: u64, it: &SyncItem) -> Syn
             k.tokens = (k.tokens + rate * elapsed / 1000.0).min(burst);
             k.ts = now.max(k.ts);
             // Debt is capped at one bucket: a long outage's admissions are not billed forever.
-            k.tokens = (k.tokens - it.spent as f64).max(-burst);
+            k.tokens = (k.tokens - spent as f64).max(-burst);
             k.tokens
         }
         Algo::SlidingWindow { limit, window_ms } => {
@@ -264,20 +315,13 @@ fn apply(k: &mut KeyState, node: &str, now: u64, ttl: u64, it: &SyncItem) -> Syn
                 k.current = 0.0;
                 k.window_start = start;
             }
-            k.current = (k.current + it.spent as f64).min(2.0 * limit);
+            k.current = (k.current + spent as f64).min(2.0 * limit);
             let weight = 1.0 - (now - start) as f64 / w as f64;
             limit - (k.previous * weight + k.current)
         }
     };
     // This node's share: its lease shrinks by what it spent out of it.
-    let pos = match k.nodes.iter().position(|(n, _)| n == node) {
-        Some(p) => p,
-        None => {
-            k.nodes.push((node.to_owned(), NodeShare::default()));
-            k.nodes.len() - 1
-        }
-    };
-    let from_lease = it.spent.saturating_sub(it.provisional) as i64;
+    let from_lease = spent.saturating_sub(provisional) as i64;
     let mut lease = (k.nodes[pos].1.lease - from_lease).max(0);
     k.nodes[pos].1.demand = it.demand.max(0.0);
     k.nodes[pos].1.seen_ms = now;
@@ -388,7 +432,37 @@ mod tests {
             provisional,
             want,
             demand,
+            epoch: 0,
+            total: 0,
         }
+    }
+
+    #[test]
+    fn a_resent_sync_is_billed_once() {
+        let mut s = LocalStore::new(1000);
+        let mark = |spent, provisional, epoch, total| SyncItem {
+            epoch,
+            total,
+            ..item(spent, provisional, 0, 1.0)
+        };
+        // 30 spent; the answer is lost, so the node resends them (provisional now) with 10 new.
+        one(&mut s, "a", 1000, mark(30, 0, 7, 30));
+        let r = one(&mut s, "a", 1000, mark(40, 30, 7, 40));
+        assert_eq!(
+            r.free, 60,
+            "100 - 30 - 10: the resent 30 were not billed again"
+        );
+        // The same sync twice changes nothing.
+        let r = one(&mut s, "a", 1000, mark(10, 0, 7, 40));
+        assert_eq!(r.free, 60);
+        // A new count (the node forgot the key) is applied whole, even with a small total.
+        let r = one(&mut s, "a", 1000, mark(5, 0, 8, 5));
+        assert_eq!(r.free, 55);
+        // Epoch 0 never deduplicates, and another node's totals are its own.
+        let r = one(&mut s, "a", 1000, mark(5, 0, 0, 5));
+        assert_eq!(r.free, 50);
+        let r = one(&mut s, "b", 1000, mark(5, 0, 8, 5));
+        assert_eq!(r.free, 45);
     }
 
     fn one(s: &mut LocalStore, node: &str, now: u64, it: SyncItem) -> SyncResult {

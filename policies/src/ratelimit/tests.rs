@@ -224,6 +224,83 @@ impl Store for Flaky {
     }
 }
 
+/// A store whose syncs can be refused (never applied) or lost (applied, but the answer never
+/// arrives: a timeout after Redis ran the script, or a cluster shard failing after others
+/// applied their chunks).
+struct Lossy {
+    inner: LocalStore,
+    mode: Mode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Up,
+    Refused,
+    Lost,
+}
+
+impl Store for Lossy {
+    fn sync(
+        &mut self,
+        node: &str,
+        now_ms: u64,
+        items: &[SyncItem],
+        out: &mut Vec<SyncResult>,
+    ) -> Result<(), StoreError> {
+        match self.mode {
+            Mode::Up => self.inner.sync(node, now_ms, items, out),
+            Mode::Refused => Err(StoreError::Unavailable("refused".into())),
+            Mode::Lost => {
+                let mut dropped = Vec::new();
+                self.inner.sync(node, now_ms, items, &mut dropped)?;
+                Err(StoreError::Unavailable("timed out".into()))
+            }
+        }
+    }
+
+    fn probe(&mut self) -> Result<(), StoreError> {
+        match self.mode {
+            Mode::Up => Ok(()),
+            _ => Err(StoreError::Unavailable("down".into())),
+        }
+    }
+}
+
+#[test]
+fn syncs_applied_but_unanswered_are_billed_once() {
+    // A window far larger than the traffic, so its count is exactly what was billed.
+    let algo = Algo::SlidingWindow {
+        limit: 1_000_000.0,
+        window_ms: 3_600_000,
+    };
+    let s = set(KeySource::Global, algo, FailMode::Open);
+    for mode in [Mode::Refused, Mode::Lost] {
+        let mut store = Lossy {
+            inner: LocalStore::new(1000),
+            mode: Mode::Up,
+        };
+        let mut nodes = vec![node("a", 2, 0)];
+        let mut admitted = 0u64;
+        for (m, rate) in [
+            (Mode::Up, 500.0),
+            (mode, 500.0),
+            (Mode::Up, 500.0),
+            (Mode::Up, 0.0),
+        ] {
+            store.mode = m;
+            admitted += run_skewed(&mut store, &mut nodes, &s, &[rate], 1)
+                .iter()
+                .sum::<u64>();
+        }
+        assert!(admitted >= 1400, "{mode:?}: admitted {admitted}");
+        assert_eq!(
+            store.inner.window_counts(),
+            vec![admitted as f64],
+            "{mode:?}: every admitted request billed exactly once"
+        );
+    }
+}
+
 #[test]
 fn store_outage_fails_open_at_the_last_share_and_recovers_without_a_burst() {
     let s = set(KeySource::Global, LIMIT, FailMode::Open);
