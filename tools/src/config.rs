@@ -382,8 +382,17 @@ pub struct HashOnConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
-    /// The path probed with GET (a 2xx or 3xx answer is healthy).
+    /// The path probed with GET (a 2xx or 3xx answer is healthy); over HTTP/2 for
+    /// `protocol = "h2"` upstreams. Unused with `grpc`.
+    #[serde(default = "root_path")]
     pub path: String,
+    /// Probe with the gRPC health protocol (`grpc.health.v1.Health/Check`; healthy when the
+    /// answer is `SERVING`) instead of a GET. Only for `protocol = "h2"` upstreams.
+    #[serde(default)]
+    pub grpc: bool,
+    /// The service name asked about with `grpc` (default `""`: the server as a whole).
+    #[serde(default)]
+    pub grpc_service: String,
     /// Time between probes of an endpoint.
     #[serde(
         default = "default_hc_interval",
@@ -405,6 +414,10 @@ pub struct HealthCheckConfig {
     /// The Host header of probes (default: the endpoint).
     #[serde(default)]
     pub host: Option<String>,
+}
+
+fn root_path() -> String {
+    "/".to_string()
 }
 
 fn default_hc_interval() -> Duration {
@@ -795,6 +808,16 @@ impl RawConfig {
                 if hc.healthy_threshold == 0 || hc.unhealthy_threshold == 0 {
                     errs.push(format!(
                         "upstreams[{i}].health_check: thresholds must be at least 1"
+                    ));
+                }
+                if hc.grpc && u.protocol.as_deref() != Some("h2") {
+                    errs.push(format!(
+                        "upstreams[{i}].health_check.grpc: gRPC health checks need protocol = \"h2\""
+                    ));
+                }
+                if hc.grpc_service.len() > 200 {
+                    errs.push(format!(
+                        "upstreams[{i}].health_check.grpc_service: at most 200 bytes"
                     ));
                 }
             }

@@ -3,6 +3,9 @@
 //! A prober sends `GET <path>` to each endpoint in turn every interval (a fresh connection,
 //! bounded by the timeout), feeds the results to a [`HealthTracker`] (consecutive thresholds),
 //! and writes transitions to the upstream's [`HealthBoard`], which every core reads when picking.
+//! For `protocol = "h2"` upstreams the probe is an HTTP/2 request, run on a small epoll runtime
+//! of the prober's own: a GET, or with `grpc = true` a call of the gRPC health protocol
+//! (`grpc.health.v1.Health/Check`), healthy only when the service answers `SERVING`.
 //! Boards are shared by identity (upstream name, endpoints, check settings): a reload that leaves
 //! an upstream's checks alone keeps its board and its prober; a prober whose board no snapshot
 //! holds any more ends by itself (it holds only a weak reference).
@@ -30,11 +33,11 @@ pub fn board_for(
     endpoints: &[SocketAddr],
     hc: &HealthCheckConfig,
     tls: Option<&UpstreamTls>,
+    h2: bool,
 ) -> Arc<HealthBoard> {
-    let key = format!(
-        "{name}|{endpoints:?}|{hc:?}|{:?}",
-        tls.map(|t| &t.server_name)
-    );
+    // The TLS key changes with the CA, client certificate and name: a reload that changes them
+    // gets a prober with the new settings.
+    let key = format!("{name}|{endpoints:?}|{hc:?}|{:?}|{h2}", tls.map(|t| t.key));
     let mut map = boards().lock().unwrap_or_else(|p| p.into_inner());
     map.retain(|_, w| w.strong_count() > 0);
     if let Some(b) = map.get(&key).and_then(Weak::upgrade) {
@@ -49,7 +52,7 @@ pub fn board_for(
     let tls = tls.cloned();
     let _ = std::thread::Builder::new()
         .name(format!("ringgate-hc-{name}"))
-        .spawn(move || probe_loop(&up, &eps, &hc, tls.as_ref(), &weak));
+        .spawn(move || probe_loop(&up, &eps, &hc, tls.as_ref(), h2, &weak));
     board
 }
 
@@ -58,8 +61,24 @@ fn probe_loop(
     eps: &[SocketAddr],
     hc: &HealthCheckConfig,
     tls: Option<&UpstreamTls>,
+    h2: bool,
     board: &Weak<HealthBoard>,
 ) {
+    // HTTP/2 probes run on a runtime of this thread's own (epoll: a control thread needs no ring).
+    let mut rt = if h2 {
+        match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+        {
+            Ok(rt) => Some(rt),
+            Err(e) => {
+                eprintln!("ringgate: health: upstream {name}: no runtime for HTTP/2 probes: {e}");
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let mut tracker = HealthTracker::new(
         eps.len(),
         HealthConfig {
@@ -70,7 +89,10 @@ fn probe_loop(
     );
     loop {
         for (i, ep) in eps.iter().enumerate() {
-            let ok = probe(*ep, hc, tls).is_ok();
+            let ok = match rt.as_mut() {
+                Some(rt) => rt.block_on(probe_h2(*ep, hc, tls)).is_ok(),
+                None => probe(*ep, hc, tls).is_ok(),
+            };
             let Some(b) = board.upgrade() else { return };
             match tracker.record(i, ok) {
                 Some(Transition::BecameUnhealthy) => {
@@ -139,5 +161,158 @@ fn ask(mut s: impl Read + Write, ep: SocketAddr, hc: &HealthCheckConfig) -> Resu
         Ok(())
     } else {
         Err(format!("bad answer {:?}", String::from_utf8_lossy(line)))
+    }
+}
+
+/// One HTTP/2 probe: a GET answered 2xx or 3xx, or (`grpc`) a health check answered `SERVING`
+/// with `grpc-status` 0, within the timeout.
+async fn probe_h2(
+    ep: SocketAddr,
+    hc: &HealthCheckConfig,
+    tls: Option<&UpstreamTls>,
+) -> Result<(), String> {
+    use ringgate_http::engine::h2probe::{probe_h2, ProbeRequest};
+    let authority = hc.host.clone().unwrap_or_else(|| ep.to_string());
+    let req = if hc.grpc {
+        ProbeRequest {
+            method: "POST",
+            authority: &authority,
+            path: "/grpc.health.v1.Health/Check",
+            headers: &[
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+                ("user-agent", "ringgate-health"),
+            ],
+            body: grpc_health_request(&hc.grpc_service).into(),
+        }
+    } else {
+        ProbeRequest {
+            method: "GET",
+            authority: &authority,
+            path: &hc.path,
+            headers: &[("user-agent", "ringgate-health")],
+            body: bytes::Bytes::new(),
+        }
+    };
+    let a = probe_h2(ep, tls, &req, hc.timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    if hc.grpc {
+        if a.status != 200 || a.grpc_status != Some(0) {
+            return Err(format!(
+                "status {} grpc-status {:?}",
+                a.status, a.grpc_status
+            ));
+        }
+        match grpc_health_status(&a.body) {
+            Some(1) => Ok(()),
+            other => Err(format!("health status {other:?}, not SERVING (1)")),
+        }
+    } else if (200..400).contains(&a.status) {
+        Ok(())
+    } else {
+        Err(format!("status {}", a.status))
+    }
+}
+
+/// A gRPC-framed `HealthCheckRequest { service }`: the uncompressed-message flag, the length
+/// (big-endian), then field 1 (length-delimited) unless the name is empty.
+fn grpc_health_request(service: &str) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(service.len() + 3);
+    if !service.is_empty() {
+        msg.push(0x0a);
+        put_varint(&mut msg, service.len() as u64);
+        msg.extend_from_slice(service.as_bytes());
+    }
+    let mut out = Vec::with_capacity(5 + msg.len());
+    out.push(0);
+    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    out.extend_from_slice(&msg);
+    out
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a varint at the start of `b`: the value and its length.
+fn varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// The `status` (field 1) of the gRPC-framed `HealthCheckResponse` in `body`: 0 unknown,
+/// 1 serving, 2 not serving, 3 service unknown. `None` when the body is not one (compressed,
+/// cut short, malformed). An absent field is its default, 0.
+fn grpc_health_status(body: &[u8]) -> Option<u64> {
+    let (&flag, rest) = body.split_first()?;
+    if flag != 0 || rest.len() < 4 {
+        return None;
+    }
+    let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    let mut msg = rest.get(4..4 + len)?;
+    let mut status = 0;
+    while !msg.is_empty() {
+        let (tag, n) = varint(msg)?;
+        msg = &msg[n..];
+        match tag & 7 {
+            0 => {
+                let (v, n) = varint(msg)?;
+                msg = &msg[n..];
+                if tag >> 3 == 1 {
+                    status = v;
+                }
+            }
+            1 => msg = msg.get(8..)?,
+            2 => {
+                let (l, n) = varint(msg)?;
+                msg = msg.get(n + usize::try_from(l).ok()?..)?;
+            }
+            5 => msg = msg.get(4..)?,
+            _ => return None,
+        }
+    }
+    Some(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{grpc_health_request, grpc_health_status};
+
+    #[test]
+    fn health_messages_are_framed_and_read() {
+        assert_eq!(grpc_health_request(""), [0, 0, 0, 0, 0]);
+        assert_eq!(
+            grpc_health_request("svc"),
+            [0, 0, 0, 0, 5, 0x0a, 3, b's', b'v', b'c']
+        );
+        assert_eq!(grpc_health_status(&[0, 0, 0, 0, 2, 0x08, 1]), Some(1));
+        assert_eq!(grpc_health_status(&[0, 0, 0, 0, 2, 0x08, 2]), Some(2));
+        // An empty message is status 0 (UNKNOWN); unknown fields are skipped.
+        assert_eq!(grpc_health_status(&[0, 0, 0, 0, 0]), Some(0));
+        assert_eq!(
+            grpc_health_status(&[0, 0, 0, 0, 5, 0x12, 1, b'x', 0x08, 1]),
+            Some(1)
+        );
+        // Compressed, cut short or malformed: not an answer.
+        for bad in [
+            &[1u8, 0, 0, 0, 2, 0x08, 1][..],
+            &[0, 0, 0, 0, 9, 0x08, 1],
+            &[0, 0, 0, 0, 1, 0x08],
+            &[0, 0, 0, 0, 2, 0x0f, 1],
+            &[],
+        ] {
+            assert_eq!(grpc_health_status(bad), None, "{bad:?}");
+        }
     }
 }

@@ -140,12 +140,6 @@ impl Snapshot {
                 });
             let h2_streams = match u.protocol.as_deref() {
                 None | Some("http1") => None,
-                Some("h2") if u.health_check.is_some() => {
-                    errs.push(format!(
-                        "upstreams[{i}].health_check: probes speak HTTP/1.1, not available for protocol = \"h2\" yet"
-                    ));
-                    None
-                }
                 Some("h2") => Some(u.max_streams_per_connection.unwrap_or(100).max(1)),
                 Some(other) => {
                     errs.push(format!(
@@ -178,7 +172,15 @@ impl Snapshot {
                 .health_check
                 .as_ref()
                 .filter(|_| endpoints.len() == u.endpoints.len())
-                .map(|hc| crate::health::board_for(&u.name, &endpoints, hc, tls.as_ref()));
+                .map(|hc| {
+                    crate::health::board_for(
+                        &u.name,
+                        &endpoints,
+                        hc,
+                        tls.as_ref(),
+                        h2_streams.is_some(),
+                    )
+                });
             let policy = UpstreamPolicy {
                 lb,
                 keys: u.endpoints.clone(),

@@ -4,7 +4,8 @@
 //! status codes and trailers passed through, an unknown method; gateway-made errors as gRPC
 //! statuses (a rate limit is RESOURCE_EXHAUSTED); `grpc-timeout` honoured as the deadline
 //! (DEADLINE_EXCEEDED from the gateway, seen by an h2 client that sets no deadline of its own);
-//! the same over TLS (ALPN h2) from the client.
+//! the same over TLS (ALPN h2) from the client. Active health checks speak the gRPC health
+//! protocol: an endpoint answering NOT_SERVING is taken out of the rotation, and back.
 
 #![allow(clippy::unwrap_used)]
 
@@ -239,4 +240,82 @@ fn idle_upstream_connections_are_let_go() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     client(&[&gw.addr.to_string(), "--slow", "1"]);
     assert_eq!(new(&gw), 2.0);
+}
+
+/// One unary gRPC call to `addr` (h2c) from an h2 client of the test's own; the answer's message.
+fn unary(addr: SocketAddr, path: &str, msg: &[u8]) -> Vec<u8> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let path = path.to_string();
+    let msg = msg.to_vec();
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{addr}{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (resp, mut send) = client.send_request(req, false).unwrap();
+        let mut body = vec![0u8];
+        body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        body.extend_from_slice(&msg);
+        send.send_data(bytes::Bytes::from(body), true).unwrap();
+        let mut recv = resp.await.unwrap().into_body();
+        let mut got = Vec::new();
+        while let Some(d) = recv.data().await {
+            let d = d.unwrap();
+            let _ = recv.flow_control().release_capacity(d.len());
+            got.extend_from_slice(&d);
+        }
+        got.get(5..).map(<[u8]>::to_vec).unwrap_or_default()
+    })
+}
+
+#[test]
+fn grpc_health_checks_take_a_not_serving_endpoint_out_and_back() {
+    let (a, b) = (GrpcServer::start(), GrpcServer::start());
+    let text = format!(
+        "version = \"grpc-health\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         [[upstreams]]\nname = \"grpc\"\nendpoints = [\"{}\", \"{}\"]\nprotocol = \"h2\"\n\
+         [upstreams.health_check]\ngrpc = true\ninterval = \"100ms\"\ntimeout = \"1s\"\nunhealthy_threshold = 2\nhealthy_threshold = 2\n\
+         [[routes]]\nid = \"svc\"\npath = {{ prefix = \"/\" }}\nupstream = \"grpc\"\n",
+        a.addr, b.addr
+    );
+    let gw = gateway(&text);
+    let port = |s: &GrpcServer| s.addr.port().to_string().into_bytes();
+    let who = || unary(gw.addr, "/test.Svc/Who", b"");
+    let answers = |n: usize| (0..n).map(|_| who()).collect::<Vec<_>>();
+    let seen = answers(10);
+    assert!(
+        seen.contains(&port(&a)) && seen.contains(&port(&b)),
+        "both serve"
+    );
+    // A says NOT_SERVING: within a few probes every call goes to B.
+    assert_eq!(unary(a.addr, "/test.Svc/SetHealth", b"2"), b"2");
+    let t0 = std::time::Instant::now();
+    while answers(6).contains(&port(&a)) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "A still gets calls"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(answers(20).iter().all(|w| *w == port(&b)));
+    // SERVING again: A is back in the rotation.
+    assert_eq!(unary(a.addr, "/test.Svc/SetHealth", b"1"), b"1");
+    let t0 = std::time::Instant::now();
+    while !answers(6).contains(&port(&a)) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "A never came back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

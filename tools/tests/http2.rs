@@ -2,7 +2,8 @@
 //! `--http2-prior-knowledge` in cleartext) and h2load, through the same routes, filters and
 //! upstream pools as HTTP/1.1. Request bodies with and without a length, large responses under
 //! flow control, gateway-made errors, many concurrent streams, and a graceful GOAWAY on drain
-//! (with the `h2` crate as client, over tokio).
+//! (with the `h2` crate as client, over tokio). Upstreams spoken to over HTTP/2 are health
+//! checked over HTTP/2.
 
 #![allow(clippy::unwrap_used)]
 
@@ -343,4 +344,41 @@ fn a_rapid_reset_flood_closes_the_connection() {
     let url = format!("http://127.0.0.1:{}/echo", gw.addr.port());
     let (ok, _, e) = curl(&["--http2-prior-knowledge", &url]);
     assert!(ok, "{e}");
+}
+
+#[test]
+fn http2_upstreams_are_health_checked_over_http2() {
+    // The endpoints are two gateways serving h2c, each in front of one stub; when A's stub
+    // stops, A answers its GET probes 502 and the front gateway stops sending it calls.
+    let (sa, sb) = (stub("A"), stub("B"));
+    let (ga, gb) = (
+        gateway(&config(sa.addr(), "")),
+        gateway(&config(sb.addr(), "")),
+    );
+    let front = gateway(&format!(
+        "version = \"h2-health\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         [[upstreams]]\nname = \"h2\"\nendpoints = [\"{}\", \"{}\"]\nprotocol = \"h2\"\n\
+         [upstreams.health_check]\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"1s\"\nunhealthy_threshold = 2\n\
+         [[routes]]\nid = \"all\"\npath = {{ prefix = \"/\" }}\nupstream = \"h2\"\n",
+        ga.addr, gb.addr
+    ));
+    let who = || {
+        let r = ringgate_testkit::client::get(front.addr, "h", "/x");
+        (r.status, r.header("x-upstream").unwrap_or("").to_string())
+    };
+    let first: Vec<_> = (0..10).map(|_| who()).collect();
+    assert!(first.contains(&(200, "A".into())) && first.contains(&(200, "B".into())));
+    sa.stop();
+    let t0 = std::time::Instant::now();
+    loop {
+        let last: Vec<_> = (0..10).map(|_| who()).collect();
+        if last.iter().all(|r| *r == (200, "B".to_string())) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "A still gets calls: {last:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

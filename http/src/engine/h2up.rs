@@ -21,7 +21,7 @@ use super::io::{connect, ReadFail};
 use super::Worker;
 use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
 use crate::error::ProxyError;
-use crate::gateway::{Gateway, UpstreamSet};
+use crate::gateway::{Gateway, UpstreamSet, UpstreamTls};
 use crate::hygiene::push_header;
 use crate::pool::ConnKey;
 use crate::tls::TlsConn;
@@ -161,16 +161,16 @@ async fn acquire<G: Gateway>(
     opened.map(|l| (l, false))
 }
 
-/// Opens a connection to `ep` and takes its first stream slot.
-async fn open<G: Gateway>(
-    w: &Worker<G>,
-    up: &UpstreamSet,
+/// The byte stream of an HTTP/2 connection to `ep`: TCP, and TLS with ALPN `h2` when `tls` is
+/// given, within `timeout`.
+pub(super) async fn h2_transport(
     ep: SocketAddr,
+    tls: Option<&UpstreamTls>,
     timeout: Duration,
-) -> io::Result<Lease> {
+) -> io::Result<H2Io> {
     let start = Instant::now();
     let tcp = connect(ep, timeout).await?;
-    let io = match &up.tls {
+    Ok(match tls {
         None => {
             let poll = tcp.into_poll_io()?;
             H2Io::plain(poll, Vec::new())
@@ -184,7 +184,18 @@ async fn open<G: Gateway>(
             let (tcp, session, pending) = conn.into_parts();
             H2Io::tls(tcp.into_poll_io()?, session, &pending)
         }
-    };
+    })
+}
+
+/// Opens a connection to `ep` and takes its first stream slot.
+async fn open<G: Gateway>(
+    w: &Worker<G>,
+    up: &UpstreamSet,
+    ep: SocketAddr,
+    timeout: Duration,
+) -> io::Result<Lease> {
+    let start = Instant::now();
+    let io = h2_transport(ep, up.tls.as_ref(), timeout).await?;
     let s = &w.settings.http2;
     let mut b = h2::client::Builder::new();
     b.initial_window_size(s.stream_window_bytes)

@@ -20,6 +20,7 @@ mod drain;
 mod exchange;
 mod h2conn;
 mod h2io;
+pub mod h2probe;
 mod h2stream;
 mod h2up;
 pub mod io;
