@@ -382,3 +382,28 @@ fn http2_upstreams_are_health_checked_over_http2() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn an_http11_clients_request_trailers_reach_an_http2_upstream() {
+    // HTTP/1.1 client -> gateway -> h2c -> gateway -> HTTP/1.1 recorder: the chunked trailer
+    // section crosses the HTTP/2 hop as trailers and arrives as a trailer section again; a
+    // framing field smuggled into the trailers does not.
+    let (rec, seen) = ringgate_testkit::scripted::recorder();
+    let inner = gateway(&config(rec.addr, ""));
+    let front = gateway(&format!(
+        "version = \"h2-trailers\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         [[upstreams]]\nname = \"h2\"\nendpoints = [\"{}\"]\nprotocol = \"h2\"\n\
+         [[routes]]\nid = \"all\"\npath = {{ prefix = \"/\" }}\nupstream = \"h2\"\n",
+        inner.addr
+    ));
+    let r = ringgate_testkit::client::send(
+        front.addr,
+        b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc123\r\ncontent-length: 99\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = seen.lock().unwrap().last().cloned().unwrap();
+    let body = String::from_utf8_lossy(&got.raw_body).to_ascii_lowercase();
+    assert!(body.contains("hello"), "{body:?}");
+    assert!(body.contains("x-checksum: abc123"), "{body:?}");
+    assert!(!body.contains("content-length: 99"), "{body:?}");
+}

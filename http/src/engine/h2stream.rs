@@ -565,8 +565,20 @@ impl H2Stream {
 }
 
 /// The trailer fields a chunked body ended with, as an HTTP/2 header map (names lower-cased;
-/// connection-specific and malformed fields left out).
-fn trailer_map(dec: &ChunkedDecoder) -> HeaderMap {
+/// connection-specific, framing and malformed fields left out: HTTP/2 refuses the first, and
+/// none may be sent in a trailer section, RFC 9110 §6.5.1).
+pub(super) fn trailer_map(dec: &ChunkedDecoder) -> HeaderMap {
+    const NOT_TRAILERS: [&str; 9] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "content-length",
+        "host",
+        "trailer",
+    ];
     let mut map = HeaderMap::new();
     for (k, v) in dec.trailer_fields() {
         let (Ok(k), Ok(v)) = (
@@ -575,6 +587,9 @@ fn trailer_map(dec: &ChunkedDecoder) -> HeaderMap {
         ) else {
             continue;
         };
+        if NOT_TRAILERS.contains(&k.as_str()) {
+            continue;
+        }
         map.append(k, v);
     }
     map

@@ -16,7 +16,7 @@
 use super::conn::{Conn, Plan};
 use super::exchange::{count, fail_before_response, fill_response_extra, Outcome};
 use super::h2io::H2Io;
-use super::h2stream::send_within_window;
+use super::h2stream::{send_within_window, trailer_map};
 use super::io::{connect, ReadFail};
 use super::Worker;
 use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
@@ -442,8 +442,9 @@ async fn send_body(
     tx: &mut h2::SendStream<Bytes>,
     t: Duration,
 ) -> Result<(), ProxyError> {
+    // A chunked body's trailer fields go on as the stream's HTTP/2 trailers.
     let mut decoder = match p.body {
-        BodyKind::Chunked => Some(ChunkedDecoder::new(ChunkedLimits::default())),
+        BodyKind::Chunked => Some(ChunkedDecoder::keeping_trailers(ChunkedLimits::default())),
         _ => None,
     };
     let mut left = match p.body {
@@ -466,9 +467,17 @@ async fn send_body(
         };
         c.cbuf.drain(..consumed);
         c.tally.bytes_in += consumed as u64;
-        send_within_window(tx, data, done, t)
+        let trailers = match decoder.as_ref() {
+            Some(d) if done => Some(trailer_map(d)).filter(|m| !m.is_empty()),
+            _ => None,
+        };
+        send_within_window(tx, data, done && trailers.is_none(), t)
             .await
             .map_err(ProxyError::UpstreamIo)?;
+        if let Some(map) = trailers {
+            tx.send_trailers(map)
+                .map_err(|e| ProxyError::UpstreamIo(io::Error::other(e)))?;
+        }
         if done {
             return Ok(());
         }
