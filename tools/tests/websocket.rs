@@ -280,6 +280,30 @@ fn other_upgrades_are_not_passed_on() {
     );
 }
 
+/// An HTTP/2 connection to `addr` (h2c) with a WebSocket opened on it by an extended CONNECT
+/// (RFC 8441): the client for further requests, the response, and the stream's send half.
+async fn extended_connect(
+    addr: SocketAddr,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    http::Response<h2::RecvStream>,
+    h2::SendStream<bytes::Bytes>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{addr}/chat"))
+        .extension(h2::ext::Protocol::from_static("websocket"))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    let (resp, send) = client.send_request(req, false).unwrap();
+    (client, resp.await.unwrap(), send)
+}
+
 #[test]
 fn websocket_over_http2_extended_connect() {
     // RFC 8441: an HTTP/2 client opens the WebSocket with CONNECT :protocol websocket; the
@@ -292,19 +316,7 @@ fn websocket_over_http2_extended_connect() {
         .build()
         .unwrap();
     let (status, echoed) = rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(conn);
-        let mut client = client.ready().await.unwrap();
-        let req = http::Request::builder()
-            .method(http::Method::CONNECT)
-            .uri(format!("http://{addr}/chat"))
-            .extension(h2::ext::Protocol::from_static("websocket"))
-            .header("sec-websocket-version", "13")
-            .body(())
-            .unwrap();
-        let (resp, mut send) = client.send_request(req, false).unwrap();
-        let resp = resp.await.unwrap();
+        let (client, resp, mut send) = extended_connect(addr).await;
         let status = resp.status().as_u16();
         let mut recv = resp.into_body();
         // A masked text frame "hello" (client frames are masked, RFC 6455 §5.3).
@@ -374,19 +386,7 @@ fn an_upstream_answering_the_wrong_accept_value_is_refused_to_an_http2_client() 
         .build()
         .unwrap();
     let (status, body) = rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(conn);
-        let mut client = client.ready().await.unwrap();
-        let req = http::Request::builder()
-            .method(http::Method::CONNECT)
-            .uri(format!("http://{addr}/chat"))
-            .extension(h2::ext::Protocol::from_static("websocket"))
-            .header("sec-websocket-version", "13")
-            .body(())
-            .unwrap();
-        let (resp, _send) = client.send_request(req, false).unwrap();
-        let resp = resp.await.unwrap();
+        let (_client, resp, _send) = extended_connect(addr).await;
         let status = resp.status().as_u16();
         let mut recv = resp.into_body();
         let mut body = Vec::new();

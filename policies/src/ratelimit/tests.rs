@@ -194,39 +194,9 @@ fn under_the_limit_nothing_is_refused() {
     assert_eq!(REFUSED.with(|r| r.get()), 0, "{per_sec:?}");
 }
 
-/// A store that can be switched off.
-struct Flaky {
-    inner: LocalStore,
-    up: bool,
-}
-
-impl Store for Flaky {
-    fn sync(
-        &mut self,
-        node: &str,
-        now_ms: u64,
-        items: &[SyncItem],
-        out: &mut Vec<SyncResult>,
-    ) -> Result<(), StoreError> {
-        if self.up {
-            self.inner.sync(node, now_ms, items, out)
-        } else {
-            Err(StoreError::Unavailable("off".into()))
-        }
-    }
-
-    fn probe(&mut self) -> Result<(), StoreError> {
-        if self.up {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable("off".into()))
-        }
-    }
-}
-
-/// A store whose syncs can be refused (never applied) or lost (applied, but the answer never
-/// arrives: a timeout after Redis ran the script, or a cluster shard failing after others
-/// applied their chunks).
+/// A store that can be switched off: its syncs refused (never applied), or lost (applied, but
+/// the answer never arrives: a timeout after Redis ran the script, or a cluster shard failing
+/// after others applied their chunks).
 struct Lossy {
     inner: LocalStore,
     mode: Mode,
@@ -304,19 +274,19 @@ fn syncs_applied_but_unanswered_are_billed_once() {
 #[test]
 fn store_outage_fails_open_at_the_last_share_and_recovers_without_a_burst() {
     let s = set(KeySource::Global, LIMIT, FailMode::Open);
-    let mut store = Flaky {
+    let mut store = Lossy {
         inner: LocalStore::new(1000),
-        up: true,
+        mode: Mode::Up,
     };
     let mut nodes = vec![node("a", 2, 0), node("b", 2, 7)];
     let rates = [1800.0, 200.0];
     let before = run_skewed(&mut store, &mut nodes, &s, &rates, 3);
-    store.up = false;
+    store.mode = Mode::Refused;
     let during = run_skewed(&mut store, &mut nodes, &s, &rates, 3);
     assert!(nodes[0].rec.store_down());
     // Restarted empty, like a Redis without persistence.
     store.inner.clear();
-    store.up = true;
+    store.mode = Mode::Up;
     let after = run_skewed(&mut store, &mut nodes, &s, &rates, 3);
     assert!(!nodes[0].rec.store_down());
     // Each node keeps admitting about its share: the total stays near the limit.
@@ -336,9 +306,9 @@ fn store_outage_fails_open_at_the_last_share_and_recovers_without_a_burst() {
 #[test]
 fn fail_closed_refuses_while_the_store_is_down() {
     let s = set(KeySource::Global, LIMIT, FailMode::Closed { status: 503 });
-    let mut store = Flaky {
+    let mut store = Lossy {
         inner: LocalStore::new(1000),
-        up: false,
+        mode: Mode::Refused,
     };
     let mut nodes = [node("a", 1, 0)];
     let mut out = Vec::new();
@@ -358,7 +328,7 @@ fn fail_closed_refuses_while_the_store_is_down() {
             limit: 0
         }
     );
-    store.up = true;
+    store.mode = Mode::Up;
     for now in 201..=400 {
         nodes[0].step(&mut store, now);
     }
@@ -441,9 +411,9 @@ fn many_distinct_keys_are_forgotten() {
 #[test]
 fn fail_closed_recovers_when_the_store_returns_even_without_traffic() {
     let s = set(KeySource::Global, LIMIT, FailMode::Closed { status: 503 });
-    let mut store = Flaky {
+    let mut store = Lossy {
         inner: LocalStore::new(1000),
-        up: false,
+        mode: Mode::Refused,
     };
     let mut n = node("a", 1, 0);
     let mut out = Vec::new();
@@ -461,7 +431,7 @@ fn fail_closed_recovers_when_the_store_returns_even_without_traffic() {
     for now in 101..=3000 {
         n.step(&mut store, now);
     }
-    store.up = true;
+    store.mode = Mode::Up;
     for now in 3001..=3100 {
         n.step(&mut store, now);
     }
