@@ -157,6 +157,16 @@ pub struct UpstreamProfile {
     /// An idle pooled connection older than this is closed rather than reused.
     #[serde(with = "serde_text")]
     pub pool_idle_timeout: Duration,
+    /// Every this long, each HTTP/2 upstream connection is sent a PING; one not answered within
+    /// `h2_ping_timeout` (a peer gone without a FIN, a black-holed path) is closed, so the pool
+    /// stops offering it. `0s`: off (the default: gRPC servers count pings sent without calls in
+    /// flight and may answer GOAWAY `too_many_pings` when they come more often than they allow,
+    /// five minutes by default).
+    #[serde(with = "serde_text")]
+    pub h2_ping_interval: Duration,
+    /// How long a PING may go unanswered.
+    #[serde(with = "serde_text")]
+    pub h2_ping_timeout: Duration,
 }
 
 /// `[timeouts]`: defaults that routes may override.
@@ -226,6 +236,8 @@ impl Default for UpstreamProfile {
         Self {
             pool_max_idle_per_endpoint: 64,
             pool_idle_timeout: Duration::from_secs(30),
+            h2_ping_interval: Duration::ZERO,
+            h2_ping_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -337,11 +349,16 @@ impl PerfProfile {
                 "upstream.pool_idle_timeout",
                 self.upstream.pool_idle_timeout,
             ),
+            ("upstream.h2_ping_timeout", self.upstream.h2_ping_timeout),
             ("io.sqpoll_idle", self.io.sqpoll_idle),
         ] {
             if d < Duration::from_millis(1) || d > MAX_TIMEOUT {
                 errs.push(format!("{name}: must be between 1ms and 24h"));
             }
+        }
+        let ping = self.upstream.h2_ping_interval;
+        if !ping.is_zero() && (ping < Duration::from_millis(10) || ping > MAX_TIMEOUT) {
+            errs.push("upstream.h2_ping_interval: 0s (off) or between 10ms and 24h".into());
         }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.workers.cpus.iter().enumerate() {

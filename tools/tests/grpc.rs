@@ -5,7 +5,8 @@
 //! statuses (a rate limit is RESOURCE_EXHAUSTED); `grpc-timeout` honoured as the deadline
 //! (DEADLINE_EXCEEDED from the gateway, seen by an h2 client that sets no deadline of its own);
 //! the same over TLS (ALPN h2) from the client. Active health checks speak the gRPC health
-//! protocol: an endpoint answering NOT_SERVING is taken out of the rotation, and back.
+//! protocol: an endpoint answering NOT_SERVING is taken out of the rotation, and back. With
+//! PINGs on, a connection whose peer went silent is replaced.
 
 #![allow(clippy::unwrap_used)]
 
@@ -318,4 +319,57 @@ fn grpc_health_checks_take_a_not_serving_endpoint_out_and_back() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+#[test]
+fn an_http2_upstream_connection_that_stops_answering_pings_is_replaced() {
+    // An HTTP/2 server that answers one request per connection, then stops reading it (a peer
+    // gone without a FIN). With pings on, the gateway notices and the next call opens a new
+    // connection instead of waiting on the dead one.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            l.set_nonblocking(true).unwrap();
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            loop {
+                let Ok((tcp, _)) = l.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut conn = h2::server::handshake(tcp).await.unwrap();
+                    if let Some(Ok((_req, mut respond))) = conn.accept().await {
+                        let resp = http::Response::builder().status(200).body(()).unwrap();
+                        let _ = respond.send_response(resp, true);
+                    }
+                    // Flush the answer, then go silent while keeping the socket open.
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_millis(200), conn.accept())
+                            .await;
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    drop(conn);
+                });
+            }
+        });
+    });
+    let mut profile = ringgate_testkit::gateway::test_profile();
+    profile.upstream.h2_ping_interval = std::time::Duration::from_millis(100);
+    profile.upstream.h2_ping_timeout = std::time::Duration::from_millis(200);
+    profile.timeouts.response = std::time::Duration::from_secs(5);
+    let gw = ringgate_testkit::gateway::gateway_with(&config(up, "", ""), profile);
+    let get = || ringgate_testkit::client::get(gw.addr, "h", "/x").status;
+    assert_eq!(get(), 200);
+    // The silent connection misses its pings within about half a second.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert_eq!(get(), 200, "a new connection, not the silent one");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }

@@ -203,15 +203,26 @@ async fn open<G: Gateway>(
         .max_frame_size(s.max_frame_bytes)
         .max_send_buffer_size(s.max_send_buffer_bytes as usize);
     let left = timeout.saturating_sub(start.elapsed());
-    let (send, driver) = match monoio::time::timeout(left, b.handshake::<_, Bytes>(io)).await {
+    let (send, mut driver) = match monoio::time::timeout(left, b.handshake::<_, Bytes>(io)).await {
         Ok(Ok(pair)) => pair,
         Ok(Err(e)) => return Err(io::Error::other(e)),
         Err(_) => return Err(io::ErrorKind::TimedOut.into()),
     };
     let dead = Rc::new(Cell::new(false));
     let dead2 = dead.clone();
+    let pings = w
+        .settings
+        .h2_ping
+        .and_then(|every| driver.ping_pong().map(|pp| (pp, every)));
     monoio::spawn(async move {
-        let _ = driver.await;
+        match pings {
+            None => {
+                let _ = driver.await;
+            }
+            Some((pp, (interval, timeout))) => {
+                drive_with_pings(driver, pp, interval, timeout).await
+            }
+        }
         dead2.set(true);
     });
     let active = Rc::new(Cell::new(1));
@@ -232,6 +243,34 @@ async fn open<G: Gateway>(
         active,
         idle_since,
     })
+}
+
+/// Drives a connection and PINGs it every `interval`: a PING without PONG within `timeout`
+/// ends it (the driver is dropped, which closes the socket), so the pool stops offering a
+/// connection whose peer vanished without a FIN, and its streams fail now rather than at their
+/// own timeouts.
+async fn drive_with_pings(
+    driver: h2::client::Connection<H2Io, Bytes>,
+    mut pp: h2::PingPong,
+    interval: Duration,
+    timeout: Duration,
+) {
+    let mut driver = std::pin::pin!(driver);
+    loop {
+        monoio::select! {
+            _ = &mut driver => return,
+            _ = monoio::time::sleep(interval) => {}
+        }
+        let pong = monoio::time::timeout(timeout, pp.ping(h2::Ping::opaque()));
+        monoio::select! {
+            _ = &mut driver => return,
+            r = pong => {
+                if !matches!(r, Ok(Ok(_))) {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Fields of an HTTP/1.1 head that have no place in HTTP/2.

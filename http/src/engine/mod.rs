@@ -70,6 +70,8 @@ pub struct EngineSettings {
     pub pool_max_idle: usize,
     /// Idle upstream connection lifetime.
     pub pool_idle_timeout: Duration,
+    /// PING interval and timeout of HTTP/2 upstream connections (`None`: no pings).
+    pub h2_ping: Option<(Duration, Duration)>,
     /// `X-Forwarded-Proto` value of this listener.
     pub proto: &'static str,
     /// Count per-route and per-upstream metrics.
@@ -103,6 +105,8 @@ impl EngineSettings {
             body_io_timeout: p.timeouts.body_io,
             pool_max_idle: p.upstream.pool_max_idle_per_endpoint,
             pool_idle_timeout: p.upstream.pool_idle_timeout,
+            h2_ping: (!p.upstream.h2_ping_interval.is_zero())
+                .then_some((p.upstream.h2_ping_interval, p.upstream.h2_ping_timeout)),
             proto: "http",
             metrics: true,
             trace: true,
