@@ -484,6 +484,27 @@ impl<G: Gateway> Drop for ConnGuard<'_, G> {
 
 /// Counts into the upstream's metrics (when metrics are on).
 #[inline]
+/// Reads more of the client's request body into `c.cbuf`, within `t`: a stall, an end or an
+/// error before the body is complete fails the exchange.
+pub(super) async fn read_client_more(
+    c: &mut Conn,
+    t: std::time::Duration,
+) -> Result<(), ProxyError> {
+    let (res, buf) = c
+        .stream
+        .read_append(std::mem::take(&mut c.cbuf), Some(t))
+        .await;
+    c.cbuf = buf;
+    match res {
+        Ok(_) => Ok(()),
+        Err(ReadFail::Timeout) => Err(ProxyError::ClientStalled),
+        Err(ReadFail::Eof) => Err(ProxyError::ClientIo(
+            std::io::ErrorKind::UnexpectedEof.into(),
+        )),
+        Err(ReadFail::Io(e)) => Err(ProxyError::ClientIo(e)),
+    }
+}
+
 pub(super) fn count<G: Gateway>(w: &Worker<G>, p: &Plan<'_>, f: impl FnOnce(&mut UpstreamStats)) {
     if w.settings.metrics {
         f(w.metrics.borrow_mut().upstream(p.upstream_metric));
@@ -594,21 +615,7 @@ async fn stream_request_body<G: Gateway>(
     // Everything buffered so far was body and has been sent.
     c.cbuf.clear();
     loop {
-        let (res, buf) = c
-            .stream
-            .read_append(std::mem::take(&mut c.cbuf), Some(t))
-            .await;
-        c.cbuf = buf;
-        match res {
-            Ok(_) => {}
-            Err(ReadFail::Timeout) => return Err(ProxyError::ClientStalled),
-            Err(ReadFail::Eof) => {
-                return Err(ProxyError::ClientIo(
-                    std::io::ErrorKind::UnexpectedEof.into(),
-                ))
-            }
-            Err(ReadFail::Io(e)) => return Err(ProxyError::ClientIo(e)),
-        }
+        read_client_more(c, t).await?;
         let n = c.cbuf.len();
         let (take, done) = match body.decoder.as_mut() {
             None => {

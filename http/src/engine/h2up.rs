@@ -14,10 +14,12 @@
 //! pooled connection's slot count is per core: no lock.
 
 use super::conn::{Conn, Plan};
-use super::exchange::{count, fail_before_response, fill_response_extra, Outcome};
+use super::exchange::{
+    count, fail_before_response, fill_response_extra, read_client_more, Outcome,
+};
 use super::h2io::H2Io;
 use super::h2stream::{send_within_window, trailer_map};
-use super::io::{connect, ReadFail};
+use super::io::connect;
 use super::Worker;
 use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
 use crate::error::ProxyError;
@@ -520,19 +522,7 @@ async fn send_body(
         if done {
             return Ok(());
         }
-        let (res, buf) = c
-            .stream
-            .read_append(std::mem::take(&mut c.cbuf), Some(t))
-            .await;
-        c.cbuf = buf;
-        match res {
-            Ok(_) => {}
-            Err(ReadFail::Timeout) => return Err(ProxyError::ClientStalled),
-            Err(ReadFail::Eof) => {
-                return Err(ProxyError::ClientIo(io::ErrorKind::UnexpectedEof.into()))
-            }
-            Err(ReadFail::Io(e)) => return Err(ProxyError::ClientIo(e)),
-        }
+        read_client_more(c, t).await?;
     }
 }
 
