@@ -232,13 +232,8 @@ pub fn compile_upstream(
     for c in &certs {
         key.part(c);
     }
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(certs);
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let builder = match rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-    {
-        Ok(b) => b.with_root_certificates(roots),
+    let builder = match client_builder(certs) {
+        Ok(b) => b,
         Err(e) => {
             errs.push(format!("{at}: {e}"));
             return None;
@@ -347,14 +342,21 @@ pub fn client_config(
     ca: Option<&str>,
     alpn: &[u8],
 ) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(root_certs(ca)?);
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = client_builder(root_certs(ca)?)?.with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(std::sync::Arc::new(config))
+}
+
+/// A TLS client configuration on the ring provider, TLS 1.3 and 1.2, trusting `certs`; what is
+/// left to say is the client certificate.
+fn client_builder(
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(certs);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots))
 }

@@ -280,6 +280,15 @@ fn other_upgrades_are_not_passed_on() {
     );
 }
 
+/// Runs `f` on a current-thread tokio runtime (the h2 client's).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// An HTTP/2 connection to `addr` (h2c) with a WebSocket opened on it by an extended CONNECT
 /// (RFC 8441): the client for further requests, the response, and the stream's send half.
 async fn extended_connect(
@@ -311,11 +320,7 @@ fn websocket_over_http2_extended_connect() {
     let (up, seen) = ws_server();
     let gw = gateway(&config(up, "", ""));
     let addr = gw.addr;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (status, echoed) = rt.block_on(async move {
+    let (status, echoed) = block_on(async move {
         let (client, resp, mut send) = extended_connect(addr).await;
         let status = resp.status().as_u16();
         let mut recv = resp.into_body();
@@ -381,11 +386,7 @@ fn an_upstream_answering_the_wrong_accept_value_is_refused_to_an_http2_client() 
     });
     let gw = gateway(&config(up, "", ""));
     let addr = gw.addr;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (status, body) = rt.block_on(async move {
+    let (status, body) = block_on(async move {
         let (_client, resp, _send) = extended_connect(addr).await;
         let status = resp.status().as_u16();
         let mut recv = resp.into_body();

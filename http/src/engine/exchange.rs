@@ -482,8 +482,6 @@ impl<G: Gateway> Drop for ConnGuard<'_, G> {
     }
 }
 
-/// Counts into the upstream's metrics (when metrics are on).
-#[inline]
 /// Reads more of the client's request body into `c.cbuf`, within `t`: a stall, an end or an
 /// error before the body is complete fails the exchange.
 pub(super) async fn read_client_more(
@@ -505,6 +503,8 @@ pub(super) async fn read_client_more(
     }
 }
 
+/// Counts into the upstream's metrics (when metrics are on).
+#[inline]
 pub(super) fn count<G: Gateway>(w: &Worker<G>, p: &Plan<'_>, f: impl FnOnce(&mut UpstreamStats)) {
     if w.settings.metrics {
         f(w.metrics.borrow_mut().upstream(p.upstream_metric));

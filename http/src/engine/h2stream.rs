@@ -568,17 +568,6 @@ impl H2Stream {
 /// connection-specific, framing and malformed fields left out: HTTP/2 refuses the first, and
 /// none may be sent in a trailer section, RFC 9110 §6.5.1).
 pub(super) fn trailer_map(dec: &ChunkedDecoder) -> HeaderMap {
-    const NOT_TRAILERS: [&str; 9] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-        "content-length",
-        "host",
-        "trailer",
-    ];
     let mut map = HeaderMap::new();
     for (k, v) in dec.trailer_fields() {
         let (Ok(k), Ok(v)) = (
@@ -587,12 +576,27 @@ pub(super) fn trailer_map(dec: &ChunkedDecoder) -> HeaderMap {
         ) else {
             continue;
         };
-        if NOT_TRAILERS.contains(&k.as_str()) {
+        if connection_specific(k.as_str()) || k == "content-length" || k == "trailer" {
             continue;
         }
         map.append(k, v);
     }
     map
+}
+
+/// Fields of an HTTP/1.1 head that have no place in HTTP/2.
+pub(super) fn connection_specific(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "host",
+    ]
+    .iter()
+    .any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// Sends `data` on an HTTP/2 stream as the peer's flow-control window allows: never more is

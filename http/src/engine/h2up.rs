@@ -18,7 +18,7 @@ use super::exchange::{
     count, fail_before_response, fill_response_extra, read_client_more, Outcome,
 };
 use super::h2io::H2Io;
-use super::h2stream::{send_within_window, trailer_map};
+use super::h2stream::{connection_specific, send_within_window, trailer_map};
 use super::io::connect;
 use super::Worker;
 use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
@@ -273,21 +273,6 @@ async fn drive_with_pings(
             }
         }
     }
-}
-
-/// Fields of an HTTP/1.1 head that have no place in HTTP/2.
-fn connection_specific(name: &str) -> bool {
-    [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-        "host",
-    ]
-    .iter()
-    .any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// The upstream request, from the HTTP/1.1 head the loop wrote into `wbuf`.
