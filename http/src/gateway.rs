@@ -155,12 +155,15 @@ pub trait Gateway: Send + Sync + 'static {
 
     /// Authenticates and authorizes a request on `route` (whose `auth` is set); on
     /// [`AuthVerdict::Pass`] `out` holds what to forward. `waited` says this request already
-    /// waited once: the answer must then be final (never [`AuthVerdict::Wait`] again).
+    /// waited once: the answer must then be final (never [`AuthVerdict::Wait`] again). `peer` is
+    /// the client's address: work a client can make the gateway do (signature checks,
+    /// introspection calls) is bounded per client.
     fn authenticate(
         &self,
         auth: &mut Self::Auth,
         route: &RouteSettings,
         headers: &[httparse::Header<'_>],
+        peer: std::net::IpAddr,
         now_unix: u64,
         waited: bool,
         out: &mut AuthOutput,

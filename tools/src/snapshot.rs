@@ -507,6 +507,7 @@ impl Gateway for Snapshot {
         auth: &mut Self::Auth,
         route: &RouteSettings,
         headers: &[httparse::Header<'_>],
+        peer: std::net::IpAddr,
         now_unix: u64,
         waited: bool,
         out: &mut ringgate_http::authn::AuthOutput,
@@ -514,7 +515,7 @@ impl Gateway for Snapshot {
         match (&self.auth, route.auth) {
             (Some(setup), Some(rule)) => {
                 let st = auth.get_or_insert_with(|| setup.state());
-                setup.check(st, rule as usize, headers, now_unix, waited, out)
+                setup.check(st, rule as usize, headers, peer, now_unix, waited, out)
             }
             _ => ringgate_http::authn::AuthVerdict::Pass,
         }

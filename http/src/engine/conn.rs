@@ -412,6 +412,7 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
                 state,
                 route,
                 req.headers,
+                c.peer.ip(),
                 now_unix,
                 c.auth_waited,
                 &mut c.auth,
