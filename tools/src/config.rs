@@ -308,6 +308,59 @@ pub struct ListenerConfig {
     /// Terminate TLS on this listener.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Merge runs of `/` in request paths before routing and forwarding (default true).
+    #[serde(default = "yes")]
+    pub merge_slashes: bool,
+    /// `%2F`, `%5C`, `%00` and `\` in request paths: `"reject"` (400, the default) or `"keep"`
+    /// (kept percent-encoded, never a separator).
+    #[serde(default = "default_escaped_separators")]
+    pub escaped_separators: String,
+    /// Header names with `_`: `"drop"` (the default), `"reject"` (400) or `"allow"`.
+    #[serde(default = "default_underscores")]
+    pub underscores_in_headers: String,
+}
+
+fn default_escaped_separators() -> String {
+    "reject".into()
+}
+
+fn default_underscores() -> String {
+    "drop".into()
+}
+
+impl ListenerConfig {
+    /// A cleartext listener on `address` with the default request-head policy.
+    pub fn at(address: String) -> Self {
+        Self {
+            name: None,
+            address,
+            tls: None,
+            merge_slashes: true,
+            escaped_separators: default_escaped_separators(),
+            underscores_in_headers: default_underscores(),
+        }
+    }
+
+    /// The listener's request-head policy (values validated by [`RawConfig::validate`]).
+    pub fn policy(&self) -> ringgate_http::gateway::ListenerPolicy {
+        use ringgate_http::codec::{EscapedSeparators, PathPolicy};
+        use ringgate_http::gateway::{ListenerPolicy, UnderscoreHeaders};
+        ListenerPolicy {
+            path: PathPolicy {
+                merge_slashes: self.merge_slashes,
+                escaped_separators: if self.escaped_separators == "keep" {
+                    EscapedSeparators::Keep
+                } else {
+                    EscapedSeparators::Reject
+                },
+            },
+            underscores: match self.underscores_in_headers.as_str() {
+                "allow" => UnderscoreHeaders::Allow,
+                "reject" => UnderscoreHeaders::Reject,
+                _ => UnderscoreHeaders::Drop,
+            },
+        }
+    }
 }
 
 /// `[[upstreams]]`.
@@ -665,6 +718,14 @@ pub struct RouteConfig {
     /// Add `RateLimit-*` headers to allowed responses too (refusals always carry them).
     #[serde(default)]
     pub rate_limit_headers: bool,
+    /// The path sent upstream: `"normalized"` (the default: the spelling the route matched) or
+    /// `"as_received"` (the client's spelling; routes without a rewrite only).
+    #[serde(default = "default_forward_path")]
+    pub forward_path: String,
+}
+
+fn default_forward_path() -> String {
+    "normalized".into()
 }
 
 /// `path = { prefix = "/api" }` and its siblings.
@@ -745,6 +806,21 @@ impl RawConfig {
                 errs.push(format!(
                     "listeners[{i}].address: {:?} is not ip:port",
                     l.address
+                ));
+            }
+            if !matches!(l.escaped_separators.as_str(), "reject" | "keep") {
+                errs.push(format!(
+                    "listeners[{i}].escaped_separators: {:?} is not \"reject\" or \"keep\"",
+                    l.escaped_separators
+                ));
+            }
+            if !matches!(
+                l.underscores_in_headers.as_str(),
+                "drop" | "reject" | "allow"
+            ) {
+                errs.push(format!(
+                    "listeners[{i}].underscores_in_headers: {:?} is not \"drop\", \"reject\" or \"allow\"",
+                    l.underscores_in_headers
                 ));
             }
         }
@@ -1028,6 +1104,16 @@ impl RawConfig {
                 errs.push(format!(
                     "{at}: strip_prefix, rewrite_prefix and rewrite exclude each other"
                 ));
+            }
+            match r.forward_path.as_str() {
+                "normalized" => {}
+                "as_received" if rewrites > 0 => errs.push(format!(
+                    "{at}.forward_path: \"as_received\" cannot be combined with a rewrite"
+                )),
+                "as_received" => {}
+                other => errs.push(format!(
+                    "{at}.forward_path: {other:?} is not \"normalized\" or \"as_received\""
+                )),
             }
             if (r.strip_prefix || r.rewrite_prefix.is_some()) && r.path.prefix.is_none() {
                 errs.push(format!(

@@ -31,18 +31,21 @@
 //! - `request.rs` / `response.rs`: the head parsers;
 //! - `chunked.rs`: the resumable chunked-body validator;
 //! - `hop.rs`: hop-by-hop header names;
+//! - `path.rs`: path normalization, the spelling routes match and upstreams receive;
 //! - `error.rs`: [`CodecError`].
 
 mod chunked;
 mod error;
 mod head;
 mod hop;
+mod path;
 mod request;
 mod response;
 
 pub use chunked::{ChunkProgress, ChunkedDecoder, ChunkedLimits};
 pub use error::CodecError;
 pub use hop::{HopByHop, MAX_CONNECTION_TOKENS};
+pub use path::{normalize_path, strip_parameters, EscapedSeparators, PathError, PathPolicy};
 pub use request::{parse_request_head, HeadLimits, RequestHead};
 pub use response::{parse_response_head, ResponseHead};
 
