@@ -386,11 +386,17 @@ pub struct UpstreamConfig {
     /// `{ cookie = "sid" }`.
     #[serde(default)]
     pub hash_on: Option<HashOnConfig>,
-    /// Requests in flight per core before 503 `upstream_overloaded`.
-    #[serde(default)]
+    /// Requests in flight per core before 503 `upstream_overloaded` (`max_requests_per_core`;
+    /// the old name `max_requests` is accepted: each core keeps its own count).
+    #[serde(default, rename = "max_requests_per_core", alias = "max_requests")]
     pub max_requests: Option<u32>,
-    /// Connections (in use and idle) per core before 503 `upstream_overloaded`.
-    #[serde(default)]
+    /// Connections (in use and idle) per core before 503 `upstream_overloaded`
+    /// (`max_connections_per_core`; `max_connections` is accepted).
+    #[serde(
+        default,
+        rename = "max_connections_per_core",
+        alias = "max_connections"
+    )]
     pub max_connections: Option<u32>,
     /// TLS to the endpoints.
     #[serde(default)]
@@ -490,11 +496,21 @@ fn three() -> u32 {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OutlierSettings {
-    /// Consecutive 5xx or failed exchanges that eject an endpoint (0: off).
-    #[serde(default = "five")]
+    /// Consecutive 5xx or failed exchanges seen by one core that eject an endpoint on that core
+    /// (0: off; `consecutive_5xx_per_core`, the old name `consecutive_5xx` is accepted).
+    #[serde(
+        default = "five",
+        rename = "consecutive_5xx_per_core",
+        alias = "consecutive_5xx"
+    )]
     pub consecutive_5xx: u32,
-    /// Consecutive connect failures that eject an endpoint (0: off).
-    #[serde(default = "three")]
+    /// Consecutive connect failures seen by one core that eject an endpoint on that core (0: off;
+    /// `consecutive_connect_failures_per_core`, `consecutive_connect_failures` is accepted).
+    #[serde(
+        default = "three",
+        rename = "consecutive_connect_failures_per_core",
+        alias = "consecutive_connect_failures"
+    )]
     pub consecutive_connect_failures: u32,
     /// First ejection time (grows with each ejection).
     #[serde(default = "thirty_s", with = "ringgate_core::duration::serde_text")]
@@ -527,8 +543,13 @@ pub struct BreakerSettings {
     /// Error ratio (0..1) over the window that opens the breaker.
     #[serde(default = "half")]
     pub error_ratio: f64,
-    /// Fewest requests in the window before the ratio counts.
-    #[serde(default = "twenty")]
+    /// Fewest requests one core sees in the window before its ratio counts
+    /// (`min_requests_per_core`; the old name `min_requests` is accepted).
+    #[serde(
+        default = "twenty",
+        rename = "min_requests_per_core",
+        alias = "min_requests"
+    )]
     pub min_requests: u32,
     /// The sliding window.
     #[serde(default = "ten_s", with = "ringgate_core::duration::serde_text")]
@@ -579,8 +600,13 @@ pub struct RetryConfig {
     /// Retries at most this share of the route's requests over the window.
     #[serde(default = "point_two")]
     pub budget_ratio: f64,
-    /// Retries always allowed per second (so a quiet route can retry).
-    #[serde(default = "ten")]
+    /// Retries always allowed per second on each core (so a quiet route can retry;
+    /// `budget_min_per_sec_per_core`, the old name `budget_min_per_sec` is accepted).
+    #[serde(
+        default = "ten",
+        rename = "budget_min_per_sec_per_core",
+        alias = "budget_min_per_sec"
+    )]
     pub budget_min_per_sec: u32,
     /// The budget's window.
     #[serde(default = "ten_s", with = "ringgate_core::duration::serde_text")]
@@ -864,7 +890,7 @@ impl RawConfig {
             }
             if u.max_requests == Some(0) || u.max_connections == Some(0) {
                 errs.push(format!(
-                    "upstreams[{i}]: max_requests and max_connections must be at least 1"
+                    "upstreams[{i}]: max_requests_per_core and max_connections_per_core must be at least 1"
                 ));
             }
             if let Some(hc) = &u.health_check {
@@ -1246,6 +1272,46 @@ mod tests {
         let c = RawConfig::parse(GOOD).expect("parse");
         c.validate().expect("valid");
         assert_eq!(c.routes[0].timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn per_core_counts_say_so_and_the_old_names_still_parse() {
+        let body = |names: [&str; 6]| {
+            format!(
+                "{GOOD}\n[[upstreams]]\nname = \"b\"\nendpoints = [\"127.0.0.1:9002\"]\n{} = 7\n{} = 8\n\
+                 [upstreams.outlier]\n{} = 2\n{} = 3\n[upstreams.circuit_breaker]\n{} = 9\n\
+                 [[routes]]\nid = \"b\"\npath = {{ prefix = \"/b\" }}\nupstream = \"b\"\n\
+                 [routes.retry]\n{} = 4\n",
+                names[0], names[1], names[2], names[3], names[4], names[5]
+            )
+        };
+        let new = RawConfig::parse(&body([
+            "max_requests_per_core",
+            "max_connections_per_core",
+            "consecutive_5xx_per_core",
+            "consecutive_connect_failures_per_core",
+            "min_requests_per_core",
+            "budget_min_per_sec_per_core",
+        ]))
+        .expect("new names");
+        let old = RawConfig::parse(&body([
+            "max_requests",
+            "max_connections",
+            "consecutive_5xx",
+            "consecutive_connect_failures",
+            "min_requests",
+            "budget_min_per_sec",
+        ]))
+        .expect("old names");
+        for c in [&new, &old] {
+            let u = &c.upstreams[1];
+            assert_eq!((u.max_requests, u.max_connections), (Some(7), Some(8)));
+            let o = u.outlier.as_ref().expect("outlier");
+            assert_eq!((o.consecutive_5xx, o.consecutive_connect_failures), (2, 3));
+            assert_eq!(u.circuit_breaker.as_ref().map(|b| b.min_requests), Some(9));
+            let r = c.routes[1].retry.as_ref().expect("retry");
+            assert_eq!(r.budget_min_per_sec, 4);
+        }
     }
 
     #[test]
