@@ -1,4 +1,4 @@
-//! Rate limits end to end, the parts `ratelimit.rs` leaves out: the tier and tenant a limit keys
+//! Rate-limit options end to end (the parts `ratelimit.rs` leaves out): the tier and tenant a limit keys
 //! on come from real API keys made by `ringgate keys create`; a published snapshot changes a
 //! limit that already has spent keys; a gateway process of two workers enforces one limit
 //! through a real one-node Redis Cluster and reports the store up; `[rate_limit] global` limits
