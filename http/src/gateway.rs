@@ -6,7 +6,7 @@
 //! request time is compiled into [`RouteSettings`] and [`UpstreamSet`] when the snapshot is built,
 //! so the hot path reads plain fields, never raw config.
 
-use crate::authn::{AuthOutput, AuthVerdict, LimitVerdict};
+use crate::authn::{AuthOutput, AuthVerdict, LimitStage, LimitVerdict};
 use crate::codec::{PathPolicy, RequestHead};
 use crate::error::Refusal;
 use crate::resilience::{
@@ -216,12 +216,16 @@ pub trait Gateway: Send + Sync + 'static {
     /// Fresh per-core rate-limit state for worker `worker`.
     fn limits_runtime(&self, worker: usize) -> Self::Limits;
 
-    /// Judges a request on `route` (whose `rate_limit` is set) after authentication (`auth`).
-    /// Header lines for the response (`RateLimit-*`, `Retry-After`) go into `out`.
+    /// Judges a request on `route` (whose `rate_limit` is set) by the route's limits of `stage`:
+    /// [`LimitStage::BeforeAuth`] before authentication (`auth` is then empty), then
+    /// [`LimitStage::AfterAuth`] with what authentication found. Header lines for the response
+    /// (`RateLimit-*`, `Retry-After`) go into `out`, the same buffer for both stages.
+    #[allow(clippy::too_many_arguments)]
     fn rate_limit(
         &self,
         limits: &mut Self::Limits,
         route: &RouteSettings,
+        stage: LimitStage,
         headers: &[httparse::Header<'_>],
         peer: std::net::IpAddr,
         auth: &AuthOutput,

@@ -11,7 +11,7 @@ use crate::config::{
 };
 use crate::ratelimit::config::Backend;
 use crate::ratelimit::service::LimitService;
-use ringgate_http::authn::{AuthOutput, LimitVerdict};
+use ringgate_http::authn::{AuthOutput, LimitStage, LimitVerdict};
 use ringgate_http::codec::RequestHead;
 use ringgate_http::error::Refusal;
 use ringgate_http::gateway::{
@@ -24,7 +24,7 @@ use ringgate_policies::balance::{
     UpstreamPolicy, UpstreamState,
 };
 use ringgate_policies::ratelimit::local::{Caller, CoreLimiter, Decision};
-use ringgate_policies::ratelimit::spec::LimitSet;
+use ringgate_policies::ratelimit::spec::{LimitSet, Stage};
 use ringgate_policies::routing::{
     HeaderMatch, HostMatch, PathMatch, Rewrite, RouteRequest, RouteSpec, RouteTable,
 };
@@ -556,6 +556,7 @@ impl Gateway for Snapshot {
         &self,
         limits: &mut Self::Limits,
         route: &RouteSettings,
+        stage: LimitStage,
         headers: &[httparse::Header<'_>],
         peer: std::net::IpAddr,
         auth: &AuthOutput,
@@ -573,7 +574,11 @@ impl Gateway for Snapshot {
             tenant: &auth.tenant,
             tier: &auth.tier,
         };
-        match core.check(&self.limits, chain as usize, &caller, out) {
+        let stage = match stage {
+            LimitStage::BeforeAuth => Stage::BeforeAuth,
+            LimitStage::AfterAuth => Stage::AfterAuth,
+        };
+        match core.check(&self.limits, chain as usize, stage, &caller, out) {
             Decision::Allow => LimitVerdict::Pass,
             Decision::Limit { status, code, .. } => LimitVerdict::Refuse { status, code },
         }

@@ -9,7 +9,7 @@ use super::exchange::{exchange, Outcome};
 use super::io::ReadFail;
 use super::observe::finish;
 use super::Worker;
-use crate::authn::{AuthOutput, AuthVerdict, LimitVerdict};
+use crate::authn::{AuthOutput, AuthVerdict, LimitStage, LimitVerdict};
 use crate::codec::{
     normalize_path, parse_request_head, strip_parameters, BodyKind, HopByHop, MAX_HEADERS,
 };
@@ -344,6 +344,29 @@ async fn serve_requests<G: Gateway>(
     }
 }
 
+/// Judges a request by `route`'s rate limits of `stage`; `Some` is the refusal. (The
+/// connection's fields come apart: the request head borrows its buffer.)
+#[allow(clippy::too_many_arguments)]
+fn judge_limits<G: Gateway>(
+    w: &Worker<G>,
+    snap: &G,
+    route: &RouteSettings,
+    stage: LimitStage,
+    headers: &[httparse::Header<'_>],
+    peer: std::net::IpAddr,
+    auth: &AuthOutput,
+    out: &mut Vec<u8>,
+) -> Option<Refusal> {
+    route.rate_limit?;
+    let mut slot = w.limits.borrow_mut();
+    let state = slot.get_or_insert_with(|| snap.limits_runtime(w.index));
+    let verdict = snap.rate_limit(state, route, stage, headers, peer, auth, out);
+    match verdict {
+        LimitVerdict::Pass => None,
+        LimitVerdict::Refuse { status, code } => Some(Refusal::new(status, code)),
+    }
+}
+
 /// Parses the buffered head and, when complete, routes it and writes the upstream head.
 fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Step<'s> {
     if c.cbuf.is_empty() {
@@ -431,7 +454,16 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
     };
     let route = routed.route;
     c.auth.clear();
-    c.policy_headers.clear();
+    // Limits that need no identity judge the request before authentication, so refused
+    // credentials count against them; once only (not again after an authentication wait).
+    if !c.auth_waited {
+        c.policy_headers.clear();
+        let stage = LimitStage::BeforeAuth;
+        let (peer, auth, out) = (c.peer.ip(), &c.auth, &mut c.policy_headers);
+        if let Some(r) = judge_limits(w, snap, route, stage, req.headers, peer, auth, out) {
+            return refuse_with(r, Some(route));
+        }
+    }
     if route.auth.is_some() {
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -474,22 +506,10 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
             Some(route),
         );
     }
-    if route.rate_limit.is_some() {
-        let verdict = {
-            let mut slot = w.limits.borrow_mut();
-            let state = slot.get_or_insert_with(|| snap.limits_runtime(w.index));
-            snap.rate_limit(
-                state,
-                route,
-                req.headers,
-                c.peer.ip(),
-                &c.auth,
-                &mut c.policy_headers,
-            )
-        };
-        if let LimitVerdict::Refuse { status, code } = verdict {
-            return refuse_with(Refusal::new(status, code), Some(route));
-        }
+    let stage = LimitStage::AfterAuth;
+    let (peer, auth, out) = (c.peer.ip(), &c.auth, &mut c.policy_headers);
+    if let Some(r) = judge_limits(w, snap, route, stage, req.headers, peer, auth, out) {
+        return refuse_with(r, Some(route));
     }
     // A WebSocket handshake (RFC 6455 §4.1: a bodiless HTTP/1.1 GET) is passed on as an upgrade;
     // any other upgrade (h2c...) is dropped and the request goes as a plain one.
