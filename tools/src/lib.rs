@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod authfetch;
 pub mod config;
+pub mod contenthash;
 pub mod control;
 pub mod demo;
 pub mod health;
@@ -18,7 +19,7 @@ pub mod snapshot;
 pub mod tls;
 
 use config::RawConfig;
-use snapshot::{text_hash, Snapshot};
+use snapshot::Snapshot;
 
 /// Loads, validates and compiles a config file.
 pub fn load_snapshot(path: &str) -> Result<Snapshot, config::ConfigError> {
@@ -32,5 +33,5 @@ pub fn load_snapshot(path: &str) -> Result<Snapshot, config::ConfigError> {
 /// Validates and compiles config text.
 pub fn snapshot_from_text(text: &str) -> Result<Snapshot, config::ConfigError> {
     let raw = RawConfig::parse(text)?;
-    Snapshot::build(&raw, text_hash(text))
+    Snapshot::build(&raw, contenthash::config_hash(text, &raw))
 }

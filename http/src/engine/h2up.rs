@@ -431,7 +431,10 @@ async fn answer<G: Gateway>(
     c.tally.upstream_ok = Some(resp.status().as_u16() < 500);
     let outcome = relay(c, w, p, resp, deadline).await;
     if let Some(t) = c.tally.upstream_start {
-        c.tally.upstream_us = Some(t.elapsed().as_micros() as u64);
+        let d = t.elapsed();
+        c.tally.upstream_us = Some(d.as_micros() as u64);
+        // The same histogram as HTTP/1.1 upstreams: request sent to the end of the response.
+        count(w, p, |u| u.duration.record(d));
     }
     outcome
 }
