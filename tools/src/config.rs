@@ -746,12 +746,19 @@ pub struct RouteConfig {
     pub rate_limit_headers: bool,
     /// The path sent upstream: `"normalized"` (the default: the spelling the route matched) or
     /// `"as_received"` (the client's spelling; routes without a rewrite only).
-    #[serde(default = "default_forward_path")]
-    pub forward_path: String,
+    #[serde(default)]
+    pub forward_path: ForwardPath,
 }
 
-fn default_forward_path() -> String {
-    "normalized".into()
+/// Which spelling of the path a route forwards.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardPath {
+    /// The normalized path (or its rewrite).
+    #[default]
+    Normalized,
+    /// The client's own spelling (routing still uses the normalized one).
+    AsReceived,
 }
 
 /// `path = { prefix = "/api" }` and its siblings.
@@ -1131,15 +1138,10 @@ impl RawConfig {
                     "{at}: strip_prefix, rewrite_prefix and rewrite exclude each other"
                 ));
             }
-            match r.forward_path.as_str() {
-                "normalized" => {}
-                "as_received" if rewrites > 0 => errs.push(format!(
+            if r.forward_path == ForwardPath::AsReceived && rewrites > 0 {
+                errs.push(format!(
                     "{at}.forward_path: \"as_received\" cannot be combined with a rewrite"
-                )),
-                "as_received" => {}
-                other => errs.push(format!(
-                    "{at}.forward_path: {other:?} is not \"normalized\" or \"as_received\""
-                )),
+                ));
             }
             if (r.strip_prefix || r.rewrite_prefix.is_some()) && r.path.prefix.is_none() {
                 errs.push(format!(

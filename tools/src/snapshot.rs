@@ -422,7 +422,7 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<
                 fingerprint,
                 auth,
                 rate_limit: None,
-                forward_path_as_received: r.forward_path == "as_received",
+                forward_path_as_received: r.forward_path == crate::config::ForwardPath::AsReceived,
             },
             rewrites,
             upstream,
