@@ -200,9 +200,14 @@ for i = 1, #KEYS do
   end
 
   -- This node's share: its lease shrinks by what it spent out of it.
+  local since = ttl
   if leases[node] == nil then
     leases[node] = 0
     demands[node] = 0
+  else
+    since = now - tonumber(f['t:' .. node])
+    if since < 0 then since = 0 end
+    if since > ttl then since = ttl end
   end
   local from_lease = spent - prov
   if from_lease < 0 then from_lease = 0 end
@@ -218,9 +223,27 @@ for i = 1, #KEYS do
   end
   local share = 1
   if total > 0 then share = dem / total end
-  local target = fmin(want, math.floor(fmax(capacity, 0) * share))
+  -- Contended: each node's allowance is its share of what refills over its own interval.
+  local fair = nil
+  if count > 1 and want > fmax(capacity, 0) * share then
+    local rate = p1
+    if kind ~= 1 then
+      local w = p2
+      if w < 1 then w = 1 end
+      rate = p1 * 1000 / w
+    end
+    fair = math.ceil(share * rate * since / 1000 * 2)
+  end
+  local target
+  if fair ~= nil then
+    target = fmin(fmin(want, fair), math.floor(fmax(capacity - others, 0)))
+  else
+    target = fmin(want, math.floor(fmax(capacity, 0) * share))
+  end
   if target ~= target then target = 0 end
-  if target > lease then
+  if fair ~= nil then
+    lease = target
+  elseif target > lease then
     local unleased = math.floor(capacity - others - lease)
     if unleased ~= unleased then unleased = 0 end
     lease = lease + math.min(target - lease, fmax(unleased, 0))
@@ -287,7 +310,9 @@ for i = 1, #KEYS do
   redis.call('PEXPIRE', key, fmt(keep))
 
   out[#out + 1] = reply_i64(lease)
-  out[#out + 1] = reply_i64(math.floor(free))
+  local given = math.floor(free)
+  if fair ~= nil then given = fmin(given, fmax(fair - lease, 0) * nodes) end
+  out[#out + 1] = reply_i64(given)
   out[#out + 1] = nodes
   out[#out + 1] = reply_u64(retry)
   out[#out + 1] = reply_u64(reset)

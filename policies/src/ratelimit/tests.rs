@@ -632,3 +632,98 @@ fn limits_of_each_stage_run_apart_and_the_fields_name_the_tightest() {
         Decision::Limit { status: 429, .. }
     ));
 }
+
+/// Admitted per node over `secs` (after one second of warm-up), both nodes offering `rate`.
+fn per_node_split(algo: Algo, rate: f64, secs: u64, phases: (u64, u64)) -> (u64, u64) {
+    let s = set(KeySource::Global, algo, FailMode::Open);
+    let mut store = LocalStore::new(1000);
+    let mut nodes = vec![node("a", 2, phases.0), node("b", 2, phases.1)];
+    run_split(&mut store, &mut nodes, &s, &[rate, rate], 1);
+    let got = run_split(&mut store, &mut nodes, &s, &[rate, rate], secs);
+    (got[0], got[1])
+}
+
+/// Like [`run_skewed`], but counts what each node admitted.
+fn run_split<S: Store>(
+    store: &mut S,
+    nodes: &mut [Node],
+    set: &LimitSet,
+    rates: &[f64],
+    secs: u64,
+) -> Vec<u64> {
+    let mut got = vec![0u64; nodes.len()];
+    let mut acc = vec![0.0f64; nodes.len()];
+    let mut rr = vec![0usize; nodes.len()];
+    let mut out = Vec::new();
+    let start = CLOCK.with(|c| c.get());
+    for now in start + 1..=start + secs * 1000 {
+        for n in nodes.iter_mut() {
+            n.step(store, now);
+        }
+        for (i, n) in nodes.iter_mut().enumerate() {
+            acc[i] += rates[i] / 1000.0;
+            while acc[i] >= 1.0 {
+                acc[i] -= 1.0;
+                rr[i] = (rr[i] + 1) % n.cores.len();
+                if ask(&mut n.cores[rr[i]], set, b"k", &mut out) == Decision::Allow {
+                    got[i] += 1;
+                }
+            }
+        }
+    }
+    CLOCK.with(|c| c.set(start + secs * 1000));
+    got
+}
+
+thread_local! {
+    /// The simulated clock of [`run_split`] (it continues where the last run ended).
+    static CLOCK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[test]
+fn equal_demand_gets_equal_shares() {
+    for (algo, phases) in [
+        (
+            Algo::TokenBucket {
+                rate: 200.0,
+                burst: 200.0,
+            },
+            (0, 7),
+        ),
+        (
+            Algo::TokenBucket {
+                rate: 200.0,
+                burst: 20.0,
+            },
+            (0, 10),
+        ),
+        (
+            Algo::TokenBucket {
+                rate: 1000.0,
+                burst: 100.0,
+            },
+            (3, 5),
+        ),
+        (
+            Algo::SlidingWindow {
+                limit: 2000.0,
+                window_ms: 10000,
+            },
+            (0, 7),
+        ),
+    ] {
+        let (a, b) = per_node_split(algo, 3.0 * algo.rate(), 10, phases);
+        eprintln!("{algo:?} {phases:?}: a {a}, b {b}");
+        let (lo, hi) = (a.min(b) as f64, a.max(b) as f64);
+        assert!(hi <= 1.1 * lo, "{algo:?}: a {a}, b {b}");
+        // And together they hold a token bucket's limit (10 s of it; the bucket was spent in
+        // the warm-up).
+        if let Algo::TokenBucket { rate, .. } = algo {
+            let (total, limit) = ((a + b) as f64, 10.0 * rate);
+            assert!(
+                (total - limit).abs() <= 0.05 * limit,
+                "{algo:?}: a {a}, b {b}"
+            );
+        }
+    }
+}
