@@ -135,6 +135,9 @@ pub struct SyncResult {
     pub retry_ms: u64,
     /// Milliseconds until the key is back to its full quota.
     pub reset_ms: u64,
+    /// This node's demand-weighted share of the limit, in millionths: what it keeps admitting
+    /// alone while the store is unreachable (failing open).
+    pub share_ppm: u32,
 }
 
 /// Why a sync failed (the reconciler then falls back as each limit says).
@@ -228,6 +231,11 @@ impl LocalStore {
     /// How many keys it holds.
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Whether it holds `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        self.keys.contains_key(key)
     }
 
     /// Whether it holds no key.
@@ -377,6 +385,7 @@ fn apply(k: &mut KeyState, node: &str, now: u64, ttl: u64, it: &SyncItem) -> Syn
         nodes,
         retry_ms,
         reset_ms,
+        share_ppm: (share * 1e6).floor() as u32,
     }
 }
 
