@@ -40,6 +40,9 @@ pub struct ReportItem {
     pub name: Arc<str>,
     /// The key's algorithm.
     pub algo: Algo,
+    /// The limit fails closed: its key is synced every tick while in demand (a core spends it
+    /// only on a fresh word from the store).
+    pub closed: bool,
     /// Tokens spent out of the core's lease.
     pub spent_lease: u32,
     /// Tokens spent out of the core's free share.
@@ -136,6 +139,7 @@ struct Record {
     limit: u64,
     local: u64,
     algo: Algo,
+    closed: bool,
     cores: Vec<CoreRec>,
     unsynced: u64,
     unsynced_prov: u64,
@@ -307,6 +311,7 @@ impl Reconciler {
                 limit: it.limit,
                 local: it.local,
                 algo: it.algo,
+                closed: it.closed,
                 cores: vec![CoreRec::default(); workers],
                 unsynced: 0,
                 unsynced_prov: 0,
@@ -334,6 +339,7 @@ impl Reconciler {
                 due_tick: 0,
             });
             rec.algo = it.algo;
+            rec.closed = it.closed;
             let spent = u64::from(it.spent_lease) + u64::from(it.spent_free);
             let c = &mut rec.cores[r.core];
             c.outstanding -= i64::from(it.spent_lease);
@@ -408,8 +414,14 @@ impl Reconciler {
             } else {
                 (demand * horizon).ceil().min(rec.algo.quota().ceil()) as u64
             };
-            let quiet =
-                rec.unsynced == 0 && rec.replay == 0 && want == 0 && rec.lease == 0 && !rec.refused;
+            // A fail-closed key in demand is synced every tick: its cores spend it only on a
+            // fresh word from the store.
+            let quiet = rec.unsynced == 0
+                && rec.replay == 0
+                && want == 0
+                && rec.lease == 0
+                && !rec.refused
+                && !(rec.closed && demand > 0.0);
             let refused = std::mem::take(&mut rec.refused);
             if quiet && rec.cores.iter().all(|c| c.outstanding == 0) {
                 rec.active = false;
@@ -417,6 +429,7 @@ impl Reconciler {
             }
             // A key with room to spare waits: its spending is billed a few ticks later.
             let roomy = rec.synced_once
+                && !rec.closed
                 && !refused
                 && rec.replay == 0
                 && want == 0
@@ -503,8 +516,10 @@ impl Reconciler {
             distribute(rec, r, workers, &mut grants, &mut self.scratch);
             // Keys holding a lease, owing a replay or in demand are visited every tick; the
             // others wait for their next report.
-            let busy =
-                rec.lease != 0 || rec.replay > 0 || rec.cores.iter().any(|c| c.demand >= 1.0);
+            let busy = rec.lease != 0
+                || rec.replay > 0
+                || rec.cores.iter().any(|c| c.demand >= 1.0)
+                || (rec.closed && rec.cores.iter().any(|c| c.demand > 0.0));
             rec.active = busy || rec.due_tick > self.tick_no;
             if busy {
                 self.hot.push(*id);
