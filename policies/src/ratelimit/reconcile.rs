@@ -29,6 +29,9 @@ type KeyId = (u64, u64);
 /// at most this, and only while the key is far from its limit.
 const MAX_LAZY_TICKS: u32 = 25;
 
+/// How long a node's share of a limit is averaged over (in milliseconds), for failing open.
+const SHARE_MEMORY_MS: f64 = 500.0;
+
 /// One key's activity on one core since its last report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportItem {
@@ -155,11 +158,13 @@ struct Record {
     /// The share of the limit this node keeps while the store is down, fixed when the outage
     /// began.
     outage_share: Option<f64>,
-    /// Capacity nobody leased, and this node's share of the limit, as the store last said.
+    /// Capacity nobody leased as the store last said, and this node's share of the limit as
+    /// it said lately.
     last_free: i64,
     last_share: f64,
-    /// The store answered for this key at least once.
+    /// The store answered for this key at least once, and the tick it last did.
     synced_ok: bool,
+    share_tick: u64,
     nodes: u32,
     /// A core refused a request since the last sync: it needs fresh numbers even when nothing
     /// was spent.
@@ -330,6 +335,7 @@ impl Reconciler {
                 last_free: 0,
                 last_share: 0.0,
                 synced_ok: false,
+                share_tick: 0,
                 nodes: 1,
                 refused: false,
                 synced_once: false,
@@ -506,7 +512,17 @@ impl Reconciler {
                 rec.replay = 0;
                 rec.outage_share = None;
                 rec.last_free = r.free;
-                rec.last_share = f64::from(r.share_ppm.min(1_000_000)) / 1e6;
+                // Averaged over about a second: one sync's share swings with the demand of a
+                // single tick.
+                let share = f64::from(r.share_ppm.min(1_000_000)) / 1e6;
+                rec.last_share = if rec.synced_ok {
+                    let ms = self.tick_no.saturating_sub(rec.share_tick) * self.cfg.tick_ms;
+                    let keep = (-(ms as f64) / SHARE_MEMORY_MS).exp();
+                    keep * rec.last_share + (1.0 - keep) * share
+                } else {
+                    share
+                };
+                rec.share_tick = self.tick_no;
                 rec.synced_ok = true;
                 rec.nodes = r.nodes.max(1);
                 let n = nodes_seen.entry(rec.limit).or_insert(0);

@@ -860,6 +860,13 @@ fn failing_open_keeps_each_node_to_its_last_share() {
         (LIMIT, [1500.0, 1500.0]),
         (
             Algo::TokenBucket {
+                rate: 400.0,
+                burst: 40.0,
+            },
+            [450.0, 150.0],
+        ),
+        (
+            Algo::TokenBucket {
                 rate: 200.0,
                 burst: 200.0,
             },
