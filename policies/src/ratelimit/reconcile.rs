@@ -512,10 +512,15 @@ impl Reconciler {
                 rec.replay = 0;
                 rec.outage_share = None;
                 rec.last_free = r.free;
-                // Averaged over about a second: one sync's share swings with the demand of a
-                // single tick.
+                // Averaged over half a second: one sync's share swings with the demand of a
+                // single tick. Only while the node is busy on the key (a request a tick or
+                // more): a node going quiet syncs with its demand decayed against the others'
+                // last demands, which says nothing of its share.
                 let share = f64::from(r.share_ppm.min(1_000_000)) / 1e6;
-                rec.last_share = if rec.synced_ok {
+                let busy = rec.cores.iter().map(|c| c.demand).sum::<f64>() >= 1.0;
+                rec.last_share = if rec.synced_ok && !busy {
+                    rec.last_share
+                } else if rec.synced_ok {
                     let ms = self.tick_no.saturating_sub(rec.share_tick) * self.cfg.tick_ms;
                     let keep = (-(ms as f64) / SHARE_MEMORY_MS).exp();
                     keep * rec.last_share + (1.0 - keep) * share
