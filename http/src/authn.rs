@@ -92,4 +92,13 @@ pub enum LimitVerdict {
         /// The body's error code (`rate_limited`, `rate_limit_unavailable`).
         code: &'static str,
     },
+    /// A fail-closed limit has no fresh word from its store on this key: wait until
+    /// [`crate::gateway::Gateway::limits_poll`] says `ticket` is ready, at most `within`, then
+    /// judge the request again (which then decides).
+    Wait {
+        /// What to poll for.
+        ticket: u64,
+        /// The longest wait.
+        within: std::time::Duration,
+    },
 }

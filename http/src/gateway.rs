@@ -219,18 +219,27 @@ pub trait Gateway: Send + Sync + 'static {
     /// Judges a request on `route` (whose `rate_limit` is set) by the route's limits of `stage`:
     /// [`LimitStage::BeforeAuth`] before authentication (`auth` is then empty), then
     /// [`LimitStage::AfterAuth`] with what authentication found. Header lines for the response
-    /// (`RateLimit-*`, `Retry-After`) go into `out`, the same buffer for both stages.
+    /// (`RateLimit-*`, `Retry-After`) go into `out`, the same buffer for both stages. `waited`
+    /// says this request already waited once ([`LimitVerdict::Wait`]): the answer must then be
+    /// final.
     #[allow(clippy::too_many_arguments)]
     fn rate_limit(
         &self,
         limits: &mut Self::Limits,
         route: &RouteSettings,
         stage: LimitStage,
+        waited: bool,
         headers: &[httparse::Header<'_>],
         peer: std::net::IpAddr,
         auth: &AuthOutput,
         out: &mut Vec<u8>,
     ) -> LimitVerdict;
+
+    /// Whether what a [`LimitVerdict::Wait`] named by `ticket` waits for is done.
+    fn limits_poll(&self, ticket: u64) -> bool {
+        let _ = ticket;
+        true
+    }
 
     /// The per-core side of the reconcile tick (apply grants, report spending); returns when to
     /// tick next.

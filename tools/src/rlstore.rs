@@ -41,8 +41,8 @@ const HEAD_ARGS: usize = 3;
 /// Script arguments per key: kind, rate|limit, burst|window_ms, spent, provisional, want, demand,
 /// epoch, total.
 const ARGS_PER_KEY: usize = 9;
-/// Integers the script returns per key: lease, free, nodes, retry_ms, reset_ms.
-const REPLY_PER_KEY: usize = 5;
+/// Integers the script returns per key: lease, free, nodes, retry_ms, reset_ms, share_ppm.
+const REPLY_PER_KEY: usize = 6;
 
 /// The store script. Per key, one hash:
 ///
@@ -57,8 +57,8 @@ const REPLY_PER_KEY: usize = 5;
 ///
 /// Floats are kept as `%.17g` text, which reads back to the same `f64`. `ARGV` is node, now_ms
 /// (0: use Redis' `TIME`), lease_ttl_ms, then per key: kind (1 bucket, 2 window), rate|limit,
-/// burst|window_ms, spent, provisional, want, demand, epoch (compared as text), total. The reply is five numbers per key: lease,
-/// free, nodes, retry_ms, reset_ms; a number outside the 64-bit range (only absurd limits make
+/// burst|window_ms, spent, provisional, want, demand, epoch (compared as text), total. The reply is six numbers per key: lease,
+/// free, nodes, retry_ms, reset_ms, share_ppm; a number outside the 64-bit range (only absurd limits make
 /// one) comes back as its `%.17g` text, for the caller to cast as `LocalStore` would.
 const SCRIPT: &str = r#"
 local node = ARGV[1]
@@ -200,9 +200,14 @@ for i = 1, #KEYS do
   end
 
   -- This node's share: its lease shrinks by what it spent out of it.
+  local since = ttl
   if leases[node] == nil then
     leases[node] = 0
     demands[node] = 0
+  else
+    since = now - tonumber(f['t:' .. node])
+    if since < 0 then since = 0 end
+    if since > ttl then since = ttl end
   end
   local from_lease = spent - prov
   if from_lease < 0 then from_lease = 0 end
@@ -218,9 +223,27 @@ for i = 1, #KEYS do
   end
   local share = 1
   if total > 0 then share = dem / total end
-  local target = fmin(want, math.floor(fmax(capacity, 0) * share))
+  -- Contended: each node's allowance is its share of what refills over its own interval.
+  local fair = nil
+  if count > 1 and want > fmax(capacity, 0) * share then
+    local rate = p1
+    if kind ~= 1 then
+      local w = p2
+      if w < 1 then w = 1 end
+      rate = p1 * 1000 / w
+    end
+    fair = math.ceil(share * rate * since / 1000 * 2)
+  end
+  local target
+  if fair ~= nil then
+    target = fmin(fmin(want, fair), math.floor(fmax(capacity - others, 0)))
+  else
+    target = fmin(want, math.floor(fmax(capacity, 0) * share))
+  end
   if target ~= target then target = 0 end
-  if target > lease then
+  if fair ~= nil then
+    lease = target
+  elseif target > lease then
     local unleased = math.floor(capacity - others - lease)
     if unleased ~= unleased then unleased = 0 end
     lease = lease + math.min(target - lease, fmax(unleased, 0))
@@ -287,10 +310,13 @@ for i = 1, #KEYS do
   redis.call('PEXPIRE', key, fmt(keep))
 
   out[#out + 1] = reply_i64(lease)
-  out[#out + 1] = reply_i64(math.floor(free))
+  local given = math.floor(free)
+  if fair ~= nil then given = fmin(given, fmax(fair - lease, 0) * nodes) end
+  out[#out + 1] = reply_i64(given)
   out[#out + 1] = nodes
   out[#out + 1] = reply_u64(retry)
   out[#out + 1] = reply_u64(reset)
+  out[#out + 1] = math.floor(share * 1000000)
 end
 return out
 "#;
@@ -643,15 +669,21 @@ fn parse_reply(v: Value, expect: usize, out: &mut Vec<SyncResult>) -> Result<(),
         )));
     }
     let mut it = vals.iter();
-    while let (Some(lease), Some(free), Some(nodes), Some(retry), Some(reset)) =
-        (it.next(), it.next(), it.next(), it.next(), it.next())
-    {
+    while let (Some(lease), Some(free), Some(nodes), Some(retry), Some(reset), Some(share)) = (
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+    ) {
         out.push(SyncResult {
             lease: as_i64(lease)?,
             free: as_i64(free)?,
             nodes: u32::try_from(as_i64(nodes)?.max(0)).unwrap_or(u32::MAX),
             retry_ms: as_u64(retry)?,
             reset_ms: as_u64(reset)?,
+            share_ppm: u32::try_from(as_i64(share)?.clamp(0, 1_000_000)).unwrap_or(1_000_000),
         });
     }
     Ok(())

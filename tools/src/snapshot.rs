@@ -557,6 +557,7 @@ impl Gateway for Snapshot {
         limits: &mut Self::Limits,
         route: &RouteSettings,
         stage: LimitStage,
+        waited: bool,
         headers: &[httparse::Header<'_>],
         peer: std::net::IpAddr,
         auth: &AuthOutput,
@@ -578,10 +579,21 @@ impl Gateway for Snapshot {
             LimitStage::BeforeAuth => Stage::BeforeAuth,
             LimitStage::AfterAuth => Stage::AfterAuth,
         };
-        match core.check(&self.limits, chain as usize, stage, &caller, out) {
+        match core.check(&self.limits, chain as usize, (stage, waited), &caller, out) {
             Decision::Allow => LimitVerdict::Pass,
             Decision::Limit { status, code, .. } => LimitVerdict::Refuse { status, code },
+            Decision::Wait { ticket } => LimitVerdict::Wait {
+                ticket,
+                within: self
+                    .limiter
+                    .as_ref()
+                    .map_or(std::time::Duration::ZERO, |l| l.longest_wait()),
+            },
         }
+    }
+
+    fn limits_poll(&self, ticket: u64) -> bool {
+        self.limiter.as_ref().is_none_or(|l| l.reached(ticket))
     }
 
     fn limits_tick(&self, limits: &mut Self::Limits) -> std::time::Duration {

@@ -1,6 +1,8 @@
 //! Rate limits end to end: the embedded (no Redis) mode in-process, then two gateway processes
-//! of two workers each sharing one global limit through a real `redis-server`, with the server
-//! killed and restarted mid-run, and a flood of distinct keys.
+//! of two workers each sharing one global limit through a real `redis-server`: shares by
+//! demand (equal demand, equal shares), the server killed (by its PID) and restarted mid-run
+//! (failing open within each node's last share, failing closed from the first request), and a
+//! flood of distinct keys.
 
 #![allow(clippy::unwrap_used)]
 
@@ -476,6 +478,78 @@ fn redis_outage_fails_open_or_closed_and_recovery_has_no_burst() {
     );
     assert!(down_metric >= 1.0);
     assert_eq!(metric(a.admin, "ringgate_ratelimit_store_up"), 1.0);
+}
+
+#[test]
+fn two_nodes_with_equal_demand_get_equal_shares() {
+    let redis = RedisServer::start();
+    let up = stub("up");
+    let a = node("a", &redis, up.addr(), 200, 20);
+    let b = node("b", &redis, up.addr(), 200, 20);
+    // 300 req/s on each node, one key, 200/s between them, for 8 s.
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let la = load(a.gw.addr, "/open", 300.0, 3, 8.0, t0);
+    let lb = load(b.gw.addr, "/open", 300.0, 3, 8.0, t0);
+    let (sa, sb) = (la.join().unwrap(), lb.join().unwrap());
+    // After the first second (the bucket of 20 and the first grants).
+    let (oka, okb) = (count(&sa, 1_000, 8_000, 200), count(&sb, 1_000, 8_000, 200));
+    eprintln!("equal demand: node a admitted {oka}, node b {okb} in 7 s");
+    let (lo, hi) = (oka.min(okb) as f64, oka.max(okb) as f64);
+    assert!(hi <= 1.1 * lo, "a {oka}, b {okb}: not within 10%");
+    assert!(
+        (oka + okb) as f64 <= 1.05 * 200.0 * 7.0 + 20.0,
+        "a {oka} + b {okb} over the limit"
+    );
+}
+
+#[test]
+fn a_redis_killed_mid_run_keeps_each_node_to_its_share_and_fails_closed_at_once() {
+    let mut redis = RedisServer::start();
+    let up = stub("up");
+    let a = node("a", &redis, up.addr(), 400, 40);
+    let b = node("b", &redis, up.addr(), 400, 40);
+    // 450 and 150 req/s on the fail-open route for 9 s; Redis is killed at 3 s and stays down.
+    // The fail-closed route is busy until 2 s, then idle until after the kill.
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let la = load(a.gw.addr, "/open", 450.0, 3, 9.0, t0);
+    let lb = load(b.gw.addr, "/open", 150.0, 1, 9.0, t0);
+    let before = load(a.gw.addr, "/closed", 50.0, 1, 2.0, t0);
+    std::thread::sleep((t0 + Duration::from_secs(3)).saturating_duration_since(Instant::now()));
+    redis.stop();
+    let after = load(a.gw.addr, "/closed", 50.0, 1, 2.0, Instant::now());
+    let (sa, sb) = (la.join().unwrap(), lb.join().unwrap());
+    let (before, after) = (before.join().unwrap(), after.join().unwrap());
+    // Each node's share in the second before the kill, and what it admitted in the 5 s from
+    // half a second after the kill (the tick in flight settled).
+    let last = |s: &[Seen]| count(s, 2_000, 3_000, 200) as f64;
+    let down = |s: &[Seen]| count(s, 3_500, 8_500, 200) as f64;
+    let (la_, lb_, da, db) = (last(&sa), last(&sb), down(&sa), down(&sb));
+    eprintln!(
+        "fail open: last second a {la_} b {lb_}; 5 s down a {da} b {db}; closed after the kill: {} passed, {} refused; store up {} {}",
+        after.iter().filter(|s| s.status == 200).count(),
+        after.iter().filter(|s| s.status == 503).count(),
+        metric(a.admin, "ringgate_ratelimit_store_up"),
+        metric(b.admin, "ringgate_ratelimit_store_up"),
+    );
+    assert!(
+        da + db <= 1.05 * 400.0 * 5.0,
+        "admitted {} in 5 s of outage, limit 2000",
+        da + db
+    );
+    for (last, down, n) in [(la_, da, "a"), (lb_, db, "b")] {
+        assert!(
+            down <= 5.0 * last + 0.05 * 2000.0,
+            "node {n}: {down} in 5 s down, {last} in its last second"
+        );
+    }
+    assert!(da + db >= 0.5 * 2000.0, "failing open still admits");
+    // Fail closed: 200s while Redis is up; after the kill, not one request passes, the first
+    // included (the key was idle when the outage began).
+    assert!(count(&before, 0, 2_000, 200) > 50, "{before:?}");
+    let passed = after.iter().filter(|s| s.status == 200).count();
+    let refused = after.iter().filter(|s| s.status == 503).count();
+    assert_eq!(passed, 0, "{passed} passed after the kill");
+    assert!(refused > 50, "{refused} refused");
 }
 
 #[test]

@@ -77,6 +77,11 @@ pub(crate) struct Conn {
     pub(crate) policy_headers: Vec<u8>,
     /// The current request already waited for authentication once.
     pub(crate) auth_waited: bool,
+    /// The current request already waited for a fail-closed rate limit's store once.
+    pub(crate) limit_waited: bool,
+    /// The current request passed the limits judged before authentication (a plan made again
+    /// after a wait does not count it twice).
+    pub(crate) limits_before_done: bool,
     /// The client's IP as text, for `X-Forwarded-For`.
     pub(crate) peer_ip: Box<[u8]>,
     /// Bytes read from the client and not yet consumed (the head, body bytes, pipelined requests).
@@ -140,10 +145,12 @@ enum Step<'s> {
         /// The route's own response to give instead (breaker open).
         fallback: Option<&'s Fallback>,
     },
-    /// Authentication waits for work off the core; plan again when it is done.
+    /// Authentication (or a fail-closed rate limit, `limits`) waits for work off the core; plan
+    /// again when it is done.
     AuthWait {
         ticket: u64,
         within: Duration,
+        limits: bool,
     },
 }
 
@@ -204,6 +211,8 @@ async fn serve_requests<G: Gateway>(
         auth: AuthOutput::default(),
         policy_headers: Vec::new(),
         auth_waited: false,
+        limit_waited: false,
+        limits_before_done: false,
         peer_ip: peer.ip().to_string().into_bytes().into_boxed_slice(),
         cbuf: Vec::with_capacity(cap),
         wbuf: Vec::with_capacity(1024),
@@ -262,17 +271,25 @@ async fn serve_requests<G: Gateway>(
                     }
                     c.cbuf.drain(..consumed);
                     c.auth_waited = false;
+                    c.limit_waited = false;
+                    c.limits_before_done = false;
                     header_deadline = None;
                     served_any = true;
                     continue 'request;
                 }
-                Step::AuthWait { ticket, within } => {
+                Step::AuthWait {
+                    ticket,
+                    within,
+                    limits,
+                } => {
                     // Poll on the worker's own timer: the answer is produced on another thread,
                     // which cannot wake this core's tasks. Only requests that missed a cache get
                     // here, so a millisecond's resolution costs nothing in the common case.
                     let until = Instant::now() + within;
                     while Instant::now() < until {
-                        let ready = {
+                        let ready = if limits {
+                            snap.limits_poll(ticket)
+                        } else {
                             let mut slot = w.auth.borrow_mut();
                             let state = slot.get_or_insert_with(|| snap.auth_runtime());
                             snap.auth_poll(state, ticket)
@@ -282,7 +299,11 @@ async fn serve_requests<G: Gateway>(
                         }
                         monoio::time::sleep(Duration::from_millis(1)).await;
                     }
-                    c.auth_waited = true;
+                    if limits {
+                        c.limit_waited = true;
+                    } else {
+                        c.auth_waited = true;
+                    }
                     continue 'request;
                 }
                 Step::NeedMore => {}
@@ -332,6 +353,8 @@ async fn serve_requests<G: Gateway>(
         };
         w.gauges.inflight.add(1);
         c.auth_waited = false;
+        c.limit_waited = false;
+        c.limits_before_done = false;
         let outcome = exchange(&mut c, w, &plan).await;
         w.end_request(plan.upstream, plan.admission, c.tally.upstream_ok);
         finish(w, &c, Some(plan.route), plan.start);
@@ -344,27 +367,26 @@ async fn serve_requests<G: Gateway>(
     }
 }
 
-/// Judges a request by `route`'s rate limits of `stage`; `Some` is the refusal. (The
-/// connection's fields come apart: the request head borrows its buffer.)
+/// Judges a request by `route`'s rate limits of `stage` (with whether the request already
+/// waited for a limit's store). (The connection's fields come apart: the request head borrows
+/// its buffer.)
 #[allow(clippy::too_many_arguments)]
 fn judge_limits<G: Gateway>(
     w: &Worker<G>,
     snap: &G,
     route: &RouteSettings,
-    stage: LimitStage,
+    (stage, waited): (LimitStage, bool),
     headers: &[httparse::Header<'_>],
     peer: std::net::IpAddr,
     auth: &AuthOutput,
     out: &mut Vec<u8>,
-) -> Option<Refusal> {
-    route.rate_limit?;
+) -> LimitVerdict {
+    if route.rate_limit.is_none() {
+        return LimitVerdict::Pass;
+    }
     let mut slot = w.limits.borrow_mut();
     let state = slot.get_or_insert_with(|| snap.limits_runtime(w.index));
-    let verdict = snap.rate_limit(state, route, stage, headers, peer, auth, out);
-    match verdict {
-        LimitVerdict::Pass => None,
-        LimitVerdict::Refuse { status, code } => Some(Refusal::new(status, code)),
-    }
+    snap.rate_limit(state, route, stage, waited, headers, peer, auth, out)
 }
 
 /// Parses the buffered head and, when complete, routes it and writes the upstream head.
@@ -456,12 +478,22 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
     c.auth.clear();
     // Limits that need no identity judge the request before authentication, so refused
     // credentials count against them; once only (not again after an authentication wait).
-    if !c.auth_waited {
+    if !c.limits_before_done {
         c.policy_headers.clear();
-        let stage = LimitStage::BeforeAuth;
+        let stage = (LimitStage::BeforeAuth, c.limit_waited);
         let (peer, auth, out) = (c.peer.ip(), &c.auth, &mut c.policy_headers);
-        if let Some(r) = judge_limits(w, snap, route, stage, req.headers, peer, auth, out) {
-            return refuse_with(r, Some(route));
+        match judge_limits(w, snap, route, stage, req.headers, peer, auth, out) {
+            LimitVerdict::Pass => c.limits_before_done = true,
+            LimitVerdict::Refuse { status, code } => {
+                return refuse_with(Refusal::new(status, code), Some(route))
+            }
+            LimitVerdict::Wait { ticket, within } => {
+                return Step::AuthWait {
+                    ticket,
+                    within,
+                    limits: true,
+                }
+            }
         }
     }
     if route.auth.is_some() {
@@ -482,7 +514,11 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
             )
         };
         if let AuthVerdict::Wait { ticket, within } = verdict {
-            return Step::AuthWait { ticket, within };
+            return Step::AuthWait {
+                ticket,
+                within,
+                limits: false,
+            };
         }
         if let AuthVerdict::Refuse {
             status,
@@ -506,10 +542,20 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
             Some(route),
         );
     }
-    let stage = LimitStage::AfterAuth;
+    let stage = (LimitStage::AfterAuth, c.limit_waited);
     let (peer, auth, out) = (c.peer.ip(), &c.auth, &mut c.policy_headers);
-    if let Some(r) = judge_limits(w, snap, route, stage, req.headers, peer, auth, out) {
-        return refuse_with(r, Some(route));
+    match judge_limits(w, snap, route, stage, req.headers, peer, auth, out) {
+        LimitVerdict::Pass => {}
+        LimitVerdict::Refuse { status, code } => {
+            return refuse_with(Refusal::new(status, code), Some(route))
+        }
+        LimitVerdict::Wait { ticket, within } => {
+            return Step::AuthWait {
+                ticket,
+                within,
+                limits: true,
+            }
+        }
     }
     // A WebSocket handshake (RFC 6455 §4.1: a bodiless HTTP/1.1 GET) is passed on as an upgrade;
     // any other upgrade (h2c...) is dropped and the request goes as a plain one.

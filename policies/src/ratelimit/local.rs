@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
@@ -57,7 +58,20 @@ pub enum Decision {
         /// Which limit refused.
         limit: usize,
     },
+    /// A fail-closed limit has no fresh word from the store on this key (it is new to the core,
+    /// or idle for a while): the key was sent to the reconciler at once; judge the request
+    /// again, with `waited`, once the reconciler's published ticks reach `ticket` (see
+    /// [`CoreLimiter::watching`]). Nothing was spent.
+    Wait {
+        /// The count of reconciler ticks to wait for.
+        ticket: u64,
+    },
 }
+
+/// A fail-closed limit's entry may be spent only while the store answered for it within this
+/// many of the core's ticks; after that its next request waits for a sync (so no request
+/// passes on a word the store gave before an outage began, however idle the key was).
+const FRESH_TICKS: u64 = 2;
 
 #[derive(Debug)]
 struct Entry {
@@ -74,6 +88,10 @@ struct Entry {
     retry_ms: u64,
     /// In the table's dirty list (something to report).
     dirty: bool,
+    /// The limit fails closed, and the core tick of the last grant the store answered for
+    /// (0: never).
+    closed: bool,
+    granted_tick: u64,
     /// The free share as last granted (or first guessed), and whether the reconciler has heard
     /// of the key; a key with room to spare is reported every few ticks, not every tick.
     free_granted: i64,
@@ -109,6 +127,9 @@ pub struct CoreLimiter {
     store_down: bool,
     /// The key count in the last report (a change is reported even with nothing else to say).
     reported_keys: usize,
+    /// This core's ticks (from 1), and the reconciler's published ticks (grants sent).
+    tick_no: u64,
+    progress: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for CoreLimiter {
@@ -146,7 +167,16 @@ impl CoreLimiter {
             rx,
             store_down: false,
             reported_keys: 0,
+            tick_no: 1,
+            progress: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Watches `progress`, the count of reconciler ticks whose grants were sent: a request
+    /// that waits for a fail-closed limit's store ([`Decision::Wait`]) waits for it.
+    pub fn watching(mut self, progress: Arc<AtomicU64>) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// Keys this core tracks, over all limits.
@@ -160,17 +190,28 @@ impl CoreLimiter {
     /// after authentication, with the same `out`: the lines describe the tightest limit of both
     /// (the lines the first stage wrote are replaced when the second has a tighter limit or
     /// refuses).
+    ///
+    /// `waited`: the request already waited once ([`Decision::Wait`]); the answer is then final
+    /// (a fail-closed limit the store did not answer for meanwhile refuses).
     pub fn check(
         &mut self,
         set: &LimitSet,
         chain: usize,
-        stage: Stage,
+        (stage, waited): (Stage, bool),
         caller: &Caller<'_>,
         out: &mut Vec<u8>,
     ) -> Decision {
         let Some(ch) = set.chains.get(chain) else {
             return Decision::Allow;
         };
+        if waited {
+            // The grants the wait was for.
+            while let Ok(g) = self.rx.try_recv() {
+                self.apply(g);
+            }
+        }
+        let tick_no = self.tick_no;
+        let mut ask = false;
         let mut picks = [Pick { id: 0, local: 0 }; MAX_CHAIN];
         let mut n = 0;
         for &li in ch.limits.iter().take(MAX_CHAIN) {
@@ -226,6 +267,27 @@ impl CoreLimiter {
             };
             // A reload may have changed the limit: the store judges by what the core reports.
             e.algo = algo;
+            e.closed = matches!(spec.fail, FailMode::Closed { .. });
+            if let FailMode::Closed { status } = spec.fail {
+                if e.granted_tick == 0 || tick_no > e.granted_tick + FRESH_TICKS {
+                    if waited {
+                        table.counters.limited += 1;
+                        return Decision::Limit {
+                            status,
+                            code: "rate_limit_unavailable",
+                            limit: li,
+                        };
+                    }
+                    // Counted as demand, so the reconciler syncs the key at its next tick.
+                    e.denied = e.denied.saturating_add(1);
+                    if !e.dirty {
+                        e.dirty = true;
+                        table.dirty.push(local);
+                    }
+                    ask = true;
+                    break;
+                }
+            }
             if e.lease + e.free < 1 {
                 e.denied = e.denied.saturating_add(1);
                 if !e.dirty {
@@ -243,6 +305,11 @@ impl CoreLimiter {
             }
             picks[n] = Pick { id: spec.id, local };
             n += 1;
+        }
+        if ask {
+            let ticket = self.progress.load(Ordering::Acquire) + 2;
+            self.exchange();
+            return Decision::Wait { ticket };
         }
         // Every limit has a token: take them, and report the tightest limit.
         let mut tightest: Option<(i64, u64, u64)> = None;
@@ -291,6 +358,12 @@ impl CoreLimiter {
     /// The per-tick exchange: applies every grant that arrived, then reports what was spent and
     /// refused since the last tick. Returns whether the reconciler is still there.
     pub fn tick(&mut self) -> bool {
+        self.tick_no += 1;
+        self.exchange()
+    }
+
+    /// Applies the grants that arrived and reports what there is to report.
+    fn exchange(&mut self) -> bool {
         while let Ok(g) = self.rx.try_recv() {
             self.apply(g);
         }
@@ -303,6 +376,7 @@ impl CoreLimiter {
                     return false;
                 };
                 let roomy = e.announced
+                    && !e.closed
                     && e.denied == 0
                     && e.spent_lease == 0
                     && e.lease <= 0
@@ -335,6 +409,7 @@ impl CoreLimiter {
     }
 
     fn apply(&mut self, g: Grants) {
+        let tick_no = self.tick_no;
         if g.store_down != self.store_down {
             self.store_down = g.store_down;
             for t in self.tables.values_mut() {
@@ -376,6 +451,9 @@ impl CoreLimiter {
                 e.remaining = remaining;
                 e.reset_ms = reset_ms;
                 e.retry_ms = retry_ms;
+                if !g.store_down {
+                    e.granted_tick = tick_no;
+                }
             }
         }
         if !gone.is_empty() {
@@ -395,6 +473,7 @@ fn report_of(limit: u64, local: u64, e: &mut Entry, gone: bool) -> ReportItem {
         local,
         name: e.name.clone(),
         algo: e.algo,
+        closed: e.closed,
         spent_lease: e.spent_lease,
         spent_free: e.spent_free,
         denied: e.denied,
@@ -481,6 +560,8 @@ fn new_entry(
         // Until the store says better: the time one token takes.
         retry_ms: (1000.0 / algo.rate().max(f64::MIN_POSITIVE)).ceil() as u64,
         dirty: false,
+        closed: matches!(spec.fail, FailMode::Closed { .. }),
+        granted_tick: 0,
         free_granted: share.max(1),
         announced: false,
         held_ticks: 0,

@@ -7,7 +7,9 @@
 //! and on the cores, which bounds memory.
 //!
 //! When the store fails, limits that fail open carry on against an in-process [`LocalStore`]
-//! sized to this node's last known share of each limit, and what they admit meanwhile is billed
+//! sized to this node's last known share of each limit (its demand-weighted share as the store
+//! last computed it, so the nodes' shares add up to the limit), starting from what the node last
+//! knew it could spend rather than a full bucket, and what they admit meanwhile is billed
 //! to the store when it is back (at most one quota per key), so recovery brings no burst of
 //! over-admission. Limits that fail closed are refused by the cores until the store answers.
 //!
@@ -27,6 +29,9 @@ type KeyId = (u64, u64);
 /// at most this, and only while the key is far from its limit.
 const MAX_LAZY_TICKS: u32 = 25;
 
+/// How long a node's share of a limit is averaged over (in milliseconds), for failing open.
+const SHARE_MEMORY_MS: f64 = 500.0;
+
 /// One key's activity on one core since its last report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportItem {
@@ -38,6 +43,9 @@ pub struct ReportItem {
     pub name: Arc<str>,
     /// The key's algorithm.
     pub algo: Algo,
+    /// The limit fails closed: its key is synced every tick while in demand (a core spends it
+    /// only on a fresh word from the store).
+    pub closed: bool,
     /// Tokens spent out of the core's lease.
     pub spent_lease: u32,
     /// Tokens spent out of the core's free share.
@@ -134,6 +142,7 @@ struct Record {
     limit: u64,
     local: u64,
     algo: Algo,
+    closed: bool,
     cores: Vec<CoreRec>,
     unsynced: u64,
     unsynced_prov: u64,
@@ -146,8 +155,16 @@ struct Record {
     lease: i64,
     last_active_ms: u64,
     active: bool,
-    /// Tokens this node spent per tick, smoothed (its share when failing open).
-    spent_rate: f64,
+    /// The share of the limit this node keeps while the store is down, fixed when the outage
+    /// began.
+    outage_share: Option<f64>,
+    /// Capacity nobody leased as the store last said, and this node's share of the limit as
+    /// it said lately.
+    last_free: i64,
+    last_share: f64,
+    /// The store answered for this key at least once, and the tick it last did.
+    synced_ok: bool,
+    share_tick: u64,
     nodes: u32,
     /// A core refused a request since the last sync: it needs fresh numbers even when nothing
     /// was spent.
@@ -299,6 +316,7 @@ impl Reconciler {
                 limit: it.limit,
                 local: it.local,
                 algo: it.algo,
+                closed: it.closed,
                 cores: vec![CoreRec::default(); workers],
                 unsynced: 0,
                 unsynced_prov: 0,
@@ -313,7 +331,11 @@ impl Reconciler {
                 lease: 0,
                 last_active_ms: now_ms,
                 active: false,
-                spent_rate: 0.0,
+                outage_share: None,
+                last_free: 0,
+                last_share: 0.0,
+                synced_ok: false,
+                share_tick: 0,
                 nodes: 1,
                 refused: false,
                 synced_once: false,
@@ -323,6 +345,7 @@ impl Reconciler {
                 due_tick: 0,
             });
             rec.algo = it.algo;
+            rec.closed = it.closed;
             let spent = u64::from(it.spent_lease) + u64::from(it.spent_free);
             let c = &mut rec.cores[r.core];
             c.outstanding -= i64::from(it.spent_lease);
@@ -386,8 +409,6 @@ impl Reconciler {
                 c.pending = 0;
                 demand += c.demand;
             }
-            rec.spent_rate =
-                0.8f64.powi(elapsed) * rec.spent_rate + 0.2 * rec.unsynced as f64 / elapsed as f64;
             // Admissions of an outage older than the key's memory no longer matter (the bucket
             // or window refilled meanwhile): billing them would only punish the key.
             if rec.replay > 0 && now_ms.saturating_sub(rec.last_active_ms) >= rec.algo.idle_ms() {
@@ -399,8 +420,14 @@ impl Reconciler {
             } else {
                 (demand * horizon).ceil().min(rec.algo.quota().ceil()) as u64
             };
-            let quiet =
-                rec.unsynced == 0 && rec.replay == 0 && want == 0 && rec.lease == 0 && !rec.refused;
+            // A fail-closed key in demand is synced every tick: its cores spend it only on a
+            // fresh word from the store.
+            let quiet = rec.unsynced == 0
+                && rec.replay == 0
+                && want == 0
+                && rec.lease == 0
+                && !rec.refused
+                && !(rec.closed && demand > 0.0);
             let refused = std::mem::take(&mut rec.refused);
             if quiet && rec.cores.iter().all(|c| c.outstanding == 0) {
                 rec.active = false;
@@ -408,6 +435,7 @@ impl Reconciler {
             }
             // A key with room to spare waits: its spending is billed a few ticks later.
             let roomy = rec.synced_once
+                && !rec.closed
                 && !refused
                 && rec.replay == 0
                 && want == 0
@@ -482,6 +510,25 @@ impl Reconciler {
                 rec.replay = (rec.replay + spent).min(rec.algo.quota().ceil() as u64);
             } else {
                 rec.replay = 0;
+                rec.outage_share = None;
+                rec.last_free = r.free;
+                // Averaged over half a second: one sync's share swings with the demand of a
+                // single tick. Only while the node is busy on the key (a request a tick or
+                // more): a node going quiet syncs with its demand decayed against the others'
+                // last demands, which says nothing of its share.
+                let share = f64::from(r.share_ppm.min(1_000_000)) / 1e6;
+                let busy = rec.cores.iter().map(|c| c.demand).sum::<f64>() >= 1.0;
+                rec.last_share = if rec.synced_ok && !busy {
+                    rec.last_share
+                } else if rec.synced_ok {
+                    let ms = self.tick_no.saturating_sub(rec.share_tick) * self.cfg.tick_ms;
+                    let keep = (-(ms as f64) / SHARE_MEMORY_MS).exp();
+                    keep * rec.last_share + (1.0 - keep) * share
+                } else {
+                    share
+                };
+                rec.share_tick = self.tick_no;
+                rec.synced_ok = true;
                 rec.nodes = r.nodes.max(1);
                 let n = nodes_seen.entry(rec.limit).or_insert(0);
                 *n = (*n).max(rec.nodes);
@@ -490,8 +537,10 @@ impl Reconciler {
             distribute(rec, r, workers, &mut grants, &mut self.scratch);
             // Keys holding a lease, owing a replay or in demand are visited every tick; the
             // others wait for their next report.
-            let busy =
-                rec.lease != 0 || rec.replay > 0 || rec.cores.iter().any(|c| c.demand >= 1.0);
+            let busy = rec.lease != 0
+                || rec.replay > 0
+                || rec.cores.iter().any(|c| c.demand >= 1.0)
+                || (rec.closed && rec.cores.iter().any(|c| c.demand > 0.0));
             rec.active = busy || rec.due_tick > self.tick_no;
             if busy {
                 self.hot.push(*id);
@@ -525,23 +574,29 @@ impl Reconciler {
     fn fail_open(&mut self, now_ms: u64) {
         self.results.clear();
         for (i, id) in self.names.iter().enumerate() {
-            let Some(rec) = self.records.get(id) else {
+            let Some(rec) = self.records.get_mut(id) else {
                 self.results.push(SyncResult {
                     lease: 0,
                     free: 0,
                     nodes: 1,
                     retry_ms: 1000,
                     reset_ms: 0,
+                    share_ppm: 0,
                 });
                 continue;
             };
-            let rate_per_tick = rec.algo.rate() * self.cfg.tick_ms as f64 / 1000.0;
-            let by_use = if rate_per_tick > 0.0 {
-                rec.spent_rate / rate_per_tick
-            } else {
-                0.0
-            };
-            let share = by_use.max(1.0 / f64::from(rec.nodes.max(1))).min(1.0);
+            // The node's last share, fixed for the outage: its demand-weighted share of the
+            // limit as the store last computed it (the nodes' shares add up to the limit), or an
+            // equal part for a key the store never answered for.
+            let nodes = rec.nodes.max(1);
+            let (synced, last_share) = (rec.synced_ok, rec.last_share);
+            let share = *rec.outage_share.get_or_insert_with(|| {
+                if synced {
+                    last_share
+                } else {
+                    1.0 / f64::from(nodes)
+                }
+            });
             let mut it = self.items[i].clone();
             it.algo = rec.algo.scaled(share);
             // Only this outage's spends: the replay is for the shared store (and the fallback
@@ -549,6 +604,17 @@ impl Reconciler {
             it.spent = rec.unsynced;
             it.provisional = rec.unsynced_prov;
             it.epoch = 0;
+            if !self.fallback.contains(&it.key) {
+                // The outage's first sync of the key: the node's bucket starts with what it
+                // last knew it could spend (its lease and its part of the free capacity), not
+                // full, or each node would add a bucket to the limit.
+                let most = it.algo.quota().floor() as i64;
+                let node_free = (rec.last_free.max(0) as u64).div_ceil(u64::from(nodes)) as i64;
+                let start = (rec.lease.max(0) + node_free).clamp(0, most);
+                let gone = (most - start) as u64;
+                it.spent += gone;
+                it.provisional += gone;
+            }
             let mut out = Vec::with_capacity(1);
             let r = match self.fallback.sync("local", now_ms, &[it], &mut out) {
                 Ok(()) => out.first().copied(),
@@ -560,6 +626,7 @@ impl Reconciler {
                 nodes: 1,
                 retry_ms: 1000,
                 reset_ms: 0,
+                share_ppm: 0,
             }));
         }
     }

@@ -135,6 +135,9 @@ pub struct SyncResult {
     pub retry_ms: u64,
     /// Milliseconds until the key is back to its full quota.
     pub reset_ms: u64,
+    /// This node's demand-weighted share of the limit, in millionths: what it keeps admitting
+    /// alone while the store is unreachable (failing open).
+    pub share_ppm: u32,
 }
 
 /// Why a sync failed (the reconciler then falls back as each limit says).
@@ -230,6 +233,11 @@ impl LocalStore {
         self.keys.len()
     }
 
+    /// Whether it holds `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        self.keys.contains_key(key)
+    }
+
     /// Whether it holds no key.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
@@ -260,11 +268,12 @@ fn apply(k: &mut KeyState, node: &str, now: u64, ttl: u64, it: &SyncItem) -> Syn
         *k = KeyState::default();
     }
     k.nodes.retain(|(_, s)| s.seen_ms + ttl > now);
-    let pos = match k.nodes.iter().position(|(n, _)| n == node) {
-        Some(p) => p,
+    // This node's sync interval (a node new to the key: the lease lifetime).
+    let (pos, since) = match k.nodes.iter().position(|(n, _)| n == node) {
+        Some(p) => (p, now.saturating_sub(k.nodes[p].1.seen_ms).min(ttl)),
         None => {
             k.nodes.push((node.to_owned(), NodeShare::default()));
-            k.nodes.len() - 1
+            (k.nodes.len() - 1, ttl)
         }
     };
     let (spent, provisional) = {
@@ -329,8 +338,28 @@ fn apply(k: &mut KeyState, node: &str, now: u64, ttl: u64, it: &SyncItem) -> Syn
     } else {
         1.0
     };
-    let target = (it.want as f64).min((capacity.max(0.0) * share).floor()) as i64;
-    if target > lease {
+    // Contended: other nodes hold the key and this one wants more than its share of what is
+    // there. Each node is then allowed, lease and free share together, its demand-weighted
+    // share of what the limit refills over two of its own sync intervals (a grant is spent an
+    // interval after it is made), and no more than the other nodes' leases leave. Sharing the
+    // capacity as each node finds it would favour whichever node syncs just after the others:
+    // the refill since their syncs is all there when it looks (two nodes of equal demand
+    // split a limit 63/37 so).
+    let fair = if k.nodes.len() > 1 && it.want as f64 > capacity.max(0.0) * share {
+        Some((share * it.algo.rate() * since as f64 / 1000.0 * 2.0).ceil())
+    } else {
+        None
+    };
+    let target = match fair {
+        // At most what the other nodes' leases leave.
+        Some(f) => (it.want as f64)
+            .min(f)
+            .min((capacity - others as f64).max(0.0).floor()) as i64,
+        None => (it.want as f64).min((capacity.max(0.0) * share).floor()) as i64,
+    };
+    if fair.is_some() {
+        lease = target;
+    } else if target > lease {
         let unleased = (capacity - others as f64 - lease as f64).floor() as i64;
         lease += (target - lease).min(unleased.max(0));
     } else {
@@ -344,12 +373,19 @@ fn apply(k: &mut KeyState, node: &str, now: u64, ttl: u64, it: &SyncItem) -> Syn
     let nodes = k.nodes.len().max(1) as u32;
     let (retry_ms, reset_ms) = timing(&it.algo, k, capacity, free_f, now);
     k.expires_ms = now.saturating_add(it.algo.idle_ms()).saturating_add(ttl);
+    // Each node takes a `nodes`th of the free capacity: a contended node's part is what its
+    // fair allowance leaves beside its lease.
+    let mut free = free_f.floor();
+    if let Some(f) = fair {
+        free = free.min((f - lease as f64).max(0.0) * f64::from(nodes));
+    }
     SyncResult {
         lease,
-        free: free_f.floor() as i64,
+        free: free as i64,
         nodes,
         retry_ms,
         reset_ms,
+        share_ppm: (share * 1e6).floor() as u32,
     }
 }
 
@@ -486,27 +522,33 @@ mod tests {
     #[test]
     fn contention_splits_by_demand() {
         let mut s = LocalStore::new(1000);
-        // Both nodes want far more than exists; a has 9x b's demand.
+        // Both nodes want far more than exists; a has 9x b's demand. As on a real node, a
+        // lease reaches the cores an interval after it is granted: what a node spends between
+        // two syncs is what the sync before the last one granted.
         let mut now = 1000;
-        let (mut la, mut lb) = (0i64, 0i64);
-        let mut admitted = 0i64;
+        let (mut la, mut lb) = ([0i64; 2], [0i64; 2]);
+        let (mut got_a, mut got_b) = (0i64, 0i64);
         for _ in 0..500 {
             now += 10;
-            let a = one(&mut s, "a", now, item(la as u64, 0, 1000, 90.0));
-            admitted += la;
-            la = a.lease;
+            let a = one(&mut s, "a", now, item(la[0] as u64, 0, 1000, 90.0));
+            got_a += la[0];
+            la = [la[1], (a.lease - la[1]).max(0)];
             now += 10;
-            let b = one(&mut s, "b", now, item(lb as u64, 0, 1000, 10.0));
-            admitted += lb;
-            lb = b.lease;
+            let b = one(&mut s, "b", now, item(lb[0] as u64, 0, 1000, 10.0));
+            got_b += lb[0];
+            lb = [lb[1], (b.lease - lb[1]).max(0)];
         }
+        let admitted = got_a + got_b;
         // 10 s at 1000/s plus the initial bucket: everything leased was spent.
         let expect = 10_000 + 100;
         assert!(
             (admitted - expect).abs() < 300,
             "admitted {admitted}, expected about {expect}"
         );
-        assert!(la > 5 * lb, "a's lease {la} should dwarf b's {lb}");
+        assert!(
+            got_a > 5 * got_b,
+            "a admitted {got_a}, b {got_b}: a's should dwarf b's"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use ringgate_policies::ratelimit::reconcile::{
 use ringgate_policies::ratelimit::store::{LocalStore, Store};
 use std::collections::HashMap;
 use std::hash::RandomState;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -79,6 +79,9 @@ pub struct LimitService {
     thread: Mutex<Option<JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
     stats: Arc<Mutex<LimitStats>>,
+    /// Reconciler ticks whose grants were sent (requests waiting for a fail-closed limit's
+    /// store watch it).
+    progress: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for LimitService {
@@ -108,6 +111,7 @@ impl LimitService {
             grant_rx,
             thread: Mutex::new(None),
             stop: Arc::new(AtomicBool::new(false)),
+            progress: Arc::new(AtomicU64::new(0)),
             stats: Arc::new(Mutex::new(LimitStats {
                 store_up: true,
                 store,
@@ -132,6 +136,20 @@ impl LimitService {
             self.report_tx.clone(),
             self.grant_rx[i].clone(),
         )
+        .watching(self.progress.clone())
+    }
+
+    /// Whether the reconciler's published ticks reached `ticket` (see
+    /// [`ringgate_policies::ratelimit::local::Decision::Wait`]).
+    pub fn reached(&self, ticket: u64) -> bool {
+        self.progress.load(Ordering::Acquire) >= ticket
+    }
+
+    /// The longest a request waits for a fail-closed limit's store: the two ticks a key's
+    /// first sync may take, each of which may wait for Redis for `redis_timeout`, and one more
+    /// tick for the core's timer.
+    pub fn longest_wait(&self) -> Duration {
+        3 * self.backend.tick + 2 * self.backend.redis_timeout
     }
 
     /// A copy of the figures for `/metrics`.
@@ -158,10 +176,11 @@ impl LimitService {
         let txs = self.grant_tx.clone();
         let stop = self.stop.clone();
         let stats = self.stats.clone();
+        let progress = self.progress.clone();
         let workers = self.workers;
         match std::thread::Builder::new()
             .name("ringgate-ratelimit".into())
-            .spawn(move || run(backend, workers, rx, txs, stop, stats))
+            .spawn(move || run(backend, workers, rx, txs, stop, stats, progress))
         {
             Ok(h) => *slot = Some(h),
             Err(e) => eprintln!("ringgate: rate limit: cannot start the reconciler thread: {e}"),
@@ -208,6 +227,7 @@ fn run(
     txs: Vec<Sender<Grants>>,
     stop: Arc<AtomicBool>,
     stats: Arc<Mutex<LimitStats>>,
+    progress: Arc<AtomicU64>,
 ) {
     let mut store = open_store(&backend);
     let mut rec = Reconciler::new(ReconcileSettings {
@@ -241,6 +261,7 @@ fn run(
                 let _ = tx.send(g);
             }
         }
+        progress.fetch_add(1, Ordering::Release);
         match (st.store_ok, down_since) {
             (false, None) => {
                 down_since = Some(Instant::now());
