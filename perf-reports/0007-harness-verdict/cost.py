@@ -3,6 +3,10 @@
 same throughput, on the same stub upstream, in interleaved repetitions.
 
 Usage: cost.py OUT_DIR [REPS] [label=path/to/ringbench ...]
+       cost.py --table OUT_DIR   (the table again from OUT_DIR/samples.csv and the runs' JSON)
+  A label starting with "uring" names the io_uring prototype (bench-harness/examples/uring_gen.rs,
+  built with `cargo build --release -p ringbench --example uring_gen`) instead of a ringbench
+  binary; the stub is started from the first ringbench binary given.
   env: RATE (2000), SECS (10), LATENCY (fixed:4ms), WRK_CONNS (8: with 4 ms, wrk's closed
        loop then runs near RATE), GEN_CPU (0), STUB_CPU (1)
 
@@ -14,7 +18,10 @@ times its length for ringbench (fixed schedule; its JSON confirms the rate was a
 wrk's Requests/sec times its length for wrk (a closed loop runs at a steady rate). Context
 switches (voluntary + involuntary, /proc/PID/task/TID/status) over the same span count the
 generator's wake-ups. Writes OUT_DIR/samples.csv and prints a markdown table of medians and
-ranges.
+ranges. A ringbench sample whose schedule lag reached STALL_MS (100) is a host stall inside the
+span (the generator was not running, so its CPU per request reads low, then catches up): it is
+listed but left out of the medians. The other generators report no such figure, so a stall in
+their span cannot be seen.
 """
 import json
 import os
@@ -71,6 +78,12 @@ def sample(cmd, secs):
 
 
 def main():
+    if sys.argv[1] == "--table":
+        out_dir = sys.argv[2]
+        with open(os.path.join(out_dir, "samples.csv")) as f:
+            next(f)
+            names = list(dict.fromkeys(line.split(",")[0] for line in f))
+        return table(out_dir, names)
     out_dir = sys.argv[1]
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     gens = [a.split("=", 1) for a in sys.argv[3:]] or [["ringbench", "target/release/ringbench"]]
@@ -82,8 +95,9 @@ def main():
     stub_cpu = os.environ.get("STUB_CPU", "1")
     os.makedirs(out_dir, exist_ok=True)
     port = free_port()
+    stub_bin = next(p for n, p in gens if not n.startswith("uring"))
     stub = subprocess.Popen(
-        [gens[0][1], "upstream", "--listen", f"127.0.0.1:{port}", "--cpus", stub_cpu,
+        [stub_bin, "upstream", "--listen", f"127.0.0.1:{port}", "--cpus", stub_cpu,
          "--latency", latency],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
@@ -97,6 +111,9 @@ def main():
             for name, path in order:
                 if name.startswith("wrk"):
                     cmd = ["taskset", "-c", gen_cpu, "wrk", "-t1", f"-c{path}", f"-d{secs}s", url]
+                elif name.startswith("uring"):
+                    cmd = ["taskset", "-c", gen_cpu, path, f"127.0.0.1:{port}", str(rate),
+                           str(secs)]
                 else:
                     js = os.path.join(out_dir, f"{name}-{rep}.json")
                     # The measured window starts at 1 s (warmup); the sample at 2 s is inside it.
@@ -108,6 +125,12 @@ def main():
                     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
                     rps = float(m.group(1)) if m else float("nan")
                     verdict = "-"
+                elif name.startswith("uring"):
+                    # "driver io_uring sent N completed M": a fixed schedule, so req/s = RATE
+                    # when all completed.
+                    m = re.search(r"driver (\S+) sent (\d+) completed (\d+)", out)
+                    rps = rate * int(m.group(3)) / max(1, int(m.group(2))) if m else float("nan")
+                    verdict = m.group(1) if m else "failed"
                 else:
                     rep_json = json.load(open(js))
                     rps = rep_json["rates"]["achieved"]
@@ -126,17 +149,43 @@ def main():
         for r in rows:
             f.write(",".join(str(x) for x in r) + "\n")
     ref = f"wrk-c{wrk_conns[0]}"
+    table(out_dir, [g[0] for g in gens] + [f"wrk-c{c}" for c in wrk_conns])
+
+
+def stall_ms(out_dir, name, rep):
+    try:
+        with open(os.path.join(out_dir, f"{name}-{rep}.json")) as f:
+            return json.load(f)["latency"]["schedule_lag"]["max_ns"] / 1e6
+    except OSError:
+        return None
+
+
+def table(out_dir, names):
+    limit = float(os.environ.get("STALL_MS", "100"))
+    rows = []
+    with open(os.path.join(out_dir, "samples.csv")) as f:
+        next(f)
+        for line in f:
+            c = line.strip().split(",")
+            stall = stall_ms(out_dir, c[0], c[1])
+            if stall is not None and stall >= limit:
+                print(f"left out: {c[0]} rep {c[1]} (schedule lag max {stall:.0f} ms, "
+                      f"{float(c[5]):.1f} us/req)")
+                continue
+            rows.append((c[0], int(c[1]), float(c[2]), float(c[3]), float(c[4]), float(c[5]),
+                         float(c[6]), c[7]))
+    ref = next(n for n in names if n.startswith("wrk"))
     wrk_med = statistics.median(r[5] for r in rows if r[0] == ref)
     print()
     print(f"| generator | req/s (median) | CPU us/request: median | range | vs {ref} | "
           "context switches per request (median) |")
     print("|---|---|---|---|---|---|")
-    for name in [g[0] for g in gens] + [f"wrk-c{c}" for c in wrk_conns]:
+    for name in names:
         us = [r[5] for r in rows if r[0] == name]
         rps = statistics.median(r[2] for r in rows if r[0] == name)
         med = statistics.median(us)
         wk = statistics.median(r[6] for r in rows if r[0] == name)
-        print(f"| {name} | {rps:.0f} | {med:.1f} | {min(us):.1f}-{max(us):.1f} | "
+        print(f"| {name} | {rps:.0f} | {med:.1f} | {min(us):.1f}-{max(us):.1f} ({len(us)} runs) | "
               f"{med / wrk_med:.2f}x | {wk:.2f} |")
 
 
