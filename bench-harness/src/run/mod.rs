@@ -13,6 +13,7 @@
 pub mod conn;
 pub mod cpu;
 pub mod engine;
+pub mod pacer;
 pub mod plan;
 pub mod report;
 pub mod schedule;

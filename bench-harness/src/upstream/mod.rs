@@ -31,7 +31,7 @@ pub mod faults;
 pub mod latency;
 mod request;
 mod responses;
-mod timer;
+pub mod timer;
 mod worker;
 
 use std::net::{SocketAddr, TcpListener};
