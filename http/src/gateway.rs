@@ -158,6 +158,7 @@ pub trait Gateway: Send + Sync + 'static {
     /// waited once: the answer must then be final (never [`AuthVerdict::Wait`] again). `peer` is
     /// the client's address: work a client can make the gateway do (signature checks,
     /// introspection calls) is bounded per client.
+    #[allow(clippy::too_many_arguments)]
     fn authenticate(
         &self,
         auth: &mut Self::Auth,

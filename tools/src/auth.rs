@@ -8,6 +8,7 @@
 
 use crate::authfetch::{IntrospectionResult, Introspector, JwksFetch, JwksSource};
 use crate::config::{AuthConfig, RouteAuthConfig};
+use crate::verifybudget::VerifyBudget;
 use ringgate_http::authn::{AuthOutput, AuthVerdict};
 use ringgate_http::hygiene::push_header;
 use ringgate_http::resilience::key_hash;
@@ -32,6 +33,8 @@ pub struct AuthSetup {
     routes: Vec<RouteAuth>,
     headers: [Box<str>; 4],
     token_cache: usize,
+    /// Per-process signature checks per client per second, and burst (0: no cap).
+    verifications: (u32, u32),
 }
 
 /// Per-core state: verified tokens, introspection results, this core's reply channel.
@@ -49,6 +52,8 @@ pub struct AuthState {
     answered: std::collections::HashSet<[u8; 32]>,
     reply_tx: crossbeam_channel::Sender<IntrospectionResult>,
     reply_rx: crossbeam_channel::Receiver<IntrospectionResult>,
+    /// This core's share of the per-client signature-check budget (`None`: no cap).
+    budget: Option<VerifyBudget>,
 }
 
 /// Tickets of introspection waits have the top bit set; key-set waits do not.
@@ -225,6 +230,7 @@ impl AuthSetup {
                 h.scopes.to_ascii_lowercase().into(),
             ],
             token_cache: cfg.token_cache,
+            verifications: (cfg.max_verifications_per_client, cfg.verification_burst),
         })
     }
 
@@ -233,8 +239,8 @@ impl AuthSetup {
         &self.headers
     }
 
-    /// Fresh per-core state.
-    pub fn state(&self) -> AuthState {
+    /// Fresh per-core state for one of `workers` cores.
+    pub fn state(&self, workers: usize) -> AuthState {
         let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
         AuthState {
             tokens: TokenCache::new(self.token_cache, Duration::from_secs(3600)),
@@ -246,6 +252,7 @@ impl AuthSetup {
             answered: std::collections::HashSet::new(),
             reply_tx,
             reply_rx,
+            budget: VerifyBudget::new(self.verifications.0, self.verifications.1, workers),
         }
     }
 
@@ -299,6 +306,7 @@ impl AuthSetup {
     }
 
     /// Authenticates a request for route rule `rule`.
+    #[allow(clippy::too_many_arguments)]
     pub fn check(
         &self,
         st: &mut AuthState,
@@ -309,8 +317,6 @@ impl AuthSetup {
         waited: bool,
         out: &mut AuthOutput,
     ) -> AuthVerdict {
-        // The client's address bounds the work it can make this core do (see the callers).
-        let _ = peer;
         let Some(ra) = self.routes.get(rule) else {
             return AuthVerdict::Pass;
         };
@@ -343,7 +349,17 @@ impl AuthSetup {
                     }
                     return refuse(ra, &AuthFailure::KindNotAccepted, kind);
                 };
-                match st.tokens.verify(&jwks, policy, t, now_unix) {
+                // Only a full signature check is charged to the client's budget.
+                let budget = &mut st.budget;
+                let mut admit = || {
+                    budget
+                        .as_mut()
+                        .is_none_or(|b| b.try_take(peer, std::time::Instant::now()))
+                };
+                match st
+                    .tokens
+                    .verify_admitted(&jwks, policy, t, now_unix, &mut admit)
+                {
                     Ok(v) => &v.identity,
                     // A key the set may have gained since: one refresh (single-flight), then
                     // this request is decided again, once.

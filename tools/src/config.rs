@@ -88,6 +88,22 @@ pub struct AuthConfig {
     /// Verified tokens cached per core (by SHA-256 of the token, until their expiry).
     #[serde(default = "default_token_cache")]
     pub token_cache: usize,
+    /// Full JWT signature checks (cache misses) allowed per client address per second, per
+    /// process (divided among the workers); beyond it a 401 `verification_rate_limited`
+    /// without the check. 0: no cap.
+    #[serde(default = "default_verifications")]
+    pub max_verifications_per_client: u32,
+    /// Signature checks a client may make at once before the rate applies (per process).
+    #[serde(default = "default_verification_burst")]
+    pub verification_burst: u32,
+}
+
+fn default_verifications() -> u32 {
+    20
+}
+
+fn default_verification_burst() -> u32 {
+    40
 }
 
 fn two_s() -> Duration {
@@ -914,6 +930,12 @@ impl RawConfig {
             }
             if a.token_cache == 0 {
                 errs.push("auth.token_cache: at least 1".to_string());
+            }
+            if a.max_verifications_per_client > 0 && a.verification_burst == 0 {
+                errs.push(
+                    "auth.verification_burst: at least 1 when max_verifications_per_client is set"
+                        .to_string(),
+                );
             }
         }
         if let Some(l) = &self.access_log {

@@ -16,6 +16,7 @@ pub mod rlstore;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+pub mod verifybudget;
 
 use config::RawConfig;
 use snapshot::{text_hash, Snapshot};
