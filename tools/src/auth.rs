@@ -6,7 +6,7 @@
 //! Identity headers are written with values restricted to visible ASCII: a claim cannot smuggle
 //! a line break into the upstream request.
 
-use crate::authfetch::{IntrospectionResult, Introspector, JwksFetch, JwksSource};
+use crate::authfetch::{IntrospectionResult, Introspector, JwksFetch, JwksSource, PoolLimits};
 use crate::config::{AuthConfig, RouteAuthConfig};
 use crate::verifybudget::VerifyBudget;
 use ringgate_http::authn::{AuthOutput, AuthVerdict};
@@ -29,6 +29,7 @@ pub struct AuthSetup {
     fetch_timeout: Duration,
     introspector: Option<Arc<Introspector>>,
     introspection_ttl: Duration,
+    negative_ttl: Duration,
     policies: Vec<JwtPolicy>,
     routes: Vec<RouteAuth>,
     headers: [Box<str>; 4],
@@ -112,7 +113,14 @@ impl AuthSetup {
                     tenant: cfg.jwt.tenant_claim.clone(),
                     tier: cfg.jwt.tier_claim.clone(),
                 };
-                match Introspector::new(&i.url, cfg.ca.as_deref(), client, i.timeout, names) {
+                let limits = PoolLimits {
+                    max_inflight: i.max_inflight,
+                    per_client: i.max_inflight_per_client,
+                    queue: i.queue,
+                    negative_ttl: i.negative_cache_ttl,
+                };
+                match Introspector::new(&i.url, cfg.ca.as_deref(), client, i.timeout, names, limits)
+                {
                     Ok(x) => Some(Arc::new(x)),
                     Err(e) => {
                         errs.push(format!("auth.introspection.url: {e}"));
@@ -216,6 +224,10 @@ impl AuthSetup {
             jwks,
             jwks_source,
             fetch_timeout: cfg.fetch_timeout,
+            negative_ttl: cfg
+                .introspection
+                .as_ref()
+                .map_or(Duration::ZERO, |i| i.negative_cache_ttl),
             introspection_ttl: cfg
                 .introspection
                 .as_ref()
@@ -246,7 +258,8 @@ impl AuthSetup {
             tokens: TokenCache::new(self.token_cache, Duration::from_secs(3600)),
             jwks: None,
             jwks_epoch: 0,
-            introspected: IntrospectionCache::new(self.token_cache, self.introspection_ttl),
+            introspected: IntrospectionCache::new(self.token_cache, self.introspection_ttl)
+                .with_negative_ttl(self.negative_ttl),
             refused: HashMap::new(),
             pending: HashMap::new(),
             answered: std::collections::HashSet::new(),
@@ -289,6 +302,9 @@ impl AuthSetup {
                     st.introspected.insert(digest, identity, now);
                 }
                 Err(f) => {
+                    if f == AuthFailure::Inactive {
+                        st.introspected.insert_inactive(digest, now);
+                    }
                     st.refused.insert(*digest.as_bytes(), f);
                 }
             }
@@ -381,6 +397,9 @@ impl AuthSetup {
                 if let Some(f) = st.refused.remove(digest.as_bytes()) {
                     return refuse(ra, &f, kind);
                 }
+                if st.introspected.is_inactive(&digest, now_unix) {
+                    return refuse(ra, &AuthFailure::Inactive, kind);
+                }
                 if let Some(i) = st.introspected.get(&digest, now_unix) {
                     // Copied out so the cache is free again.
                     let i = i.clone();
@@ -393,15 +412,16 @@ impl AuthSetup {
                 first8.copy_from_slice(&digest.as_bytes()[..8]);
                 let ticket = INTROSPECTION_TICKET | (u64::from_le_bytes(first8) >> 1);
                 if !st.pending.contains_key(&ticket) {
-                    if !intro.start(t.to_vec(), st.reply_tx.clone()) {
+                    if !intro.start(t, peer, st.reply_tx.clone()) {
                         return refuse(ra, &AuthFailure::IntrospectionUnavailable, kind);
                     }
                     st.pending.insert(ticket, *digest.as_bytes());
                 }
-                // A little beyond the call's own timeout, which answers "unavailable".
+                // A little beyond the pool's own bound (a turn in the queue and the call),
+                // which answers "unavailable".
                 return AuthVerdict::Wait {
                     ticket,
-                    within: intro.timeout() + Duration::from_millis(100),
+                    within: intro.max_wait() + Duration::from_millis(100),
                 };
             }
         };

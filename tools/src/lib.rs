@@ -11,6 +11,7 @@ pub mod control;
 pub mod demo;
 pub mod health;
 pub mod httpc;
+pub mod introspection;
 pub mod ratelimit;
 pub mod rlstore;
 pub mod server;

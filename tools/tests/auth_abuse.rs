@@ -14,8 +14,11 @@ use ringgate_testkit::client::{Client, Response};
 use ringgate_testkit::gateway::{gateway, TestGateway};
 use ringgate_testkit::scripted::recorder;
 use serde_json::json;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const KEYGEN: &str = r#"
@@ -182,4 +185,170 @@ auth = {{ mode = "required" }}
     // Another address has its own budget: its new token is verified.
     let mut other = client_from(2, gw.addr);
     assert_eq!(bearer(&mut other, "/api/a", &token("carol")).status, 200);
+}
+
+/// A slow introspection provider: answers each call after `delay`, `active` for tokens that
+/// start with `good-`, counting calls per token.
+struct SlowProvider {
+    addr: SocketAddr,
+    calls: Arc<Mutex<HashMap<String, usize>>>,
+    _server: ringgate_testkit::scripted::Scripted,
+}
+
+impl SlowProvider {
+    fn spawn(delay: Duration) -> Self {
+        use std::io::Write;
+        let calls: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let c2 = calls.clone();
+        let server = ringgate_testkit::scripted::Scripted::spawn(move |mut s, _| {
+            let mut carry = Vec::new();
+            let Some(req) = ringgate_testkit::scripted::read_request(&mut s, &mut carry) else {
+                return;
+            };
+            let body = String::from_utf8_lossy(&req.raw_body).to_string();
+            let token = body
+                .strip_prefix("token=")
+                .and_then(|b| b.split('&').next())
+                .unwrap_or("")
+                .to_string();
+            *c2.lock().unwrap().entry(token.clone()).or_insert(0) += 1;
+            // The provider's own latency (what makes slots scarce), not a wait in the test.
+            std::thread::sleep(delay);
+            let answer = if token.starts_with("good-") {
+                format!(r#"{{"active":true,"sub":"{token}","scope":"read"}}"#)
+            } else {
+                r#"{"active":false}"#.to_string()
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        });
+        SlowProvider {
+            addr: server.addr,
+            calls,
+            _server: server,
+        }
+    }
+
+    fn calls_for(&self, token: &str) -> usize {
+        self.calls.lock().unwrap().get(token).copied().unwrap_or(0)
+    }
+
+    fn total(&self) -> usize {
+        self.calls.lock().unwrap().values().sum()
+    }
+}
+
+/// Waits for `cond` with a deadline (no fixed sleep: polls).
+fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + deadline;
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn junk_opaque_tokens_from_one_client_do_not_starve_other_clients() {
+    let provider = SlowProvider::spawn(Duration::from_millis(200));
+    let (up, _seen) = recorder();
+    // Eight call slots for the whole process; the flooding client may hold two of them.
+    let config = format!(
+        r#"version = "abuse-introspection"
+[[listeners]]
+address = "127.0.0.1:0"
+[auth.introspection]
+url = "http://{provider}/introspect"
+timeout = "3s"
+negative_cache_ttl = "60s"
+max_inflight = 8
+max_inflight_per_client = 2
+queue = 64
+[[upstreams]]
+name = "up"
+endpoints = ["{up}"]
+[[routes]]
+id = "opaque"
+path = {{ prefix = "/opaque" }}
+upstream = "up"
+auth = {{ methods = ["introspection"] }}
+"#,
+        provider = provider.addr,
+        up = up.addr,
+    );
+    let gw = gateway(&config);
+    let addr = gw.addr;
+
+    // One junk token, asked about once: remembered as inactive.
+    let mut first = client_from(1, addr);
+    assert_eq!(bearer(&mut first, "/opaque/x", "junk-repeat").status, 401);
+    assert_eq!(provider.calls_for("junk-repeat"), 1);
+
+    // The flood: 12 connections from 127.0.0.1, each sending distinct junk tokens (and the
+    // repeated one) as fast as answers come back, more calls than there are slots.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood: Vec<_> = (0..12)
+        .map(|n| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut c = client_from(1, addr);
+                let mut statuses = HashMap::<u16, usize>::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let token = if i.is_multiple_of(4) {
+                        "junk-repeat".to_string()
+                    } else {
+                        format!("junk-{n}-{i}")
+                    };
+                    let r = bearer(&mut c, "/opaque/x", &token);
+                    *statuses.entry(r.status).or_insert(0) += 1;
+                    if r.header("connection").is_some_and(|v| v == "close") {
+                        c = client_from(1, addr);
+                    }
+                    i += 1;
+                }
+                statuses
+            })
+        })
+        .collect();
+    // The flood is under way: junk calls are reaching the provider.
+    wait_for(
+        "the junk flood to reach the provider",
+        Duration::from_secs(30),
+        || provider.total() >= 12,
+    );
+
+    // Twenty other clients, each from its own address, each with a new valid token at once.
+    let valid: Vec<_> = (0..20u8)
+        .map(|n| {
+            std::thread::spawn(move || {
+                let mut c = client_from(10 + n, addr);
+                let r = bearer(&mut c, "/opaque/v", &format!("good-{n}"));
+                (n, r.status, r.text())
+            })
+        })
+        .collect();
+    let valid: Vec<(u8, u16, String)> = valid.into_iter().map(|h| h.join().unwrap()).collect();
+    stop.store(true, Ordering::SeqCst);
+    let mut junk = HashMap::<u16, usize>::new();
+    for h in flood {
+        for (s, n) in h.join().unwrap() {
+            *junk.entry(s).or_insert(0) += n;
+        }
+    }
+    for (n, status, text) in &valid {
+        assert_eq!(
+            *status, 200,
+            "valid client {n}: {text} (junk answers: {junk:?})"
+        );
+        assert_eq!(provider.calls_for(&format!("good-{n}")), 1);
+    }
+    // The flood's junk got 401 (inactive) or 503 (its share of calls used), never a 200; it
+    // asked for more than its share.
+    assert!(junk.keys().all(|s| [401, 503].contains(s)), "{junk:?}");
+    assert!(junk.get(&503).is_some_and(|&n| n > 0), "{junk:?}");
+    // The repeated junk token never reached the provider again within the negative TTL.
+    assert_eq!(provider.calls_for("junk-repeat"), 1, "{junk:?}");
 }
