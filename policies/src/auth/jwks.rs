@@ -31,14 +31,15 @@
 //!
 //! # Verification keys
 //!
-//! Signatures are checked with `ring` (the library rustls already builds here): each key is
-//! decoded from its JWK members once, here, into what `ring` verifies with (RSA `n` and `e`
-//! without leading zeros, the uncompressed EC point `0x04 || x || y`, the raw Ed25519 key),
-//! paired with the `ring` algorithm its `alg` names. EC points are checked to lie on their
-//! curve here (an ECDH agreement with a throw-away key refuses any other point); RSA keys get
-//! the checks `ring` applies (size, odd modulus, odd exponent in range). An Ed25519 key that is
-//! 32 bytes but not a curve point cannot be told apart before use: every signature checked
-//! with it fails (`BadSignature`).
+//! RSA and ECDSA signatures are checked with `ring` (the library rustls already builds here):
+//! each key is decoded from its JWK members once, here, into what `ring` verifies with (RSA `n`
+//! and `e` without leading zeros, the uncompressed EC point `0x04 || x || y`), paired with the
+//! `ring` algorithm its `alg` names. EC points are checked to lie on their curve here (an ECDH
+//! agreement with a throw-away key refuses any other point); RSA keys get the checks `ring`
+//! applies (size, odd modulus, odd exponent in range). Ed25519 keys are decompressed once, here,
+//! into an `ed25519-dalek` verifying key (a key that is not a curve point is refused here), and
+//! signatures are checked as RFC 8032 says (canonical `S`; the cofactorless equation, as
+//! jsonwebtoken did before): `ring` decompresses the key on every check and measured slower.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,8 +83,10 @@ enum Check {
         &'static sig::RsaParameters,
         RsaPublicKeyComponents<Box<[u8]>>,
     ),
-    /// ECDSA (fixed-length `r || s`, as JWS signs) and Ed25519: the public key bytes.
+    /// ECDSA (fixed-length `r || s`, as JWS signs): the public point.
     Point(UnparsedPublicKey<Box<[u8]>>),
+    /// Ed25519: the decompressed public key.
+    Ed(Box<ed25519_dalek::VerifyingKey>),
 }
 
 impl VerifyKey {
@@ -92,6 +95,8 @@ impl VerifyKey {
         match &self.check {
             Check::Rsa(params, key) => key.verify(params, message, signature).is_ok(),
             Check::Point(key) => key.verify(message, signature).is_ok(),
+            Check::Ed(key) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|sig| ed25519_dalek::Verifier::verify(&**key, message, &sig).is_ok()),
         }
     }
 }
@@ -364,9 +369,7 @@ fn compile_jwk(raw: &RawJwk) -> Result<VerifyKey, String> {
             }
             Check::Point(UnparsedPublicKey::new(verify, point))
         }
-        (Material::Ed(x), Algorithm::EdDSA) => {
-            Check::Point(UnparsedPublicKey::new(&sig::ED25519, x))
-        }
+        (Material::Ed(key), Algorithm::EdDSA) => Check::Ed(key),
         (_, alg) => return Err(format!("alg {alg:?} does not fit a {} key", raw.kty)),
     };
     Ok(VerifyKey { check, alg })
@@ -376,7 +379,7 @@ fn compile_jwk(raw: &RawJwk) -> Result<VerifyKey, String> {
 enum Material {
     Rsa { n: Box<[u8]>, e: Box<[u8]> },
     Ec(Box<[u8]>),
-    Ed(Box<[u8]>),
+    Ed(Box<ed25519_dalek::VerifyingKey>),
 }
 
 /// Whether an uncompressed point lies on the curve: `ring` validates a peer's point fully
@@ -458,10 +461,12 @@ fn ed_key(raw: &RawJwk) -> Result<Material, String> {
         other => return Err(format!("unsupported OKP curve {other:?}")),
     }
     let x = member(raw, "x", &raw.x)?;
-    if x.len() != 32 {
-        return Err("Ed25519 public key must be 32 bytes".into());
-    }
-    Ok(Material::Ed(x.into()))
+    let x: [u8; 32] = x
+        .try_into()
+        .map_err(|_| "Ed25519 public key must be 32 bytes".to_string())?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&x)
+        .map_err(|_| "the crypto backend rejects this key (not a curve point)".to_string())?;
+    Ok(Material::Ed(Box::new(key)))
 }
 
 #[cfg(test)]
@@ -522,6 +527,9 @@ mod tests {
         wrong_alg["alg"] = "ES256".into();
         let mut short_ed = k.ed.jwk("short");
         short_ed["x"] = "AAAA".into();
+        // y = 2 has no x on edwards25519.
+        let mut off_curve_ed = k.ed.jwk("off-ed");
+        off_curve_ed["x"] = "AgAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
         let mut off_curve = k.ec.jwk("off");
         off_curve["y"] = k.ec.jwk("x")["x"].clone();
         let mut small_rsa = k.rsa.jwk("small");
@@ -534,6 +542,7 @@ mod tests {
             wrong_alg,
             short_ed,
             off_curve,
+            off_curve_ed,
             small_rsa,
             no_verify,
             json!({"kty": "oct", "kid": "h", "k": "c2VjcmV0"}),
@@ -544,13 +553,14 @@ mod tests {
         ]);
         let jwks = Jwks::parse(&doc).unwrap();
         assert_eq!(jwks.len(), 1, "{jwks:?}");
-        assert_eq!(jwks.skipped().len(), 11, "{:#?}", jwks.skipped());
+        assert_eq!(jwks.skipped().len(), 12, "{:#?}", jwks.skipped());
         let all = jwks.skipped().join("\n");
         for want in [
             "kid \"enc\"",
             "does not fit",
             "32 bytes",
             "rejects this key",
+            "kid \"off-ed\"): the crypto backend rejects this key",
             "2048 to 4096",
             "key_ops",
             "oct",
