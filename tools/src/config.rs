@@ -88,6 +88,22 @@ pub struct AuthConfig {
     /// Verified tokens cached per core (by SHA-256 of the token, until their expiry).
     #[serde(default = "default_token_cache")]
     pub token_cache: usize,
+    /// Full JWT signature checks (cache misses) allowed per client address per second, per
+    /// process (divided among the workers); beyond it a 401 `verification_rate_limited`
+    /// without the check. 0: no cap.
+    #[serde(default = "default_verifications")]
+    pub max_verifications_per_client: u32,
+    /// Signature checks a client may make at once before the rate applies (per process).
+    #[serde(default = "default_verification_burst")]
+    pub verification_burst: u32,
+}
+
+fn default_verifications() -> u32 {
+    20
+}
+
+fn default_verification_burst() -> u32 {
+    40
 }
 
 fn two_s() -> Duration {
@@ -112,6 +128,32 @@ pub struct IntrospectionConfig {
     /// Active tokens are cached per core this long (at most until their `exp`).
     #[serde(default = "thirty_s", with = "ringgate_core::duration::serde_text")]
     pub cache_ttl: Duration,
+    /// Tokens the provider called inactive are not asked about again for this long ("0s":
+    /// always asked).
+    #[serde(default = "five_s", with = "ringgate_core::duration::serde_text")]
+    pub negative_cache_ttl: Duration,
+    /// Calls in flight at once (per process).
+    #[serde(default = "default_introspection_inflight")]
+    pub max_inflight: usize,
+    /// Calls in flight or queued per client address (per process); beyond it, 503 at once.
+    #[serde(default = "default_introspection_per_client")]
+    pub max_inflight_per_client: usize,
+    /// Calls waiting for a free slot (per process), served round-robin by client; beyond it,
+    /// 503 at once.
+    #[serde(default = "default_introspection_queue")]
+    pub queue: usize,
+}
+
+fn default_introspection_inflight() -> usize {
+    64
+}
+
+fn default_introspection_per_client() -> usize {
+    4
+}
+
+fn default_introspection_queue() -> usize {
+    256
 }
 
 fn half_s() -> Duration {
@@ -1023,6 +1065,20 @@ impl RawConfig {
             }
             if a.token_cache == 0 {
                 errs.push("auth.token_cache: at least 1".to_string());
+            }
+            if let Some(i) = &a.introspection {
+                if i.max_inflight == 0 || i.max_inflight_per_client == 0 {
+                    errs.push(
+                        "auth.introspection: max_inflight and max_inflight_per_client must be at least 1"
+                            .to_string(),
+                    );
+                }
+            }
+            if a.max_verifications_per_client > 0 && a.verification_burst == 0 {
+                errs.push(
+                    "auth.verification_burst: at least 1 when max_verifications_per_client is set"
+                        .to_string(),
+                );
             }
         }
         if let Some(l) = &self.access_log {

@@ -12,11 +12,13 @@ pub mod control;
 pub mod demo;
 pub mod health;
 pub mod httpc;
+pub mod introspection;
 pub mod ratelimit;
 pub mod rlstore;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+pub mod verifybudget;
 
 use config::RawConfig;
 use snapshot::Snapshot;

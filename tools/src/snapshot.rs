@@ -116,6 +116,12 @@ impl ProcessSettings {
 }
 
 impl Snapshot {
+    /// The number of workers of the running process (known from the limit service the server
+    /// attaches to every snapshot it publishes; 1 before that).
+    pub fn workers(&self) -> usize {
+        self.limiter.as_ref().map_or(1, |l| l.workers())
+    }
+
     /// Validates and compiles `raw`. Every problem is reported, each with its path.
     pub fn build(raw: &RawConfig, text_hash: u64) -> Result<Self, ConfigError> {
         raw.validate()?;
@@ -516,7 +522,8 @@ impl Gateway for Snapshot {
     type Auth = Option<crate::auth::AuthState>;
 
     fn auth_runtime(&self) -> Self::Auth {
-        self.auth.as_ref().map(|a| a.state())
+        let workers = self.workers();
+        self.auth.as_ref().map(|a| a.state(workers))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -532,7 +539,7 @@ impl Gateway for Snapshot {
     ) -> ringgate_http::authn::AuthVerdict {
         match (&self.auth, route.auth) {
             (Some(setup), Some(rule)) => {
-                let st = auth.get_or_insert_with(|| setup.state());
+                let st = auth.get_or_insert_with(|| setup.state(self.workers()));
                 setup.check(st, rule as usize, headers, peer, now_unix, waited, out)
             }
             _ => ringgate_http::authn::AuthVerdict::Pass,
