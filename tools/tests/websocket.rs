@@ -416,11 +416,17 @@ fn a_drain_sends_going_away_to_an_http2_clients_websocket() {
         assert_eq!(resp.status(), 200);
         let mut recv = resp.into_body();
         let stopping = std::thread::spawn(move || gw.stop());
-        let mut got = Vec::new();
-        while let Some(Ok(d)) = recv.data().await {
-            let _ = recv.flow_control().release_capacity(d.len());
-            got.extend_from_slice(&d);
-        }
+        let read = async {
+            let mut got = Vec::new();
+            while let Some(Ok(d)) = recv.data().await {
+                let _ = recv.flow_control().release_capacity(d.len());
+                got.extend_from_slice(&d);
+            }
+            got
+        };
+        let got = tokio::time::timeout(Duration::from_secs(15), read)
+            .await
+            .expect("the tunnel's stream ends with the drain");
         (got, stopping)
     });
     assert_eq!(got, [0x88, 2, 0x03, 0xe9], "one close frame, status 1001");
