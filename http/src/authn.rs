@@ -69,6 +69,17 @@ pub enum AuthVerdict {
     },
 }
 
+/// Which of a route's rate limits to judge: a request is judged twice, by the limits whose key
+/// needs no identity before authentication (so refused authentications count against them) and
+/// by the others after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitStage {
+    /// Before authentication (the identity is not known yet).
+    BeforeAuth,
+    /// After authentication succeeded (or on a route without authentication).
+    AfterAuth,
+}
+
 /// The outcome of a route's rate limits for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitVerdict {

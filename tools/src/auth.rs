@@ -299,6 +299,7 @@ impl AuthSetup {
     }
 
     /// Authenticates a request for route rule `rule`.
+    #[allow(clippy::too_many_arguments)]
     pub fn check(
         &self,
         st: &mut AuthState,

@@ -301,8 +301,7 @@ fn proxy_config(listen: SocketAddr, to: Vec<String>) -> RawConfig {
         version: Some("proxy".into()),
         listeners: vec![ListenerConfig {
             name: Some("proxy".into()),
-            address: listen.to_string(),
-            tls: None,
+            ..ListenerConfig::at(listen.to_string())
         }],
         upstreams: vec![UpstreamConfig {
             name: "to".into(),

@@ -67,8 +67,21 @@ rate_limits = ["window"]
 #[test]
 fn embedded_limits_refuse_with_429_and_the_ratelimit_fields() {
     let up = stub("up");
-    let gw = gateway(&embedded_config(up.addr(), ""));
+    let fast = r#"[[rate_limits]]
+name = "fast"
+key = { header = "x-key" }
+rate = 100
+burst = 20
+[[routes]]
+id = "fast"
+path = { prefix = "/fast" }
+upstream = "up"
+rate_limits = ["fast"]
+rate_limit_headers = true
+"#;
+    let gw = gateway(&embedded_config(up.addr(), fast));
     let mut c = Client::connect(gw.addr);
+    // 1 a second with a bucket of 3: 3 per 3 s, the bucket beside it.
     for left in [2, 1, 0] {
         let r = c.get_with("/keyed", &[("x-key", "alice")]);
         assert_eq!(r.status, 200);
@@ -77,9 +90,15 @@ fn embedded_limits_refuse_with_429_and_the_ratelimit_fields() {
             r.header("ratelimit-remaining"),
             Some(left.to_string().as_str())
         );
-        assert_eq!(r.header("ratelimit-policy"), Some("3;w=3"));
+        assert_eq!(r.header("ratelimit-policy"), Some("3;w=3;burst=3"));
         assert!(r.header("ratelimit-reset").is_some());
     }
+    // 100 a second with a bucket of 20 admits 100/s: not "20 per second".
+    let r = c.get_with("/fast", &[("x-key", "carol")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit-limit"), Some("100"));
+    assert_eq!(r.header("ratelimit-remaining"), Some("19"));
+    assert_eq!(r.header("ratelimit-policy"), Some("100;w=1;burst=20"));
     let r = c.get_with("/keyed", &[("x-key", "alice")]);
     assert_eq!(r.status, 429);
     assert_eq!(r.text(), r#"{"error":"rate_limited"}"#);
@@ -185,7 +204,9 @@ rate_limits = ["per-key", "per-ip"]
 #[test]
 fn bad_rate_limit_config_is_refused_with_every_reason() {
     let up = stub("up");
-    let text = embedded_config(up.addr(), "")
+    let identity =
+        "[[rate_limits]]\nname = \"who\"\nkey = \"client_id\"\nrate = 1\nstage = \"before_auth\"\n";
+    let text = embedded_config(up.addr(), identity)
         .replace("rate = 1\nburst = 3", "rate = 0\nburst = 3")
         .replace("key = \"client_ip\"", "key = \"shoe_size\"")
         .replace("rate_limits = [\"window\"]", "rate_limits = [\"nope\"]");
@@ -196,6 +217,10 @@ fn bad_rate_limit_config_is_refused_with_every_reason() {
     assert!(err.contains("rate must be above 0"), "{err}");
     assert!(err.contains("shoe_size"), "{err}");
     assert!(err.contains("no rate limit is named \"nope\""), "{err}");
+    assert!(
+        err.contains("rate_limits[3].stage: before_auth needs a key"),
+        "{err}"
+    );
 }
 
 // ---- Two gateway processes sharing Redis ----

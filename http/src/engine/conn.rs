@@ -9,10 +9,12 @@ use super::exchange::{exchange, Outcome};
 use super::io::ReadFail;
 use super::observe::finish;
 use super::Worker;
-use crate::authn::{AuthOutput, AuthVerdict, LimitVerdict};
-use crate::codec::{parse_request_head, BodyKind, HopByHop, MAX_HEADERS};
+use crate::authn::{AuthOutput, AuthVerdict, LimitStage, LimitVerdict};
+use crate::codec::{
+    normalize_path, parse_request_head, strip_parameters, BodyKind, HopByHop, MAX_HEADERS,
+};
 use crate::error::Refusal;
-use crate::gateway::{Gateway, RouteSettings, UpstreamSet};
+use crate::gateway::{Gateway, RequestPaths, RouteSettings, UnderscoreHeaders, UpstreamSet};
 use crate::hygiene::{push_header, write_request_head, ForwardContext};
 use crate::resilience::{
     cookie_value, key_hash, Admission, Fallback, HashOn, RouteRuntime, UpstreamRuntime,
@@ -53,6 +55,12 @@ pub(crate) struct Conn {
     pub(crate) stream: Downstream,
     /// The client's address.
     pub(crate) peer: SocketAddr,
+    /// The listener the connection came in on (its position in the config).
+    pub(crate) listener: usize,
+    /// The current request's path, normalized.
+    pub(crate) npath: Vec<u8>,
+    /// The normalized path without `;parameters` (what routes match), when it had some.
+    pub(crate) mpath: Vec<u8>,
     /// The current request's ids.
     pub(crate) trace: RequestTrace,
     /// What the current request did.
@@ -149,9 +157,10 @@ enum Step<'s> {
 pub(crate) async fn serve<G: Gateway>(
     stream: Downstream,
     peer: SocketAddr,
+    listener: usize,
     w: &Worker<G>,
 ) -> Option<(TcpStream, Vec<u8>)> {
-    let mut c = serve_requests(stream, peer, w).await;
+    let mut c = serve_requests(stream, peer, listener, w).await;
     if c.h2c {
         if let Downstream::Plain(tcp) = std::mem::replace(&mut c.stream, Downstream::Closed) {
             return Some((tcp, std::mem::take(&mut c.cbuf)));
@@ -172,7 +181,12 @@ fn h2_preface(buf: &[u8]) -> Option<bool> {
 }
 
 /// The request loop of [`serve`]; returns the connection to close.
-async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Worker<G>) -> Conn {
+async fn serve_requests<G: Gateway>(
+    stream: Downstream,
+    peer: SocketAddr,
+    listener: usize,
+    w: &Worker<G>,
+) -> Conn {
     let cap = w
         .settings
         .read_buffer_bytes
@@ -180,6 +194,9 @@ async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Wo
     let mut c = Conn {
         stream,
         peer,
+        listener,
+        npath: Vec::new(),
+        mpath: Vec::new(),
         trace: RequestTrace::default(),
         tally: Tally::default(),
         meta: Vec::new(),
@@ -329,6 +346,29 @@ async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Wo
     }
 }
 
+/// Judges a request by `route`'s rate limits of `stage`; `Some` is the refusal. (The
+/// connection's fields come apart: the request head borrows its buffer.)
+#[allow(clippy::too_many_arguments)]
+fn judge_limits<G: Gateway>(
+    w: &Worker<G>,
+    snap: &G,
+    route: &RouteSettings,
+    stage: LimitStage,
+    headers: &[httparse::Header<'_>],
+    peer: std::net::IpAddr,
+    auth: &AuthOutput,
+    out: &mut Vec<u8>,
+) -> Option<Refusal> {
+    route.rate_limit?;
+    let mut slot = w.limits.borrow_mut();
+    let state = slot.get_or_insert_with(|| snap.limits_runtime(w.index));
+    let verdict = snap.rate_limit(state, route, stage, headers, peer, auth, out);
+    match verdict {
+        LimitVerdict::Pass => None,
+        LimitVerdict::Refuse { status, code } => Some(Refusal::new(status, code)),
+    }
+}
+
 /// Parses the buffered head and, when complete, routes it and writes the upstream head.
 fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Step<'s> {
     if c.cbuf.is_empty() {
@@ -383,8 +423,22 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         route,
         fallback: None,
     };
+    let policy = snap.listener_policy(c.listener);
+    if let Err(e) = normalize_path(req.path.as_bytes(), &policy.path, &mut c.npath) {
+        return refuse_with(Refusal::new(400, e.code()), None);
+    }
+    if policy.underscores == UnderscoreHeaders::Reject
+        && req.headers.iter().any(|h| h.name.contains('_'))
+    {
+        return refuse_with(Refusal::new(400, "underscore_in_header_name"), None);
+    }
+    let stripped = strip_parameters(&c.npath, policy.path.merge_slashes, &mut c.mpath);
+    let paths = RequestPaths {
+        normalized: &c.npath,
+        matching: if stripped { &c.mpath } else { &c.npath },
+    };
     c.path.clear();
-    let routed = match snap.route(&req, &mut c.path) {
+    let routed = match snap.route(&req, paths, &mut c.path) {
         Ok(r) => r,
         Err(r) => return refuse_with(r, None),
     };
@@ -402,7 +456,16 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
     };
     let route = routed.route;
     c.auth.clear();
-    c.policy_headers.clear();
+    // Limits that need no identity judge the request before authentication, so refused
+    // credentials count against them; once only (not again after an authentication wait).
+    if !c.auth_waited {
+        c.policy_headers.clear();
+        let stage = LimitStage::BeforeAuth;
+        let (peer, auth, out) = (c.peer.ip(), &c.auth, &mut c.policy_headers);
+        if let Some(r) = judge_limits(w, snap, route, stage, req.headers, peer, auth, out) {
+            return refuse_with(r, Some(route));
+        }
+    }
     if route.auth.is_some() {
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -445,22 +508,10 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
             Some(route),
         );
     }
-    if route.rate_limit.is_some() {
-        let verdict = {
-            let mut slot = w.limits.borrow_mut();
-            let state = slot.get_or_insert_with(|| snap.limits_runtime(w.index));
-            snap.rate_limit(
-                state,
-                route,
-                req.headers,
-                c.peer.ip(),
-                &c.auth,
-                &mut c.policy_headers,
-            )
-        };
-        if let LimitVerdict::Refuse { status, code } = verdict {
-            return refuse_with(Refusal::new(status, code), Some(route));
-        }
+    let stage = LimitStage::AfterAuth;
+    let (peer, auth, out) = (c.peer.ip(), &c.auth, &mut c.policy_headers);
+    if let Some(r) = judge_limits(w, snap, route, stage, req.headers, peer, auth, out) {
+        return refuse_with(r, Some(route));
     }
     // A WebSocket handshake (RFC 6455 §4.1: a bodiless HTTP/1.1 GET) is passed on as an upgrade;
     // any other upgrade (h2c...) is dropped and the request goes as a plain one.
@@ -571,6 +622,7 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         drop: snap.managed_headers(),
         strip_credential: c.auth.strip_credential,
         upgrade: websocket.then_some("websocket"),
+        drop_underscores: policy.underscores == UnderscoreHeaders::Drop,
     };
     write_request_head(&mut c.wbuf, &req, &hop, &c.path, &fwd);
     let m = req.method;

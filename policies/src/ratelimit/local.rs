@@ -10,7 +10,7 @@
 //! tick; grants come back with the next lease and free share.
 
 use super::reconcile::{CoreReport, GrantItem, Grants, LimitCounters, ReportItem};
-use super::spec::{FailMode, KeySource, LimitSet, LimitSpec, Missing, MAX_CHAIN};
+use super::spec::{FailMode, KeySource, LimitSet, LimitSpec, Missing, Stage, MAX_CHAIN};
 use super::store::Algo;
 pub use crate::idhash::IdHasher;
 use crossbeam_channel::{Receiver, Sender};
@@ -154,13 +154,17 @@ impl CoreLimiter {
         self.tables.values().map(|t| t.entries.len()).sum()
     }
 
-    /// Judges a request against chain `chain` of `set`. Writes the `RateLimit-*` lines (and
-    /// `Retry-After` on a refusal) into `out` when the chain asks for them or the request is
-    /// refused.
+    /// Judges a request against the limits of chain `chain` of `set` that run at `stage`.
+    /// Writes the `RateLimit-*` lines (and `Retry-After` on a refusal) into `out` when the chain
+    /// asks for them or the request is refused. A request is judged by both stages, before and
+    /// after authentication, with the same `out`: the lines describe the tightest limit of both
+    /// (the lines the first stage wrote are replaced when the second has a tighter limit or
+    /// refuses).
     pub fn check(
         &mut self,
         set: &LimitSet,
         chain: usize,
+        stage: Stage,
         caller: &Caller<'_>,
         out: &mut Vec<u8>,
     ) -> Decision {
@@ -170,7 +174,7 @@ impl CoreLimiter {
         let mut picks = [Pick { id: 0, local: 0 }; MAX_CHAIN];
         let mut n = 0;
         for &li in ch.limits.iter().take(MAX_CHAIN) {
-            let Some(spec) = set.limits.get(li) else {
+            let Some(spec) = set.limits.get(li).filter(|s| s.stage == stage) else {
                 continue;
             };
             let mut key_buf = [0u8; 16];
@@ -229,6 +233,7 @@ impl CoreLimiter {
                     table.dirty.push(local);
                 }
                 table.counters.limited += 1;
+                take_block(out);
                 write_headers(out, e, true);
                 return Decision::Limit {
                     status: 429,
@@ -267,7 +272,17 @@ impl CoreLimiter {
         }
         if let Some((_, id, local)) = tightest {
             if let Some(e) = self.tables.get(&id).and_then(|t| t.entries.get(&local)) {
-                write_headers(out, e, false);
+                let mut kept = false;
+                if let Some(earlier) = take_block(out) {
+                    // The earlier stage's limit is at least as tight: its lines stay.
+                    if earlier.remaining <= header_remaining(e) {
+                        out.extend_from_slice(&earlier.text);
+                        kept = true;
+                    }
+                }
+                if !kept {
+                    write_headers(out, e, false);
+                }
             }
         }
         Decision::Allow
@@ -472,22 +487,86 @@ fn new_entry(
     }
 }
 
-/// `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy` (IETF httpapi draft), and
-/// `Retry-After` on a refusal.
+/// What `RateLimit-Limit` and `RateLimit-Policy` state for `algo`: the quota, its window in
+/// whole seconds, and a token bucket's size.
+///
+/// A token bucket admits `rate` a second in the long run and `burst` at once: its quota is the
+/// rate over the shortest whole-second window that holds at least the bucket (`rate = 100,
+/// burst = 20`: 100 per 1 s; `rate = 100, burst = 200`: 200 per 2 s; `rate = 0.5`: 1 per 2 s),
+/// so `RateLimit-Remaining` (tokens now, at most the bucket) never exceeds the limit, and the
+/// bucket is stated beside it (`;burst=20`). A sliding window is its limit and its window.
+pub fn policy_of(algo: &Algo) -> (u64, u64, Option<u64>) {
+    /// Windows are capped (a rate of one token a century would overflow nothing, but say
+    /// nothing useful either).
+    const MAX_WINDOW: f64 = 1e9;
+    match *algo {
+        Algo::TokenBucket { rate, burst } => {
+            let rate = rate.max(f64::MIN_POSITIVE);
+            let w = (burst.max(1.0) / rate).ceil().clamp(1.0, MAX_WINDOW);
+            let q = (rate * w).floor().clamp(1.0, MAX_QUOTA);
+            (
+                q as u64,
+                w as u64,
+                Some(burst.floor().clamp(1.0, MAX_QUOTA) as u64),
+            )
+        }
+        Algo::SlidingWindow { limit, window_ms } => {
+            let w = window_ms.div_ceil(1000).max(1);
+            (limit.floor().clamp(1.0, MAX_QUOTA) as u64, w, None)
+        }
+    }
+}
+
+/// `RateLimit-Remaining` of an entry that admitted its request: the tokens left globally, at most
+/// the bucket (or the window's limit).
+fn header_remaining(e: &Entry) -> i64 {
+    let most = e.algo.quota().floor().clamp(0.0, MAX_QUOTA) as i64;
+    e.remaining.clamp(0, most)
+}
+
+/// The `RateLimit-*` lines an earlier stage wrote.
+struct Block {
+    remaining: i64,
+    text: Vec<u8>,
+}
+
+/// Removes the `RateLimit-*` lines [`write_headers`] wrote into `out` (a block of four lines
+/// starting with `ratelimit-limit:`), if any, and returns them.
+fn take_block(out: &mut Vec<u8>) -> Option<Block> {
+    const FIRST: &[u8] = b"ratelimit-limit: ";
+    const REM: &[u8] = b"ratelimit-remaining: ";
+    let start = (0..out.len())
+        .find(|&i| (i == 0 || out[..i].ends_with(b"\r\n")) && out[i..].starts_with(FIRST))?;
+    let mut end = start;
+    let mut remaining = 0;
+    for _ in 0..4 {
+        let len = out[end..].windows(2).position(|w| w == b"\r\n")? + 2;
+        let line = &out[end..end + len - 2];
+        if let Some(v) = line.strip_prefix(REM) {
+            remaining = std::str::from_utf8(v).ok()?.parse().ok()?;
+        }
+        end += len;
+    }
+    let text = out.drain(start..end).collect();
+    Some(Block { remaining, text })
+}
+
+/// `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy` (IETF httpapi draft; see
+/// [`policy_of`]), and `Retry-After` on a refusal. `-Reset` is the seconds until the bucket is
+/// full again (or the window has passed).
 fn write_headers(out: &mut Vec<u8>, e: &Entry, refused: bool) {
     use std::io::Write as _;
-    let quota = e.algo.quota().floor().clamp(0.0, MAX_QUOTA) as i64;
-    let remaining = if refused {
-        0
-    } else {
-        e.remaining.clamp(0, quota)
-    };
+    let (quota, window, burst) = policy_of(&e.algo);
+    let remaining = if refused { 0 } else { header_remaining(e) };
     let reset = e.reset_ms.div_ceil(1000);
-    let window = e.algo.window_secs().ceil().max(1.0) as u64;
     let _ = write!(
         out,
-        "ratelimit-limit: {quota}\r\nratelimit-remaining: {remaining}\r\nratelimit-reset: {reset}\r\nratelimit-policy: {quota};w={window}\r\n"
+        "ratelimit-limit: {quota}\r\nratelimit-remaining: {remaining}\r\nratelimit-reset: {reset}\r\nratelimit-policy: {quota};w={window}"
     );
+    if let Some(b) = burst {
+        let _ = write!(out, ";burst={b}");
+    }
+    out.extend_from_slice(b"\r\n");
     if refused {
         let after = e.retry_ms.div_ceil(1000).max(1);
         let _ = write!(out, "retry-after: {after}\r\n");

@@ -33,6 +33,38 @@ impl KeySource {
             KeySource::Header(_) => 3,
         }
     }
+
+    /// Whether finding the key needs the caller's identity (so the limit can only run after
+    /// authentication).
+    pub fn needs_identity(&self) -> bool {
+        matches!(
+            self,
+            KeySource::ClientId | KeySource::Subject | KeySource::Tenant
+        )
+    }
+}
+
+/// When a limit judges a request: before authentication (so refused authentications count
+/// against it, and a flood of forged credentials is cut off before any signature check) or
+/// after it (when the key or the tier comes from the caller's identity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Before authentication: keys that need no identity (global, route, client IP, header).
+    BeforeAuth,
+    /// After authentication succeeded.
+    AfterAuth,
+}
+
+impl Stage {
+    /// The default for a limit keyed on `key`, with `tiered` saying it has tiers (the tier
+    /// comes from the identity): before authentication whenever the key allows it.
+    pub fn default_for(key: &KeySource, tiered: bool) -> Stage {
+        if key.needs_identity() || tiered {
+            Stage::AfterAuth
+        } else {
+            Stage::BeforeAuth
+        }
+    }
 }
 
 /// What to do with a request whose key is absent (anonymous, header missing).
@@ -76,6 +108,8 @@ pub struct LimitSpec {
     pub missing: Missing,
     /// Most keys one core tracks; beyond it new keys are admitted untracked (and counted).
     pub max_keys: usize,
+    /// When it judges a request.
+    pub stage: Stage,
 }
 
 impl LimitSpec {
@@ -147,7 +181,7 @@ mod tests {
         LimitSpec {
             id: LimitSpec::id_of(name),
             name: name.into(),
-            key,
+            key: key.clone(),
             algo: Algo::TokenBucket {
                 rate: 10.0,
                 burst: 20.0,
@@ -162,6 +196,7 @@ mod tests {
             fail: FailMode::Open,
             missing: Missing::Skip,
             max_keys: 10,
+            stage: Stage::default_for(&key, true),
         }
     }
 

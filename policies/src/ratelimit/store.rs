@@ -48,20 +48,11 @@ pub enum Algo {
 }
 
 impl Algo {
-    /// The quota a client sees (`RateLimit-Limit`): the bucket size, or the window's limit.
+    /// The most admitted at once: the bucket size, or the window's limit.
     pub fn quota(&self) -> f64 {
         match *self {
             Algo::TokenBucket { burst, .. } => burst,
             Algo::SlidingWindow { limit, .. } => limit,
-        }
-    }
-
-    /// The window a client sees (`RateLimit-Policy: q;w=`), in seconds: the time a token bucket
-    /// takes to refill from empty, or the window.
-    pub fn window_secs(&self) -> f64 {
-        match *self {
-            Algo::TokenBucket { rate, burst } => burst / rate.max(f64::MIN_POSITIVE),
-            Algo::SlidingWindow { window_ms, .. } => window_ms as f64 / 1000.0,
         }
     }
 

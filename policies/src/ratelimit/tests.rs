@@ -3,7 +3,7 @@
 use super::clientip::TrustedProxies;
 use super::local::{Caller, CoreLimiter, Decision};
 use super::reconcile::{ReconcileSettings, Reconciler};
-use super::spec::{FailMode, KeySource, LimitSet, LimitSpec, Missing};
+use super::spec::{FailMode, KeySource, LimitSet, LimitSpec, Missing, Stage};
 use super::store::{Algo, LocalStore, Store, StoreError, SyncItem, SyncResult};
 use std::hash::RandomState;
 use std::net::{IpAddr, Ipv4Addr};
@@ -21,6 +21,7 @@ fn set(key: KeySource, algo: Algo, fail: FailMode) -> LimitSet {
             fail,
             missing: Missing::Skip,
             max_keys: 1000,
+            stage: Stage::AfterAuth,
         }],
         chains: Vec::new(),
         trusted: TrustedProxies::default(),
@@ -97,6 +98,7 @@ fn ask(core: &mut CoreLimiter, set: &LimitSet, key: &[u8], out: &mut Vec<u8>) ->
     core.check(
         set,
         0,
+        Stage::AfterAuth,
         &Caller {
             route: "r",
             peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -355,7 +357,10 @@ fn refusals_carry_retry_after_and_ratelimit_fields() {
     let text = String::from_utf8(out.clone()).unwrap();
     assert!(text.contains("ratelimit-limit: 2\r\n"), "{text}");
     assert!(text.contains("ratelimit-remaining: 1\r\n"), "{text}");
-    assert!(text.contains("ratelimit-policy: 2;w=2\r\n"), "{text}");
+    assert!(
+        text.contains("ratelimit-policy: 2;w=2;burst=2\r\n"),
+        "{text}"
+    );
     assert_eq!(
         ask(&mut nodes[0].cores[0], &s, b"u", &mut out),
         Decision::Allow
@@ -460,6 +465,7 @@ fn entries_made_for_a_request_another_limit_refused_are_forgotten() {
         fail: FailMode::Open,
         missing: Missing::Skip,
         max_keys: 1000,
+        stage: Stage::AfterAuth,
     });
     let chain = s.add_chain(&["l", "ip"], false).unwrap();
     let mut store = LocalStore::new(200);
@@ -473,6 +479,7 @@ fn entries_made_for_a_request_another_limit_refused_are_forgotten() {
         let d = n.cores[0].check(
             &s,
             chain,
+            Stage::AfterAuth,
             &Caller {
                 route: "r",
                 peer: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)),
@@ -494,4 +501,134 @@ fn entries_made_for_a_request_another_limit_refused_are_forgotten() {
     // Every address is forgotten; only the header key, deep in debt, may still be held.
     let left = n.cores[0].keys();
     assert!(left <= 1, "{left} entries left");
+}
+
+#[test]
+fn ratelimit_fields_state_the_rate_over_its_window_and_the_bucket_beside_it() {
+    use super::local::policy_of;
+    let tb = |rate, burst| Algo::TokenBucket { rate, burst };
+    // Admits 100/s, 20 at once: not "20 per second".
+    assert_eq!(policy_of(&tb(100.0, 20.0)), (100, 1, Some(20)));
+    assert_eq!(policy_of(&tb(100.0, 200.0)), (200, 2, Some(200)));
+    assert_eq!(policy_of(&tb(0.5, 1.0)), (1, 2, Some(1)));
+    assert_eq!(policy_of(&tb(1.0, 3.0)), (3, 3, Some(3)));
+    let sw = Algo::SlidingWindow {
+        limit: 6000.0,
+        window_ms: 60_000,
+    };
+    assert_eq!(policy_of(&sw), (6000, 60, None));
+
+    let s = set(
+        KeySource::Header("x-key".into()),
+        tb(100.0, 20.0),
+        FailMode::Open,
+    );
+    let mut nodes = [node("a", 1, 0)];
+    let mut out = Vec::new();
+    assert_eq!(
+        ask(&mut nodes[0].cores[0], &s, b"u", &mut out),
+        Decision::Allow
+    );
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert!(text.contains("ratelimit-limit: 100\r\n"), "{text}");
+    assert!(text.contains("ratelimit-remaining: 19\r\n"), "{text}");
+    assert!(
+        text.contains("ratelimit-policy: 100;w=1;burst=20\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn limits_of_each_stage_run_apart_and_the_fields_name_the_tightest() {
+    // A per-IP limit before authentication (roomy) and a per-client one after it (tight).
+    let mut s = set(
+        KeySource::ClientIp,
+        Algo::TokenBucket {
+            rate: 1.0,
+            burst: 5.0,
+        },
+        FailMode::Open,
+    );
+    s.limits[0].stage = Stage::BeforeAuth;
+    s.limits.push(LimitSpec {
+        id: LimitSpec::id_of("client"),
+        name: "client".into(),
+        key: KeySource::ClientId,
+        algo: Algo::TokenBucket {
+            rate: 1.0,
+            burst: 2.0,
+        },
+        tiers: Vec::new(),
+        fail: FailMode::Open,
+        missing: Missing::Skip,
+        max_keys: 1000,
+        stage: Stage::AfterAuth,
+    });
+    let chain = s.add_chain(&["l", "client"], true).unwrap();
+    let mut n = node("a", 1, 0);
+    let mut out = Vec::new();
+    let judge = |core: &mut CoreLimiter, stage, client: &[u8], out: &mut Vec<u8>| {
+        core.check(
+            &s,
+            chain,
+            stage,
+            &Caller {
+                route: "r",
+                peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                headers: &[],
+                client_id: client,
+                subject: b"",
+                tenant: b"",
+                tier: b"",
+            },
+            out,
+        )
+    };
+    let core = &mut n.cores[0];
+    // Before authentication only the per-IP limit counts: three requests whose authentication
+    // then fails spend three of its five tokens and none of the client's.
+    for left in [4, 3, 2] {
+        out.clear();
+        assert_eq!(
+            judge(core, Stage::BeforeAuth, b"", &mut out),
+            Decision::Allow
+        );
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            text.contains(&format!("ratelimit-remaining: {left}\r\n")),
+            "{text}"
+        );
+    }
+    // An authenticated request: both stages; the fields are the client's (1 left), once.
+    out.clear();
+    assert_eq!(
+        judge(core, Stage::BeforeAuth, b"", &mut out),
+        Decision::Allow
+    );
+    assert_eq!(
+        judge(core, Stage::AfterAuth, b"c", &mut out),
+        Decision::Allow
+    );
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert_eq!(text.matches("ratelimit-limit:").count(), 1, "{text}");
+    assert!(text.contains("ratelimit-remaining: 1\r\n"), "{text}");
+    // The per-IP limit is now tighter (0 left) than the client's would be for another client.
+    out.clear();
+    assert_eq!(
+        judge(core, Stage::BeforeAuth, b"", &mut out),
+        Decision::Allow
+    );
+    assert_eq!(
+        judge(core, Stage::AfterAuth, b"d", &mut out),
+        Decision::Allow
+    );
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert_eq!(text.matches("ratelimit-limit:").count(), 1, "{text}");
+    assert!(text.contains("ratelimit-remaining: 0\r\n"), "{text}");
+    // Spent: refused before authentication.
+    out.clear();
+    assert!(matches!(
+        judge(core, Stage::BeforeAuth, b"", &mut out),
+        Decision::Limit { status: 429, .. }
+    ));
 }

@@ -14,6 +14,7 @@
 //! burst = 200
 //! tiers = { gold = { rate = 1000, burst = 2000 } }
 //! on_store_failure = "open"          # or "closed" (closed_status = 503 or 429)
+//! stage = "after_auth"               # or "before_auth" (default for keys needing no identity)
 //! ```
 //! A sliding window instead: `algorithm = "sliding_window"`, `limit = 1000`, `window = "1m"`.
 //! Routes name theirs with `rate_limits = [...]` and `rate_limit_headers = true`.
@@ -22,7 +23,7 @@ use ringgate_core::duration::{serde_text, serde_text_opt};
 use ringgate_policies::ratelimit::clientip::{Cidr, TrustedProxies};
 use ringgate_policies::ratelimit::local::MAX_QUOTA;
 use ringgate_policies::ratelimit::spec::{
-    FailMode, KeySource, LimitSet, LimitSpec, Missing, MAX_CHAIN,
+    FailMode, KeySource, LimitSet, LimitSpec, Missing, Stage, MAX_CHAIN,
 };
 use ringgate_policies::ratelimit::store::Algo;
 use serde::{Deserialize, Serialize};
@@ -161,6 +162,10 @@ pub struct LimitConfig {
     /// Most keys one core tracks (default 100000).
     #[serde(default)]
     pub max_keys: Option<usize>,
+    /// `before_auth` or `after_auth`: when the limit judges a request (default: before
+    /// authentication when the key needs no identity and the limit has no tiers).
+    #[serde(default)]
+    pub stage: Option<String>,
 }
 
 /// What only a restart may change.
@@ -275,6 +280,34 @@ fn key_of(what: &str, k: &KeyConfig, errs: &mut Vec<String>) -> Option<KeySource
     })
 }
 
+/// When a limit judges requests: as configured, or by default before authentication whenever
+/// its key needs no identity and it has no tiers (the tier comes from the identity).
+fn stage_of(
+    what: &str,
+    text: Option<&str>,
+    key: &KeySource,
+    tiered: bool,
+    errs: &mut Vec<String>,
+) -> Option<Stage> {
+    match text {
+        None => Some(Stage::default_for(key, tiered)),
+        Some("after_auth") => Some(Stage::AfterAuth),
+        Some("before_auth") if key.needs_identity() || tiered => {
+            errs.push(format!(
+                "{what}.stage: before_auth needs a key and tiers that do not come from the identity (global, route, client_ip, header; no tiers)"
+            ));
+            None
+        }
+        Some("before_auth") => Some(Stage::BeforeAuth),
+        Some(other) => {
+            errs.push(format!(
+                "{what}.stage: {other:?} is neither before_auth nor after_auth"
+            ));
+            None
+        }
+    }
+}
+
 /// Compiles the limits and each route's chain (`route_limits[i]`: the names route `i` asks
 /// for, with its `rate_limit_headers`). Returns the set and each route's chain index.
 pub fn compile(
@@ -348,6 +381,10 @@ pub fn compile(
             }
         };
         if let (Some(algo), Some(key)) = (algo, key) {
+            let Some(stage) = stage_of(&what, l.stage.as_deref(), &key, !tiers.is_empty(), errs)
+            else {
+                continue;
+            };
             set.limits.push(LimitSpec {
                 id: LimitSpec::id_of(&l.name),
                 name: l.name.as_str().into(),
@@ -357,6 +394,7 @@ pub fn compile(
                 fail,
                 missing,
                 max_keys: l.max_keys.unwrap_or(100_000).max(1),
+                stage,
             });
         }
     }

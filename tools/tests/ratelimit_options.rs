@@ -1,4 +1,4 @@
-//! Rate limits end to end, the parts `ratelimit.rs` leaves out: the tier and tenant a limit keys
+//! Rate-limit options end to end (the parts `ratelimit.rs` leaves out): the tier and tenant a limit keys
 //! on come from real API keys made by `ringgate keys create`; a published snapshot changes a
 //! limit that already has spent keys; a gateway process of two workers enforces one limit
 //! through a real one-node Redis Cluster and reports the store up; `[rate_limit] global` limits
@@ -112,7 +112,7 @@ rate_limits = ["per-tenant"]
     let r = c.get_with("/client", &plain_h);
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.header("ratelimit-limit"), Some("2"));
-    assert_eq!(r.header("ratelimit-policy"), Some("2;w=2"));
+    assert_eq!(r.header("ratelimit-policy"), Some("2;w=2;burst=2"));
 
     // The gold key's tier, read from its key entry, gives it the gold bucket of 5.
     let gold_h = [("X-API-Key", gold.as_str())];
@@ -123,7 +123,7 @@ rate_limits = ["per-tenant"]
     let r = c.get_with("/client", &gold_h);
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.header("ratelimit-limit"), Some("5"));
-    assert_eq!(r.header("ratelimit-policy"), Some("5;w=5"));
+    assert_eq!(r.header("ratelimit-policy"), Some("5;w=5;burst=5"));
 
     // Two keys of tenant acme share one bucket of 3 on the tenant-keyed route.
     let a1 = [("X-API-Key", acme1.as_str())];
@@ -208,12 +208,16 @@ fn a_reload_changes_a_limit() {
         std::thread::sleep(Duration::from_millis(20));
     };
     eprintln!("alice passed again {:?} after the reload", t0.elapsed());
-    assert_eq!(first_ok.header("ratelimit-limit"), Some("50"));
-    assert_eq!(first_ok.header("ratelimit-policy"), Some("50;w=1"));
+    // 100 a second with a bucket of 50.
+    assert_eq!(first_ok.header("ratelimit-limit"), Some("100"));
+    assert_eq!(
+        first_ok.header("ratelimit-policy"),
+        Some("100;w=1;burst=50")
+    );
     // A key new since the reload starts with the new, whole bucket.
     let r = c.get_with("/keyed", &[("x-key", "bob")]);
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("ratelimit-limit"), Some("50"));
+    assert_eq!(r.header("ratelimit-limit"), Some("100"));
     assert_eq!(r.header("ratelimit-remaining"), Some("49"));
 }
 
