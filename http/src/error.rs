@@ -45,6 +45,8 @@ impl Refusal {
     pub const BODY_TOO_LARGE: Refusal = Refusal::new(413, "payload_too_large").closing();
     /// 502: no upstream connection could be made.
     pub const UPSTREAM_CONNECT_FAILED: Refusal = Refusal::new(502, "upstream_connect_failed");
+    /// 502: the TLS handshake with the upstream failed (the reason is logged and counted).
+    pub const UPSTREAM_TLS_FAILED: Refusal = Refusal::new(502, "upstream_tls_failed");
     /// 502: the upstream broke the protocol or the connection.
     pub const UPSTREAM_PROTOCOL: Refusal = Refusal::new(502, "upstream_protocol_error");
     /// 503: the upstream has no endpoint.
@@ -152,6 +154,9 @@ impl ProxyError {
             ProxyError::ClientIo(_) => None,
             ProxyError::ClientStalled => Some(Refusal::REQUEST_TIMEOUT),
             ProxyError::BodyTooLarge => Some(Refusal::BODY_TOO_LARGE),
+            ProxyError::Connect(e) if crate::tls::UpstreamTlsFail::of_io(e).is_some() => {
+                Some(Refusal::UPSTREAM_TLS_FAILED)
+            }
             ProxyError::Connect(_) => Some(Refusal::UPSTREAM_CONNECT_FAILED),
             ProxyError::Overloaded => Some(Refusal::UPSTREAM_OVERLOADED),
             ProxyError::UpstreamTimeout => Some(Refusal::UPSTREAM_TIMEOUT),

@@ -185,14 +185,24 @@ pub fn write_response_head(
     out.push(b' ');
     out.extend_from_slice(resp.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut length_written = false;
     for h in resp.headers {
-        let is_content_length = || h.name.eq_ignore_ascii_case("content-length");
         // Content-Length is end-to-end even when the upstream lists it in Connection (RFC 9110
-        // §7.6.1 forbids that): dropping it would leave a kept-alive response unframed.
-        if hop.contains(h.name) && !is_content_length() {
+        // §7.6.1 forbids that): dropping it would leave a kept-alive response unframed. Its
+        // duplicates (`2, 2`, or two lines) go on as one field with the one value, where the
+        // first one was.
+        if h.name.eq_ignore_ascii_case("content-length") {
+            if !length_written && framing != ClientFraming::Dechunk {
+                if let Some(n) = resp.content_length {
+                    out.extend_from_slice(b"content-length: ");
+                    push_u64(out, n);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            length_written = true;
             continue;
         }
-        if framing == ClientFraming::Dechunk && is_content_length() {
+        if hop.contains(h.name) {
             continue;
         }
         push_header(out, h.name.as_bytes(), h.value);
@@ -433,7 +443,48 @@ mod tests {
     fn content_length_survives_being_listed_in_connection() {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: content-length, x-hop\r\nX-Hop: 1\r\nContent-Length: 2\r\n\r\n";
         let s = relay(raw, ClientFraming::AsIs, false);
-        assert!(s.contains("Content-Length: 2\r\n"), "{s}");
+        assert!(s.contains("content-length: 2\r\n"), "{s}");
         assert!(!s.contains("X-Hop"), "{s}");
+    }
+
+    #[test]
+    fn duplicate_content_lengths_go_on_as_one() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nServer: up\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: up\r\nContent-Length: 2\r\n\r\n",
+        ] {
+            let s = relay(raw, ClientFraming::AsIs, false);
+            assert_eq!(
+                s.to_ascii_lowercase().matches("content-length").count(),
+                1,
+                "{s}"
+            );
+            assert!(
+                s.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nServer: up\r\n"),
+                "{s}"
+            );
+        }
+        // The length a HEAD response declares is kept, collapsed too.
+        let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n";
+        let resp = parse_response_head(raw, &mut hs, true, 16384)
+            .expect("ok")
+            .expect("complete");
+        let hop = HopByHop::from_headers(resp.headers).expect("hop");
+        let mut out = Vec::new();
+        write_response_head(
+            &mut out,
+            &resp,
+            &hop,
+            ClientFraming::AsIs,
+            false,
+            false,
+            b"",
+        );
+        let s = String::from_utf8(out).expect("utf8");
+        assert!(
+            s.contains("content-length: 7\r\n") && !s.contains("7, 7"),
+            "{s}"
+        );
     }
 }

@@ -44,6 +44,8 @@ pub(crate) struct Tally {
     pub(crate) upstream_us: Option<u64>,
     /// Why authentication refused the request (empty otherwise).
     pub(crate) auth_reason: &'static str,
+    /// More about `reason` for the access log (an upstream TLS failure's cause), or empty.
+    pub(crate) detail: &'static str,
     /// How the upstream did on the last attempt (`None`: never reached), for the breaker.
     pub(crate) upstream_ok: Option<bool>,
 }

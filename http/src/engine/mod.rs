@@ -29,6 +29,7 @@ mod slots;
 mod tls;
 mod tunnel;
 pub mod upstream;
+mod wsframe;
 
 use crate::accesslog::{AccessLog, AccessLogWriter};
 use crate::codec::HeadLimits;
