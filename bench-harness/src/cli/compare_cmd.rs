@@ -60,6 +60,13 @@ pub struct CompareArgs {
     /// Self-check: schedule lag p99 above this marks a run generator-limited.
     #[arg(long, value_parser = parse_duration, default_value = "1ms")]
     pub max_lag: Duration,
+    /// Self-check: queue wait p99 (waiting for one of ringbench's connections) above this marks
+    /// a run generator-limited.
+    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
+    pub max_queue_wait: Duration,
+    /// Self-check: send lag p99 above this marks a run generator-limited.
+    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
+    pub max_send_lag: Duration,
     /// Parent folder of reports.
     #[arg(long, default_value = "perf-reports")]
     pub out: PathBuf,
@@ -107,6 +114,8 @@ pub fn run(args: CompareArgs) -> i32 {
         ringbench: None,
         thresholds: crate::run::Thresholds {
             max_lag_p99: args.max_lag,
+            max_queue_wait_p99: args.max_queue_wait,
+            max_send_lag_p99: args.max_send_lag,
             ..crate::run::Thresholds::default()
         },
     };
