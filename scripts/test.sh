@@ -31,7 +31,7 @@ echo "== tests (io_uring where the host allows it)"
 cargo test --workspace
 echo "== tests again on the epoll driver"
 MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --workspace
-echo "== bounded fuzz run of the HTTP/1.1 request framing parser (20 s)"
+echo "== bounded fuzz runs of the HTTP/1.1 request framing parser (20 s) and path normalization (10 s)"
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet
 fi
@@ -41,5 +41,8 @@ fi
   # -s none: stable Rust has no AddressSanitizer; the codec has no unsafe code for it to watch.
   cargo fuzz run -s none request_framing corpus/request_framing seeds/request_framing \
     -- -max_total_time=20 -dict=request_framing.dict 2>&1 | tail -n 3
+  mkdir -p corpus/path_normalization
+  cargo fuzz run -s none path_normalization corpus/path_normalization seeds/path_normalization \
+    -- -max_total_time=10 2>&1 | tail -n 3
 )
 echo "== all checks passed"

@@ -52,6 +52,17 @@ pub fn timerfd_arm(fd: RawFd, after: Duration) -> io::Result<()> {
     Ok(())
 }
 
+/// Disarms a timerfd (and clears an expiration not yet read).
+pub fn timerfd_disarm(fd: RawFd) -> io::Result<()> {
+    let spec = libc::itimerspec {
+        it_interval: timespec(Duration::ZERO),
+        it_value: timespec(Duration::ZERO),
+    };
+    // SAFETY: `spec` lives on the stack for the call; a null old-value pointer is allowed.
+    cvt(unsafe { libc::timerfd_settime(fd, 0, &spec, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
 /// Reads a timerfd's expiration count; `Ok(false)` when it has not expired yet.
 pub fn timerfd_consume(fd: RawFd) -> io::Result<bool> {
     let mut count: u64 = 0;

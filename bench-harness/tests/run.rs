@@ -211,6 +211,8 @@ fn hlog_reads_back_with_hdrhistogram_and_sweep_finds_the_slo_rate() {
     // A sweep with a loose SLO (and a loose self-check: this is about the mechanics, on a
     // machine shared with other jobs).
     cfg.thresholds.max_lag_p99 = Duration::from_secs(1);
+    cfg.thresholds.max_send_lag_p99 = Duration::from_secs(1);
+    cfg.thresholds.max_queue_wait_p99 = Duration::from_secs(1);
     cfg.thresholds.max_generator_cpu = 1.0;
     cfg.thresholds.max_core_busy = 1.0;
     let slo = ringbench::sweep::Slo {

@@ -99,6 +99,33 @@ pub fn plan_cpus(profile: &PerfProfile) -> Result<Vec<Option<usize>>, CoreError>
         .collect())
 }
 
+/// What `serve` would run a profile with on this host, found without starting anything.
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    /// The CPU plan ([`plan_cpus`]).
+    pub cpus: Vec<Option<usize>>,
+    /// The driver a worker would get.
+    pub driver: DriverKind,
+    /// Why that driver is epoll under `auto`, when it is.
+    pub fallback_reason: Option<String>,
+}
+
+/// Runs every check a start makes of the profile against this host, so `ringgate check` refuses
+/// what `serve` would: the CPU plan (CPUs outside the process's affinity mask), then one runtime
+/// built as a worker would build it (an `io_uring` driver the kernel refuses, a ring size or
+/// SQPOLL it does not allow), dropped at once.
+pub fn preflight(profile: &PerfProfile) -> Result<Preflight, CoreError> {
+    profile.validate()?;
+    let cpus = plan_cpus(profile)?;
+    let built =
+        build_runtime(&profile.io).map_err(|source| CoreError::Spawn { index: 0, source })?;
+    Ok(Preflight {
+        cpus,
+        driver: built.kind,
+        fallback_reason: built.fallback_reason,
+    })
+}
+
 /// Starts one worker per planned CPU. `listeners[i]` are worker i's sockets, each with its
 /// listener position; `body` runs as the
 /// worker's root future on its runtime.

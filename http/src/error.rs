@@ -45,6 +45,8 @@ impl Refusal {
     pub const BODY_TOO_LARGE: Refusal = Refusal::new(413, "payload_too_large").closing();
     /// 502: no upstream connection could be made.
     pub const UPSTREAM_CONNECT_FAILED: Refusal = Refusal::new(502, "upstream_connect_failed");
+    /// 502: the TLS handshake with the upstream failed (the reason is logged and counted).
+    pub const UPSTREAM_TLS_FAILED: Refusal = Refusal::new(502, "upstream_tls_failed");
     /// 502: the upstream broke the protocol or the connection.
     pub const UPSTREAM_PROTOCOL: Refusal = Refusal::new(502, "upstream_protocol_error");
     /// 503: the upstream has no endpoint.
@@ -76,14 +78,30 @@ pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -136,6 +154,9 @@ impl ProxyError {
             ProxyError::ClientIo(_) => None,
             ProxyError::ClientStalled => Some(Refusal::REQUEST_TIMEOUT),
             ProxyError::BodyTooLarge => Some(Refusal::BODY_TOO_LARGE),
+            ProxyError::Connect(e) if crate::tls::UpstreamTlsFail::of_io(e).is_some() => {
+                Some(Refusal::UPSTREAM_TLS_FAILED)
+            }
             ProxyError::Connect(_) => Some(Refusal::UPSTREAM_CONNECT_FAILED),
             ProxyError::Overloaded => Some(Refusal::UPSTREAM_OVERLOADED),
             ProxyError::UpstreamTimeout => Some(Refusal::UPSTREAM_TIMEOUT),

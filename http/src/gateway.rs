@@ -7,7 +7,7 @@
 //! so the hot path reads plain fields, never raw config.
 
 use crate::authn::{AuthOutput, AuthVerdict, LimitStage, LimitVerdict};
-use crate::codec::RequestHead;
+use crate::codec::{PathPolicy, RequestHead};
 use crate::error::Refusal;
 use crate::resilience::{
     Fallback, HashOn, RetrySettings, RouteRuntime, RouteSplit, UpstreamRuntime,
@@ -50,6 +50,43 @@ pub struct RouteSettings {
     pub auth: Option<u32>,
     /// The route's chain of rate limits (an index the snapshot understands); `None`: none.
     pub rate_limit: Option<u32>,
+    /// Forward the path as the client spelled it instead of its normalized form (routing still
+    /// matches the normalized path; only for routes without a rewrite).
+    pub forward_path_as_received: bool,
+}
+
+/// What a listener does with header names that contain `_`.
+///
+/// CGI, WSGI, PHP and many frameworks turn both `X-User-Id` and `X_User_Id` into
+/// `HTTP_X_USER_ID`, so a client could spoof a header the gateway manages by spelling it with
+/// underscores. nginx drops such names by default, as does this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnderscoreHeaders {
+    /// Not forwarded (the default).
+    #[default]
+    Drop,
+    /// The request is refused with 400.
+    Reject,
+    /// Forwarded, except those that name a header the gateway manages once `_` reads as `-`.
+    Allow,
+}
+
+/// The spellings of a request's path the router works with.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestPaths<'a> {
+    /// The normalized path: what is forwarded when the route does not rewrite.
+    pub normalized: &'a [u8],
+    /// The normalized path without `;parameters`: what routes match and rewrites work on.
+    pub matching: &'a [u8],
+}
+
+/// How a listener treats request heads before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListenerPolicy {
+    /// Path normalization.
+    pub path: PathPolicy,
+    /// Header names with underscores.
+    pub underscores: UnderscoreHeaders,
 }
 
 /// How the upstream request's Host header is set.
@@ -212,11 +249,12 @@ pub trait Gateway: Send + Sync + 'static {
     /// only the gateway may set.
     fn managed_headers(&self) -> &[Box<str>];
 
-    /// Routes `req`. On success the upstream request path (rewritten, with the query) has been
-    /// appended to `upstream_path`.
+    /// Routes `req` by `paths` (see [`crate::codec::normalize_path`]). On success the upstream
+    /// request path (rewritten, with the query) has been appended to `upstream_path`.
     fn route<'s>(
         &'s self,
         req: &RequestHead<'_, '_>,
+        paths: RequestPaths<'_>,
         upstream_path: &mut Vec<u8>,
     ) -> Result<Routed<'s>, Refusal>;
 
@@ -228,5 +266,11 @@ pub trait Gateway: Send + Sync + 'static {
     fn listener_tls(&self, listener: usize) -> Option<&std::sync::Arc<rustls::ServerConfig>> {
         let _ = listener;
         None
+    }
+
+    /// How listener `listener` treats request heads (path normalization, underscores).
+    fn listener_policy(&self, listener: usize) -> ListenerPolicy {
+        let _ = listener;
+        ListenerPolicy::default()
     }
 }

@@ -37,9 +37,22 @@ pub struct ForwardContext<'a> {
     pub strip_credential: bool,
     /// Ask the upstream to switch to this protocol (`Connection: upgrade`, `Upgrade: ...`).
     pub upgrade: Option<&'static str>,
+    /// Drop every client header whose name has a `_` (else only those that name a managed
+    /// header once `_` reads as `-`).
+    pub drop_underscores: bool,
 }
 
-/// Request headers the gateway writes itself (never copied from the client).
+/// Whether header name `name` is `managed` (lower case, `-` separated) in any spelling an
+/// upstream may read as it: any case, and `_` for `-` (CGI, WSGI and PHP map both to `_`).
+pub fn names_header(name: &str, managed: &str) -> bool {
+    name.len() == managed.len()
+        && name
+            .bytes()
+            .zip(managed.bytes())
+            .all(|(a, m)| a.to_ascii_lowercase() == m || (a == b'_' && m == b'-'))
+}
+
+/// Request headers the gateway writes itself (never copied from the client), in any spelling.
 fn is_managed_request_header(name: &str) -> bool {
     const MANAGED: [&str; 7] = [
         "host",
@@ -50,10 +63,10 @@ fn is_managed_request_header(name: &str) -> bool {
         "x-forwarded-proto",
         "x-forwarded-host",
     ];
-    MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
+    MANAGED.iter().any(|m| names_header(name, m))
         || name
             .get(..CLIENT_CERT_PREFIX.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(CLIENT_CERT_PREFIX))
+            .is_some_and(|p| names_header(p, CLIENT_CERT_PREFIX))
 }
 
 /// Headers the gateway writes from a verified client certificate (`x-client-cert-id`,
@@ -62,7 +75,7 @@ const CLIENT_CERT_PREFIX: &str = "x-client-cert-";
 
 /// Request headers replaced when the gateway assigns the request's ids.
 fn is_trace_header(name: &str) -> bool {
-    name.eq_ignore_ascii_case("x-request-id") || name.eq_ignore_ascii_case("traceparent")
+    names_header(name, "x-request-id") || names_header(name, "traceparent")
 }
 
 /// Appends the upstream request head for `req` (path already rewritten) to `out`.
@@ -90,13 +103,13 @@ pub fn write_request_head(
     out.extend_from_slice(b"\r\n");
     let traced = fwd.trace.is_some();
     for h in req.headers {
-        if is_managed_request_header(h.name)
+        if (fwd.drop_underscores && h.name.contains('_'))
+            || is_managed_request_header(h.name)
             || hop.contains(h.name)
             || (traced && is_trace_header(h.name))
             || (fwd.strip_credential
-                && (h.name.eq_ignore_ascii_case("authorization")
-                    || h.name.eq_ignore_ascii_case("x-api-key")))
-            || fwd.drop.iter().any(|d| d.eq_ignore_ascii_case(h.name))
+                && (names_header(h.name, "authorization") || names_header(h.name, "x-api-key")))
+            || fwd.drop.iter().any(|d| names_header(h.name, d))
         {
             continue;
         }
@@ -172,14 +185,24 @@ pub fn write_response_head(
     out.push(b' ');
     out.extend_from_slice(resp.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut length_written = false;
     for h in resp.headers {
-        let is_content_length = || h.name.eq_ignore_ascii_case("content-length");
         // Content-Length is end-to-end even when the upstream lists it in Connection (RFC 9110
-        // §7.6.1 forbids that): dropping it would leave a kept-alive response unframed.
-        if hop.contains(h.name) && !is_content_length() {
+        // §7.6.1 forbids that): dropping it would leave a kept-alive response unframed. Its
+        // duplicates (`2, 2`, or two lines) go on as one field with the one value, where the
+        // first one was.
+        if h.name.eq_ignore_ascii_case("content-length") {
+            if !length_written && framing != ClientFraming::Dechunk {
+                if let Some(n) = resp.content_length {
+                    out.extend_from_slice(b"content-length: ");
+                    push_u64(out, n);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            length_written = true;
             continue;
         }
-        if framing == ClientFraming::Dechunk && is_content_length() {
+        if hop.contains(h.name) {
             continue;
         }
         push_header(out, h.name.as_bytes(), h.value);
@@ -253,6 +276,16 @@ mod tests {
     };
 
     fn forward(raw: &[u8], host: HostRewrite) -> String {
+        forward_with(raw, host, false, &[], false)
+    }
+
+    fn forward_with(
+        raw: &[u8],
+        host: HostRewrite,
+        drop_underscores: bool,
+        drop: &[Box<str>],
+        strip_credential: bool,
+    ) -> String {
         let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let req = parse_request_head(raw, &mut hs, &LIMITS)
             .expect("valid")
@@ -265,13 +298,50 @@ mod tests {
             endpoint: "127.0.0.1:9000".parse().expect("addr"),
             trace: None,
             extra: b"",
-            drop: &[],
-            strip_credential: false,
+            drop,
+            strip_credential,
             upgrade: None,
+            drop_underscores,
         };
         let mut out = Vec::new();
         write_request_head(&mut out, &req, &hop, b"/up/path?q=1", &fwd);
         String::from_utf8(out).expect("utf8")
+    }
+
+    const SPOOFS: &[u8] = b"GET /a HTTP/1.1\r\nHost: ex.com\r\nX_User_Id: admin\r\nx-USER_id: root\r\nX-User-Id: mallory\r\nX_Forwarded_For: 1.2.3.4\r\nX_Api_Key: k\r\nAuthorization: Bearer t\r\nX_Client_Cert_Id: cn\r\nAccept_Language: fr\r\nX-Kept: 1\r\n\r\n";
+
+    #[test]
+    fn underscore_names_are_dropped_by_default() {
+        let managed: Vec<Box<str>> = vec!["x-user-id".into()];
+        let s = forward_with(SPOOFS, HostRewrite::Keep, true, &managed, true);
+        assert!(!s.contains('_'), "{s}");
+        assert!(
+            !s.contains("mallory") && !s.contains("admin") && !s.contains("root"),
+            "{s}"
+        );
+        assert!(s.contains("X-Kept: 1"), "{s}");
+        assert!(!s.contains("Bearer"), "{s}");
+    }
+
+    #[test]
+    fn managed_names_are_matched_in_every_spelling_when_underscores_are_allowed() {
+        let managed: Vec<Box<str>> = vec!["x-user-id".into()];
+        let s = forward_with(SPOOFS, HostRewrite::Keep, false, &managed, true);
+        for gone in [
+            "admin",
+            "root",
+            "mallory",
+            "1.2.3.4",
+            "X_Api_Key",
+            "Bearer",
+            "X_Client_Cert_Id",
+        ] {
+            assert!(!s.contains(gone), "{gone} leaked: {s}");
+        }
+        assert!(s.contains("Accept_Language: fr"), "{s}");
+        assert!(names_header("X_FORWARDED-for", "x-forwarded-for"));
+        assert!(!names_header("x-forwarded-fo", "x-forwarded-for"));
+        assert!(!names_header("x-forwarded_forx", "x-forwarded-for"));
     }
 
     #[test]
@@ -373,7 +443,48 @@ mod tests {
     fn content_length_survives_being_listed_in_connection() {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: content-length, x-hop\r\nX-Hop: 1\r\nContent-Length: 2\r\n\r\n";
         let s = relay(raw, ClientFraming::AsIs, false);
-        assert!(s.contains("Content-Length: 2\r\n"), "{s}");
+        assert!(s.contains("content-length: 2\r\n"), "{s}");
         assert!(!s.contains("X-Hop"), "{s}");
+    }
+
+    #[test]
+    fn duplicate_content_lengths_go_on_as_one() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nServer: up\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: up\r\nContent-Length: 2\r\n\r\n",
+        ] {
+            let s = relay(raw, ClientFraming::AsIs, false);
+            assert_eq!(
+                s.to_ascii_lowercase().matches("content-length").count(),
+                1,
+                "{s}"
+            );
+            assert!(
+                s.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nServer: up\r\n"),
+                "{s}"
+            );
+        }
+        // The length a HEAD response declares is kept, collapsed too.
+        let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n";
+        let resp = parse_response_head(raw, &mut hs, true, 16384)
+            .expect("ok")
+            .expect("complete");
+        let hop = HopByHop::from_headers(resp.headers).expect("hop");
+        let mut out = Vec::new();
+        write_response_head(
+            &mut out,
+            &resp,
+            &hop,
+            ClientFraming::AsIs,
+            false,
+            false,
+            b"",
+        );
+        let s = String::from_utf8(out).expect("utf8");
+        assert!(
+            s.contains("content-length: 7\r\n") && !s.contains("7, 7"),
+            "{s}"
+        );
     }
 }

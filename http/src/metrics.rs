@@ -197,6 +197,9 @@ pub struct UpstreamStats {
     pub connect_failures: u64,
     /// Exchanges that failed after connecting (reset, timeout, protocol error).
     pub failures: u64,
+    /// Failed TLS handshakes, by [`crate::tls::UpstreamTlsFail::ALL`] position (also counted in
+    /// `connect_failures`).
+    pub tls_failures: [u64; crate::tls::UpstreamTlsFail::ALL.len()],
     /// Retries sent to this upstream.
     pub retries: u64,
     /// Breaker transitions on this core: to open, to half-open, to closed.
@@ -306,6 +309,9 @@ impl WorkerMetrics {
                 m.reused += u.reused;
                 m.connect_failures += u.connect_failures;
                 m.failures += u.failures;
+                for (a, b) in m.tls_failures.iter_mut().zip(u.tls_failures) {
+                    *a += b;
+                }
                 m.retries += u.retries;
                 m.breaker_transitions.0 += u.breaker_transitions.0;
                 m.breaker_transitions.1 += u.breaker_transitions.1;
@@ -573,6 +579,7 @@ pub fn render_prometheus(
             }
         }
     }
+    render_upstream_tls(out, registry, &all);
     out.push_str("# HELP ringgate_upstream_breaker_transitions_total Circuit breaker transitions, summed over cores.\n");
     out.push_str("# TYPE ringgate_upstream_breaker_transitions_total counter\n");
     for (i, u) in all.upstreams.iter().enumerate() {
@@ -700,6 +707,25 @@ pub fn render_prometheus(
             };
             if let Some(v) = v {
                 let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {v}");
+            }
+        }
+    }
+}
+
+/// Failed upstream TLS handshakes by upstream and reason (the reasons seen so far).
+fn render_upstream_tls(out: &mut String, registry: &Registry, all: &WorkerMetrics) {
+    out.push_str("# HELP ringgate_upstream_tls_failures_total Failed TLS handshakes with upstreams, by reason.\n");
+    out.push_str("# TYPE ringgate_upstream_tls_failures_total counter\n");
+    for (i, u) in all.upstreams.iter().enumerate() {
+        let Some(u) = u else { continue };
+        let name = esc(registry.upstream_name(i));
+        for (r, n) in crate::tls::UpstreamTlsFail::ALL.iter().zip(u.tls_failures) {
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "ringgate_upstream_tls_failures_total{{upstream=\"{name}\",reason=\"{}\"}} {n}",
+                    r.as_str()
+                );
             }
         }
     }

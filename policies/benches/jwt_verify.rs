@@ -1,7 +1,8 @@
 //! Credential verification cost: a JWT per algorithm (RS256 with RSA 2048, ES256, EdDSA),
 //! cold (full verify: header, key lookup, signature, claims, identity) against warm (a
-//! `TokenCache` hit: SHA-256 of the token and a probe), plus an API key check and credential
-//! extraction for scale.
+//! `TokenCache` hit: SHA-256 of the token and a probe), and `precheck` (everything a cold verify
+//! does except the public-key operation: the admission hook refuses it), so cold minus precheck
+//! is the signature check itself; plus an API key check and credential extraction for scale.
 //!
 //! Keys are generated per run with the `openssl` command line; tokens carry a typical claim
 //! set (iss, aud, sub, azp, scope, exp, iat, jti), about 600-800 bytes for RS256.
@@ -17,8 +18,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
 use ringgate_policies::auth::{
-    extract, generate_key, mint, verify, Algorithm, Jwks, JwtPolicy, JwtPolicySpec, KeyStore,
-    TokenCache,
+    extract, generate_key, mint, verify, verify_admitted, Algorithm, Jwks, JwtPolicy,
+    JwtPolicySpec, KeyStore, TokenCache,
 };
 use serde_json::json;
 
@@ -80,6 +81,18 @@ fn bench_jwt(c: &mut Criterion) {
 
         group.bench_function(BenchmarkId::new("cold", name), |b| {
             b.iter(|| verify(&jwks, &policy, black_box(token.as_bytes()), NOW).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("precheck", name), |b| {
+            b.iter(|| {
+                verify_admitted(
+                    &jwks,
+                    &policy,
+                    black_box(token.as_bytes()),
+                    NOW,
+                    &mut || false,
+                )
+                .unwrap_err()
+            })
         });
         let mut cache = TokenCache::new(1024, Duration::from_secs(3600));
         cache.verify(&jwks, &policy, token.as_bytes(), NOW).unwrap();

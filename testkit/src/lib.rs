@@ -9,7 +9,8 @@
 //!   response, record raw bytes, stream large bodies);
 //! - [`stub`]: ringbench's stub upstream with test-friendly defaults;
 //! - [`pki`] and [`tlsclient`]: throwaway CAs and certificates, and a rustls client that picks
-//!   SNI, presents client certificates and resumes sessions; [`tlsupstream`]: an HTTPS upstream.
+//!   SNI, presents client certificates and resumes sessions; [`tlsupstream`]: an HTTPS upstream;
+//! - [`wait`]: waiting on a condition with a deadline instead of a fixed sleep.
 
 pub mod client;
 pub mod curl;
@@ -21,3 +22,4 @@ pub mod scripted;
 pub mod stub;
 pub mod tlsclient;
 pub mod tlsupstream;
+pub mod wait;

@@ -14,6 +14,7 @@ pub struct Scripted {
     /// Where it listens.
     pub addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
+    finished: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -26,9 +27,10 @@ impl Scripted {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind scripted upstream");
         let addr = l.local_addr().expect("addr");
         let accepted = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let f = Arc::new(f);
-        let (acc, st) = (accepted.clone(), stop.clone());
+        let (acc, fin, st) = (accepted.clone(), finished.clone(), stop.clone());
         std::thread::spawn(move || {
             for s in l.incoming() {
                 if st.load(Ordering::SeqCst) {
@@ -37,12 +39,18 @@ impl Scripted {
                 let Ok(s) = s else { continue };
                 let i = acc.fetch_add(1, Ordering::SeqCst);
                 let f = f.clone();
-                std::thread::spawn(move || f(s, i));
+                let fin = fin.clone();
+                std::thread::spawn(move || {
+                    // `f` owns the stream: when it returns, the socket is closed.
+                    f(s, i);
+                    fin.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
         Scripted {
             addr,
             accepted,
+            finished,
             stop,
         }
     }
@@ -50,6 +58,11 @@ impl Scripted {
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections whose script returned (their socket is closed) so far.
+    pub fn finished(&self) -> usize {
+        self.finished.load(Ordering::SeqCst)
     }
 }
 

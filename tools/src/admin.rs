@@ -35,7 +35,16 @@ impl AdminServer {
         token: Option<String>,
         control: Arc<Control>,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
+        Self::serve(TcpListener::bind(addr)?, token, control)
+    }
+
+    /// Serves the admin API on a listener bound beforehand (so that a busy admin port can fail
+    /// the start before the gateway takes traffic).
+    pub fn serve(
+        listener: TcpListener,
+        token: Option<String>,
+        control: Arc<Control>,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let l2 = listener.try_clone()?;
@@ -248,14 +257,23 @@ fn route(c: &Control, method: &str, path: &str) -> (u16, &'static str, Vec<u8>) 
         "/healthz" => (200, JSON, json_body(json!({"status": "ok"}))),
         "/readyz" => {
             if c.is_ready() {
-                (200, JSON, json_body(json!({"ready": true})))
+                (
+                    200,
+                    JSON,
+                    json_body(json!({"ready": true, "status": "ready"})),
+                )
             } else {
+                // The admin API keeps serving through a drain, so a load balancer sees this.
                 let why = if c.shutdown.is_stopping() {
                     "draining"
                 } else {
                     "no_config"
                 };
-                (503, JSON, json_body(json!({"ready": false, "reason": why})))
+                (
+                    503,
+                    JSON,
+                    json_body(json!({"ready": false, "status": why, "reason": why})),
+                )
             }
         }
         "/metrics" => (

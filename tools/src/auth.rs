@@ -6,8 +6,9 @@
 //! Identity headers are written with values restricted to visible ASCII: a claim cannot smuggle
 //! a line break into the upstream request.
 
-use crate::authfetch::{IntrospectionResult, Introspector, JwksFetch, JwksSource};
+use crate::authfetch::{IntrospectionResult, Introspector, JwksFetch, JwksSource, PoolLimits};
 use crate::config::{AuthConfig, RouteAuthConfig};
+use crate::verifybudget::VerifyBudget;
 use ringgate_http::authn::{AuthOutput, AuthVerdict};
 use ringgate_http::hygiene::push_header;
 use ringgate_http::resilience::key_hash;
@@ -28,10 +29,13 @@ pub struct AuthSetup {
     fetch_timeout: Duration,
     introspector: Option<Arc<Introspector>>,
     introspection_ttl: Duration,
+    negative_ttl: Duration,
     policies: Vec<JwtPolicy>,
     routes: Vec<RouteAuth>,
     headers: [Box<str>; 4],
     token_cache: usize,
+    /// Per-process signature checks per client per second, and burst (0: no cap).
+    verifications: (u32, u32),
 }
 
 /// Per-core state: verified tokens, introspection results, this core's reply channel.
@@ -49,6 +53,8 @@ pub struct AuthState {
     answered: std::collections::HashSet<[u8; 32]>,
     reply_tx: crossbeam_channel::Sender<IntrospectionResult>,
     reply_rx: crossbeam_channel::Receiver<IntrospectionResult>,
+    /// This core's share of the per-client signature-check budget (`None`: no cap).
+    budget: Option<VerifyBudget>,
 }
 
 /// Tickets of introspection waits have the top bit set; key-set waits do not.
@@ -107,7 +113,14 @@ impl AuthSetup {
                     tenant: cfg.jwt.tenant_claim.clone(),
                     tier: cfg.jwt.tier_claim.clone(),
                 };
-                match Introspector::new(&i.url, cfg.ca.as_deref(), client, i.timeout, names) {
+                let limits = PoolLimits {
+                    max_inflight: i.max_inflight,
+                    per_client: i.max_inflight_per_client,
+                    queue: i.queue,
+                    negative_ttl: i.negative_cache_ttl,
+                };
+                match Introspector::new(&i.url, cfg.ca.as_deref(), client, i.timeout, names, limits)
+                {
                     Ok(x) => Some(Arc::new(x)),
                     Err(e) => {
                         errs.push(format!("auth.introspection.url: {e}"));
@@ -211,6 +224,10 @@ impl AuthSetup {
             jwks,
             jwks_source,
             fetch_timeout: cfg.fetch_timeout,
+            negative_ttl: cfg
+                .introspection
+                .as_ref()
+                .map_or(Duration::ZERO, |i| i.negative_cache_ttl),
             introspection_ttl: cfg
                 .introspection
                 .as_ref()
@@ -225,6 +242,7 @@ impl AuthSetup {
                 h.scopes.to_ascii_lowercase().into(),
             ],
             token_cache: cfg.token_cache,
+            verifications: (cfg.max_verifications_per_client, cfg.verification_burst),
         })
     }
 
@@ -233,19 +251,21 @@ impl AuthSetup {
         &self.headers
     }
 
-    /// Fresh per-core state.
-    pub fn state(&self) -> AuthState {
+    /// Fresh per-core state for one of `workers` cores.
+    pub fn state(&self, workers: usize) -> AuthState {
         let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
         AuthState {
             tokens: TokenCache::new(self.token_cache, Duration::from_secs(3600)),
             jwks: None,
             jwks_epoch: 0,
-            introspected: IntrospectionCache::new(self.token_cache, self.introspection_ttl),
+            introspected: IntrospectionCache::new(self.token_cache, self.introspection_ttl)
+                .with_negative_ttl(self.negative_ttl),
             refused: HashMap::new(),
             pending: HashMap::new(),
             answered: std::collections::HashSet::new(),
             reply_tx,
             reply_rx,
+            budget: VerifyBudget::new(self.verifications.0, self.verifications.1, workers),
         }
     }
 
@@ -282,6 +302,9 @@ impl AuthSetup {
                     st.introspected.insert(digest, identity, now);
                 }
                 Err(f) => {
+                    if f == AuthFailure::Inactive {
+                        st.introspected.insert_inactive(digest, now);
+                    }
                     st.refused.insert(*digest.as_bytes(), f);
                 }
             }
@@ -310,8 +333,6 @@ impl AuthSetup {
         waited: bool,
         out: &mut AuthOutput,
     ) -> AuthVerdict {
-        // The client's address bounds the work it can make this core do (see the callers).
-        let _ = peer;
         let Some(ra) = self.routes.get(rule) else {
             return AuthVerdict::Pass;
         };
@@ -344,7 +365,17 @@ impl AuthSetup {
                     }
                     return refuse(ra, &AuthFailure::KindNotAccepted, kind);
                 };
-                match st.tokens.verify(&jwks, policy, t, now_unix) {
+                // Only a full signature check is charged to the client's budget.
+                let budget = &mut st.budget;
+                let mut admit = || {
+                    budget
+                        .as_mut()
+                        .is_none_or(|b| b.try_take(peer, std::time::Instant::now()))
+                };
+                match st
+                    .tokens
+                    .verify_admitted(&jwks, policy, t, now_unix, &mut admit)
+                {
                     Ok(v) => &v.identity,
                     // A key the set may have gained since: one refresh (single-flight), then
                     // this request is decided again, once.
@@ -366,6 +397,9 @@ impl AuthSetup {
                 if let Some(f) = st.refused.remove(digest.as_bytes()) {
                     return refuse(ra, &f, kind);
                 }
+                if st.introspected.is_inactive(&digest, now_unix) {
+                    return refuse(ra, &AuthFailure::Inactive, kind);
+                }
                 if let Some(i) = st.introspected.get(&digest, now_unix) {
                     // Copied out so the cache is free again.
                     let i = i.clone();
@@ -378,15 +412,16 @@ impl AuthSetup {
                 first8.copy_from_slice(&digest.as_bytes()[..8]);
                 let ticket = INTROSPECTION_TICKET | (u64::from_le_bytes(first8) >> 1);
                 if !st.pending.contains_key(&ticket) {
-                    if !intro.start(t.to_vec(), st.reply_tx.clone()) {
+                    if !intro.start(t, peer, st.reply_tx.clone()) {
                         return refuse(ra, &AuthFailure::IntrospectionUnavailable, kind);
                     }
                     st.pending.insert(ticket, *digest.as_bytes());
                 }
-                // A little beyond the call's own timeout, which answers "unavailable".
+                // A little beyond the pool's own bound (a turn in the queue and the call),
+                // which answers "unavailable".
                 return AuthVerdict::Wait {
                     ticket,
-                    within: intro.timeout() + Duration::from_millis(100),
+                    within: intro.max_wait() + Duration::from_millis(100),
                 };
             }
         };

@@ -9,25 +9,16 @@
 //! request that asked waits for the fetcher's "done" counter to move, then verifies once more
 //! and fails cleanly if the `kid` is still unknown. A failed fetch keeps the previous set.
 //!
-//! **Introspection.** A call runs on a short-lived thread (at most [`MAX_INFLIGHT`] at once per
-//! endpoint; beyond that the request is answered 503 at once), bounded by the endpoint's timeout,
-//! and its result goes back to the asking core over that core's channel. The core caches active
-//! tokens for the configured TTL.
+//! **Introspection** calls are made by [`crate::introspection`]'s pool (bounded, fair between
+//! clients, junk remembered); their results go back to the asking core over that core's channel.
 
 use crate::httpc::{call, Target};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use ringgate_policies::auth::{
-    introspection_request_body, parse_introspection, AuthFailure, ClaimNames, Identity, Jwks,
-    TokenDigest,
-};
+pub use crate::introspection::{IntrospectionResult, Introspector, PoolLimits};
+use ringgate_policies::auth::Jwks;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
-
-/// Introspection calls in flight per endpoint before requests are refused with 503.
-pub const MAX_INFLIGHT: usize = 64;
 
 /// A key set fetched from a URL and kept fresh.
 pub struct JwksSource {
@@ -164,114 +155,5 @@ fn fetcher(
         // Requests that arrived meanwhile are answered by this fetch (single flight).
         while rx.try_recv().is_ok() {}
         s.done.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// An introspection endpoint.
-pub struct Introspector {
-    url: Target,
-    authorization: Option<String>,
-    timeout: Duration,
-    claims: ClaimNames,
-    inflight: AtomicUsize,
-    calls: AtomicU64,
-}
-
-/// The answer to one introspection: the token's digest and the identity, or why not.
-pub type IntrospectionResult = (TokenDigest, Result<Identity, AuthFailure>);
-
-impl Introspector {
-    /// An endpoint at `url` (an https one verified against the PEM bundle `ca`, or the host's
-    /// roots), with optional client credentials (HTTP Basic), bounded by `timeout`.
-    pub fn new(
-        url: &str,
-        ca: Option<&str>,
-        client: Option<(&str, &str)>,
-        timeout: Duration,
-        claims: ClaimNames,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            url: Target::new(url, ca)?,
-            authorization: client.map(|(id, secret)| basic_auth(id, secret)),
-            timeout,
-            claims,
-            inflight: AtomicUsize::new(0),
-            calls: AtomicU64::new(0),
-        })
-    }
-
-    /// The call timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// Calls made so far.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
-
-    /// Starts a call for `token`; its result is sent on `reply`. Returns false (and sends
-    /// nothing) when too many calls are in flight.
-    pub fn start(
-        self: &Arc<Self>,
-        token: Vec<u8>,
-        reply: crossbeam_channel::Sender<IntrospectionResult>,
-    ) -> bool {
-        if self.inflight.fetch_add(1, Ordering::AcqRel) >= MAX_INFLIGHT {
-            self.inflight.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        let me = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ringgate-introspect".into())
-            .spawn(move || {
-                let digest = TokenDigest::of(&token);
-                let r = me.introspect(&token);
-                me.inflight.fetch_sub(1, Ordering::AcqRel);
-                let _ = reply.send((digest, r));
-            });
-        if spawned.is_err() {
-            self.inflight.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        true
-    }
-
-    fn introspect(&self, token: &[u8]) -> Result<Identity, AuthFailure> {
-        let body = introspection_request_body(token);
-        let mut headers = vec![
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("accept", "application/json"),
-        ];
-        if let Some(a) = &self.authorization {
-            headers.push(("authorization", a.as_str()));
-        }
-        let (status, resp) = call(&self.url, "POST", &headers, &body, self.timeout)
-            .map_err(|_| AuthFailure::IntrospectionUnavailable)?;
-        if status != 200 {
-            return Err(AuthFailure::IntrospectionUnavailable);
-        }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        parse_introspection(&resp, &self.claims, now)
-    }
-}
-
-/// The `Authorization` value for HTTP Basic credentials.
-fn basic_auth(id: &str, secret: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn basic_credentials_are_base64() {
-        assert_eq!(
-            super::basic_auth("client", "secret"),
-            "Basic Y2xpZW50OnNlY3JldA=="
-        );
-        assert_eq!(super::basic_auth("a", ""), "Basic YTo=");
     }
 }

@@ -88,6 +88,22 @@ pub struct AuthConfig {
     /// Verified tokens cached per core (by SHA-256 of the token, until their expiry).
     #[serde(default = "default_token_cache")]
     pub token_cache: usize,
+    /// Full JWT signature checks (cache misses) allowed per client address per second, per
+    /// process (divided among the workers); beyond it a 401 `verification_rate_limited`
+    /// without the check. 0: no cap.
+    #[serde(default = "default_verifications")]
+    pub max_verifications_per_client: u32,
+    /// Signature checks a client may make at once before the rate applies (per process).
+    #[serde(default = "default_verification_burst")]
+    pub verification_burst: u32,
+}
+
+fn default_verifications() -> u32 {
+    20
+}
+
+fn default_verification_burst() -> u32 {
+    40
 }
 
 fn two_s() -> Duration {
@@ -112,6 +128,32 @@ pub struct IntrospectionConfig {
     /// Active tokens are cached per core this long (at most until their `exp`).
     #[serde(default = "thirty_s", with = "ringgate_core::duration::serde_text")]
     pub cache_ttl: Duration,
+    /// Tokens the provider called inactive are not asked about again for this long ("0s":
+    /// always asked).
+    #[serde(default = "five_s", with = "ringgate_core::duration::serde_text")]
+    pub negative_cache_ttl: Duration,
+    /// Calls in flight at once (per process).
+    #[serde(default = "default_introspection_inflight")]
+    pub max_inflight: usize,
+    /// Calls in flight or queued per client address (per process); beyond it, 503 at once.
+    #[serde(default = "default_introspection_per_client")]
+    pub max_inflight_per_client: usize,
+    /// Calls waiting for a free slot (per process), served round-robin by client; beyond it,
+    /// 503 at once.
+    #[serde(default = "default_introspection_queue")]
+    pub queue: usize,
+}
+
+fn default_introspection_inflight() -> usize {
+    64
+}
+
+fn default_introspection_per_client() -> usize {
+    4
+}
+
+fn default_introspection_queue() -> usize {
+    256
 }
 
 fn half_s() -> Duration {
@@ -308,6 +350,59 @@ pub struct ListenerConfig {
     /// Terminate TLS on this listener.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Merge runs of `/` in request paths before routing and forwarding (default true).
+    #[serde(default = "yes")]
+    pub merge_slashes: bool,
+    /// `%2F`, `%5C`, `%00` and `\` in request paths: `"reject"` (400, the default) or `"keep"`
+    /// (kept percent-encoded, never a separator).
+    #[serde(default = "default_escaped_separators")]
+    pub escaped_separators: String,
+    /// Header names with `_`: `"drop"` (the default), `"reject"` (400) or `"allow"`.
+    #[serde(default = "default_underscores")]
+    pub underscores_in_headers: String,
+}
+
+fn default_escaped_separators() -> String {
+    "reject".into()
+}
+
+fn default_underscores() -> String {
+    "drop".into()
+}
+
+impl ListenerConfig {
+    /// A cleartext listener on `address` with the default request-head policy.
+    pub fn at(address: String) -> Self {
+        Self {
+            name: None,
+            address,
+            tls: None,
+            merge_slashes: true,
+            escaped_separators: default_escaped_separators(),
+            underscores_in_headers: default_underscores(),
+        }
+    }
+
+    /// The listener's request-head policy (values validated by [`RawConfig::validate`]).
+    pub fn policy(&self) -> ringgate_http::gateway::ListenerPolicy {
+        use ringgate_http::codec::{EscapedSeparators, PathPolicy};
+        use ringgate_http::gateway::{ListenerPolicy, UnderscoreHeaders};
+        ListenerPolicy {
+            path: PathPolicy {
+                merge_slashes: self.merge_slashes,
+                escaped_separators: if self.escaped_separators == "keep" {
+                    EscapedSeparators::Keep
+                } else {
+                    EscapedSeparators::Reject
+                },
+            },
+            underscores: match self.underscores_in_headers.as_str() {
+                "allow" => UnderscoreHeaders::Allow,
+                "reject" => UnderscoreHeaders::Reject,
+                _ => UnderscoreHeaders::Drop,
+            },
+        }
+    }
 }
 
 /// `[[upstreams]]`.
@@ -333,11 +428,17 @@ pub struct UpstreamConfig {
     /// `{ cookie = "sid" }`.
     #[serde(default)]
     pub hash_on: Option<HashOnConfig>,
-    /// Requests in flight per core before 503 `upstream_overloaded`.
-    #[serde(default)]
+    /// Requests in flight per core before 503 `upstream_overloaded` (`max_requests_per_core`;
+    /// the old name `max_requests` is accepted: each core keeps its own count).
+    #[serde(default, rename = "max_requests_per_core", alias = "max_requests")]
     pub max_requests: Option<u32>,
-    /// Connections (in use and idle) per core before 503 `upstream_overloaded`.
-    #[serde(default)]
+    /// Connections (in use and idle) per core before 503 `upstream_overloaded`
+    /// (`max_connections_per_core`; `max_connections` is accepted).
+    #[serde(
+        default,
+        rename = "max_connections_per_core",
+        alias = "max_connections"
+    )]
     pub max_connections: Option<u32>,
     /// TLS to the endpoints.
     #[serde(default)]
@@ -437,11 +538,21 @@ fn three() -> u32 {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OutlierSettings {
-    /// Consecutive 5xx or failed exchanges that eject an endpoint (0: off).
-    #[serde(default = "five")]
+    /// Consecutive 5xx or failed exchanges seen by one core that eject an endpoint on that core
+    /// (0: off; `consecutive_5xx_per_core`, the old name `consecutive_5xx` is accepted).
+    #[serde(
+        default = "five",
+        rename = "consecutive_5xx_per_core",
+        alias = "consecutive_5xx"
+    )]
     pub consecutive_5xx: u32,
-    /// Consecutive connect failures that eject an endpoint (0: off).
-    #[serde(default = "three")]
+    /// Consecutive connect failures seen by one core that eject an endpoint on that core (0: off;
+    /// `consecutive_connect_failures_per_core`, `consecutive_connect_failures` is accepted).
+    #[serde(
+        default = "three",
+        rename = "consecutive_connect_failures_per_core",
+        alias = "consecutive_connect_failures"
+    )]
     pub consecutive_connect_failures: u32,
     /// First ejection time (grows with each ejection).
     #[serde(default = "thirty_s", with = "ringgate_core::duration::serde_text")]
@@ -474,8 +585,13 @@ pub struct BreakerSettings {
     /// Error ratio (0..1) over the window that opens the breaker.
     #[serde(default = "half")]
     pub error_ratio: f64,
-    /// Fewest requests in the window before the ratio counts.
-    #[serde(default = "twenty")]
+    /// Fewest requests one core sees in the window before its ratio counts
+    /// (`min_requests_per_core`; the old name `min_requests` is accepted).
+    #[serde(
+        default = "twenty",
+        rename = "min_requests_per_core",
+        alias = "min_requests"
+    )]
     pub min_requests: u32,
     /// The sliding window.
     #[serde(default = "ten_s", with = "ringgate_core::duration::serde_text")]
@@ -526,8 +642,13 @@ pub struct RetryConfig {
     /// Retries at most this share of the route's requests over the window.
     #[serde(default = "point_two")]
     pub budget_ratio: f64,
-    /// Retries always allowed per second (so a quiet route can retry).
-    #[serde(default = "ten")]
+    /// Retries always allowed per second on each core (so a quiet route can retry;
+    /// `budget_min_per_sec_per_core`, the old name `budget_min_per_sec` is accepted).
+    #[serde(
+        default = "ten",
+        rename = "budget_min_per_sec_per_core",
+        alias = "budget_min_per_sec"
+    )]
     pub budget_min_per_sec: u32,
     /// The budget's window.
     #[serde(default = "ten_s", with = "ringgate_core::duration::serde_text")]
@@ -665,6 +786,21 @@ pub struct RouteConfig {
     /// Add `RateLimit-*` headers to allowed responses too (refusals always carry them).
     #[serde(default)]
     pub rate_limit_headers: bool,
+    /// The path sent upstream: `"normalized"` (the default: the spelling the route matched) or
+    /// `"as_received"` (the client's spelling; routes without a rewrite only).
+    #[serde(default)]
+    pub forward_path: ForwardPath,
+}
+
+/// Which spelling of the path a route forwards.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardPath {
+    /// The normalized path (or its rewrite).
+    #[default]
+    Normalized,
+    /// The client's own spelling (routing still uses the normalized one).
+    AsReceived,
 }
 
 /// `path = { prefix = "/api" }` and its siblings.
@@ -747,6 +883,21 @@ impl RawConfig {
                     l.address
                 ));
             }
+            if !matches!(l.escaped_separators.as_str(), "reject" | "keep") {
+                errs.push(format!(
+                    "listeners[{i}].escaped_separators: {:?} is not \"reject\" or \"keep\"",
+                    l.escaped_separators
+                ));
+            }
+            if !matches!(
+                l.underscores_in_headers.as_str(),
+                "drop" | "reject" | "allow"
+            ) {
+                errs.push(format!(
+                    "listeners[{i}].underscores_in_headers: {:?} is not \"drop\", \"reject\" or \"allow\"",
+                    l.underscores_in_headers
+                ));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {
@@ -788,7 +939,7 @@ impl RawConfig {
             }
             if u.max_requests == Some(0) || u.max_connections == Some(0) {
                 errs.push(format!(
-                    "upstreams[{i}]: max_requests and max_connections must be at least 1"
+                    "upstreams[{i}]: max_requests_per_core and max_connections_per_core must be at least 1"
                 ));
             }
             if let Some(hc) = &u.health_check {
@@ -915,6 +1066,20 @@ impl RawConfig {
             if a.token_cache == 0 {
                 errs.push("auth.token_cache: at least 1".to_string());
             }
+            if let Some(i) = &a.introspection {
+                if i.max_inflight == 0 || i.max_inflight_per_client == 0 {
+                    errs.push(
+                        "auth.introspection: max_inflight and max_inflight_per_client must be at least 1"
+                            .to_string(),
+                    );
+                }
+            }
+            if a.max_verifications_per_client > 0 && a.verification_burst == 0 {
+                errs.push(
+                    "auth.verification_burst: at least 1 when max_verifications_per_client is set"
+                        .to_string(),
+                );
+            }
         }
         if let Some(l) = &self.access_log {
             if l.path.is_empty() {
@@ -1027,6 +1192,11 @@ impl RawConfig {
             if rewrites > 1 {
                 errs.push(format!(
                     "{at}: strip_prefix, rewrite_prefix and rewrite exclude each other"
+                ));
+            }
+            if r.forward_path == ForwardPath::AsReceived && rewrites > 0 {
+                errs.push(format!(
+                    "{at}.forward_path: \"as_received\" cannot be combined with a rewrite"
                 ));
             }
             if (r.strip_prefix || r.rewrite_prefix.is_some()) && r.path.prefix.is_none() {
@@ -1160,6 +1330,46 @@ mod tests {
         let c = RawConfig::parse(GOOD).expect("parse");
         c.validate().expect("valid");
         assert_eq!(c.routes[0].timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn per_core_counts_say_so_and_the_old_names_still_parse() {
+        let body = |names: [&str; 6]| {
+            format!(
+                "{GOOD}\n[[upstreams]]\nname = \"b\"\nendpoints = [\"127.0.0.1:9002\"]\n{} = 7\n{} = 8\n\
+                 [upstreams.outlier]\n{} = 2\n{} = 3\n[upstreams.circuit_breaker]\n{} = 9\n\
+                 [[routes]]\nid = \"b\"\npath = {{ prefix = \"/b\" }}\nupstream = \"b\"\n\
+                 [routes.retry]\n{} = 4\n",
+                names[0], names[1], names[2], names[3], names[4], names[5]
+            )
+        };
+        let new = RawConfig::parse(&body([
+            "max_requests_per_core",
+            "max_connections_per_core",
+            "consecutive_5xx_per_core",
+            "consecutive_connect_failures_per_core",
+            "min_requests_per_core",
+            "budget_min_per_sec_per_core",
+        ]))
+        .expect("new names");
+        let old = RawConfig::parse(&body([
+            "max_requests",
+            "max_connections",
+            "consecutive_5xx",
+            "consecutive_connect_failures",
+            "min_requests",
+            "budget_min_per_sec",
+        ]))
+        .expect("old names");
+        for c in [&new, &old] {
+            let u = &c.upstreams[1];
+            assert_eq!((u.max_requests, u.max_connections), (Some(7), Some(8)));
+            let o = u.outlier.as_ref().expect("outlier");
+            assert_eq!((o.consecutive_5xx, o.consecutive_connect_failures), (2, 3));
+            assert_eq!(u.circuit_breaker.as_ref().map(|b| b.min_requests), Some(9));
+            let r = c.routes[1].retry.as_ref().expect("retry");
+            assert_eq!(r.budget_min_per_sec, 4);
+        }
     }
 
     #[test]

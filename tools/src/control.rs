@@ -8,7 +8,8 @@
 //! Reloads are serialized by one mutex on this control path; the request path never sees it.
 
 use crate::config::{ConfigError, RawConfig};
-use crate::snapshot::{text_hash, Snapshot};
+use crate::contenthash::{config_hash, source_hash};
+use crate::snapshot::Snapshot;
 use ringgate_core::shutdown::Shutdown;
 use ringgate_core::snapshot::SnapshotSlot;
 use ringgate_http::accesslog::AccessLog;
@@ -82,7 +83,8 @@ pub struct Reloaded {
     pub version: String,
     /// The epoch it was published at.
     pub epoch: u64,
-    /// Whether the config text changed.
+    /// Whether the config changed: its text, or the contents of a file it names (a certificate,
+    /// key, CA bundle, API key file or JWKS file).
     pub changed: bool,
 }
 
@@ -197,7 +199,8 @@ impl Control {
     fn build_next(&self) -> Result<(RawConfig, Snapshot), String> {
         let text = self.source.read().map_err(|e| e.to_string())?;
         let raw = RawConfig::parse(&text).map_err(|e| e.to_string())?;
-        let mut snap = Snapshot::build(&raw, text_hash(&text)).map_err(|e| e.to_string())?;
+        let mut snap =
+            Snapshot::build(&raw, config_hash(&text, &raw)).map_err(|e| e.to_string())?;
         let (_, live) = self.slot.load();
         snap.limiter.clone_from(&live.limiter);
         let needs = live.process.restart_needed_for(&snap.process);
@@ -210,8 +213,9 @@ impl Control {
         Ok((raw, snap))
     }
 
-    /// Watches the config file (when the source is one) and reloads when its content changes.
-    /// Polls every `every`, off the hot path; returns the watcher's stop flag.
+    /// Watches the config file (when the source is one) and the files it names, and reloads when
+    /// any of their contents change. Polls every `every`, off the hot path; returns the watcher's
+    /// stop flag.
     pub fn watch(self: &Arc<Self>, every: Duration) -> Arc<AtomicBool> {
         let stop = Arc::new(AtomicBool::new(false));
         let ConfigSource::File(path) = self.source.clone() else {
@@ -219,8 +223,9 @@ impl Control {
         };
         let me = self.clone();
         let stop2 = stop.clone();
-        // Config files are small: reading and hashing one twice a second costs nothing and, unlike
-        // comparing mtimes (coarse on some filesystems), never misses a same-size edit.
+        // Config, certificate and key files are small: reading and hashing them twice a second
+        // costs nothing and, unlike comparing mtimes (coarse on some filesystems), never misses a
+        // same-size edit.
         let mut last_seen = self.state().hash;
         let _ = std::thread::Builder::new()
             .name("ringgate-watch".into())
@@ -230,7 +235,8 @@ impl Control {
                     let Ok(text) = std::fs::read_to_string(&path) else {
                         continue;
                     };
-                    let h = text_hash(&text);
+                    // The files the config names count too: a renewed certificate reloads.
+                    let h = source_hash(&text);
                     if h == last_seen {
                         continue;
                     }

@@ -7,18 +7,21 @@ pub mod admin;
 pub mod auth;
 pub mod authfetch;
 pub mod config;
+pub mod contenthash;
 pub mod control;
 pub mod demo;
 pub mod health;
 pub mod httpc;
+pub mod introspection;
 pub mod ratelimit;
 pub mod rlstore;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+pub mod verifybudget;
 
 use config::RawConfig;
-use snapshot::{text_hash, Snapshot};
+use snapshot::Snapshot;
 
 /// Loads, validates and compiles a config file.
 pub fn load_snapshot(path: &str) -> Result<Snapshot, config::ConfigError> {
@@ -32,5 +35,5 @@ pub fn load_snapshot(path: &str) -> Result<Snapshot, config::ConfigError> {
 /// Validates and compiles config text.
 pub fn snapshot_from_text(text: &str) -> Result<Snapshot, config::ConfigError> {
     let raw = RawConfig::parse(text)?;
-    Snapshot::build(&raw, text_hash(text))
+    Snapshot::build(&raw, contenthash::config_hash(text, &raw))
 }

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 use ringgate::admin::AdminServer;
 use ringgate::config::{ListenerConfig, PathConfig, RawConfig, RouteConfig, UpstreamConfig};
+use ringgate::contenthash::config_hash;
 use ringgate::control::{ConfigSource, Control};
 use ringgate::server::{start, start_with, RunningGateway};
 use ringgate::snapshot::{text_hash, Snapshot};
@@ -164,7 +165,10 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let text = std::fs::read_to_string(&config)
                 .map_err(|e| format!("cannot read config {config}: {e}"))?;
             let raw = RawConfig::parse(&text)?;
-            let snapshot = Snapshot::build(&raw, text_hash(&text))?;
+            let snapshot = Snapshot::build(&raw, config_hash(&text, &raw))?;
+            // A busy admin port fails the start like a busy listener, before any traffic is
+            // taken. (A takeover binds it later: the previous process holds it until then.)
+            let admin_listener = if takeover { None } else { bind_admin(&raw)? };
             let (gw, taken) = if takeover {
                 let path = handoff.clone().ok_or("--takeover needs --handoff")?;
                 let t = take_over(&path, Duration::from_secs(10))?;
@@ -185,7 +189,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 eprintln!("ringgate: took over the listening sockets; the previous process drains");
             }
             let control = Control::new(ConfigSource::File(config.into()), raw, &gw);
-            run_until_stopped(gw, control, handoff, takeover)
+            run_until_stopped(gw, control, admin_listener, handoff, takeover)
         }
         Cmd::Reload { admin, token } => reload(admin, token.as_deref()),
         Cmd::Keys {
@@ -263,7 +267,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 demo.config,
                 &demo.gateway,
             );
-            let code = run_until_stopped(demo.gateway, control, None, false);
+            let code = run_until_stopped(demo.gateway, control, None, None, false);
             drop(upstreams);
             code
         }
@@ -286,7 +290,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 raw,
                 &gw,
             );
-            run_until_stopped(gw, control, None, false)
+            run_until_stopped(gw, control, None, None, false)
         }
     }
 }
@@ -297,8 +301,7 @@ fn proxy_config(listen: SocketAddr, to: Vec<String>) -> RawConfig {
         version: Some("proxy".into()),
         listeners: vec![ListenerConfig {
             name: Some("proxy".into()),
-            address: listen.to_string(),
-            tls: None,
+            ..ListenerConfig::at(listen.to_string())
         }],
         upstreams: vec![UpstreamConfig {
             name: "to".into(),
@@ -332,39 +335,104 @@ fn reload(admin: SocketAddr, token: Option<&str>) -> Result<ExitCode, Box<dyn st
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    let ok = head.starts_with("HTTP/1.1 200");
-    if ok {
+    let status_line = head.lines().next().unwrap_or("");
+    if status_line.starts_with("HTTP/1.1 200") {
         print!("{body}");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprint!("{}\n{body}", head.lines().next().unwrap_or(""));
-        Ok(ExitCode::FAILURE)
+        return Ok(ExitCode::SUCCESS);
     }
+    eprintln!("ringgate reload: {}", describe_refusal(status_line, body));
+    Ok(ExitCode::FAILURE)
 }
 
-/// Starts the admin API (retrying for a while when taking over: the previous process frees its
-/// admin port once the handoff is done).
-fn start_admin(control: &Arc<Control>, retry: bool) -> Option<AdminServer> {
-    let raw = control.state().raw;
-    let cfg = raw.admin.as_ref()?;
-    let addr: SocketAddr = cfg.address.parse().ok()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(if retry { 15 } else { 0 });
-    loop {
-        match AdminServer::start(addr, cfg.token.clone(), control.clone()) {
-            Ok(a) => {
-                eprintln!("ringgate: admin API on http://{}", a.addr);
-                return Some(a);
+/// What a refused reload says, for a person: the status with its reason phrase (as the admin API
+/// sent it, or the standard one when it sent none), then the errors of the JSON body one per
+/// line (the body as it came when it is not that JSON).
+fn describe_refusal(status_line: &str, body: &str) -> String {
+    let mut parts = status_line.splitn(3, ' ');
+    let _version = parts.next();
+    let code = parts.next().unwrap_or("");
+    let phrase = match parts.next().map(str::trim) {
+        Some(p) if !p.is_empty() && p != "Unknown" => p.to_string(),
+        _ => code
+            .parse::<u16>()
+            .map(|c| ringgate_http::error::reason_phrase(c).to_string())
+            .unwrap_or_default(),
+    };
+    let mut out = format!("{code} {phrase}");
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(v) => {
+            if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+                out.push_str(":\n");
+                for line in e.lines() {
+                    out.push_str("  ");
+                    out.push_str(line.trim());
+                    out.push('\n');
+                }
             }
-            Err(e) if std::time::Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => {
-                eprintln!("ringgate: admin API not started: cannot bind {addr}: {e}");
-                return None;
+            if let Some(live) = v.get("live_version").and_then(|x| x.as_str()) {
+                out.push_str(&format!("the live config stays: version {live}\n"));
             }
         }
+        Err(_) if !body.trim().is_empty() => {
+            out.push('\n');
+            out.push_str(body.trim_end());
+            out.push('\n');
+        }
+        Err(_) => out.push('\n'),
     }
+    out.trim_end().to_string()
+}
+
+/// Binds the admin API's address when the config has one; a busy or invalid address is an
+/// error that names it.
+fn bind_admin(raw: &RawConfig) -> Result<Option<std::net::TcpListener>, String> {
+    let Some(cfg) = raw.admin.as_ref() else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = cfg
+        .address
+        .parse()
+        .map_err(|e| format!("admin.address {:?}: {e}", cfg.address))?;
+    std::net::TcpListener::bind(addr)
+        .map(Some)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                format!("cannot start the admin API: {addr} is already in use by another process")
+            }
+            _ => format!("cannot start the admin API on {addr}: {e}"),
+        })
+}
+
+/// Starts the admin API: on `bound` when the caller bound it already, else binds it now
+/// (retrying for a while after a takeover: the previous process frees its admin port once the
+/// handoff is done).
+fn start_admin(
+    control: &Arc<Control>,
+    bound: Option<std::net::TcpListener>,
+    retry: bool,
+) -> Result<Option<AdminServer>, String> {
+    let raw = control.state().raw;
+    let Some(cfg) = raw.admin.as_ref() else {
+        return Ok(None);
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(if retry { 15 } else { 0 });
+    let listener = match bound {
+        Some(l) => l,
+        None => loop {
+            match bind_admin(&raw) {
+                Ok(Some(l)) => break l,
+                Ok(None) => return Ok(None),
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        },
+    };
+    let a = AdminServer::serve(listener, cfg.token.clone(), control.clone())
+        .map_err(|e| format!("cannot start the admin API: {e}"))?;
+    eprintln!("ringgate: admin API on http://{}", a.addr);
+    Ok(Some(a))
 }
 
 enum Event {
@@ -377,6 +445,7 @@ enum Event {
 fn run_until_stopped(
     gw: RunningGateway,
     control: Arc<Control>,
+    admin_listener: Option<std::net::TcpListener>,
     handoff: Option<PathBuf>,
     took_over: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -393,7 +462,19 @@ fn run_until_stopped(
                 }
             }
         })?;
-    let admin = start_admin(&control, took_over);
+    let admin = match start_admin(&control, admin_listener, took_over) {
+        Ok(a) => a,
+        // After a takeover the listening sockets are ours alone and the previous process is
+        // draining: exiting would leave nobody serving, so the gateway runs on without admin.
+        Err(e) if took_over => {
+            eprintln!("ringgate: {e}; serving without the admin API");
+            None
+        }
+        Err(e) => {
+            gw.stop();
+            return Err(e.into());
+        }
+    };
     let watch = control.watch(Duration::from_millis(500));
     let _handoff_server = match &handoff {
         Some(path) => {
@@ -466,13 +547,20 @@ fn run_until_stopped(
         }
     };
     watch.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(a) = admin {
-        a.stop();
-    }
     let out = if handed_over {
+        // The successor serves the admin API from now on: free its port first.
+        if let Some(a) = admin {
+            a.stop();
+        }
         gw.stop_after_handoff()
     } else {
-        gw.stop()
+        // The admin API serves through the drain: `/readyz` answers 503 `draining` (what a load
+        // balancer must see to stop sending traffic), `/healthz` and `/metrics` still answer.
+        let out = gw.stop();
+        if let Some(a) = admin {
+            a.stop();
+        }
+        out
     };
     eprintln!(
         "ringgate: stopped: {} in flight at signal, {} drained, {} aborted",
@@ -495,14 +583,26 @@ fn groups_clone(groups: &[ListenerGroup]) -> Vec<ListenerGroup> {
 
 fn check(config: &str, profile: Option<&str>) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut failed = false;
-    match load_profile(profile) {
-        Ok(p) => println!(
-            "profile ok: driver={:?} workers={} pin={} uring_entries={} sqpoll={}",
-            p.io.driver,
+    // The same checks `serve` makes before it starts a worker, not only the file's own rules.
+    match load_profile(profile).and_then(|p| {
+        let pre = ringgate_core::worker::preflight(&p)?;
+        Ok((p, pre))
+    }) {
+        Ok((p, pre)) => println!(
+            "profile ok: driver={}{} workers={} cpus=[{}] pin={} uring_entries={} sqpoll={}",
+            pre.driver.as_str(),
+            pre.fallback_reason
+                .map_or(String::new(), |why| format!(" (epoll fallback: {why})")),
+            pre.cpus.len(),
             if p.workers.cpus.is_empty() {
-                p.workers.count.to_string()
+                "*".to_string()
             } else {
-                format!("{:?}", p.workers.cpus)
+                p.workers
+                    .cpus
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
             },
             p.workers.pin,
             p.io.uring_entries,

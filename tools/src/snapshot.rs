@@ -14,7 +14,9 @@ use crate::ratelimit::service::LimitService;
 use ringgate_http::authn::{AuthOutput, LimitStage, LimitVerdict};
 use ringgate_http::codec::RequestHead;
 use ringgate_http::error::Refusal;
-use ringgate_http::gateway::{Gateway, HostRewrite, RouteSettings, Routed, UpstreamSet};
+use ringgate_http::gateway::{
+    Gateway, HostRewrite, RequestPaths, RouteSettings, Routed, UpstreamSet,
+};
 use ringgate_http::metrics::Registry;
 use ringgate_http::resilience::{Fallback, HashOn, RetrySettings, RouteSplit};
 use ringgate_policies::balance::{
@@ -37,6 +39,8 @@ use std::time::Instant;
 pub struct CompiledRoute {
     /// Request-time settings.
     pub settings: RouteSettings,
+    /// The route rewrites the path (strip or replace a prefix, or a template).
+    pub rewrites: bool,
     /// Index into [`Snapshot::upstreams`].
     pub upstream: usize,
 }
@@ -69,6 +73,8 @@ pub struct Snapshot {
     pub limiter: Option<Arc<LimitService>>,
     /// Each listener's TLS config (`None`: cleartext), in listener order.
     pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+    /// Each listener's request-head policy, in listener order.
+    pub listener_policies: Vec<ringgate_http::gateway::ListenerPolicy>,
 }
 
 /// Settings taken when the process starts; a reload that changes them is refused.
@@ -110,6 +116,12 @@ impl ProcessSettings {
 }
 
 impl Snapshot {
+    /// The number of workers of the running process (known from the limit service the server
+    /// attaches to every snapshot it publishes; 1 before that).
+    pub fn workers(&self) -> usize {
+        self.limiter.as_ref().map_or(1, |l| l.workers())
+    }
+
     /// Validates and compiles `raw`. Every problem is reported, each with its path.
     pub fn build(raw: &RawConfig, text_hash: u64) -> Result<Self, ConfigError> {
         raw.validate()?;
@@ -315,6 +327,7 @@ impl Snapshot {
                 limits: Arc::new(limits),
                 limiter: None,
                 tls,
+                listener_policies: raw.listeners.iter().map(|l| l.policy()).collect(),
             }),
             _ => Err(ConfigError::Invalid(errs)),
         }
@@ -358,6 +371,7 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<
     } else {
         Rewrite::None
     };
+    let rewrites = !matches!(rewrite, Rewrite::None);
     let index_of = |name: &str| raw.upstreams.iter().position(|u| u.name == name);
     let upstream = if r.split.is_empty() {
         index_of(&r.upstream).unwrap_or(0)
@@ -414,7 +428,9 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<
                 fingerprint,
                 auth,
                 rate_limit: None,
+                forward_path_as_received: r.forward_path == crate::config::ForwardPath::AsReceived,
             },
+            rewrites,
             upstream,
         },
     }
@@ -465,6 +481,13 @@ impl Gateway for Snapshot {
         self.tls.get(listener)?.as_ref()
     }
 
+    fn listener_policy(&self, listener: usize) -> ringgate_http::gateway::ListenerPolicy {
+        self.listener_policies
+            .get(listener)
+            .copied()
+            .unwrap_or_default()
+    }
+
     fn upstream_runtime(&self, up: &UpstreamSet, seed: u64) -> UpstreamState {
         match self.upstream_policies.get(up.index) {
             Some(p) => UpstreamState::new(p, seed, Instant::now()),
@@ -499,9 +522,11 @@ impl Gateway for Snapshot {
     type Auth = Option<crate::auth::AuthState>;
 
     fn auth_runtime(&self) -> Self::Auth {
-        self.auth.as_ref().map(|a| a.state())
+        let workers = self.workers();
+        self.auth.as_ref().map(|a| a.state(workers))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn authenticate(
         &self,
         auth: &mut Self::Auth,
@@ -514,7 +539,7 @@ impl Gateway for Snapshot {
     ) -> ringgate_http::authn::AuthVerdict {
         match (&self.auth, route.auth) {
             (Some(setup), Some(rule)) => {
-                let st = auth.get_or_insert_with(|| setup.state());
+                let st = auth.get_or_insert_with(|| setup.state(self.workers()));
                 setup.check(st, rule as usize, headers, peer, now_unix, waited, out)
             }
             _ => ringgate_http::authn::AuthVerdict::Pass,
@@ -592,18 +617,29 @@ impl Gateway for Snapshot {
     fn route<'s>(
         &'s self,
         req: &RequestHead<'_, '_>,
+        paths: RequestPaths<'_>,
         upstream_path: &mut Vec<u8>,
     ) -> Result<Routed<'s>, Refusal> {
         let rr = RouteRequest {
             host: req.host.unwrap_or(b""),
-            path: req.path.as_bytes(),
+            path: paths.matching,
             method: req.method.as_bytes(),
             headers: req.headers,
         };
         let m = self.table.lookup(&rr).ok_or(Refusal::NO_ROUTE)?;
-        self.table
-            .write_upstream_path(&m, rr.path, req.query.map(str::as_bytes), upstream_path);
         let action = self.table.action(&m);
+        // A rewrite works on the matching path (its captures are spans of it); without one the
+        // normalized path goes, or the client's own spelling when the route asks for it (only
+        // routes without a rewrite may: validated).
+        let forwarded = if action.rewrites {
+            paths.matching
+        } else if action.settings.forward_path_as_received {
+            req.path.as_bytes()
+        } else {
+            paths.normalized
+        };
+        self.table
+            .write_upstream_path(&m, forwarded, req.query.map(str::as_bytes), upstream_path);
         Ok(Routed {
             route: &action.settings,
             upstream: &self.upstreams[action.upstream],

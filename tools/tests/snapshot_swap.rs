@@ -37,7 +37,8 @@ fn swapping_snapshots_under_load_changes_routing_for_new_requests_only() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(50));
+    // All eight were routed on snapshot A once upstream A has accepted their connections.
+    ringgate_testkit::wait::until(Duration::from_secs(5), || a.connections_accepted() >= 8);
     let next = ringgate::snapshot_from_text(&config(&ups, &routes_to("b"))).expect("valid");
     let epoch = gw.inner().publish(next);
     assert_eq!(epoch, 2);

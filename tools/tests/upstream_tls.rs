@@ -67,7 +67,7 @@ fn a_certificate_that_does_not_verify_is_a_502() {
     ));
     let r = get(gw.addr, "a", "/x");
     assert_eq!(r.status, 502, "{}", r.text());
-    assert!(r.text().contains("upstream_connect_failed"), "{}", r.text());
+    assert!(r.text().contains("upstream_tls_failed"), "{}", r.text());
     // Wrong CA (the client CA did not sign the server's certificate).
     let wrong = pki.client_ca_path().display().to_string();
     let gw = gateway(&config(

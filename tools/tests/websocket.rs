@@ -2,7 +2,8 @@
 //! routed, authenticated and rate-limited like any request, then tunnelled both ways over plain
 //! TCP and over TLS (large messages, server pushes, the close handshake); per-core tunnel caps
 //! answer 503, idle tunnels are closed, and other upgrades (h2c) are not passed on. An HTTP/2
-//! client's extended CONNECT (RFC 8441) reaches an HTTP/1.1 WebSocket upstream too.
+//! client's extended CONNECT (RFC 8441) reaches an HTTP/1.1 WebSocket upstream too, and a drain
+//! ends its tunnel with a 1001 close frame as it does an HTTP/1.1 client's.
 
 #![allow(clippy::unwrap_used)]
 // tungstenite's handshake callback returns its own large error type.
@@ -398,4 +399,37 @@ fn an_upstream_answering_the_wrong_accept_value_is_refused_to_an_http2_client() 
     });
     assert_eq!(status, 502);
     assert!(body.contains("bad_websocket_handshake"), "{body}");
+}
+
+#[test]
+fn a_drain_sends_going_away_to_an_http2_clients_websocket() {
+    // The tunnel of an extended CONNECT ends a drain like an HTTP/1.1 one (see websocket_drain.rs):
+    // a close frame with status 1001 in the stream's DATA, then the end of the stream.
+    let (up, _seen) = ws_server();
+    let mut profile = test_profile();
+    profile.timeouts.drain = Duration::from_secs(3);
+    let snapshot = ringgate::snapshot_from_text(&config(up, "", "")).unwrap();
+    let gw = ringgate::server::start(snapshot, &profile).unwrap();
+    let addr = gw.addrs[0];
+    let (got, stopping) = block_on(async move {
+        let (_client, resp, _send) = extended_connect(addr).await;
+        assert_eq!(resp.status(), 200);
+        let mut recv = resp.into_body();
+        let stopping = std::thread::spawn(move || gw.stop());
+        let read = async {
+            let mut got = Vec::new();
+            while let Some(Ok(d)) = recv.data().await {
+                let _ = recv.flow_control().release_capacity(d.len());
+                got.extend_from_slice(&d);
+            }
+            got
+        };
+        let got = tokio::time::timeout(Duration::from_secs(15), read)
+            .await
+            .expect("the tunnel's stream ends with the drain");
+        (got, stopping)
+    });
+    assert_eq!(got, [0x88, 2, 0x03, 0xe9], "one close frame, status 1001");
+    let out = stopping.join().unwrap();
+    assert_eq!(out.aborted, 0, "{out:?}");
 }

@@ -24,6 +24,11 @@ pub enum Command {
     /// Run stub HTTP/1.1 upstream servers (latency, errors, streaming, stalls).
     Upstream(Box<upstream_cmd::UpstreamArgs>),
     /// Run an open-model load test against one target.
+    ///
+    /// Exit code: 0 valid; 3 generator-limited (schedule lag, send lag or queue wait p99 over
+    /// its limit, or a generator core saturated); 4 target-saturated (completions inside the
+    /// window under --min-in-window of those scheduled, or too many timeouts, unfinished
+    /// requests or transport errors); 2 the run could not start or write its outputs.
     Run(Box<run_cmd::RunArgs>),
     /// Run the same load against direct / ringgate / nginx / HAProxy and write a perf report.
     Compare(Box<compare_cmd::CompareArgs>),

@@ -1,5 +1,8 @@
 //! `ringbench run`: options to a [`RunConfig`], the run, then the table, the JSON, the interval
-//! log and the plot. The exit code is the verdict's (0 only for a valid run).
+//! log and the plot. The exit code is the verdict's: 0 valid, 3 generator-limited (schedule lag,
+//! queue wait or send lag p99 over its limit, or a generator core saturated), 4 target-saturated
+//! (too few completions inside the window, or too many timeouts, unfinished requests or
+//! transport errors), 2 for a run that could not start or write its outputs.
 //!
 //! # HTTPS
 //! An `https://` URL makes every connection speak TLS (rustls on the ring provider, one client
@@ -125,6 +128,18 @@ pub struct RunArgs {
     /// Self-check: schedule lag p99 above this marks the run generator-limited.
     #[arg(long, value_parser = parse_duration, default_value = "1ms")]
     pub max_lag: Duration,
+    /// Self-check: queue wait p99 (a request waiting for one of ringbench's own connections)
+    /// above this marks the run generator-limited.
+    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
+    pub max_queue_wait: Duration,
+    /// Self-check: send lag p99 (intended to actual send) above this marks the run
+    /// generator-limited.
+    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
+    pub max_send_lag: Duration,
+    /// Self-check: completions inside the window below this share of those scheduled mark the
+    /// target saturated (grace-period completions do not count).
+    #[arg(long, default_value_t = 0.995)]
+    pub min_in_window: f64,
     /// Self-check: timeouts + censored above this share mark the target saturated.
     #[arg(long, default_value_t = 0.001)]
     pub max_unfinished: f64,
@@ -198,6 +213,9 @@ impl RunArgs {
             log_interval: self.hlog.as_ref().map(|_| self.hlog_interval),
             thresholds: Thresholds {
                 max_lag_p99: self.max_lag,
+                max_queue_wait_p99: self.max_queue_wait,
+                max_send_lag_p99: self.max_send_lag,
+                min_in_window: self.min_in_window,
                 max_unfinished: self.max_unfinished,
                 max_errors: self.max_errors,
                 ..Thresholds::default()

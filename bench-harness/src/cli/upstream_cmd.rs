@@ -25,6 +25,10 @@ pub struct UpstreamArgs {
     /// lognormal:2ms,p99=10ms, table:50=1ms,99=5ms,100=20ms.
     #[arg(long, default_value = "0")]
     pub latency: LatencyDist,
+    /// Requests each worker serves at once (0: unlimited); past it they queue, so a worker's
+    /// capacity is concurrency / mean latency per second.
+    #[arg(long, default_value_t = 0)]
+    pub concurrency: usize,
     /// Response body size in bytes.
     #[arg(long, default_value_t = 0)]
     pub body_bytes: usize,
@@ -56,6 +60,7 @@ impl UpstreamArgs {
             workers: self.workers,
             cpus: self.cpus.clone(),
             latency: self.latency.clone(),
+            concurrency: self.concurrency,
             body_bytes: self.body_bytes,
             errors: self.errors.clone(),
             seed: self.seed,

@@ -21,9 +21,9 @@ pub fn write(path: &Path, report: &RunReport, interval: Duration) -> io::Result<
 
 /// Writes the interval log into `w`.
 pub fn write_to<W: Write>(w: &mut W, report: &RunReport, interval: Duration) -> io::Result<()> {
-    let start = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
+    // The log starts when the measured window opened (interval 0's start), not when it is
+    // written: readers place every interval at StartTime + its offset.
+    let start = Duration::from_secs_f64(report.started_unix_s.max(0.0));
     let mut ser = V2DeflateSerializer::new();
     let mut builder = IntervalLogWriterBuilder::new();
     builder

@@ -76,6 +76,10 @@ pub struct Conn {
     pub served: u64,
     /// TLS state for `https://` targets (boxed: the plaintext path keeps a small `Conn`).
     pub tls: Option<Box<ClientConnection>>,
+    /// When the connect started.
+    pub opened: Instant,
+    /// How long connect (and TLS handshake) took, once the connection is usable.
+    pub setup_ns: u64,
 }
 
 impl Conn {
@@ -100,6 +104,8 @@ impl Conn {
             wpos: 0,
             served: 0,
             tls: None,
+            opened: now,
+            setup_ns: 0,
         })
     }
 

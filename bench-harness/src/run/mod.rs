@@ -13,6 +13,7 @@
 pub mod conn;
 pub mod cpu;
 pub mod engine;
+pub mod pacer;
 pub mod plan;
 pub mod report;
 pub mod schedule;
@@ -21,7 +22,7 @@ pub mod tls;
 pub mod verdict;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
 
@@ -163,7 +164,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, RunError> {
         cpu::process_cpu(*pid).map_err(|e| RunError::TargetPid(*pid, e))?;
     }
     // Start far enough ahead for every thread to pin itself and open its connections.
-    let start = Instant::now() + Duration::from_millis(200);
+    let lead = Duration::from_millis(200);
+    let start = Instant::now() + lead;
+    let started = SystemTime::now() + lead + cfg.warmup;
     let mut handles = Vec::new();
     for i in 0..cfg.threads {
         let ecfg = EngineConfig {
@@ -206,5 +209,5 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, RunError> {
                 .map_err(|_| RunError::Invalid("a generator thread panicked".into()))?,
         );
     }
-    Ok(report::build(cfg, per_thread, target_cpu))
+    Ok(report::build(cfg, per_thread, target_cpu, started))
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::SystemTime;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -102,6 +103,13 @@ pub struct Counts {
     pub completed: u64,
     /// 2xx and 3xx.
     pub success: u64,
+    /// Responses completed inside the window, whenever their request was due (a warmup
+    /// request answered in the window counts; one answered in the grace period does not).
+    #[serde(default)]
+    pub in_window: u64,
+    /// Of those, 2xx and 3xx.
+    #[serde(default)]
+    pub in_window_success: u64,
     /// Transport errors.
     pub errors: u64,
     /// Timed out (recorded in the response time at the timeout).
@@ -119,9 +127,9 @@ pub struct Counts {
 pub struct Rates {
     /// Scheduled.
     pub offered: f64,
-    /// Completed (any status).
+    /// Completed inside the window (any status); grace-period completions do not count.
     pub achieved: f64,
-    /// Successful.
+    /// Successful, inside the window.
     pub success: f64,
 }
 
@@ -189,6 +197,10 @@ pub struct GeneratorReport {
     pub cpus: Option<Vec<usize>>,
     /// CPU time over the window (s).
     pub cpu_seconds: f64,
+    /// Generator CPU microseconds per request scheduled in the window (its cost per request,
+    /// to compare with other generators at the same rate).
+    #[serde(default)]
+    pub us_per_request: f64,
     /// Busiest thread's share of its core.
     pub max_thread_cpu: f64,
     /// Busy share of the generator's cores, all processes.
@@ -250,6 +262,10 @@ pub struct RunReport {
     pub reasons: Vec<String>,
     /// Target URL.
     pub target: String,
+    /// Wall-clock start of the measured window (seconds since the Unix epoch); the `--hlog`
+    /// log's `#[StartTime]`.
+    #[serde(default)]
+    pub started_unix_s: f64,
     /// TLS settings, for an https target.
     #[serde(default)]
     pub tls: Option<TlsReport>,
@@ -287,6 +303,8 @@ fn counts(s: &ThreadStats) -> Counts {
         scheduled: s.scheduled,
         completed: s.completed,
         success: s.success,
+        in_window: s.in_window,
+        in_window_success: s.in_window_success,
         errors: s.errors,
         timeouts: s.timeouts,
         censored: s.censored,
@@ -305,8 +323,14 @@ fn counts(s: &ThreadStats) -> Counts {
     }
 }
 
-/// Merges the threads' stats and draws the report and verdict.
-pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunReport {
+/// Merges the threads' stats and draws the report and verdict; `started` is the wall-clock time
+/// the measured window opened.
+pub fn build(
+    cfg: &RunConfig,
+    threads: Vec<ThreadStats>,
+    cpu: WindowCpu,
+    started: SystemTime,
+) -> RunReport {
     let max_thread_cpu = threads
         .iter()
         .map(|t| t.cpu_ns as f64 / t.wall_ns.max(1) as f64)
@@ -350,10 +374,14 @@ pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunR
         .collect();
     let evidence = Evidence {
         lag_p99_ns: all.sched_lag.value_at_quantile(0.99),
+        queue_wait_p99_ns: all.queue_wait.value_at_quantile(0.99),
+        send_lag_p99_ns: all.send_lag.value_at_quantile(0.99),
+        max_conns: cfg.max_conns,
         hiccup_max_ns: all.hiccup.max(),
         generator_cpu: max_thread_cpu,
         core_busy: core_busy.clone(),
         scheduled: all.scheduled,
+        in_window: all.in_window,
         timeouts: all.timeouts,
         censored: all.censored,
         errors: all.errors,
@@ -403,6 +431,10 @@ pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunR
         verdict,
         reasons,
         target: cfg.target.url.clone(),
+        started_unix_s: started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64(),
         tls: cfg.tls.as_ref().map(|t| TlsReport {
             version: t.version.name().to_string(),
             resume: t.resume,
@@ -423,8 +455,8 @@ pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunR
         counts: counts(&all),
         rates: Rates {
             offered: per_s(all.scheduled),
-            achieved: per_s(all.completed),
-            success: per_s(all.success),
+            achieved: per_s(all.in_window),
+            success: per_s(all.in_window_success),
         },
         latency: Latencies {
             response: Summary::of(&all.response),
@@ -444,6 +476,7 @@ pub fn build(cfg: &RunConfig, threads: Vec<ThreadStats>, cpu: WindowCpu) -> RunR
             threads: cfg.threads,
             cpus: cfg.cpus.clone(),
             cpu_seconds: all.cpu_ns as f64 / 1e9,
+            us_per_request: all.cpu_ns as f64 / 1e3 / all.scheduled.max(1) as f64,
             max_thread_cpu,
             core_busy: core_busy.iter().map(|c| c.1).collect(),
             connections: all.connections,
@@ -518,6 +551,12 @@ impl RunReport {
             "  requests     scheduled {} = completed {} + errors {} + timeouts {} + censored {}",
             c.scheduled, c.completed, c.errors, c.timeouts, c.censored
         );
+        let _ = writeln!(
+            o,
+            "  in window    {} completed before the window closed ({:.2}% of scheduled)",
+            c.in_window,
+            c.in_window as f64 * 100.0 / c.scheduled.max(1) as f64
+        );
         let statuses: Vec<String> = c
             .statuses
             .iter()
@@ -581,10 +620,11 @@ impl RunReport {
         let g = &self.generator;
         let _ = writeln!(
             o,
-            "  generator    {} thread(s){}  cpu {:.3}s (busiest thread {:.0}%)  connections {} (peak {}{}){}",
+            "  generator    {} thread(s){}  cpu {:.3}s = {:.1} us CPU per request (busiest thread {:.0}%)  connections {} (peak {}{}){}",
             g.threads,
             g.cpus.as_ref().map_or(String::new(), |c| format!(" on CPU {c:?}")),
             g.cpu_seconds,
+            g.us_per_request,
             g.max_thread_cpu * 100.0,
             g.connections,
             g.peak_connections,

@@ -108,6 +108,11 @@ pub struct ThreadStats {
     pub completed: u64,
     /// 2xx and 3xx responses.
     pub success: u64,
+    /// Responses completed inside the window, whenever their request was due (warmup included):
+    /// the throughput the target sustained, without what the grace period drained.
+    pub in_window: u64,
+    /// Of those, 2xx and 3xx.
+    pub in_window_success: u64,
     /// Transport errors.
     pub errors: u64,
     /// Requests that passed the timeout (recorded in `response` at the timeout).
@@ -152,6 +157,8 @@ impl ThreadStats {
             scheduled: 0,
             completed: 0,
             success: 0,
+            in_window: 0,
+            in_window_success: 0,
             errors: 0,
             timeouts: 0,
             censored: 0,
@@ -187,6 +194,8 @@ impl ThreadStats {
         self.scheduled += o.scheduled;
         self.completed += o.completed;
         self.success += o.success;
+        self.in_window += o.in_window;
+        self.in_window_success += o.in_window_success;
         self.errors += o.errors;
         self.timeouts += o.timeouts;
         self.censored += o.censored;

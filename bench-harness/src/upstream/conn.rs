@@ -215,7 +215,8 @@ impl Conn {
                     Fault::Hang => return self.hang().await,
                     Fault::None | Fault::Status(_) => {}
                 }
-                self.wait_until(delay.map(|d| arrived + d)).await?;
+                self.wait_until(delay.map(|d| w.finish_time(arrived, d)))
+                    .await?;
                 let canned = match fault {
                     Fault::Status(i) => &w.responses.injected[i],
                     _ => &w.responses.ok,

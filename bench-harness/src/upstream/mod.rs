@@ -9,7 +9,8 @@
 //! request bodies skipped by Content-Length or chunked coding.
 //!
 //! # Endpoints
-//! - any path: `body_bytes` of body after a draw from `latency`, or an injected fault
+//! - any path: `body_bytes` of body after a draw from `latency` (queued behind `concurrency`
+//!   busy servers per worker, when set), or an injected fault
 //! - `/healthz`: `ok`; `/echo`: the request line and headers as the body (proxy tests read what
 //!   arrived); `/status/NNN`: that status
 //! - `/chunked?n=&size=&interval_ms=` and `/sse?n=&interval_ms=`: streamed responses
@@ -30,7 +31,7 @@ pub mod faults;
 pub mod latency;
 mod request;
 mod responses;
-mod timer;
+pub mod timer;
 mod worker;
 
 use std::net::{SocketAddr, TcpListener};
@@ -58,6 +59,11 @@ pub struct UpstreamConfig {
     pub cpus: Option<Vec<usize>>,
     /// Delay of each default-endpoint response, from when its request was read.
     pub latency: LatencyDist,
+    /// Default-endpoint requests each worker serves at once (0: unlimited). With a limit the
+    /// worker is a queue with that many servers: a request starts its `latency` when one is
+    /// free, so a worker's capacity is `concurrency / mean latency` per second and a load
+    /// above it builds a backlog (a reference target of known capacity).
+    pub concurrency: usize,
     /// Body size of default-endpoint responses.
     pub body_bytes: usize,
     /// Faults injected on the default endpoint.
@@ -75,6 +81,7 @@ impl Default for UpstreamConfig {
             workers: 1,
             cpus: None,
             latency: LatencyDist::default(),
+            concurrency: 0,
             body_bytes: 0,
             errors: ErrorInjection::default(),
             seed: 1,

@@ -101,6 +101,8 @@ pub struct Worker {
     faults_none: bool,
     /// Live connections' fds, so a stop can shut them down.
     conns: RefCell<HashMap<u64, RawFd>>,
+    /// With a concurrency limit: when each of the worker's servers is next free.
+    servers: RefCell<Vec<Instant>>,
     next_conn: Cell<u64>,
 }
 
@@ -108,6 +110,7 @@ impl Worker {
     /// The worker state for worker `index`.
     pub fn new(index: usize, cfg: Arc<UpstreamConfig>, shared: Arc<Shared>) -> Self {
         let responses = Responses::new(&cfg.name, cfg.body_bytes, &cfg.errors.statuses);
+        let concurrency = cfg.concurrency;
         Self {
             index,
             latency_zero: cfg.latency.is_zero(),
@@ -116,6 +119,7 @@ impl Worker {
             responses,
             shared,
             conns: RefCell::new(HashMap::new()),
+            servers: RefCell::new(vec![Instant::now(); concurrency]),
             next_conn: Cell::new(0),
         }
     }
@@ -128,6 +132,19 @@ impl Worker {
     /// Whether connections must note arrival times (a latency is configured).
     pub fn needs_clock(&self) -> bool {
         !self.latency_zero
+    }
+
+    /// When a default-endpoint request that arrived at `arrived` and needs `service` is done:
+    /// at once plus its service time without a concurrency limit; otherwise it takes the server
+    /// that frees first (first come, first served) and starts when that one is free.
+    pub fn finish_time(&self, arrived: Instant, service: Duration) -> Instant {
+        let mut servers = self.servers.borrow_mut();
+        let Some(first) = servers.iter_mut().min() else {
+            return arrived + service;
+        };
+        let done = arrived.max(*first) + service;
+        *first = done;
+        done
     }
 
     /// Counts one answered request.

@@ -171,7 +171,8 @@ fn push_key(out: &mut Vec<u8>, key: &str) {
 /// `route` (`null` when no route matched), `upstream` (`"ip:port"`, or `null`), `status`,
 /// `bytes_in`, `bytes_out`, `duration_us`, `upstream_us` (`null` when no upstream answered),
 /// `client_ip`, `identity` (omitted when anonymous), `reason` (omitted unless the gateway made
-/// the response), `worker`.
+/// the response), `detail` (more about the reason, e.g. an upstream TLS failure's cause; omitted
+/// when there is none), `worker`.
 pub(super) fn push_line(out: &mut Vec<u8>, f: &Fixed, arena: &[u8]) {
     out.push(b'{');
     push_key(out, "time");
@@ -229,6 +230,10 @@ pub(super) fn push_line(out: &mut Vec<u8>, f: &Fixed, arena: &[u8]) {
     if !f.reason.is_empty() {
         push_key(out, "reason");
         push_json_str(out, f.reason.as_bytes());
+        if !f.detail.is_empty() {
+            push_key(out, "detail");
+            push_json_str(out, f.detail.as_bytes());
+        }
     }
     push_key(out, "worker");
     push_u64(out, u64::from(f.worker));

@@ -40,6 +40,7 @@ fn entry<'a>(request_id: &'a [u8], path: &'a [u8]) -> AccessEntry<'a> {
         client_ip: "10.0.0.1".parse().unwrap(),
         identity: b"",
         reason: "",
+        detail: "",
         worker: 0,
     }
 }
@@ -73,6 +74,7 @@ fn lines_are_json_and_round_trip_the_fields() {
         client_ip: "203.0.113.9".parse().unwrap(),
         identity: b"",
         reason: "no_route",
+        detail: "",
         worker: 3,
     };
     let proxied = AccessEntry {
@@ -91,6 +93,7 @@ fn lines_are_json_and_round_trip_the_fields() {
         client_ip: "2001:db8::1".parse().unwrap(),
         identity: b"team-\"a\"",
         reason: "",
+        detail: "",
         worker: 65_535,
     };
     w.log(&gateway_made);

@@ -48,6 +48,8 @@ pub struct AccessEntry<'a> {
     /// Why the gateway made the response itself (`"no_route"`, `"upstream_timeout"`, …), or
     /// empty when the upstream's response was relayed.
     pub reason: &'static str,
+    /// More about `reason` (an upstream TLS failure's cause: `"name_mismatch"`...), or empty.
+    pub detail: &'static str,
     /// The index of the worker that served the request.
     pub worker: u16,
 }
@@ -89,6 +91,7 @@ pub(super) struct Fixed {
     pub(super) upstream_micros: Option<u64>,
     pub(super) client_ip: IpAddr,
     pub(super) reason: &'static str,
+    pub(super) detail: &'static str,
 }
 
 /// Arena bytes reserved per record in a new batch: room for typical ids, paths and routes, so that
@@ -211,6 +214,7 @@ impl AccessLogWriter {
             upstream_micros: e.upstream_micros,
             client_ip: e.client_ip,
             reason: e.reason,
+            detail: e.detail,
         };
         b.fixed.push(fixed);
         if b.fixed.len() >= self.max_batch {

@@ -31,20 +31,26 @@
 //! - `request.rs` / `response.rs`: the head parsers;
 //! - `chunked.rs`: the resumable chunked-body validator;
 //! - `hop.rs`: hop-by-hop header names;
+//! - `trailers.rs`: the fields no trailer section may carry, dropped when forwarding one;
+//! - `path.rs`: path normalization, the spelling routes match and upstreams receive;
 //! - `error.rs`: [`CodecError`].
 
 mod chunked;
 mod error;
 mod head;
 mod hop;
+mod path;
 mod request;
 mod response;
+mod trailers;
 
 pub use chunked::{ChunkProgress, ChunkedDecoder, ChunkedLimits};
 pub use error::CodecError;
 pub use hop::{HopByHop, MAX_CONNECTION_TOKENS};
+pub use path::{normalize_path, strip_parameters, EscapedSeparators, PathError, PathPolicy};
 pub use request::{parse_request_head, HeadLimits, RequestHead};
 pub use response::{parse_response_head, ResponseHead};
+pub use trailers::{prohibited_in_trailers, Settled};
 
 /// The most header fields a head may carry: size the `headers` array passed to the parsers with
 /// it (`[httparse::EMPTY_HEADER; MAX_HEADERS]`). A larger array is only used up to this many;

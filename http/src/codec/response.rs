@@ -36,6 +36,10 @@ pub struct ResponseHead<'h, 'b> {
     /// a Content-Length of 0); else [`BodyKind::Chunked`] (Transfer-Encoding exactly `chunked`),
     /// [`BodyKind::Length`], or [`BodyKind::UntilClose`] (neither header).
     pub body: BodyKind,
+    /// The Content-Length the head declared, its duplicates collapsed (`2, 2` and two
+    /// `Content-Length: 2` lines are both 2; different values are refused), whether or not a body
+    /// follows (a response to HEAD declares the length of the body it would have had).
+    pub content_length: Option<u64>,
     /// Whether the connection can carry another request after this response: HTTP/1.1 unless
     /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`; always false when the
     /// body runs until close, and for 101 (the connection then belongs to another protocol).
@@ -111,6 +115,7 @@ pub fn parse_response_head<'h, 'b>(
     let body = if bodiless { BodyKind::Empty } else { framed };
     let keep_alive =
         body != BodyKind::UntilClose && status != 101 && connection.persistent(minor_version);
+    let content_length = content_length.value()?;
 
     Ok(Some(ResponseHead {
         status,
@@ -119,6 +124,7 @@ pub fn parse_response_head<'h, 'b>(
         headers,
         head_len,
         body,
+        content_length,
         keep_alive,
     }))
 }

@@ -10,9 +10,11 @@ use super::io::ReadFail;
 use super::observe::finish;
 use super::Worker;
 use crate::authn::{AuthOutput, AuthVerdict, LimitStage, LimitVerdict};
-use crate::codec::{parse_request_head, BodyKind, HopByHop, MAX_HEADERS};
+use crate::codec::{
+    normalize_path, parse_request_head, strip_parameters, BodyKind, HopByHop, MAX_HEADERS,
+};
 use crate::error::Refusal;
-use crate::gateway::{Gateway, RouteSettings, UpstreamSet};
+use crate::gateway::{Gateway, RequestPaths, RouteSettings, UnderscoreHeaders, UpstreamSet};
 use crate::hygiene::{push_header, write_request_head, ForwardContext};
 use crate::resilience::{
     cookie_value, key_hash, Admission, Fallback, HashOn, RouteRuntime, UpstreamRuntime,
@@ -42,6 +44,8 @@ pub(crate) struct Tally {
     pub(crate) upstream_us: Option<u64>,
     /// Why authentication refused the request (empty otherwise).
     pub(crate) auth_reason: &'static str,
+    /// More about `reason` for the access log (an upstream TLS failure's cause), or empty.
+    pub(crate) detail: &'static str,
     /// How the upstream did on the last attempt (`None`: never reached), for the breaker.
     pub(crate) upstream_ok: Option<bool>,
 }
@@ -51,6 +55,12 @@ pub(crate) struct Conn {
     pub(crate) stream: Downstream,
     /// The client's address.
     pub(crate) peer: SocketAddr,
+    /// The listener the connection came in on (its position in the config).
+    pub(crate) listener: usize,
+    /// The current request's path, normalized.
+    pub(crate) npath: Vec<u8>,
+    /// The normalized path without `;parameters` (what routes match), when it had some.
+    pub(crate) mpath: Vec<u8>,
     /// The current request's ids.
     pub(crate) trace: RequestTrace,
     /// What the current request did.
@@ -154,9 +164,10 @@ enum Step<'s> {
 pub(crate) async fn serve<G: Gateway>(
     stream: Downstream,
     peer: SocketAddr,
+    listener: usize,
     w: &Worker<G>,
 ) -> Option<(TcpStream, Vec<u8>)> {
-    let mut c = serve_requests(stream, peer, w).await;
+    let mut c = serve_requests(stream, peer, listener, w).await;
     if c.h2c {
         if let Downstream::Plain(tcp) = std::mem::replace(&mut c.stream, Downstream::Closed) {
             return Some((tcp, std::mem::take(&mut c.cbuf)));
@@ -177,7 +188,12 @@ fn h2_preface(buf: &[u8]) -> Option<bool> {
 }
 
 /// The request loop of [`serve`]; returns the connection to close.
-async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Worker<G>) -> Conn {
+async fn serve_requests<G: Gateway>(
+    stream: Downstream,
+    peer: SocketAddr,
+    listener: usize,
+    w: &Worker<G>,
+) -> Conn {
     let cap = w
         .settings
         .read_buffer_bytes
@@ -185,6 +201,9 @@ async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Wo
     let mut c = Conn {
         stream,
         peer,
+        listener,
+        npath: Vec::new(),
+        mpath: Vec::new(),
         trace: RequestTrace::default(),
         tally: Tally::default(),
         meta: Vec::new(),
@@ -426,8 +445,22 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         route,
         fallback: None,
     };
+    let policy = snap.listener_policy(c.listener);
+    if let Err(e) = normalize_path(req.path.as_bytes(), &policy.path, &mut c.npath) {
+        return refuse_with(Refusal::new(400, e.code()), None);
+    }
+    if policy.underscores == UnderscoreHeaders::Reject
+        && req.headers.iter().any(|h| h.name.contains('_'))
+    {
+        return refuse_with(Refusal::new(400, "underscore_in_header_name"), None);
+    }
+    let stripped = strip_parameters(&c.npath, policy.path.merge_slashes, &mut c.mpath);
+    let paths = RequestPaths {
+        normalized: &c.npath,
+        matching: if stripped { &c.mpath } else { &c.npath },
+    };
     c.path.clear();
-    let routed = match snap.route(&req, &mut c.path) {
+    let routed = match snap.route(&req, paths, &mut c.path) {
         Ok(r) => r,
         Err(r) => return refuse_with(r, None),
     };
@@ -635,6 +668,7 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         drop: snap.managed_headers(),
         strip_credential: c.auth.strip_credential,
         upgrade: websocket.then_some("websocket"),
+        drop_underscores: policy.underscores == UnderscoreHeaders::Drop,
     };
     write_request_head(&mut c.wbuf, &req, &hop, &c.path, &fwd);
     let m = req.method;

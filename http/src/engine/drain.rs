@@ -14,6 +14,8 @@ use std::task::{Context, Poll, Waker};
 #[derive(Default)]
 pub(crate) struct DrainSignal {
     fired: Cell<bool>,
+    /// When it fired (a WebSocket tunnel times its close frame from it).
+    fired_at: Cell<Option<std::time::Instant>>,
     /// Registered wakers; a waiter owns its slot until it is dropped (slots are reused).
     slots: RefCell<Vec<Option<Waker>>>,
     free: RefCell<Vec<usize>>,
@@ -25,6 +27,7 @@ impl DrainSignal {
         if self.fired.replace(true) {
             return;
         }
+        self.fired_at.set(Some(std::time::Instant::now()));
         let wakers: Vec<Waker> = self
             .slots
             .borrow_mut()
@@ -39,6 +42,11 @@ impl DrainSignal {
     /// Whether it fired.
     pub(crate) fn fired(&self) -> bool {
         self.fired.get()
+    }
+
+    /// When it fired, if it did.
+    pub(crate) fn fired_at(&self) -> Option<std::time::Instant> {
+        self.fired_at.get()
     }
 
     /// Completes when the signal fires.

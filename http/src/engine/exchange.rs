@@ -150,7 +150,7 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                     }
                     Err(e) => {
                         drop(guard);
-                        count(w, p, |u| u.connect_failures += 1);
+                        super::observe::connect_failed(&mut c.tally, w, p, &e);
                         attempt_done(
                             &mut c.tally,
                             w,
@@ -348,8 +348,9 @@ async fn switch_protocols<G: Gateway>(
     let timeouts = super::tunnel::TunnelTimeouts {
         idle: w.settings.tunnel_idle,
         write: t,
+        drain: w.settings.drain_timeout,
     };
-    let moved = super::tunnel::run(client, up, to_up, to_client, timeouts).await;
+    let moved = super::tunnel::run(client, up, to_up, to_client, timeouts, &w.drain).await;
     w.tunnels.set(w.tunnels.get().saturating_sub(1));
     w.metrics.borrow_mut().tunnels.1 += 1;
     c.tally.bytes_in += moved.to_upstream;
@@ -536,7 +537,7 @@ fn upstream_write_error(e: std::io::Error) -> ProxyError {
 }
 
 /// Checks the body against the route's limit and finds how much of it is already buffered.
-fn inspect_body(c: &Conn, p: &Plan<'_>) -> Result<RequestBody, ProxyError> {
+fn inspect_body(c: &mut Conn, p: &Plan<'_>) -> Result<RequestBody, ProxyError> {
     let buffered = c.cbuf.len() - p.head_len;
     let max = p.route.max_body_bytes;
     match p.body {
@@ -559,13 +560,16 @@ fn inspect_body(c: &Conn, p: &Plan<'_>) -> Result<RequestBody, ProxyError> {
             })
         }
         BodyKind::Chunked => {
-            let mut d = ChunkedDecoder::new(ChunkedLimits::default());
+            let mut d = ChunkedDecoder::dropping_prohibited_trailers(ChunkedLimits::default());
             let prog = d.feed(&c.cbuf[p.head_len..])?;
             if max.is_some_and(|m| d.payload_len() > m) {
                 return Err(ProxyError::BodyTooLarge);
             }
+            // Unfinished, the body is sent up to its held-back trailer section; finished, up to
+            // its end (the trailer section rewritten without prohibited fields).
+            let s = d.settle(&mut c.cbuf, p.head_len, prog);
             Ok(RequestBody {
-                end: p.head_len + prog.consumed,
+                end: s.write_end,
                 complete: prog.done,
                 remaining: 0,
                 decoder: Some(d),
@@ -628,7 +632,7 @@ async fn stream_request_body<G: Gateway>(
                 if max.is_some_and(|m| d.payload_len() > m) {
                     return Err(ProxyError::BodyTooLarge);
                 }
-                (prog.consumed, prog.done)
+                (d.settle(&mut c.cbuf, 0, prog).write_end, prog.done)
             }
         };
         c.tally.bytes_in += take as u64;
@@ -867,8 +871,10 @@ async fn relay_response<G: Gateway>(
 ) -> Result<(), ProxyError> {
     let t = w.settings.body_io_timeout;
     let avail = c.ubuf.len() - r.head_len;
-    let mut decoder =
-        (r.body == BodyKind::Chunked).then(|| ChunkedDecoder::new(ChunkedLimits::default()));
+    let mut decoder = (r.body == BodyKind::Chunked)
+        .then(|| ChunkedDecoder::dropping_prohibited_trailers(ChunkedLimits::default()));
+    // Bytes after the body in what was read (the connection is then not reused).
+    let mut extra = false;
     // How much of what is buffered belongs to the body, and whether that is all of it.
     let (mut in_buf, mut done, mut remaining) = match r.body {
         BodyKind::Empty => (0, true, 0u64),
@@ -888,11 +894,13 @@ async fn relay_response<G: Gateway>(
                 d.feed(input)
             }
             .map_err(ProxyError::UpstreamProtocol)?;
-            (prog.consumed, prog.done, 0)
+            let s = d.settle(&mut c.ubuf, r.head_len, prog);
+            extra = c.ubuf.len() > s.next;
+            (s.write_end - r.head_len, prog.done, 0)
         }
         BodyKind::UntilClose => (avail, false, 0),
     };
-    let mut extra = avail > in_buf;
+    extra |= r.body != BodyKind::Chunked && avail > in_buf;
     // Head, plus the buffered body bytes when they are few: one write.
     let body_start = r.head_len;
     if r.framing != ClientFraming::Dechunk && in_buf <= INLINE_BODY_MAX {
@@ -966,11 +974,13 @@ async fn relay_response<G: Gateway>(
                 }
                 .map_err(ProxyError::UpstreamProtocol)?;
                 done = prog.done;
-                prog.consumed
+                let s = d.settle(&mut c.ubuf, 0, prog);
+                extra |= c.ubuf.len() > s.next;
+                s.write_end
             }
             _ => n,
         };
-        extra |= n > in_buf;
+        extra |= r.body != BodyKind::Chunked && n > in_buf;
         if r.framing == ClientFraming::Dechunk {
             let end = c.wbuf.len();
             let (res, buf) = c

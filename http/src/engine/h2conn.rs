@@ -27,6 +27,7 @@ pub(super) async fn serve<G: Gateway>(
     w: Rc<Worker<G>>,
     proto: &'static str,
     identity: Option<Rc<CertIdentity>>,
+    listener: usize,
 ) {
     let s = &w.settings.http2;
     let mut b = h2::server::Builder::new();
@@ -58,7 +59,7 @@ pub(super) async fn serve<G: Gateway>(
                     let active2 = active.clone();
                     let identity = identity.clone();
                     monoio::spawn(async move {
-                        serve_stream(req, respond, peer, &w2, proto, identity).await;
+                        serve_stream(req, respond, (peer, listener), &w2, proto, identity).await;
                         active2.set(active2.get() - 1);
                     });
                     false
@@ -87,7 +88,7 @@ pub(super) async fn serve<G: Gateway>(
 async fn serve_stream<G: Gateway>(
     req: http::Request<h2::RecvStream>,
     respond: h2::server::SendResponse<Bytes>,
-    peer: SocketAddr,
+    (peer, listener): (SocketAddr, usize),
     w: &Rc<Worker<G>>,
     proto: &'static str,
     identity: Option<Rc<CertIdentity>>,
@@ -95,7 +96,7 @@ async fn serve_stream<G: Gateway>(
     match H2Stream::new(req, respond, proto, identity) {
         Ok(s) => {
             // A stream never switches protocols: the result is always `None`.
-            let _ = conn::serve(Downstream::H2(Box::new(s)), peer, w).await;
+            let _ = conn::serve(Downstream::H2(Box::new(s)), peer, listener, w).await;
         }
         Err((mut respond, status, code)) => super::h2stream::refuse(&mut respond, status, code),
     }

@@ -10,7 +10,7 @@
 //! The price is one render and one re-parse of each head, measured in perf-reports/0006.
 
 use super::io::ReadFail;
-use crate::codec::{ChunkedDecoder, ChunkedLimits};
+use crate::codec::{prohibited_in_trailers, ChunkedDecoder, ChunkedLimits};
 use crate::tls::CertIdentity;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -307,7 +307,7 @@ impl H2Stream {
                         };
                         let mut last = b"0\r\n".to_vec();
                         if let Some(Ok(Some(map))) = trailers {
-                            for (k, v) in &map {
+                            for (k, v) in &allowed_trailers(map) {
                                 last.extend_from_slice(k.as_str().as_bytes());
                                 last.extend_from_slice(b": ");
                                 last.extend_from_slice(v.as_bytes());
@@ -565,8 +565,8 @@ impl H2Stream {
 }
 
 /// The trailer fields a chunked body ended with, as an HTTP/2 header map (names lower-cased;
-/// connection-specific, framing and malformed fields left out: HTTP/2 refuses the first, and
-/// none may be sent in a trailer section, RFC 9110 §6.5.1).
+/// prohibited and malformed fields left out: none of the first may be sent in a trailer section,
+/// RFC 9110 §6.5.1, and they include everything HTTP/2 calls connection-specific).
 pub(super) fn trailer_map(dec: &ChunkedDecoder) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (k, v) in dec.trailer_fields() {
@@ -576,10 +576,24 @@ pub(super) fn trailer_map(dec: &ChunkedDecoder) -> HeaderMap {
         ) else {
             continue;
         };
-        if connection_specific(k.as_str()) || k == "content-length" || k == "trailer" {
+        if prohibited_in_trailers(k.as_str().as_bytes()) {
             continue;
         }
         map.append(k, v);
+    }
+    map
+}
+
+/// `map` without the fields no trailer section may carry (trailers relayed between HTTP/2
+/// streams, or from HTTP/2 into a chunked trailer section).
+pub(super) fn allowed_trailers(mut map: HeaderMap) -> HeaderMap {
+    let drop: Vec<HeaderName> = map
+        .keys()
+        .filter(|k| prohibited_in_trailers(k.as_str().as_bytes()))
+        .cloned()
+        .collect();
+    for k in drop {
+        map.remove(&k);
     }
     map
 }

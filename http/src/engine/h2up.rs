@@ -18,7 +18,7 @@ use super::exchange::{
     count, fail_before_response, fill_response_extra, read_client_more, Outcome,
 };
 use super::h2io::H2Io;
-use super::h2stream::{connection_specific, send_within_window, trailer_map};
+use super::h2stream::{allowed_trailers, connection_specific, send_within_window, trailer_map};
 use super::io::connect;
 use super::Worker;
 use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
@@ -344,7 +344,7 @@ pub(super) async fn exchange<G: Gateway>(
     let (lease, reused) = match acquire(w, p.upstream, p.endpoint, max_streams, connect_t).await {
         Ok(l) => l,
         Err(e) => {
-            count(w, p, |u| u.connect_failures += 1);
+            super::observe::connect_failed(&mut c.tally, w, p, &e);
             c.tally.upstream_ok = Some(false);
             return fail_before_response(c, w, p, &ProxyError::Connect(e), None).await;
         }
@@ -431,7 +431,10 @@ async fn answer<G: Gateway>(
     c.tally.upstream_ok = Some(resp.status().as_u16() < 500);
     let outcome = relay(c, w, p, resp, deadline).await;
     if let Some(t) = c.tally.upstream_start {
-        c.tally.upstream_us = Some(t.elapsed().as_micros() as u64);
+        let d = t.elapsed();
+        c.tally.upstream_us = Some(d.as_micros() as u64);
+        // The same histogram as HTTP/1.1 upstreams: request sent to the end of the response.
+        count(w, p, |u| u.duration.record(d));
     }
     outcome
 }
@@ -455,7 +458,9 @@ async fn pump_frames(
         }
     }
     match std::future::poll_fn(|cx| recv.poll_trailers(cx)).await {
-        Ok(Some(map)) => tx.send_trailers(map).map_err(io::Error::other),
+        Ok(Some(map)) => tx
+            .send_trailers(allowed_trailers(map))
+            .map_err(io::Error::other),
         Ok(None) => tx.send_data(Bytes::new(), true).map_err(io::Error::other),
         Err(e) => Err(io::Error::other(e)),
     }
@@ -634,8 +639,8 @@ async fn relay<G: Gateway>(
     if chunked {
         c.wbuf.clear();
         c.wbuf.extend_from_slice(b"0\r\n");
-        if let Some(map) = &trailers {
-            for (k, v) in map {
+        if let Some(map) = trailers.map(allowed_trailers) {
+            for (k, v) in &map {
                 push_header(&mut c.wbuf, k.as_str().as_bytes(), v.as_bytes());
             }
         }

@@ -29,6 +29,7 @@ mod slots;
 mod tls;
 mod tunnel;
 pub mod upstream;
+mod wsframe;
 
 use crate::accesslog::{AccessLog, AccessLogWriter};
 use crate::codec::HeadLimits;
@@ -225,15 +226,15 @@ async fn serve_accepted<G: Gateway>(
     use monoio::io::IntoPollIo;
     match tls::handshake(stream, ordinal, w).await {
         Some(tls::Accepted::Http1(ds)) => {
-            if let Some((tcp, prefix)) = conn::serve(ds, peer, w).await {
+            if let Some((tcp, prefix)) = conn::serve(ds, peer, ordinal, w).await {
                 if let Ok(io) = tcp.into_poll_io() {
                     let io = h2io::H2Io::plain(io, prefix);
-                    h2conn::serve(io, peer, w.clone(), "http", None).await;
+                    h2conn::serve(io, peer, w.clone(), "http", None, ordinal).await;
                 }
             }
         }
         Some(tls::Accepted::H2 { io, identity }) => {
-            h2conn::serve(io, peer, w.clone(), "https", identity).await;
+            h2conn::serve(io, peer, w.clone(), "https", identity, ordinal).await;
         }
         None => {}
     }

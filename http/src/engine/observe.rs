@@ -76,9 +76,28 @@ pub(crate) fn finish<G: Gateway>(
             } else {
                 t.auth_reason
             },
+            detail: t.detail,
             worker: w.index as u16,
         });
     }
+}
+
+/// Counts a failed connect to the upstream of `p`; a failed TLS handshake also by its reason,
+/// which goes to the access log when this was the request's last attempt.
+pub(crate) fn connect_failed<G: Gateway>(
+    tally: &mut super::conn::Tally,
+    w: &Worker<G>,
+    p: &super::conn::Plan<'_>,
+    e: &std::io::Error,
+) {
+    let tls = crate::tls::UpstreamTlsFail::of_io(e);
+    super::exchange::count(w, p, |u| {
+        u.connect_failures += 1;
+        if let Some(r) = tls {
+            u.tls_failures[r.index()] += 1;
+        }
+    });
+    tally.detail = tls.map_or("", crate::tls::UpstreamTlsFail::as_str);
 }
 
 /// The worker's periodic housekeeping; ends once the worker drained and has no connection left.

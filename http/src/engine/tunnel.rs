@@ -9,10 +9,17 @@
 //! Reads wait with cancellable reads, so the idle check never loses a received byte; the tunnel
 //! closes after
 //! `timeouts.tunnel_idle` without a byte either way.
+//!
+//! A drain leaves tunnels open until shortly before its deadline; then each direction puts a
+//! close frame with status 1001 (going away) into its stream at the next frame boundary (see
+//! [`super::wsframe`]) and stops relaying data, the peers get a moment to answer and close, and
+//! the tunnel ends before the process does.
 
 use super::downstream::Downstream;
+use super::drain::DrainSignal;
 use super::io::{read_cancelable, write_range, ReadFail};
 use super::upstream::UpStream;
+use super::wsframe::{going_away, mask_key, FrameTracker};
 use crate::tls::stream::{TlsReadHalf, TlsWriteHalf};
 use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
@@ -41,6 +48,39 @@ pub(crate) struct TunnelTimeouts {
     pub(crate) idle: Duration,
     /// A write making no progress this long ends the tunnel.
     pub(crate) write: Duration,
+    /// The process's drain deadline (`timeouts.drain`).
+    pub(crate) drain: Duration,
+}
+
+/// When a draining tunnel says goodbye, from when the drain began on this worker.
+#[derive(Debug, Clone, Copy)]
+struct Closing {
+    /// Send the 1001 close frames (at each direction's next frame boundary).
+    at: Instant,
+    /// Stop waiting for the peers and end the tunnel (before the drain's deadline).
+    give_up: Instant,
+}
+
+impl Closing {
+    /// The plan once the drain fired: the close frames a grace before the deadline (a quarter of
+    /// it, at most 2 s), the end a quarter of that grace before the deadline (the worker's view of
+    /// the drain starts up to one tick after the control thread's).
+    fn of(drain: &DrainSignal, deadline: Duration) -> Option<Closing> {
+        let fired = drain.fired_at()?;
+        let grace = (deadline / 4).min(Duration::from_secs(2));
+        let at = fired + deadline.saturating_sub(grace);
+        Some(Closing {
+            at,
+            give_up: at + grace * 3 / 4,
+        })
+    }
+}
+
+/// What one direction of a tunnel is.
+#[derive(Clone, Copy)]
+struct Direction {
+    /// Towards the upstream: a close frame the gateway sends there is masked (it is the client).
+    to_upstream: bool,
 }
 
 enum Rd {
@@ -137,6 +177,7 @@ pub(crate) async fn run(
     to_up: Vec<u8>,
     to_client: Vec<u8>,
     t: TunnelTimeouts,
+    drain: &DrainSignal,
 ) -> Moved {
     let (cr, cw) = match client {
         Downstream::Plain(s) => {
@@ -168,8 +209,22 @@ pub(crate) async fn run(
         half_closed: Cell::new(None),
     };
     let (to_upstream, to_client) = monoio::join!(
-        pump(cr, uw, to_up, &shared, t),
-        pump(ur, cw, to_client, &shared, t)
+        pump(
+            cr,
+            uw,
+            to_up,
+            &shared,
+            t,
+            (drain, Direction { to_upstream: true })
+        ),
+        pump(
+            ur,
+            cw,
+            to_client,
+            &shared,
+            t,
+            (drain, Direction { to_upstream: false })
+        )
     );
     Moved {
         to_upstream,
@@ -177,23 +232,70 @@ pub(crate) async fn run(
     }
 }
 
-/// One direction: read from `src`, write to `dst`, until `src` ends, a write fails, or the
-/// tunnel idles. Returns the bytes written.
-async fn pump(mut src: Rd, mut dst: Wr, mut buf: Vec<u8>, s: &Shared, t: TunnelTimeouts) -> u64 {
+/// One direction: read from `src`, write to `dst`, until `src` ends, a write fails, the tunnel
+/// idles, or a drain's close frame was sent and answered (or its grace ran out). Returns the
+/// bytes written.
+async fn pump(
+    mut src: Rd,
+    mut dst: Wr,
+    mut buf: Vec<u8>,
+    s: &Shared,
+    t: TunnelTimeouts,
+    (drain, dir): (&DrainSignal, Direction),
+) -> u64 {
     let mut moved = 0u64;
+    let mut frames = FrameTracker::default();
+    // This direction sent its last frame (the gateway's close, or the peer's own).
+    let mut finished = false;
     loop {
+        let closing = Closing::of(drain, t.drain);
+        let now = Instant::now();
+        if closing.is_some_and(|c| now >= c.give_up) {
+            break;
+        }
+        let due = !finished && closing.is_some_and(|c| now >= c.at);
+        if finished {
+            // Nothing may follow a close frame: what still comes is dropped.
+            buf.clear();
+        }
         if !buf.is_empty() {
-            let n = buf.len() as u64;
-            let (res, b) = dst.write(buf, t.write).await;
-            buf = b;
+            // When closing, only up to the end of the frame in progress.
+            let take = if due {
+                frames.advance_to_boundary(&buf)
+            } else {
+                frames.advance(&buf);
+                buf.len()
+            };
+            buf.truncate(take);
+            if take > 0 {
+                let (res, b) = dst.write(buf, t.write).await;
+                buf = b;
+                if res.is_err() {
+                    break;
+                }
+                moved += take as u64;
+                s.last.set(Instant::now());
+            }
+            buf.clear();
+        }
+        if due && frames.closed() {
+            finished = true;
+        } else if due && frames.at_boundary() {
+            let frame = going_away(dir.to_upstream.then(mask_key));
+            let (res, b) = dst.write(frame, t.write).await;
+            drop(b);
             if res.is_err() {
                 break;
             }
-            moved += n;
-            buf.clear();
-            s.last.set(Instant::now());
+            finished = true;
         }
-        let (res, b) = src.read(buf, CHECK_EVERY.min(t.idle)).await;
+        let mut wait = CHECK_EVERY.min(t.idle);
+        if let Some(c) = closing {
+            let next = if finished { c.give_up } else { c.at };
+            let left = next.saturating_duration_since(Instant::now());
+            wait = wait.min(left.max(Duration::from_millis(1)));
+        }
+        let (res, b) = src.read(buf, wait).await;
         buf = b;
         match res {
             Ok(_) => s.last.set(Instant::now()),

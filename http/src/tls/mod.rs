@@ -14,10 +14,12 @@
 pub mod identity;
 pub mod server;
 pub mod stream;
+pub mod upstream_fail;
 
 pub use identity::CertIdentity;
 pub use server::{build_server_config, ClientAuth, ListenerTls, NamedCert, TlsVersions};
 pub use stream::{HandshakeFail, TlsConn};
+pub use upstream_fail::UpstreamTlsFail;
 
 /// A listener's TLS setup could not be built.
 #[derive(Debug, thiserror::Error)]

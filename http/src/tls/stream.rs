@@ -8,6 +8,7 @@
 //! of ciphertext. Every wait is bounded by the caller's timeout.
 
 use super::identity::CertIdentity;
+use super::upstream_fail::UpstreamTlsFail;
 use crate::engine::io::{read_append, read_cancelable, write_all, ReadFail};
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf};
 use monoio::net::TcpStream;
@@ -156,7 +157,7 @@ impl TlsConn {
             tx: Vec::new(),
             identity: None,
         };
-        match c.handshake(Instant::now() + timeout, true).await {
+        match c.handshake(Instant::now() + timeout, true, &mut None).await {
             Ok(()) => {}
             Err(HandshakeFail::Failed(FailReason::PlainHttp)) => {
                 return Err(HandshakeFail::PlainHttp(c.tcp))
@@ -187,23 +188,27 @@ impl TlsConn {
             tx: Vec::new(),
             identity: None,
         };
-        match c.handshake(Instant::now() + timeout, false).await {
-            Ok(()) => Ok(c),
-            Err(HandshakeFail::Failed(FailReason::Timeout)) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "tls handshake timed out",
-            )),
-            Err(HandshakeFail::Failed(r)) => Err(io::Error::other(format!(
-                "tls handshake failed: {}",
-                r.as_str()
-            ))),
-            Err(HandshakeFail::PlainHttp(_)) => Err(io::Error::other("not tls")),
-        }
+        let mut why = None;
+        let fail = match c.handshake(Instant::now() + timeout, false, &mut why).await {
+            Ok(()) => return Ok(c),
+            Err(_) if why.is_some() => why
+                .as_ref()
+                .map_or(UpstreamTlsFail::Handshake, UpstreamTlsFail::of),
+            Err(HandshakeFail::Failed(FailReason::Timeout)) => UpstreamTlsFail::Timeout,
+            Err(HandshakeFail::Failed(FailReason::Eof | FailReason::Io)) => UpstreamTlsFail::Closed,
+            Err(_) => UpstreamTlsFail::Handshake,
+        };
+        Err(fail.into_io())
     }
 
     /// Drives the handshake to its end by `deadline`. `server`: the peer is a client (a plain
-    /// HTTP request is told apart).
-    async fn handshake(&mut self, deadline: Instant, server: bool) -> Result<(), HandshakeFail> {
+    /// HTTP request is told apart). The error rustls reported, if any, is left in `why`.
+    async fn handshake(
+        &mut self,
+        deadline: Instant,
+        server: bool,
+        why: &mut Option<rustls::Error>,
+    ) -> Result<(), HandshakeFail> {
         let c = self;
         let mut first = server;
         while c.tls.is_handshaking() {
@@ -240,7 +245,11 @@ impl TlsConn {
                 // rustls queued an alert telling the peer why; send it, briefly.
                 let _ = c.flush(Instant::now() + CLOSE_GRACE).await;
                 return Err(HandshakeFail::Failed(match e {
-                    Feed::Tls(e) => FailReason::of(&e),
+                    Feed::Tls(e) => {
+                        let r = FailReason::of(&e);
+                        *why = Some(e);
+                        r
+                    }
                     Feed::Stalled => FailReason::Other,
                 }));
             }

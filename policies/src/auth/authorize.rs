@@ -209,7 +209,9 @@ pub fn www_authenticate(
     let error = match failure {
         AuthFailure::Missing
         | AuthFailure::KindNotAccepted
-        | AuthFailure::IntrospectionUnavailable => None,
+        | AuthFailure::IntrospectionUnavailable
+        // Not judged: telling the client its token is invalid would be wrong.
+        | AuthFailure::VerificationRateLimited => None,
         _ if !bearer_at_fault => None,
         AuthFailure::Malformed => Some("invalid_request"),
         _ => Some("invalid_token"),

@@ -151,6 +151,10 @@ pub enum AuthFailure {
     /// The identity provider could not be asked, or answered something unusable.
     #[error("token introspection unavailable")]
     IntrospectionUnavailable,
+    /// The client has used up its share of full signature checks: the token was refused
+    /// without being verified (it may be valid; try again later).
+    #[error("too many token verifications from this client")]
+    VerificationRateLimited,
 }
 
 impl AuthFailure {
@@ -174,6 +178,7 @@ impl AuthFailure {
             AuthFailure::MissingClaim(_) => "missing_claim",
             AuthFailure::Inactive => "inactive",
             AuthFailure::IntrospectionUnavailable => "introspection_unavailable",
+            AuthFailure::VerificationRateLimited => "verification_rate_limited",
         }
     }
 

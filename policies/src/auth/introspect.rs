@@ -9,8 +9,10 @@
 //!
 //! Answers are cached per core ([`IntrospectionCache`], keyed by [`TokenDigest`]) for
 //! `min(configured ttl, exp - now)`: the ttl bounds how long a token revoked at the provider
-//! is still honoured here. Only active tokens are cached; a refused token costs a call each
-//! time (callers should rate-limit introspection misses).
+//! is still honoured here. Tokens the provider called inactive are remembered too, for a short
+//! `negative ttl` ([`IntrospectionCache::with_negative_ttl`]), in a quarter of the capacity: a
+//! repeated junk token costs a probe, not a call. Other failures (the provider unavailable) are
+//! not remembered.
 
 use std::time::Duration;
 
@@ -77,6 +79,8 @@ pub fn parse_introspection(
 pub struct IntrospectionCache {
     entries: ExpiringCache<Identity>,
     ttl_secs: u64,
+    inactive: ExpiringCache<()>,
+    negative_ttl_secs: u64,
 }
 
 impl IntrospectionCache {
@@ -85,7 +89,32 @@ impl IntrospectionCache {
         IntrospectionCache {
             entries: ExpiringCache::new(capacity),
             ttl_secs: ttl.as_secs(),
+            inactive: ExpiringCache::new(if capacity == 0 {
+                0
+            } else {
+                (capacity / 4).max(16)
+            }),
+            negative_ttl_secs: 0,
         }
+    }
+
+    /// Remembers inactive tokens for `ttl` (whole seconds; 0, the default, does not).
+    pub fn with_negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl_secs = ttl.as_secs();
+        self
+    }
+
+    /// Remembers that the provider called this token inactive.
+    pub fn insert_inactive(&mut self, token: TokenDigest, now_unix: u64) {
+        if self.negative_ttl_secs > 0 {
+            let until = now_unix.saturating_add(self.negative_ttl_secs);
+            self.inactive.insert(token, (), until, now_unix);
+        }
+    }
+
+    /// Whether the provider called this token inactive within the negative ttl.
+    pub fn is_inactive(&mut self, token: &TokenDigest, now_unix: u64) -> bool {
+        self.inactive.find(token, now_unix).is_some()
     }
 
     /// The cached identity for a token, if still fresh. Compute the digest once per request
@@ -120,6 +149,7 @@ impl IntrospectionCache {
     /// Forgets everything.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.inactive.clear();
     }
 }
 
@@ -218,5 +248,32 @@ mod tests {
         }
         cache.clear();
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn inactive_answers_are_remembered_briefly_and_bounded() {
+        let junk = TokenDigest::of(b"junk");
+        let mut off = IntrospectionCache::new(64, Duration::from_secs(60));
+        off.insert_inactive(junk, NOW);
+        assert!(
+            !off.is_inactive(&junk, NOW),
+            "not remembered without a negative ttl"
+        );
+        let mut cache = IntrospectionCache::new(64, Duration::from_secs(60))
+            .with_negative_ttl(Duration::from_secs(5));
+        cache.insert_inactive(junk, NOW);
+        assert!(cache.is_inactive(&junk, NOW + 4));
+        assert!(
+            !cache.is_inactive(&junk, NOW + 5),
+            "forgotten after the ttl"
+        );
+        assert!(cache.get(&junk, NOW).is_none(), "never an identity");
+        for i in 0..1000u32 {
+            cache.insert_inactive(TokenDigest::of(&i.to_le_bytes()), NOW);
+        }
+        let remembered = (0..1000u32)
+            .filter(|i| cache.is_inactive(&TokenDigest::of(&i.to_le_bytes()), NOW))
+            .count();
+        assert!(remembered <= 16, "bounded: {remembered}");
     }
 }

@@ -28,6 +28,18 @@
 //!
 //! A set whose single usable key has no `kid` serves every token, whatever `kid` the token
 //! names.
+//!
+//! # Verification keys
+//!
+//! RSA and ECDSA signatures are checked with `ring` (the library rustls already builds here):
+//! each key is decoded from its JWK members once, here, into what `ring` verifies with (RSA `n`
+//! and `e` without leading zeros, the uncompressed EC point `0x04 || x || y`), paired with the
+//! `ring` algorithm its `alg` names. EC points are checked to lie on their curve here (an ECDH
+//! agreement with a throw-away key refuses any other point); RSA keys get the checks `ring`
+//! applies (size, odd modulus, odd exponent in range). Ed25519 keys are decompressed once, here,
+//! into an `ed25519-dalek` verifying key (a key that is not a curve point is refused here), and
+//! signatures are checked as RFC 8032 says (canonical `S`; the cofactorless equation, as
+//! jsonwebtoken did before): `ring` decompresses the key on every check and measured slower.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +48,8 @@ use base64::alphabet::URL_SAFE;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use ring::signature::{self as sig, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde::Deserialize;
 
 use super::identity::AuthFailure;
@@ -55,11 +68,51 @@ static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 /// Longest `kid` kept (longer ones are refused in keys and in tokens).
 pub const MAX_KID_LEN: usize = 256;
 
-/// One usable key: the decoding key and the only algorithm it verifies.
+/// One usable key: ready `ring` key material and the only algorithm it verifies.
 #[derive(Clone)]
 pub(crate) struct VerifyKey {
-    pub(crate) key: DecodingKey,
+    check: Check,
     pub(crate) alg: Algorithm,
+}
+
+/// What a signature is checked with.
+#[derive(Clone)]
+enum Check {
+    /// RSA (PKCS#1 v1.5 or PSS): `ring` takes the components directly.
+    Rsa(
+        &'static sig::RsaParameters,
+        RsaPublicKeyComponents<Box<[u8]>>,
+    ),
+    /// ECDSA (fixed-length `r || s`, as JWS signs): the public point.
+    Point(UnparsedPublicKey<Box<[u8]>>),
+    /// Ed25519: the decompressed public key.
+    Ed(Box<ed25519_dalek::VerifyingKey>),
+}
+
+impl VerifyKey {
+    /// Whether `signature` (already base64url-decoded) signs `message` under this key.
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.check {
+            Check::Rsa(params, key) => key.verify(params, message, signature).is_ok(),
+            Check::Point(key) => key.verify(message, signature).is_ok(),
+            Check::Ed(key) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|sig| ed25519_dalek::Verifier::verify(&**key, message, &sig).is_ok()),
+        }
+    }
+}
+
+/// The `ring` RSA parameters for an RSA algorithm (moduli of 2048 to 8192 bits; this module
+/// accepts up to 4096).
+fn rsa_params(alg: Algorithm) -> Option<&'static sig::RsaParameters> {
+    Some(match alg {
+        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        _ => return None,
+    })
 }
 
 /// A compiled key set. Immutable; share with `Arc`, replace whole on refresh.
@@ -163,7 +216,7 @@ impl Jwks {
         alg: Algorithm,
         kid: Option<&str>,
     ) -> Result<Jwks, JwksError> {
-        use jsonwebtoken::AlgorithmFamily as F;
+        use AlgorithmFamily as F;
         let pem_err = |e: jsonwebtoken::errors::Error| JwksError::Pem(e.to_string());
         let key = match alg.family() {
             F::Rsa => DecodingKey::from_rsa_pem(pem).map_err(pem_err)?,
@@ -301,15 +354,43 @@ fn compile_jwk(raw: &RawJwk) -> Result<VerifyKey, String> {
         other => return Err(format!("unsupported kty {other:?}")),
     };
     let alg = stated.unwrap_or(implied);
-    if alg.family() != key.family() || (raw.kty == "EC" && alg != implied) {
-        return Err(format!("alg {alg:?} does not fit a {} key", raw.kty));
-    }
-    // Exercise the backend once so a key it cannot load fails here, not per request (EC and
-    // Ed25519 points are decoded when a verifier is built; a bad point is an error).
-    if jsonwebtoken::crypto::verify("AA", b"probe", &key, alg).is_err() {
-        return Err("the crypto backend rejects this key".into());
-    }
-    Ok(VerifyKey { key, alg })
+    let check = match (key, alg) {
+        (Material::Rsa { n, e }, alg) => match rsa_params(alg) {
+            Some(params) => Check::Rsa(params, RsaPublicKeyComponents { n, e }),
+            None => return Err(format!("alg {alg:?} does not fit a {} key", raw.kty)),
+        },
+        (Material::Ec(point), alg) if alg == implied => {
+            let (agree, verify): (_, &'static dyn sig::VerificationAlgorithm) = match alg {
+                Algorithm::ES256 => (&ring::agreement::ECDH_P256, &sig::ECDSA_P256_SHA256_FIXED),
+                _ => (&ring::agreement::ECDH_P384, &sig::ECDSA_P384_SHA384_FIXED),
+            };
+            if !on_curve(agree, &point) {
+                return Err("the crypto backend rejects this key (not a curve point)".into());
+            }
+            Check::Point(UnparsedPublicKey::new(verify, point))
+        }
+        (Material::Ed(key), Algorithm::EdDSA) => Check::Ed(key),
+        (_, alg) => return Err(format!("alg {alg:?} does not fit a {} key", raw.kty)),
+    };
+    Ok(VerifyKey { check, alg })
+}
+
+/// Key bytes decoded from a JWK, before they meet an algorithm.
+enum Material {
+    Rsa { n: Box<[u8]>, e: Box<[u8]> },
+    Ec(Box<[u8]>),
+    Ed(Box<ed25519_dalek::VerifyingKey>),
+}
+
+/// Whether an uncompressed point lies on the curve: `ring` validates a peer's point fully
+/// before an ECDH agreement, and refuses the agreement otherwise.
+fn on_curve(curve: &'static ring::agreement::Algorithm, point: &[u8]) -> bool {
+    let rng = ring::rand::SystemRandom::new();
+    let Ok(mine) = ring::agreement::EphemeralPrivateKey::generate(curve, &rng) else {
+        return false;
+    };
+    let peer = ring::agreement::UnparsedPublicKey::new(curve, point);
+    ring::agreement::agree_ephemeral(mine, &peer, |_| ()).is_ok()
 }
 
 fn member<'a>(raw: &'a RawJwk, name: &str, value: &'a Option<String>) -> Result<Vec<u8>, String> {
@@ -321,7 +402,7 @@ fn member<'a>(raw: &'a RawJwk, name: &str, value: &'a Option<String>) -> Result<
         .map_err(|_| format!("{name:?} is not base64url"))
 }
 
-fn rsa_key(raw: &RawJwk) -> Result<DecodingKey, String> {
+fn rsa_key(raw: &RawJwk) -> Result<Material, String> {
     let n = member(raw, "n", &raw.n)?;
     let e = member(raw, "e", &raw.e)?;
     let n = strip_leading_zeros(&n);
@@ -334,14 +415,20 @@ fn rsa_key(raw: &RawJwk) -> Result<DecodingKey, String> {
             "RSA modulus of {bits} bits (2048 to 4096 accepted)"
         ));
     }
-    // The backend (`rsa`) takes 2 <= e < 2^33; real keys use 65537. Even e is never valid.
+    if n.last().is_some_and(|b| b % 2 == 0) {
+        return Err("the crypto backend rejects this key (even RSA modulus)".into());
+    }
+    // `ring` takes 3 <= e < 2^33 (real keys use 65537). Even e is never valid.
     let e_value = e.iter().fold(0u64, |acc, &b| {
         acc.saturating_mul(256).saturating_add(u64::from(b))
     });
     if e.len() > 5 || !(3..1 << 33).contains(&e_value) || e_value % 2 == 0 {
         return Err("RSA exponent out of range".into());
     }
-    Ok(DecodingKey::from_rsa_raw_components(n, e))
+    Ok(Material::Rsa {
+        n: n.into(),
+        e: e.into(),
+    })
 }
 
 fn strip_leading_zeros(b: &[u8]) -> &[u8] {
@@ -349,7 +436,7 @@ fn strip_leading_zeros(b: &[u8]) -> &[u8] {
     &b[start..]
 }
 
-fn ec_key(raw: &RawJwk) -> Result<(DecodingKey, Algorithm), String> {
+fn ec_key(raw: &RawJwk) -> Result<(Material, Algorithm), String> {
     let (len, alg) = match raw.crv.as_deref() {
         Some("P-256") => (32, Algorithm::ES256),
         Some("P-384") => (48, Algorithm::ES384),
@@ -360,26 +447,26 @@ fn ec_key(raw: &RawJwk) -> Result<(DecodingKey, Algorithm), String> {
     if x.len() != len || y.len() != len {
         return Err(format!("EC coordinates must be {len} bytes"));
     }
-    // Uncompressed SEC1 point, the form the backend expects.
+    // Uncompressed SEC1 point, the form `ring` verifies with.
     let mut point = Vec::with_capacity(1 + 2 * len);
     point.push(0x04);
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
-    Ok((DecodingKey::from_ec_der(&point), alg))
+    Ok((Material::Ec(point.into()), alg))
 }
 
-fn ed_key(raw: &RawJwk) -> Result<DecodingKey, String> {
+fn ed_key(raw: &RawJwk) -> Result<Material, String> {
     match raw.crv.as_deref() {
         Some("Ed25519") => {}
         other => return Err(format!("unsupported OKP curve {other:?}")),
     }
     let x = member(raw, "x", &raw.x)?;
-    // Exactly 32 bytes: jsonwebtoken 11's Ed25519 verifier slices `[..32]` and would panic
-    // on a shorter key.
-    if x.len() != 32 {
-        return Err("Ed25519 public key must be 32 bytes".into());
-    }
-    Ok(DecodingKey::from_ed_der(&x))
+    let x: [u8; 32] = x
+        .try_into()
+        .map_err(|_| "Ed25519 public key must be 32 bytes".to_string())?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&x)
+        .map_err(|_| "the crypto backend rejects this key (not a curve point)".to_string())?;
+    Ok(Material::Ed(Box::new(key)))
 }
 
 #[cfg(test)]
@@ -440,6 +527,9 @@ mod tests {
         wrong_alg["alg"] = "ES256".into();
         let mut short_ed = k.ed.jwk("short");
         short_ed["x"] = "AAAA".into();
+        // y = 2 has no x on edwards25519.
+        let mut off_curve_ed = k.ed.jwk("off-ed");
+        off_curve_ed["x"] = "AgAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
         let mut off_curve = k.ec.jwk("off");
         off_curve["y"] = k.ec.jwk("x")["x"].clone();
         let mut small_rsa = k.rsa.jwk("small");
@@ -452,6 +542,7 @@ mod tests {
             wrong_alg,
             short_ed,
             off_curve,
+            off_curve_ed,
             small_rsa,
             no_verify,
             json!({"kty": "oct", "kid": "h", "k": "c2VjcmV0"}),
@@ -462,13 +553,14 @@ mod tests {
         ]);
         let jwks = Jwks::parse(&doc).unwrap();
         assert_eq!(jwks.len(), 1, "{jwks:?}");
-        assert_eq!(jwks.skipped().len(), 11, "{:#?}", jwks.skipped());
+        assert_eq!(jwks.skipped().len(), 12, "{:#?}", jwks.skipped());
         let all = jwks.skipped().join("\n");
         for want in [
             "kid \"enc\"",
             "does not fit",
             "32 bytes",
             "rejects this key",
+            "kid \"off-ed\"): the crypto backend rejects this key",
             "2048 to 4096",
             "key_ops",
             "oct",

@@ -29,10 +29,9 @@
 //! 7. Identity: `sub`, `client_id`/`azp`, scopes from `scope`/`scp`/`scopes`, and the
 //!    policy's tenant and tier claims (see [`ClaimNames`]).
 //!
-//! Time is an argument (`now_unix`), never read from the clock here. We call
-//! `jsonwebtoken::crypto::verify` for the signature and check claims ourselves rather than
-//! using `jsonwebtoken::decode`: `decode` reads the system clock, parses header and claims
-//! twice, and needs a `Validation` (with its `validate_aud` trap) built per key and policy.
+//! Time is an argument (`now_unix`), never read from the clock here. The signature is checked
+//! with `ring` against key material decoded once when the key set was compiled (`jwks.rs`);
+//! `jsonwebtoken` is used only to mint tokens (`ringgate token`) and to read PEM public keys.
 //!
 //! # Cache
 //!
@@ -209,6 +208,33 @@ pub fn verify(
     token: &[u8],
     now_unix: u64,
 ) -> Result<VerifiedToken, AuthFailure> {
+    verify_admitted(jwks, policy, token, now_unix, &mut || true)
+}
+
+/// Signature checks made by this process so far (every core; one relaxed add per check, next
+/// to a public-key operation of tens of microseconds). For tests and diagnostics: it shows
+/// whether a refusal was reached with or without the expensive step.
+pub fn signature_checks() -> u64 {
+    SIGNATURE_CHECKS.load(Ordering::Relaxed)
+}
+
+static SIGNATURE_CHECKS: AtomicU64 = AtomicU64::new(0);
+
+/// Longest decoded signature accepted (RSA-4096).
+const MAX_SIGNATURE_LEN: usize = 512;
+/// Its base64url length (unpadded).
+const MAX_SIGNATURE_B64_LEN: usize = MAX_SIGNATURE_LEN.div_ceil(3) * 4;
+
+/// [`verify`], asking `admit` just before the signature check (after every cheap check has
+/// passed); a `false` refuses the token with [`AuthFailure::VerificationRateLimited`] without
+/// the public-key operation. Callers ration full verifications per client with it.
+pub fn verify_admitted(
+    jwks: &Jwks,
+    policy: &JwtPolicy,
+    token: &[u8],
+    now_unix: u64,
+    admit: &mut dyn FnMut() -> bool,
+) -> Result<VerifiedToken, AuthFailure> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(AuthFailure::Malformed);
     }
@@ -257,11 +283,22 @@ pub fn verify(
     let claims: Map<String, Value> =
         serde_json::from_slice(&payload).map_err(|_| AuthFailure::Malformed)?;
     check_claims(policy, &claims, now_unix)?;
-    match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, alg) {
-        Ok(true) => {}
-        Ok(false) => return Err(AuthFailure::BadSignature),
-        // The signature part is not base64url, or the backend refused the key for this alg.
-        Err(_) => return Err(AuthFailure::BadSignature),
+    // The signature, decoded on the stack: the longest accepted (RSA-4096) is 512 bytes, and
+    // anything longer cannot verify under any accepted key.
+    let mut sig = [0u8; MAX_SIGNATURE_LEN];
+    if signature.len() > MAX_SIGNATURE_B64_LEN {
+        return Err(AuthFailure::BadSignature);
+    }
+    let sig_len = URL_SAFE_NO_PAD
+        .decode_slice(signature, &mut sig)
+        .map_err(|_| AuthFailure::BadSignature)?;
+    // Everything cheap has passed: this is the public-key operation the caller may ration.
+    if !admit() {
+        return Err(AuthFailure::VerificationRateLimited);
+    }
+    SIGNATURE_CHECKS.fetch_add(1, Ordering::Relaxed);
+    if !key.verify(message.as_bytes(), &sig[..sig_len]) {
+        return Err(AuthFailure::BadSignature);
     }
     let identity = identity_from_claims(CredentialKind::Jwt, &claims, &policy.claims)?;
     Ok(VerifiedToken {
@@ -355,6 +392,20 @@ impl TokenCache {
         token: &[u8],
         now_unix: u64,
     ) -> Result<&VerifiedToken, AuthFailure> {
+        self.verify_admitted(jwks, policy, token, now_unix, &mut || true)
+    }
+
+    /// [`TokenCache::verify`] with [`verify_admitted`]'s `admit`: asked only when a token must
+    /// be fully verified (neither a remembered success nor a remembered refusal, and past the
+    /// cheap checks). A refusal by `admit` is not remembered.
+    pub fn verify_admitted(
+        &mut self,
+        jwks: &Jwks,
+        policy: &JwtPolicy,
+        token: &[u8],
+        now_unix: u64,
+        admit: &mut dyn FnMut() -> bool,
+    ) -> Result<&VerifiedToken, AuthFailure> {
         let digest = Self::digest(jwks, policy, token);
         if let Some(index) = self.entries.find(&digest, now_unix) {
             // `value` of a slot `find` just returned is always `Some`.
@@ -367,7 +418,7 @@ impl TokenCache {
                 .cloned()
                 .unwrap_or(AuthFailure::BadSignature));
         }
-        let verified = match verify(jwks, policy, token, now_unix) {
+        let verified = match verify_admitted(jwks, policy, token, now_unix, admit) {
             Ok(v) => v,
             Err(f) => {
                 if lasting(&f) {
@@ -431,9 +482,15 @@ impl TokenCache {
 pub const REJECT_TTL_SECS: u64 = 60;
 
 /// Whether a refusal holds for as long as the key set and policy do (both are part of the cache
-/// key): not `NotYetValid` (time cures it) nor `UnknownKid` (a key-set refresh may).
+/// key): not `NotYetValid` (time cures it), `UnknownKid` (a key-set refresh may) nor
+/// `VerificationRateLimited` (the token was not judged).
 fn lasting(f: &AuthFailure) -> bool {
-    !matches!(f, AuthFailure::NotYetValid | AuthFailure::UnknownKid(_))
+    !matches!(
+        f,
+        AuthFailure::NotYetValid
+            | AuthFailure::UnknownKid(_)
+            | AuthFailure::VerificationRateLimited
+    )
 }
 
 /// Why a token could not be minted.

@@ -61,6 +61,6 @@ pub use introspect::{introspection_request_body, parse_introspection, Introspect
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{Jwks, JwksError, MAX_KID_LEN};
 pub use jwt::{
-    mint, verify, JwtPolicy, JwtPolicyError, JwtPolicySpec, MintError, TokenCache, VerifiedToken,
-    MAX_TOKEN_LEN,
+    mint, signature_checks, verify, verify_admitted, JwtPolicy, JwtPolicyError, JwtPolicySpec,
+    MintError, TokenCache, VerifiedToken, MAX_TOKEN_LEN,
 };

@@ -125,6 +125,11 @@ impl LimitService {
         self.backend.tick
     }
 
+    /// How many cores (workers) the process runs.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
     /// Core `worker`'s limiter (starts the reconciler thread if it is not running).
     pub fn core(self: &Arc<Self>, worker: usize) -> CoreLimiter {
         self.ensure_started();

@@ -1,5 +1,6 @@
-//! Proxy engine edge cases from a review, end to end through an in-process gateway and scripted
-//! upstreams. Each test pins one behaviour: either one the engine got wrong (a worker-killing
+//! Edge cases of the HTTP/1.1 exchange (retries, early answers, HTTP/1.0, `Expect`, HEAD,
+//! interim responses, pipelining, truncation), end to end through an in-process gateway and
+//! scripted upstreams. Each test pins one behaviour: either one the engine once got wrong (a worker-killing
 //! panic on retry, early upstream answers lost to a 502, HTTP/1.0 keep-alive and `Expect`
 //! handling, HEAD framing headers, a Content-Length listed in Connection), or one that was checked
 //! and found right and is easy to break (pipelining after a chunked body, interim responses,
