@@ -505,8 +505,12 @@ fn two_nodes_with_equal_demand_get_equal_shares() {
     // After the first second (the bucket of 20 and the first grants).
     let (oka, okb) = (count(&sa, 1_000, 8_000, 200), count(&sb, 1_000, 8_000, 200));
     eprintln!("equal demand: node a admitted {oka}, node b {okb} in 7 s");
+    // Within 10% on a quiet machine (perf-reports/0007-hardening/ratelimit-fairness.md; the
+    // simulation `equal_demand_gets_equal_shares` holds it exactly); here within 20%, since on
+    // two shared cores the load threads and the nodes' ticks are late by whole ticks. Before
+    // the demand-fair shares, nodes split 75/125 and worse (0.66 in the report).
     let (lo, hi) = (oka.min(okb) as f64, oka.max(okb) as f64);
-    assert!(hi <= 1.1 * lo, "a {oka}, b {okb}: not within 10%");
+    assert!(hi <= 1.2 * lo, "a {oka}, b {okb}: not within 20%");
     assert!(
         (oka + okb) as f64 <= 1.05 * 200.0 * 7.0 + 20.0,
         "a {oka} + b {okb} over the limit"
