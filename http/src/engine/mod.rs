@@ -14,6 +14,9 @@
 //! Pipelined requests are answered in order simply because a connection serves one request at a
 //! time and leaves the bytes of the next one in its buffer.
 
+pub mod body_deadline;
+mod buffers;
+pub use buffers::BufStats;
 mod conn;
 mod downstream;
 mod drain;
@@ -66,6 +69,10 @@ pub struct EngineSettings {
     pub response_timeout: Duration,
     /// A body read or write making no progress this long aborts the exchange.
     pub body_io_timeout: Duration,
+    /// The request body's deadlines (see [`body_deadline`]).
+    pub body: body_deadline::BodyLimits,
+    /// Request bodies of known length up to this size are read whole before connecting.
+    pub buffer_body_bytes: usize,
     /// Idle upstream connections per endpoint per worker.
     pub pool_max_idle: usize,
     /// Idle upstream connection lifetime.
@@ -103,6 +110,12 @@ impl EngineSettings {
             connect_timeout: p.timeouts.connect,
             response_timeout: p.timeouts.response,
             body_io_timeout: p.timeouts.body_io,
+            body: body_deadline::BodyLimits {
+                total: p.timeouts.body,
+                min_rate: p.timeouts.min_body_rate,
+                grace: p.timeouts.body_grace,
+            },
+            buffer_body_bytes: p.io.buffer_body_bytes,
             pool_max_idle: p.upstream.pool_max_idle_per_endpoint,
             pool_idle_timeout: p.upstream.pool_idle_timeout,
             h2_ping: (!p.upstream.h2_ping_interval.is_zero())
@@ -148,6 +161,8 @@ pub(crate) struct Worker<G: Gateway> {
     pub(crate) tunnels: std::cell::Cell<usize>,
     /// HTTP/2 connections to upstreams.
     pub(crate) h2up: RefCell<h2up::H2Clients>,
+    /// Client connections' buffers.
+    pub(crate) bufs: Rc<buffers::BufPool>,
 }
 
 /// Runs one worker until the process stops: accept on every listener of `ctx`, serve each
@@ -159,7 +174,11 @@ pub async fn run_worker<G: Gateway>(
     services: EngineServices,
 ) {
     services.hub.attach(ctx.index, ctx.gauges.clone());
+    let buf_bytes = settings
+        .read_buffer_bytes
+        .max(settings.limits.max_head_bytes);
     let worker = Rc::new(Worker {
+        bufs: Rc::new(buffers::BufPool::new(buf_bytes, buffers::DEFAULT_MAX_FREE)),
         pool: RefCell::new(Pool::new(
             settings.pool_max_idle,
             settings.pool_idle_timeout,
