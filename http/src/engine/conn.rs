@@ -94,6 +94,13 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// Takes the read buffer from the pool (when not held).
+    pub(crate) fn hold_read_buffer(&mut self) {
+        if self.cbuf.capacity() == 0 {
+            self.cbuf = self.bufs.take();
+        }
+    }
+
     /// Takes the connection's buffers from the pool (those it does not hold).
     pub(crate) fn hold_buffers(&mut self) {
         super::buffers::hold(&self.bufs, [&mut self.cbuf, &mut self.ubuf, &mut self.wbuf]);
@@ -273,8 +280,9 @@ async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Wo
                     let start = Instant::now();
                     let close = r.close || w.shutdown.is_stopping();
                     let sent = match fallback {
-                        Some(f) => respond_fallback(&mut c, w, f, r, close, http10).await,
-                        None => refuse(&mut c, w, r, close, http10).await,
+                        // Boxed, like the exchange: rare paths do not size every connection.
+                        Some(f) => Box::pin(respond_fallback(&mut c, w, f, r, close, http10)).await,
+                        None => Box::pin(refuse(&mut c, w, r, close, http10)).await,
                     };
                     c.tally.bytes_in = consumed as u64;
                     finish(w, &c, route, start);
@@ -312,7 +320,7 @@ async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Wo
             if !c.cbuf.is_empty() && c.cbuf.len() == c.cbuf.capacity() {
                 // The parser reports 431 at the limit; this guards a buffer smaller than it.
                 let r = Refusal::new(431, "request_header_fields_too_large").closing();
-                refuse(&mut c, w, r, true, false).await;
+                Box::pin(refuse(&mut c, w, r, true, false)).await;
                 return c;
             }
             // Waiting for a further request is keep-alive idleness; a new connection's first
@@ -336,7 +344,9 @@ async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Wo
                     // Nothing received: an idle or silent connection, closed silently.
                     return c;
                 }
-                c.hold_buffers();
+                // The read buffer only: a client that closed (the common end of a keep-alive
+                // connection) costs one buffer for one read, not three.
+                c.hold_read_buffer();
                 if idle {
                     timeout = w.settings.header_timeout;
                 }
@@ -345,14 +355,14 @@ async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Wo
             let (res, buf) = c.stream.read_append(cbuf, Some(timeout)).await;
             c.cbuf = buf;
             match res {
-                Ok(_) => {}
+                Ok(_) => c.hold_buffers(),
                 // A timeout with part of a head received is a 408; with nothing received it is
                 // an idle connection, closed silently.
                 Err(ReadFail::Timeout) if partial => {
                     let partial_bytes = c.cbuf.len() as u64;
                     begin_unparsed(&mut c, w, partial_bytes);
                     let start = Instant::now();
-                    refuse(&mut c, w, Refusal::REQUEST_TIMEOUT, true, false).await;
+                    Box::pin(refuse(&mut c, w, Refusal::REQUEST_TIMEOUT, true, false)).await;
                     finish(w, &c, None, start);
                     w.gauges.requests.add(1);
                     return c;
@@ -362,7 +372,9 @@ async fn serve_requests<G: Gateway>(stream: Downstream, peer: SocketAddr, w: &Wo
         };
         w.gauges.inflight.add(1);
         c.auth_waited = false;
-        let outcome = exchange(&mut c, w, &plan).await;
+        // Boxed: the exchange's state is the largest part of a connection's future, and an idle
+        // connection should not carry it (a few KiB per connection otherwise).
+        let outcome = Box::pin(exchange(&mut c, w, &plan)).await;
         w.end_request(plan.upstream, plan.admission, c.tally.upstream_ok);
         finish(w, &c, Some(plan.route), plan.start);
         w.gauges.inflight.sub(1);

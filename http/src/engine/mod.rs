@@ -242,17 +242,19 @@ async fn serve_accepted<G: Gateway>(
     w: &Rc<Worker<G>>,
 ) {
     use monoio::io::IntoPollIo;
-    match tls::handshake(stream, ordinal, w).await {
+    // The handshake and HTTP/2 futures are boxed so that an HTTP/1.1 connection's future (alive
+    // as long as the connection) is only as large as its own state.
+    match Box::pin(tls::handshake(stream, ordinal, w)).await {
         Some(tls::Accepted::Http1(ds)) => {
             if let Some((tcp, prefix)) = conn::serve(ds, peer, w).await {
                 if let Ok(io) = tcp.into_poll_io() {
                     let io = h2io::H2Io::plain(io, prefix);
-                    h2conn::serve(io, peer, w.clone(), "http", None).await;
+                    Box::pin(h2conn::serve(io, peer, w.clone(), "http", None)).await;
                 }
             }
         }
         Some(tls::Accepted::H2 { io, identity }) => {
-            h2conn::serve(io, peer, w.clone(), "https", identity).await;
+            Box::pin(h2conn::serve(io, peer, w.clone(), "https", identity)).await;
         }
         None => {}
     }
