@@ -163,3 +163,52 @@ fn a_slow_small_body_holds_no_upstream_connection() {
     assert_eq!(c.response_to("POST").status, 200);
     assert_eq!(up.server.accepted(), 1);
 }
+
+#[test]
+fn a_slow_http2_body_gets_408_and_its_upstream_connection_is_closed() {
+    let up = upstream();
+    let gw = gateway_for(up.server.addr, "min_body_rate = 1000");
+    let addr = gw.addr;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let status = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (client, conn) = h2::client::handshake(tcp).await.expect("h2c");
+        tokio::spawn(conn);
+        let mut client = client.ready().await.expect("ready");
+        let req = http::Request::post(format!("http://{addr}/up"))
+            .header("content-length", "100000")
+            .body(())
+            .expect("request");
+        let (resp, mut body) = client.send_request(req, false).expect("stream");
+        body.send_data(bytes::Bytes::from(vec![b'x'; 100]), false)
+            .expect("first bytes");
+        // One byte every 200 ms, until the answer comes.
+        let trickle = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if body
+                    .send_data(bytes::Bytes::from_static(b"x"), false)
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let status = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .expect("an answer within 10 s")
+            .expect("a response")
+            .status()
+            .as_u16();
+        trickle.abort();
+        status
+    });
+    assert_eq!(status, 408);
+    wait_until("the upstream connection is closed", || {
+        up.open.load(Ordering::SeqCst) == 0
+    });
+    assert_eq!(up.server.accepted(), 1, "the body was streaming upstream");
+}
