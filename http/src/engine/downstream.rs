@@ -143,24 +143,29 @@ impl Downstream {
 }
 
 /// Runs `wait` until `timeout`, or until the worker drains (`drain`) and a short grace passes;
-/// `None` when stopped first.
+/// `None` when stopped first. One timer is live at a time (a timer entry is cache-line padded,
+/// and this future is part of every waiting connection's task).
 async fn until_stopped<T>(
     wait: impl std::future::Future<Output = T>,
     timeout: Duration,
     drain: Option<&DrainSignal>,
 ) -> Option<T> {
-    let draining = async {
+    let mut wait = std::pin::pin!(wait);
+    let deadline = std::time::Instant::now() + timeout;
+    let drained = async {
         match drain {
-            Some(d) => {
-                d.wait().await;
-                monoio::time::sleep(DRAIN_IDLE_GRACE.min(timeout)).await;
-            }
+            Some(d) => d.wait().await,
             None => std::future::pending::<()>().await,
         }
     };
     monoio::select! {
+        r = &mut wait => return Some(r),
+        _ = monoio::time::sleep(timeout) => return None,
+        _ = drained => {}
+    }
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    monoio::select! {
         r = wait => Some(r),
-        _ = monoio::time::sleep(timeout) => None,
-        _ = draining => None,
+        _ = monoio::time::sleep(DRAIN_IDLE_GRACE.min(left)) => None,
     }
 }

@@ -254,7 +254,7 @@ async fn serve_accepted<G: Gateway>(
             }
         }
         Some(tls::Accepted::H2 { io, identity }) => {
-            Box::pin(h2conn::serve(io, peer, w.clone(), "https", identity)).await;
+            Box::pin(h2conn::serve(*io, peer, w.clone(), "https", identity)).await;
         }
         None => {}
     }
