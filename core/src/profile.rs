@@ -117,6 +117,9 @@ pub struct IoProfile {
     /// to the worker by interrupts), `defer` (DEFER_TASKRUN + SINGLE_ISSUER: completion work runs
     /// only when the worker waits for events), or `default` (the kernel's signalling mode).
     pub taskrun: TaskRun,
+    /// A request body of known length up to this many bytes (and within the read buffer) is read
+    /// whole before an upstream connection is taken, so a slow small upload holds none. `0`: off.
+    pub buffer_body_bytes: usize,
 }
 
 /// How the kernel runs io_uring completion work for a worker.
@@ -188,6 +191,18 @@ pub struct TimeoutsProfile {
     /// A body read or write that makes no progress for this long aborts the exchange.
     #[serde(with = "serde_text")]
     pub body_io: Duration,
+    /// The whole request body must arrive within this, counted from its head (408
+    /// `request_body_timeout`, the upstream connection closed). `0s`: no total deadline.
+    /// Routes may set their own (`body_timeout`).
+    #[serde(with = "serde_text")]
+    pub body: Duration,
+    /// After `body_grace`, a request body must keep arriving at this many bytes per second on
+    /// average (408 `request_body_timeout` otherwise), so a client trickling bytes cannot hold
+    /// an upstream connection. `0`: no minimum. Routes may set their own (`min_body_rate`).
+    pub min_body_rate: u64,
+    /// How long a request body may take before `min_body_rate` applies.
+    #[serde(with = "serde_text")]
+    pub body_grace: Duration,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
     #[serde(with = "serde_text")]
     pub drain: Duration,
@@ -215,6 +230,7 @@ impl Default for IoProfile {
             sqpoll_idle: Duration::from_millis(2),
             read_buffer_bytes: 16 * 1024,
             taskrun: TaskRun::Coop,
+            buffer_body_bytes: 16 * 1024,
         }
     }
 }
@@ -250,6 +266,9 @@ impl Default for TimeoutsProfile {
             connect: Duration::from_secs(2),
             response: Duration::from_secs(30),
             body_io: Duration::from_secs(30),
+            body: Duration::from_secs(300),
+            min_body_rate: 1024,
+            body_grace: Duration::from_secs(10),
             drain: Duration::from_secs(10),
             tunnel_idle: Duration::from_secs(300),
         }
@@ -343,6 +362,7 @@ impl PerfProfile {
             ("timeouts.connect", t.connect),
             ("timeouts.response", t.response),
             ("timeouts.body_io", t.body_io),
+            ("timeouts.body_grace", t.body_grace),
             ("timeouts.drain", t.drain),
             ("timeouts.tunnel_idle", t.tunnel_idle),
             (
@@ -355,6 +375,9 @@ impl PerfProfile {
             if d < Duration::from_millis(1) || d > MAX_TIMEOUT {
                 errs.push(format!("{name}: must be between 1ms and 24h"));
             }
+        }
+        if t.body > MAX_TIMEOUT {
+            errs.push("timeouts.body: must be at most 24h (0s: no total deadline)".into());
         }
         let ping = self.upstream.h2_ping_interval;
         if !ping.is_zero() && (ping < Duration::from_millis(10) || ping > MAX_TIMEOUT) {

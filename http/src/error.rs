@@ -41,6 +41,8 @@ impl Refusal {
     pub const NO_ROUTE: Refusal = Refusal::new(404, "no_route");
     /// 408: the request head did not arrive in time.
     pub const REQUEST_TIMEOUT: Refusal = Refusal::new(408, "request_timeout").closing();
+    /// 408: the request body missed its deadline (total or minimum rate).
+    pub const BODY_TIMEOUT: Refusal = Refusal::new(408, "request_body_timeout").closing();
     /// 413: the body is over the route's limit.
     pub const BODY_TOO_LARGE: Refusal = Refusal::new(413, "payload_too_large").closing();
     /// 502: no upstream connection could be made.
@@ -126,6 +128,9 @@ pub enum ProxyError {
     /// The client stalled while sending a body.
     #[error("client body stalled")]
     ClientStalled,
+    /// The request body missed its deadline (total, or minimum rate).
+    #[error("request body too slow")]
+    BodyTooSlow,
     /// The request body is over the route's limit.
     #[error("request body over the route's limit")]
     BodyTooLarge,
@@ -153,6 +158,7 @@ impl ProxyError {
             ProxyError::Codec(e) => Some(Refusal::from_codec(e)),
             ProxyError::ClientIo(_) => None,
             ProxyError::ClientStalled => Some(Refusal::REQUEST_TIMEOUT),
+            ProxyError::BodyTooSlow => Some(Refusal::BODY_TIMEOUT),
             ProxyError::BodyTooLarge => Some(Refusal::BODY_TOO_LARGE),
             ProxyError::Connect(e) if crate::tls::UpstreamTlsFail::of_io(e).is_some() => {
                 Some(Refusal::UPSTREAM_TLS_FAILED)

@@ -38,6 +38,11 @@ pub struct RouteSettings {
     pub connect_timeout: Option<Duration>,
     /// Whole-exchange deadline (first byte to last byte of the response); `None` = none.
     pub total_timeout: Option<Duration>,
+    /// The request body's total deadline; `None` = the profile's, zero = none.
+    pub body_timeout: Option<Duration>,
+    /// The request body's minimum rate (bytes/s after the grace); `None` = the profile's,
+    /// zero = none.
+    pub min_body_rate: Option<u64>,
     /// Retries; `None` = only the engine's own retry of a stale pooled connection.
     pub retry: Option<RetrySettings>,
     /// A weighted split between upstreams (then [`Routed::upstream`] is the first of them).

@@ -239,6 +239,8 @@ pub struct WorkerMetrics {
     pub h2_connections: u64,
     /// HTTP/2 streams accepted.
     pub h2_streams: u64,
+    /// Client connection buffers: held by connections, free in the pools.
+    pub conn_buffers: crate::engine::BufStats,
 }
 
 /// TLS handshakes on one worker.
@@ -345,6 +347,8 @@ impl WorkerMetrics {
         self.tunnels.1 += o.tunnels.1;
         self.h2_connections += o.h2_connections;
         self.h2_streams += o.h2_streams;
+        self.conn_buffers.in_use += o.conn_buffers.in_use;
+        self.conn_buffers.free += o.conn_buffers.free;
         for (a, b) in self.tls.failures.iter_mut().zip(o.tls.failures) {
             *a += b;
         }
@@ -664,6 +668,18 @@ pub fn render_prometheus(
     out.push_str("# HELP ringgate_http2_streams_total HTTP/2 streams accepted.\n");
     out.push_str("# TYPE ringgate_http2_streams_total counter\n");
     let _ = writeln!(out, "ringgate_http2_streams_total {}", all.h2_streams);
+    out.push_str("# HELP ringgate_conn_buffers_in_use Client connection buffers held by connections with a request on them (an idle connection holds none).\n");
+    out.push_str("# TYPE ringgate_conn_buffers_in_use gauge\n");
+    let _ = writeln!(
+        out,
+        "ringgate_conn_buffers_in_use {}",
+        all.conn_buffers.in_use
+    );
+    out.push_str(
+        "# HELP ringgate_conn_buffers_free Client connection buffers kept free for reuse.\n",
+    );
+    out.push_str("# TYPE ringgate_conn_buffers_free gauge\n");
+    let _ = writeln!(out, "ringgate_conn_buffers_free {}", all.conn_buffers.free);
     out.push_str("# HELP ringgate_websocket_tunnels_total WebSocket upgrades tunnelled.\n");
     out.push_str("# TYPE ringgate_websocket_tunnels_total counter\n");
     let _ = writeln!(out, "ringgate_websocket_tunnels_total {}", all.tunnels.0);

@@ -758,6 +758,14 @@ pub struct RouteConfig {
     /// Deadline for the whole exchange, request to last response byte.
     #[serde(default, with = "serde_text_opt")]
     pub total_timeout: Option<Duration>,
+    /// The request body must arrive whole within this, counted from its head (default: the
+    /// profile's `timeouts.body`; `"0s"`: none).
+    #[serde(default, with = "serde_text_opt")]
+    pub body_timeout: Option<Duration>,
+    /// After the profile's `timeouts.body_grace`, the request body must arrive at this many
+    /// bytes per second on average (default: the profile's `timeouts.min_body_rate`; 0: none).
+    #[serde(default)]
+    pub min_body_rate: Option<u64>,
     /// The answer while the upstream's breaker is open.
     #[serde(default)]
     pub fallback: Option<FallbackConfig>,

@@ -418,6 +418,8 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<
                 websocket: r.websocket,
                 connect_timeout: r.connect_timeout,
                 total_timeout: r.total_timeout,
+                body_timeout: r.body_timeout,
+                min_body_rate: r.min_body_rate,
                 retry,
                 split,
                 fallback: r.fallback.as_ref().map(|f| Fallback {

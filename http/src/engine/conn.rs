@@ -4,6 +4,7 @@
 //! from it (route, upstream head, framing, keep-alive) is computed in one synchronous step, so the
 //! parsed head never lives across an await and the buffer stays free to be lent to the ring.
 
+use super::buffers::BufPool;
 use super::downstream::Downstream;
 use super::exchange::{exchange, Outcome};
 use super::io::ReadFail;
@@ -23,6 +24,7 @@ use crate::respond::write_refusal;
 use crate::trace::RequestTrace;
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// What one request did, for metrics and the access log (reset per request).
@@ -51,7 +53,13 @@ pub(crate) struct Tally {
 }
 
 /// A client connection and its reused buffers.
+///
+/// `cbuf`, `ubuf` and `wbuf` come from the core's [`BufPool`] while a request is on the
+/// connection, and go back to it when the connection waits with nothing buffered (and when it
+/// is dropped): an idle connection holds none of them.
 pub(crate) struct Conn {
+    /// Where the connection's buffers come from.
+    pub(crate) bufs: Rc<BufPool>,
     pub(crate) stream: Downstream,
     /// The client's address.
     pub(crate) peer: SocketAddr,
@@ -99,6 +107,45 @@ pub(crate) struct Conn {
     /// The current request is a gRPC call (refusals then carry `grpc-status`).
     pub(crate) grpc: bool,
 }
+
+impl Conn {
+    /// Takes the read buffer from the pool (when not held).
+    pub(crate) fn hold_read_buffer(&mut self) {
+        if self.cbuf.capacity() == 0 {
+            self.cbuf = self.bufs.take();
+        }
+    }
+
+    /// Takes the connection's buffers from the pool (those it does not hold).
+    pub(crate) fn hold_buffers(&mut self) {
+        super::buffers::hold(&self.bufs, [&mut self.cbuf, &mut self.ubuf, &mut self.wbuf]);
+    }
+
+    /// Gives the buffers back to the pool while the connection waits with nothing buffered, and
+    /// lets go of what per-request scratch grew past its usual size.
+    pub(crate) fn release_buffers(&mut self) {
+        super::buffers::release(&self.bufs, [&mut self.cbuf, &mut self.ubuf, &mut self.wbuf]);
+        self.req_copy = Vec::new();
+        for v in [
+            &mut self.path,
+            &mut self.extra,
+            &mut self.meta,
+            &mut self.policy_headers,
+        ] {
+            v.clear();
+            v.shrink_to(SCRATCH_KEPT);
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        super::buffers::release(&self.bufs, [&mut self.cbuf, &mut self.ubuf, &mut self.wbuf]);
+    }
+}
+
+/// Bytes of per-request scratch (path, extra header lines) an idle connection keeps.
+const SCRATCH_KEPT: usize = 256;
 
 /// What the exchange needs to know about the current request.
 pub(crate) struct Plan<'s> {
@@ -170,7 +217,8 @@ pub(crate) async fn serve<G: Gateway>(
     let mut c = serve_requests(stream, peer, listener, w).await;
     if c.h2c {
         if let Downstream::Plain(tcp) = std::mem::replace(&mut c.stream, Downstream::Closed) {
-            return Some((tcp, std::mem::take(&mut c.cbuf)));
+            // The bytes read so far go with the socket; the buffer goes back to the pool.
+            return Some((tcp, c.cbuf.clone()));
         }
     }
     c.stream.close().await;
@@ -194,11 +242,8 @@ async fn serve_requests<G: Gateway>(
     listener: usize,
     w: &Worker<G>,
 ) -> Conn {
-    let cap = w
-        .settings
-        .read_buffer_bytes
-        .max(w.settings.limits.max_head_bytes);
     let mut c = Conn {
+        bufs: w.bufs.clone(),
         stream,
         peer,
         listener,
@@ -208,7 +253,7 @@ async fn serve_requests<G: Gateway>(
         tally: Tally::default(),
         meta: Vec::new(),
         meta_split: 0,
-        extra: Vec::with_capacity(128),
+        extra: Vec::new(),
         req_copy: Vec::new(),
         auth: AuthOutput::default(),
         policy_headers: Vec::new(),
@@ -216,10 +261,11 @@ async fn serve_requests<G: Gateway>(
         limit_waited: false,
         limits_before_done: false,
         peer_ip: peer.ip().to_string().into_bytes().into_boxed_slice(),
-        cbuf: Vec::with_capacity(cap),
-        wbuf: Vec::with_capacity(1024),
-        ubuf: Vec::with_capacity(cap),
-        path: Vec::with_capacity(256),
+        // Taken from the pool when the client's bytes arrive (see `hold_buffers`).
+        cbuf: Vec::new(),
+        wbuf: Vec::new(),
+        ubuf: Vec::new(),
+        path: Vec::new(),
         h2c: false,
         grpc: false,
     };
@@ -262,8 +308,9 @@ async fn serve_requests<G: Gateway>(
                     let start = Instant::now();
                     let close = r.close || w.shutdown.is_stopping();
                     let sent = match fallback {
-                        Some(f) => respond_fallback(&mut c, w, f, r, close, http10).await,
-                        None => refuse(&mut c, w, r, close, http10).await,
+                        // Boxed, like the exchange: rare paths do not size every connection.
+                        Some(f) => Box::pin(respond_fallback(&mut c, w, f, r, close, http10)).await,
+                        None => Box::pin(refuse(&mut c, w, r, close, http10)).await,
                     };
                     c.tally.bytes_in = consumed as u64;
                     finish(w, &c, route, start);
@@ -310,42 +357,52 @@ async fn serve_requests<G: Gateway>(
                 }
                 Step::NeedMore => {}
             }
-            if c.cbuf.len() == c.cbuf.capacity() {
+            if !c.cbuf.is_empty() && c.cbuf.len() == c.cbuf.capacity() {
                 // The parser reports 431 at the limit; this guards a buffer smaller than it.
                 let r = Refusal::new(431, "request_header_fields_too_large").closing();
-                refuse(&mut c, w, r, true, false).await;
+                Box::pin(refuse(&mut c, w, r, true, false)).await;
                 return c;
             }
             // Waiting for a further request is keep-alive idleness; a new connection's first
             // request, and any head once its first byte arrived, must come within the header
             // timeout (a connection that never speaks is not held for the idle time).
             let partial = !c.cbuf.is_empty();
-            let timeout = if !partial && served_any {
+            let idle = !partial && served_any;
+            let mut timeout = if idle {
                 w.settings.idle_timeout
             } else {
                 let d = *header_deadline
                     .get_or_insert_with(|| Instant::now() + w.settings.header_timeout);
                 d.saturating_duration_since(Instant::now())
             };
-            let idle = !partial && served_any;
-            let (res, buf) = if idle {
-                let then = w.settings.header_timeout;
-                let cbuf = std::mem::take(&mut c.cbuf);
-                c.stream.read_idle(cbuf, timeout, then, &w.drain).await
-            } else {
-                let cbuf = std::mem::take(&mut c.cbuf);
-                c.stream.read_append(cbuf, Some(timeout)).await
-            };
+            if !partial {
+                // Nothing buffered: the connection waits for the client's bytes holding no
+                // buffer, and takes its buffers once there is something to read.
+                c.release_buffers();
+                let drain = idle.then_some(&w.drain);
+                if c.stream.wait_readable(timeout, drain).await.is_err() {
+                    // Nothing received: an idle or silent connection, closed silently.
+                    return c;
+                }
+                // The read buffer only: a client that closed (the common end of a keep-alive
+                // connection) costs one buffer for one read, not three.
+                c.hold_read_buffer();
+                if idle {
+                    timeout = w.settings.header_timeout;
+                }
+            }
+            let cbuf = std::mem::take(&mut c.cbuf);
+            let (res, buf) = c.stream.read_append(cbuf, Some(timeout)).await;
             c.cbuf = buf;
             match res {
-                Ok(_) => {}
+                Ok(_) => c.hold_buffers(),
                 // A timeout with part of a head received is a 408; with nothing received it is
                 // an idle connection, closed silently.
                 Err(ReadFail::Timeout) if partial => {
                     let partial_bytes = c.cbuf.len() as u64;
                     begin_unparsed(&mut c, w, partial_bytes);
                     let start = Instant::now();
-                    refuse(&mut c, w, Refusal::REQUEST_TIMEOUT, true, false).await;
+                    Box::pin(refuse(&mut c, w, Refusal::REQUEST_TIMEOUT, true, false)).await;
                     finish(w, &c, None, start);
                     w.gauges.requests.add(1);
                     return c;
@@ -357,7 +414,9 @@ async fn serve_requests<G: Gateway>(
         c.auth_waited = false;
         c.limit_waited = false;
         c.limits_before_done = false;
-        let outcome = exchange(&mut c, w, &plan).await;
+        // Boxed: the exchange's state is the largest part of a connection's future, and an idle
+        // connection should not carry it (a few KiB per connection otherwise).
+        let outcome = Box::pin(exchange(&mut c, w, &plan)).await;
         w.end_request(plan.upstream, plan.admission, c.tally.upstream_ok);
         finish(w, &c, Some(plan.route), plan.start);
         w.gauges.inflight.sub(1);

@@ -5,7 +5,7 @@
 
 use super::drain::DrainSignal;
 use super::h2stream::H2Stream;
-use super::io::{read_append, read_cancelable_until, write_range, ReadFail};
+use super::io::{read_append, write_range, ReadFail};
 use crate::tls::{CertIdentity, TlsConn};
 use monoio::net::TcpStream;
 use std::time::Duration;
@@ -111,54 +111,61 @@ impl Downstream {
         }
     }
 
-    /// Waits, between requests, for the next one: up to `timeout`, or until the worker drains.
-    /// The socket read is cancelled cleanly (never dropped in flight), so bytes that raced the
-    /// cancel are kept and served. Over TLS, once ciphertext arrived the rest of the record is
-    /// read within `then` (the header timeout).
-    pub(crate) async fn read_idle(
+    /// Waits, holding no buffer, until the client has something to read: up to `timeout`, and,
+    /// between requests (`drain` given), until the worker drains plus a short grace (a client
+    /// about to send its next request gets it served with `Connection: close` instead of racing
+    /// a close; a quiet one is let go). A readiness wait consumes nothing, so giving it up loses
+    /// no byte. Bytes already decrypted (a pipelined request over TLS) are ready at once.
+    pub(crate) async fn wait_readable(
         &mut self,
-        buf: Vec<u8>,
         timeout: Duration,
-        then: Duration,
-        drain: &DrainSignal,
-    ) -> (Result<usize, ReadFail>, Vec<u8>) {
-        match self {
-            Downstream::Plain(s) => read_idle_raw(s, buf, timeout, drain).await,
-            // One request per stream: after it, the stream is done.
-            Downstream::H2(_) | Downstream::Closed => (Err(ReadFail::Eof), buf),
+        drain: Option<&DrainSignal>,
+    ) -> Result<(), ReadFail> {
+        let ready = match self {
+            Downstream::Plain(s) => until_stopped(s.readable(false), timeout, drain).await,
+            // The head is rendered already; after it, the stream is done.
+            Downstream::H2(_) if drain.is_none() => return Ok(()),
+            Downstream::H2(_) | Downstream::Closed => return Err(ReadFail::Eof),
             Downstream::Tls(t) => {
-                if !t.has_plaintext() {
-                    let (tcp, rx) = t.raw_parts();
-                    let (res, rx) = read_idle_raw(tcp, rx, timeout, drain).await;
-                    t.put_rx(rx);
-                    if let Err(f) = res {
-                        return (Err(f), buf);
-                    }
+                if t.has_plaintext() {
+                    return Ok(());
                 }
-                t.read_append(buf, Some(then)).await
+                t.release_buffers();
+                until_stopped(t.readable(), timeout, drain).await
             }
+        };
+        match ready {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(ReadFail::Io(e)),
+            None => Err(ReadFail::Timeout),
         }
     }
 }
 
-/// The cancellable idle read on a socket, into the spare capacity of `buf`: it stops at
-/// `timeout`, or, once the worker drains, after a short grace (a client about to send its next
-/// request gets it served with `Connection: close` instead of racing a close; a quiet one is let
-/// go).
-async fn read_idle_raw(
-    s: &mut TcpStream,
-    buf: Vec<u8>,
+/// Runs `wait` until `timeout`, or until the worker drains (`drain`) and a short grace passes;
+/// `None` when stopped first. One timer is live at a time (a timer entry is cache-line padded,
+/// and this future is part of every waiting connection's task).
+async fn until_stopped<T>(
+    wait: impl std::future::Future<Output = T>,
     timeout: Duration,
-    drain: &DrainSignal,
-) -> (Result<usize, ReadFail>, Vec<u8>) {
-    let stop = async {
-        monoio::select! {
-            _ = monoio::time::sleep(timeout) => {},
-            _ = async {
-                drain.wait().await;
-                monoio::time::sleep(DRAIN_IDLE_GRACE.min(timeout)).await;
-            } => {},
+    drain: Option<&DrainSignal>,
+) -> Option<T> {
+    let mut wait = std::pin::pin!(wait);
+    let deadline = std::time::Instant::now() + timeout;
+    let drained = async {
+        match drain {
+            Some(d) => d.wait().await,
+            None => std::future::pending::<()>().await,
         }
     };
-    read_cancelable_until(s, buf, stop).await
+    monoio::select! {
+        r = &mut wait => return Some(r),
+        _ = monoio::time::sleep(timeout) => return None,
+        _ = drained => {}
+    }
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    monoio::select! {
+        r = wait => Some(r),
+        _ = monoio::time::sleep(DRAIN_IDLE_GRACE.min(left)) => None,
+    }
 }

@@ -10,6 +10,7 @@
 //! upstream that answers before taking the whole request body and then drops the connection (an
 //! early 413 or 401) has its answer relayed, and the client connection closes behind it.
 
+use super::body_deadline::{BodyClock, Wait};
 use super::conn::{refuse, Conn, Plan};
 use super::io::ReadFail;
 use super::upstream::UpStream;
@@ -93,6 +94,14 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
             return Outcome::Close;
         }
     }
+    let mut clock = BodyClock::new(
+        p.start,
+        w.settings.body.with_route(p.route),
+        (body.end - p.head_len) as u64,
+    );
+    if let Err(e) = buffer_small_body(c, w, p, &mut body, &mut clock).await {
+        return fail_before_response(c, w, p, &e, None).await;
+    }
     let inline = body.complete && body.end - p.head_len <= INLINE_BODY_MAX;
     if inline {
         c.wbuf.extend_from_slice(&c.cbuf[p.head_len..body.end]);
@@ -172,7 +181,7 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                 }
             }
         };
-        let sent = send_request(c, w, p, &mut up, &mut body, inline).await;
+        let sent = send_request(c, w, p, &mut up, &mut body, &mut clock, inline).await;
         if let Err(e) = sent {
             if reused && stale_retry_left && matches!(e, ProxyError::UpstreamIo(_)) {
                 stale_retry_left = false;
@@ -339,6 +348,9 @@ async fn switch_protocols<G: Gateway>(
     to_client.drain(..resp.head_len.min(to_client.len()));
     let mut to_up = std::mem::take(&mut c.cbuf);
     to_up.drain(..request_end.min(to_up.len()));
+    // Both buffers now belong to the tunnel, for its life.
+    c.bufs.forget();
+    c.bufs.forget();
     let cap = w.settings.read_buffer_bytes;
     to_client.reserve(cap.saturating_sub(to_client.len()));
     to_up.reserve(cap.saturating_sub(to_up.len()));
@@ -483,20 +495,34 @@ impl<G: Gateway> Drop for ConnGuard<'_, G> {
     }
 }
 
-/// Reads more of the client's request body into `c.cbuf`, within `t`: a stall, an end or an
-/// error before the body is complete fails the exchange.
+/// Reads more of the client's request body into `c.cbuf`: each read within `t` (no progress),
+/// the body as a whole within its `clock`. A stall, a missed deadline, an end or an error before
+/// the body is complete fails the exchange.
 pub(super) async fn read_client_more(
     c: &mut Conn,
+    clock: &mut BodyClock,
     t: std::time::Duration,
 ) -> Result<(), ProxyError> {
+    let wait = clock.wait(t, Instant::now());
+    let (limit, late) = match wait {
+        Wait::Io(d) => (d, ProxyError::ClientStalled),
+        Wait::Deadline(d) => (d, ProxyError::BodyTooSlow),
+    };
+    if limit.is_zero() {
+        return Err(late);
+    }
+    let before = c.cbuf.len();
     let (res, buf) = c
         .stream
-        .read_append(std::mem::take(&mut c.cbuf), Some(t))
+        .read_append(std::mem::take(&mut c.cbuf), Some(limit))
         .await;
     c.cbuf = buf;
     match res {
-        Ok(_) => Ok(()),
-        Err(ReadFail::Timeout) => Err(ProxyError::ClientStalled),
+        Ok(_) => {
+            clock.got(c.cbuf.len().saturating_sub(before));
+            Ok(())
+        }
+        Err(ReadFail::Timeout) => Err(late),
         Err(ReadFail::Eof) => Err(ProxyError::ClientIo(
             std::io::ErrorKind::UnexpectedEof.into(),
         )),
@@ -520,6 +546,7 @@ fn streamed_now(e: &ProxyError) -> bool {
         e,
         ProxyError::ClientIo(_)
             | ProxyError::ClientStalled
+            | ProxyError::BodyTooSlow
             | ProxyError::Codec(_)
             | ProxyError::BodyTooLarge
             | ProxyError::UpstreamTimeout
@@ -578,6 +605,33 @@ fn inspect_body(c: &mut Conn, p: &Plan<'_>) -> Result<RequestBody, ProxyError> {
     }
 }
 
+/// Reads a small body of known length whole into `c.cbuf` before any upstream connection is
+/// taken (within the body's deadline), so a slow small upload holds none: up to the profile's
+/// `buffer_body_bytes` and the buffer's room. Chunked and larger bodies stream as they come.
+async fn buffer_small_body<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    body: &mut RequestBody,
+    clock: &mut BodyClock,
+) -> Result<(), ProxyError> {
+    let BodyKind::Length(n) = p.body else {
+        return Ok(());
+    };
+    let fits = n <= w.settings.buffer_body_bytes as u64
+        && p.head_len as u64 + n <= c.cbuf.capacity() as u64;
+    if body.complete || !fits {
+        return Ok(());
+    }
+    while !body.complete {
+        read_client_more(c, clock, w.settings.body_io_timeout).await?;
+        let before = body.end;
+        *body = inspect_body(c, p)?;
+        c.tally.bytes_in += (body.end - before) as u64;
+    }
+    Ok(())
+}
+
 /// Sends the head (with the inline body) and then whatever body is not inline.
 async fn send_request<G: Gateway>(
     c: &mut Conn,
@@ -585,6 +639,7 @@ async fn send_request<G: Gateway>(
     p: &Plan<'_>,
     up: &mut UpStream,
     body: &mut RequestBody,
+    clock: &mut BodyClock,
     inline: bool,
 ) -> Result<(), ProxyError> {
     let t = w.settings.body_io_timeout;
@@ -603,7 +658,7 @@ async fn send_request<G: Gateway>(
     if body.complete {
         return Ok(());
     }
-    stream_request_body(c, w, p, up, body).await
+    stream_request_body(c, w, p, up, body, clock).await
 }
 
 /// Streams the rest of the request body from the client to the upstream through `cbuf`.
@@ -613,13 +668,14 @@ async fn stream_request_body<G: Gateway>(
     p: &Plan<'_>,
     up: &mut UpStream,
     body: &mut RequestBody,
+    clock: &mut BodyClock,
 ) -> Result<(), ProxyError> {
     let t = w.settings.body_io_timeout;
     let max = p.route.max_body_bytes;
     // Everything buffered so far was body and has been sent.
     c.cbuf.clear();
     loop {
-        read_client_more(c, t).await?;
+        read_client_more(c, clock, t).await?;
         let n = c.cbuf.len();
         let (take, done) = match body.decoder.as_mut() {
             None => {

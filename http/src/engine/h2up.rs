@@ -13,6 +13,7 @@
 //! their driver ends (GOAWAY, error) or when they had no stream for the pool's idle timeout. A
 //! pooled connection's slot count is per core: no lock.
 
+use super::body_deadline::BodyClock;
 use super::conn::{Conn, Plan};
 use super::exchange::{
     count, fail_before_response, fill_response_extra, read_client_more, Outcome,
@@ -396,7 +397,9 @@ pub(super) async fn exchange<G: Gateway>(
         return outcome;
     }
     if !no_body {
-        if let Err(e) = send_body(c, p, &mut body_tx, io_t).await {
+        let limits = w.settings.body.with_route(p.route);
+        let mut clock = BodyClock::new(p.start, limits, c.cbuf.len() as u64);
+        if let Err(e) = send_body(c, p, &mut body_tx, &mut clock, io_t).await {
             body_tx.send_reset(h2::Reason::CANCEL);
             c.tally.upstream_ok = Some(false);
             return fail_before_response(c, w, p, &e, None).await;
@@ -471,6 +474,7 @@ async fn send_body(
     c: &mut Conn,
     p: &Plan<'_>,
     tx: &mut h2::SendStream<Bytes>,
+    clock: &mut BodyClock,
     t: Duration,
 ) -> Result<(), ProxyError> {
     // A chunked body's trailer fields go on as the stream's HTTP/2 trailers.
@@ -512,7 +516,7 @@ async fn send_body(
         if done {
             return Ok(());
         }
-        read_client_more(c, t).await?;
+        read_client_more(c, clock, t).await?;
     }
 }
 

@@ -14,6 +14,9 @@
 //! Pipelined requests are answered in order simply because a connection serves one request at a
 //! time and leaves the bytes of the next one in its buffer.
 
+pub mod body_deadline;
+mod buffers;
+pub use buffers::BufStats;
 mod conn;
 mod downstream;
 mod drain;
@@ -67,6 +70,10 @@ pub struct EngineSettings {
     pub response_timeout: Duration,
     /// A body read or write making no progress this long aborts the exchange.
     pub body_io_timeout: Duration,
+    /// The request body's deadlines (see [`body_deadline`]).
+    pub body: body_deadline::BodyLimits,
+    /// Request bodies of known length up to this size are read whole before connecting.
+    pub buffer_body_bytes: usize,
     /// Idle upstream connections per endpoint per worker.
     pub pool_max_idle: usize,
     /// Idle upstream connection lifetime.
@@ -104,6 +111,12 @@ impl EngineSettings {
             connect_timeout: p.timeouts.connect,
             response_timeout: p.timeouts.response,
             body_io_timeout: p.timeouts.body_io,
+            body: body_deadline::BodyLimits {
+                total: p.timeouts.body,
+                min_rate: p.timeouts.min_body_rate,
+                grace: p.timeouts.body_grace,
+            },
+            buffer_body_bytes: p.io.buffer_body_bytes,
             pool_max_idle: p.upstream.pool_max_idle_per_endpoint,
             pool_idle_timeout: p.upstream.pool_idle_timeout,
             h2_ping: (!p.upstream.h2_ping_interval.is_zero())
@@ -149,6 +162,8 @@ pub(crate) struct Worker<G: Gateway> {
     pub(crate) tunnels: std::cell::Cell<usize>,
     /// HTTP/2 connections to upstreams.
     pub(crate) h2up: RefCell<h2up::H2Clients>,
+    /// Client connections' buffers.
+    pub(crate) bufs: Rc<buffers::BufPool>,
 }
 
 /// Runs one worker until the process stops: accept on every listener of `ctx`, serve each
@@ -160,7 +175,11 @@ pub async fn run_worker<G: Gateway>(
     services: EngineServices,
 ) {
     services.hub.attach(ctx.index, ctx.gauges.clone());
+    let buf_bytes = settings
+        .read_buffer_bytes
+        .max(settings.limits.max_head_bytes);
     let worker = Rc::new(Worker {
+        bufs: Rc::new(buffers::BufPool::new(buf_bytes, buffers::DEFAULT_MAX_FREE)),
         pool: RefCell::new(Pool::new(
             settings.pool_max_idle,
             settings.pool_idle_timeout,
@@ -224,17 +243,19 @@ async fn serve_accepted<G: Gateway>(
     w: &Rc<Worker<G>>,
 ) {
     use monoio::io::IntoPollIo;
-    match tls::handshake(stream, ordinal, w).await {
+    // The handshake and HTTP/2 futures are boxed so that an HTTP/1.1 connection's future (alive
+    // as long as the connection) is only as large as its own state.
+    match Box::pin(tls::handshake(stream, ordinal, w)).await {
         Some(tls::Accepted::Http1(ds)) => {
             if let Some((tcp, prefix)) = conn::serve(ds, peer, ordinal, w).await {
                 if let Ok(io) = tcp.into_poll_io() {
                     let io = h2io::H2Io::plain(io, prefix);
-                    h2conn::serve(io, peer, w.clone(), "http", None, ordinal).await;
+                    Box::pin(h2conn::serve(io, peer, w.clone(), "http", None, ordinal)).await;
                 }
             }
         }
         Some(tls::Accepted::H2 { io, identity }) => {
-            h2conn::serve(io, peer, w.clone(), "https", identity, ordinal).await;
+            Box::pin(h2conn::serve(*io, peer, w.clone(), "https", identity, ordinal)).await;
         }
         None => {}
     }

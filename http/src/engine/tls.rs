@@ -21,8 +21,9 @@ pub(super) enum Accepted {
     Http1(Downstream),
     /// HTTP/2 negotiated by ALPN over TLS.
     H2 {
-        /// The TLS session in poll-style I/O.
-        io: H2Io,
+        /// The TLS session in poll-style I/O (boxed: the enum stays small, and so does every
+        /// connection's task, which holds it).
+        io: Box<H2Io>,
         /// The client certificate's identity.
         identity: Option<Rc<CertIdentity>>,
     },
@@ -60,7 +61,7 @@ pub(super) async fn handshake<G: Gateway>(
                 let (tcp, session, pending) = t.into_parts();
                 let io = tcp.into_poll_io().ok()?;
                 return Some(Accepted::H2 {
-                    io: H2Io::tls(io, session, &pending),
+                    io: Box::new(H2Io::tls(io, session, &pending)),
                     identity,
                 });
             }

@@ -325,6 +325,9 @@ impl TlsConn {
                 if left.is_some_and(|l| l.is_zero()) {
                     return (Err(ReadFail::Timeout), buf);
                 }
+                if self.rx.capacity() == 0 {
+                    self.rx.reserve_exact(RX_BYTES);
+                }
                 let (res, rx) =
                     read_append(&mut self.tcp, std::mem::take(&mut self.rx), left).await;
                 self.rx = rx;
@@ -339,15 +342,21 @@ impl TlsConn {
         }
     }
 
-    /// Waits for ciphertext with the caller's own read (an idle wait it can cancel), taking the
-    /// socket and the receive buffer; hand the buffer back with [`TlsConn::put_rx`].
-    pub fn raw_parts(&mut self) -> (&mut TcpStream, Vec<u8>) {
-        (&mut self.tcp, std::mem::take(&mut self.rx))
+    /// Gives up the ciphertext buffers while the connection is idle (nothing read waits in the
+    /// receive buffer; the send buffer is empty between writes): an idle connection holds none of
+    /// its own, the next read or write takes new ones. (rustls keeps its own record buffer.)
+    pub fn release_buffers(&mut self) {
+        if self.rx.is_empty() {
+            self.rx = Vec::new();
+        }
+        if self.tx.is_empty() {
+            self.tx = Vec::new();
+        }
     }
 
-    /// Returns the receive buffer lent by [`TlsConn::raw_parts`].
-    pub fn put_rx(&mut self, rx: Vec<u8>) {
-        self.rx = rx;
+    /// Waits until the socket has something to read (or is closed), holding no buffer.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.tcp.readable(false).await
     }
 
     /// Writes `buf[start..end]` completely, within `timeout`.
@@ -521,6 +530,9 @@ impl TlsReadHalf {
                 other => return (other, buf),
             }
             if self.rx.is_empty() {
+                if self.rx.capacity() == 0 {
+                    self.rx.reserve_exact(RX_BYTES);
+                }
                 let rx = std::mem::take(&mut self.rx);
                 let (res, rx) = read_cancelable(&mut self.tcp, rx, timeout).await;
                 self.rx = rx;
