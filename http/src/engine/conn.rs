@@ -387,9 +387,12 @@ async fn serve_requests<G: Gateway>(
                 // The read buffer only: a client that closed (the common end of a keep-alive
                 // connection) costs one buffer for one read, not three.
                 c.hold_read_buffer();
-                if idle {
-                    timeout = w.settings.header_timeout;
-                }
+                // The head's time runs from its first byte between requests, and from the
+                // connection's start for a first request (the wait above counted against it).
+                timeout = match header_deadline {
+                    Some(d) => d.saturating_duration_since(Instant::now()),
+                    None => w.settings.header_timeout,
+                };
             }
             let cbuf = std::mem::take(&mut c.cbuf);
             let (res, buf) = c.stream.read_append(cbuf, Some(timeout)).await;
