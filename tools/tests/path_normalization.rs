@@ -19,10 +19,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// A key made with `ringgate keys create`, and the keys file naming it.
+/// A key made with `ringgate keys create`, and the keys file naming it (its directory is
+/// removed on drop).
 struct Key {
     secret: String,
     file: PathBuf,
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        if let Some(dir) = self.file.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 fn make_key(tag: &str) -> Key {

@@ -255,7 +255,15 @@ async fn serve_accepted<G: Gateway>(
             }
         }
         Some(tls::Accepted::H2 { io, identity }) => {
-            Box::pin(h2conn::serve(*io, peer, w.clone(), "https", identity, ordinal)).await;
+            Box::pin(h2conn::serve(
+                *io,
+                peer,
+                w.clone(),
+                "https",
+                identity,
+                ordinal,
+            ))
+            .await;
         }
         None => {}
     }
