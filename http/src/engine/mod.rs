@@ -273,6 +273,16 @@ async fn serve_accepted<G: Gateway>(
     w.gauges.connections.sub(1);
 }
 
+/// The size of a client connection's task (its future), whose state while the connection waits
+/// is most of what an idle connection costs: for a test that keeps it small (issue 14 item 5).
+#[doc(hidden)]
+pub fn connection_task_size<G: Gateway>() -> usize {
+    fn output_size<A, B, C, D, F>(_: fn(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+    output_size(serve_accepted::<G>)
+}
+
 async fn accept_loop<G: Gateway>(listener: TcpListener, ordinal: usize, w: Rc<Worker<G>>) {
     w.gauges.accepting.add(1);
     accept_until_stopped(listener, ordinal, &w).await;
