@@ -405,23 +405,7 @@ async fn serve_active<G: Gateway>(c: &mut Conn, w: &Worker<G>, st: &mut Progress
                     within,
                     limits,
                 } => {
-                    // Poll on the worker's own timer: the answer is produced on another thread,
-                    // which cannot wake this core's tasks. Only requests that missed a cache get
-                    // here, so a millisecond's resolution costs nothing in the common case.
-                    let until = Instant::now() + within;
-                    while Instant::now() < until {
-                        let ready = if limits {
-                            snap.limits_poll(ticket)
-                        } else {
-                            let mut slot = w.auth.borrow_mut();
-                            let state = slot.get_or_insert_with(|| snap.auth_runtime());
-                            snap.auth_poll(state, ticket)
-                        };
-                        if ready {
-                            break;
-                        }
-                        monoio::time::sleep(Duration::from_millis(1)).await;
-                    }
+                    wait_off_core(w, &**snap, ticket, within, limits).await;
                     if limits {
                         c.limit_waited = true;
                     } else {
@@ -484,6 +468,33 @@ async fn serve_active<G: Gateway>(c: &mut Conn, w: &Worker<G>, st: &mut Progress
         if outcome == Outcome::Close {
             return Next::Close;
         }
+    }
+}
+
+/// Waits for authentication (or a fail-closed rate limit's store, `limits`) working off the core
+/// on `ticket`, at most `within`. Polls on the worker's own timer: the answer is produced on
+/// another thread, which cannot wake this core's tasks. Only requests that missed a cache get
+/// here, so a millisecond's resolution costs nothing in the common case.
+async fn wait_off_core<G: Gateway>(
+    w: &Worker<G>,
+    snap: &G,
+    ticket: u64,
+    within: Duration,
+    limits: bool,
+) {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        let ready = if limits {
+            snap.limits_poll(ticket)
+        } else {
+            let mut slot = w.auth.borrow_mut();
+            let state = slot.get_or_insert_with(|| snap.auth_runtime());
+            snap.auth_poll(state, ticket)
+        };
+        if ready {
+            break;
+        }
+        monoio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
