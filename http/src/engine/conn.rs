@@ -7,7 +7,7 @@
 use super::buffers::BufPool;
 use super::downstream::Downstream;
 use super::exchange::{exchange, Outcome};
-use super::io::ReadFail;
+use super::io::{read_append, ReadFail};
 use super::observe::finish;
 use super::Worker;
 use crate::authn::{AuthOutput, AuthVerdict, LimitStage, LimitVerdict};
@@ -203,28 +203,6 @@ enum Step<'s> {
     },
 }
 
-/// Serves `stream` until the client leaves, a timeout passes, an error closes it, or the process
-/// stops.
-///
-/// Returns the socket and the bytes read when a cleartext client opened with the HTTP/2
-/// preface (h2c with prior knowledge): the caller serves it as HTTP/2.
-pub(crate) async fn serve<G: Gateway>(
-    stream: Downstream,
-    peer: SocketAddr,
-    listener: usize,
-    w: &Worker<G>,
-) -> Option<(TcpStream, Vec<u8>)> {
-    let mut c = serve_requests(stream, peer, listener, w).await;
-    if c.h2c {
-        if let Downstream::Plain(tcp) = std::mem::replace(&mut c.stream, Downstream::Closed) {
-            // The bytes read so far go with the socket; the buffer goes back to the pool.
-            return Some((tcp, c.cbuf.clone()));
-        }
-    }
-    c.stream.close().await;
-    None
-}
-
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -235,13 +213,53 @@ fn h2_preface(buf: &[u8]) -> Option<bool> {
     (n > 0 && buf[..n] == H2_PREFACE[..n]).then_some(n == H2_PREFACE.len())
 }
 
-/// The request loop of [`serve`]; returns the connection to close.
-async fn serve_requests<G: Gateway>(
+/// Where a connection is between requests: kept by the request loop across its idle waits.
+#[derive(Default)]
+struct Progress {
+    /// The connection served a request (a wait with nothing buffered is then keep-alive
+    /// idleness, not a first head's wait).
+    served_any: bool,
+    /// When the current head must be complete (set once its wait began).
+    header_deadline: Option<Instant>,
+    /// The connection just became readable after an idle wait: read now, do not wait again.
+    woke: bool,
+}
+
+/// The time a head may still take after the request loop's wait: it runs from its first byte
+/// between requests, and from the connection's start for a first request (the wait counted
+/// against it).
+fn head_time_left<G: Gateway>(st: &Progress, w: &Worker<G>) -> Duration {
+    match st.header_deadline {
+        Some(d) => d.saturating_duration_since(Instant::now()),
+        None => w.settings.header_timeout,
+    }
+}
+
+/// What [`serve_active`] hands back to the request loop.
+enum Next {
+    /// Nothing is buffered: wait for the client's bytes holding no buffer.
+    Wait,
+    /// The connection is done (closed, failed, or found to be h2c).
+    Close,
+}
+
+/// Serves `stream` until the client leaves, a timeout passes, an error closes it, or the process
+/// stops.
+///
+/// Returns the socket and the bytes read when a cleartext client opened with the HTTP/2
+/// preface (h2c with prior knowledge): the caller serves it as HTTP/2.
+///
+/// Only the idle wait runs in this future, which every waiting connection's task holds: serving
+/// bytes (reading a head, planning, refusing, the exchange) runs in [`serve_active`], boxed,
+/// whose state exists only while the connection is active. That box is the one allocation a
+/// request costs here (the exchange was boxed on its own before), and requests that follow
+/// without an idle wait (pipelined) share it.
+pub(crate) async fn serve<G: Gateway>(
     stream: Downstream,
     peer: SocketAddr,
     listener: usize,
     w: &Worker<G>,
-) -> Conn {
+) -> Option<(TcpStream, Vec<u8>)> {
     let mut c = Conn {
         bufs: w.bufs.clone(),
         stream,
@@ -269,32 +287,89 @@ async fn serve_requests<G: Gateway>(
         h2c: false,
         grpc: false,
     };
-    let mut served_any = false;
+    let mut st = Progress::default();
     loop {
-        // No early close here when stopping: a response that left before the stop began was
-        // sent keep-alive, and its client may be writing its next request right now; closing
-        // would answer that request with a reset. The idle wait below serves whatever arrives
-        // within the drain grace (with `Connection: close`) and then closes.
+        if c.cbuf.is_empty() && !st.woke {
+            // Waiting for a further request is keep-alive idleness; a new connection's first
+            // request must come within the header timeout (a connection that never speaks is
+            // not held for the idle time).
+            let idle = st.served_any;
+            let timeout = if idle {
+                w.settings.idle_timeout
+            } else {
+                let d = *st
+                    .header_deadline
+                    .get_or_insert_with(|| Instant::now() + w.settings.header_timeout);
+                d.saturating_duration_since(Instant::now())
+            };
+            // No early close here when stopping: a response that left before the stop began
+            // was sent keep-alive, and its client may be writing its next request right now;
+            // closing would answer that request with a reset. The wait serves whatever arrives
+            // within the drain grace (with `Connection: close`) and then closes.
+            // Nothing buffered: the connection waits for the client's bytes holding no buffer,
+            // and takes its buffers once there is something to read.
+            c.release_buffers();
+            let drain = idle.then_some(&w.drain);
+            if c.stream.wait_readable(timeout, drain).await.is_err() {
+                // Nothing received: an idle or silent connection, closed silently.
+                break;
+            }
+            // The read buffer only: a client that closed (the common end of a keep-alive
+            // connection) costs one buffer for one read, not three.
+            c.hold_read_buffer();
+            if let Downstream::Plain(s) = &mut c.stream {
+                // A cleartext connection's first read runs here, not in the boxed part: a client
+                // that closed costs no box (and 10,000 closing at once no 10,000 boxes).
+                let cbuf = std::mem::take(&mut c.cbuf);
+                let (res, buf) = read_append(s, cbuf, Some(head_time_left(&st, w))).await;
+                c.cbuf = buf;
+                if res.is_err() {
+                    // Nothing received: closed silently.
+                    break;
+                }
+                c.hold_buffers();
+            } else {
+                st.woke = true;
+            }
+        }
+        match Box::pin(serve_active(&mut c, w, &mut st)).await {
+            Next::Wait => {}
+            Next::Close => break,
+        }
+    }
+    if c.h2c {
+        if let Downstream::Plain(tcp) = std::mem::replace(&mut c.stream, Downstream::Closed) {
+            // The bytes read so far go with the socket; the buffer goes back to the pool.
+            return Some((tcp, c.cbuf.clone()));
+        }
+    }
+    c.stream.close().await;
+    None
+}
+
+/// Serves what the client sent: reads heads, plans, refuses or runs exchanges, until nothing is
+/// buffered (`Next::Wait`) or the connection ends.
+async fn serve_active<G: Gateway>(c: &mut Conn, w: &Worker<G>, st: &mut Progress) -> Next {
+    loop {
         let mut snap;
-        let mut header_deadline: Option<Instant> = None;
         let plan = 'request: loop {
             // Taken when the head is parsed, not when the connection started waiting for it: an
             // idle keep-alive connection must serve its next request on the newest snapshot.
             snap = w.snapshot.borrow_mut().current();
-            let step = if !served_any
+            let step = if !st.served_any
                 && w.settings.http2.cleartext
                 && matches!(c.stream, Downstream::Plain(_))
             {
                 match h2_preface(&c.cbuf) {
                     Some(true) => {
                         c.h2c = true;
-                        return c;
+                        return Next::Close;
                     }
                     Some(false) => Step::NeedMore,
-                    None => plan_request(&mut c, w, &**snap),
+                    None => plan_request(c, w, &**snap),
                 }
             } else {
-                plan_request(&mut c, w, &**snap)
+                plan_request(c, w, &**snap)
             };
             match step {
                 Step::Go(p) => break p,
@@ -308,22 +383,21 @@ async fn serve_requests<G: Gateway>(
                     let start = Instant::now();
                     let close = r.close || w.shutdown.is_stopping();
                     let sent = match fallback {
-                        // Boxed, like the exchange: rare paths do not size every connection.
-                        Some(f) => Box::pin(respond_fallback(&mut c, w, f, r, close, http10)).await,
-                        None => Box::pin(refuse(&mut c, w, r, close, http10)).await,
+                        Some(f) => respond_fallback(c, w, f, r, close, http10).await,
+                        None => refuse(c, w, r, close, http10).await,
                     };
                     c.tally.bytes_in = consumed as u64;
-                    finish(w, &c, route, start);
+                    finish(w, c, route, start);
                     w.gauges.requests.add(1);
                     if !sent || close {
-                        return c;
+                        return Next::Close;
                     }
                     c.cbuf.drain(..consumed);
                     c.auth_waited = false;
                     c.limit_waited = false;
                     c.limits_before_done = false;
-                    header_deadline = None;
-                    served_any = true;
+                    st.header_deadline = None;
+                    st.served_any = true;
                     continue 'request;
                 }
                 Step::AuthWait {
@@ -331,23 +405,7 @@ async fn serve_requests<G: Gateway>(
                     within,
                     limits,
                 } => {
-                    // Poll on the worker's own timer: the answer is produced on another thread,
-                    // which cannot wake this core's tasks. Only requests that missed a cache get
-                    // here, so a millisecond's resolution costs nothing in the common case.
-                    let until = Instant::now() + within;
-                    while Instant::now() < until {
-                        let ready = if limits {
-                            snap.limits_poll(ticket)
-                        } else {
-                            let mut slot = w.auth.borrow_mut();
-                            let state = slot.get_or_insert_with(|| snap.auth_runtime());
-                            snap.auth_poll(state, ticket)
-                        };
-                        if ready {
-                            break;
-                        }
-                        monoio::time::sleep(Duration::from_millis(1)).await;
-                    }
+                    wait_off_core(w, &**snap, ticket, within, limits).await;
                     if limits {
                         c.limit_waited = true;
                     } else {
@@ -360,40 +418,23 @@ async fn serve_requests<G: Gateway>(
             if !c.cbuf.is_empty() && c.cbuf.len() == c.cbuf.capacity() {
                 // The parser reports 431 at the limit; this guards a buffer smaller than it.
                 let r = Refusal::new(431, "request_header_fields_too_large").closing();
-                Box::pin(refuse(&mut c, w, r, true, false)).await;
-                return c;
+                refuse(c, w, r, true, false).await;
+                return Next::Close;
             }
-            // Waiting for a further request is keep-alive idleness; a new connection's first
-            // request, and any head once its first byte arrived, must come within the header
-            // timeout (a connection that never speaks is not held for the idle time).
+            // Any head once its first byte arrived must come within the header timeout.
             let partial = !c.cbuf.is_empty();
-            let idle = !partial && served_any;
-            let mut timeout = if idle {
-                w.settings.idle_timeout
-            } else {
-                let d = *header_deadline
+            let timeout = if partial {
+                let d = *st
+                    .header_deadline
                     .get_or_insert_with(|| Instant::now() + w.settings.header_timeout);
                 d.saturating_duration_since(Instant::now())
+            } else if std::mem::take(&mut st.woke) {
+                // Readable after the request loop's wait.
+                head_time_left(st, w)
+            } else {
+                // Nothing buffered: the request loop waits, holding no buffer.
+                return Next::Wait;
             };
-            if !partial {
-                // Nothing buffered: the connection waits for the client's bytes holding no
-                // buffer, and takes its buffers once there is something to read.
-                c.release_buffers();
-                let drain = idle.then_some(&w.drain);
-                if c.stream.wait_readable(timeout, drain).await.is_err() {
-                    // Nothing received: an idle or silent connection, closed silently.
-                    return c;
-                }
-                // The read buffer only: a client that closed (the common end of a keep-alive
-                // connection) costs one buffer for one read, not three.
-                c.hold_read_buffer();
-                // The head's time runs from its first byte between requests, and from the
-                // connection's start for a first request (the wait above counted against it).
-                timeout = match header_deadline {
-                    Some(d) => d.saturating_duration_since(Instant::now()),
-                    None => w.settings.header_timeout,
-                };
-            }
             let cbuf = std::mem::take(&mut c.cbuf);
             let (res, buf) = c.stream.read_append(cbuf, Some(timeout)).await;
             c.cbuf = buf;
@@ -403,31 +444,57 @@ async fn serve_requests<G: Gateway>(
                 // an idle connection, closed silently.
                 Err(ReadFail::Timeout) if partial => {
                     let partial_bytes = c.cbuf.len() as u64;
-                    begin_unparsed(&mut c, w, partial_bytes);
+                    begin_unparsed(c, w, partial_bytes);
                     let start = Instant::now();
-                    Box::pin(refuse(&mut c, w, Refusal::REQUEST_TIMEOUT, true, false)).await;
-                    finish(w, &c, None, start);
+                    refuse(c, w, Refusal::REQUEST_TIMEOUT, true, false).await;
+                    finish(w, c, None, start);
                     w.gauges.requests.add(1);
-                    return c;
+                    return Next::Close;
                 }
-                Err(_) => return c,
+                Err(_) => return Next::Close,
             }
         };
         w.gauges.inflight.add(1);
         c.auth_waited = false;
         c.limit_waited = false;
         c.limits_before_done = false;
-        // Boxed: the exchange's state is the largest part of a connection's future, and an idle
-        // connection should not carry it (a few KiB per connection otherwise).
-        let outcome = Box::pin(exchange(&mut c, w, &plan)).await;
+        let outcome = exchange(c, w, &plan).await;
         w.end_request(plan.upstream, plan.admission, c.tally.upstream_ok);
-        finish(w, &c, Some(plan.route), plan.start);
+        finish(w, c, Some(plan.route), plan.start);
         w.gauges.inflight.sub(1);
         w.gauges.requests.add(1);
-        served_any = true;
+        st.served_any = true;
+        st.header_deadline = None;
         if outcome == Outcome::Close {
-            return c;
+            return Next::Close;
         }
+    }
+}
+
+/// Waits for authentication (or a fail-closed rate limit's store, `limits`) working off the core
+/// on `ticket`, at most `within`. Polls on the worker's own timer: the answer is produced on
+/// another thread, which cannot wake this core's tasks. Only requests that missed a cache get
+/// here, so a millisecond's resolution costs nothing in the common case.
+async fn wait_off_core<G: Gateway>(
+    w: &Worker<G>,
+    snap: &G,
+    ticket: u64,
+    within: Duration,
+    limits: bool,
+) {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        let ready = if limits {
+            snap.limits_poll(ticket)
+        } else {
+            let mut slot = w.auth.borrow_mut();
+            let state = slot.get_or_insert_with(|| snap.auth_runtime());
+            snap.auth_poll(state, ticket)
+        };
+        if ready {
+            break;
+        }
+        monoio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

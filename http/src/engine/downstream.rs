@@ -105,7 +105,8 @@ impl Downstream {
     /// Ends the connection politely: a TLS session says `close_notify`.
     pub(crate) async fn close(&mut self) {
         match self {
-            Downstream::Tls(t) => t.close().await,
+            // Boxed: the TLS flush's state would otherwise size every connection's future.
+            Downstream::Tls(t) => Box::pin(t.close()).await,
             Downstream::H2(s) => s.close(),
             Downstream::Plain(_) | Downstream::Closed => {}
         }
@@ -143,29 +144,40 @@ impl Downstream {
 }
 
 /// Runs `wait` until `timeout`, or until the worker drains (`drain`) and a short grace passes;
-/// `None` when stopped first. One timer is live at a time (a timer entry is cache-line padded,
-/// and this future is part of every waiting connection's task).
+/// `None` when stopped first. One timer serves both ends (it is moved earlier when the drain
+/// begins): a timer entry is cache-line padded, and this future is all an idle connection's task
+/// holds while it waits.
 async fn until_stopped<T>(
     wait: impl std::future::Future<Output = T>,
     timeout: Duration,
     drain: Option<&DrainSignal>,
 ) -> Option<T> {
-    let mut wait = std::pin::pin!(wait);
+    use std::future::Future;
+    use std::task::Poll;
     let deadline = std::time::Instant::now() + timeout;
-    let drained = async {
-        match drain {
-            Some(d) => d.wait().await,
-            None => std::future::pending::<()>().await,
+    let mut wait = std::pin::pin!(wait);
+    let mut timer = std::pin::pin!(monoio::time::sleep_until(deadline.into()));
+    let mut drained = std::pin::pin!(drain.map(DrainSignal::wait));
+    let mut draining = false;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = wait.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
         }
-    };
-    monoio::select! {
-        r = &mut wait => return Some(r),
-        _ = monoio::time::sleep(timeout) => return None,
-        _ = drained => {}
-    }
-    let left = deadline.saturating_duration_since(std::time::Instant::now());
-    monoio::select! {
-        r = wait => Some(r),
-        _ = monoio::time::sleep(DRAIN_IDLE_GRACE.min(left)) => None,
-    }
+        if !draining {
+            if let Some(d) = drained.as_mut().as_pin_mut() {
+                if d.poll(cx).is_ready() {
+                    draining = true;
+                    let grace = std::time::Instant::now() + DRAIN_IDLE_GRACE;
+                    if grace < deadline {
+                        timer.as_mut().reset(grace.into());
+                    }
+                }
+            }
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
