@@ -120,6 +120,12 @@ pub struct IoProfile {
     /// A request body of known length up to this many bytes (and within the read buffer) is read
     /// whole before an upstream connection is taken, so a slow small upload holds none. `0`: off.
     pub buffer_body_bytes: usize,
+    /// After a response, a cleartext keep-alive connection waits this long for its next request
+    /// with its read buffer posted (one receive per request for busy clients); past it, it gives
+    /// its buffers back and waits for readability holding none (an extra poll per request).
+    /// `0s`: always the readiness wait (least memory, most CPU per request).
+    #[serde(with = "serde_text")]
+    pub hot_read: Duration,
 }
 
 /// How the kernel runs io_uring completion work for a worker.
@@ -231,6 +237,7 @@ impl Default for IoProfile {
             read_buffer_bytes: 16 * 1024,
             taskrun: TaskRun::Coop,
             buffer_body_bytes: 16 * 1024,
+            hot_read: Duration::from_millis(10),
         }
     }
 }

@@ -7,7 +7,7 @@
 use super::buffers::BufPool;
 use super::downstream::Downstream;
 use super::exchange::{exchange, Outcome};
-use super::io::{read_append, ReadFail};
+use super::io::{read_append, read_cancelable_until, ReadFail};
 use super::observe::finish;
 use super::Worker;
 use crate::authn::{AuthOutput, AuthVerdict, LimitStage, LimitVerdict};
@@ -347,6 +347,52 @@ pub(crate) async fn serve<G: Gateway>(
     None
 }
 
+/// What [`hot_read`] saw.
+enum HotRead {
+    /// The next request's first bytes.
+    Got,
+    /// Nothing within the window (or no window): the request loop waits, holding no buffer.
+    Quiet,
+    /// The client closed, or the read failed.
+    Closed,
+}
+
+/// After a response on a cleartext keep-alive connection with nothing buffered, waits up to the
+/// profile's `hot_read` for the next request with the read buffer posted: a busy client's next
+/// request is then one receive, where the readiness wait of the request loop costs a poll and a
+/// second receive per request. A quiet connection is let go to that wait when the window ends;
+/// the read is cancelled without losing a byte (a receive that completed meanwhile is kept).
+async fn hot_read<G: Gateway>(c: &mut Conn, w: &Worker<G>, st: &Progress) -> HotRead {
+    let window = w.settings.hot_read;
+    let Downstream::Plain(s) = &mut c.stream else {
+        return HotRead::Quiet;
+    };
+    if window.is_zero() || !st.served_any || w.shutdown.is_stopping() {
+        return HotRead::Quiet;
+    }
+    // Only the read buffer waits; the upstream and head buffers go back to the pool (taken
+    // again with the bytes), so a connection in its window holds one buffer.
+    for b in [&mut c.ubuf, &mut c.wbuf] {
+        if b.capacity() > 0 {
+            c.bufs.give(std::mem::take(b));
+        }
+    }
+    if c.cbuf.capacity() == 0 {
+        c.cbuf = c.bufs.take();
+    }
+    let cbuf = std::mem::take(&mut c.cbuf);
+    let (res, buf) = read_cancelable_until(s, cbuf, monoio::time::sleep(window)).await;
+    c.cbuf = buf;
+    match res {
+        Ok(_) => {
+            c.hold_buffers();
+            HotRead::Got
+        }
+        Err(ReadFail::Timeout) => HotRead::Quiet,
+        Err(_) => HotRead::Closed,
+    }
+}
+
 /// Serves what the client sent: reads heads, plans, refuses or runs exchanges, until nothing is
 /// buffered (`Next::Wait`) or the connection ends.
 async fn serve_active<G: Gateway>(c: &mut Conn, w: &Worker<G>, st: &mut Progress) -> Next {
@@ -432,8 +478,11 @@ async fn serve_active<G: Gateway>(c: &mut Conn, w: &Worker<G>, st: &mut Progress
                 // Readable after the request loop's wait.
                 head_time_left(st, w)
             } else {
-                // Nothing buffered: the request loop waits, holding no buffer.
-                return Next::Wait;
+                match hot_read(c, w, st).await {
+                    HotRead::Got => continue 'request,
+                    HotRead::Quiet => return Next::Wait,
+                    HotRead::Closed => return Next::Close,
+                }
             };
             let cbuf = std::mem::take(&mut c.cbuf);
             let (res, buf) = c.stream.read_append(cbuf, Some(timeout)).await;

@@ -74,6 +74,8 @@ pub struct EngineSettings {
     pub body: body_deadline::BodyLimits,
     /// Request bodies of known length up to this size are read whole before connecting.
     pub buffer_body_bytes: usize,
+    /// How long a cleartext keep-alive connection keeps its read posted after a response.
+    pub hot_read: Duration,
     /// Idle upstream connections per endpoint per worker.
     pub pool_max_idle: usize,
     /// Idle upstream connection lifetime.
@@ -117,6 +119,7 @@ impl EngineSettings {
                 grace: p.timeouts.body_grace,
             },
             buffer_body_bytes: p.io.buffer_body_bytes,
+            hot_read: p.io.hot_read,
             pool_max_idle: p.upstream.pool_max_idle_per_endpoint,
             pool_idle_timeout: p.upstream.pool_idle_timeout,
             h2_ping: (!p.upstream.h2_ping_interval.is_zero())
