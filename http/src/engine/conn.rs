@@ -569,6 +569,23 @@ fn judge_limits<G: Gateway>(
     snap.rate_limit(state, route, stage, waited, headers, peer, auth, out)
 }
 
+/// What a limit verdict stops the plan with: a refusal (made by `refuse`), a wait for the
+/// limit's store, or nothing when it passes.
+fn limit_stop<'s>(
+    verdict: LimitVerdict,
+    refuse: impl FnOnce(Refusal) -> Step<'s>,
+) -> Option<Step<'s>> {
+    match verdict {
+        LimitVerdict::Pass => None,
+        LimitVerdict::Refuse { status, code } => Some(refuse(Refusal::new(status, code))),
+        LimitVerdict::Wait { ticket, within } => Some(Step::AuthWait {
+            ticket,
+            within,
+            limits: true,
+        }),
+    }
+}
+
 /// Parses the buffered head and, when complete, routes it and writes the upstream head.
 fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Step<'s> {
     if c.cbuf.is_empty() {
@@ -662,19 +679,11 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
         c.policy_headers.clear();
         let stage = (LimitStage::BeforeAuth, c.limit_waited);
         let (peer, auth, out) = (c.peer.ip(), &c.auth, &mut c.policy_headers);
-        match judge_limits(w, snap, route, stage, req.headers, peer, auth, out) {
-            LimitVerdict::Pass => c.limits_before_done = true,
-            LimitVerdict::Refuse { status, code } => {
-                return refuse_with(Refusal::new(status, code), Some(route))
-            }
-            LimitVerdict::Wait { ticket, within } => {
-                return Step::AuthWait {
-                    ticket,
-                    within,
-                    limits: true,
-                }
-            }
+        let verdict = judge_limits(w, snap, route, stage, req.headers, peer, auth, out);
+        if let Some(stop) = limit_stop(verdict, |r| refuse_with(r, Some(route))) {
+            return stop;
         }
+        c.limits_before_done = true;
     }
     if route.auth.is_some() {
         let now_unix = std::time::SystemTime::now()
@@ -724,18 +733,9 @@ fn plan_request<'s, G: Gateway>(c: &mut Conn, w: &Worker<G>, snap: &'s G) -> Ste
     }
     let stage = (LimitStage::AfterAuth, c.limit_waited);
     let (peer, auth, out) = (c.peer.ip(), &c.auth, &mut c.policy_headers);
-    match judge_limits(w, snap, route, stage, req.headers, peer, auth, out) {
-        LimitVerdict::Pass => {}
-        LimitVerdict::Refuse { status, code } => {
-            return refuse_with(Refusal::new(status, code), Some(route))
-        }
-        LimitVerdict::Wait { ticket, within } => {
-            return Step::AuthWait {
-                ticket,
-                within,
-                limits: true,
-            }
-        }
+    let verdict = judge_limits(w, snap, route, stage, req.headers, peer, auth, out);
+    if let Some(stop) = limit_stop(verdict, |r| refuse_with(r, Some(route))) {
+        return stop;
     }
     // A WebSocket handshake (RFC 6455 §4.1: a bodiless HTTP/1.1 GET) is passed on as an upgrade;
     // any other upgrade (h2c...) is dropped and the request goes as a plain one.
