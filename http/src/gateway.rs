@@ -58,6 +58,74 @@ pub struct RouteSettings {
     /// Forward the path as the client spelled it instead of its normalized form (routing still
     /// matches the normalized path; only for routes without a rewrite).
     pub forward_path_as_received: bool,
+    /// The admission phases the route runs, in order: compiled from the fields above by
+    /// [`AdmitPlan::compile`] when the snapshot is built.
+    pub admit: AdmitPlan,
+}
+
+/// One policy phase of admission. Each has the same shape in the engine
+/// (`engine/request/admit.rs`: it continues, refuses or waits), and a route runs only those its
+/// policies need, in the order of its [`AdmitPlan`]; a new admission policy is a new variant and
+/// its function, without editing the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmitPhase {
+    /// Rate limits keyed without identity (client IP, header, route): before authentication, so
+    /// that refused credentials spend them.
+    LimitsBeforeAuth,
+    /// The route's authentication rule (API key, JWT, introspection...).
+    Authenticate,
+    /// The verified client certificate's identity, and the route's demand for one.
+    ClientCertificate,
+    /// Rate limits keyed by the identity authentication gave.
+    LimitsAfterAuth,
+}
+
+/// The admission phases of a route, in the order they run, compiled once per route into the
+/// snapshot (a few bytes inline: no allocation, no dynamic dispatch per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmitPlan {
+    phases: [AdmitPhase; 4],
+    len: u8,
+}
+
+impl Default for AdmitPlan {
+    /// The plan of a route without authentication or limits: the client certificate phase only
+    /// (a verified certificate still names the client).
+    fn default() -> Self {
+        AdmitPlan {
+            phases: [AdmitPhase::ClientCertificate; 4],
+            len: 1,
+        }
+    }
+}
+
+impl AdmitPlan {
+    /// The phases `route`'s policies need, in their order.
+    pub fn compile(route: &RouteSettings) -> Self {
+        let mut plan = AdmitPlan {
+            phases: [AdmitPhase::ClientCertificate; 4],
+            len: 0,
+        };
+        let limited = route.rate_limit.is_some();
+        let wanted = [
+            (limited, AdmitPhase::LimitsBeforeAuth),
+            (route.auth.is_some(), AdmitPhase::Authenticate),
+            (true, AdmitPhase::ClientCertificate),
+            (limited, AdmitPhase::LimitsAfterAuth),
+        ];
+        for (on, phase) in wanted {
+            if on {
+                plan.phases[usize::from(plan.len)] = phase;
+                plan.len += 1;
+            }
+        }
+        plan
+    }
+
+    /// The phases, in order.
+    pub fn phases(&self) -> &[AdmitPhase] {
+        &self.phases[..usize::from(self.len)]
+    }
 }
 
 /// What a listener does with header names that contain `_`.

@@ -22,7 +22,7 @@ pub mod error;
 pub mod gateway;
 pub mod hygiene;
 pub mod metrics;
-pub mod pool;
+pub use engine::upstream::pool;
 pub mod resilience;
 pub mod respond;
 pub mod tls;

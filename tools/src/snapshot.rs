@@ -15,7 +15,7 @@ use ringgate_http::authn::{AuthOutput, LimitStage, LimitVerdict};
 use ringgate_http::codec::RequestHead;
 use ringgate_http::error::Refusal;
 use ringgate_http::gateway::{
-    Gateway, HostRewrite, RequestPaths, RouteSettings, Routed, UpstreamSet,
+    AdmitPlan, Gateway, HostRewrite, RequestPaths, RouteSettings, Routed, UpstreamSet,
 };
 use ringgate_http::metrics::Registry;
 use ringgate_http::resilience::{Fallback, HashOn, RetrySettings, RouteSplit};
@@ -272,7 +272,10 @@ impl Snapshot {
                     next_rule - 1
                 });
                 let mut spec = route_spec(r, raw, rule);
-                spec.action.settings.rate_limit = chains.get(i).copied().flatten();
+                let settings = &mut spec.action.settings;
+                settings.rate_limit = chains.get(i).copied().flatten();
+                // Once every policy of the route is known: the phases it runs per request.
+                settings.admit = AdmitPlan::compile(settings);
                 spec
             })
             .collect();
@@ -431,6 +434,8 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<
                 auth,
                 rate_limit: None,
                 forward_path_as_received: r.forward_path == crate::config::ForwardPath::AsReceived,
+                // Compiled in `build` once the route's rate limits are known.
+                admit: AdmitPlan::default(),
             },
             rewrites,
             upstream,

@@ -5,7 +5,7 @@
 //! (endpoints, weights, policies): a reload that leaves an upstream alone leaves its balancer,
 //! ejections, breaker and bulkhead counts alone too.
 
-use super::Worker;
+use crate::engine::worker::Worker;
 use crate::gateway::{Gateway, RouteSettings, UpstreamSet};
 use crate::resilience::{Admission, UpstreamRuntime};
 use std::time::Instant;

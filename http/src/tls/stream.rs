@@ -9,7 +9,7 @@
 
 use super::identity::CertIdentity;
 use super::upstream_fail::UpstreamTlsFail;
-use crate::engine::io::{read_append, read_cancelable, write_all, ReadFail};
+use crate::engine::io::ops::{read_append, read_cancelable, write_all, ReadFail};
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf};
 use monoio::net::TcpStream;
 use rustls::pki_types::ServerName;

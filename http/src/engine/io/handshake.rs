@@ -2,9 +2,9 @@
 //! of the worker's current snapshot (so a reloaded certificate reaches new connections only),
 //! and the outcome is counted.
 
-use super::downstream::Downstream;
-use super::h2io::H2Io;
-use super::Worker;
+use crate::engine::io::downstream::Downstream;
+use crate::engine::io::h2io::H2Io;
+use crate::engine::worker::Worker;
 use crate::error::Refusal;
 use crate::gateway::Gateway;
 use crate::respond::write_refusal;
@@ -16,7 +16,7 @@ use monoio::net::TcpStream;
 use std::rc::Rc;
 
 /// What a connection speaks once accepted.
-pub(super) enum Accepted {
+pub(crate) enum Accepted {
     /// HTTP/1.1 (or h2c, found by the request loop) on this stream.
     Http1(Downstream),
     /// HTTP/2 negotiated by ALPN over TLS.
@@ -32,7 +32,7 @@ pub(super) enum Accepted {
 /// Turns an accepted socket into the connection's stream: as it is on a cleartext listener,
 /// after a handshake on a TLS one. `None`: the handshake failed (counted) and the connection is
 /// done.
-pub(super) async fn handshake<G: Gateway>(
+pub(crate) async fn handshake<G: Gateway>(
     tcp: TcpStream,
     listener: usize,
     w: &Worker<G>,

@@ -10,15 +10,18 @@
 //! upstream that answers before taking the whole request body and then drops the connection (an
 //! early 413 or 401) has its answer relayed, and the client connection closes behind it.
 
-use super::body_deadline::{BodyClock, Wait};
-use super::conn::{refuse, Conn, Plan};
-use super::io::ReadFail;
-use super::upstream::UpStream;
-use super::Worker;
 use crate::codec::{
     parse_response_head, BodyKind, ChunkedDecoder, ChunkedLimits, HopByHop, ResponseHead,
     MAX_HEADERS,
 };
+use crate::engine::io::body_deadline::{BodyClock, Wait};
+use crate::engine::io::ops::ReadFail;
+use crate::engine::request::{
+    answer::refuse,
+    state::{Conn, Plan},
+};
+use crate::engine::upstream::stream::UpStream;
+use crate::engine::worker::Worker;
 use crate::error::ProxyError;
 use crate::gateway::Gateway;
 use crate::hygiene::{push_header, write_response_head, write_switch_head, ClientFraming};
@@ -68,7 +71,7 @@ enum HeadFail {
 /// is in `c.wbuf`.
 pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'_>) -> Outcome {
     if let Some(max_streams) = p.upstream.h2_streams {
-        return super::h2up::exchange(c, w, p, max_streams).await;
+        return crate::engine::upstream::h2::exchange(c, w, p, max_streams).await;
     }
     let mut body = match inspect_body(c, p) {
         Ok(b) => b,
@@ -159,7 +162,7 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
                     }
                     Err(e) => {
                         drop(guard);
-                        super::observe::connect_failed(&mut c.tally, w, p, &e);
+                        crate::engine::request::observe::connect_failed(&mut c.tally, w, p, &e);
                         attempt_done(
                             &mut c.tally,
                             w,
@@ -356,13 +359,16 @@ async fn switch_protocols<G: Gateway>(
     to_up.reserve(cap.saturating_sub(to_up.len()));
     w.tunnels.set(w.tunnels.get() + 1);
     w.metrics.borrow_mut().tunnels.0 += 1;
-    let client = std::mem::replace(&mut c.stream, super::downstream::Downstream::Closed);
-    let timeouts = super::tunnel::TunnelTimeouts {
+    let client = std::mem::replace(
+        &mut c.stream,
+        crate::engine::io::downstream::Downstream::Closed,
+    );
+    let timeouts = crate::engine::tunnel::TunnelTimeouts {
         idle: w.settings.tunnel_idle,
         write: t,
         drain: w.settings.drain_timeout,
     };
-    let moved = super::tunnel::run(client, up, to_up, to_client, timeouts, &w.drain).await;
+    let moved = crate::engine::tunnel::run(client, up, to_up, to_client, timeouts, &w.drain).await;
     w.tunnels.set(w.tunnels.get().saturating_sub(1));
     w.metrics.borrow_mut().tunnels.1 += 1;
     c.tally.bytes_in += moved.to_upstream;
@@ -381,7 +387,7 @@ fn bit(i: usize) -> u64 {
 /// Records the end of one attempt at endpoint `i` (`latency` measured from `t0`) in the
 /// upstream's per-core state, and the outcome in the tally (the breaker judges the last one).
 fn attempt_done<G: Gateway>(
-    tally: &mut super::conn::Tally,
+    tally: &mut crate::engine::request::state::Tally,
     w: &Worker<G>,
     p: &Plan<'_>,
     i: usize,
@@ -498,7 +504,7 @@ impl<G: Gateway> Drop for ConnGuard<'_, G> {
 /// Reads more of the client's request body into `c.cbuf`: each read within `t` (no progress),
 /// the body as a whole within its `clock`. A stall, a missed deadline, an end or an error before
 /// the body is complete fails the exchange.
-pub(super) async fn read_client_more(
+pub(crate) async fn read_client_more(
     c: &mut Conn,
     clock: &mut BodyClock,
     t: std::time::Duration,
@@ -532,7 +538,7 @@ pub(super) async fn read_client_more(
 
 /// Counts into the upstream's metrics (when metrics are on).
 #[inline]
-pub(super) fn count<G: Gateway>(w: &Worker<G>, p: &Plan<'_>, f: impl FnOnce(&mut UpstreamStats)) {
+pub(crate) fn count<G: Gateway>(w: &Worker<G>, p: &Plan<'_>, f: impl FnOnce(&mut UpstreamStats)) {
     if w.settings.metrics {
         f(w.metrics.borrow_mut().upstream(p.upstream_metric));
     }
@@ -795,7 +801,7 @@ async fn read_response_head<G: Gateway>(
                     count(w, p, |u| u.responses[class_of(resp.status)] += 1);
                     c.tally.status = resp.status;
                     fill_response_extra(&mut c.extra, &c.trace, &c.tally, w, p);
-                    c.extra.extend_from_slice(&c.policy_headers);
+                    c.extra.extend_from_slice(&c.admit.policy_headers);
                     return client_response(&mut c.wbuf, &c.extra, w, p, &resp, force_close);
                 }
                 Ok(None) => {}
@@ -835,10 +841,10 @@ async fn read_response_head<G: Gateway>(
 
 /// Fills `c.extra` with the header lines the gateway adds to the response: the request id, and
 /// `Server-Timing` when the route asks for it.
-pub(super) fn fill_response_extra<G: Gateway>(
+pub(crate) fn fill_response_extra<G: Gateway>(
     extra: &mut Vec<u8>,
     trace: &crate::trace::RequestTrace,
-    tally: &super::conn::Tally,
+    tally: &crate::engine::request::state::Tally,
     w: &Worker<G>,
     p: &Plan<'_>,
 ) {
@@ -1067,7 +1073,7 @@ async fn relay_response<G: Gateway>(
 /// Answers a failure that happened before any response byte reached the client. When the
 /// request's body was fully consumed (`consumed_to` is where it ended) and the client keeps
 /// alive, the connection goes on after the error response; otherwise it closes.
-pub(super) async fn fail_before_response<G: Gateway>(
+pub(crate) async fn fail_before_response<G: Gateway>(
     c: &mut Conn,
     w: &Worker<G>,
     p: &Plan<'_>,

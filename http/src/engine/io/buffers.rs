@@ -86,7 +86,7 @@ impl BufPool {
     }
 }
 
-/// A connection's three buffers (see [`super::conn::Conn`]), taken together and given back
+/// A connection's three buffers (see [`crate::engine::request::state::Conn`]), taken together and given back
 /// together.
 pub(crate) fn hold(pool: &BufPool, bufs: [&mut Vec<u8>; 3]) {
     for b in bufs {

@@ -13,20 +13,22 @@
 //! their driver ends (GOAWAY, error) or when they had no stream for the pool's idle timeout. A
 //! pooled connection's slot count is per core: no lock.
 
-use super::body_deadline::BodyClock;
-use super::conn::{Conn, Plan};
-use super::exchange::{
+use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
+use crate::engine::h2::stream::{
+    allowed_trailers, connection_specific, send_within_window, trailer_map,
+};
+use crate::engine::io::body_deadline::BodyClock;
+use crate::engine::io::h2io::H2Io;
+use crate::engine::io::ops::connect;
+use crate::engine::request::state::{Conn, Plan};
+use crate::engine::upstream::exchange::{
     count, fail_before_response, fill_response_extra, read_client_more, Outcome,
 };
-use super::h2io::H2Io;
-use super::h2stream::{allowed_trailers, connection_specific, send_within_window, trailer_map};
-use super::io::connect;
-use super::Worker;
-use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
+use crate::engine::upstream::pool::ConnKey;
+use crate::engine::worker::Worker;
 use crate::error::ProxyError;
 use crate::gateway::{Gateway, UpstreamSet, UpstreamTls};
 use crate::hygiene::push_header;
-use crate::pool::ConnKey;
 use crate::tls::TlsConn;
 use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
@@ -166,7 +168,7 @@ async fn acquire<G: Gateway>(
 
 /// The byte stream of an HTTP/2 connection to `ep`: TCP, and TLS with ALPN `h2` when `tls` is
 /// given, within `timeout`.
-pub(super) async fn h2_transport(
+pub(crate) async fn h2_transport(
     ep: SocketAddr,
     tls: Option<&UpstreamTls>,
     timeout: Duration,
@@ -309,7 +311,7 @@ fn build_request(wbuf: &[u8], up: &UpstreamSet, grpc: bool) -> Result<http::Requ
 }
 
 /// Runs the planned request over HTTP/2 to the upstream.
-pub(super) async fn exchange<G: Gateway>(
+pub(crate) async fn exchange<G: Gateway>(
     c: &mut Conn,
     w: &Worker<G>,
     p: &Plan<'_>,
@@ -345,7 +347,7 @@ pub(super) async fn exchange<G: Gateway>(
     let (lease, reused) = match acquire(w, p.upstream, p.endpoint, max_streams, connect_t).await {
         Ok(l) => l,
         Err(e) => {
-            super::observe::connect_failed(&mut c.tally, w, p, &e);
+            crate::engine::request::observe::connect_failed(&mut c.tally, w, p, &e);
             c.tally.upstream_ok = Some(false);
             return fail_before_response(c, w, p, &ProxyError::Connect(e), None).await;
         }
@@ -548,7 +550,7 @@ async fn relay<G: Gateway>(
     count(w, p, |u| u.responses[crate::metrics::class_of(status)] += 1);
     c.tally.status = status;
     fill_response_extra(&mut c.extra, &c.trace, &c.tally, w, p);
-    c.extra.extend_from_slice(&c.policy_headers);
+    c.extra.extend_from_slice(&c.admit.policy_headers);
     // A response that ended with its headers (gRPC's trailers-only form: the status is in
     // them) goes on as one, with no body framing to turn into DATA frames downstream.
     let trailers_only = body.is_end_stream();

@@ -7,9 +7,9 @@
 //! flushes the access-log batch, sweeps the upstream pool, and turns the process-wide stop flag
 //! into the worker-local drain signal that wakes idle keep-alive connections.
 
-use super::conn::Conn;
-use super::Worker;
 use crate::accesslog::AccessEntry;
+use crate::engine::request::state::Conn;
+use crate::engine::worker::Worker;
 use crate::gateway::{Gateway, RouteSettings};
 use crate::metrics::{class_of, NO_ROUTE_ID};
 use crate::resilience::UpstreamRuntime;
@@ -70,7 +70,7 @@ pub(crate) fn finish<G: Gateway>(
             total_micros: total_us,
             upstream_micros: t.upstream_us,
             client_ip: c.peer.ip(),
-            identity: &c.auth.identity,
+            identity: &c.admit.auth.identity,
             reason: if t.auth_reason.is_empty() {
                 t.reason
             } else {
@@ -85,13 +85,13 @@ pub(crate) fn finish<G: Gateway>(
 /// Counts a failed connect to the upstream of `p`; a failed TLS handshake also by its reason,
 /// which goes to the access log when this was the request's last attempt.
 pub(crate) fn connect_failed<G: Gateway>(
-    tally: &mut super::conn::Tally,
+    tally: &mut crate::engine::request::state::Tally,
     w: &Worker<G>,
-    p: &super::conn::Plan<'_>,
+    p: &crate::engine::request::state::Plan<'_>,
     e: &std::io::Error,
 ) {
     let tls = crate::tls::UpstreamTlsFail::of_io(e);
-    super::exchange::count(w, p, |u| {
+    crate::engine::upstream::exchange::count(w, p, |u| {
         u.connect_failures += 1;
         if let Some(r) = tls {
             u.tls_failures[r.index()] += 1;

@@ -2,7 +2,7 @@
 //! upstream says so (`[upstreams.tls]`). Pooled and reused the same way either way; the exchange
 //! reads and writes through this one type.
 
-use super::io::{connect, read_append, write_range, ReadFail};
+use crate::engine::io::ops::{connect, read_append, write_range, ReadFail};
 use crate::gateway::UpstreamTls;
 use crate::tls::TlsConn;
 use monoio::net::TcpStream;
@@ -43,12 +43,12 @@ impl UpStream {
     /// connection still good to reuse).
     pub(crate) fn is_quiet(&mut self) -> bool {
         match self {
-            UpStream::Plain(s) => crate::pool::is_quiet(s),
+            UpStream::Plain(s) => crate::engine::upstream::pool::is_quiet(s),
             UpStream::Tls(t) => t.is_quiet(),
         }
     }
 
-    /// Reads into the spare capacity of `buf`; see [`super::io::read_append`].
+    /// Reads into the spare capacity of `buf`; see [`crate::engine::io::ops::read_append`].
     pub(crate) async fn read_append(
         &mut self,
         buf: Vec<u8>,

@@ -8,11 +8,11 @@
 //! connection idle for the keep-alive time, end it with a graceful GOAWAY: streams in flight
 //! finish, new ones are refused.
 
-use super::conn;
-use super::downstream::Downstream;
-use super::h2io::H2Io;
-use super::h2stream::H2Stream;
-use super::Worker;
+use crate::engine::h1::serve;
+use crate::engine::h2::stream::H2Stream;
+use crate::engine::io::downstream::Downstream;
+use crate::engine::io::h2io::H2Io;
+use crate::engine::worker::Worker;
 use crate::gateway::Gateway;
 use crate::tls::CertIdentity;
 use bytes::Bytes;
@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 /// Serves an HTTP/2 connection on `io` until it ends.
-pub(super) async fn serve<G: Gateway>(
+pub(crate) async fn serve<G: Gateway>(
     io: H2Io,
     peer: SocketAddr,
     w: Rc<Worker<G>>,
@@ -96,8 +96,10 @@ async fn serve_stream<G: Gateway>(
     match H2Stream::new(req, respond, proto, identity) {
         Ok(s) => {
             // A stream never switches protocols: the result is always `None`.
-            let _ = conn::serve(Downstream::H2(Box::new(s)), peer, listener, w).await;
+            let _ = serve::serve(Downstream::H2(Box::new(s)), peer, listener, w).await;
         }
-        Err((mut respond, status, code)) => super::h2stream::refuse(&mut respond, status, code),
+        Err((mut respond, status, code)) => {
+            crate::engine::h2::stream::refuse(&mut respond, status, code)
+        }
     }
 }

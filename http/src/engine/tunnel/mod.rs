@@ -12,19 +12,21 @@
 //!
 //! A drain leaves tunnels open until shortly before its deadline; then each direction puts a
 //! close frame with status 1001 (going away) into its stream at the next frame boundary (see
-//! [`super::wsframe`]) and stops relaying data, the peers get a moment to answer and close, and
+//! [`crate::engine::tunnel::wsframe`]) and stops relaying data, the peers get a moment to answer and close, and
 //! the tunnel ends before the process does.
 
-use super::downstream::Downstream;
-use super::drain::DrainSignal;
-use super::io::{read_cancelable, write_range, ReadFail};
-use super::upstream::UpStream;
-use super::wsframe::{going_away, mask_key, FrameTracker};
+pub(crate) mod wsframe;
+
+use crate::engine::drain::DrainSignal;
+use crate::engine::io::downstream::Downstream;
+use crate::engine::io::ops::{read_cancelable, write_range, ReadFail};
+use crate::engine::upstream::stream::UpStream;
 use crate::tls::stream::{TlsReadHalf, TlsWriteHalf};
 use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use std::cell::Cell;
 use std::time::{Duration, Instant};
+use wsframe::{going_away, mask_key, FrameTracker};
 
 /// How long the remaining direction may go on once the other ended.
 const HALF_CLOSED_GRACE: Duration = Duration::from_secs(5);
@@ -142,7 +144,7 @@ impl Wr {
             Wr::Tls(w) => w.write_range(buf, 0, end, t).await,
             Wr::H2(w) => {
                 let data = bytes::Bytes::copy_from_slice(&buf);
-                let res = super::h2stream::send_within_window(w, data, false, t).await;
+                let res = crate::engine::h2::stream::send_within_window(w, data, false, t).await;
                 (res, buf)
             }
         }

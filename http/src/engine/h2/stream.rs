@@ -9,8 +9,8 @@
 //!
 //! The price is one render and one re-parse of each head, measured in perf-reports/0006.
 
-use super::io::ReadFail;
 use crate::codec::{prohibited_in_trailers, ChunkedDecoder, ChunkedLimits};
+use crate::engine::io::ops::ReadFail;
 use crate::tls::CertIdentity;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -567,7 +567,7 @@ impl H2Stream {
 /// The trailer fields a chunked body ended with, as an HTTP/2 header map (names lower-cased;
 /// prohibited and malformed fields left out: none of the first may be sent in a trailer section,
 /// RFC 9110 §6.5.1, and they include everything HTTP/2 calls connection-specific).
-pub(super) fn trailer_map(dec: &ChunkedDecoder) -> HeaderMap {
+pub(crate) fn trailer_map(dec: &ChunkedDecoder) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (k, v) in dec.trailer_fields() {
         let (Ok(k), Ok(v)) = (
@@ -586,7 +586,7 @@ pub(super) fn trailer_map(dec: &ChunkedDecoder) -> HeaderMap {
 
 /// `map` without the fields no trailer section may carry (trailers relayed between HTTP/2
 /// streams, or from HTTP/2 into a chunked trailer section).
-pub(super) fn allowed_trailers(mut map: HeaderMap) -> HeaderMap {
+pub(crate) fn allowed_trailers(mut map: HeaderMap) -> HeaderMap {
     let drop: Vec<HeaderName> = map
         .keys()
         .filter(|k| prohibited_in_trailers(k.as_str().as_bytes()))
@@ -599,7 +599,7 @@ pub(super) fn allowed_trailers(mut map: HeaderMap) -> HeaderMap {
 }
 
 /// Fields of an HTTP/1.1 head that have no place in HTTP/2.
-pub(super) fn connection_specific(name: &str) -> bool {
+pub(crate) fn connection_specific(name: &str) -> bool {
     [
         "connection",
         "keep-alive",
@@ -615,7 +615,7 @@ pub(super) fn connection_specific(name: &str) -> bool {
 
 /// Sends `data` on an HTTP/2 stream as the peer's flow-control window allows: never more is
 /// buffered than the window and the send buffer; each wait for window is bounded by `t`.
-pub(super) async fn send_within_window(
+pub(crate) async fn send_within_window(
     stream: &mut SendStream<Bytes>,
     mut data: Bytes,
     end: bool,
@@ -667,7 +667,7 @@ fn websocket_accept(key: &str) -> String {
 }
 
 /// Answers a stream the gateway refuses itself: the status and a JSON error body.
-pub(super) fn refuse(respond: &mut SendResponse<Bytes>, status: u16, code: &str) {
+pub(crate) fn refuse(respond: &mut SendResponse<Bytes>, status: u16, code: &str) {
     let body = format!("{{\"error\":\"{code}\"}}\n");
     let mut resp = Response::new(());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -3,9 +3,9 @@
 //! The request loop and the exchange read and write through this one type, so HTTP/1.1 runs
 //! the same code over TLS; the match per call is all plain connections pay for it.
 
-use super::drain::DrainSignal;
-use super::h2stream::H2Stream;
-use super::io::{read_append, write_range, ReadFail};
+use crate::engine::drain::DrainSignal;
+use crate::engine::h2::stream::H2Stream;
+use crate::engine::io::ops::{read_append, write_range, ReadFail};
 use crate::tls::{CertIdentity, TlsConn};
 use monoio::net::TcpStream;
 use std::time::Duration;
@@ -52,7 +52,7 @@ impl Downstream {
         }
     }
 
-    /// Reads into the spare capacity of `buf`; see [`super::io::read_append`].
+    /// Reads into the spare capacity of `buf`; see [`crate::engine::io::ops::read_append`].
     pub(crate) async fn read_append(
         &mut self,
         buf: Vec<u8>,
@@ -95,8 +95,8 @@ impl Downstream {
     /// Makes the coming close send a reset (a cut response must not look complete).
     pub(crate) fn reset_on_close(&mut self) {
         match self {
-            Downstream::Plain(s) => super::io::reset_on_close(s),
-            Downstream::Tls(t) => super::io::reset_on_close(t.tcp()),
+            Downstream::Plain(s) => crate::engine::io::ops::reset_on_close(s),
+            Downstream::Tls(t) => crate::engine::io::ops::reset_on_close(t.tcp()),
             Downstream::H2(s) => s.abort(),
             Downstream::Closed => {}
         }
