@@ -4,12 +4,12 @@
 use super::drain::DrainSignal;
 use super::h1::serve::serve;
 use super::h2::conn as h2conn;
+use super::housekeeping;
 use super::io::buffers::{self, BufPool};
 use super::io::h2io::H2Io;
 use super::io::handshake::{self, Accepted};
-use super::request::observe;
 use super::settings::{EngineServices, EngineSettings};
-use super::upstream::h2::H2Clients;
+use super::upstream::h2pool::H2Clients;
 use super::upstream::pool::Pool;
 use super::worker::Worker;
 use crate::gateway::Gateway;
@@ -65,8 +65,8 @@ pub async fn run_worker<G: Gateway>(
             Err(e) => eprintln!("ringgate: worker {}: cannot use listener: {e}", ctx.index),
         }
     }
-    let ticker = monoio::spawn(observe::tick(worker.clone()));
-    let limits_ticker = monoio::spawn(observe::limits_tick(worker.clone()));
+    let ticker = monoio::spawn(housekeeping::tick(worker.clone()));
+    let limits_ticker = monoio::spawn(housekeeping::limits_tick(worker.clone()));
     for a in accepts {
         a.await;
     }

@@ -1,21 +1,28 @@
 //! One worker's state, shared by its connection tasks through an `Rc`: its settings, its view of
 //! the snapshot, its upstream pools, its per-core policy state, its metrics and log writer.
+//!
+//! Per-upstream and per-route resilience state is kept across config reloads: it is indexed by
+//! the stable metric id of the upstream or route (names keep their id for the life of the
+//! process), and rebuilt only when the snapshot's fingerprint for it changes (endpoints, weights,
+//! policies): a reload that leaves an upstream alone leaves its balancer, ejections, breaker and
+//! bulkhead counts alone too.
 
 use super::drain::DrainSignal;
 use super::io::buffers::BufPool;
 use super::settings::EngineSettings;
-use super::slots::{RouteSlot, UpstreamSlot};
-use super::upstream::h2::H2Clients;
+use super::upstream::h2pool::H2Clients;
 use super::upstream::pool::Pool;
 use crate::accesslog::AccessLogWriter;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, RouteSettings, UpstreamSet};
 use crate::metrics::{MetricsHub, WorkerMetrics};
+use crate::resilience::{Admission, UpstreamRuntime};
 use crate::trace::IdGen;
 use ringgate_core::shutdown::{Shutdown, WorkerGauges};
 use ringgate_core::snapshot::SnapshotView;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// One worker's state, shared by its connection tasks.
 pub(crate) struct Worker<G: Gateway> {
@@ -40,4 +47,146 @@ pub(crate) struct Worker<G: Gateway> {
     pub(crate) h2up: RefCell<H2Clients>,
     /// Client connections' buffers.
     pub(crate) bufs: Rc<BufPool>,
+}
+
+/// One upstream's state on this core.
+pub(crate) struct UpstreamSlot<U> {
+    pub(crate) fingerprint: u64,
+    pub(crate) rt: U,
+    /// Requests in flight to the upstream (bulkhead).
+    pub(crate) inflight: u32,
+    /// Connections to the upstream in use (checked out or connecting).
+    pub(crate) conns: u32,
+}
+
+/// One route's state on this core.
+pub(crate) struct RouteSlot<R> {
+    pub(crate) fingerprint: u64,
+    pub(crate) rt: R,
+}
+
+impl<G: Gateway> Worker<G> {
+    /// Runs `f` on the state of `up`, creating or rebuilding it from `snap` as needed.
+    pub(crate) fn with_upstream<T>(
+        &self,
+        snap: &G,
+        up: &UpstreamSet,
+        f: impl FnOnce(&mut UpstreamSlot<G::Upstream>) -> T,
+    ) -> T {
+        let mut slots = self.upstreams.borrow_mut();
+        let i = up.metric as usize;
+        if slots.len() <= i {
+            slots.resize_with(i + 1, || None);
+        }
+        let fresh = !matches!(&slots[i], Some(s) if s.fingerprint == up.fingerprint);
+        if fresh {
+            let seed = self.ids.borrow_mut().next_u64();
+            // Requests in flight keep counting against the bulkhead across a rebuild.
+            let (inflight, conns) = slots[i].as_ref().map_or((0, 0), |s| (s.inflight, s.conns));
+            slots[i] = Some(UpstreamSlot {
+                fingerprint: up.fingerprint,
+                rt: snap.upstream_runtime(up, seed),
+                inflight,
+                conns,
+            });
+        }
+        match slots[i].as_mut() {
+            Some(s) => f(s),
+            // Filled just above.
+            None => unreachable_slot(),
+        }
+    }
+
+    /// Runs `f` on the state of `up` if it exists with the same fingerprint (the end of a request
+    /// that began before a reload rebuilt it is not recorded into the new state).
+    pub(crate) fn with_upstream_if_current<T>(
+        &self,
+        up: &UpstreamSet,
+        f: impl FnOnce(&mut UpstreamSlot<G::Upstream>) -> T,
+    ) -> Option<T> {
+        let mut slots = self.upstreams.borrow_mut();
+        match slots.get_mut(up.metric as usize) {
+            Some(Some(s)) if s.fingerprint == up.fingerprint => Some(f(s)),
+            _ => None,
+        }
+    }
+
+    /// Adjusts the bulkhead counts of `up` whatever its fingerprint (they survive rebuilds).
+    pub(crate) fn with_upstream_counts(
+        &self,
+        up: &UpstreamSet,
+        f: impl FnOnce(&mut u32, &mut u32),
+    ) {
+        let mut slots = self.upstreams.borrow_mut();
+        if let Some(Some(s)) = slots.get_mut(up.metric as usize) {
+            f(&mut s.inflight, &mut s.conns);
+        }
+    }
+
+    /// A request admitted to `up` ended: it leaves the bulkhead, and the breaker learns how the
+    /// upstream did (`upstream_ok`). The breaker judges the upstream, not the client: a request
+    /// that never reached it (client gone, refused before sending) is not recorded, except that
+    /// a half-open probe which never probed counts as failed (the breaker re-opens rather than
+    /// stay stuck). One borrow of the slots, on the request path.
+    pub(crate) fn end_request(&self, up: &UpstreamSet, a: Admission, upstream_ok: Option<bool>) {
+        let mut slots = self.upstreams.borrow_mut();
+        let Some(Some(s)) = slots.get_mut(up.metric as usize) else {
+            return;
+        };
+        s.inflight = s.inflight.saturating_sub(1);
+        if s.fingerprint != up.fingerprint {
+            return;
+        }
+        let ok = match upstream_ok {
+            Some(ok) => ok,
+            None if a.probe => false,
+            None => return,
+        };
+        s.rt.release(a, ok, Instant::now());
+    }
+
+    /// Runs `f` on the state of `route`, creating or rebuilding it from `snap` as needed.
+    pub(crate) fn with_route<T>(
+        &self,
+        snap: &G,
+        route: &RouteSettings,
+        f: impl FnOnce(&mut G::Route) -> T,
+    ) -> T {
+        let fingerprint = route.fingerprint;
+        let mut slots = self.routes.borrow_mut();
+        let i = route.metric as usize;
+        if slots.len() <= i {
+            slots.resize_with(i + 1, || None);
+        }
+        if !matches!(&slots[i], Some(s) if s.fingerprint == fingerprint) {
+            let seed = self.ids.borrow_mut().next_u64();
+            slots[i] = Some(RouteSlot {
+                fingerprint,
+                rt: snap.route_runtime(route, seed),
+            });
+        }
+        match slots[i].as_mut() {
+            Some(s) => f(&mut s.rt),
+            None => unreachable_slot(),
+        }
+    }
+
+    /// Runs `f` on the state of `route` if it exists.
+    pub(crate) fn with_route_if_present<T>(
+        &self,
+        route: &RouteSettings,
+        f: impl FnOnce(&mut G::Route) -> T,
+    ) -> Option<T> {
+        let mut slots = self.routes.borrow_mut();
+        match slots.get_mut(route.metric as usize) {
+            Some(Some(s)) => Some(f(&mut s.rt)),
+            _ => None,
+        }
+    }
+}
+
+#[cold]
+fn unreachable_slot() -> ! {
+    // Both callers fill the slot right before reading it.
+    unreachable!("slot filled just before use")
 }

@@ -267,10 +267,10 @@ impl TlsConn {
     }
 
     /// True when nothing waits to be read and the peer has not closed, checked without reading
-    /// (a pooled upstream connection: see [`crate::pool::is_quiet`]). Ciphertext already read and
+    /// (a pooled upstream connection: see [`crate::engine::io::peek::is_quiet`]). Ciphertext already read and
     /// not yet decrypted counts as waiting.
     pub fn is_quiet(&mut self) -> bool {
-        !self.has_plaintext() && crate::pool::is_quiet(&self.tcp)
+        !self.has_plaintext() && crate::engine::io::peek::is_quiet(&self.tcp)
     }
 
     /// The handshake resumed an earlier session (a ticket).

@@ -6,7 +6,7 @@
 //! fresh connection per probe, like the HTTP/1.1 probes: a probe checks that an endpoint can be
 //! reached now, not that an old connection still works.
 
-use crate::engine::upstream::h2::h2_transport;
+use crate::engine::upstream::h2connect::h2_transport;
 use crate::gateway::UpstreamTls;
 use bytes::Bytes;
 use std::io;

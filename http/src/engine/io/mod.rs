@@ -7,3 +7,4 @@ pub(crate) mod downstream;
 pub(crate) mod h2io;
 pub(crate) mod handshake;
 pub mod ops;
+pub mod peek;

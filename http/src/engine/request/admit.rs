@@ -12,7 +12,8 @@
 //! [`AdmitPlan::compile`]: crate::gateway::AdmitPlan::compile
 
 use super::state::{AdmitState, Tally};
-use super::{wait::OffCore, Refuser, Stop};
+use super::stop::{Refuser, Stop};
+use super::wait::OffCore;
 use crate::authn::{AuthOutput, AuthVerdict, LimitStage, LimitVerdict};
 use crate::engine::worker::Worker;
 use crate::error::Refusal;

@@ -4,7 +4,7 @@
 //! picks the endpoint. A breaker that is open answers with the route's fallback when it has one.
 
 use super::route::Routed;
-use super::{Refuser, Stop};
+use super::stop::{Refuser, Stop};
 use crate::codec::{BodyKind, RequestHead};
 use crate::engine::worker::Worker;
 use crate::error::Refusal;

@@ -3,7 +3,7 @@
 //! whether it is a gRPC call and its `grpc-timeout`).
 
 use super::state::{Record, Tally};
-use super::Stop;
+use super::stop::Stop;
 use crate::codec::{parse_request_head, RequestHead};
 use crate::engine::worker::Worker;
 use crate::error::Refusal;

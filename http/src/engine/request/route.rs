@@ -3,7 +3,7 @@
 //! matched on the normalized path without `;parameters`, the upstream path rewritten, and the
 //! hop-by-hop header names collected.
 
-use super::{Refuser, Stop};
+use super::stop::{Refuser, Stop};
 use crate::codec::{normalize_path, strip_parameters, HopByHop, RequestHead};
 use crate::error::Refusal;
 use crate::gateway::{

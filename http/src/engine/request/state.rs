@@ -241,3 +241,10 @@ impl Conn {
         }
     }
 }
+
+/// Whether the client connection goes on after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    KeepAlive,
+    Close,
+}

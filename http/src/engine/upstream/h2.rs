@@ -9,274 +9,28 @@
 //! its trailers (gRPC's `grpc-status`) as the chunked trailer section, which an HTTP/2 client
 //! receives again as trailers. A `grpc-timeout` from the client bounds the whole call.
 //!
-//! Connections are opened on demand, driven by one task each, and dropped from the pool when
-//! their driver ends (GOAWAY, error) or when they had no stream for the pool's idle timeout. A
-//! pooled connection's slot count is per core: no lock.
+//! Connections (`h2pool.rs`, opened by `h2connect.rs`) are opened on demand, driven by one task
+//! each, and dropped from the pool when their driver ends (GOAWAY, error) or when they had no
+//! stream for the pool's idle timeout.
 
 use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
 use crate::engine::h2::stream::{
     allowed_trailers, connection_specific, send_within_window, trailer_map,
 };
 use crate::engine::io::body_deadline::BodyClock;
-use crate::engine::io::h2io::H2Io;
-use crate::engine::io::ops::connect;
-use crate::engine::request::state::{Conn, Plan};
-use crate::engine::upstream::exchange::{
-    count, fail_before_response, fill_response_extra, read_client_more, Outcome,
-};
-use crate::engine::upstream::pool::ConnKey;
+use crate::engine::request::state::{Conn, Outcome, Plan};
+use crate::engine::upstream::attempt::count;
+use crate::engine::upstream::fail::fail_before_response;
+use crate::engine::upstream::h2connect::acquire;
+use crate::engine::upstream::request_body::read_client_more;
+use crate::engine::upstream::response::fill_response_extra;
 use crate::engine::worker::Worker;
 use crate::error::ProxyError;
-use crate::gateway::{Gateway, UpstreamSet, UpstreamTls};
+use crate::gateway::{Gateway, UpstreamSet};
 use crate::hygiene::push_header;
-use crate::tls::TlsConn;
 use bytes::{Bytes, BytesMut};
-use h2::client::SendRequest;
-use monoio::io::IntoPollIo;
-use std::cell::Cell;
-use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-/// One core's HTTP/2 connections to upstream endpoints.
-#[derive(Default)]
-pub(crate) struct H2Clients {
-    conns: HashMap<ConnKey, Vec<H2Client>>,
-    /// Connections being opened: requests that arrive meanwhile wait for one of these (up to its
-    /// stream cap) instead of each opening its own.
-    opening: HashMap<ConnKey, Vec<Rc<Opening>>>,
-}
-
-/// A connection being opened.
-struct Opening {
-    /// Streams promised to it (its opener's and the waiters').
-    promised: Cell<u32>,
-    /// Set when it is up (`true`) or failed (`false`).
-    outcome: Cell<Option<bool>>,
-}
-
-struct H2Client {
-    send: SendRequest<Bytes>,
-    /// Streams open on it now.
-    active: Rc<Cell<u32>>,
-    /// When its last stream ended (or it opened).
-    idle_since: Rc<Cell<Instant>>,
-    /// Its driver ended: it takes no new stream.
-    dead: Rc<Cell<bool>>,
-}
-
-/// A stream slot on a connection, released on drop.
-struct Lease {
-    send: SendRequest<Bytes>,
-    active: Rc<Cell<u32>>,
-    idle_since: Rc<Cell<Instant>>,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let left = self.active.get().saturating_sub(1);
-        self.active.set(left);
-        if left == 0 {
-            self.idle_since.set(Instant::now());
-        }
-    }
-}
-
-impl H2Clients {
-    /// A slot on a live connection for `key` with fewer than `max` streams open.
-    fn pick(&mut self, key: ConnKey, max: u32) -> Option<Lease> {
-        let list = self.conns.get_mut(&key)?;
-        list.retain(|c| !c.dead.get());
-        let c = list.iter().find(|c| c.active.get() < max)?;
-        c.active.set(c.active.get() + 1);
-        Some(Lease {
-            send: c.send.clone(),
-            active: c.active.clone(),
-            idle_since: c.idle_since.clone(),
-        })
-    }
-
-    /// Lets go of connections without a stream for `idle` (their driver then ends the
-    /// connection once the last handle is gone), and of dead ones.
-    pub(crate) fn sweep(&mut self, idle: Duration) {
-        let now = Instant::now();
-        for list in self.conns.values_mut() {
-            list.retain(|c| {
-                !c.dead.get()
-                    && (c.active.get() > 0 || now.duration_since(c.idle_since.get()) < idle)
-            });
-        }
-        self.conns.retain(|_, l| !l.is_empty());
-    }
-}
-
-/// A slot to `ep`: on a pooled connection, or a new one (within `timeout`).
-async fn acquire<G: Gateway>(
-    w: &Worker<G>,
-    up: &UpstreamSet,
-    ep: SocketAddr,
-    max: u32,
-    timeout: Duration,
-) -> io::Result<(Lease, bool)> {
-    let key = up.conn_key(ep);
-    if let Some(l) = w.h2up.borrow_mut().pick(key, max) {
-        return Ok((l, true));
-    }
-    let start = Instant::now();
-    let joined = w.h2up.borrow().opening.get(&key).and_then(|list| {
-        list.iter()
-            .find(|o| o.promised.get() < max && o.outcome.get().is_none())
-            .cloned()
-    });
-    if let Some(o) = joined {
-        o.promised.set(o.promised.get() + 1);
-        // The opener's task sets the outcome; other tasks cannot wake this one (no waker is
-        // shared), so it looks again every millisecond, a handshake's time at most.
-        while o.outcome.get().is_none() && start.elapsed() < timeout {
-            monoio::time::sleep(Duration::from_millis(1)).await;
-        }
-        o.promised.set(o.promised.get().saturating_sub(1));
-        if let Some(l) = w.h2up.borrow_mut().pick(key, max) {
-            return Ok((l, true));
-        }
-    }
-    let opening = Rc::new(Opening {
-        promised: Cell::new(1),
-        outcome: Cell::new(None),
-    });
-    w.h2up
-        .borrow_mut()
-        .opening
-        .entry(key)
-        .or_default()
-        .push(opening.clone());
-    let opened = open(w, up, ep, timeout.saturating_sub(start.elapsed())).await;
-    opening.outcome.set(Some(opened.is_ok()));
-    {
-        let mut clients = w.h2up.borrow_mut();
-        if let Some(list) = clients.opening.get_mut(&key) {
-            list.retain(|o| !Rc::ptr_eq(o, &opening));
-            if list.is_empty() {
-                clients.opening.remove(&key);
-            }
-        }
-    }
-    opened.map(|l| (l, false))
-}
-
-/// The byte stream of an HTTP/2 connection to `ep`: TCP, and TLS with ALPN `h2` when `tls` is
-/// given, within `timeout`.
-pub(crate) async fn h2_transport(
-    ep: SocketAddr,
-    tls: Option<&UpstreamTls>,
-    timeout: Duration,
-) -> io::Result<H2Io> {
-    let start = Instant::now();
-    let tcp = connect(ep, timeout).await?;
-    Ok(match tls {
-        None => {
-            let poll = tcp.into_poll_io()?;
-            H2Io::plain(poll, Vec::new())
-        }
-        Some(t) => {
-            let left = timeout.saturating_sub(start.elapsed());
-            let conn = TlsConn::connect(tcp, t.config.clone(), t.server_name.clone(), left).await?;
-            if conn.alpn() != Some(b"h2") {
-                return Err(io::Error::other("the upstream did not agree to h2 (ALPN)"));
-            }
-            let (tcp, session, pending) = conn.into_parts();
-            H2Io::tls(tcp.into_poll_io()?, session, &pending)
-        }
-    })
-}
-
-/// Opens a connection to `ep` and takes its first stream slot.
-async fn open<G: Gateway>(
-    w: &Worker<G>,
-    up: &UpstreamSet,
-    ep: SocketAddr,
-    timeout: Duration,
-) -> io::Result<Lease> {
-    let start = Instant::now();
-    let io = h2_transport(ep, up.tls.as_ref(), timeout).await?;
-    let s = &w.settings.http2;
-    let mut b = h2::client::Builder::new();
-    b.initial_window_size(s.stream_window_bytes)
-        .initial_connection_window_size(s.connection_window_bytes)
-        .max_frame_size(s.max_frame_bytes)
-        .max_send_buffer_size(s.max_send_buffer_bytes as usize);
-    let left = timeout.saturating_sub(start.elapsed());
-    let (send, mut driver) = match monoio::time::timeout(left, b.handshake::<_, Bytes>(io)).await {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => return Err(io::Error::other(e)),
-        Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-    };
-    let dead = Rc::new(Cell::new(false));
-    let dead2 = dead.clone();
-    let pings = w
-        .settings
-        .h2_ping
-        .and_then(|every| driver.ping_pong().map(|pp| (pp, every)));
-    monoio::spawn(async move {
-        match pings {
-            None => {
-                let _ = driver.await;
-            }
-            Some((pp, (interval, timeout))) => {
-                drive_with_pings(driver, pp, interval, timeout).await
-            }
-        }
-        dead2.set(true);
-    });
-    let active = Rc::new(Cell::new(1));
-    let idle_since = Rc::new(Cell::new(Instant::now()));
-    w.h2up
-        .borrow_mut()
-        .conns
-        .entry(up.conn_key(ep))
-        .or_default()
-        .push(H2Client {
-            send: send.clone(),
-            active: active.clone(),
-            idle_since: idle_since.clone(),
-            dead,
-        });
-    Ok(Lease {
-        send,
-        active,
-        idle_since,
-    })
-}
-
-/// Drives a connection and PINGs it every `interval`: a PING without PONG within `timeout`
-/// ends it (the driver is dropped, which closes the socket), so the pool stops offering a
-/// connection whose peer vanished without a FIN, and its streams fail now rather than at their
-/// own timeouts.
-async fn drive_with_pings(
-    driver: h2::client::Connection<H2Io, Bytes>,
-    mut pp: h2::PingPong,
-    interval: Duration,
-    timeout: Duration,
-) {
-    let mut driver = std::pin::pin!(driver);
-    loop {
-        monoio::select! {
-            _ = &mut driver => return,
-            _ = monoio::time::sleep(interval) => {}
-        }
-        let pong = monoio::time::timeout(timeout, pp.ping(h2::Ping::opaque()));
-        monoio::select! {
-            _ = &mut driver => return,
-            r = pong => {
-                if !matches!(r, Ok(Ok(_))) {
-                    return;
-                }
-            }
-        }
-    }
-}
 
 /// The upstream request, from the HTTP/1.1 head the loop wrote into `wbuf`.
 fn build_request(wbuf: &[u8], up: &UpstreamSet, grpc: bool) -> Result<http::Request<()>, String> {
@@ -347,7 +101,7 @@ pub(crate) async fn exchange<G: Gateway>(
     let (lease, reused) = match acquire(w, p.upstream, p.endpoint, max_streams, connect_t).await {
         Ok(l) => l,
         Err(e) => {
-            crate::engine::request::observe::connect_failed(&mut c.tally, w, p, &e);
+            crate::engine::upstream::attempt::connect_failed(&mut c.tally, w, p, &e);
             c.tally.upstream_ok = Some(false);
             return fail_before_response(c, w, p, &ProxyError::Connect(e), None).await;
         }

@@ -20,11 +20,11 @@
 //! reaching one address with different TLS names (virtual hosts behind one balancer), or a reload
 //! that changed an upstream's CA, never get each other's connections.
 
-use crate::engine::upstream::UpStream;
+pub use crate::engine::io::peek::is_quiet;
+use crate::engine::upstream::stream::UpStream;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// A small, fast, non-cryptographic hasher for socket addresses (the keys are ours, not the
@@ -73,25 +73,6 @@ pub struct ConnKey {
 struct Idle {
     stream: UpStream,
     since: Instant,
-}
-
-/// True when `sock` has nothing to read and is not closed: the state of a healthy idle
-/// keep-alive connection.
-#[allow(unsafe_code)]
-pub fn is_quiet(sock: &impl AsRawFd) -> bool {
-    let mut byte = [0u8; 1];
-    // SAFETY: `sock` owns an open socket for the duration of this call (it is borrowed), `byte`
-    // is a valid writable buffer of the length passed, and MSG_DONTWAIT makes the call return at
-    // once whatever the socket's blocking mode; MSG_PEEK leaves any data in the socket.
-    let n = unsafe {
-        libc::recv(
-            sock.as_raw_fd(),
-            byte.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
 }
 
 /// Pool counters of one core.
@@ -208,42 +189,5 @@ impl Pool {
     /// The counters.
     pub fn stats(&self) -> PoolStats {
         self.stats
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_quiet;
-    use std::io::Write;
-    use std::net::{TcpListener, TcpStream};
-
-    fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let c = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-        let (s, _) = l.accept().expect("accept");
-        (c, s)
-    }
-
-    #[test]
-    fn an_idle_connection_is_quiet() {
-        let (c, _s) = pair();
-        assert!(is_quiet(&c));
-    }
-
-    #[test]
-    fn stray_bytes_make_a_connection_unusable_and_stay_unread() {
-        let (c, mut s) = pair();
-        s.write_all(b"evil").expect("write");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(!is_quiet(&c));
-        assert!(!is_quiet(&c), "peeking consumed nothing");
-    }
-
-    #[test]
-    fn a_closed_peer_makes_a_connection_unusable() {
-        let (c, s) = pair();
-        drop(s);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(!is_quiet(&c));
     }
 }

@@ -43,7 +43,7 @@ impl UpStream {
     /// connection still good to reuse).
     pub(crate) fn is_quiet(&mut self) -> bool {
         match self {
-            UpStream::Plain(s) => crate::engine::upstream::pool::is_quiet(s),
+            UpStream::Plain(s) => crate::engine::io::peek::is_quiet(s),
             UpStream::Tls(t) => t.is_quiet(),
         }
     }
