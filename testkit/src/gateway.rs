@@ -128,10 +128,16 @@ impl ChildGateway {
             .expect("spawn ringgate");
         let out = child.stdout.take().expect("piped stdout");
         let mut stdout = std::io::BufReader::new(out).lines();
-        let start_line = stdout
-            .next()
-            .and_then(Result::ok)
-            .unwrap_or_else(|| panic!("no start line from {bin} {args:?}"));
+        let start_line = stdout.next().and_then(Result::ok).unwrap_or_else(|| {
+            // The process ended before its start line: what it said on stderr is why.
+            let mut why = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                use std::io::Read;
+                let _ = err.read_to_string(&mut why);
+            }
+            let _ = child.wait();
+            panic!("no start line from {bin} {args:?}; stderr: {why}")
+        });
         let addr = start_line
             .split("listen=[")
             .nth(1)
