@@ -258,6 +258,7 @@ impl Snapshot {
         let (limits, chains) = crate::ratelimit::config::compile(
             raw.rate_limit.as_ref(),
             &raw.rate_limits,
+            |i| i,
             &route_limits,
             &mut errs,
         );
