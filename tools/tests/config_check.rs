@@ -156,3 +156,27 @@ fn a_reload_refuses_the_config_with_the_same_list() {
     assert_eq!(control.state().version, "good");
     gw.stop();
 }
+
+#[test]
+fn what_only_compiling_finds_is_listed_with_the_rest() {
+    // An unknown upstream (validation), a bad path template and a TLS listener without
+    // certificates (found while compiling): all three at once, none twice.
+    let file = TempFile::new(
+        "compile-problems.toml",
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\ntls = { certificates = [] }\n\
+         [[upstreams]]\nname = \"u\"\nendpoints = [\"127.0.0.1:2\"]\n\
+         [[routes]]\nid = \"a\"\npath = { prefix = \"/\" }\nupstream = \"payments\"\n\
+         [[routes]]\nid = \"b\"\npath = { template = \"/x/{\" }\nupstream = \"u\"\n",
+    );
+    let out = check(file.arg());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("invalid config (3 problems):"), "{stderr}");
+    for want in [
+        "routes[0].upstream: no such upstream \"payments\"",
+        "listeners[0].tls.certificates: at least one certificate is needed",
+        "routes[1]: route #1 `b`: path `/x/{`",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+}
