@@ -5,9 +5,9 @@
 //! the engine's [`Gateway`] trait: route lookup in the compiled [`RouteTable`], path rewrite, and
 //! the route's settings and upstream, all read-only.
 
-use crate::config::{parse_lb, HashOnConfig};
 use crate::config::{
-    resolve, AccessLogConfig, AdminConfig, ConfigError, ObservabilityConfig, RawConfig, RouteConfig,
+    AccessLogConfig, AdminConfig, ConfigError, HashOnConfig, ObservabilityConfig, RawConfig,
+    RouteConfig,
 };
 use crate::ratelimit::config::Backend;
 use crate::ratelimit::service::LimitService;
@@ -15,13 +15,12 @@ use ringgate_http::authn::{AuthOutput, LimitStage, LimitVerdict};
 use ringgate_http::codec::RequestHead;
 use ringgate_http::error::Refusal;
 use ringgate_http::gateway::{
-    AdmitPlan, Gateway, HostRewrite, RequestPaths, RouteSettings, Routed, UpstreamSet,
+    AdmitPlan, Gateway, RequestPaths, RouteSettings, Routed, UpstreamSet,
 };
 use ringgate_http::metrics::Registry;
 use ringgate_http::resilience::{Fallback, HashOn, RetrySettings, RouteSplit};
 use ringgate_policies::balance::{
-    BreakerConfig, LbKind, OutlierConfig, RetryBudgetConfig, RoutePolicy, RouteState,
-    UpstreamPolicy, UpstreamState,
+    LbKind, RetryBudgetConfig, RoutePolicy, RouteState, UpstreamPolicy, UpstreamState,
 };
 use ringgate_policies::ratelimit::local::{Caller, CoreLimiter, Decision};
 use ringgate_policies::ratelimit::spec::{LimitSet, Stage};
@@ -33,6 +32,8 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+
+mod upstream;
 
 /// What a matched route does.
 #[derive(Debug)]
@@ -124,119 +125,19 @@ impl Snapshot {
 
     /// Validates and compiles `raw`. Every problem is reported, each with its path.
     pub fn build(raw: &RawConfig, text_hash: u64) -> Result<Self, ConfigError> {
-        raw.validate()?;
+        if let Err(e) = raw.validate() {
+            let ConfigError::Invalid(mut errs) = e else {
+                return Err(e);
+            };
+            errs.extend(compile_problems(raw));
+            return Err(ConfigError::Invalid(errs));
+        }
         let mut errs = Vec::new();
         let mut upstreams = Vec::with_capacity(raw.upstreams.len());
         let mut upstream_policies = Vec::with_capacity(raw.upstreams.len());
         for (i, u) in raw.upstreams.iter().enumerate() {
-            let mut endpoints = Vec::with_capacity(u.endpoints.len());
-            for (j, e) in u.endpoints.iter().enumerate() {
-                match resolve(e) {
-                    Ok(a) => endpoints.push(a),
-                    Err(why) => errs.push(format!("upstreams[{i}].endpoints[{j}]: {why}")),
-                }
-            }
-            let host = match u.host_header.as_deref() {
-                None | Some("keep") => HostRewrite::Keep,
-                Some("endpoint") => HostRewrite::Endpoint,
-                Some(v) => HostRewrite::Set(v.into()),
-            };
-            let lb = u
-                .balance
-                .as_deref()
-                .and_then(parse_lb)
-                .unwrap_or(if u.weights.is_empty() {
-                    LbKind::RoundRobin
-                } else {
-                    LbKind::WeightedRoundRobin
-                });
-            let h2_streams = match u.protocol.as_deref() {
-                None | Some("http1") => None,
-                Some("h2") => Some(u.max_streams_per_connection.unwrap_or(100).max(1)),
-                Some(other) => {
-                    errs.push(format!(
-                        "upstreams[{i}].protocol: {other:?} is not \"http1\" or \"h2\""
-                    ));
-                    None
-                }
-            };
-            let tls = u.tls.as_ref().and_then(|t| {
-                // The name to verify: the Host sent upstream when it is fixed, else the first
-                // endpoint's host as the operator wrote it (when that is a name).
-                let from_host = match &host {
-                    HostRewrite::Set(v) => Some(v.split(':').next().unwrap_or(v).to_string()),
-                    _ => None,
-                };
-                let from_endpoint = u.endpoints.first().and_then(|e| {
-                    e.rsplit_once(':')
-                        .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
-                });
-                let default_name = from_host.or(from_endpoint);
-                crate::tls::compile_upstream(
-                    t,
-                    i,
-                    default_name.as_deref(),
-                    h2_streams.is_some(),
-                    &mut errs,
-                )
-            });
-            let health = u
-                .health_check
-                .as_ref()
-                .filter(|_| endpoints.len() == u.endpoints.len())
-                .map(|hc| {
-                    crate::health::board_for(
-                        &u.name,
-                        &endpoints,
-                        hc,
-                        tls.as_ref(),
-                        h2_streams.is_some(),
-                    )
-                });
-            let policy = UpstreamPolicy {
-                lb,
-                keys: u.endpoints.clone(),
-                weights: if u.weights.is_empty() {
-                    vec![1; u.endpoints.len()]
-                } else {
-                    u.weights.clone()
-                },
-                outlier: u.outlier.as_ref().map(|o| OutlierConfig {
-                    consecutive_5xx: o.consecutive_5xx,
-                    consecutive_connect_failures: o.consecutive_connect_failures,
-                    base_ejection: o.base_ejection,
-                    max_ejection: o.max_ejection,
-                    max_ejected_percent: o.max_ejected_percent,
-                }),
-                breaker: u.circuit_breaker.as_ref().map(|b| BreakerConfig {
-                    window: b.window,
-                    min_requests: b.min_requests,
-                    error_ratio: b.error_ratio,
-                    open_for: b.open_for,
-                    half_open_probes: b.half_open_probes,
-                }),
-                health,
-            };
-            let fingerprint = fingerprint_of(&(
-                &endpoints,
-                format!(
-                    "{:?}|{:?}|{:?}|{:?}|{:?}",
-                    policy.lb, policy.weights, u.outlier, u.circuit_breaker, u.health_check
-                ),
-            ));
-            upstreams.push(UpstreamSet {
-                index: i,
-                name: u.name.as_str().into(),
-                endpoints,
-                host,
-                metric: Registry::with(|r| r.upstream(&u.name)),
-                hash_on: u.hash_on.as_ref().map(hash_on).unwrap_or_default(),
-                max_requests: u.max_requests,
-                max_connections: u.max_connections,
-                tls,
-                h2_streams,
-                fingerprint,
-            });
+            let (set, policy) = upstream::compile(i, u, &mut errs);
+            upstreams.push(set);
             upstream_policies.push(policy);
         }
         let rules: Vec<&crate::config::RouteAuthConfig> =
@@ -258,6 +159,7 @@ impl Snapshot {
         let (limits, chains) = crate::ratelimit::config::compile(
             raw.rate_limit.as_ref(),
             &raw.rate_limits,
+            |i| i,
             &route_limits,
             &mut errs,
         );
@@ -337,7 +239,41 @@ impl Snapshot {
     }
 }
 
-fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<CompiledRoute> {
+/// What only compiling finds (certificate and key files, path, host and rewrite templates) in a
+/// config that failed validation, so `ringgate check` lists these too. Nothing is resolved,
+/// fetched, started or registered; problems validation already reported are not repeated.
+fn compile_problems(raw: &RawConfig) -> Vec<String> {
+    use ringgate_policies::routing::RouteError;
+    let mut errs = Vec::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        if let Some(t) = &l.tls {
+            let _ = crate::tls::compile(t, i, &mut errs);
+        }
+    }
+    for (i, u) in raw.upstreams.iter().enumerate() {
+        let h2 = u.protocol.as_deref() == Some("h2");
+        let _ = upstream::upstream_tls(u, i, &upstream::host_rewrite(u), h2, &mut errs);
+    }
+    let specs = raw.routes.iter().map(|r| route_match(r, ())).collect();
+    if let Err(route_errs) = RouteTable::build(specs) {
+        for e in route_errs {
+            // Duplicate ids, methods, header names and rewrite kinds are validation's.
+            if matches!(
+                e,
+                RouteError::EmptyId { .. }
+                    | RouteError::BadPath { .. }
+                    | RouteError::BadHost { .. }
+                    | RouteError::BadRewrite { .. }
+            ) {
+                errs.push(format!("routes[{}]: {e}", e.index()));
+            }
+        }
+    }
+    errs
+}
+
+/// What route `r` matches and how it rewrites the path, with `action` for what it does.
+fn route_match<A>(r: &RouteConfig, action: A) -> RouteSpec<A> {
     let path = if let Some(p) = &r.path.exact {
         PathMatch::Exact(p.clone())
     } else if let Some(p) = &r.path.prefix {
@@ -374,7 +310,20 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<
     } else {
         Rewrite::None
     };
-    let rewrites = !matches!(rewrite, Rewrite::None);
+    RouteSpec {
+        id: r.id.clone(),
+        hosts,
+        path,
+        methods: r.methods.clone(),
+        headers,
+        priority: r.priority,
+        rewrite,
+        action,
+    }
+}
+
+fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<CompiledRoute> {
+    let rewrites = r.strip_prefix || r.rewrite_prefix.is_some() || r.rewrite.is_some();
     let index_of = |name: &str| raw.upstreams.iter().position(|u| u.name == name);
     let upstream = if r.split.is_empty() {
         index_of(&r.upstream).unwrap_or(0)
@@ -402,15 +351,9 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<
         idempotency_header: rt.idempotency_header.as_deref().map(Into::into),
     });
     let fingerprint = fingerprint_of(&format!("{:?}|{:?}", r.retry, r.split));
-    RouteSpec {
-        id: r.id.clone(),
-        hosts,
-        path,
-        methods: r.methods.clone(),
-        headers,
-        priority: r.priority,
-        rewrite,
-        action: CompiledRoute {
+    route_match(
+        r,
+        CompiledRoute {
             settings: RouteSettings {
                 id: r.id.as_str().into(),
                 response_timeout: r.timeout,
@@ -440,7 +383,7 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<
             rewrites,
             upstream,
         },
-    }
+    )
 }
 
 fn hash_on(h: &HashOnConfig) -> HashOn {

@@ -310,15 +310,18 @@ fn stage_of(
 
 /// Compiles the limits and each route's chain (`route_limits[i]`: the names route `i` asks
 /// for, with its `rate_limit_headers`). Returns the set and each route's chain index.
+/// `index_in_file(i)` is where `limits[i]` sits in the file's `[[rate_limits]]` (the paths of
+/// problems name it).
 pub fn compile(
     cfg: Option<&RateLimitConfig>,
     limits: &[LimitConfig],
+    index_in_file: impl Fn(usize) -> usize,
     route_limits: &[(&[String], bool)],
     errs: &mut Vec<String>,
 ) -> (LimitSet, Vec<Option<u32>>) {
     let mut set = LimitSet::default();
     for (i, l) in limits.iter().enumerate() {
-        let what = format!("rate_limits[{i}]");
+        let what = format!("rate_limits[{}]", index_in_file(i));
         if l.name.is_empty()
             || !l
                 .name
