@@ -78,6 +78,51 @@ fn is_trace_header(name: &str) -> bool {
     names_header(name, "x-request-id") || names_header(name, "traceparent")
 }
 
+/// Whether the client's header `name` goes upstream as sent: not hop-by-hop, not a header the
+/// gateway manages or replaces (framing, `Host`, forwarding, identity, trace ids when it assigns
+/// them, credentials it strips), in any spelling an upstream may read as one of them. One rule
+/// for every upstream protocol.
+pub fn passes(name: &str, hop: &HopByHop<'_>, fwd: &ForwardContext<'_>) -> bool {
+    !((fwd.drop_underscores && name.contains('_'))
+        || is_managed_request_header(name)
+        || hop.contains(name)
+        || (fwd.trace.is_some() && is_trace_header(name))
+        || (fwd.strip_credential
+            && (names_header(name, "authorization") || names_header(name, "x-api-key")))
+        || fwd.drop.iter().any(|d| names_header(name, d)))
+}
+
+/// The `Host` the upstream gets, per its policy (the endpoint when the client sent none).
+pub fn upstream_host<'a>(req: &RequestHead<'_, 'a>, fwd: &ForwardContext<'a>, out: &mut Vec<u8>) {
+    match fwd.host {
+        HostRewrite::Keep if req.host.is_some_and(|h| !h.is_empty()) => {
+            out.extend_from_slice(req.host.unwrap_or_default());
+        }
+        HostRewrite::Set(v) => out.extend_from_slice(v.as_bytes()),
+        // HTTP/1.0 clients may send no Host; the upstream still needs one.
+        HostRewrite::Keep | HostRewrite::Endpoint => {
+            let _ = write!(out, "{}", fwd.endpoint);
+        }
+    }
+}
+
+/// The `X-Forwarded-For` value: the chain the client sent (several headers joined in order),
+/// then this hop's view of the client.
+pub fn forwarded_for(req: &RequestHead<'_, '_>, client_ip: &[u8], out: &mut Vec<u8>) {
+    for h in req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+    {
+        let v = trim_ows(h.value);
+        if !v.is_empty() {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(client_ip);
+}
+
 /// Appends the upstream request head for `req` (path already rewritten) to `out`.
 pub fn write_request_head(
     out: &mut Vec<u8>,
@@ -90,50 +135,20 @@ pub fn write_request_head(
     out.push(b' ');
     out.extend_from_slice(upstream_path);
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    match fwd.host {
-        HostRewrite::Keep if req.host.is_some_and(|h| !h.is_empty()) => {
-            out.extend_from_slice(req.host.unwrap_or_default());
-        }
-        HostRewrite::Set(v) => out.extend_from_slice(v.as_bytes()),
-        // HTTP/1.0 clients may send no Host; the upstream still needs one.
-        HostRewrite::Keep | HostRewrite::Endpoint => {
-            let _ = write!(out, "{}", fwd.endpoint);
-        }
-    }
+    upstream_host(req, fwd, out);
     out.extend_from_slice(b"\r\n");
-    let traced = fwd.trace.is_some();
     for h in req.headers {
-        if (fwd.drop_underscores && h.name.contains('_'))
-            || is_managed_request_header(h.name)
-            || hop.contains(h.name)
-            || (traced && is_trace_header(h.name))
-            || (fwd.strip_credential
-                && (names_header(h.name, "authorization") || names_header(h.name, "x-api-key")))
-            || fwd.drop.iter().any(|d| names_header(h.name, d))
-        {
-            continue;
+        if passes(h.name, hop, fwd) {
+            push_header(out, h.name.as_bytes(), h.value);
         }
-        push_header(out, h.name.as_bytes(), h.value);
     }
     if let Some(t) = fwd.trace {
         push_header(out, b"x-request-id", t.request_id());
         push_header(out, b"traceparent", t.traceparent());
     }
     out.extend_from_slice(fwd.extra);
-    // Keep the chain the client sent (several headers join in order) and append this hop's view.
     out.extend_from_slice(b"x-forwarded-for: ");
-    for h in req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
-    {
-        let v = trim_ows(h.value);
-        if !v.is_empty() {
-            out.extend_from_slice(v);
-            out.extend_from_slice(b", ");
-        }
-    }
-    out.extend_from_slice(fwd.client_ip);
+    forwarded_for(req, fwd.client_ip, out);
     out.extend_from_slice(b"\r\n");
     push_header(out, b"x-forwarded-proto", fwd.proto.as_bytes());
     if let Some(proto) = fwd.upgrade {

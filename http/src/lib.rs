@@ -20,6 +20,7 @@ pub mod codec;
 pub mod engine;
 pub mod error;
 pub mod gateway;
+pub mod h2head;
 pub mod hygiene;
 pub mod metrics;
 pub use engine::upstream::pool;

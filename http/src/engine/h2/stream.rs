@@ -598,20 +598,7 @@ pub(crate) fn allowed_trailers(mut map: HeaderMap) -> HeaderMap {
     map
 }
 
-/// Fields of an HTTP/1.1 head that have no place in HTTP/2.
-pub(crate) fn connection_specific(name: &str) -> bool {
-    [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-        "host",
-    ]
-    .iter()
-    .any(|n| n.eq_ignore_ascii_case(name))
-}
+pub(crate) use crate::h2head::connection_specific;
 
 /// Sends `data` on an HTTP/2 stream as the peer's flow-control window allows: never more is
 /// buffered than the window and the send buffer; each wait for window is bounded by `t`.

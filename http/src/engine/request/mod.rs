@@ -57,6 +57,7 @@ pub(crate) fn plan<'s, G: Gateway>(
         peer_ip,
         wbuf,
         path,
+        h2_head,
         grpc,
         ..
     } = c;
@@ -94,6 +95,12 @@ pub(crate) fn plan<'s, G: Gateway>(
         auth: admitted,
         underscores: routed.policy.underscores,
         trace: w.settings.trace.then_some(&*record.trace),
+        grpc: *record.grpc,
+    };
+    let out = prepare::UpstreamHead {
+        path,
+        text: wbuf,
+        h2: h2_head,
     };
     Ok(prepare::plan(
         snap,
@@ -101,7 +108,7 @@ pub(crate) fn plan<'s, G: Gateway>(
         &routed,
         choice,
         fwd,
-        (path, wbuf),
+        out,
         grpc_timeout,
     ))
 }

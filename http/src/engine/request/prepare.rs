@@ -1,12 +1,14 @@
-//! The prepare phase: the upstream head written once into the connection's head buffer (managed
-//! headers replaced, hop-by-hop ones dropped, forwarding headers and identity added), the
-//! request's retry eligibility decided, and the [`Plan`] the exchange runs.
+//! The prepare phase: the upstream head made once for the upstream's protocol (HTTP/1.1 text in
+//! the connection's head buffer, or an HTTP/2 request) from the typed head, with managed headers
+//! replaced, hop-by-hop ones dropped, forwarding headers and identity added; the request's retry
+//! eligibility decided; and the [`Plan`] the exchange runs.
 
 use super::choose::Choice;
 use super::route::Routed;
 use super::state::{AdmitState, Plan};
 use crate::codec::RequestHead;
 use crate::gateway::{Gateway, UnderscoreHeaders};
+use crate::h2head::h2_request_head;
 use crate::hygiene::{write_request_head, ForwardContext};
 use crate::trace::RequestTrace;
 use std::time::{Duration, Instant};
@@ -23,6 +25,17 @@ pub(crate) struct Forward<'a> {
     pub(crate) underscores: UnderscoreHeaders,
     /// The request's ids, when the gateway assigns them.
     pub(crate) trace: Option<&'a RequestTrace>,
+    /// The request is a gRPC call (an HTTP/2 upstream is then told the client takes trailers).
+    pub(crate) grpc: bool,
+}
+
+/// Where the upstream head goes: HTTP/1.1 text into the connection's head buffer, or an HTTP/2
+/// request, made once from the typed head for the upstream's protocol.
+pub(crate) struct UpstreamHead<'a> {
+    /// The rewritten upstream path.
+    pub(crate) path: &'a [u8],
+    pub(crate) text: &'a mut Vec<u8>,
+    pub(crate) h2: &'a mut Option<http::Request<()>>,
 }
 
 /// Writes the upstream head into `wbuf` (with the rewritten `path`) and makes the plan.
@@ -32,7 +45,7 @@ pub(crate) fn plan<'s, G: Gateway>(
     routed: &Routed<'s, '_>,
     choice: Choice<'s>,
     fwd: Forward<'_>,
-    (path, wbuf): (&[u8], &mut Vec<u8>),
+    out: UpstreamHead<'_>,
     grpc_timeout: Option<Duration>,
 ) -> Plan<'s> {
     let route = routed.route;
@@ -48,7 +61,7 @@ pub(crate) fn plan<'s, G: Gateway>(
             .as_ref()
             .and_then(|r| r.idempotency_header.as_deref())
             .is_some_and(|h| req.headers.iter().any(|x| x.name.eq_ignore_ascii_case(h)));
-    wbuf.clear();
+    out.text.clear();
     let ctx = ForwardContext {
         client_ip: fwd.peer_ip,
         proto: fwd.proto,
@@ -61,7 +74,14 @@ pub(crate) fn plan<'s, G: Gateway>(
         upgrade: choice.websocket.then_some("websocket"),
         drop_underscores: fwd.underscores == UnderscoreHeaders::Drop,
     };
-    write_request_head(wbuf, req, &routed.hop, path, &ctx);
+    *out.h2 = None;
+    if up.h2_streams.is_some() {
+        let scheme = if up.tls.is_some() { "https" } else { "http" };
+        // A head the `http` crate refuses is left out; the exchange answers 502 for it.
+        *out.h2 = h2_request_head(req, &routed.hop, out.path, &ctx, scheme, fwd.grpc).ok();
+    } else {
+        write_request_head(out.text, req, &routed.hop, out.path, &ctx);
+    }
     Plan {
         head_len: req.head_len,
         body: req.body,

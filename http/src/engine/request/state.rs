@@ -81,6 +81,9 @@ pub(crate) struct Conn {
     pub(crate) ubuf: Vec<u8>,
     /// The rewritten upstream path of the current request.
     pub(crate) path: Vec<u8>,
+    /// The upstream head of the current request when its upstream speaks HTTP/2 (else the
+    /// head is HTTP/1.1 text in `wbuf`).
+    pub(crate) h2_head: Option<http::Request<()>>,
     /// The client opened with the HTTP/2 preface.
     pub(crate) h2c: bool,
     /// The current request is a gRPC call (refusals then carry `grpc-status`).
@@ -115,6 +118,7 @@ impl Conn {
             wbuf: Vec::new(),
             ubuf: Vec::new(),
             path: Vec::new(),
+            h2_head: None,
             h2c: false,
             grpc: false,
         }

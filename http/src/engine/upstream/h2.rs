@@ -2,9 +2,9 @@
 //! connections, each carrying up to the upstream's stream cap, and the exchange of one request
 //! over a stream of one of them.
 //!
-//! The request loop has already planned the request and written its upstream head in HTTP/1.1
-//! form (header hygiene, identity and forwarding fields applied); that head becomes the stream's
-//! HEADERS. The body is streamed from the client as DATA frames, under the upstream's flow
+//! The pipeline has already planned the request and made its upstream head as an HTTP/2
+//! request from the typed head (header hygiene, identity and forwarding fields applied:
+//! `crate::h2head`); that head becomes the stream's HEADERS. The body is streamed from the client as DATA frames, under the upstream's flow
 //! control. The response goes back to the client as an HTTP/1.1 response with chunked framing,
 //! its trailers (gRPC's `grpc-status`) as the chunked trailer section, which an HTTP/2 client
 //! receives again as trailers. A `grpc-timeout` from the client bounds the whole call.
@@ -26,43 +26,11 @@ use crate::engine::upstream::request_body::read_client_more;
 use crate::engine::upstream::response::fill_response_extra;
 use crate::engine::worker::Worker;
 use crate::error::ProxyError;
-use crate::gateway::{Gateway, UpstreamSet};
+use crate::gateway::Gateway;
 use crate::hygiene::push_header;
 use bytes::{Bytes, BytesMut};
 use std::io;
 use std::time::{Duration, Instant};
-
-/// The upstream request, from the HTTP/1.1 head the loop wrote into `wbuf`.
-fn build_request(wbuf: &[u8], up: &UpstreamSet, grpc: bool) -> Result<http::Request<()>, String> {
-    let mut hs = [httparse::EMPTY_HEADER; crate::codec::MAX_HEADERS];
-    let mut r = httparse::Request::new(&mut hs);
-    match r.parse(wbuf) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err("upstream head".into()),
-    }
-    let host = r
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("host"))
-        .map(|h| String::from_utf8_lossy(h.value).into_owned())
-        .unwrap_or_default();
-    let scheme = if up.tls.is_some() { "https" } else { "http" };
-    let uri = format!("{scheme}://{host}{}", r.path.unwrap_or("/"));
-    let mut b = http::Request::builder()
-        .method(r.method.unwrap_or("GET"))
-        .uri(uri);
-    for h in r.headers.iter() {
-        if connection_specific(h.name) {
-            continue;
-        }
-        b = b.header(h.name, h.value);
-    }
-    if grpc {
-        // gRPC servers expect it: the client understands trailers.
-        b = b.header("te", "trailers");
-    }
-    b.body(()).map_err(|e| e.to_string())
-}
 
 /// Runs the planned request over HTTP/2 to the upstream.
 pub(crate) async fn exchange<G: Gateway>(
@@ -82,14 +50,15 @@ pub(crate) async fn exchange<G: Gateway>(
     if let Some(g) = p.grpc_timeout {
         deadline = deadline.min(p.start + g);
     }
-    let req = match build_request(&c.wbuf, p.upstream, c.grpc) {
-        Ok(r) => r,
-        Err(_) => {
+    // Made from the typed head by the prepare phase.
+    let req = match c.h2_head.take() {
+        Some(r) => r,
+        None => {
             let e = ProxyError::UpstreamIo(io::Error::other("upstream request"));
             return fail_before_response(c, w, p, &e, None).await;
         }
     };
-    // The head is in `wbuf`; the client's bytes left are the body (and pipelined requests).
+    // The client's bytes after the head are the body (and pipelined requests).
     c.cbuf.drain(..p.head_len.min(c.cbuf.len()));
     let t0 = Instant::now();
     c.tally.upstream = Some(p.endpoint);
