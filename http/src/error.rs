@@ -1,118 +1,22 @@
-//! Why the gateway answered a request itself, and the one place that maps it to a response.
+//! The engine's failures and the one place that maps them to responses.
 //!
-//! Every gateway-made response comes from a [`Refusal`]: a status, a stable machine-readable
-//! `error` code for the JSON body, and whether the client connection must close (after a framing
-//! error nothing that follows on the connection can be trusted). Causes are grouped by who caused
-//! them: the client (bad request, limits, timeouts), the config (no route), or the upstream
-//! (connect failure, timeout, protocol error).
+//! Every gateway-made response comes from a [`Refusal`]; the type, its stable codes and the reason
+//! phrases live in `ringgate-model` ([`ringgate_model::refusal`]), shared with the policies, and are
+//! re-exported here under their old paths. What stays here is what knows the engine: a
+//! [`ProxyError`] (why one proxied exchange failed) and how the codec's errors become refusals.
 
 use crate::codec::CodecError;
 
-/// A response the gateway makes itself instead of proxying.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refusal {
-    /// HTTP status.
-    pub status: u16,
-    /// Stable error code, the `error` field of the JSON body.
-    pub code: &'static str,
-    /// Close the client connection after answering.
-    pub close: bool,
-}
+pub use ringgate_model::refusal::{reason_phrase, FramingError, Refusal};
 
-impl Refusal {
-    /// A refusal that keeps the connection when the request was well framed.
-    pub const fn new(status: u16, code: &'static str) -> Self {
-        Self {
-            status,
-            code,
-            close: false,
-        }
+/// The codec's errors carry their status and code, so `Refusal::from_codec` takes them.
+impl FramingError for CodecError {
+    fn status(&self) -> u16 {
+        CodecError::status(self)
     }
 
-    /// The same refusal, closing the connection.
-    pub const fn closing(self) -> Self {
-        Self {
-            close: true,
-            ..self
-        }
-    }
-
-    /// 404: no route matched.
-    pub const NO_ROUTE: Refusal = Refusal::new(404, "no_route");
-    /// 408: the request head did not arrive in time.
-    pub const REQUEST_TIMEOUT: Refusal = Refusal::new(408, "request_timeout").closing();
-    /// 408: the request body missed its deadline (total or minimum rate).
-    pub const BODY_TIMEOUT: Refusal = Refusal::new(408, "request_body_timeout").closing();
-    /// 413: the body is over the route's limit.
-    pub const BODY_TOO_LARGE: Refusal = Refusal::new(413, "payload_too_large").closing();
-    /// 502: no upstream connection could be made.
-    pub const UPSTREAM_CONNECT_FAILED: Refusal = Refusal::new(502, "upstream_connect_failed");
-    /// 502: the TLS handshake with the upstream failed (the reason is logged and counted).
-    pub const UPSTREAM_TLS_FAILED: Refusal = Refusal::new(502, "upstream_tls_failed");
-    /// 502: the upstream broke the protocol or the connection.
-    pub const UPSTREAM_PROTOCOL: Refusal = Refusal::new(502, "upstream_protocol_error");
-    /// 503: the upstream has no endpoint.
-    pub const NO_ENDPOINT: Refusal = Refusal::new(503, "no_healthy_upstream");
-    /// 504: the upstream did not answer in time.
-    pub const UPSTREAM_TIMEOUT: Refusal = Refusal::new(504, "upstream_timeout");
-    /// 503: the upstream's circuit breaker is open.
-    pub const UPSTREAM_UNAVAILABLE: Refusal = Refusal::new(503, "upstream_unavailable");
-    /// 503: the upstream's per-core request or connection cap is reached.
-    pub const UPSTREAM_OVERLOADED: Refusal = Refusal::new(503, "upstream_overloaded");
-
-    /// The refusal for a request the codec rejected: always closes the connection.
-    pub fn from_codec(e: &CodecError) -> Self {
-        Refusal {
-            status: e.status(),
-            code: e.code(),
-            close: true,
-        }
-    }
-
-    /// The standard reason phrase of the status.
-    pub fn reason(&self) -> &'static str {
-        reason_phrase(self.status)
-    }
-}
-
-/// Reason phrases for the statuses the gateway makes.
-pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        410 => "Gone",
-        411 => "Length Required",
-        412 => "Precondition Failed",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        417 => "Expectation Failed",
-        421 => "Misdirected Request",
-        422 => "Unprocessable Content",
-        426 => "Upgrade Required",
-        428 => "Precondition Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
+    fn code(&self) -> &'static str {
+        CodecError::code(self)
     }
 }
 

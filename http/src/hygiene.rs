@@ -16,6 +16,10 @@ use crate::trace::RequestTrace;
 use std::io::Write as _;
 use std::net::SocketAddr;
 
+/// Appends `name: value\r\n` (lives in `ringgate-model`, shared with the policies that write
+/// identity headers; re-exported here under its old path).
+pub use ringgate_model::headers::push_header;
+
 /// What the gateway adds to a forwarded request.
 pub struct ForwardContext<'a> {
     /// The client's IP, as text (formatted once per connection).
@@ -257,14 +261,6 @@ pub fn write_switch_head(
     out.extend_from_slice(b"connection: upgrade\r\n");
     push_header(out, b"upgrade", proto.as_bytes());
     out.extend_from_slice(extra);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends `name: value\r\n`.
-pub fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 

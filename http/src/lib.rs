@@ -13,6 +13,13 @@
 //! - [`tls`]: TLS termination (rustls driven over the worker's own socket I/O);
 //! - [`accesslog`]: the access log: per-worker batching writers and one JSON-lines log thread;
 //! - [`engine`]: the per-worker accept and connection loops that tie it together.
+//!
+//! The vocabulary this crate shares with `ringgate-policies` lives one crate down, in
+//! `ringgate-model` (no I/O, no runtime): [`Refusal`](error::Refusal) and
+//! [`reason_phrase`](error::reason_phrase), the auth and rate-limit verdicts of [`authn`], the
+//! contracts and settings of [`resilience`], and [`push_header`](hygiene::push_header). The
+//! modules above re-export them under their old paths, so `crate::error::Refusal` and the like
+//! keep working; new code may name `ringgate_model` directly.
 
 pub mod accesslog;
 pub mod authn;

@@ -7,7 +7,7 @@
 //!   test writes (smuggling tests need byte control no HTTP library gives) and parses responses;
 //! - [`scripted`]: hostile or scripted upstreams on plain threads (stall, close after each
 //!   response, record raw bytes, stream large bodies);
-//! - [`stub`]: ringbench's stub upstream with test-friendly defaults;
+//! - [`stub`]: the stub upstream (`ringgate-stubs`) with test-friendly defaults;
 //! - [`pki`] and [`tlsclient`]: throwaway CAs and certificates, and a rustls client that picks
 //!   SNI, presents client certificates and resumes sessions; [`tlsupstream`]: an HTTPS upstream;
 //! - [`wait`]: waiting on a condition with a deadline instead of a fixed sleep.

@@ -1,6 +1,6 @@
-//! ringbench's stub upstream, as tests use it.
+//! The stub upstream (`ringgate-stubs`, also ringbench's), as tests use it.
 
-use ringbench::upstream::{spawn, UpstreamConfig, UpstreamHandle};
+use ringgate_stubs::{spawn, UpstreamConfig, UpstreamHandle};
 
 /// A stub upstream on an ephemeral loopback port named `name` (its `x-upstream` header).
 pub fn stub(name: &str) -> UpstreamHandle {

@@ -1,15 +1,15 @@
 //! `ringgate demo`: the bundled example config served against two built-in demo upstreams.
 //!
-//! The upstreams are ringbench's stub servers started in-process on loopback (ephemeral ports,
-//! so the demo never collides with a real service); the example config's endpoints are pointed at
-//! them before the snapshot is built. No Redis, no files to prepare: one command shows the gateway
+//! The upstreams are the stub servers of `ringgate-stubs` (ringbench's, without the load harness)
+//! started in-process on loopback (ephemeral ports, so the demo never collides with a real
+//! service); the example config's endpoints are pointed at them before the snapshot is built. No Redis, no files to prepare: one command shows the gateway
 //! routing, rewriting, balancing and streaming.
 
 use crate::config::{ConfigError, RawConfig};
 use crate::server::{start, RunningGateway, ServeError};
 use crate::snapshot::{text_hash, Snapshot};
-use ringbench::upstream::{spawn, UpstreamConfig, UpstreamHandle};
 use ringgate_core::profile::PerfProfile;
+use ringgate_stubs::{spawn, UpstreamConfig, UpstreamHandle};
 use std::net::SocketAddr;
 
 /// The bundled example config.

@@ -11,8 +11,8 @@ use super::{
     backoff, Admit, Balancer, BreakerConfig, BreakerState, CircuitBreaker, FailureKind, FastRng,
     LbKind, OutlierConfig, OutlierDetector, RetryBudget, RetryBudgetConfig, TrafficSplit,
 };
-use ringgate_http::error::Refusal;
-use ringgate_http::resilience::{
+use ringgate_model::refusal::Refusal;
+use ringgate_model::resilience::{
     Admission, AttemptOutcome, HealthBoard, RouteRuntime, UpstreamRuntime,
 };
 use std::sync::Arc;
@@ -311,7 +311,7 @@ mod tests {
         assert_eq!(allowed, 10);
         assert!(r.backoff(1) <= Duration::from_millis(25));
         let canary = (0..10_000u64)
-            .filter(|k| r.split(ringgate_http::resilience::key_hash(&k.to_le_bytes())) == 1)
+            .filter(|k| r.split(ringgate_model::resilience::key_hash(&k.to_le_bytes())) == 1)
             .count();
         assert!((400..600).contains(&canary), "{canary}");
     }

@@ -130,10 +130,7 @@ impl Conn {
         }
     }
 
-    async fn skip_body(
-        &mut self,
-        mut skipper: crate::http1::body::BodySkipper,
-    ) -> Result<u64, End> {
+    async fn skip_body(&mut self, mut skipper: crate::body::BodySkipper) -> Result<u64, End> {
         loop {
             let used = skipper
                 .feed(&self.rbuf[self.pos..])

@@ -1,5 +1,13 @@
-//! `ringbench upstream`: stub HTTP/1.1 upstream servers with known behaviour, the yardstick
-//! behind every ringbench figure and the upstream in ringgate's own tests.
+//! ringgate-stubs: stub HTTP/1.1 upstream servers with known behaviour, the yardstick behind every
+//! ringbench figure, the upstream in ringgate's own tests, and the two upstreams `ringgate demo`
+//! starts in-process.
+//!
+//! It is a crate of its own so that the production binary can start the demo's upstreams without
+//! linking the load harness: `ringgate` (tools) and `ringbench` both depend on it, and ringbench
+//! re-exports it as `ringbench::upstream` (the `ringbench upstream` command). Besides the server it
+//! holds the small pieces both sides share: a seeded generator ([`rng`]), duration units
+//! ([`units`]), the runtime builder with its epoll fallback ([`runtime`]), request-body framing
+//! ([`body`]) and the few system calls the server makes ([`sys`]).
 //!
 //! # Architecture
 //! One monoio runtime per worker thread (io_uring, or epoll when io_uring is unavailable),
@@ -26,12 +34,17 @@
 //! or clock read per request on the default endpoint without latency. This stub is the upstream
 //! in the CPU-per-request comparisons, so its own cost is part of every figure.
 
+pub mod body;
 mod conn;
 pub mod faults;
 pub mod latency;
 mod request;
 mod responses;
+pub mod rng;
+pub mod runtime;
+pub mod sys;
 pub mod timer;
+pub mod units;
 mod worker;
 
 use std::net::{SocketAddr, TcpListener};
@@ -45,8 +58,7 @@ use std::{io, rc::Rc};
 pub use faults::{ErrorInjection, Fault, FaultError};
 pub use latency::{LatencyDist, LatencyError};
 
-use crate::runtime::{self, Driver};
-use crate::sys;
+use crate::runtime::Driver;
 
 /// What to run: addresses, workers, and the behaviour of every response.
 #[derive(Clone, Debug)]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::http1::body::BodySkipper;
+use crate::body::BodySkipper;
 
 /// Most headers a request may carry (more: 431).
 pub const MAX_HEADERS: usize = 64;
