@@ -135,6 +135,12 @@ impl From<Kind> for CodecError {
 }
 
 impl CodecError {
+    /// A head with more fields than [`super::MAX_HEADERS`] (431), for framings that split the
+    /// fields themselves (HTTP/2).
+    pub fn too_many_fields() -> Self {
+        Kind::TooManyHeaders.into()
+    }
+
     /// The status the gateway answers a client with for this error:
     /// 400, 414, 431, 501 or 505.
     pub fn status(&self) -> u16 {

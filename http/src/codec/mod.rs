@@ -48,7 +48,7 @@ pub use chunked::{ChunkProgress, ChunkedDecoder, ChunkedLimits};
 pub use error::CodecError;
 pub use hop::{HopByHop, MAX_CONNECTION_TOKENS};
 pub use path::{normalize_path, strip_parameters, EscapedSeparators, PathError, PathPolicy};
-pub use request::{parse_request_head, HeadLimits, RequestHead};
+pub use request::{parse_request_head, request_from_fields, HeadLimits, RequestHead};
 pub use response::{parse_response_head, ResponseHead};
 pub use trailers::{prohibited_in_trailers, Settled};
 

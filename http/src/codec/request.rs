@@ -112,6 +112,27 @@ pub fn parse_request_head<'h, 'b>(
     interpret(line, headers, head_len, limits).map(Some)
 }
 
+/// A request head from fields another framing already split (an HTTP/2 stream's method, target
+/// and fields, `Host` from `:authority`): the same target, `Host` and framing rules as an
+/// HTTP/1.1 head, as HTTP/1.1, with nothing of it in a buffer (`head_len` 0). More than
+/// [`MAX_HEADERS`] fields is a 431, as for HTTP/1.1.
+pub fn request_from_fields<'h, 'b>(
+    method: &'b str,
+    target: &'b str,
+    headers: &'h [Header<'b>],
+    limits: &HeadLimits,
+) -> Result<RequestHead<'h, 'b>, CodecError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(Kind::TooManyHeaders.into());
+    }
+    let line = RequestLine {
+        method,
+        target,
+        minor_version: 1,
+    };
+    interpret(line, headers, 0, limits)
+}
+
 /// The request line, as httparse split it.
 struct RequestLine<'b> {
     method: &'b str,

@@ -122,6 +122,11 @@ pub(crate) async fn serve<G: Gateway>(
                 }
                 c.hold_buffers();
             } else {
+                if matches!(c.stream, Downstream::H2(_)) {
+                    // An HTTP/2 stream's head is here already (typed, not read): the request
+                    // goes on without a read, so it takes all its buffers now.
+                    c.hold_buffers();
+                }
                 st.woke = true;
             }
         }

@@ -2,5 +2,6 @@
 //! the request pipeline, and the probe that checks an upstream speaks HTTP/2.
 
 pub(crate) mod conn;
+pub(crate) mod head;
 pub mod probe;
 pub(crate) mod stream;

@@ -1,14 +1,15 @@
 //! One HTTP/2 stream seen by the HTTP/1.1 request loop as if it were a client connection.
 //!
-//! The stream's request is rendered as an HTTP/1.1 head (`:authority` as `Host`, the body framed
-//! by its `content-length` or else chunked, trailers as a chunked trailer section) and handed to
-//! the same loop every HTTP/1.1 request runs through, so routing, authentication, rate limits,
-//! retries, breakers, metrics and the access log apply unchanged. What the loop writes back (an
-//! HTTP/1.1 response) is parsed into the stream's response head and DATA frames, sent as the
-//! client's flow-control window allows, so a large body never piles up in memory.
-//!
-//! The price is one render and one re-parse of each head, measured in perf-reports/0006.
+//! The stream's request head goes to the pipeline as its typed head (`head.rs`), and its body is
+//! given as HTTP/1.1 body bytes (framed by its `content-length` or else chunked, trailers as a
+//! chunked trailer section), so the connection loop every HTTP/1.1 request runs through applies
+//! routing, authentication, rate limits, retries, breakers, metrics and the access log unchanged.
+//! What the loop writes back (an HTTP/1.1 response) is parsed into the stream's response head and
+//! DATA frames, sent as the client's flow-control window allows, so a large body never piles up
+//! in memory. (That response detour is what is left of the text rendering perf-reports/0006
+//! measured.)
 
+use super::head::H2Head;
 use crate::codec::{prohibited_in_trailers, ChunkedDecoder, ChunkedLimits};
 use crate::engine::io::ops::ReadFail;
 use crate::tls::CertIdentity;
@@ -47,9 +48,8 @@ pub(crate) struct H2Stream {
     recv: Option<RecvStream>,
     respond: Option<SendResponse<Bytes>>,
     send: Option<SendStream<Bytes>>,
-    /// The rendered request head; `head[head_pos..]` not given yet.
-    head: Vec<u8>,
-    head_pos: usize,
+    /// The request's head, lent to the pipeline as its typed head.
+    head: H2Head,
     /// The body is rendered chunked.
     chunked: bool,
     /// Request data received and not yet given.
@@ -80,7 +80,6 @@ impl H2Stream {
         identity: Option<Rc<CertIdentity>>,
     ) -> Result<Self, (SendResponse<Bytes>, u16, &'static str)> {
         let (parts, recv) = req.into_parts();
-        let mut head = Vec::with_capacity(512);
         let method = parts.method.as_str();
         // RFC 8441: a WebSocket opened with an extended CONNECT goes upstream as the HTTP/1.1
         // upgrade the upstream knows; any other CONNECT is not served.
@@ -92,8 +91,8 @@ impl H2Stream {
         if method == "CONNECT" && !websocket {
             return Err((respond, 501, "connect_not_supported"));
         }
-        // Defence in depth: the target and authority go into a request line and a Host line, so
-        // no space or control byte may pass (the http crate rejects them too).
+        // Defence in depth: the target and authority become a request target and a Host field
+        // upstream, so no space or control byte may pass (the http crate rejects them too).
         let clean = |b: &[u8]| b.iter().all(|&c| c > b' ' && c != 0x7f);
         let target_ok = parts
             .uri
@@ -106,121 +105,55 @@ impl H2Stream {
         if !target_ok || !authority_ok {
             return Err((respond, 400, "bad_request"));
         }
-        head.extend_from_slice(if websocket { b"GET" } else { method.as_bytes() });
-        head.push(b' ');
-        match parts.uri.path_and_query() {
-            Some(pq) if !pq.as_str().is_empty() => head.extend_from_slice(pq.as_str().as_bytes()),
-            _ => head.push(b'/'),
-        }
-        head.extend_from_slice(b" HTTP/1.1\r\n");
-        if let Some(a) = parts.uri.authority() {
-            head.extend_from_slice(b"host: ");
-            head.extend_from_slice(a.as_str().as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
-        let has_authority = parts.uri.authority().is_some();
-        let mut length = None;
-        let mut cookies: Vec<&[u8]> = Vec::new();
-        for (name, value) in &parts.headers {
-            let n = name.as_str();
-            match n {
-                // :authority wins over a host field (RFC 9113 §8.3.1).
-                "host" if has_authority => continue,
-                // Connection-specific fields are malformed in HTTP/2 (h2 refuses most); the
-                // loop frames the body itself.
-                "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding"
-                | "upgrade" | "te" | "expect" | "sec-websocket-key" => continue,
-                "content-length" => {
-                    length = Some(value.as_bytes());
-                    continue;
-                }
-                // Split cookie fields are joined again for HTTP/1.1 (RFC 9113 §8.2.3).
-                "cookie" => {
-                    cookies.push(value.as_bytes());
-                    continue;
-                }
-                _ => {}
-            }
-            head.extend_from_slice(n.as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
-        if !cookies.is_empty() {
-            head.extend_from_slice(b"cookie: ");
-            head.extend_from_slice(&cookies.join(&b"; "[..]));
-            head.extend_from_slice(b"\r\n");
-        }
-        if websocket {
-            // The HTTP/1.1 handshake needs a key; the upstream's accept value is for the
-            // gateway alone (an HTTP/2 client gets a 200).
-            head.extend_from_slice(
-                b"connection: upgrade\r\nupgrade: websocket\r\nsec-websocket-key: ",
-            );
+        let is_head = method == "HEAD";
+        // The HTTP/1.1 handshake needs a key; the upstream's accept value is for the gateway
+        // alone (an HTTP/2 client gets a 200).
+        let (ws_key, ws_accept) = if websocket {
             let Some(key) = websocket_key() else {
                 return Err((respond, 500, "no_random_source"));
             };
-            head.extend_from_slice(key.as_bytes());
-            head.extend_from_slice(b"\r\n\r\n");
-            return Ok(H2Stream {
-                recv: Some(recv),
-                respond: Some(respond),
-                send: None,
-                head,
-                head_pos: 0,
-                chunked: false,
-                pending: Bytes::new(),
-                body_given: true,
-                out: Out::Head,
-                resp_head: Vec::new(),
-                is_head: false,
-                aborted: false,
-                websocket,
-                ws_accept: websocket_accept(&key),
-                proto,
-                identity,
-            });
-        }
-        let ended = recv.is_end_stream();
-        let chunked = match length {
-            Some(v) => {
-                head.extend_from_slice(b"content-length: ");
-                head.extend_from_slice(v);
-                head.extend_from_slice(b"\r\n");
-                false
-            }
-            None if ended => false,
-            None => {
-                head.extend_from_slice(b"transfer-encoding: chunked\r\n");
-                true
-            }
+            let accept = websocket_accept(&key);
+            (key, accept)
+        } else {
+            (String::new(), String::new())
         };
-        head.extend_from_slice(b"\r\n");
+        // A WebSocket's request has no body; its stream carries the tunnel once switched.
+        let ended = websocket || recv.is_end_stream();
+        let head = H2Head::new(parts, websocket, ws_key, ended);
         Ok(H2Stream {
             recv: Some(recv),
             respond: Some(respond),
             send: None,
+            chunked: head.chunked(),
             head,
-            head_pos: 0,
-            chunked,
             pending: Bytes::new(),
             body_given: ended,
             out: Out::Head,
             resp_head: Vec::new(),
-            is_head: method == "HEAD",
+            is_head,
             aborted: false,
             websocket,
-            ws_accept: String::new(),
+            ws_accept,
             proto,
             identity,
         })
+    }
+
+    /// The request's typed head.
+    pub(crate) fn head(&self) -> &H2Head {
+        &self.head
+    }
+
+    /// Marks the head taken by the pipeline; `true` the first time only.
+    pub(crate) fn take_head(&mut self) -> bool {
+        self.head.take()
     }
 
     /// Takes the request body as HTTP/2 frames, for an exchange that relays it itself (an
     /// HTTP/2 upstream, concurrently with the response: bidirectional streaming). `None` once
     /// part of the body was given as HTTP/1.1 bytes, or when there is none.
     pub(crate) fn take_body(&mut self) -> Option<RecvStream> {
-        if self.body_given || !self.pending.is_empty() || self.head_pos != 0 {
+        if self.body_given || !self.pending.is_empty() {
             return None;
         }
         self.body_given = true;
@@ -246,23 +179,14 @@ impl H2Stream {
         self.identity.as_deref()
     }
 
-    /// Gives the loop the next request bytes: the head, then the body as rendered; then EOF.
+    /// Gives the loop the next request bytes: the body as rendered (the head goes to the
+    /// pipeline typed: [`H2Stream::head`]); then EOF.
     pub(crate) async fn read_append(
         &mut self,
         mut buf: Vec<u8>,
         timeout: Option<Duration>,
     ) -> (Result<usize, ReadFail>, Vec<u8>) {
         let start = buf.len();
-        if self.head_pos < self.head.len() {
-            let n = (buf.capacity() - buf.len()).min(self.head.len() - self.head_pos);
-            buf.extend_from_slice(&self.head[self.head_pos..self.head_pos + n]);
-            self.head_pos += n;
-            if self.head_pos == self.head.len() {
-                self.head = Vec::new();
-                self.head_pos = 0;
-            }
-            return (Ok(n), buf);
-        }
         loop {
             if !self.pending.is_empty() {
                 self.give_pending(&mut buf);

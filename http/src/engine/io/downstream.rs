@@ -44,6 +44,15 @@ impl Downstream {
         }
     }
 
+    /// Whether the pipeline takes an HTTP/2 stream's typed head now (a stream carries one
+    /// request): `true` once for an HTTP/2 stream, `false` for other streams and after.
+    pub(crate) fn take_h2_head(&mut self) -> bool {
+        match self {
+            Downstream::H2(s) => s.take_head(),
+            _ => false,
+        }
+    }
+
     /// An HTTP/2 stream's request body as frames (see [`H2Stream::take_body`]).
     pub(crate) fn take_h2_body(&mut self) -> Option<h2::RecvStream> {
         match self {

@@ -27,6 +27,7 @@ pub(crate) mod stop;
 pub(crate) mod wait;
 
 use crate::codec::MAX_HEADERS;
+use crate::engine::io::downstream::Downstream;
 use crate::engine::worker::Worker;
 use crate::gateway::Gateway;
 use state::{Conn, Plan};
@@ -38,9 +39,6 @@ pub(crate) fn plan<'s, G: Gateway>(
     w: &Worker<G>,
     snap: &'s G,
 ) -> Result<Plan<'s>, Stop<'s>> {
-    if c.cbuf.is_empty() {
-        return Err(Stop::NeedMore);
-    }
     let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let Conn {
         cbuf,
@@ -68,7 +66,16 @@ pub(crate) fn plan<'s, G: Gateway>(
         meta_split,
         grpc,
     };
-    let (req, grpc_timeout) = parse::head(cbuf, &mut hs, w, &mut record)?;
+    // An HTTP/2 stream's head comes typed (once); an HTTP/1.1 head is parsed from the buffer.
+    let typed = stream.take_h2_head();
+    let stream = &*stream;
+    let (req, grpc_timeout) = match stream {
+        Downstream::H2(s) if typed => {
+            parse::begin(s.head().view(&mut hs, &w.settings.limits), w, &mut record)?
+        }
+        _ if cbuf.is_empty() => return Err(Stop::NeedMore),
+        _ => parse::head(cbuf, &mut hs, w, &mut record)?,
+    };
     let refuser = Refuser::of(&req);
     let paths = route::Scratch {
         normalized: npath,

@@ -4,23 +4,36 @@
 
 use super::state::{Record, Tally};
 use super::stop::Stop;
-use crate::codec::{parse_request_head, RequestHead};
+use crate::codec::{parse_request_head, CodecError, RequestHead};
 use crate::engine::worker::Worker;
 use crate::error::Refusal;
 use crate::gateway::Gateway;
 use std::time::Duration;
 
 /// Parses the head at the start of `buf` and begins its record; returns it with the client's
-/// `grpc-timeout`. Stops for more bytes, or with the codec's refusal (400, 413, 414, 431, 501...).
+/// `grpc-timeout`. Stops for more bytes, or with the codec's refusal (400, 414, 431, 501...).
 pub(crate) fn head<'b, 'h, 's, G: Gateway>(
     buf: &'b [u8],
     hs: &'h mut [httparse::Header<'b>],
     w: &Worker<G>,
     rec: &mut Record<'_>,
 ) -> Result<(RequestHead<'h, 'b>, Option<Duration>), Stop<'s>> {
-    let req = match parse_request_head(buf, hs, &w.settings.limits) {
-        Ok(Some(r)) => r,
-        Ok(None) => return Err(Stop::NeedMore),
+    match parse_request_head(buf, hs, &w.settings.limits) {
+        Ok(Some(r)) => begin(Ok(r), w, rec),
+        Ok(None) => Err(Stop::NeedMore),
+        Err(e) => begin(Err(e), w, rec),
+    }
+}
+
+/// Begins the record of a head another framing gave already typed (an HTTP/2 stream's), or
+/// refuses it with the codec's error.
+pub(crate) fn begin<'b, 'h, 's, G: Gateway>(
+    parsed: Result<RequestHead<'h, 'b>, CodecError>,
+    w: &Worker<G>,
+    rec: &mut Record<'_>,
+) -> Result<(RequestHead<'h, 'b>, Option<Duration>), Stop<'s>> {
+    let req = match parsed {
+        Ok(r) => r,
         Err(e) => {
             begin_unparsed(w, rec, 0);
             return Err(Stop::Refuse {
