@@ -1,7 +1,7 @@
 //! What the proxy engine asks of the compiled config: "where does this request go?".
 //!
 //! The engine knows HTTP and sockets but no policy. A config snapshot (built in `ringgate-policies`
-//! and wired in `tools`) implements [`Gateway`]: given a parsed request head it either names a
+//! and wired in `ringgate-control`) implements [`Gateway`]: given a parsed request head it either names a
 //! route and its upstream, or refuses with a gateway-made response. Everything a route needs at
 //! request time is compiled into [`RouteSettings`] and [`UpstreamSet`] when the snapshot is built,
 //! so the hot path reads plain fields, never raw config.
