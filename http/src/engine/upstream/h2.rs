@@ -259,6 +259,18 @@ async fn write_wbuf(c: &mut Conn, t: Duration) -> bool {
     res.is_ok()
 }
 
+/// How an HTTP/2 upstream's response reaches an HTTP/1.1 client.
+struct Framing {
+    /// The body goes chunked (its trailers in the chunked trailer section).
+    chunked: bool,
+    /// No body goes (HEAD, 204, 304, or a trailers-only response).
+    no_body: bool,
+    /// The response ended with its headers (gRPC's trailers-only form).
+    trailers_only: bool,
+    /// The client connection closes after it.
+    close: bool,
+}
+
 /// Writes the response to the client: the head, the body chunked, the trailers.
 async fn relay<G: Gateway>(
     c: &mut Conn,
@@ -278,84 +290,29 @@ async fn relay<G: Gateway>(
     // them) goes on as one, with no body framing to turn into DATA frames downstream.
     let trailers_only = body.is_end_stream();
     let no_body = p.is_head || status == 204 || status == 304 || trailers_only;
-    // HTTP/1.0 clients know no chunked framing: the body ends with the connection.
-    let chunked = !no_body && !p.http10;
-    let close = !p.keep_alive || p.http10 || w.shutdown.is_stopping();
-    c.wbuf.clear();
-    c.wbuf.extend_from_slice(b"HTTP/1.1 ");
-    crate::respond::push_u64(&mut c.wbuf, u64::from(status));
-    c.wbuf.push(b' ');
-    c.wbuf
-        .extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-    c.wbuf.extend_from_slice(b"\r\n");
-    for (k, v) in &parts.headers {
-        if connection_specific(k.as_str()) || k == http::header::CONTENT_LENGTH {
-            continue;
-        }
-        push_header(&mut c.wbuf, k.as_str().as_bytes(), v.as_bytes());
-    }
-    if chunked {
-        c.wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    } else if trailers_only && !p.is_head {
-        c.wbuf.extend_from_slice(b"content-length: 0\r\n");
-    } else if no_body {
-        if let Some(v) = parts.headers.get(http::header::CONTENT_LENGTH) {
-            push_header(&mut c.wbuf, b"content-length", v.as_bytes());
-        }
-    }
-    c.wbuf.extend_from_slice(&c.extra);
-    if close {
-        c.wbuf.extend_from_slice(b"connection: close\r\n");
-    }
-    c.wbuf.extend_from_slice(b"\r\n");
+    let f = Framing {
+        // HTTP/1.0 clients know no chunked framing: the body ends with the connection.
+        chunked: !no_body && !p.http10,
+        no_body,
+        trailers_only,
+        close: !p.keep_alive || p.http10 || w.shutdown.is_stopping(),
+    };
+    write_head(c, &parts, p.is_head, &f);
     if !write_wbuf(c, t).await {
         return Outcome::Close;
     }
-    if no_body {
-        return if close {
+    if f.no_body {
+        return if f.close {
             Outcome::Close
         } else {
             Outcome::KeepAlive
         };
     }
-    loop {
-        let left = deadline
-            .max(Instant::now() + t)
-            .saturating_duration_since(Instant::now());
-        let next = std::future::poll_fn(|cx| body.poll_data(cx));
-        let got = match monoio::time::timeout(left.min(t), next).await {
-            Ok(g) => g,
-            Err(_) => {
-                c.stream.reset_on_close();
-                return Outcome::Close;
-            }
-        };
-        match got {
-            Some(Ok(data)) => {
-                let _ = body.flow_control().release_capacity(data.len());
-                if data.is_empty() {
-                    continue;
-                }
-                c.wbuf.clear();
-                if chunked {
-                    c.wbuf
-                        .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                }
-                c.wbuf.extend_from_slice(&data);
-                if chunked {
-                    c.wbuf.extend_from_slice(b"\r\n");
-                }
-                if !write_wbuf(c, t).await {
-                    return Outcome::Close;
-                }
-            }
-            Some(Err(_)) => {
-                c.tally.upstream_ok = Some(false);
-                c.stream.reset_on_close();
-                return Outcome::Close;
-            }
-            None => break,
-        }
+    if relay_data(c, &mut body, f.chunked, deadline, t)
+        .await
+        .is_err()
+    {
+        return Outcome::Close;
     }
     let trailers = std::future::poll_fn(|cx| body.poll_trailers(cx));
     let trailers = match monoio::time::timeout(t, trailers).await {
@@ -365,7 +322,7 @@ async fn relay<G: Gateway>(
             return Outcome::Close;
         }
     };
-    if chunked {
+    if f.chunked {
         c.wbuf.clear();
         c.wbuf.extend_from_slice(b"0\r\n");
         if let Some(map) = trailers.map(allowed_trailers) {
@@ -378,9 +335,91 @@ async fn relay<G: Gateway>(
             return Outcome::Close;
         }
     }
-    if close || !chunked {
+    if f.close || !f.chunked {
         Outcome::Close
     } else {
         Outcome::KeepAlive
+    }
+}
+
+/// Writes the client's HTTP/1.1 response head into `c.wbuf`.
+fn write_head(c: &mut Conn, parts: &http::response::Parts, is_head: bool, f: &Framing) {
+    c.wbuf.clear();
+    c.wbuf.extend_from_slice(b"HTTP/1.1 ");
+    crate::respond::push_u64(&mut c.wbuf, u64::from(parts.status.as_u16()));
+    c.wbuf.push(b' ');
+    c.wbuf
+        .extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    c.wbuf.extend_from_slice(b"\r\n");
+    for (k, v) in &parts.headers {
+        if connection_specific(k.as_str()) || k == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        push_header(&mut c.wbuf, k.as_str().as_bytes(), v.as_bytes());
+    }
+    if f.chunked {
+        c.wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if f.trailers_only && !is_head {
+        c.wbuf.extend_from_slice(b"content-length: 0\r\n");
+    } else if f.no_body {
+        if let Some(v) = parts.headers.get(http::header::CONTENT_LENGTH) {
+            push_header(&mut c.wbuf, b"content-length", v.as_bytes());
+        }
+    }
+    c.wbuf.extend_from_slice(&c.extra);
+    if f.close {
+        c.wbuf.extend_from_slice(b"connection: close\r\n");
+    }
+    c.wbuf.extend_from_slice(b"\r\n");
+}
+
+/// Relays the response's DATA frames to the client as they come (chunked when `chunked`), each
+/// within the body I/O time and the call's `deadline`. `Err`: the relay broke (the connection
+/// then closes, with a reset when the upstream failed or stalled).
+async fn relay_data(
+    c: &mut Conn,
+    body: &mut h2::RecvStream,
+    chunked: bool,
+    deadline: Instant,
+    t: Duration,
+) -> Result<(), ()> {
+    loop {
+        let left = deadline
+            .max(Instant::now() + t)
+            .saturating_duration_since(Instant::now());
+        let next = std::future::poll_fn(|cx| body.poll_data(cx));
+        let got = match monoio::time::timeout(left.min(t), next).await {
+            Ok(g) => g,
+            Err(_) => {
+                c.stream.reset_on_close();
+                return Err(());
+            }
+        };
+        match got {
+            Some(Ok(data)) => {
+                let _ = body.flow_control().release_capacity(data.len());
+                if data.is_empty() {
+                    continue;
+                }
+                c.wbuf.clear();
+                if chunked {
+                    use std::io::Write as _;
+                    let _ = write!(c.wbuf, "{:x}\r\n", data.len());
+                }
+                c.wbuf.extend_from_slice(&data);
+                if chunked {
+                    c.wbuf.extend_from_slice(b"\r\n");
+                }
+                if !write_wbuf(c, t).await {
+                    return Err(());
+                }
+            }
+            Some(Err(_)) => {
+                c.tally.upstream_ok = Some(false);
+                c.stream.reset_on_close();
+                return Err(());
+            }
+            None => return Ok(()),
+        }
     }
 }

@@ -14,7 +14,70 @@ use crate::engine::worker::Worker;
 use crate::error::ProxyError;
 use crate::gateway::Gateway;
 use crate::hygiene::ClientFraming;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Where the response body stands while it is relayed.
+struct Relay {
+    /// The upstream's chunked body, decoded as it passes (validated, trailers filtered).
+    decoder: Option<ChunkedDecoder>,
+    /// Bytes still to come of a body of known length.
+    remaining: u64,
+    /// The whole body was relayed.
+    done: bool,
+    /// Bytes came after the body (the upstream connection is then not reused).
+    extra: bool,
+}
+
+impl Relay {
+    fn new(r: &ResponsePlan) -> Self {
+        Relay {
+            decoder: (r.body == BodyKind::Chunked)
+                .then(|| ChunkedDecoder::dropping_prohibited_trailers(ChunkedLimits::default())),
+            remaining: 0,
+            done: false,
+            extra: false,
+        }
+    }
+
+    /// Takes `n` bytes just read into `c.ubuf` from `from`: how many of them go to the client
+    /// (for a de-chunked body the payload is put in `c.wbuf` instead).
+    fn take(&mut self, c: &mut Conn, r: &ResponsePlan, from: usize) -> Result<usize, ProxyError> {
+        let n = c.ubuf.len() - from;
+        let in_buf = match r.body {
+            BodyKind::Empty => {
+                self.done = true;
+                0
+            }
+            BodyKind::Length(_) => {
+                let take = (n as u64).min(self.remaining) as usize;
+                self.remaining -= take as u64;
+                self.done = self.remaining == 0;
+                take
+            }
+            BodyKind::Chunked => {
+                let d = self
+                    .decoder
+                    .as_mut()
+                    .ok_or_else(|| ProxyError::UpstreamIo(std::io::Error::other("no decoder")))?;
+                let input = &c.ubuf[from..];
+                let prog = if r.framing == ClientFraming::Dechunk {
+                    let out = &mut c.wbuf;
+                    d.feed_with(input, |data| out.extend_from_slice(data))
+                } else {
+                    d.feed(input)
+                }
+                .map_err(ProxyError::UpstreamProtocol)?;
+                self.done = prog.done;
+                let s = d.settle(&mut c.ubuf, from, prog);
+                self.extra |= c.ubuf.len() > s.next;
+                s.write_end - from
+            }
+            BodyKind::UntilClose => n,
+        };
+        self.extra |= r.body != BodyKind::Chunked && n > in_buf;
+        Ok(in_buf)
+    }
+}
 
 /// Sends the client head and streams the response body; returns the upstream connection to the
 /// pool when the exchange ended cleanly on a reusable connection.
@@ -26,78 +89,17 @@ pub(crate) async fn relay_response<G: Gateway>(
     r: &ResponsePlan,
 ) -> Result<(), ProxyError> {
     let t = w.settings.body_io_timeout;
-    let avail = c.ubuf.len() - r.head_len;
-    let mut decoder = (r.body == BodyKind::Chunked)
-        .then(|| ChunkedDecoder::dropping_prohibited_trailers(ChunkedLimits::default()));
-    // Bytes after the body in what was read (the connection is then not reused).
-    let mut extra = false;
-    // How much of what is buffered belongs to the body, and whether that is all of it.
-    let (mut in_buf, mut done, mut remaining) = match r.body {
-        BodyKind::Empty => (0, true, 0u64),
-        BodyKind::Length(n) => {
-            let have = (avail as u64).min(n);
-            (have as usize, have == n, n - have)
-        }
-        BodyKind::Chunked => {
-            let d = decoder
-                .as_mut()
-                .ok_or_else(|| ProxyError::UpstreamIo(std::io::Error::other("no decoder")))?;
-            let input = &c.ubuf[r.head_len..];
-            let prog = if r.framing == ClientFraming::Dechunk {
-                let out = &mut c.wbuf;
-                d.feed_with(input, |data| out.extend_from_slice(data))
-            } else {
-                d.feed(input)
-            }
-            .map_err(ProxyError::UpstreamProtocol)?;
-            let s = d.settle(&mut c.ubuf, r.head_len, prog);
-            extra = c.ubuf.len() > s.next;
-            (s.write_end - r.head_len, prog.done, 0)
-        }
-        BodyKind::UntilClose => (avail, false, 0),
-    };
-    extra |= r.body != BodyKind::Chunked && avail > in_buf;
-    // Head, plus the buffered body bytes when they are few: one write.
-    let body_start = r.head_len;
-    if r.framing != ClientFraming::Dechunk && in_buf <= INLINE_BODY_MAX {
-        c.wbuf
-            .extend_from_slice(&c.ubuf[body_start..body_start + in_buf]);
+    let mut relay = Relay::new(r);
+    if let BodyKind::Length(n) = r.body {
+        relay.remaining = n;
     }
-    let head_end = c.wbuf.len();
-    let (res, buf) = c
-        .stream
-        .write_range(std::mem::take(&mut c.wbuf), 0, head_end, t)
-        .await;
-    c.wbuf = buf;
-    res.map_err(ProxyError::ClientIo)?;
-    c.tally.bytes_out += head_end as u64;
-    if r.framing != ClientFraming::Dechunk && in_buf > INLINE_BODY_MAX {
-        let (res, buf) = c
-            .stream
-            .write_range(
-                std::mem::take(&mut c.ubuf),
-                body_start,
-                body_start + in_buf,
-                t,
-            )
-            .await;
-        c.ubuf = buf;
-        res.map_err(ProxyError::ClientIo)?;
-        c.tally.bytes_out += in_buf as u64;
-    }
+    // The body bytes read with the head go with it.
+    let in_buf = relay.take(c, r, r.head_len)?;
+    send_head(c, r, in_buf, t).await?;
     let total_deadline = p.route.total_timeout.map(|d| p.start + d);
-    while !done {
+    while !relay.done {
+        let t = within_total(t, total_deadline)?;
         c.ubuf.clear();
-        let t = match total_deadline {
-            None => t,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(ProxyError::UpstreamTimeout);
-                }
-                t.min(left)
-            }
-        };
         let (res, buf) = up.read_append(std::mem::take(&mut c.ubuf), Some(t)).await;
         c.ubuf = buf;
         match res {
@@ -111,56 +113,88 @@ pub(crate) async fn relay_response<G: Gateway>(
             Err(ReadFail::Timeout) => return Err(ProxyError::UpstreamTimeout),
             Err(ReadFail::Io(e)) => return Err(ProxyError::UpstreamIo(e)),
         }
-        let n = c.ubuf.len();
-        in_buf = match (r.body, decoder.as_mut()) {
-            (BodyKind::Length(_), _) => {
-                let take = (n as u64).min(remaining) as usize;
-                remaining -= take as u64;
-                done = remaining == 0;
-                take
-            }
-            (BodyKind::Chunked, Some(d)) => {
-                let input = &c.ubuf[..n];
-                let prog = if r.framing == ClientFraming::Dechunk {
-                    c.wbuf.clear();
-                    let out = &mut c.wbuf;
-                    d.feed_with(input, |data| out.extend_from_slice(data))
-                } else {
-                    d.feed(input)
-                }
-                .map_err(ProxyError::UpstreamProtocol)?;
-                done = prog.done;
-                let s = d.settle(&mut c.ubuf, 0, prog);
-                extra |= c.ubuf.len() > s.next;
-                s.write_end
-            }
-            _ => n,
-        };
-        extra |= r.body != BodyKind::Chunked && n > in_buf;
         if r.framing == ClientFraming::Dechunk {
-            let end = c.wbuf.len();
-            let (res, buf) = c
-                .stream
-                .write_range(std::mem::take(&mut c.wbuf), 0, end, t)
-                .await;
-            c.wbuf = buf;
-            res.map_err(ProxyError::ClientIo)?;
-            c.tally.bytes_out += end as u64;
-        } else {
-            let (res, buf) = c
-                .stream
-                .write_range(std::mem::take(&mut c.ubuf), 0, in_buf, t)
-                .await;
-            c.ubuf = buf;
-            res.map_err(ProxyError::ClientIo)?;
-            c.tally.bytes_out += in_buf as u64;
+            c.wbuf.clear();
         }
+        let in_buf = relay.take(c, r, 0)?;
+        send_piece(c, r, in_buf, t).await?;
     }
-    if r.upstream_keep_alive && !extra && r.body != BodyKind::UntilClose {
+    if r.upstream_keep_alive && !relay.extra && r.body != BodyKind::UntilClose {
         if let Some(ep) = c.tally.upstream {
             w.pool.borrow_mut().checkin(p.upstream.conn_key(ep), up);
         }
     }
+    Ok(())
+}
+
+/// The time a body read or write may take: the per-operation time, cut by the exchange's total
+/// deadline (past it, a timeout).
+fn within_total(t: Duration, total: Option<Instant>) -> Result<Duration, ProxyError> {
+    match total {
+        None => Ok(t),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ProxyError::UpstreamTimeout);
+            }
+            Ok(t.min(left))
+        }
+    }
+}
+
+/// Sends the client head in `c.wbuf`, with the `in_buf` body bytes read with it (in the same
+/// write when they are few).
+async fn send_head(
+    c: &mut Conn,
+    r: &ResponsePlan,
+    in_buf: usize,
+    t: Duration,
+) -> Result<(), ProxyError> {
+    let body_start = r.head_len;
+    let dechunk = r.framing == ClientFraming::Dechunk;
+    if !dechunk && in_buf <= INLINE_BODY_MAX {
+        c.wbuf
+            .extend_from_slice(&c.ubuf[body_start..body_start + in_buf]);
+    }
+    let head_end = c.wbuf.len();
+    let (res, buf) = c
+        .stream
+        .write_range(std::mem::take(&mut c.wbuf), 0, head_end, t)
+        .await;
+    c.wbuf = buf;
+    res.map_err(ProxyError::ClientIo)?;
+    c.tally.bytes_out += head_end as u64;
+    if !dechunk && in_buf > INLINE_BODY_MAX {
+        let end = body_start + in_buf;
+        let (res, buf) = c
+            .stream
+            .write_range(std::mem::take(&mut c.ubuf), body_start, end, t)
+            .await;
+        c.ubuf = buf;
+        res.map_err(ProxyError::ClientIo)?;
+        c.tally.bytes_out += in_buf as u64;
+    }
+    Ok(())
+}
+
+/// Sends a piece of the body: the de-chunked payload in `c.wbuf`, or `in_buf` bytes of `c.ubuf`.
+async fn send_piece(
+    c: &mut Conn,
+    r: &ResponsePlan,
+    in_buf: usize,
+    t: Duration,
+) -> Result<(), ProxyError> {
+    let dechunk = r.framing == ClientFraming::Dechunk;
+    let held = if dechunk { &mut c.wbuf } else { &mut c.ubuf };
+    let end = if dechunk { held.len() } else { in_buf };
+    let (res, buf) = c.stream.write_range(std::mem::take(held), 0, end, t).await;
+    if dechunk {
+        c.wbuf = buf;
+    } else {
+        c.ubuf = buf;
+    }
+    res.map_err(ProxyError::ClientIo)?;
+    c.tally.bytes_out += end as u64;
     Ok(())
 }
 
