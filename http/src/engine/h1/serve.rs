@@ -8,6 +8,7 @@
 
 use crate::engine::io::downstream::Downstream;
 use crate::engine::io::ops::{read_append, read_cancelable_until, ReadFail};
+use crate::engine::io::stream::ByteStream;
 use crate::engine::request::answer::{refuse, respond_fallback};
 use crate::engine::request::observe::finish;
 use crate::engine::request::parse::begin_unparsed;

@@ -5,7 +5,8 @@
 
 use crate::engine::drain::DrainSignal;
 use crate::engine::h2::stream::H2Stream;
-use crate::engine::io::ops::{read_append, write_range, ReadFail};
+use crate::engine::io::ops::ReadFail;
+use crate::engine::io::stream::ByteStream;
 use crate::tls::{CertIdentity, TlsConn};
 use monoio::net::TcpStream;
 use std::time::Duration;
@@ -61,56 +62,6 @@ impl Downstream {
         }
     }
 
-    /// Reads into the spare capacity of `buf`; see [`crate::engine::io::ops::read_append`].
-    pub(crate) async fn read_append(
-        &mut self,
-        buf: Vec<u8>,
-        timeout: Option<Duration>,
-    ) -> (Result<usize, ReadFail>, Vec<u8>) {
-        match self {
-            Downstream::Plain(s) => read_append(s, buf, timeout).await,
-            Downstream::Tls(t) => t.read_append(buf, timeout).await,
-            Downstream::H2(s) => s.read_append(buf, timeout).await,
-            Downstream::Closed => (Err(ReadFail::Eof), buf),
-        }
-    }
-
-    /// Writes `buf[start..end]` completely, within `timeout`.
-    pub(crate) async fn write_range(
-        &mut self,
-        buf: Vec<u8>,
-        start: usize,
-        end: usize,
-        timeout: Duration,
-    ) -> (std::io::Result<()>, Vec<u8>) {
-        match self {
-            Downstream::Plain(s) => write_range(s, buf, start, end, timeout).await,
-            Downstream::Tls(t) => t.write_range(buf, start, end, timeout).await,
-            Downstream::H2(s) => s.write_range(buf, start, end, timeout).await,
-            Downstream::Closed => (Err(std::io::ErrorKind::NotConnected.into()), buf),
-        }
-    }
-
-    /// Writes all of `buf`.
-    pub(crate) async fn write_all(
-        &mut self,
-        buf: Vec<u8>,
-        timeout: Duration,
-    ) -> (std::io::Result<()>, Vec<u8>) {
-        let end = buf.len();
-        self.write_range(buf, 0, end, timeout).await
-    }
-
-    /// Makes the coming close send a reset (a cut response must not look complete).
-    pub(crate) fn reset_on_close(&mut self) {
-        match self {
-            Downstream::Plain(s) => crate::engine::io::ops::reset_on_close(s),
-            Downstream::Tls(t) => crate::engine::io::ops::reset_on_close(t.tcp()),
-            Downstream::H2(s) => s.abort(),
-            Downstream::Closed => {}
-        }
-    }
-
     /// Ends the connection politely: a TLS session says `close_notify`.
     pub(crate) async fn close(&mut self) {
         match self {
@@ -148,6 +99,45 @@ impl Downstream {
             Some(Ok(())) => Ok(()),
             Some(Err(e)) => Err(ReadFail::Io(e)),
             None => Err(ReadFail::Timeout),
+        }
+    }
+}
+
+impl ByteStream for Downstream {
+    async fn read_append(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> (Result<usize, ReadFail>, Vec<u8>) {
+        match self {
+            Downstream::Plain(s) => s.read_append(buf, timeout).await,
+            Downstream::Tls(t) => ByteStream::read_append(&mut **t, buf, timeout).await,
+            Downstream::H2(s) => ByteStream::read_append(&mut **s, buf, timeout).await,
+            Downstream::Closed => (Err(ReadFail::Eof), buf),
+        }
+    }
+
+    async fn write_range(
+        &mut self,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+        timeout: Duration,
+    ) -> (std::io::Result<()>, Vec<u8>) {
+        match self {
+            Downstream::Plain(s) => s.write_range(buf, start, end, timeout).await,
+            Downstream::Tls(t) => ByteStream::write_range(&mut **t, buf, start, end, timeout).await,
+            Downstream::H2(s) => ByteStream::write_range(&mut **s, buf, start, end, timeout).await,
+            Downstream::Closed => (Err(std::io::ErrorKind::NotConnected.into()), buf),
+        }
+    }
+
+    fn reset_on_close(&mut self) {
+        match self {
+            Downstream::Plain(s) => s.reset_on_close(),
+            Downstream::Tls(t) => ByteStream::reset_on_close(&mut **t),
+            Downstream::H2(s) => ByteStream::reset_on_close(&mut **s),
+            Downstream::Closed => {}
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::engine::io::downstream::Downstream;
 use crate::engine::io::h2io::H2Io;
+use crate::engine::io::stream::ByteStream;
 use crate::engine::worker::Worker;
 use crate::error::Refusal;
 use crate::gateway::Gateway;

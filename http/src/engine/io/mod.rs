@@ -8,3 +8,4 @@ pub(crate) mod h2io;
 pub(crate) mod handshake;
 pub mod ops;
 pub mod peek;
+pub(crate) mod stream;

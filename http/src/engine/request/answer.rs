@@ -3,6 +3,7 @@
 //! client and recorded in the request's tally.
 
 use super::state::Conn;
+use crate::engine::io::stream::ByteStream;
 use crate::engine::worker::Worker;
 use crate::error::Refusal;
 use crate::gateway::Gateway;

@@ -11,6 +11,7 @@
 //! early 413 or 401) has its answer relayed, and the client connection closes behind it.
 
 use crate::engine::io::body_deadline::BodyClock;
+use crate::engine::io::stream::ByteStream;
 use crate::engine::request::state::{Conn, Outcome, Plan};
 use crate::engine::upstream::attempt::{
     attempt_done, bit, connect_failed, count, next_attempt, over_connection_cap, retries_failure,

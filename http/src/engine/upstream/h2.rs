@@ -18,6 +18,7 @@ use crate::engine::h2::stream::{
     allowed_trailers, connection_specific, send_within_window, trailer_map,
 };
 use crate::engine::io::body_deadline::BodyClock;
+use crate::engine::io::stream::ByteStream;
 use crate::engine::request::state::{Conn, Outcome, Plan};
 use crate::engine::upstream::attempt::count;
 use crate::engine::upstream::fail::fail_before_response;

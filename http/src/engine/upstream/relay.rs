@@ -5,6 +5,7 @@
 
 use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
 use crate::engine::io::ops::ReadFail;
+use crate::engine::io::stream::ByteStream;
 use crate::engine::request::state::Outcome;
 use crate::engine::request::state::{Conn, Plan};
 use crate::engine::upstream::request_body::INLINE_BODY_MAX;

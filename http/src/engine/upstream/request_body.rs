@@ -6,6 +6,7 @@
 use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
 use crate::engine::io::body_deadline::{BodyClock, Wait};
 use crate::engine::io::ops::ReadFail;
+use crate::engine::io::stream::ByteStream;
 use crate::engine::request::state::{Conn, Plan};
 use crate::engine::upstream::stream::UpStream;
 use crate::engine::worker::Worker;

@@ -5,6 +5,7 @@
 
 use crate::codec::{parse_response_head, BodyKind, HopByHop, ResponseHead, MAX_HEADERS};
 use crate::engine::io::ops::ReadFail;
+use crate::engine::io::stream::ByteStream;
 use crate::engine::request::state::{Conn, Plan};
 use crate::engine::upstream::attempt::count;
 use crate::engine::upstream::request_body::RequestBody;

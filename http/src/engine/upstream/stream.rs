@@ -2,7 +2,8 @@
 //! upstream says so (`[upstreams.tls]`). Pooled and reused the same way either way; the exchange
 //! reads and writes through this one type.
 
-use crate::engine::io::ops::{connect, read_append, write_range, ReadFail};
+use crate::engine::io::ops::{connect, ReadFail};
+use crate::engine::io::stream::ByteStream;
 use crate::gateway::UpstreamTls;
 use crate::tls::TlsConn;
 use monoio::net::TcpStream;
@@ -47,21 +48,21 @@ impl UpStream {
             UpStream::Tls(t) => t.is_quiet(),
         }
     }
+}
 
-    /// Reads into the spare capacity of `buf`; see [`crate::engine::io::ops::read_append`].
-    pub(crate) async fn read_append(
+impl ByteStream for UpStream {
+    async fn read_append(
         &mut self,
         buf: Vec<u8>,
         timeout: Option<Duration>,
     ) -> (Result<usize, ReadFail>, Vec<u8>) {
         match self {
-            UpStream::Plain(s) => read_append(s, buf, timeout).await,
-            UpStream::Tls(t) => t.read_append(buf, timeout).await,
+            UpStream::Plain(s) => s.read_append(buf, timeout).await,
+            UpStream::Tls(t) => ByteStream::read_append(&mut **t, buf, timeout).await,
         }
     }
 
-    /// Writes `buf[start..end]` completely, within `timeout`.
-    pub(crate) async fn write_range(
+    async fn write_range(
         &mut self,
         buf: Vec<u8>,
         start: usize,
@@ -69,8 +70,15 @@ impl UpStream {
         timeout: Duration,
     ) -> (io::Result<()>, Vec<u8>) {
         match self {
-            UpStream::Plain(s) => write_range(s, buf, start, end, timeout).await,
-            UpStream::Tls(t) => t.write_range(buf, start, end, timeout).await,
+            UpStream::Plain(s) => s.write_range(buf, start, end, timeout).await,
+            UpStream::Tls(t) => ByteStream::write_range(&mut **t, buf, start, end, timeout).await,
+        }
+    }
+
+    fn reset_on_close(&mut self) {
+        match self {
+            UpStream::Plain(s) => s.reset_on_close(),
+            UpStream::Tls(t) => ByteStream::reset_on_close(&mut **t),
         }
     }
 }
