@@ -620,6 +620,22 @@ fn opaque_tokens_are_introspected_cached_and_fail_closed_when_the_provider_is_do
     assert_eq!(gw.bearer("/opaque/a", "good-token").status, 200);
     assert_eq!(idp.hits(), 1, "the second use came from the cache");
     assert_unauthorized(&gw.bearer("/opaque/a", "revoked-token"), "inactive");
+    // Over HTTP/2 too: the plan made again after the introspection wait finds the stream's
+    // typed head again (a new token: not cached, so the request waits for the provider).
+    let url = format!("http://{}/opaque/a", gw.addr());
+    let (ok, code, err) = ringgate_testkit::curl::curl(&[
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Authorization: Bearer good-token-h2",
+        &url,
+    ]);
+    assert!(ok, "curl: {err}");
+    assert_eq!(code, "200", "HTTP/2 after an introspection wait");
+    assert_eq!(idp.hits(), 3, "the new token was introspected once");
     drop(gw);
     // A provider that never answers: 503 within the timeout, not a hang.
     let stalled = TinyServer::spawn(|_, _| None);

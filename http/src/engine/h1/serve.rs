@@ -232,6 +232,7 @@ async fn serve_active<G: Gateway>(c: &mut Conn, w: &Worker<G>, st: &mut Progress
                         None => refuse(c, w, r, close, http10).await,
                     };
                     c.tally.bytes_in = consumed as u64;
+                    c.stream.h2_head_done();
                     finish(w, c, route, start);
                     w.gauges.requests.add(1);
                     if !sent || close {
@@ -273,6 +274,7 @@ async fn forward<G: Gateway>(
     w.gauges.inflight.add(1);
     c.admit.next_request();
     let outcome = exchange(c, w, plan).await;
+    c.stream.h2_head_done();
     w.end_request(plan.upstream, plan.admission, c.tally.upstream_ok);
     finish(w, c, Some(plan.route), plan.start);
     w.gauges.inflight.sub(1);

@@ -22,7 +22,7 @@ pub(crate) struct H2Head {
     ws_key: String,
     /// The body is framed chunked upstream (no `content-length`, not ended with the head).
     chunked: bool,
-    /// The pipeline took the head (a stream carries one request).
+    /// The stream's request ended (a stream carries one request).
     given: bool,
 }
 
@@ -60,9 +60,15 @@ impl H2Head {
         self.parts.method.as_str()
     }
 
-    /// Marks the head taken; `true` the first time only.
-    pub(crate) fn take(&mut self) -> bool {
-        !std::mem::replace(&mut self.given, true)
+    /// The request has not ended yet (its head is still to be planned, or planned again after
+    /// a wait).
+    pub(crate) fn pending(&self) -> bool {
+        !self.given
+    }
+
+    /// The request ended: the stream has nothing more to plan.
+    pub(crate) fn done(&mut self) {
+        self.given = true;
     }
 
     /// The typed head, its fields lent into `hs` (a head with more fields than `hs` holds is a

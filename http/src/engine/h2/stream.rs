@@ -144,9 +144,14 @@ impl H2Stream {
         &self.head
     }
 
-    /// Marks the head taken by the pipeline; `true` the first time only.
-    pub(crate) fn take_head(&mut self) -> bool {
-        self.head.take()
+    /// The head is still to be served.
+    pub(crate) fn head_pending(&self) -> bool {
+        self.head.pending()
+    }
+
+    /// The stream's request ended.
+    pub(crate) fn head_done(&mut self) {
+        self.head.done();
     }
 
     /// Takes the request body as HTTP/2 frames, for an exchange that relays it itself (an

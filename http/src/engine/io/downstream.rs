@@ -45,12 +45,10 @@ impl Downstream {
         }
     }
 
-    /// Whether the pipeline takes an HTTP/2 stream's typed head now (a stream carries one
-    /// request): `true` once for an HTTP/2 stream, `false` for other streams and after.
-    pub(crate) fn take_h2_head(&mut self) -> bool {
-        match self {
-            Downstream::H2(s) => s.take_head(),
-            _ => false,
+    /// The request an HTTP/2 stream carried has ended (answered or refused).
+    pub(crate) fn h2_head_done(&mut self) {
+        if let Downstream::H2(s) = self {
+            s.head_done();
         }
     }
 

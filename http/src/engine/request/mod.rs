@@ -66,11 +66,11 @@ pub(crate) fn plan<'s, G: Gateway>(
         meta_split,
         grpc,
     };
-    // An HTTP/2 stream's head comes typed (once); an HTTP/1.1 head is parsed from the buffer.
-    let typed = stream.take_h2_head();
+    // An HTTP/2 stream's head comes typed (until its request ends: a plan made again after a
+    // wait finds it again); an HTTP/1.1 head is parsed from the buffer.
     let stream = &*stream;
     let (req, grpc_timeout) = match stream {
-        Downstream::H2(s) if typed => {
+        Downstream::H2(s) if s.head_pending() => {
             parse::begin(s.head().view(&mut hs, &w.settings.limits), w, &mut record)?
         }
         _ if cbuf.is_empty() => return Err(Stop::NeedMore),
