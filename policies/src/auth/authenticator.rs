@@ -432,3 +432,7 @@ fn push_safe(out: &mut Vec<u8>, name: &str, value: &[u8]) {
         push_header(out, name.as_bytes(), value);
     }
 }
+
+#[cfg(test)]
+#[path = "authenticator_tests.rs"]
+mod tests;
