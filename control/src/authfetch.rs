@@ -14,7 +14,7 @@
 
 use crate::httpc::{call, Target};
 pub use crate::introspection::{IntrospectionResult, Introspector, PoolLimits};
-use ringgate_policies::auth::Jwks;
+use ringgate_policies::auth::{Jwks, KeySetSource};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -131,6 +131,25 @@ impl JwksSource {
     /// HTTP fetches made so far.
     pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
+    }
+}
+
+/// The request path's view of the source (see `ringgate_policies::auth::KeySetSource`).
+impl KeySetSource for JwksSource {
+    fn epoch(&self) -> u64 {
+        JwksSource::epoch(self)
+    }
+
+    fn load(&self) -> (u64, Option<Arc<Jwks>>) {
+        JwksSource::load(self)
+    }
+
+    fn request_refresh(&self) -> u64 {
+        JwksSource::request_refresh(self)
+    }
+
+    fn refreshed_since(&self, ticket: u64) -> bool {
+        JwksSource::refreshed_since(self, ticket)
     }
 }
 

@@ -27,11 +27,12 @@
 //! costs a thread and a network call); the request path of cached tokens never touches it.
 
 use crate::httpc::{call, Target};
-use crate::verifybudget::client_key;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+pub use ringgate_policies::auth::IntrospectionResult;
 use ringgate_policies::auth::{
-    introspection_request_body, parse_introspection, AuthFailure, ClaimNames, Identity, TokenDigest,
+    client_key, introspection_request_body, parse_introspection, AuthFailure, ClaimNames, Identity,
+    IntrospectionPool, IntrospectionReply, TokenDigest,
 };
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -42,10 +43,7 @@ use std::time::{Duration, Instant};
 /// Most junk tokens remembered per endpoint.
 pub const NEGATIVE_CAPACITY: usize = 65_536;
 
-/// The answer to one introspection: the token's digest and the identity, or why not.
-pub type IntrospectionResult = (TokenDigest, Result<Identity, AuthFailure>);
-
-type Reply = crossbeam_channel::Sender<IntrospectionResult>;
+type Reply = IntrospectionReply;
 
 /// How many calls an endpoint takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +250,17 @@ impl Introspector {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         parse_introspection(&resp, &self.claims, now)
+    }
+}
+
+/// The request path's view of the pool (see `ringgate_policies::auth::IntrospectionPool`).
+impl IntrospectionPool for Introspector {
+    fn max_wait(&self) -> Duration {
+        Introspector::max_wait(self)
+    }
+
+    fn start(self: &Arc<Self>, token: &[u8], peer: IpAddr, reply: IntrospectionReply) -> bool {
+        Introspector::start(self, token, peer, reply)
     }
 }
 

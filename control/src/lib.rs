@@ -7,9 +7,8 @@
 //! (the decisions) keeps blocking clients (Redis, JWKS and introspection fetches, probes) and
 //! config parsing out of the crates the request path is built from.
 //!
-//! Two request-path pieces still live here as self-contained modules: the per-request auth
-//! adapter ([`auth`]) and its verification budget ([`verifybudget`]); a later step moves them to
-//! `policies`.
+//! The request-path auth adapter lives in `ringgate_policies::auth`; [`auth`] here compiles the
+//! config into it and wires in the fetchers ([`authfetch`]).
 //!
 //! The `ringgate` binary (`tools/`) parses arguments and calls in here, so the integration tests
 //! start the very same gateway in-process.
@@ -28,7 +27,6 @@ pub mod rlstore;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
-pub mod verifybudget;
 
 use config::RawConfig;
 use snapshot::Snapshot;

@@ -65,7 +65,7 @@ pub struct Snapshot {
     /// Retry budget and split of each route, by route metric id.
     pub route_policies: HashMap<u32, RoutePolicy>,
     /// Authentication, when `[auth]` is configured.
-    pub auth: Option<std::sync::Arc<crate::auth::AuthSetup>>,
+    pub auth: Option<std::sync::Arc<crate::auth::SnapshotAuth>>,
     /// Header names never forwarded from clients (the identity headers).
     pub managed: Vec<Box<str>>,
     /// The rate limits and the routes' chains of them.
@@ -145,7 +145,7 @@ impl Snapshot {
         let auth = raw
             .auth
             .as_ref()
-            .and_then(|a| crate::auth::AuthSetup::build(a, &rules, &mut errs))
+            .map(|a| crate::auth::build(a, &rules, &mut errs))
             .map(std::sync::Arc::new);
         let managed: Vec<Box<str>> = auth
             .as_ref()

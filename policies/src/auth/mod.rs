@@ -24,8 +24,9 @@
 //!
 //! Shared read-only across cores, immutable, wrapped in `Arc` by the caller and replaced whole
 //! on reload: [`KeyStore`], [`Jwks`], [`JwtPolicy`]. Owned by one core (`&mut self`, no locks
-//! or atomics on the request path): [`TokenCache`], [`IntrospectionCache`]. Nothing here
-//! reads the clock: every check takes `now_unix` (seconds) from the caller.
+//! or atomics on the request path): [`TokenCache`], [`IntrospectionCache`]. The checks do
+//! not read the clock: each takes `now_unix` (seconds) from the caller; only the per-request
+//! adapter ([`Authenticator`]) and the signature-check budget ([`VerifyBudget`]) do.
 //!
 //! # Modules
 //!
@@ -33,29 +34,39 @@
 //! (key format, key file, verification, generation), `jwks.rs` (compiling a key set),
 //! `jwt.rs` (policy, verification, token cache, minting), `introspect.rs` (RFC 7662),
 //! `authorize.rs` (route rules, scopes, challenges), `cache.rs` (the bounded expiring map
-//! behind both caches, and why it keys by SHA-256).
+//! behind both caches, and why it keys by SHA-256), `verifybudget.rs` (the per-client cap on
+//! full signature checks), `fetch.rs` (what the request path asks of the key-set and
+//! introspection fetchers, which run in the control plane), `authenticator.rs` (the per-request
+//! adapter that runs the steps above for a route and writes the identity headers).
 
 mod apikey;
+mod authenticator;
 mod authorize;
 mod cache;
 mod credential;
+mod fetch;
 mod identity;
 mod introspect;
 mod jwks;
 mod jwt;
 #[cfg(test)]
 mod testkeys;
+mod verifybudget;
 
 pub use apikey::{
     format_utc, generate_key, parse_entries, split_key, KeyEntry, KeyGenError, KeyHash, KeyStore,
     ID_LEN, KEY_PREFIX, SALT_LEN, SECRET_LEN,
 };
+pub use authenticator::{AuthParts, AuthState, Authenticator, IdentityHeaderNames, VerifyLimits};
 pub use authorize::{
     authorize, www_authenticate, www_authenticate_forbidden, AuthMode, CredentialKinds, Forbidden,
     RouteAuth, ScopeRule, REALM,
 };
 pub use cache::TokenDigest;
 pub use credential::{extract, looks_like_jwt, Credential, CredentialSource, Presented};
+pub use fetch::{
+    IntrospectionPool, IntrospectionReply, IntrospectionResult, KeySetSource, NoFetcher,
+};
 pub use identity::{AuthFailure, ClaimNames, CredentialKind, Identity};
 pub use introspect::{introspection_request_body, parse_introspection, IntrospectionCache};
 pub use jsonwebtoken::Algorithm;
@@ -64,3 +75,4 @@ pub use jwt::{
     mint, signature_checks, verify, verify_admitted, JwtPolicy, JwtPolicyError, JwtPolicySpec,
     MintError, TokenCache, VerifiedToken, MAX_TOKEN_LEN,
 };
+pub use verifybudget::{client_key, VerifyBudget};
