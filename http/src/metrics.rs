@@ -476,6 +476,17 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &DurationHist) {
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count());
 }
 
+/// Writes the `# HELP` and `# TYPE` lines of metric family `name` of type `kind`.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Writes a family with one unlabelled sample, `value`.
+fn single(out: &mut String, (name, kind, help): (&str, &str, &str), value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// Renders the workers' metrics in the Prometheus text format (version 0.0.4).
 pub fn render_prometheus(
     out: &mut String,
@@ -486,61 +497,109 @@ pub fn render_prometheus(
     for m in workers.iter().filter_map(|w| w.0.as_ref()) {
         all.merge(m);
     }
-    out.push_str("# HELP ringgate_requests_total Requests answered, by route and status class.\n");
-    out.push_str("# TYPE ringgate_requests_total counter\n");
-    for (i, r) in all.routes.iter().enumerate() {
-        if let Some(r) = r {
-            let route = esc(registry.route_name(i));
-            for (c, n) in r.responses.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "ringgate_requests_total{{route=\"{route}\",code=\"{}\"}} {n}",
-                    CLASS_LABELS[c]
-                );
-            }
-        }
-    }
-    out.push_str(
-        "# HELP ringgate_request_duration_seconds Time from request head to last response byte.\n",
+    render_routes(out, registry, &all);
+    render_upstream_traffic(out, registry, &all);
+    render_upstream_tls(out, registry, &all);
+    render_upstream_health(out, registry, &all);
+    render_gateway(out, &all);
+    render_tls(out, &all.tls);
+    render_protocols(out, &all);
+    render_workers(out, workers);
+}
+
+/// Per route: responses by status class, and the request duration histogram.
+fn render_routes(out: &mut String, registry: &Registry, all: &WorkerMetrics) {
+    family(
+        out,
+        "ringgate_requests_total",
+        "counter",
+        "Requests answered, by route and status class.",
     );
-    out.push_str("# TYPE ringgate_request_duration_seconds histogram\n");
     for (i, r) in all.routes.iter().enumerate() {
-        if let Some(r) = r {
-            let labels = format!("route=\"{}\"", esc(registry.route_name(i)));
-            histogram(
+        let Some(r) = r else { continue };
+        let route = esc(registry.route_name(i));
+        for (c, n) in r.responses.iter().enumerate() {
+            let _ = writeln!(
                 out,
-                "ringgate_request_duration_seconds",
-                &labels,
-                &r.duration,
+                "ringgate_requests_total{{route=\"{route}\",code=\"{}\"}} {n}",
+                CLASS_LABELS[c]
             );
         }
     }
-    out.push_str("# HELP ringgate_upstream_responses_total Upstream responses, by upstream and status class.\n");
-    out.push_str("# TYPE ringgate_upstream_responses_total counter\n");
-    for (i, u) in all.upstreams.iter().enumerate() {
-        if let Some(u) = u {
-            let name = esc(registry.upstream_name(i));
-            for (c, n) in u.responses.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "ringgate_upstream_responses_total{{upstream=\"{name}\",code=\"{}\"}} {n}",
-                    CLASS_LABELS[c]
-                );
-            }
-        }
+    family(
+        out,
+        "ringgate_request_duration_seconds",
+        "histogram",
+        "Time from request head to last response byte.",
+    );
+    for (i, r) in all.routes.iter().enumerate() {
+        let Some(r) = r else { continue };
+        let labels = format!("route=\"{}\"", esc(registry.route_name(i)));
+        histogram(
+            out,
+            "ringgate_request_duration_seconds",
+            &labels,
+            &r.duration,
+        );
     }
-    out.push_str("# HELP ringgate_upstream_duration_seconds Time from sending the request upstream to the end of its response.\n");
-    out.push_str("# TYPE ringgate_upstream_duration_seconds histogram\n");
+}
+
+/// Writes family `name` with one sample per upstream seen, its value `f` of the upstream.
+fn per_upstream(
+    out: &mut String,
+    registry: &Registry,
+    all: &WorkerMetrics,
+    (name, kind, help): (&str, &str, &str),
+    f: fn(&UpstreamStats) -> u64,
+) {
+    family(out, name, kind, help);
     for (i, u) in all.upstreams.iter().enumerate() {
         if let Some(u) = u {
-            let labels = format!("upstream=\"{}\"", esc(registry.upstream_name(i)));
-            histogram(
+            let _ = writeln!(
                 out,
-                "ringgate_upstream_duration_seconds",
-                &labels,
-                &u.duration,
+                "{name}{{upstream=\"{}\"}} {}",
+                esc(registry.upstream_name(i)),
+                f(u)
             );
         }
+    }
+}
+
+/// Per upstream: responses by status class, the exchange duration histogram, retries and
+/// connection counters.
+fn render_upstream_traffic(out: &mut String, registry: &Registry, all: &WorkerMetrics) {
+    family(
+        out,
+        "ringgate_upstream_responses_total",
+        "counter",
+        "Upstream responses, by upstream and status class.",
+    );
+    for (i, u) in all.upstreams.iter().enumerate() {
+        let Some(u) = u else { continue };
+        let name = esc(registry.upstream_name(i));
+        for (c, n) in u.responses.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "ringgate_upstream_responses_total{{upstream=\"{name}\",code=\"{}\"}} {n}",
+                CLASS_LABELS[c]
+            );
+        }
+    }
+    family(
+        out,
+        "ringgate_upstream_duration_seconds",
+        "histogram",
+        "Time from sending the request upstream to the end of its response.",
+    );
+    for (i, u) in all.upstreams.iter().enumerate() {
+        let Some(u) = u else { continue };
+        let labels = format!("upstream=\"{}\"", esc(registry.upstream_name(i)));
+        histogram(
+            out,
+            "ringgate_upstream_duration_seconds",
+            &labels,
+            &u.duration,
+        );
     }
     type Field = fn(&UpstreamStats) -> u64;
     let counters: [(&str, &str, Field); 5] = [
@@ -571,59 +630,62 @@ pub fn render_prometheus(
         ),
     ];
     for (name, help, f) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (i, u) in all.upstreams.iter().enumerate() {
-            if let Some(u) = u {
-                let _ = writeln!(
-                    out,
-                    "{name}{{upstream=\"{}\"}} {}",
-                    esc(registry.upstream_name(i)),
-                    f(u)
-                );
-            }
-        }
+        per_upstream(out, registry, all, (name, "counter", help), f);
     }
-    render_upstream_tls(out, registry, &all);
-    out.push_str("# HELP ringgate_upstream_breaker_transitions_total Circuit breaker transitions, summed over cores.\n");
-    out.push_str("# TYPE ringgate_upstream_breaker_transitions_total counter\n");
+}
+
+/// Per upstream: circuit breaker transitions and open cores, and outlier ejections.
+fn render_upstream_health(out: &mut String, registry: &Registry, all: &WorkerMetrics) {
+    family(
+        out,
+        "ringgate_upstream_breaker_transitions_total",
+        "counter",
+        "Circuit breaker transitions, summed over cores.",
+    );
     for (i, u) in all.upstreams.iter().enumerate() {
-        if let Some(u) = u {
-            let name = esc(registry.upstream_name(i));
-            let (o, h, c) = u.breaker_transitions;
-            for (to, n) in [("open", o), ("half_open", h), ("closed", c)] {
-                let _ = writeln!(
-                    out,
-                    "ringgate_upstream_breaker_transitions_total{{upstream=\"{name}\",to=\"{to}\"}} {n}"
-                );
-            }
-        }
-    }
-    out.push_str("# HELP ringgate_upstream_breaker_open_cores Cores whose breaker for the upstream is open now.\n");
-    out.push_str("# TYPE ringgate_upstream_breaker_open_cores gauge\n");
-    for (i, u) in all.upstreams.iter().enumerate() {
-        if let Some(u) = u {
+        let Some(u) = u else { continue };
+        let name = esc(registry.upstream_name(i));
+        let (o, h, c) = u.breaker_transitions;
+        for (to, n) in [("open", o), ("half_open", h), ("closed", c)] {
             let _ = writeln!(
                 out,
-                "ringgate_upstream_breaker_open_cores{{upstream=\"{}\"}} {}",
-                esc(registry.upstream_name(i)),
-                u.breaker_open
+                "ringgate_upstream_breaker_transitions_total{{upstream=\"{name}\",to=\"{to}\"}} {n}"
             );
         }
     }
-    out.push_str("# HELP ringgate_upstream_ejected_endpoints Endpoints ejected by outlier detection now, summed over cores.\n");
-    out.push_str("# TYPE ringgate_upstream_ejected_endpoints gauge\n");
-    for (i, u) in all.upstreams.iter().enumerate() {
-        if let Some(u) = u {
-            let _ = writeln!(
-                out,
-                "ringgate_upstream_ejected_endpoints{{upstream=\"{}\"}} {}",
-                esc(registry.upstream_name(i)),
-                u.ejected
-            );
-        }
-    }
-    out.push_str("# HELP ringgate_gateway_responses_total Responses made by the gateway itself, by reason.\n");
-    out.push_str("# TYPE ringgate_gateway_responses_total counter\n");
+    per_upstream(
+        out,
+        registry,
+        all,
+        (
+            "ringgate_upstream_breaker_open_cores",
+            "gauge",
+            "Cores whose breaker for the upstream is open now.",
+        ),
+        |u| u.breaker_open,
+    );
+    per_upstream(
+        out,
+        registry,
+        all,
+        (
+            "ringgate_upstream_ejected_endpoints",
+            "gauge",
+            "Endpoints ejected by outlier detection now, summed over cores.",
+        ),
+        |u| u.ejected,
+    );
+}
+
+/// The gateway's own responses by reason, the upstream pool, and client connections accepted
+/// and refused.
+fn render_gateway(out: &mut String, all: &WorkerMetrics) {
+    family(
+        out,
+        "ringgate_gateway_responses_total",
+        "counter",
+        "Responses made by the gateway itself, by reason.",
+    );
     for (reason, status, n) in &all.gateway {
         let _ = writeln!(
             out,
@@ -631,65 +693,108 @@ pub fn render_prometheus(
             esc(reason)
         );
     }
-    out.push_str(
-        "# HELP ringgate_upstream_pool_idle_connections Idle pooled upstream connections.\n",
-    );
-    out.push_str("# TYPE ringgate_upstream_pool_idle_connections gauge\n");
-    let _ = writeln!(
-        out,
-        "ringgate_upstream_pool_idle_connections {}",
-        all.pool_idle
-    );
-    out.push_str("# HELP ringgate_upstream_pool_evicted_total Pooled connections closed as stale, dead or over the cap.\n");
-    out.push_str("# TYPE ringgate_upstream_pool_evicted_total counter\n");
-    let _ = writeln!(
-        out,
-        "ringgate_upstream_pool_evicted_total {}",
-        all.pool.evicted
-    );
-    out.push_str("# HELP ringgate_connections_accepted_total Client connections accepted.\n");
-    out.push_str("# TYPE ringgate_connections_accepted_total counter\n");
-    let _ = writeln!(out, "ringgate_connections_accepted_total {}", all.accepted);
-    out.push_str("# HELP ringgate_connections_refused_total Client connections closed at accept (per-core cap).\n");
-    out.push_str("# TYPE ringgate_connections_refused_total counter\n");
-    let _ = writeln!(
-        out,
-        "ringgate_connections_refused_total {}",
-        all.accept_refused
-    );
-    render_tls(out, &all.tls);
-    out.push_str("# HELP ringgate_http2_connections_total HTTP/2 client connections.\n");
-    out.push_str("# TYPE ringgate_http2_connections_total counter\n");
-    let _ = writeln!(
-        out,
-        "ringgate_http2_connections_total {}",
-        all.h2_connections
-    );
-    out.push_str("# HELP ringgate_http2_streams_total HTTP/2 streams accepted.\n");
-    out.push_str("# TYPE ringgate_http2_streams_total counter\n");
-    let _ = writeln!(out, "ringgate_http2_streams_total {}", all.h2_streams);
-    out.push_str("# HELP ringgate_conn_buffers_in_use Client connection buffers held by connections with a request on them (an idle connection holds none).\n");
-    out.push_str("# TYPE ringgate_conn_buffers_in_use gauge\n");
-    let _ = writeln!(
-        out,
-        "ringgate_conn_buffers_in_use {}",
-        all.conn_buffers.in_use
-    );
-    out.push_str(
-        "# HELP ringgate_conn_buffers_free Client connection buffers kept free for reuse.\n",
-    );
-    out.push_str("# TYPE ringgate_conn_buffers_free gauge\n");
-    let _ = writeln!(out, "ringgate_conn_buffers_free {}", all.conn_buffers.free);
-    out.push_str("# HELP ringgate_websocket_tunnels_total WebSocket upgrades tunnelled.\n");
-    out.push_str("# TYPE ringgate_websocket_tunnels_total counter\n");
-    let _ = writeln!(out, "ringgate_websocket_tunnels_total {}", all.tunnels.0);
-    out.push_str("# HELP ringgate_websocket_tunnels_open WebSocket tunnels open now.\n");
-    out.push_str("# TYPE ringgate_websocket_tunnels_open gauge\n");
-    let _ = writeln!(
-        out,
-        "ringgate_websocket_tunnels_open {}",
-        all.tunnels.0.saturating_sub(all.tunnels.1)
-    );
+    let families: [((&str, &str, &str), u64); 4] = [
+        (
+            (
+                "ringgate_upstream_pool_idle_connections",
+                "gauge",
+                "Idle pooled upstream connections.",
+            ),
+            all.pool_idle,
+        ),
+        (
+            (
+                "ringgate_upstream_pool_evicted_total",
+                "counter",
+                "Pooled connections closed as stale, dead or over the cap.",
+            ),
+            all.pool.evicted,
+        ),
+        (
+            (
+                "ringgate_connections_accepted_total",
+                "counter",
+                "Client connections accepted.",
+            ),
+            all.accepted,
+        ),
+        (
+            (
+                "ringgate_connections_refused_total",
+                "counter",
+                "Client connections closed at accept (per-core cap).",
+            ),
+            all.accept_refused,
+        ),
+    ];
+    for (f, v) in families {
+        single(out, f, v);
+    }
+}
+
+/// HTTP/2 connections and streams, client connection buffers, and WebSocket tunnels.
+fn render_protocols(out: &mut String, all: &WorkerMetrics) {
+    let families: [((&str, &str, &str), u64); 6] = [
+        (
+            (
+                "ringgate_http2_connections_total",
+                "counter",
+                "HTTP/2 client connections.",
+            ),
+            all.h2_connections,
+        ),
+        (
+            (
+                "ringgate_http2_streams_total",
+                "counter",
+                "HTTP/2 streams accepted.",
+            ),
+            all.h2_streams,
+        ),
+        (
+            (
+                "ringgate_conn_buffers_in_use",
+                "gauge",
+                "Client connection buffers held by connections with a request on them (an idle connection holds none).",
+            ),
+            all.conn_buffers.in_use,
+        ),
+        (
+            (
+                "ringgate_conn_buffers_free",
+                "gauge",
+                "Client connection buffers kept free for reuse.",
+            ),
+            all.conn_buffers.free,
+        ),
+        (
+            (
+                "ringgate_websocket_tunnels_total",
+                "counter",
+                "WebSocket upgrades tunnelled.",
+            ),
+            all.tunnels.0,
+        ),
+        (
+            (
+                "ringgate_websocket_tunnels_open",
+                "gauge",
+                "WebSocket tunnels open now.",
+            ),
+            all.tunnels.0.saturating_sub(all.tunnels.1),
+        ),
+    ];
+    for (f, v) in families {
+        single(out, f, v);
+    }
+}
+
+/// Per worker: open connections and requests in flight (live gauges), and event-loop lag
+/// (from the worker's last metrics).
+fn render_workers(
+    out: &mut String,
+    workers: &[(Option<WorkerMetrics>, Option<Arc<WorkerGauges>>)],
+) {
     let per_worker: [(&str, &str, &str); 4] = [
         (
             "ringgate_worker_connections",
@@ -713,7 +818,7 @@ pub fn render_prometheus(
         ),
     ];
     for (k, (name, kind, help)) in per_worker.iter().enumerate() {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        family(out, name, kind, help);
         for (i, (m, g)) in workers.iter().enumerate() {
             let v = match k {
                 0 => g.as_ref().map(|g| g.connections.get() as f64),
