@@ -2,7 +2,9 @@
 //! metric families, in a fixed order, so a family is found (and added) next to its kin. Kept
 //! apart from the per-core counting in `metrics`, which is on the request path; this is not.
 
-use super::{DurationHist, Registry, TlsStats, UpstreamStats, WorkerMetrics, CLASS_LABELS};
+use super::{
+    DurationHist, Registry, TlsStats, UpstreamStats, WorkerMetrics, CLASSES, CLASS_LABELS,
+};
 use ringgate_core::shutdown::WorkerGauges;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -73,38 +75,50 @@ pub fn render_prometheus(
 
 /// Per route: responses by status class, and the request duration histogram.
 fn render_routes(out: &mut String, registry: &Registry, all: &WorkerMetrics) {
-    family(
+    let routes = all.routes.iter().enumerate().filter_map(|(i, r)| {
+        let r = r.as_ref()?;
+        Some((esc(registry.route_name(i)), &r.responses, &r.duration))
+    });
+    traffic(
         out,
-        "ringgate_requests_total",
-        "counter",
-        "Requests answered, by route and status class.",
+        "route",
+        routes,
+        (
+            "ringgate_requests_total",
+            "Requests answered, by route and status class.",
+        ),
+        (
+            "ringgate_request_duration_seconds",
+            "Time from request head to last response byte.",
+        ),
     );
-    for (i, r) in all.routes.iter().enumerate() {
-        let Some(r) = r else { continue };
-        let route = esc(registry.route_name(i));
-        for (c, n) in r.responses.iter().enumerate() {
+}
+
+/// Writes, for every item seen (its escaped name, responses by status class and durations),
+/// the counter family `counter` (name, help) of its responses by class, then the histogram
+/// family `hist` of its durations; `label` is the label naming the item (`route`, `upstream`).
+fn traffic<'a>(
+    out: &mut String,
+    label: &str,
+    items: impl Iterator<Item = (String, &'a [u64; CLASSES], &'a DurationHist)> + Clone,
+    counter: (&str, &str),
+    hist: (&str, &str),
+) {
+    let (name, help) = counter;
+    family(out, name, "counter", help);
+    for (item, responses, _) in items.clone() {
+        for (c, n) in responses.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "ringgate_requests_total{{route=\"{route}\",code=\"{}\"}} {n}",
+                "{name}{{{label}=\"{item}\",code=\"{}\"}} {n}",
                 CLASS_LABELS[c]
             );
         }
     }
-    family(
-        out,
-        "ringgate_request_duration_seconds",
-        "histogram",
-        "Time from request head to last response byte.",
-    );
-    for (i, r) in all.routes.iter().enumerate() {
-        let Some(r) = r else { continue };
-        let labels = format!("route=\"{}\"", esc(registry.route_name(i)));
-        histogram(
-            out,
-            "ringgate_request_duration_seconds",
-            &labels,
-            &r.duration,
-        );
+    let (name, help) = hist;
+    family(out, name, "histogram", help);
+    for (item, _, duration) in items {
+        histogram(out, name, &format!("{label}=\"{item}\""), duration);
     }
 }
 
@@ -132,39 +146,23 @@ fn per_upstream(
 /// Per upstream: responses by status class, the exchange duration histogram, retries and
 /// connection counters.
 fn render_upstream_traffic(out: &mut String, registry: &Registry, all: &WorkerMetrics) {
-    family(
+    let upstreams = all.upstreams.iter().enumerate().filter_map(|(i, u)| {
+        let u = u.as_ref()?;
+        Some((esc(registry.upstream_name(i)), &u.responses, &u.duration))
+    });
+    traffic(
         out,
-        "ringgate_upstream_responses_total",
-        "counter",
-        "Upstream responses, by upstream and status class.",
-    );
-    for (i, u) in all.upstreams.iter().enumerate() {
-        let Some(u) = u else { continue };
-        let name = esc(registry.upstream_name(i));
-        for (c, n) in u.responses.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "ringgate_upstream_responses_total{{upstream=\"{name}\",code=\"{}\"}} {n}",
-                CLASS_LABELS[c]
-            );
-        }
-    }
-    family(
-        out,
-        "ringgate_upstream_duration_seconds",
-        "histogram",
-        "Time from sending the request upstream to the end of its response.",
-    );
-    for (i, u) in all.upstreams.iter().enumerate() {
-        let Some(u) = u else { continue };
-        let labels = format!("upstream=\"{}\"", esc(registry.upstream_name(i)));
-        histogram(
-            out,
+        "upstream",
+        upstreams,
+        (
+            "ringgate_upstream_responses_total",
+            "Upstream responses, by upstream and status class.",
+        ),
+        (
             "ringgate_upstream_duration_seconds",
-            &labels,
-            &u.duration,
-        );
-    }
+            "Time from sending the request upstream to the end of its response.",
+        ),
+    );
     type Field = fn(&UpstreamStats) -> u64;
     let counters: [(&str, &str, Field); 5] = [
         (
