@@ -39,27 +39,47 @@ fn pct_label(i: i32) -> String {
     }
 }
 
+/// The chart's scales: percentiles on x up to `1 - 10^-max_x`, decades `d0..d1` of time on y
+/// (log scales both).
+struct Scale {
+    max_x: f64,
+    d0: f64,
+    d1: f64,
+}
+
+impl Scale {
+    /// Scales that cover every point of every run's spectrum.
+    fn of(runs: &[(String, &RunReport)]) -> Self {
+        let values = || {
+            runs.iter()
+                .flat_map(|(_, r)| r.spectrum.iter().map(|p| p.value_ns.max(1)))
+        };
+        let hi = values().max().unwrap_or(1_000) as f64;
+        let lo = values().min().unwrap_or(1) as f64;
+        // Decades that cover every value.
+        let (d0, d1) = (
+            lo.log10().floor(),
+            hi.log10().ceil().max(lo.log10().floor() + 1.0),
+        );
+        let max_x = runs
+            .iter()
+            .flat_map(|(_, r)| r.spectrum.iter())
+            .filter(|p| p.percentile < 100.0)
+            .map(|p| (1.0 / (1.0 - p.percentile / 100.0).max(1e-7)).log10())
+            .fold(2.0f64, f64::max)
+            .ceil();
+        Self { max_x, d0, d1 }
+    }
+
+    /// The y of a time of `ns` nanoseconds.
+    fn y_of(&self, ns: f64) -> f64 {
+        H - BOTTOM - (H - TOP - BOTTOM) * ((ns.max(1.0).log10() - self.d0) / (self.d1 - self.d0))
+    }
+}
+
 /// Plots the response-time spectra of `runs` (label, report) on one chart.
 pub fn spectrum_svg(runs: &[(String, &RunReport)]) -> String {
-    let values = || {
-        runs.iter()
-            .flat_map(|(_, r)| r.spectrum.iter().map(|p| p.value_ns.max(1)))
-    };
-    let hi = values().max().unwrap_or(1_000) as f64;
-    let lo = values().min().unwrap_or(1) as f64;
-    // Decades that cover every value.
-    let (d0, d1) = (
-        lo.log10().floor(),
-        hi.log10().ceil().max(lo.log10().floor() + 1.0),
-    );
-    let max_x = runs
-        .iter()
-        .flat_map(|(_, r)| r.spectrum.iter())
-        .filter(|p| p.percentile < 100.0)
-        .map(|p| (1.0 / (1.0 - p.percentile / 100.0).max(1e-7)).log10())
-        .fold(2.0f64, f64::max)
-        .ceil();
-    let y_of = |ns: f64| H - BOTTOM - (H - TOP - BOTTOM) * ((ns.max(1.0).log10() - d0) / (d1 - d0));
+    let sc = Scale::of(runs);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -70,9 +90,20 @@ pub fn spectrum_svg(runs: &[(String, &RunReport)]) -> String {
         s,
         r#"<text x="{LEFT}" y="24" font-size="15">Response time by percentile (from intended send; log scales)</text>"#
     );
-    for i in 0..=(max_x as i32) {
+    grid(&mut s, &sc);
+    for (i, (label, r)) in runs.iter().enumerate() {
+        series(&mut s, &sc, i, label, r);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The grid: a line and label per percentile decade (x) and per time decade (y), and the
+/// x axis title.
+fn grid(s: &mut String, sc: &Scale) {
+    for i in 0..=(sc.max_x as i32) {
         let pct = 100.0 * (1.0 - 10f64.powi(-i));
-        let x = x_of(pct, max_x);
+        let x = x_of(pct, sc.max_x);
         let _ = writeln!(
             s,
             r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##,
@@ -85,10 +116,10 @@ pub fn spectrum_svg(runs: &[(String, &RunReport)]) -> String {
             pct_label(i)
         );
     }
-    let mut d = d0;
-    while d <= d1 + 1e-9 {
+    let mut d = sc.d0;
+    while d <= sc.d1 + 1e-9 {
         let ns = 10f64.powf(d);
-        let y = y_of(ns);
+        let y = sc.y_of(ns);
         let _ = writeln!(
             s,
             r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e4e4e4"/>"##,
@@ -109,59 +140,60 @@ pub fn spectrum_svg(runs: &[(String, &RunReport)]) -> String {
         (LEFT + W - RIGHT) / 2.0,
         H - 16.0
     );
-    for (i, (label, r)) in runs.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let pts: Vec<String> = r
-            .spectrum
-            .iter()
-            .filter(|p| p.percentile < 100.0)
-            .map(|p| {
-                format!(
-                    "{:.1},{:.1}",
-                    x_of(p.percentile, max_x),
-                    y_of(p.value_ns as f64)
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-            pts.join(" ")
-        );
-        let ly = TOP + 20.0 + 50.0 * i as f64;
-        let lx = W - RIGHT + 14.0;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{lx}" y="{:.1}" width="14" height="4" fill="{color}"/>"#,
-            ly - 4.0
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{ly:.1}">{}</text>"#,
-            lx + 20.0,
-            escape(label)
-        );
-        let l = &r.latency.response;
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" font-size="10">p50 {} p99 {} max {}</text>"#,
-            lx + 20.0,
-            ly + 14.0,
-            fmt_nanos(l.p50_ns as f64),
-            fmt_nanos(l.p99_ns as f64),
-            fmt_nanos(l.max_ns as f64)
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" font-size="10">{} at {:.0}/s</text>"#,
-            lx + 20.0,
-            ly + 27.0,
-            r.verdict.name(),
-            r.rates.offered
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+}
+
+/// Run number `i`'s curve (`label`, report `r`), and its legend entry: colour, label, p50, p99,
+/// max, verdict and offered rate.
+fn series(s: &mut String, sc: &Scale, i: usize, label: &str, r: &RunReport) {
+    let color = COLORS[i % COLORS.len()];
+    let pts: Vec<String> = r
+        .spectrum
+        .iter()
+        .filter(|p| p.percentile < 100.0)
+        .map(|p| {
+            format!(
+                "{:.1},{:.1}",
+                x_of(p.percentile, sc.max_x),
+                sc.y_of(p.value_ns as f64)
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+        pts.join(" ")
+    );
+    let ly = TOP + 20.0 + 50.0 * i as f64;
+    let lx = W - RIGHT + 14.0;
+    let _ = writeln!(
+        s,
+        r#"<rect x="{lx}" y="{:.1}" width="14" height="4" fill="{color}"/>"#,
+        ly - 4.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{ly:.1}">{}</text>"#,
+        lx + 20.0,
+        escape(label)
+    );
+    let l = &r.latency.response;
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" font-size="10">p50 {} p99 {} max {}</text>"#,
+        lx + 20.0,
+        ly + 14.0,
+        fmt_nanos(l.p50_ns as f64),
+        fmt_nanos(l.p99_ns as f64),
+        fmt_nanos(l.max_ns as f64)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" font-size="10">{} at {:.0}/s</text>"#,
+        lx + 20.0,
+        ly + 27.0,
+        r.verdict.name(),
+        r.rates.offered
+    );
 }
 
 #[cfg(test)]

@@ -335,20 +335,7 @@ pub fn build(
         .iter()
         .map(|t| t.cpu_ns as f64 / t.wall_ns.max(1) as f64)
         .fold(0.0, f64::max);
-    let per_thread: Vec<ThreadReport> = threads
-        .iter()
-        .enumerate()
-        .map(|(i, t)| ThreadReport {
-            cpu: cfg
-                .cpus
-                .as_ref()
-                .filter(|c| !c.is_empty())
-                .map(|c| c[i % c.len()]),
-            cpu_share: t.cpu_ns as f64 / t.wall_ns.max(1) as f64,
-            hiccup: Summary::of(&t.hiccup),
-            schedule_lag: Summary::of(&t.sched_lag),
-        })
-        .collect();
+    let per_thread = thread_reports(cfg, &threads);
     let mut all = ThreadStats::new(cfg.plan.kinds.len());
     for t in &threads {
         all.merge(t);
@@ -372,59 +359,10 @@ pub fn build(
         .flatten()
         .filter_map(|c| cpu.cpu_busy.get(*c).map(|b| (*c, *b)))
         .collect();
-    let evidence = Evidence {
-        lag_p99_ns: all.sched_lag.value_at_quantile(0.99),
-        queue_wait_p99_ns: all.queue_wait.value_at_quantile(0.99),
-        send_lag_p99_ns: all.send_lag.value_at_quantile(0.99),
-        max_conns: cfg.max_conns,
-        hiccup_max_ns: all.hiccup.max(),
-        generator_cpu: max_thread_cpu,
-        core_busy: core_busy.clone(),
-        scheduled: all.scheduled,
-        in_window: all.in_window,
-        timeouts: all.timeouts,
-        censored: all.censored,
-        errors: all.errors,
-    };
+    let evidence = evidence_of(cfg, &all, max_thread_cpu, &core_busy);
     let (verdict, reasons) = judge(&evidence, &cfg.thresholds);
-    let cpu_accounts: Vec<TargetCpuReport> = cpu
-        .groups
-        .iter()
-        .filter_map(|g| {
-            g.ns.map(|ns| TargetCpuReport {
-                name: g.name.clone(),
-                pids: g.pids.clone(),
-                cpu_seconds: ns as f64 / 1e9,
-                cores: ns as f64 / cpu.wall_ns.max(1) as f64,
-                us_per_success: if all.success > 0 {
-                    ns as f64 / 1e3 / all.success as f64
-                } else {
-                    0.0
-                },
-            })
-        })
-        .collect();
+    let cpu_accounts = cpu_accounts(&cpu, all.success);
     let target_cpu = cpu_accounts.iter().find(|a| a.name == "target").cloned();
-    let class_names = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
-    let kinds = cfg
-        .plan
-        .kinds
-        .iter()
-        .zip(&all.kinds)
-        .map(|(k, c)| KindReport {
-            name: k.name.clone(),
-            weight: k.weight,
-            classes: c
-                .classes
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, n)| (class_names[i].to_string(), *n))
-                .collect(),
-            errors: c.errors,
-            timeouts: c.timeouts,
-        })
-        .collect();
     RunReport {
         tool: "ringbench".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -442,53 +380,159 @@ pub fn build(
             sni: t.sni.clone(),
         }),
         window_s,
-        load: format!(
-            "{:.0}/s {} over {:.1}s (warmup {:.1}s)",
-            cfg.schedule.mean_rate(),
-            match cfg.process {
-                super::ArrivalProcess::Fixed => "fixed",
-                super::ArrivalProcess::Poisson => "poisson",
-            },
-            cfg.schedule.total().as_secs_f64(),
-            cfg.warmup.as_secs_f64()
-        ),
+        load: load_label(cfg),
         counts: counts(&all),
         rates: Rates {
             offered: per_s(all.scheduled),
             achieved: per_s(all.in_window),
             success: per_s(all.in_window_success),
         },
-        latency: Latencies {
-            response: Summary::of(&all.response),
-            service: Summary::of(&all.service),
-            send_lag: Summary::of(&all.send_lag),
-            schedule_lag: Summary::of(&all.sched_lag),
-            queue_wait: Summary::of(&all.queue_wait),
-            ttfb: Summary::of(&all.ttfb),
-            connect: Summary::of(&all.connect),
-            tls_handshake: Summary::of(&all.tls_handshake),
-            hiccup: Summary::of(&all.hiccup),
-        },
+        latency: latencies(&all),
         spectrum: spectrum(&all.response),
-        kinds,
-        generator: GeneratorReport {
-            per_thread,
-            threads: cfg.threads,
-            cpus: cfg.cpus.clone(),
-            cpu_seconds: all.cpu_ns as f64 / 1e9,
-            us_per_request: all.cpu_ns as f64 / 1e3 / all.scheduled.max(1) as f64,
-            max_thread_cpu,
-            core_busy: core_busy.iter().map(|c| c.1).collect(),
-            connections: all.connections,
-            peak_connections: all.peak_connections,
-            requests_per_conn: cfg.requests_per_conn,
-            tls_handshakes: all.tls_handshakes,
-            tls_resumed: all.tls_resumed,
-        },
+        kinds: kind_reports(cfg, &all),
+        generator: generator_report(cfg, &all, per_thread, max_thread_cpu, &core_busy),
         target_cpu,
         cpu_accounts,
         response_hist: Some(all.response.clone()),
         intervals: std::mem::take(&mut all.intervals),
+    }
+}
+
+/// Each load thread's CPU (pinned core and share of its wall time), hiccups and schedule lag.
+fn thread_reports(cfg: &RunConfig, threads: &[ThreadStats]) -> Vec<ThreadReport> {
+    threads
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ThreadReport {
+            cpu: cfg
+                .cpus
+                .as_ref()
+                .filter(|c| !c.is_empty())
+                .map(|c| c[i % c.len()]),
+            cpu_share: t.cpu_ns as f64 / t.wall_ns.max(1) as f64,
+            hiccup: Summary::of(&t.hiccup),
+            schedule_lag: Summary::of(&t.sched_lag),
+        })
+        .collect()
+}
+
+/// What the verdict is judged on: whether the generator kept its schedule and the run is sound.
+fn evidence_of(
+    cfg: &RunConfig,
+    all: &ThreadStats,
+    max_thread_cpu: f64,
+    core_busy: &[(usize, f64)],
+) -> Evidence {
+    Evidence {
+        lag_p99_ns: all.sched_lag.value_at_quantile(0.99),
+        queue_wait_p99_ns: all.queue_wait.value_at_quantile(0.99),
+        send_lag_p99_ns: all.send_lag.value_at_quantile(0.99),
+        max_conns: cfg.max_conns,
+        hiccup_max_ns: all.hiccup.max(),
+        generator_cpu: max_thread_cpu,
+        core_busy: core_busy.to_vec(),
+        scheduled: all.scheduled,
+        in_window: all.in_window,
+        timeouts: all.timeouts,
+        censored: all.censored,
+        errors: all.errors,
+    }
+}
+
+/// The CPU each accounted process group used in the window, also per successful request
+/// (`success` of them); groups whose CPU could not be read are left out.
+fn cpu_accounts(cpu: &WindowCpu, success: u64) -> Vec<TargetCpuReport> {
+    cpu.groups
+        .iter()
+        .filter_map(|g| {
+            g.ns.map(|ns| TargetCpuReport {
+                name: g.name.clone(),
+                pids: g.pids.clone(),
+                cpu_seconds: ns as f64 / 1e9,
+                cores: ns as f64 / cpu.wall_ns.max(1) as f64,
+                us_per_success: if success > 0 {
+                    ns as f64 / 1e3 / success as f64
+                } else {
+                    0.0
+                },
+            })
+        })
+        .collect()
+}
+
+/// The offered load in one line: rate, arrival process, duration and warm-up.
+fn load_label(cfg: &RunConfig) -> String {
+    format!(
+        "{:.0}/s {} over {:.1}s (warmup {:.1}s)",
+        cfg.schedule.mean_rate(),
+        match cfg.process {
+            super::ArrivalProcess::Fixed => "fixed",
+            super::ArrivalProcess::Poisson => "poisson",
+        },
+        cfg.schedule.total().as_secs_f64(),
+        cfg.warmup.as_secs_f64()
+    )
+}
+
+/// The percentile summaries of every latency the run measures.
+fn latencies(all: &ThreadStats) -> Latencies {
+    Latencies {
+        response: Summary::of(&all.response),
+        service: Summary::of(&all.service),
+        send_lag: Summary::of(&all.send_lag),
+        schedule_lag: Summary::of(&all.sched_lag),
+        queue_wait: Summary::of(&all.queue_wait),
+        ttfb: Summary::of(&all.ttfb),
+        connect: Summary::of(&all.connect),
+        tls_handshake: Summary::of(&all.tls_handshake),
+        hiccup: Summary::of(&all.hiccup),
+    }
+}
+
+/// Per request kind of the plan: its weight, responses by status class, errors and timeouts.
+fn kind_reports(cfg: &RunConfig, all: &ThreadStats) -> Vec<KindReport> {
+    let class_names = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
+    cfg.plan
+        .kinds
+        .iter()
+        .zip(&all.kinds)
+        .map(|(k, c)| KindReport {
+            name: k.name.clone(),
+            weight: k.weight,
+            classes: c
+                .classes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, n)| (class_names[i].to_string(), *n))
+                .collect(),
+            errors: c.errors,
+            timeouts: c.timeouts,
+        })
+        .collect()
+}
+
+/// The load generator's own side: its threads and cores, CPU cost, connections and TLS.
+fn generator_report(
+    cfg: &RunConfig,
+    all: &ThreadStats,
+    per_thread: Vec<ThreadReport>,
+    max_thread_cpu: f64,
+    core_busy: &[(usize, f64)],
+) -> GeneratorReport {
+    GeneratorReport {
+        per_thread,
+        threads: cfg.threads,
+        cpus: cfg.cpus.clone(),
+        cpu_seconds: all.cpu_ns as f64 / 1e9,
+        us_per_request: all.cpu_ns as f64 / 1e3 / all.scheduled.max(1) as f64,
+        max_thread_cpu,
+        core_busy: core_busy.iter().map(|c| c.1).collect(),
+        connections: all.connections,
+        peak_connections: all.peak_connections,
+        requests_per_conn: cfg.requests_per_conn,
+        tls_handshakes: all.tls_handshakes,
+        tls_resumed: all.tls_resumed,
     }
 }
 
@@ -517,7 +561,15 @@ impl RunReport {
     /// The human table.
     pub fn table(&self) -> String {
         let mut o = String::new();
-        let c = &self.counts;
+        self.write_outcome(&mut o);
+        self.write_counts(&mut o);
+        self.write_latencies(&mut o);
+        self.write_costs(&mut o);
+        o
+    }
+
+    /// The title (target and load), the TLS settings and the verdict with its reasons.
+    fn write_outcome(&self, o: &mut String) {
         let _ = writeln!(o, "ringbench run {}  [{}]", self.target, self.load);
         if let Some(t) = &self.tls {
             let _ = writeln!(
@@ -541,6 +593,11 @@ impl RunReport {
                 format!(": {}", self.reasons.join("; "))
             }
         );
+    }
+
+    /// Rates, the request accounting, and responses by status and errors by kind.
+    fn write_counts(&self, o: &mut String) {
+        let c = &self.counts;
         let _ = writeln!(
             o,
             "  rate         offered {:.1}/s  achieved {:.1}/s  success {:.1}/s  over {:.2}s",
@@ -585,23 +642,27 @@ impl RunReport {
                 errors.join("  ")
             }
         );
+    }
+
+    /// One row per measured latency, then per request kind when the plan mixes kinds.
+    fn write_latencies(&self, o: &mut String) {
         let _ = writeln!(
             o,
             "  latency          p50      p90      p99    p99.9   p99.99      max     mean"
         );
         let l = &self.latency;
-        row(&mut o, "response", &l.response);
-        row(&mut o, "service", &l.service);
-        row(&mut o, "ttfb", &l.ttfb);
-        row(&mut o, "send lag", &l.send_lag);
-        row(&mut o, "queue wait", &l.queue_wait);
-        row(&mut o, "schedule lag", &l.schedule_lag);
-        row(&mut o, "hiccup", &l.hiccup);
+        row(o, "response", &l.response);
+        row(o, "service", &l.service);
+        row(o, "ttfb", &l.ttfb);
+        row(o, "send lag", &l.send_lag);
+        row(o, "queue wait", &l.queue_wait);
+        row(o, "schedule lag", &l.schedule_lag);
+        row(o, "hiccup", &l.hiccup);
         if l.connect.count > 0 {
-            row(&mut o, "connect", &l.connect);
+            row(o, "connect", &l.connect);
         }
         if l.tls_handshake.count > 0 {
-            row(&mut o, "tls handshake", &l.tls_handshake);
+            row(o, "tls handshake", &l.tls_handshake);
         }
         if self.kinds.len() > 1 {
             for k in &self.kinds {
@@ -617,6 +678,10 @@ impl RunReport {
                 );
             }
         }
+    }
+
+    /// What the run cost: the generator's threads, CPU and connections, and each accounted process group's CPU.
+    fn write_costs(&self, o: &mut String) {
         let g = &self.generator;
         let _ = writeln!(
             o,
@@ -653,6 +718,5 @@ impl RunReport {
                 t.us_per_success
             );
         }
-        o
     }
 }

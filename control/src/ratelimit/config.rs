@@ -322,85 +322,115 @@ pub fn compile(
     let mut set = LimitSet::default();
     for (i, l) in limits.iter().enumerate() {
         let what = format!("rate_limits[{}]", index_in_file(i));
-        if l.name.is_empty()
-            || !l
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            errs.push(format!(
-                "{what}.name: {:?} must be letters, digits, '-', '_' or '.'",
-                l.name
-            ));
-            continue;
-        }
-        if set.limits.iter().any(|x| *x.name == *l.name) {
-            errs.push(format!("{what}.name: {:?} is defined twice", l.name));
-            continue;
-        }
-        let base = AlgoConfig {
-            rate: l.rate,
-            burst: l.burst,
-            limit: l.limit,
-            window: l.window,
-        };
-        let algo = algo_of(&what, l.algorithm.as_deref(), &base, errs);
-        let key = key_of(&what, &l.key, errs);
-        let mut tiers = Vec::new();
-        for (name, t) in &l.tiers {
-            if let Some(a) = algo_of(
-                &format!("{what}.tiers.{name}"),
-                l.algorithm.as_deref(),
-                t,
-                errs,
-            ) {
-                tiers.push((name.as_str().into(), a));
-            }
-        }
-        let fail = match l.on_store_failure.as_deref() {
-            None | Some("open") => FailMode::Open,
-            Some("closed") => match l.closed_status.unwrap_or(503) {
-                s @ (429 | 503) => FailMode::Closed { status: s },
-                s => {
-                    errs.push(format!("{what}.closed_status: {s} is neither 429 nor 503"));
-                    FailMode::Open
-                }
-            },
-            Some(other) => {
-                errs.push(format!(
-                    "{what}.on_store_failure: {other:?} is neither open nor closed"
-                ));
-                FailMode::Open
-            }
-        };
-        let missing = match l.missing_key.as_deref() {
-            None | Some("skip") => Missing::Skip,
-            Some("shared") => Missing::Shared,
-            Some(other) => {
-                errs.push(format!(
-                    "{what}.missing_key: {other:?} is neither skip nor shared"
-                ));
-                Missing::Skip
-            }
-        };
-        if let (Some(algo), Some(key)) = (algo, key) {
-            let Some(stage) = stage_of(&what, l.stage.as_deref(), &key, !tiers.is_empty(), errs)
-            else {
-                continue;
-            };
-            set.limits.push(LimitSpec {
-                id: LimitSpec::id_of(&l.name),
-                name: l.name.as_str().into(),
-                key,
-                algo,
-                tiers,
-                fail,
-                missing,
-                max_keys: l.max_keys.unwrap_or(100_000).max(1),
-                stage,
-            });
+        if let Some(spec) = compile_limit(&what, l, &set.limits, errs) {
+            set.limits.push(spec);
         }
     }
+    set.trusted = settings_of(cfg, errs);
+    let chains = chains_of(&mut set, cfg, route_limits, errs);
+    (set, chains)
+}
+
+/// Compiles limit `l` (at `what` in the file), or reports why it cannot: a bad or repeated
+/// name (`earlier` holds the limits compiled so far), or a bad algorithm, key, tier, failure
+/// mode, missing-key rule or stage.
+fn compile_limit(
+    what: &str,
+    l: &LimitConfig,
+    earlier: &[LimitSpec],
+    errs: &mut Vec<String>,
+) -> Option<LimitSpec> {
+    if l.name.is_empty()
+        || !l
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        errs.push(format!(
+            "{what}.name: {:?} must be letters, digits, '-', '_' or '.'",
+            l.name
+        ));
+        return None;
+    }
+    if earlier.iter().any(|x| *x.name == *l.name) {
+        errs.push(format!("{what}.name: {:?} is defined twice", l.name));
+        return None;
+    }
+    let base = AlgoConfig {
+        rate: l.rate,
+        burst: l.burst,
+        limit: l.limit,
+        window: l.window,
+    };
+    let algo = algo_of(what, l.algorithm.as_deref(), &base, errs);
+    let key = key_of(what, &l.key, errs);
+    let mut tiers = Vec::new();
+    for (name, t) in &l.tiers {
+        if let Some(a) = algo_of(
+            &format!("{what}.tiers.{name}"),
+            l.algorithm.as_deref(),
+            t,
+            errs,
+        ) {
+            tiers.push((name.as_str().into(), a));
+        }
+    }
+    let fail = fail_of(what, l, errs);
+    let missing = missing_of(what, l, errs);
+    let (algo, key) = (algo?, key?);
+    let stage = stage_of(what, l.stage.as_deref(), &key, !tiers.is_empty(), errs)?;
+    Some(LimitSpec {
+        id: LimitSpec::id_of(&l.name),
+        name: l.name.as_str().into(),
+        key,
+        algo,
+        tiers,
+        fail,
+        missing,
+        max_keys: l.max_keys.unwrap_or(100_000).max(1),
+        stage,
+    })
+}
+
+/// What limit `l` does when the store fails: `open` (the default) or `closed` with a 429 or
+/// 503 status (503 by default).
+fn fail_of(what: &str, l: &LimitConfig, errs: &mut Vec<String>) -> FailMode {
+    match l.on_store_failure.as_deref() {
+        None | Some("open") => FailMode::Open,
+        Some("closed") => match l.closed_status.unwrap_or(503) {
+            s @ (429 | 503) => FailMode::Closed { status: s },
+            s => {
+                errs.push(format!("{what}.closed_status: {s} is neither 429 nor 503"));
+                FailMode::Open
+            }
+        },
+        Some(other) => {
+            errs.push(format!(
+                "{what}.on_store_failure: {other:?} is neither open nor closed"
+            ));
+            FailMode::Open
+        }
+    }
+}
+
+/// What limit `l` does with a request that has no key: `skip` it (the default) or count it
+/// under one `shared` key.
+fn missing_of(what: &str, l: &LimitConfig, errs: &mut Vec<String>) -> Missing {
+    match l.missing_key.as_deref() {
+        None | Some("skip") => Missing::Skip,
+        Some("shared") => Missing::Shared,
+        Some(other) => {
+            errs.push(format!(
+                "{what}.missing_key: {other:?} is neither skip nor shared"
+            ));
+            Missing::Skip
+        }
+    }
+}
+
+/// Checks the `[rate_limit]` table (tick range, one kind of store) and returns its trusted
+/// proxies (none without the table).
+fn settings_of(cfg: Option<&RateLimitConfig>, errs: &mut Vec<String>) -> TrustedProxies {
     let mut nets = Vec::new();
     if let Some(c) = cfg {
         for (i, p) in c.trusted_proxies.iter().enumerate() {
@@ -416,7 +446,17 @@ pub fn compile(
             errs.push("rate_limit: give redis or redis_cluster, not both".to_owned());
         }
     }
-    set.trusted = TrustedProxies::new(nets);
+    TrustedProxies::new(nets)
+}
+
+/// Adds each route's chain to `set`: the global limits, then the route's own
+/// (`route_limits[i]`). Returns each route's chain index (`None`: no limits, or a problem).
+fn chains_of(
+    set: &mut LimitSet,
+    cfg: Option<&RateLimitConfig>,
+    route_limits: &[(&[String], bool)],
+    errs: &mut Vec<String>,
+) -> Vec<Option<u32>> {
     let global: Vec<String> = cfg.map(|c| c.global.clone()).unwrap_or_default();
     let mut chains = Vec::with_capacity(route_limits.len());
     for (i, (names, headers)) in route_limits.iter().enumerate() {
@@ -446,5 +486,5 @@ pub fn compile(
             }
         }
     }
-    (set, chains)
+    chains
 }

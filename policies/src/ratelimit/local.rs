@@ -148,6 +148,37 @@ struct Pick {
     local: u64,
 }
 
+/// What one limit of a chain says about a request, before any token is taken.
+enum Judged {
+    /// The limit does not apply (no key, or no room for a new key on this core).
+    Skip,
+    /// The limit has a token for the request, taken only if every limit has one.
+    Pick(Pick),
+    /// A fail-closed limit without a fresh grant: the request waits for the store.
+    Ask,
+    /// The limit refuses the request.
+    Refuse(Decision),
+}
+
+/// The refusal of a fail-closed limit (number `limit`) whose store is not answering.
+#[inline]
+fn unavailable(status: u16, limit: usize) -> Decision {
+    Decision::Limit {
+        status,
+        code: "rate_limit_unavailable",
+        limit,
+    }
+}
+
+/// Queues entry `local` for the next tick's report unless it already is.
+#[inline]
+fn mark_dirty(e: &mut Entry, dirty: &mut Vec<u64>, local: u64) {
+    if !e.dirty {
+        e.dirty = true;
+        dirty.push(local);
+    }
+}
+
 impl CoreLimiter {
     /// Core `core` of `workers`, talking to the reconciler through `tx`/`rx`. `hasher` must be
     /// the same (a clone) on every core of the process: grants name entries by its hashes.
@@ -210,7 +241,6 @@ impl CoreLimiter {
                 self.apply(g);
             }
         }
-        let tick_no = self.tick_no;
         let mut ask = false;
         let mut picks = [Pick { id: 0, local: 0 }; MAX_CHAIN];
         let mut n = 0;
@@ -218,93 +248,18 @@ impl CoreLimiter {
             let Some(spec) = set.limits.get(li).filter(|s| s.stage == stage) else {
                 continue;
             };
-            let mut key_buf = [0u8; 16];
-            let Some(key) = key_of(spec, caller, set, &mut key_buf) else {
-                continue;
-            };
-            let (algo, tier) = spec.algo_for(caller.tier);
-            let local = {
-                let mut h = self.hasher.build_hasher();
-                h.write_u64(spec.id);
-                // Length-prefixed, so no tier and key pair can pose as another.
-                h.write_usize(tier.len());
-                h.write(tier.as_bytes());
-                h.write(key);
-                h.finish()
-            };
-            let workers = self.workers;
-            let down = self.store_down;
-            let table = self.tables.entry(spec.id).or_insert_with(|| Table {
-                nodes_hint: 1,
-                closed: down,
-                ..Table::default()
-            });
-            if table.closed {
-                if let FailMode::Closed { status } = spec.fail {
-                    table.counters.limited += 1;
-                    return Decision::Limit {
-                        status,
-                        code: "rate_limit_unavailable",
-                        limit: li,
-                    };
+            match self.judge_limit(set, (li, spec), caller, waited, out) {
+                Judged::Skip => {}
+                Judged::Pick(p) => {
+                    picks[n] = p;
+                    n += 1;
                 }
-            }
-            let full = table.entries.len() >= spec.max_keys;
-            let e = match table.entries.entry(local) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(_) if full => {
-                    table.counters.overflow += 1;
-                    continue;
-                }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    // Announced at the next tick even if a later limit refuses this request, so
-                    // the reconciler knows it and can expire it.
-                    table.dirty.push(local);
-                    let mut e = new_entry(spec, algo, tier, key, table.nodes_hint, workers);
-                    e.dirty = true;
-                    v.insert(e)
-                }
-            };
-            // A reload may have changed the limit: the store judges by what the core reports.
-            e.algo = algo;
-            e.closed = matches!(spec.fail, FailMode::Closed { .. });
-            if let FailMode::Closed { status } = spec.fail {
-                if e.granted_tick == 0 || tick_no > e.granted_tick + FRESH_TICKS {
-                    if waited {
-                        table.counters.limited += 1;
-                        return Decision::Limit {
-                            status,
-                            code: "rate_limit_unavailable",
-                            limit: li,
-                        };
-                    }
-                    // Counted as demand, so the reconciler syncs the key at its next tick.
-                    e.denied = e.denied.saturating_add(1);
-                    if !e.dirty {
-                        e.dirty = true;
-                        table.dirty.push(local);
-                    }
+                Judged::Ask => {
                     ask = true;
                     break;
                 }
+                Judged::Refuse(d) => return d,
             }
-            if e.lease + e.free < 1 {
-                e.denied = e.denied.saturating_add(1);
-                if !e.dirty {
-                    e.dirty = true;
-                    table.dirty.push(local);
-                }
-                table.counters.limited += 1;
-                take_block(out);
-                write_headers(out, e, true);
-                return Decision::Limit {
-                    status: 429,
-                    code: "rate_limited",
-                    limit: li,
-                };
-            }
-            picks[n] = Pick { id: spec.id, local };
-            n += 1;
         }
         if ask {
             let ticket = self.progress.load(Ordering::Acquire) + 2;
@@ -312,8 +267,105 @@ impl CoreLimiter {
             return Decision::Wait { ticket };
         }
         // Every limit has a token: take them, and report the tightest limit.
+        if let Some((id, local)) = self.take_tokens(&picks[..n], ch.headers) {
+            self.write_tightest(id, local, out);
+        }
+        Decision::Allow
+    }
+
+    /// Judges one limit `spec` (number `li` of `set`) of a request's chain, without spending:
+    /// whether it does not apply (no key, or its core table is full), has a token to take,
+    /// needs the store first (a fail-closed limit with no fresh grant), or refuses. Creates the
+    /// caller's entry when new, and writes the refusal's lines into `out`.
+    #[inline]
+    fn judge_limit(
+        &mut self,
+        set: &LimitSet,
+        (li, spec): (usize, &LimitSpec),
+        caller: &Caller<'_>,
+        waited: bool,
+        out: &mut Vec<u8>,
+    ) -> Judged {
+        let mut key_buf = [0u8; 16];
+        let Some(key) = key_of(spec, caller, set, &mut key_buf) else {
+            return Judged::Skip;
+        };
+        let (algo, tier) = spec.algo_for(caller.tier);
+        let local = {
+            let mut h = self.hasher.build_hasher();
+            h.write_u64(spec.id);
+            // Length-prefixed, so no tier and key pair can pose as another.
+            h.write_usize(tier.len());
+            h.write(tier.as_bytes());
+            h.write(key);
+            h.finish()
+        };
+        let tick_no = self.tick_no;
+        let workers = self.workers;
+        let down = self.store_down;
+        let table = self.tables.entry(spec.id).or_insert_with(|| Table {
+            nodes_hint: 1,
+            closed: down,
+            ..Table::default()
+        });
+        if table.closed {
+            if let FailMode::Closed { status } = spec.fail {
+                table.counters.limited += 1;
+                return Judged::Refuse(unavailable(status, li));
+            }
+        }
+        let full = table.entries.len() >= spec.max_keys;
+        let e = match table.entries.entry(local) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(_) if full => {
+                table.counters.overflow += 1;
+                return Judged::Skip;
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                // Announced at the next tick even if a later limit refuses this request, so
+                // the reconciler knows it and can expire it.
+                table.dirty.push(local);
+                let mut e = new_entry(spec, algo, tier, key, table.nodes_hint, workers);
+                e.dirty = true;
+                v.insert(e)
+            }
+        };
+        // A reload may have changed the limit: the store judges by what the core reports.
+        e.algo = algo;
+        e.closed = matches!(spec.fail, FailMode::Closed { .. });
+        if let FailMode::Closed { status } = spec.fail {
+            if e.granted_tick == 0 || tick_no > e.granted_tick + FRESH_TICKS {
+                if waited {
+                    table.counters.limited += 1;
+                    return Judged::Refuse(unavailable(status, li));
+                }
+                // Counted as demand, so the reconciler syncs the key at its next tick.
+                e.denied = e.denied.saturating_add(1);
+                mark_dirty(e, &mut table.dirty, local);
+                return Judged::Ask;
+            }
+        }
+        if e.lease + e.free < 1 {
+            e.denied = e.denied.saturating_add(1);
+            mark_dirty(e, &mut table.dirty, local);
+            table.counters.limited += 1;
+            take_block(out);
+            write_headers(out, e, true);
+            return Judged::Refuse(Decision::Limit {
+                status: 429,
+                code: "rate_limited",
+                limit: li,
+            });
+        }
+        Judged::Pick(Pick { id: spec.id, local })
+    }
+
+    /// Takes one token (leased first, then free) from every picked entry, and returns the entry
+    /// with the fewest remaining when the chain writes `RateLimit-*` lines (`headers`).
+    #[inline]
+    fn take_tokens(&mut self, picks: &[Pick], headers: bool) -> Option<(u64, u64)> {
         let mut tightest: Option<(i64, u64, u64)> = None;
-        for p in &picks[..n] {
+        for p in picks {
             let Some(t) = self.tables.get_mut(&p.id) else {
                 continue;
             };
@@ -328,31 +380,33 @@ impl CoreLimiter {
                 e.spent_free = e.spent_free.saturating_add(1);
             }
             e.remaining -= 1;
-            if !e.dirty {
-                e.dirty = true;
-                t.dirty.push(p.local);
-            }
+            mark_dirty(e, &mut t.dirty, p.local);
             t.counters.allowed += 1;
-            if ch.headers && tightest.is_none_or(|(r, _, _)| e.remaining < r) {
+            if headers && tightest.is_none_or(|(r, _, _)| e.remaining < r) {
                 tightest = Some((e.remaining, p.id, p.local));
             }
         }
-        if let Some((_, id, local)) = tightest {
-            if let Some(e) = self.tables.get(&id).and_then(|t| t.entries.get(&local)) {
-                let mut kept = false;
-                if let Some(earlier) = take_block(out) {
-                    // The earlier stage's limit is at least as tight: its lines stay.
-                    if earlier.remaining <= header_remaining(e) {
-                        out.extend_from_slice(&earlier.text);
-                        kept = true;
-                    }
-                }
-                if !kept {
-                    write_headers(out, e, false);
-                }
+        tightest.map(|(_, id, local)| (id, local))
+    }
+
+    /// Writes the `RateLimit-*` lines of entry `local` of limit `id` into `out`, unless the
+    /// lines an earlier stage wrote there describe a limit at least as tight (they stay).
+    #[inline]
+    fn write_tightest(&self, id: u64, local: u64, out: &mut Vec<u8>) {
+        let Some(e) = self.tables.get(&id).and_then(|t| t.entries.get(&local)) else {
+            return;
+        };
+        let mut kept = false;
+        if let Some(earlier) = take_block(out) {
+            // The earlier stage's limit is at least as tight: its lines stay.
+            if earlier.remaining <= header_remaining(e) {
+                out.extend_from_slice(&earlier.text);
+                kept = true;
             }
         }
-        Decision::Allow
+        if !kept {
+            write_headers(out, e, false);
+        }
     }
 
     /// The per-tick exchange: applies every grant that arrived, then reports what was spent and
