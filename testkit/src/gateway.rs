@@ -1,5 +1,6 @@
 //! Gateways for tests: in-process (fast, shares the test's process) or as a child process.
 
+use crate::files::TempFile;
 use ringgate::server::{start, RunningGateway};
 use ringgate_core::profile::PerfProfile;
 use std::io::Read;
@@ -92,6 +93,31 @@ pub fn catch_all(up: SocketAddr) -> String {
         &[("up", &[up])],
         "[[routes]]\nid = \"all\"\npath = { prefix = \"/\" }\nupstream = \"up\"\n",
     )
+}
+
+/// `bin serve` as a child on config text `config`, with a profile of `workers` unpinned workers
+/// (files named after `name`); the two files are returned with it and must outlive it.
+pub fn serve_child(
+    bin: &str,
+    name: &str,
+    config: &str,
+    workers: usize,
+) -> (ChildGateway, (TempFile, TempFile)) {
+    let cfg = TempFile::new(&format!("{name}.toml"), config);
+    let profile = TempFile::new(
+        &format!("{name}-profile.toml"),
+        &format!("[workers]\ncount = {workers}\npin = false\n"),
+    );
+    let gw = ChildGateway::spawn(
+        bin,
+        &["serve", "--config", cfg.arg(), "--profile", profile.arg()],
+    );
+    (gw, (cfg, profile))
+}
+
+/// A loopback address on a [`free_port`] (for an `[admin]` listener the test reads).
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 /// A free loopback port (bound then released: a tiny race, fine for tests).

@@ -2,6 +2,7 @@
 //! few lines of intent:
 //! - [`gateway`]: start a gateway in-process on an ephemeral port from config text, or the real
 //!   `ringgate` binary as a child process (for RSS and signal tests);
+//! - [`config`]: config text from parts (one listener, one upstream, routes, rate limits);
 //! - [`curl`]: curl as a client (HTTP/2, TLS);
 //! - [`client`]: a raw HTTP/1.1 client over `std::net::TcpStream` that sends exactly the bytes a
 //!   test writes (smuggling tests need byte control no HTTP library gives) and parses responses;
@@ -13,6 +14,7 @@
 //! - [`wait`]: waiting on a condition with a deadline instead of a fixed sleep.
 
 pub mod client;
+pub mod config;
 pub mod curl;
 pub mod files;
 pub mod gateway;
