@@ -11,6 +11,7 @@
 //! - [`stub`]: the stub upstream (`ringgate-stubs`) with test-friendly defaults;
 //! - [`pki`] and [`tlsclient`]: throwaway CAs and certificates, and a rustls client that picks
 //!   SNI, presents client certificates and resumes sessions; [`tlsupstream`]: an HTTPS upstream;
+//! - [`run`]: running a command the test needs, failing with its stderr;
 //! - [`wait`]: waiting on a condition with a deadline instead of a fixed sleep.
 
 pub mod client;
@@ -20,6 +21,7 @@ pub mod files;
 pub mod gateway;
 pub mod pki;
 pub mod redis;
+pub mod run;
 pub mod scripted;
 pub mod stub;
 pub mod tlsclient;

@@ -12,6 +12,7 @@ use ringgate::snapshot::{text_hash, Snapshot};
 use ringgate_policies::auth::{generate_key, mint, Algorithm};
 use ringgate_testkit::client::{send, Response};
 use ringgate_testkit::gateway::test_profile;
+use ringgate_testkit::run::succeed;
 use ringgate_testkit::scripted::{recorder, Received};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -68,14 +69,9 @@ impl Keys {
         let dir = std::env::temp_dir().join(format!("ringgate-auth-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        let out = std::process::Command::new("python3")
-            .args(["-c", KEYGEN, &dir.to_string_lossy()])
-            .output()
-            .expect("python3 runs (scripts/test.sh installs pyjwt and cryptography)");
-        assert!(
-            out.status.success(),
-            "keygen: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            std::process::Command::new("python3").args(["-c", KEYGEN, &dir.to_string_lossy()]),
+            "keygen (python3 with pyjwt and cryptography, which scripts/test.sh installs)",
         );
         Keys { dir }
     }
@@ -452,8 +448,8 @@ fn the_cli_creates_keys_and_mints_tokens_the_gateway_accepts() {
     let gw = Gw::start(&keys, &kf);
     assert_eq!(gw.get("/api/a", &[("X-API-Key", &secret)]).status, 200);
     assert_eq!(gw.last().header("x-scopes").as_deref(), Some("read write"));
-    let out = std::process::Command::new(bin)
-        .args([
+    let out = succeed(
+        std::process::Command::new(bin).args([
             "token",
             "--key",
             &keys.path("ed.pem").to_string_lossy(),
@@ -463,13 +459,8 @@ fn the_cli_creates_keys_and_mints_tokens_the_gateway_accepts() {
             "ed",
             "--claims",
             r#"{"sub":"cli-user","iss":"https://idp.test","aud":"api","scope":"read"}"#,
-        ])
-        .output()
-        .expect("token");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ]),
+        "ringgate token",
     );
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(gw.bearer("/api/t", &token).status, 200);

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use ringgate_policies::auth::{mint, signature_checks, Algorithm};
 use ringgate_testkit::client::{Client, Response};
 use ringgate_testkit::gateway::{gateway, TestGateway};
+use ringgate_testkit::run::succeed;
 use ringgate_testkit::scripted::recorder;
 use serde_json::json;
 use std::collections::HashMap;
@@ -91,14 +92,9 @@ fn refusals(gw: &TestGateway, reason: &str) -> f64 {
 #[test]
 fn forged_tokens_beyond_a_clients_budget_are_refused_without_verifying() {
     let dir = Dir::new("verify");
-    let out = std::process::Command::new("python3")
-        .args(["-c", KEYGEN, &dir.0.to_string_lossy()])
-        .output()
-        .expect("python3 with pyjwt and cryptography");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        std::process::Command::new("python3").args(["-c", KEYGEN, &dir.0.to_string_lossy()]),
+        "keygen (python3 with pyjwt and cryptography)",
     );
     let (up, _seen) = recorder();
     // 1 check per second per client, a burst of 3: the flood below takes well under the

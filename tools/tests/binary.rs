@@ -5,6 +5,7 @@ use ringbench::upstream::{LatencyDist, UpstreamConfig};
 use ringgate_testkit::client::{get, Client};
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::ChildGateway;
+use ringgate_testkit::run::succeed;
 use ringgate_testkit::stub::stub_with;
 use std::process::Command;
 use std::time::Duration;
@@ -14,14 +15,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_ringgate");
 #[test]
 fn check_accepts_the_example_config_and_lists_every_error_of_a_bad_one() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/ringgate.toml");
-    let out = Command::new(BIN)
-        .args(["check", "--config", example, "--profile", "low-latency"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new(BIN).args(["check", "--config", example, "--profile", "low-latency"]),
+        "check",
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("config ok: version=example-1"), "{stdout}");

@@ -12,6 +12,7 @@
 
 use ringgate_testkit::gateway::gateway;
 use ringgate_testkit::pki::Pki;
+use ringgate_testkit::run::succeed;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -69,15 +70,11 @@ fn config_up(up: SocketAddr, tls: &str, upstream_extra: &str, route_extra: &str)
 
 /// Runs the Python client against `target`; returns its JSON report.
 fn client(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("python3")
-        .arg(format!("{DIR}/client.py"))
-        .args(args)
-        .output()
-        .expect("python3 runs the gRPC client");
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new("python3")
+            .arg(format!("{DIR}/client.py"))
+            .args(args),
+        "the gRPC client (python3)",
     );
     serde_json::from_slice(&out.stdout).expect("one JSON line")
 }

@@ -9,6 +9,7 @@ use ringgate::snapshot::{text_hash, Snapshot};
 use ringgate_testkit::client::{get, send, Client};
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::{test_profile, ChildGateway};
+use ringgate_testkit::run::succeed;
 use ringgate_testkit::scripted::recorder;
 use ringgate_testkit::stub::{stub, stub_with};
 use std::net::SocketAddr;
@@ -282,14 +283,9 @@ for fam in text_string_to_metric_families(open(sys.argv[1]).read()):
         out[key] = s.value
 print(json.dumps(out))
 "#;
-    let py = std::process::Command::new("python3")
-        .args(["-c", script, f.arg()])
-        .output()
-        .expect("python3 runs (scripts/test.sh installs prometheus-client)");
-    assert!(
-        py.status.success(),
-        "prometheus parser failed: {}",
-        String::from_utf8_lossy(&py.stderr)
+    let py = succeed(
+        std::process::Command::new("python3").args(["-c", script, f.arg()]),
+        "prometheus parser (scripts/test.sh installs prometheus-client)",
     );
     let parsed: serde_json::Value = serde_json::from_slice(&py.stdout).expect("json");
     assert_eq!(

@@ -12,6 +12,7 @@ use ringgate_testkit::config;
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::{free_addr, gateway, serve_child};
 use ringgate_testkit::redis::RedisServer;
+use ringgate_testkit::run::succeed;
 use ringgate_testkit::stub::stub;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -25,15 +26,11 @@ fn statuses(c: &mut Client, path: &str, headers: &[(&str, &str)], n: usize) -> V
 
 /// `ringgate keys create args...`: the secret and the `[[keys]]` entry it printed.
 fn create_key(args: &[&str]) -> (String, String) {
-    let out = std::process::Command::new(BIN)
-        .args(["keys", "create"])
-        .args(args)
-        .output()
-        .expect("run ringgate keys create");
-    assert!(
-        out.status.success(),
-        "keys create {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        std::process::Command::new(BIN)
+            .args(["keys", "create"])
+            .args(args),
+        &format!("keys create {args:?}"),
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut lines = stdout.lines();
