@@ -18,3 +18,18 @@ pub fn succeed(cmd: &mut Command, what: &str) -> Output {
     );
     out
 }
+
+/// `bin keys create args...`: the secret it printed first and the `[[keys]]` entry after it
+/// (checked to be one).
+pub fn create_key(bin: &str, args: &[&str]) -> (String, String) {
+    let out = succeed(
+        Command::new(bin).args(["keys", "create"]).args(args),
+        "keys create",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = stdout.lines();
+    let secret = lines.next().expect("the secret first").trim().to_owned();
+    let entry = lines.collect::<Vec<_>>().join("\n");
+    assert!(entry.contains("[[keys]]"), "{stdout}");
+    (secret, entry)
+}

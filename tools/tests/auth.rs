@@ -12,6 +12,7 @@ use ringgate::snapshot::{text_hash, Snapshot};
 use ringgate_policies::auth::{generate_key, mint, Algorithm};
 use ringgate_testkit::client::{send, Response};
 use ringgate_testkit::gateway::test_profile;
+use ringgate_testkit::run::create_key;
 use ringgate_testkit::run::succeed;
 use ringgate_testkit::scripted::{recorder, Received};
 use serde_json::json;
@@ -421,27 +422,11 @@ fn identity_headers_sent_by_clients_never_reach_the_upstream() {
 fn the_cli_creates_keys_and_mints_tokens_the_gateway_accepts() {
     let bin = env!("CARGO_BIN_EXE_ringgate");
     let keys = Keys::make("cli");
-    let out = std::process::Command::new(bin)
-        .args([
-            "keys",
-            "create",
-            "--client-id",
-            "cli-app",
-            "--scopes",
-            "read,write",
-            "--tenant",
-            "acme",
-        ])
-        .output()
-        .expect("keys create");
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut lines = stdout.lines();
-    let secret = lines.next().expect("the secret first").trim().to_string();
-    let entry: String = lines.collect::<Vec<_>>().join("\n");
+    let args = ["--client-id", "cli-app", "--scopes", "read,write"];
+    let (secret, entry) = create_key(bin, &[&args[..], &["--tenant", "acme"]].concat());
     assert!(
         entry.contains("[[keys]]") && !entry.contains(&secret),
-        "{stdout}"
+        "{entry}"
     );
     let kf = keys.path("keys.toml");
     std::fs::write(&kf, &entry).expect("keys");

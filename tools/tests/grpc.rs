@@ -107,13 +107,8 @@ fn grpc_calls_of_every_kind_pass_through_h2c() {
 
 #[test]
 fn grpc_over_tls_from_the_client() {
-    let pki = Pki::new();
-    let api = pki.server("api", &["api.example"]);
-    let tls = format!(
-        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]",
-        api.cert_arg(),
-        api.key_arg()
-    );
+    let (pki, api) = Pki::with_api();
+    let tls = api.listener_tls();
     let server = GrpcServer::start();
     let gw = gateway(&config(server.addr, &tls, ""));
     let ca = pki.server_ca_path().display().to_string();

@@ -21,12 +21,7 @@ fn config(up: SocketAddr, tls: &str) -> String {
 }
 
 fn tls_table(pki: &Pki) -> String {
-    let api = pki.server("api", &["api.example"]);
-    format!(
-        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]",
-        api.cert_arg(),
-        api.key_arg()
-    )
+    pki.server("api", &["api.example"]).listener_tls()
 }
 
 struct Tls {

@@ -7,6 +7,7 @@ use ringgate::control::{ConfigSource, Control};
 use ringgate::server::{start, RunningGateway};
 use ringgate::snapshot::{text_hash, Snapshot};
 use ringgate_testkit::client::{get, send, Client};
+use ringgate_testkit::config;
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::{test_profile, ChildGateway};
 use ringgate_testkit::run::succeed;
@@ -88,25 +89,14 @@ impl Drop for Ops {
 }
 
 fn cfg(a: SocketAddr, b: SocketAddr, version: &str, to: &str, extra: &str) -> String {
-    format!(
-        r#"version = "{version}"
-[[listeners]]
-address = "127.0.0.1:0"
-[admin]
-address = "127.0.0.1:0"
-{extra}
-[[upstreams]]
-name = "a"
-endpoints = ["{a}"]
-[[upstreams]]
-name = "b"
-endpoints = ["{b}"]
-[[routes]]
-id = "main"
-path = {{ prefix = "/" }}
-upstream = "{to}"
-"#
-    )
+    [
+        config::head(version, ""),
+        format!("[admin]\naddress = \"127.0.0.1:0\"\n{extra}\n"),
+        config::upstream("a", a),
+        config::upstream("b", b),
+        config::route("main", "/", to, ""),
+    ]
+    .concat()
 }
 
 fn metric(text: &str, series: &str) -> Option<f64> {

@@ -13,7 +13,9 @@
 #![allow(clippy::unwrap_used)]
 
 use ringgate_testkit::client::{Client, Response};
+use ringgate_testkit::config;
 use ringgate_testkit::gateway::{gateway, TestGateway};
+use ringgate_testkit::run::create_key;
 use ringgate_testkit::scripted::{recorder, Received};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,15 +38,7 @@ impl Drop for Key {
 
 fn make_key(tag: &str) -> Key {
     let bin = env!("CARGO_BIN_EXE_ringgate");
-    let out = std::process::Command::new(bin)
-        .args(["keys", "create", "--client-id", "ops", "--scopes", "admin"])
-        .output()
-        .expect("keys create");
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut lines = stdout.lines();
-    let secret = lines.next().expect("the secret first").trim().to_string();
-    let entry: String = lines.collect::<Vec<_>>().join("\n");
+    let (secret, entry) = create_key(bin, &["--client-id", "ops", "--scopes", "admin"]);
     let dir = std::env::temp_dir().join(format!(
         "ringgate-paths-{tag}-{}-{}",
         std::process::id(),
@@ -66,34 +60,18 @@ struct Setup {
 fn start(listener_extra: &str, tag: &str) -> Setup {
     let key = make_key(tag);
     let (up, seen) = recorder();
-    let text = format!(
-        r#"version = "paths"
-[[listeners]]
-address = "127.0.0.1:0"
-{listener_extra}
-[auth]
-api_keys_file = "{keys}"
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[[routes]]
-id = "admin"
-path = {{ prefix = "/admin" }}
-upstream = "up"
-auth = {{ mode = "required", methods = ["api_key"] }}
-[[routes]]
-id = "raw"
-path = {{ prefix = "/raw" }}
-upstream = "up"
-forward_path = "as_received"
-[[routes]]
-id = "public"
-path = {{ prefix = "/" }}
-upstream = "up"
-"#,
-        keys = key.file.display(),
-        up = up.addr,
-    );
+    let routes = [
+        config::route(
+            "admin",
+            "/admin",
+            "up",
+            r#"auth = { mode = "required", methods = ["api_key"] }"#,
+        ),
+        config::route("raw", "/raw", "up", "forward_path = \"as_received\""),
+        config::route("public", "/", "up", ""),
+    ];
+    let auth = format!("[auth]\napi_keys_file = \"{}\"\n", key.file.display());
+    let text = config::with_listener("paths", listener_extra, up.addr, &auth, &routes);
     Setup {
         gw: gateway(&text),
         seen,

@@ -12,7 +12,7 @@ use ringgate_testkit::config;
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::{free_addr, gateway, serve_child};
 use ringgate_testkit::redis::RedisServer;
-use ringgate_testkit::run::succeed;
+use ringgate_testkit::run;
 use ringgate_testkit::stub::stub;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -26,18 +26,7 @@ fn statuses(c: &mut Client, path: &str, headers: &[(&str, &str)], n: usize) -> V
 
 /// `ringgate keys create args...`: the secret and the `[[keys]]` entry it printed.
 fn create_key(args: &[&str]) -> (String, String) {
-    let out = succeed(
-        std::process::Command::new(BIN)
-            .args(["keys", "create"])
-            .args(args),
-        &format!("keys create {args:?}"),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut lines = stdout.lines();
-    let secret = lines.next().expect("the secret first").trim().to_owned();
-    let entry = lines.collect::<Vec<_>>().join("\n");
-    assert!(entry.contains("[[keys]]"), "{stdout}");
-    (secret, entry)
+    run::create_key(BIN, args)
 }
 
 #[test]

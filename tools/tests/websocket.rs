@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 use ringgate_testkit::client::Client;
+use ringgate_testkit::config;
 use ringgate_testkit::gateway::{gateway, gateway_with, test_profile, TestGateway};
 use ringgate_testkit::pki::Pki;
 use ringgate_testkit::stub::stub;
@@ -75,21 +76,10 @@ fn ws_server() -> (SocketAddr, Seen) {
 }
 
 fn config(up: SocketAddr, listener_tls: &str, route: &str) -> String {
-    format!(
-        r#"version = "ws-test"
-[[listeners]]
-address = "127.0.0.1:0"
-{listener_tls}
-[[upstreams]]
-name = "ws"
-endpoints = ["{up}"]
-[[routes]]
-id = "ws"
-path = {{ prefix = "/" }}
-upstream = "ws"
-{route}
-"#
-    )
+    let mut text = config::head("ws-test", listener_tls);
+    text.push_str(&config::upstream("ws", up));
+    text.push_str(&config::route("ws", "/", "ws", route));
+    text
 }
 
 /// Opens a WebSocket through the gateway at `gw` over plain TCP.
@@ -160,14 +150,13 @@ fn websocket_echo_and_push_over_plain_tcp() {
 
 #[test]
 fn websocket_over_tls_with_a_route_requiring_a_client_certificate() {
-    let pki = Pki::new();
-    let api = pki.server("api", &["api.example"]);
-    let tls = format!(
-        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\nclient_auth = \"optional\"\nclient_ca = \"{}\"",
-        api.cert_arg(),
-        api.key_arg(),
-        pki.client_ca_path().display()
+    let (pki, api) = Pki::with_api();
+    let ca_path = pki.client_ca_path();
+    let client_ca = format!(
+        "client_auth = \"optional\"\nclient_ca = \"{}\"",
+        ca_path.display()
     );
+    let tls = format!("{}\n{client_ca}", api.listener_tls());
     let (up, seen) = ws_server();
     let gw = gateway(&config(up, &tls, "require_client_cert = true"));
     let ca = pki.server_ca_path();
