@@ -11,6 +11,7 @@ use ringgate::server::{start, RunningGateway};
 use ringgate::snapshot::{text_hash, Snapshot};
 use ringgate_policies::auth::{generate_key, mint, Algorithm};
 use ringgate_testkit::client::{send, Response};
+use ringgate_testkit::config;
 use ringgate_testkit::gateway::test_profile;
 use ringgate_testkit::run::create_key;
 use ringgate_testkit::run::succeed;
@@ -130,49 +131,37 @@ impl Gw {
 
     fn start_with(keys: &Keys, key_file: &Path, key_source: &str) -> Self {
         let (up, seen) = recorder();
-        let text = format!(
-            r#"version = "auth"
-[[listeners]]
-address = "127.0.0.1:0"
-[auth]
-api_keys_file = "{keys_file}"
-{key_source}
-[auth.jwt]
-issuers = ["https://idp.test"]
-audiences = ["api"]
-leeway = "5s"
-tenant_claim = "tenant"
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[[routes]]
-id = "api"
-path = {{ prefix = "/api" }}
-upstream = "up"
-auth = {{ mode = "required", scopes_any = ["read"] }}
-[[routes]]
-id = "admin"
-path = {{ prefix = "/admin" }}
-upstream = "up"
-auth = {{ mode = "required", scopes_all = ["admin"] }}
-[[routes]]
-id = "keys-only"
-path = {{ prefix = "/keys-only" }}
-upstream = "up"
-auth = {{ methods = ["api_key"], keep_credential = true }}
-[[routes]]
-id = "open"
-path = {{ prefix = "/open" }}
-upstream = "up"
-{opaque}"#,
-            keys_file = key_file.display(),
-            up = up.addr,
-            opaque = if key_source.contains("[auth.introspection]") {
-                "[[routes]]\nid = \"opaque\"\npath = { prefix = \"/opaque\" }\nupstream = \"up\"\nauth = { methods = [\"introspection\"], scopes_any = [\"read\"] }\n"
-            } else {
-                ""
-            },
+        let auth = format!(
+            "[auth]\napi_keys_file = \"{}\"\n{key_source}\n[auth.jwt]\n\
+             issuers = [\"https://idp.test\"]\naudiences = [\"api\"]\nleeway = \"5s\"\ntenant_claim = \"tenant\"\n",
+            key_file.display()
         );
+        let mut routes = vec![
+            config::route(
+                "api",
+                "/api",
+                "up",
+                r#"auth = { mode = "required", scopes_any = ["read"] }"#,
+            ),
+            config::route(
+                "admin",
+                "/admin",
+                "up",
+                r#"auth = { mode = "required", scopes_all = ["admin"] }"#,
+            ),
+            config::route(
+                "keys-only",
+                "/keys-only",
+                "up",
+                r#"auth = { methods = ["api_key"], keep_credential = true }"#,
+            ),
+            config::route("open", "/open", "up", ""),
+        ];
+        if key_source.contains("[auth.introspection]") {
+            let opaque = r#"auth = { methods = ["introspection"], scopes_any = ["read"] }"#;
+            routes.push(config::route("opaque", "/opaque", "up", opaque));
+        }
+        let text = config::one_upstream("auth", up.addr, &auth, &routes);
         let file = keys.path("ringgate.toml");
         std::fs::write(&file, &text).expect("config");
         let raw = RawConfig::parse(&text).expect("parse");
