@@ -1,12 +1,12 @@
 //! The `ringgate` binary as a user runs it: `check`, `demo`, `proxy`, the epoll driver, and a
 //! graceful stop on SIGTERM.
 
-use ringbench::upstream::{LatencyDist, UpstreamConfig};
+use ringbench::upstream::UpstreamConfig;
 use ringgate_testkit::client::{get, Client};
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::ChildGateway;
 use ringgate_testkit::run::succeed;
-use ringgate_testkit::stub::stub_with;
+use ringgate_testkit::stub::{slow_stub, stub_with};
 use std::process::Command;
 use std::time::Duration;
 
@@ -108,11 +108,7 @@ fn proxy_one_liner_with_forced_epoll_says_so_and_proxies() {
 
 #[test]
 fn sigterm_lets_in_flight_requests_finish_then_exits() {
-    let up = stub_with(UpstreamConfig {
-        name: "slow".into(),
-        latency: LatencyDist::Fixed(Duration::from_millis(500)),
-        ..UpstreamConfig::default()
-    });
+    let up = slow_stub("slow", 500);
     let gw = ChildGateway::proxy(BIN, up.addrs()[0], &[]);
     let addr = gw.addr;
     let clients: Vec<_> = (0..4)

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use ringgate_testkit::curl::curl;
+use ringgate_testkit::curl::{curl, upload};
 use ringgate_testkit::gateway::{gateway, gateway_with, test_profile, TestGateway};
 use ringgate_testkit::pki::Pki;
 use ringgate_testkit::stub::stub;
@@ -77,35 +77,17 @@ fn curl_speaks_http2_over_tls_through_the_routes() {
             .contains("x-echo-body-bytes: 300000"),
         "{out}"
     );
-    let mut child = Command::new("curl")
-        .args([
-            "-sS",
-            "--http2",
-            "--cacert",
-            &t.ca,
-            "--resolve",
-            &t.resolve,
-            "-D",
-            "-",
-            "-T",
-            "-",
-            "-X",
-            "POST",
-            &url,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        for _ in 0..100 {
-            stdin.write_all(&[b'y'; 1000]).unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    let out = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let args = [
+        "--http2",
+        "--cacert",
+        &t.ca,
+        "--resolve",
+        &t.resolve,
+        "-D",
+        "-",
+        &url,
+    ];
+    let out = upload(&args, 100_000, 1000, b'y').to_ascii_lowercase();
     assert!(out.contains("x-echo-body-bytes: 100000"), "{out}");
     assert!(
         out.contains("transfer-encoding: chunked"),

@@ -1,6 +1,5 @@
 //! Operations (issue 7): admin API, metrics, reloads, access logs, trace context, drain, upgrade.
 
-use ringbench::upstream::{LatencyDist, UpstreamConfig};
 use ringgate::admin::{metrics_text, AdminServer};
 use ringgate::config::RawConfig;
 use ringgate::control::{ConfigSource, Control};
@@ -12,7 +11,7 @@ use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::{test_profile, ChildGateway};
 use ringgate_testkit::run::succeed;
 use ringgate_testkit::scripted::recorder;
-use ringgate_testkit::stub::{stub, stub_with};
+use ringgate_testkit::stub::{slow_stub, stub};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -473,11 +472,7 @@ fn request_ids_and_trace_context_are_assigned_and_propagated() {
 
 #[test]
 fn sigterm_drains_in_flight_requests_and_closes_idle_connections() {
-    let slow = stub_with(UpstreamConfig {
-        name: "slow".into(),
-        latency: LatencyDist::Fixed(Duration::from_millis(400)),
-        ..UpstreamConfig::default()
-    });
+    let slow = slow_stub("slow", 400);
     let text = cfg(slow.addr(), slow.addr(), "v1", "a", "")
         .replace("[admin]\naddress = \"127.0.0.1:0\"\n", "");
     let f = TempFile::new("ops-drain.toml", &text);

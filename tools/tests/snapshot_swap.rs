@@ -1,10 +1,10 @@
 //! Snapshot publication while requests are in flight: in-flight requests finish on the snapshot
 //! they started with, new requests see the new one, and nothing fails in between.
 
-use ringbench::upstream::{LatencyDist, UpstreamConfig};
+use ringbench::upstream::UpstreamConfig;
 use ringgate_testkit::client::{send, Client};
 use ringgate_testkit::gateway::{config, gateway};
-use ringgate_testkit::stub::stub_with;
+use ringgate_testkit::stub::{slow_stub, stub_with};
 use std::time::Duration;
 
 fn routes_to(name: &str) -> String {
@@ -13,13 +13,7 @@ fn routes_to(name: &str) -> String {
 
 #[test]
 fn swapping_snapshots_under_load_changes_routing_for_new_requests_only() {
-    let slow = |name: &str| {
-        stub_with(UpstreamConfig {
-            name: name.into(),
-            latency: LatencyDist::Fixed(Duration::from_millis(200)),
-            ..UpstreamConfig::default()
-        })
-    };
+    let slow = |name: &str| slow_stub(name, 200);
     let a = slow("a");
     let b = slow("b");
     let ups: [(&str, &[std::net::SocketAddr]); 2] =

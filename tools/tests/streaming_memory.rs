@@ -1,6 +1,7 @@
 //! 100 MB streamed through the real `ringgate` binary each way, with its peak RSS measured:
 //! bodies stream through bounded buffers, so memory must not grow with the body.
 
+use ringgate_testkit::curl::upload;
 use ringgate_testkit::gateway::ChildGateway;
 use ringgate_testkit::scripted::bulk;
 use std::io::{Read, Write};
@@ -140,32 +141,8 @@ fn a_100_mb_upload_and_download_over_http2_stream_with_bounded_memory() {
     let gw = proxy_to(up.addr);
     let base = gw.rss_kib();
     let url = format!("http://{}/upload", gw.addr);
-    let mut child = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--http2-prior-knowledge",
-            "-T",
-            "-",
-            "-X",
-            "POST",
-            &url,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("curl runs");
-    {
-        let mut stdin = child.stdin.take().expect("stdin");
-        let block = vec![b'u'; 65536];
-        let mut left = HUNDRED_MB;
-        while left > 0 {
-            let k = left.min(block.len() as u64) as usize;
-            stdin.write_all(&block[..k]).expect("upload block");
-            left -= k as u64;
-        }
-    }
-    let out = child.wait_with_output().expect("curl ends");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), HUNDRED_MB.to_string());
+    let out = upload(&["--http2-prior-knowledge", &url], HUNDRED_MB, 65536, b'u');
+    assert_eq!(out, HUNDRED_MB.to_string());
     let out = std::process::Command::new("curl")
         .args([
             "-sS",
