@@ -66,6 +66,15 @@ impl Pki {
         (pki, api)
     }
 
+    /// `[listeners.tls]` keys asking clients for a certificate (`mode`: `"required"` or
+    /// `"optional"`) signed by this PKI's client CA.
+    pub fn client_auth(&self, mode: &str) -> String {
+        format!(
+            "client_auth = \"{mode}\"\nclient_ca = \"{}\"",
+            self.client_ca_path().display()
+        )
+    }
+
     /// Makes both CAs and writes their certificates (`server-ca.pem`, `client-ca.pem`).
     pub fn new() -> Self {
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -24,6 +24,18 @@ fn tls_config(up: SocketAddr, tls: &str, route: &str) -> String {
     config::catch_all("tls-test", &format!("[listeners.tls]\n{tls}"), up, route)
 }
 
+/// A PKI and the `[listeners.tls]` body serving its `api.example` certificate with client
+/// certificates `mode` (`"required"`, `"optional"`).
+fn mtls(mode: &str) -> (Pki, String) {
+    let (pki, api) = Pki::with_api();
+    let tls = format!(
+        "certificates = [{}]\n{}",
+        api.entry(),
+        pki.client_auth(mode)
+    );
+    (pki, tls)
+}
+
 /// A gateway with a TLS listener in front of a stub upstream (both stop on drop).
 fn started(tls: &str, route: &str) -> (TestGateway, UpstreamHandle) {
     let up = stub("up");
@@ -180,12 +192,7 @@ fn a_renewed_certificate_reaches_new_connections_after_reload() {
 
 #[test]
 fn mtls_required_admits_trusted_certificates_only() {
-    let (pki, api) = Pki::with_api();
-    let tls = format!(
-        "certificates = [{}]\nclient_auth = \"required\"\nclient_ca = \"{}\"",
-        CertFiles::entry(&api),
-        pki.client_ca_path().display()
-    );
+    let (pki, tls) = mtls("required");
     let (gw, _up) = started(&tls, "");
     let addr = gw.addr;
     let good = pki.client("svc-a", "svc-a", Some("spiffe://acme/svc-a"), true);
@@ -252,12 +259,7 @@ fn mtls_required_admits_trusted_certificates_only() {
 
 #[test]
 fn mtls_optional_lets_routes_require_a_certificate_and_keys_limits_on_it() {
-    let (pki, api) = Pki::with_api();
-    let tls = format!(
-        "certificates = [{}]\nclient_auth = \"optional\"\nclient_ca = \"{}\"",
-        CertFiles::entry(&api),
-        pki.client_ca_path().display()
-    );
+    let (pki, tls) = mtls("optional");
     let up = stub("up");
     let text = format!(
         "{}\n[[routes]]\nid = \"open\"\npath = {{ prefix = \"/open\" }}\nupstream = \"up\"\n\

@@ -151,12 +151,7 @@ fn websocket_echo_and_push_over_plain_tcp() {
 #[test]
 fn websocket_over_tls_with_a_route_requiring_a_client_certificate() {
     let (pki, api) = Pki::with_api();
-    let ca_path = pki.client_ca_path();
-    let client_ca = format!(
-        "client_auth = \"optional\"\nclient_ca = \"{}\"",
-        ca_path.display()
-    );
-    let tls = format!("{}\n{client_ca}", api.listener_tls());
+    let tls = format!("{}\n{}", api.listener_tls(), pki.client_auth("optional"));
     let (up, seen) = ws_server();
     let gw = gateway(&config(up, &tls, "require_client_cert = true"));
     let ca = pki.server_ca_path();
