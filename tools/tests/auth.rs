@@ -67,6 +67,14 @@ struct Keys {
 }
 
 impl Keys {
+    /// [`Keys::make`] and an empty API key file beside them (for tests about tokens only).
+    fn with_empty_key_file(name: &str) -> (Self, PathBuf) {
+        let keys = Keys::make(name);
+        let kf = keys.path("keys.toml");
+        std::fs::write(&kf, "").expect("keys");
+        (keys, kf)
+    }
+
     fn make(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("ringgate-auth-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -231,9 +239,7 @@ fn assert_unauthorized(r: &Response, what: &str) {
 
 #[test]
 fn jwts_from_both_implementations_are_accepted_and_identity_is_forwarded() {
-    let keys = Keys::make("ok");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, kf) = Keys::with_empty_key_file("ok");
     let gw = Gw::start(&keys, &kf);
     for (key, alg) in [
         ("rsa", Algorithm::RS256),
@@ -267,9 +273,7 @@ fn jwts_from_both_implementations_are_accepted_and_identity_is_forwarded() {
 
 #[test]
 fn bad_tokens_are_refused_with_401_and_missing_scopes_with_403() {
-    let keys = Keys::make("bad");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, kf) = Keys::with_empty_key_file("bad");
     let gw = Gw::start(&keys, &kf);
     let before = gw.upstream_count();
     let t = |extra| keys.mint("rsa", Algorithm::RS256, "rsa", claims(extra));
@@ -381,9 +385,7 @@ fn api_keys_are_created_used_and_revoked() {
 
 #[test]
 fn identity_headers_sent_by_clients_never_reach_the_upstream() {
-    let keys = Keys::make("spoof");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, kf) = Keys::with_empty_key_file("spoof");
     let gw = Gw::start(&keys, &kf);
     let spoof = [
         ("X-User-Id", "root"),
@@ -507,9 +509,7 @@ fn jwks_subset(keys: &Keys, kids: &[&str]) -> String {
 
 #[test]
 fn a_rotated_key_is_fetched_once_for_a_burst_of_unknown_kids() {
-    let keys = Keys::make("rotate");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, kf) = Keys::with_empty_key_file("rotate");
     let served = Arc::new(Mutex::new(jwks_subset(&keys, &["rsa"])));
     let s2 = served.clone();
     let idp = TinyServer::spawn(move |_, _| Some((200, s2.lock().expect("lock").clone())));
@@ -556,9 +556,7 @@ fn a_rotated_key_is_fetched_once_for_a_burst_of_unknown_kids() {
 
 #[test]
 fn opaque_tokens_are_introspected_cached_and_fail_closed_when_the_provider_is_down() {
-    let keys = Keys::make("intro");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, kf) = Keys::with_empty_key_file("intro");
     let exp = now() + 600;
     let idp = TinyServer::spawn(move |_, body| {
         let body = String::from_utf8_lossy(body).to_string();
@@ -608,9 +606,7 @@ fn opaque_tokens_are_introspected_cached_and_fail_closed_when_the_provider_is_do
 #[test]
 fn splits_and_consistent_hashing_can_key_on_the_identity() {
     use ringgate_testkit::stub::stub;
-    let keys = Keys::make("ident");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, _kf) = Keys::with_empty_key_file("ident");
     let (a, b, c3) = (stub("A"), stub("B"), stub("C"));
     let text = format!(
         r#"version = "ident"
@@ -697,9 +693,7 @@ auth = {{ methods = ["jwt"] }}
 fn jwks_and_introspection_are_fetched_over_https_verified_against_the_ca() {
     use ringgate_testkit::pki::Pki;
     use ringgate_testkit::tlsupstream::{tls_server, Seen};
-    let keys = Keys::make("https-idp");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, kf) = Keys::with_empty_key_file("https-idp");
     let pki = Pki::new();
     let cert = pki.server("idp", &["127.0.0.1"]);
     let jwks = jwks_subset(&keys, &["rsa"]);
