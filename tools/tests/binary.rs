@@ -2,7 +2,8 @@
 //! graceful stop on SIGTERM.
 
 use ringbench::upstream::UpstreamConfig;
-use ringgate_testkit::client::{get, Client};
+use ringgate_testkit::client::get;
+use ringgate_testkit::client::gets_in_flight;
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::ChildGateway;
 use ringgate_testkit::run::succeed;
@@ -111,15 +112,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits() {
     let up = slow_stub("slow", 500);
     let gw = ChildGateway::proxy(BIN, up.addrs()[0], &[]);
     let addr = gw.addr;
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-                c.try_response_to("GET")
-            })
-        })
-        .collect();
+    let clients = gets_in_flight(addr, vec!["/".to_owned(); 4]);
     // Signal only once all four requests reached the upstream, so all four are in flight.
     let t0 = std::time::Instant::now();
     while up.connections_accepted() < 4 {

@@ -36,12 +36,9 @@ fn inflight(text: &str) -> f64 {
         .sum()
 }
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !ok() {
-        assert!(t0.elapsed() < Duration::from_secs(15), "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Waits until `ok()` holds, for at most 15 s.
+fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    ringgate_testkit::wait::until_named(what, Duration::from_secs(15), ok);
 }
 
 #[test]

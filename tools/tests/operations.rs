@@ -5,6 +5,7 @@ use ringgate::config::RawConfig;
 use ringgate::control::{ConfigSource, Control};
 use ringgate::server::{start, RunningGateway};
 use ringgate::snapshot::{text_hash, Snapshot};
+use ringgate_testkit::client::gets_in_flight;
 use ringgate_testkit::client::{get, send, Client};
 use ringgate_testkit::config;
 use ringgate_testkit::files::TempFile;
@@ -482,15 +483,7 @@ fn sigterm_drains_in_flight_requests_and_closes_idle_connections() {
     let mut idle = Client::connect(addr);
     idle.send(b"GET /warm HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(idle.response().status, 200);
-    let inflight: Vec<_> = (0..20)
-        .map(|i| {
-            std::thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                c.send(format!("GET /r{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
-                c.try_response_to("GET")
-            })
-        })
-        .collect();
+    let inflight = gets_in_flight(addr, (0..20).map(|i| format!("/r{i}")).collect());
     std::thread::sleep(Duration::from_millis(150));
     gw.signal(15);
     for t in inflight {
