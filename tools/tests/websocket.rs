@@ -9,6 +9,8 @@
 // tungstenite's handshake callback returns its own large error type.
 #![allow(clippy::result_large_err)]
 
+mod common;
+
 use ringgate_testkit::client::Client;
 use ringgate_testkit::config;
 use ringgate_testkit::gateway::{gateway, gateway_with, test_profile, TestGateway};
@@ -28,49 +30,31 @@ type Seen = Arc<Mutex<Vec<String>>>;
 /// A WebSocket server: echoes every data message; on `/push` it sends `push 0..4` first,
 /// 20 ms apart, then echoes.
 fn ws_server() -> (SocketAddr, Seen) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
     let seen: Seen = Arc::default();
     let seen2 = seen.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(s) = s else { return };
-            let seen = seen2.clone();
-            std::thread::spawn(move || {
-                let mut path = String::new();
-                let cb = |req: &Request, resp: Response| {
-                    path = req.uri().path().to_string();
-                    let mut head = String::new();
-                    for (k, v) in req.headers() {
-                        head.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
-                    }
-                    seen.lock().unwrap().push(head.to_ascii_lowercase());
-                    Ok(resp)
-                };
-                let Ok(mut ws) = tungstenite::accept_hdr(s, cb) else {
+    let addr = common::listen(move |s| {
+        let mut path = String::new();
+        let cb = |req: &Request, resp: Response| {
+            path = req.uri().path().to_string();
+            let mut head = String::new();
+            for (k, v) in req.headers() {
+                head.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+            }
+            seen2.lock().unwrap().push(head.to_ascii_lowercase());
+            Ok(resp)
+        };
+        let Ok(mut ws) = tungstenite::accept_hdr(s, cb) else {
+            return;
+        };
+        if path == "/push" {
+            for i in 0..5 {
+                if ws.send(Message::text(format!("push {i}"))).is_err() {
                     return;
-                };
-                if path == "/push" {
-                    for i in 0..5 {
-                        if ws.send(Message::text(format!("push {i}"))).is_err() {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
                 }
-                loop {
-                    match ws.read() {
-                        Ok(m) if m.is_text() || m.is_binary() => {
-                            if ws.send(m).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => return,
-                    }
-                }
-            });
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
+        common::echo(&mut ws, None);
     });
     (addr, seen)
 }
