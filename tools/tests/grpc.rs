@@ -10,12 +10,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use ringgate_testkit::gateway::gateway;
+use ringgate_testkit::gateway::{gateway, TestGateway};
 use ringgate_testkit::pki::Pki;
 use ringgate_testkit::run::succeed;
+use ringgate_testkit::wait::until_every;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc");
 
@@ -97,10 +99,16 @@ fn check_calls(r: &serde_json::Value) {
     assert_eq!(r["unknown"]["code"], "UNIMPLEMENTED", "{r}");
 }
 
-#[test]
-fn grpc_calls_of_every_kind_pass_through_h2c() {
+/// The Python gRPC server behind a gateway that reaches it over h2c (cleartext listener).
+fn h2c_gateway() -> (GrpcServer, TestGateway) {
     let server = GrpcServer::start();
     let gw = gateway(&config(server.addr, "", ""));
+    (server, gw)
+}
+
+#[test]
+fn grpc_calls_of_every_kind_pass_through_h2c() {
+    let (_server, gw) = h2c_gateway();
     let r = client(&[&gw.addr.to_string()]);
     check_calls(&r);
 }
@@ -142,8 +150,7 @@ fn gateway_errors_are_grpc_statuses() {
 
 #[test]
 fn grpc_timeout_is_the_deadline() {
-    let server = GrpcServer::start();
-    let gw = gateway(&config(server.addr, "", ""));
+    let (_server, gw) = h2c_gateway();
     let addr = gw.addr;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -303,14 +310,10 @@ fn grpc_health_checks_take_a_not_serving_endpoint_out_and_back() {
     assert!(answers(20).iter().all(|w| *w == port(&b)));
     // SERVING again: A is back in the rotation.
     assert_eq!(unary(a.addr, "/test.Svc/SetHealth", b"1"), b"1");
-    let t0 = std::time::Instant::now();
-    while !answers(6).contains(&port(&a)) {
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(20),
-            "A never came back"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let (within, every) = (Duration::from_secs(20), Duration::from_millis(100));
+    until_every("A never came back", within, every, || {
+        answers(6).contains(&port(&a))
+    });
 }
 
 #[test]
