@@ -259,3 +259,16 @@ pub fn gets_in_flight(
         })
         .collect()
 }
+
+/// Waits for every request of [`gets_in_flight`] and returns the responses; panics when one got
+/// none.
+pub fn answers(handles: Vec<std::thread::JoinHandle<Option<Response>>>) -> Vec<Response> {
+    handles
+        .into_iter()
+        .map(|t| {
+            t.join()
+                .expect("client thread")
+                .expect("an in-flight request is answered")
+        })
+        .collect()
+}

@@ -194,6 +194,21 @@ impl ChildGateway {
         Self::spawn(bin, &args)
     }
 
+    /// Waits (up to `within`) for the child to exit after a drain and checks it went well: a
+    /// successful exit, `in_flight` requests in flight at the signal, all drained, none aborted,
+    /// and its port no longer listening.
+    pub fn assert_drained(self, in_flight: usize, within: Duration) {
+        let addr = self.addr;
+        let (status, stderr) = self.wait_exit(within);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "exit: {status:?} {stderr}"
+        );
+        let line = format!("{in_flight} in flight at signal, {in_flight} drained, 0 aborted");
+        assert!(stderr.contains(&line), "{stderr}");
+        assert!(TcpStream::connect(addr).is_err(), "no longer listening");
+    }
+
     /// Peak resident memory of the child so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         proc_status_kib(self.child.id(), "VmHWM:")

@@ -3,7 +3,7 @@
 
 use ringbench::upstream::UpstreamConfig;
 use ringgate_testkit::client::get;
-use ringgate_testkit::client::gets_in_flight;
+use ringgate_testkit::client::{answers, gets_in_flight};
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::ChildGateway;
 use ringgate_testkit::run::succeed;
@@ -123,11 +123,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits() {
         std::thread::sleep(Duration::from_millis(5));
     }
     gw.signal(15);
-    for t in clients {
-        let r = t
-            .join()
-            .expect("client")
-            .expect("in-flight request answered");
+    for r in answers(clients) {
         assert_eq!(r.status, 200);
         assert_eq!(
             r.header("connection"),
@@ -135,14 +131,5 @@ fn sigterm_lets_in_flight_requests_finish_then_exits() {
             "the last response on a draining connection says close"
         );
     }
-    let (status, stderr) = gw.wait_exit(Duration::from_secs(10));
-    assert!(status.expect("exited").success(), "{stderr}");
-    assert!(
-        stderr.contains("4 in flight at signal, 4 drained, 0 aborted"),
-        "{stderr}"
-    );
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "no longer listening"
-    );
+    gw.assert_drained(4, Duration::from_secs(10));
 }

@@ -5,7 +5,7 @@ use ringgate::config::RawConfig;
 use ringgate::control::{ConfigSource, Control};
 use ringgate::server::{start, RunningGateway};
 use ringgate::snapshot::{text_hash, Snapshot};
-use ringgate_testkit::client::gets_in_flight;
+use ringgate_testkit::client::{answers, gets_in_flight};
 use ringgate_testkit::client::{get, send, Client};
 use ringgate_testkit::config;
 use ringgate_testkit::files::TempFile;
@@ -486,11 +486,7 @@ fn sigterm_drains_in_flight_requests_and_closes_idle_connections() {
     let inflight = gets_in_flight(addr, (0..20).map(|i| format!("/r{i}")).collect());
     std::thread::sleep(Duration::from_millis(150));
     gw.signal(15);
-    for t in inflight {
-        let r = t
-            .join()
-            .expect("client")
-            .expect("an in-flight request is answered");
+    for r in answers(inflight) {
         assert_eq!(r.status, 200);
         assert_eq!(r.header("connection"), Some("close"));
     }
@@ -498,16 +494,7 @@ fn sigterm_drains_in_flight_requests_and_closes_idle_connections() {
         idle.is_closed_by_peer(),
         "idle keep-alive connections are closed"
     );
-    let (st, err) = gw.wait_exit(Duration::from_secs(15));
-    assert!(st.is_some_and(|s| s.success()), "exit: {st:?} {err}");
-    assert!(
-        err.contains("20 in flight at signal, 20 drained, 0 aborted"),
-        "{err}"
-    );
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "no longer listening"
-    );
+    gw.assert_drained(20, Duration::from_secs(15));
 }
 
 #[test]

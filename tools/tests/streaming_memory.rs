@@ -3,7 +3,7 @@
 
 use ringgate_testkit::curl::upload;
 use ringgate_testkit::gateway::ChildGateway;
-use ringgate_testkit::scripted::bulk;
+use ringgate_testkit::scripted::{bulk, Scripted};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -13,6 +13,23 @@ const HUNDRED_MB: u64 = 100 * 1024 * 1024;
 fn proxy_to(up: SocketAddr) -> ChildGateway {
     let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/default.toml");
     ChildGateway::proxy(env!("CARGO_BIN_EXE_ringgate"), up, &["--profile", profile])
+}
+
+/// A bulk upstream behind a `ringgate proxy` child, and the child's RSS (KiB) before any load.
+fn bulk_behind_proxy() -> (Scripted, ChildGateway, u64) {
+    let up = bulk();
+    let gw = proxy_to(up.addr);
+    let base = gw.rss_kib();
+    (up, gw, base)
+}
+
+/// The gateway's peak RSS (`peak`, KiB) stayed within 32 MiB of where it started (`base`).
+fn assert_grew_under_32_mib(base: u64, peak: u64) {
+    assert!(
+        peak.saturating_sub(base) < 32 * 1024,
+        "peak RSS grew by {} KiB",
+        peak - base
+    );
 }
 
 fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
@@ -52,9 +69,7 @@ fn start_upload(gw: &ChildGateway, framing: &str) -> TcpStream {
 
 #[test]
 fn a_100_mb_upload_and_download_stream_with_bounded_memory() {
-    let up = bulk();
-    let gw = proxy_to(up.addr);
-    let base = gw.rss_kib();
+    let (_up, gw, base) = bulk_behind_proxy();
 
     // Upload: 100 MB by content-length, written in 64 KiB blocks.
     let mut s = start_upload(&gw, &format!("Content-Length: {HUNDRED_MB}"));
@@ -95,18 +110,12 @@ fn a_100_mb_upload_and_download_stream_with_bounded_memory() {
     let peak = gw.peak_rss_kib();
     eprintln!("ringgate RSS: {base} KiB at start, {peak} KiB peak after 2 x 100 MB");
     assert!(peak > 0, "peak RSS readable");
-    assert!(
-        peak.saturating_sub(base) < 32 * 1024,
-        "peak RSS grew by {} KiB",
-        peak - base
-    );
+    assert_grew_under_32_mib(base, peak);
 }
 
 #[test]
 fn a_chunked_upload_of_100_mb_streams_too() {
-    let up = bulk();
-    let gw = proxy_to(up.addr);
-    let base = gw.rss_kib();
+    let (_up, gw, base) = bulk_behind_proxy();
     let mut s = start_upload(&gw, "Transfer-Encoding: chunked");
     let block = vec![b'c'; 65536];
     let mut left = HUNDRED_MB;
@@ -127,19 +136,13 @@ fn a_chunked_upload_of_100_mb_streams_too() {
         "upstream decoded every payload byte"
     );
     let peak = gw.peak_rss_kib();
-    assert!(
-        peak.saturating_sub(base) < 32 * 1024,
-        "peak RSS grew by {} KiB",
-        peak - base
-    );
+    assert_grew_under_32_mib(base, peak);
 }
 
 #[test]
 fn a_100_mb_upload_and_download_over_http2_stream_with_bounded_memory() {
     // curl as the HTTP/2 client (prior knowledge, cleartext): 100 MB up, then 100 MB down.
-    let up = bulk();
-    let gw = proxy_to(up.addr);
-    let base = gw.rss_kib();
+    let (_up, gw, base) = bulk_behind_proxy();
     let url = format!("http://{}/upload", gw.addr);
     let out = upload(&["--http2-prior-knowledge", &url], HUNDRED_MB, 65536, b'u');
     assert_eq!(out, HUNDRED_MB.to_string());
@@ -161,9 +164,5 @@ fn a_100_mb_upload_and_download_over_http2_stream_with_bounded_memory() {
     );
     let peak = gw.peak_rss_kib();
     eprintln!("ringgate RSS over HTTP/2: {base} KiB at start, {peak} KiB peak after 2 x 100 MB");
-    assert!(
-        peak.saturating_sub(base) < 32 * 1024,
-        "peak RSS grew by {} KiB",
-        peak - base
-    );
+    assert_grew_under_32_mib(base, peak);
 }
