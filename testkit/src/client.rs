@@ -241,3 +241,34 @@ pub fn metric(admin: SocketAddr, name: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN)
 }
+
+/// One `GET {path}` per path, each on its own connection and thread, sent at once (requests a
+/// test then keeps in flight); each thread ends with the response, `None` when there was none.
+pub fn gets_in_flight(
+    addr: SocketAddr,
+    paths: Vec<String>,
+) -> Vec<std::thread::JoinHandle<Option<Response>>> {
+    paths
+        .into_iter()
+        .map(|path| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.send(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+                c.try_response_to("GET")
+            })
+        })
+        .collect()
+}
+
+/// Waits for every request of [`gets_in_flight`] and returns the responses; panics when one got
+/// none.
+pub fn answers(handles: Vec<std::thread::JoinHandle<Option<Response>>>) -> Vec<Response> {
+    handles
+        .into_iter()
+        .map(|t| {
+            t.join()
+                .expect("client thread")
+                .expect("an in-flight request is answered")
+        })
+        .collect()
+}

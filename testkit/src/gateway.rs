@@ -1,5 +1,6 @@
 //! Gateways for tests: in-process (fast, shares the test's process) or as a child process.
 
+use crate::files::TempFile;
 use ringgate::server::{start, RunningGateway};
 use ringgate_core::profile::PerfProfile;
 use std::io::Read;
@@ -94,6 +95,31 @@ pub fn catch_all(up: SocketAddr) -> String {
     )
 }
 
+/// `bin serve` as a child on config text `config`, with a profile of `workers` unpinned workers
+/// (files named after `name`); the two files are returned with it and must outlive it.
+pub fn serve_child(
+    bin: &str,
+    name: &str,
+    config: &str,
+    workers: usize,
+) -> (ChildGateway, (TempFile, TempFile)) {
+    let cfg = TempFile::new(&format!("{name}.toml"), config);
+    let profile = TempFile::new(
+        &format!("{name}-profile.toml"),
+        &format!("[workers]\ncount = {workers}\npin = false\n"),
+    );
+    let gw = ChildGateway::spawn(
+        bin,
+        &["serve", "--config", cfg.arg(), "--profile", profile.arg()],
+    );
+    (gw, (cfg, profile))
+}
+
+/// A loopback address on a [`free_port`] (for an `[admin]` listener the test reads).
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
 /// A free loopback port (bound then released: a tiny race, fine for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -166,6 +192,21 @@ impl ChildGateway {
         let mut args = vec!["proxy", "--listen", "127.0.0.1:0", "--to", to.as_str()];
         args.extend_from_slice(extra);
         Self::spawn(bin, &args)
+    }
+
+    /// Waits (up to `within`) for the child to exit after a drain and checks it went well: a
+    /// successful exit, `in_flight` requests in flight at the signal, all drained, none aborted,
+    /// and its port no longer listening.
+    pub fn assert_drained(self, in_flight: usize, within: Duration) {
+        let addr = self.addr;
+        let (status, stderr) = self.wait_exit(within);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "exit: {status:?} {stderr}"
+        );
+        let line = format!("{in_flight} in flight at signal, {in_flight} drained, 0 aborted");
+        assert!(stderr.contains(&line), "{stderr}");
+        assert!(TcpStream::connect(addr).is_err(), "no longer listening");
     }
 
     /// Peak resident memory of the child so far (VmHWM), in KiB.

@@ -32,6 +32,20 @@ impl CertFiles {
     pub fn key_arg(&self) -> &str {
         self.key.to_str().expect("temp paths are UTF-8")
     }
+
+    /// This certificate as an entry of a listener's `certificates` list.
+    pub fn entry(&self) -> String {
+        format!(
+            "{{ cert = \"{}\", key = \"{}\" }}",
+            self.cert_arg(),
+            self.key_arg()
+        )
+    }
+
+    /// A listener's `[listeners.tls]` table serving this certificate alone.
+    pub fn listener_tls(&self) -> String {
+        format!("[listeners.tls]\ncertificates = [{}]", self.entry())
+    }
 }
 
 fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
@@ -44,6 +58,23 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 }
 
 impl Pki {
+    /// A fresh PKI and the certificate of a server `api` for `api.example`, the pair most TLS
+    /// tests start from.
+    pub fn with_api() -> (Self, CertFiles) {
+        let pki = Pki::new();
+        let api = pki.server("api", &["api.example"]);
+        (pki, api)
+    }
+
+    /// `[listeners.tls]` keys asking clients for a certificate (`mode`: `"required"` or
+    /// `"optional"`) signed by this PKI's client CA.
+    pub fn client_auth(&self, mode: &str) -> String {
+        format!(
+            "client_auth = \"{mode}\"\nclient_ca = \"{}\"",
+            self.client_ca_path().display()
+        )
+    }
+
     /// Makes both CAs and writes their certificates (`server-ca.pem`, `client-ca.pem`).
     pub fn new() -> Self {
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -323,33 +323,32 @@ pub fn bulk() -> Scripted {
     })
 }
 
+/// Where the first line in `carry` ends (its CRLF), reading more from `s` until one is whole;
+/// `None` when the stream ends first.
+fn crlf_at(s: &mut TcpStream, carry: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(p) = carry.windows(2).position(|w| w == b"\r\n") {
+            return Some(p);
+        }
+        if !read_some(s, carry) {
+            return None;
+        }
+    }
+}
+
 /// Reads a chunked body from `carry` + `s` without keeping it, returning its payload size. Leaves
 /// any bytes after the body in `carry`.
 fn count_chunked(s: &mut TcpStream, carry: &mut Vec<u8>) -> Option<u64> {
     let mut total = 0u64;
     loop {
-        let line_end = loop {
-            if let Some(p) = carry.windows(2).position(|w| w == b"\r\n") {
-                break p;
-            }
-            if !read_some(s, carry) {
-                return None;
-            }
-        };
+        let line_end = crlf_at(s, carry)?;
         let size_txt = String::from_utf8_lossy(&carry[..line_end]).into_owned();
         carry.drain(..line_end + 2);
         let size = u64::from_str_radix(size_txt.split(';').next()?.trim(), 16).ok()?;
         if size == 0 {
             // Trailer fields, then the empty line.
             loop {
-                let e = loop {
-                    if let Some(p) = carry.windows(2).position(|w| w == b"\r\n") {
-                        break p;
-                    }
-                    if !read_some(s, carry) {
-                        return None;
-                    }
-                };
+                let e = crlf_at(s, carry)?;
                 carry.drain(..e + 2);
                 if e == 0 {
                     return Some(total);

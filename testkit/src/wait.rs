@@ -14,3 +14,18 @@ pub fn until(within: Duration, mut ok: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Polls `ok` (every 20 ms) until it holds; panics naming `what` when `within` passes first.
+pub fn until_named(what: &str, within: Duration, ok: impl FnMut() -> bool) {
+    until_every(what, within, Duration::from_millis(20), ok);
+}
+
+/// Polls `ok` every `every` (for a check that costs requests) until it holds; panics naming
+/// `what` when `within` passes first.
+pub fn until_every(what: &str, within: Duration, every: Duration, mut ok: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(t0.elapsed() < within, "timed out: {what}");
+        std::thread::sleep(every);
+    }
+}

@@ -11,7 +11,10 @@ use ringgate::server::{start, RunningGateway};
 use ringgate::snapshot::{text_hash, Snapshot};
 use ringgate_policies::auth::{generate_key, mint, Algorithm};
 use ringgate_testkit::client::{send, Response};
+use ringgate_testkit::config;
 use ringgate_testkit::gateway::test_profile;
+use ringgate_testkit::run::create_key;
+use ringgate_testkit::run::succeed;
 use ringgate_testkit::scripted::{recorder, Received};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -64,18 +67,21 @@ struct Keys {
 }
 
 impl Keys {
+    /// [`Keys::make`] and an empty API key file beside them (for tests about tokens only).
+    fn with_empty_key_file(name: &str) -> (Self, PathBuf) {
+        let keys = Keys::make(name);
+        let kf = keys.path("keys.toml");
+        std::fs::write(&kf, "").expect("keys");
+        (keys, kf)
+    }
+
     fn make(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("ringgate-auth-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        let out = std::process::Command::new("python3")
-            .args(["-c", KEYGEN, &dir.to_string_lossy()])
-            .output()
-            .expect("python3 runs (scripts/test.sh installs pyjwt and cryptography)");
-        assert!(
-            out.status.success(),
-            "keygen: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            std::process::Command::new("python3").args(["-c", KEYGEN, &dir.to_string_lossy()]),
+            "keygen (python3 with pyjwt and cryptography, which scripts/test.sh installs)",
         );
         Keys { dir }
     }
@@ -133,49 +139,37 @@ impl Gw {
 
     fn start_with(keys: &Keys, key_file: &Path, key_source: &str) -> Self {
         let (up, seen) = recorder();
-        let text = format!(
-            r#"version = "auth"
-[[listeners]]
-address = "127.0.0.1:0"
-[auth]
-api_keys_file = "{keys_file}"
-{key_source}
-[auth.jwt]
-issuers = ["https://idp.test"]
-audiences = ["api"]
-leeway = "5s"
-tenant_claim = "tenant"
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[[routes]]
-id = "api"
-path = {{ prefix = "/api" }}
-upstream = "up"
-auth = {{ mode = "required", scopes_any = ["read"] }}
-[[routes]]
-id = "admin"
-path = {{ prefix = "/admin" }}
-upstream = "up"
-auth = {{ mode = "required", scopes_all = ["admin"] }}
-[[routes]]
-id = "keys-only"
-path = {{ prefix = "/keys-only" }}
-upstream = "up"
-auth = {{ methods = ["api_key"], keep_credential = true }}
-[[routes]]
-id = "open"
-path = {{ prefix = "/open" }}
-upstream = "up"
-{opaque}"#,
-            keys_file = key_file.display(),
-            up = up.addr,
-            opaque = if key_source.contains("[auth.introspection]") {
-                "[[routes]]\nid = \"opaque\"\npath = { prefix = \"/opaque\" }\nupstream = \"up\"\nauth = { methods = [\"introspection\"], scopes_any = [\"read\"] }\n"
-            } else {
-                ""
-            },
+        let auth = format!(
+            "[auth]\napi_keys_file = \"{}\"\n{key_source}\n[auth.jwt]\n\
+             issuers = [\"https://idp.test\"]\naudiences = [\"api\"]\nleeway = \"5s\"\ntenant_claim = \"tenant\"\n",
+            key_file.display()
         );
+        let mut routes = vec![
+            config::route(
+                "api",
+                "/api",
+                "up",
+                r#"auth = { mode = "required", scopes_any = ["read"] }"#,
+            ),
+            config::route(
+                "admin",
+                "/admin",
+                "up",
+                r#"auth = { mode = "required", scopes_all = ["admin"] }"#,
+            ),
+            config::route(
+                "keys-only",
+                "/keys-only",
+                "up",
+                r#"auth = { methods = ["api_key"], keep_credential = true }"#,
+            ),
+            config::route("open", "/open", "up", ""),
+        ];
+        if key_source.contains("[auth.introspection]") {
+            let opaque = r#"auth = { methods = ["introspection"], scopes_any = ["read"] }"#;
+            routes.push(config::route("opaque", "/opaque", "up", opaque));
+        }
+        let text = config::one_upstream("auth", up.addr, &auth, &routes);
         let file = keys.path("ringgate.toml");
         std::fs::write(&file, &text).expect("config");
         let raw = RawConfig::parse(&text).expect("parse");
@@ -245,9 +239,7 @@ fn assert_unauthorized(r: &Response, what: &str) {
 
 #[test]
 fn jwts_from_both_implementations_are_accepted_and_identity_is_forwarded() {
-    let keys = Keys::make("ok");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, kf) = Keys::with_empty_key_file("ok");
     let gw = Gw::start(&keys, &kf);
     for (key, alg) in [
         ("rsa", Algorithm::RS256),
@@ -281,9 +273,7 @@ fn jwts_from_both_implementations_are_accepted_and_identity_is_forwarded() {
 
 #[test]
 fn bad_tokens_are_refused_with_401_and_missing_scopes_with_403() {
-    let keys = Keys::make("bad");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, kf) = Keys::with_empty_key_file("bad");
     let gw = Gw::start(&keys, &kf);
     let before = gw.upstream_count();
     let t = |extra| keys.mint("rsa", Algorithm::RS256, "rsa", claims(extra));
@@ -395,9 +385,7 @@ fn api_keys_are_created_used_and_revoked() {
 
 #[test]
 fn identity_headers_sent_by_clients_never_reach_the_upstream() {
-    let keys = Keys::make("spoof");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, kf) = Keys::with_empty_key_file("spoof");
     let gw = Gw::start(&keys, &kf);
     let spoof = [
         ("X-User-Id", "root"),
@@ -425,35 +413,19 @@ fn identity_headers_sent_by_clients_never_reach_the_upstream() {
 fn the_cli_creates_keys_and_mints_tokens_the_gateway_accepts() {
     let bin = env!("CARGO_BIN_EXE_ringgate");
     let keys = Keys::make("cli");
-    let out = std::process::Command::new(bin)
-        .args([
-            "keys",
-            "create",
-            "--client-id",
-            "cli-app",
-            "--scopes",
-            "read,write",
-            "--tenant",
-            "acme",
-        ])
-        .output()
-        .expect("keys create");
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut lines = stdout.lines();
-    let secret = lines.next().expect("the secret first").trim().to_string();
-    let entry: String = lines.collect::<Vec<_>>().join("\n");
+    let args = ["--client-id", "cli-app", "--scopes", "read,write"];
+    let (secret, entry) = create_key(bin, &[&args[..], &["--tenant", "acme"]].concat());
     assert!(
         entry.contains("[[keys]]") && !entry.contains(&secret),
-        "{stdout}"
+        "{entry}"
     );
     let kf = keys.path("keys.toml");
     std::fs::write(&kf, &entry).expect("keys");
     let gw = Gw::start(&keys, &kf);
     assert_eq!(gw.get("/api/a", &[("X-API-Key", &secret)]).status, 200);
     assert_eq!(gw.last().header("x-scopes").as_deref(), Some("read write"));
-    let out = std::process::Command::new(bin)
-        .args([
+    let out = succeed(
+        std::process::Command::new(bin).args([
             "token",
             "--key",
             &keys.path("ed.pem").to_string_lossy(),
@@ -463,13 +435,8 @@ fn the_cli_creates_keys_and_mints_tokens_the_gateway_accepts() {
             "ed",
             "--claims",
             r#"{"sub":"cli-user","iss":"https://idp.test","aud":"api","scope":"read"}"#,
-        ])
-        .output()
-        .expect("token");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ]),
+        "ringgate token",
     );
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(gw.bearer("/api/t", &token).status, 200);
@@ -542,9 +509,7 @@ fn jwks_subset(keys: &Keys, kids: &[&str]) -> String {
 
 #[test]
 fn a_rotated_key_is_fetched_once_for_a_burst_of_unknown_kids() {
-    let keys = Keys::make("rotate");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, kf) = Keys::with_empty_key_file("rotate");
     let served = Arc::new(Mutex::new(jwks_subset(&keys, &["rsa"])));
     let s2 = served.clone();
     let idp = TinyServer::spawn(move |_, _| Some((200, s2.lock().expect("lock").clone())));
@@ -591,9 +556,7 @@ fn a_rotated_key_is_fetched_once_for_a_burst_of_unknown_kids() {
 
 #[test]
 fn opaque_tokens_are_introspected_cached_and_fail_closed_when_the_provider_is_down() {
-    let keys = Keys::make("intro");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, kf) = Keys::with_empty_key_file("intro");
     let exp = now() + 600;
     let idp = TinyServer::spawn(move |_, body| {
         let body = String::from_utf8_lossy(body).to_string();
@@ -659,9 +622,7 @@ fn opaque_tokens_are_introspected_cached_and_fail_closed_when_the_provider_is_do
 #[test]
 fn splits_and_consistent_hashing_can_key_on_the_identity() {
     use ringgate_testkit::stub::stub;
-    let keys = Keys::make("ident");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, _kf) = Keys::with_empty_key_file("ident");
     let (a, b, c3) = (stub("A"), stub("B"), stub("C"));
     let text = format!(
         r#"version = "ident"
@@ -748,9 +709,7 @@ auth = {{ methods = ["jwt"] }}
 fn jwks_and_introspection_are_fetched_over_https_verified_against_the_ca() {
     use ringgate_testkit::pki::Pki;
     use ringgate_testkit::tlsupstream::{tls_server, Seen};
-    let keys = Keys::make("https-idp");
-    let kf = keys.path("keys.toml");
-    std::fs::write(&kf, "").expect("keys");
+    let (keys, kf) = Keys::with_empty_key_file("https-idp");
     let pki = Pki::new();
     let cert = pki.server("idp", &["127.0.0.1"]);
     let jwks = jwks_subset(&keys, &["rsa"]);

@@ -11,7 +11,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ringgate_policies::auth::{mint, signature_checks, Algorithm};
 use ringgate_testkit::client::{Client, Response};
+use ringgate_testkit::config;
 use ringgate_testkit::gateway::{gateway, TestGateway};
+use ringgate_testkit::run::succeed;
 use ringgate_testkit::scripted::recorder;
 use serde_json::json;
 use std::collections::HashMap;
@@ -91,41 +93,20 @@ fn refusals(gw: &TestGateway, reason: &str) -> f64 {
 #[test]
 fn forged_tokens_beyond_a_clients_budget_are_refused_without_verifying() {
     let dir = Dir::new("verify");
-    let out = std::process::Command::new("python3")
-        .args(["-c", KEYGEN, &dir.0.to_string_lossy()])
-        .output()
-        .expect("python3 with pyjwt and cryptography");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        std::process::Command::new("python3").args(["-c", KEYGEN, &dir.0.to_string_lossy()]),
+        "keygen (python3 with pyjwt and cryptography)",
     );
     let (up, _seen) = recorder();
     // 1 check per second per client, a burst of 3: the flood below takes well under the
     // seconds it would need to earn its 60 checks back.
-    let config = format!(
-        r#"version = "abuse"
-[[listeners]]
-address = "127.0.0.1:0"
-[auth]
-jwks_file = "{jwks}"
-max_verifications_per_client = 1
-verification_burst = 3
-[auth.jwt]
-issuers = ["https://idp.test"]
-audiences = ["api"]
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[[routes]]
-id = "api"
-path = {{ prefix = "/api" }}
-upstream = "up"
-auth = {{ mode = "required" }}
-"#,
-        jwks = dir.0.join("jwks.json").display(),
-        up = up.addr,
+    let auth = format!(
+        "[auth]\njwks_file = \"{}\"\nmax_verifications_per_client = 1\nverification_burst = 3\n\
+         [auth.jwt]\nissuers = [\"https://idp.test\"]\naudiences = [\"api\"]\n",
+        dir.0.join("jwks.json").display()
     );
+    let route = config::route("api", "/api", "up", "auth = { mode = \"required\" }");
+    let config = config::one_upstream("abuse", up.addr, &auth, &[route]);
     let gw = gateway(&config);
     let pem = std::fs::read(dir.0.join("rsa.pem")).unwrap();
     let token = |sub: &str| {
@@ -255,29 +236,18 @@ fn junk_opaque_tokens_from_one_client_do_not_starve_other_clients() {
     let provider = SlowProvider::spawn(Duration::from_millis(200));
     let (up, _seen) = recorder();
     // Eight call slots for the whole process; the flooding client may hold two of them.
-    let config = format!(
-        r#"version = "abuse-introspection"
-[[listeners]]
-address = "127.0.0.1:0"
-[auth.introspection]
-url = "http://{provider}/introspect"
-timeout = "3s"
-negative_cache_ttl = "60s"
-max_inflight = 8
-max_inflight_per_client = 2
-queue = 64
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[[routes]]
-id = "opaque"
-path = {{ prefix = "/opaque" }}
-upstream = "up"
-auth = {{ methods = ["introspection"] }}
-"#,
-        provider = provider.addr,
-        up = up.addr,
+    let introspection = format!(
+        "[auth.introspection]\nurl = \"http://{}/introspect\"\ntimeout = \"3s\"\n\
+         negative_cache_ttl = \"60s\"\nmax_inflight = 8\nmax_inflight_per_client = 2\nqueue = 64\n",
+        provider.addr
     );
+    let route = config::route(
+        "opaque",
+        "/opaque",
+        "up",
+        r#"auth = { methods = ["introspection"] }"#,
+    );
+    let config = config::one_upstream("abuse-introspection", up.addr, &introspection, &[route]);
     let gw = gateway(&config);
     let addr = gw.addr;
 

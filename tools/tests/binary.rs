@@ -1,11 +1,13 @@
 //! The `ringgate` binary as a user runs it: `check`, `demo`, `proxy`, the epoll driver, and a
 //! graceful stop on SIGTERM.
 
-use ringbench::upstream::{LatencyDist, UpstreamConfig};
-use ringgate_testkit::client::{get, Client};
+use ringbench::upstream::UpstreamConfig;
+use ringgate_testkit::client::get;
+use ringgate_testkit::client::{answers, gets_in_flight};
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::ChildGateway;
-use ringgate_testkit::stub::stub_with;
+use ringgate_testkit::run::succeed;
+use ringgate_testkit::stub::{slow_stub, stub_with};
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,14 +16,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_ringgate");
 #[test]
 fn check_accepts_the_example_config_and_lists_every_error_of_a_bad_one() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/ringgate.toml");
-    let out = Command::new(BIN)
-        .args(["check", "--config", example, "--profile", "low-latency"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new(BIN).args(["check", "--config", example, "--profile", "low-latency"]),
+        "check",
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("config ok: version=example-1"), "{stdout}");
@@ -112,22 +109,10 @@ fn proxy_one_liner_with_forced_epoll_says_so_and_proxies() {
 
 #[test]
 fn sigterm_lets_in_flight_requests_finish_then_exits() {
-    let up = stub_with(UpstreamConfig {
-        name: "slow".into(),
-        latency: LatencyDist::Fixed(Duration::from_millis(500)),
-        ..UpstreamConfig::default()
-    });
+    let up = slow_stub("slow", 500);
     let gw = ChildGateway::proxy(BIN, up.addrs()[0], &[]);
     let addr = gw.addr;
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-                c.try_response_to("GET")
-            })
-        })
-        .collect();
+    let clients = gets_in_flight(addr, vec!["/".to_owned(); 4]);
     // Signal only once all four requests reached the upstream, so all four are in flight.
     let t0 = std::time::Instant::now();
     while up.connections_accepted() < 4 {
@@ -138,11 +123,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits() {
         std::thread::sleep(Duration::from_millis(5));
     }
     gw.signal(15);
-    for t in clients {
-        let r = t
-            .join()
-            .expect("client")
-            .expect("in-flight request answered");
+    for r in answers(clients) {
         assert_eq!(r.status, 200);
         assert_eq!(
             r.header("connection"),
@@ -150,14 +131,5 @@ fn sigterm_lets_in_flight_requests_finish_then_exits() {
             "the last response on a draining connection says close"
         );
     }
-    let (status, stderr) = gw.wait_exit(Duration::from_secs(10));
-    assert!(status.expect("exited").success(), "{stderr}");
-    assert!(
-        stderr.contains("4 in flight at signal, 4 drained, 0 aborted"),
-        "{stderr}"
-    );
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "no longer listening"
-    );
+    gw.assert_drained(4, Duration::from_secs(10));
 }

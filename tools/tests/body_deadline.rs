@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An upstream that reads a request with a Content-Length body and answers 200; it counts its
 /// connections open now (a connection counts until the gateway closes it).
@@ -95,11 +95,7 @@ fn trickle(gw: SocketAddr, len: usize, first: usize, every: Duration) -> Client 
 
 /// Waits until `f()` holds, for at most 10 s.
 fn wait_until(what: &str, f: impl Fn() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "{what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    ringgate_testkit::wait::until_named(what, Duration::from_secs(10), f);
 }
 
 #[test]

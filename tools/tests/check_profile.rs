@@ -3,40 +3,31 @@
 //! is refused by both, with the same reason.
 
 use ringgate_testkit::files::TempFile;
+use ringgate_testkit::run::succeed;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringgate");
 
 const CONFIG: &str = "version = \"check-profile\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"u\"\nendpoints = [\"127.0.0.1:9\"]\n[[routes]]\nid = \"all\"\npath = { prefix = \"/\" }\nupstream = \"u\"\n";
 
+/// `ringgate <sub> --config <config> --profile <profile>`, run to completion.
+fn with_profile(sub: &str, config: &TempFile, profile: &TempFile) -> std::process::Output {
+    Command::new(BIN)
+        .args([sub, "--config", config.arg(), "--profile", profile.arg()])
+        .output()
+        .unwrap_or_else(|e| panic!("run {sub}: {e}"))
+}
+
 #[test]
 fn check_refuses_a_profile_that_serve_refuses() {
     let config = TempFile::new("check-profile.toml", CONFIG);
     let profile = TempFile::new("cpus.toml", "[workers]\ncpus = [9999]\n");
-    let serve = Command::new(BIN)
-        .args([
-            "serve",
-            "--config",
-            config.arg(),
-            "--profile",
-            profile.arg(),
-        ])
-        .output()
-        .expect("run serve");
+    let serve = with_profile("serve", &config, &profile);
     let serve_err = String::from_utf8_lossy(&serve.stderr);
     assert!(!serve.status.success(), "serve must refuse it: {serve_err}");
     assert!(serve_err.contains("cpu 9999"), "{serve_err}");
 
-    let check = Command::new(BIN)
-        .args([
-            "check",
-            "--config",
-            config.arg(),
-            "--profile",
-            profile.arg(),
-        ])
-        .output()
-        .expect("run check");
+    let check = with_profile("check", &config, &profile);
     let check_err = String::from_utf8_lossy(&check.stderr);
     assert!(
         !check.status.success(),
@@ -56,22 +47,16 @@ fn check_refuses_a_profile_that_serve_refuses() {
 fn check_reports_the_driver_and_cpus_serve_would_use() {
     let config = TempFile::new("check-ok.toml", CONFIG);
     let profile = TempFile::new("one.toml", "[workers]\ncount = 1\npin = false\n");
-    let out = Command::new(BIN)
-        .args([
-            "check",
-            "--config",
-            config.arg(),
-            "--profile",
-            profile.arg(),
-        ])
-        .output()
-        .expect("run check");
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "check",
+        "--config",
+        config.arg(),
+        "--profile",
+        profile.arg(),
+    ]);
+    let out = succeed(&mut cmd, "check");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout.contains("profile ok: driver="), "{stdout}");
     assert!(stdout.contains(" workers=1 "), "{stdout}");
 }

@@ -3,11 +3,10 @@
 //! scraped until the process exits; and a busy admin port fails the start with a clear error, as
 //! a busy listener does, instead of a gateway running without its admin API.
 
-use ringbench::upstream::{LatencyDist, UpstreamConfig};
 use ringgate_testkit::client::{Client, Response};
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::{free_port, ChildGateway};
-use ringgate_testkit::stub::stub_with;
+use ringgate_testkit::stub::slow_stub;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,21 +36,14 @@ fn inflight(text: &str) -> f64 {
         .sum()
 }
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !ok() {
-        assert!(t0.elapsed() < Duration::from_secs(15), "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Waits until `ok()` holds, for at most 15 s.
+fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    ringgate_testkit::wait::until_named(what, Duration::from_secs(15), ok);
 }
 
 #[test]
 fn readyz_says_draining_and_metrics_answer_until_the_process_exits() {
-    let slow = stub_with(UpstreamConfig {
-        name: "slow".into(),
-        latency: LatencyDist::Fixed(Duration::from_millis(3000)),
-        ..UpstreamConfig::default()
-    });
+    let slow = slow_stub("slow", 3000);
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let f = TempFile::new("drain-admin.toml", &config(slow.addr(), admin));
     let gw = ChildGateway::spawn(BIN, &["serve", "--config", f.arg()]);

@@ -10,11 +10,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use ringgate_testkit::gateway::gateway;
+use ringgate_testkit::gateway::{gateway, TestGateway};
 use ringgate_testkit::pki::Pki;
+use ringgate_testkit::run::succeed;
+use ringgate_testkit::wait::until_every;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc");
 
@@ -69,15 +72,11 @@ fn config_up(up: SocketAddr, tls: &str, upstream_extra: &str, route_extra: &str)
 
 /// Runs the Python client against `target`; returns its JSON report.
 fn client(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("python3")
-        .arg(format!("{DIR}/client.py"))
-        .args(args)
-        .output()
-        .expect("python3 runs the gRPC client");
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new("python3")
+            .arg(format!("{DIR}/client.py"))
+            .args(args),
+        "the gRPC client (python3)",
     );
     serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
@@ -100,23 +99,24 @@ fn check_calls(r: &serde_json::Value) {
     assert_eq!(r["unknown"]["code"], "UNIMPLEMENTED", "{r}");
 }
 
-#[test]
-fn grpc_calls_of_every_kind_pass_through_h2c() {
+/// The Python gRPC server behind a gateway that reaches it over h2c (cleartext listener).
+fn h2c_gateway() -> (GrpcServer, TestGateway) {
     let server = GrpcServer::start();
     let gw = gateway(&config(server.addr, "", ""));
+    (server, gw)
+}
+
+#[test]
+fn grpc_calls_of_every_kind_pass_through_h2c() {
+    let (_server, gw) = h2c_gateway();
     let r = client(&[&gw.addr.to_string()]);
     check_calls(&r);
 }
 
 #[test]
 fn grpc_over_tls_from_the_client() {
-    let pki = Pki::new();
-    let api = pki.server("api", &["api.example"]);
-    let tls = format!(
-        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]",
-        api.cert_arg(),
-        api.key_arg()
-    );
+    let (pki, api) = Pki::with_api();
+    let tls = api.listener_tls();
     let server = GrpcServer::start();
     let gw = gateway(&config(server.addr, &tls, ""));
     let ca = pki.server_ca_path().display().to_string();
@@ -150,8 +150,7 @@ fn gateway_errors_are_grpc_statuses() {
 
 #[test]
 fn grpc_timeout_is_the_deadline() {
-    let server = GrpcServer::start();
-    let gw = gateway(&config(server.addr, "", ""));
+    let (_server, gw) = h2c_gateway();
     let addr = gw.addr;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -311,14 +310,10 @@ fn grpc_health_checks_take_a_not_serving_endpoint_out_and_back() {
     assert!(answers(20).iter().all(|w| *w == port(&b)));
     // SERVING again: A is back in the rotation.
     assert_eq!(unary(a.addr, "/test.Svc/SetHealth", b"1"), b"1");
-    let t0 = std::time::Instant::now();
-    while !answers(6).contains(&port(&a)) {
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(20),
-            "A never came back"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let (within, every) = (Duration::from_secs(20), Duration::from_millis(100));
+    until_every("A never came back", within, every, || {
+        answers(6).contains(&port(&a))
+    });
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use ringgate_testkit::curl::curl;
+use ringgate_testkit::curl::{curl, upload};
 use ringgate_testkit::gateway::{gateway, gateway_with, test_profile, TestGateway};
 use ringgate_testkit::pki::Pki;
 use ringgate_testkit::stub::stub;
@@ -21,12 +21,7 @@ fn config(up: SocketAddr, tls: &str) -> String {
 }
 
 fn tls_table(pki: &Pki) -> String {
-    let api = pki.server("api", &["api.example"]);
-    format!(
-        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]",
-        api.cert_arg(),
-        api.key_arg()
-    )
+    pki.server("api", &["api.example"]).listener_tls()
 }
 
 struct Tls {
@@ -34,6 +29,16 @@ struct Tls {
     ca: String,
     resolve: String,
     base: String,
+}
+
+impl Tls {
+    /// curl over HTTP/2, trusting the test CA and resolving `api.example` to the gateway, with
+    /// `args` after.
+    fn curl(&self, args: &[&str]) -> (bool, String, String) {
+        let mut all = vec!["--http2", "--cacert", &self.ca, "--resolve", &self.resolve];
+        all.extend_from_slice(args);
+        curl(&all)
+    }
 }
 
 fn tls_gateway() -> (TestGateway, ringbench::upstream::UpstreamHandle, Tls) {
@@ -54,17 +59,7 @@ fn tls_gateway() -> (TestGateway, ringbench::upstream::UpstreamHandle, Tls) {
 fn curl_speaks_http2_over_tls_through_the_routes() {
     let (gw, _up, t) = tls_gateway();
     let url = format!("{}/echo", t.base);
-    let (ok, out, err) = curl(&[
-        "--http2",
-        "--cacert",
-        &t.ca,
-        "--resolve",
-        &t.resolve,
-        "-w",
-        "\nversion=%{http_version}",
-        &url,
-        &url,
-    ]);
+    let (ok, out, err) = t.curl(&["-w", "\nversion=%{http_version}", &url, &url]);
     assert!(ok, "{err}");
     // Both requests on one HTTP/2 connection.
     assert_eq!(out.matches("version=2").count(), 2, "{out}");
@@ -75,7 +70,14 @@ fn curl_speaks_http2_over_tls_through_the_routes() {
     // A body with a length, and one without (streamed from stdin: chunked upstream).
     let body = ringgate_testkit::files::TempFile::new("body", &"x".repeat(300_000));
     let at_body = format!("@{}", body.arg());
-    let (ok, out, err) = curl(&[
+    let (ok, out, err) = t.curl(&["-D", "-", "--data-binary", &at_body, &url]);
+    assert!(ok, "{err}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("x-echo-body-bytes: 300000"),
+        "{out}"
+    );
+    let args = [
         "--http2",
         "--cacert",
         &t.ca,
@@ -83,45 +85,9 @@ fn curl_speaks_http2_over_tls_through_the_routes() {
         &t.resolve,
         "-D",
         "-",
-        "--data-binary",
-        &at_body,
         &url,
-    ]);
-    assert!(ok, "{err}");
-    assert!(
-        out.to_ascii_lowercase()
-            .contains("x-echo-body-bytes: 300000"),
-        "{out}"
-    );
-    let mut child = Command::new("curl")
-        .args([
-            "-sS",
-            "--http2",
-            "--cacert",
-            &t.ca,
-            "--resolve",
-            &t.resolve,
-            "-D",
-            "-",
-            "-T",
-            "-",
-            "-X",
-            "POST",
-            &url,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        for _ in 0..100 {
-            stdin.write_all(&[b'y'; 1000]).unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    let out = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    ];
+    let out = upload(&args, 100_000, 1000, b'y').to_ascii_lowercase();
     assert!(out.contains("x-echo-body-bytes: 100000"), "{out}");
     assert!(
         out.contains("transfer-encoding: chunked"),
@@ -129,21 +95,12 @@ fn curl_speaks_http2_over_tls_through_the_routes() {
     );
     // A large chunked response arrives whole, under flow control.
     let big = format!("{}/chunked?n=300&size=10000", t.base);
-    let (ok, out, err) = curl(&["--http2", "--cacert", &t.ca, "--resolve", &t.resolve, &big]);
+    let (ok, out, err) = t.curl(&[&big]);
     assert!(ok, "{err}");
     assert_eq!(out.len(), 3_000_000);
     // A gateway-made refusal is an HTTP/2 response too.
     let nope = format!("{}/nope", t.base);
-    let (ok, out, _) = curl(&[
-        "--http2",
-        "--cacert",
-        &t.ca,
-        "--resolve",
-        &t.resolve,
-        "-w",
-        "\n%{http_code}",
-        &nope,
-    ]);
+    let (ok, out, _) = t.curl(&["-w", "\n%{http_code}", &nope]);
     assert!(ok);
     assert!(out.ends_with("\n403"), "{out}");
     assert!(out.contains("client_certificate_required"), "{out}");
@@ -206,35 +163,24 @@ fn h2load(args: &[&str]) -> (u64, u64, String) {
     (num("done"), num("succeeded"), text)
 }
 
+/// h2load: 4000 requests over 4 connections, `streams` concurrent streams on each, to `url`.
+fn h2load_4000(streams: &str, url: &str) -> (u64, u64, String) {
+    h2load(&["-n", "4000", "-c", "4", "-m", streams, url])
+}
+
 #[test]
 fn h2load_over_tls_and_h2c_with_many_concurrent_streams() {
     let (gw, _up, t) = tls_gateway();
     let port = gw.addr.port();
     // More concurrent streams asked for than the gateway allows (128): the client waits.
-    let (done, ok, text) = h2load(&[
-        "-n",
-        "4000",
-        "-c",
-        "4",
-        "-m",
-        "200",
-        &format!("https://127.0.0.1:{port}/"),
-    ]);
+    let (done, ok, text) = h2load_4000("200", &format!("https://127.0.0.1:{port}/"));
     assert_eq!((done, ok), (4000, 4000), "{text}");
     assert!(text.contains("TLS Protocol: TLSv1.3"), "{text}");
     assert!(text.contains("Application protocol: h2"), "{text}");
     drop(t);
     let up = stub("up");
     let clear = gateway(&config(up.addr(), ""));
-    let (done, ok, text) = h2load(&[
-        "-n",
-        "4000",
-        "-c",
-        "4",
-        "-m",
-        "32",
-        &format!("http://127.0.0.1:{}/", clear.addr.port()),
-    ]);
+    let (done, ok, text) = h2load_4000("32", &format!("http://127.0.0.1:{}/", clear.addr.port()));
     assert_eq!((done, ok), (4000, 4000), "{text}");
 }
 

@@ -1,16 +1,18 @@
 //! Operations (issue 7): admin API, metrics, reloads, access logs, trace context, drain, upgrade.
 
-use ringbench::upstream::{LatencyDist, UpstreamConfig};
 use ringgate::admin::{metrics_text, AdminServer};
 use ringgate::config::RawConfig;
 use ringgate::control::{ConfigSource, Control};
 use ringgate::server::{start, RunningGateway};
 use ringgate::snapshot::{text_hash, Snapshot};
+use ringgate_testkit::client::{answers, gets_in_flight};
 use ringgate_testkit::client::{get, send, Client};
+use ringgate_testkit::config;
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::{test_profile, ChildGateway};
+use ringgate_testkit::run::succeed;
 use ringgate_testkit::scripted::recorder;
-use ringgate_testkit::stub::{stub, stub_with};
+use ringgate_testkit::stub::{slow_stub, stub};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,25 +89,14 @@ impl Drop for Ops {
 }
 
 fn cfg(a: SocketAddr, b: SocketAddr, version: &str, to: &str, extra: &str) -> String {
-    format!(
-        r#"version = "{version}"
-[[listeners]]
-address = "127.0.0.1:0"
-[admin]
-address = "127.0.0.1:0"
-{extra}
-[[upstreams]]
-name = "a"
-endpoints = ["{a}"]
-[[upstreams]]
-name = "b"
-endpoints = ["{b}"]
-[[routes]]
-id = "main"
-path = {{ prefix = "/" }}
-upstream = "{to}"
-"#
-    )
+    [
+        config::head(version, ""),
+        format!("[admin]\naddress = \"127.0.0.1:0\"\n{extra}\n"),
+        config::upstream("a", a),
+        config::upstream("b", b),
+        config::route("main", "/", to, ""),
+    ]
+    .concat()
 }
 
 fn metric(text: &str, series: &str) -> Option<f64> {
@@ -282,14 +273,9 @@ for fam in text_string_to_metric_families(open(sys.argv[1]).read()):
         out[key] = s.value
 print(json.dumps(out))
 "#;
-    let py = std::process::Command::new("python3")
-        .args(["-c", script, f.arg()])
-        .output()
-        .expect("python3 runs (scripts/test.sh installs prometheus-client)");
-    assert!(
-        py.status.success(),
-        "prometheus parser failed: {}",
-        String::from_utf8_lossy(&py.stderr)
+    let py = succeed(
+        std::process::Command::new("python3").args(["-c", script, f.arg()]),
+        "prometheus parser (scripts/test.sh installs prometheus-client)",
     );
     let parsed: serde_json::Value = serde_json::from_slice(&py.stdout).expect("json");
     assert_eq!(
@@ -487,11 +473,7 @@ fn request_ids_and_trace_context_are_assigned_and_propagated() {
 
 #[test]
 fn sigterm_drains_in_flight_requests_and_closes_idle_connections() {
-    let slow = stub_with(UpstreamConfig {
-        name: "slow".into(),
-        latency: LatencyDist::Fixed(Duration::from_millis(400)),
-        ..UpstreamConfig::default()
-    });
+    let slow = slow_stub("slow", 400);
     let text = cfg(slow.addr(), slow.addr(), "v1", "a", "")
         .replace("[admin]\naddress = \"127.0.0.1:0\"\n", "");
     let f = TempFile::new("ops-drain.toml", &text);
@@ -501,22 +483,10 @@ fn sigterm_drains_in_flight_requests_and_closes_idle_connections() {
     let mut idle = Client::connect(addr);
     idle.send(b"GET /warm HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(idle.response().status, 200);
-    let inflight: Vec<_> = (0..20)
-        .map(|i| {
-            std::thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                c.send(format!("GET /r{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
-                c.try_response_to("GET")
-            })
-        })
-        .collect();
+    let inflight = gets_in_flight(addr, (0..20).map(|i| format!("/r{i}")).collect());
     std::thread::sleep(Duration::from_millis(150));
     gw.signal(15);
-    for t in inflight {
-        let r = t
-            .join()
-            .expect("client")
-            .expect("an in-flight request is answered");
+    for r in answers(inflight) {
         assert_eq!(r.status, 200);
         assert_eq!(r.header("connection"), Some("close"));
     }
@@ -524,16 +494,7 @@ fn sigterm_drains_in_flight_requests_and_closes_idle_connections() {
         idle.is_closed_by_peer(),
         "idle keep-alive connections are closed"
     );
-    let (st, err) = gw.wait_exit(Duration::from_secs(15));
-    assert!(st.is_some_and(|s| s.success()), "exit: {st:?} {err}");
-    assert!(
-        err.contains("20 in flight at signal, 20 drained, 0 aborted"),
-        "{err}"
-    );
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "no longer listening"
-    );
+    gw.assert_drained(20, Duration::from_secs(15));
 }
 
 #[test]

@@ -13,7 +13,9 @@
 #![allow(clippy::unwrap_used)]
 
 use ringgate_testkit::client::{Client, Response};
+use ringgate_testkit::config;
 use ringgate_testkit::gateway::{gateway, TestGateway};
+use ringgate_testkit::run::create_key;
 use ringgate_testkit::scripted::{recorder, Received};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,15 +38,7 @@ impl Drop for Key {
 
 fn make_key(tag: &str) -> Key {
     let bin = env!("CARGO_BIN_EXE_ringgate");
-    let out = std::process::Command::new(bin)
-        .args(["keys", "create", "--client-id", "ops", "--scopes", "admin"])
-        .output()
-        .expect("keys create");
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut lines = stdout.lines();
-    let secret = lines.next().expect("the secret first").trim().to_string();
-    let entry: String = lines.collect::<Vec<_>>().join("\n");
+    let (secret, entry) = create_key(bin, &["--client-id", "ops", "--scopes", "admin"]);
     let dir = std::env::temp_dir().join(format!(
         "ringgate-paths-{tag}-{}-{}",
         std::process::id(),
@@ -66,34 +60,18 @@ struct Setup {
 fn start(listener_extra: &str, tag: &str) -> Setup {
     let key = make_key(tag);
     let (up, seen) = recorder();
-    let text = format!(
-        r#"version = "paths"
-[[listeners]]
-address = "127.0.0.1:0"
-{listener_extra}
-[auth]
-api_keys_file = "{keys}"
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[[routes]]
-id = "admin"
-path = {{ prefix = "/admin" }}
-upstream = "up"
-auth = {{ mode = "required", methods = ["api_key"] }}
-[[routes]]
-id = "raw"
-path = {{ prefix = "/raw" }}
-upstream = "up"
-forward_path = "as_received"
-[[routes]]
-id = "public"
-path = {{ prefix = "/" }}
-upstream = "up"
-"#,
-        keys = key.file.display(),
-        up = up.addr,
-    );
+    let routes = [
+        config::route(
+            "admin",
+            "/admin",
+            "up",
+            r#"auth = { mode = "required", methods = ["api_key"] }"#,
+        ),
+        config::route("raw", "/raw", "up", "forward_path = \"as_received\""),
+        config::route("public", "/", "up", ""),
+    ];
+    let auth = format!("[auth]\napi_keys_file = \"{}\"\n", key.file.display());
+    let text = config::with_listener("paths", listener_extra, up.addr, &auth, &routes);
     Setup {
         gw: gateway(&text),
         seen,
@@ -333,12 +311,15 @@ fn escaped_separators_can_be_kept_opaque_and_still_never_bypass() {
         }
     }
     // `%2F` is opaque: `/admin%2Fx` is not below `/admin` here, it is the segment `admin%2Fx`.
-    let r = send_h1(s.gw.addr, "/x%2f..%2fadmin", None);
-    assert_eq!(r.status, 200);
-    assert_eq!(last_seen(&s.seen).as_deref(), Some("/x%2F..%2Fadmin"));
-    let r = send_h1(s.gw.addr, "/a\\b", None);
-    assert_eq!(r.status, 200);
-    assert_eq!(last_seen(&s.seen).as_deref(), Some("/a%5Cb"));
+    forwarded_as(&s, "/x%2f..%2fadmin", "/x%2F..%2Fadmin");
+    forwarded_as(&s, "/a\\b", "/a%5Cb");
+}
+
+/// `GET path` (HTTP/1.1) is answered 200 and reached the upstream spelled `want`.
+fn forwarded_as(s: &Setup, path: &str, want: &str) {
+    let r = send_h1(s.gw.addr, path, None);
+    assert_eq!(r.status, 200, "{path}");
+    assert_eq!(last_seen(&s.seen).as_deref(), Some(want), "{path}");
 }
 
 #[test]
@@ -355,16 +336,10 @@ fn refused_spellings_get_400_with_a_reason_and_routes_can_forward_as_received() 
         assert!(r.text().contains(code), "{p}: {}", r.text());
     }
     // Without merging, `//admin` is its own path: not the admin route, and sent as it is.
-    let r = send_h1(s.gw.addr, "//admin", None);
-    assert_eq!(r.status, 200);
-    assert_eq!(last_seen(&s.seen).as_deref(), Some("//admin"));
+    forwarded_as(&s, "//admin", "//admin");
     // The raw route matches on the normalized path and forwards the client's spelling.
-    let r = send_h1(s.gw.addr, "/raw/./%61?x=1", None);
-    assert_eq!(r.status, 200);
-    assert_eq!(last_seen(&s.seen).as_deref(), Some("/raw/./%61?x=1"));
-    let r = send_h1(s.gw.addr, "/public/./%61?x=1", None);
-    assert_eq!(r.status, 200);
-    assert_eq!(last_seen(&s.seen).as_deref(), Some("/public/a?x=1"));
+    forwarded_as(&s, "/raw/./%61?x=1", "/raw/./%61?x=1");
+    forwarded_as(&s, "/public/./%61?x=1", "/public/a?x=1");
 }
 
 #[test]

@@ -7,8 +7,9 @@
 #![allow(clippy::unwrap_used)]
 
 use ringgate_testkit::client::{metric, Client};
+use ringgate_testkit::config;
 use ringgate_testkit::files::TempFile;
-use ringgate_testkit::gateway::{free_port, gateway, ChildGateway};
+use ringgate_testkit::gateway::{free_addr, gateway, serve_child, ChildGateway};
 use ringgate_testkit::redis::RedisServer;
 use ringgate_testkit::stub::stub;
 use std::net::SocketAddr;
@@ -18,70 +19,42 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringgate");
 
+/// Route keys: the `per-key` limit, with the rate-limit header fields.
+const KEYED_HEADERS: &str = "rate_limits = [\"per-key\"]\nrate_limit_headers = true";
+
+/// The embedded-mode config: per-key, per-IP and sliding-window limits on `/keyed`, `/ip` and
+/// `/win`, then `extra_routes` (raw text).
 fn embedded_config(up: SocketAddr, extra_routes: &str) -> String {
-    format!(
-        r#"version = "rl"
-[[listeners]]
-address = "127.0.0.1:0"
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[rate_limit]
-tick = "10ms"
-trusted_proxies = ["127.0.0.1"]
-[[rate_limits]]
-name = "per-key"
-key = {{ header = "x-key" }}
-rate = 1
-burst = 3
-[[rate_limits]]
-name = "per-ip"
-key = "client_ip"
-rate = 1
-burst = 2
-[[rate_limits]]
-name = "window"
-key = {{ header = "x-key" }}
-algorithm = "sliding_window"
-limit = 2
-window = "1h"
-[[routes]]
-id = "keyed"
-path = {{ prefix = "/keyed" }}
-upstream = "up"
-rate_limits = ["per-key"]
-rate_limit_headers = true
-[[routes]]
-id = "ip"
-path = {{ prefix = "/ip" }}
-upstream = "up"
-rate_limits = ["per-ip"]
-[[routes]]
-id = "win"
-path = {{ prefix = "/win" }}
-upstream = "up"
-rate_limits = ["window"]
-{extra_routes}
-"#
-    )
+    let key = r#"{ header = "x-key" }"#;
+    let sections = [
+        "[rate_limit]\ntick = \"10ms\"\ntrusted_proxies = [\"127.0.0.1\"]\n".to_owned(),
+        config::rate_limit("per-key", key, 1.0, 3, ""),
+        config::rate_limit("per-ip", "\"client_ip\"", 1.0, 2, ""),
+        format!("[[rate_limits]]\nname = \"window\"\nkey = {key}\nalgorithm = \"sliding_window\"\nlimit = 2\nwindow = \"1h\"\n"),
+    ];
+    let routes = [
+        config::route("keyed", "/keyed", "up", KEYED_HEADERS),
+        config::route("ip", "/ip", "up", "rate_limits = [\"per-ip\"]"),
+        config::route("win", "/win", "up", "rate_limits = [\"window\"]"),
+        extra_routes.to_owned(),
+    ];
+    config::one_upstream("rl", up, &sections.concat(), &routes)
 }
 
 #[test]
 fn embedded_limits_refuse_with_429_and_the_ratelimit_fields() {
     let up = stub("up");
-    let fast = r#"[[rate_limits]]
-name = "fast"
-key = { header = "x-key" }
-rate = 100
-burst = 20
-[[routes]]
-id = "fast"
-path = { prefix = "/fast" }
-upstream = "up"
-rate_limits = ["fast"]
-rate_limit_headers = true
-"#;
-    let gw = gateway(&embedded_config(up.addr(), fast));
+    let fast = [
+        config::rate_limit("fast", r#"{ header = "x-key" }"#, 100.0, 20, ""),
+        config::route(
+            "fast",
+            "/fast",
+            "up",
+            KEYED_HEADERS.replace("per-key", "fast").as_str(),
+        ),
+    ]
+    .concat();
+    let gw = gateway(&embedded_config(up.addr(), &fast));
     let mut c = Client::connect(gw.addr);
     // 1 a second with a bucket of 3: 3 per 3 s, the bucket beside it.
     for left in [2, 1, 0] {
@@ -185,13 +158,13 @@ fn sliding_window_counts_within_the_window() {
 #[test]
 fn several_limits_must_all_pass_and_a_refusal_spends_nothing() {
     let up = stub("up");
-    let routes = r#"[[routes]]
-id = "both"
-path = { prefix = "/both" }
-upstream = "up"
-rate_limits = ["per-key", "per-ip"]
-"#;
-    let gw = gateway(&embedded_config(up.addr(), routes));
+    let routes = config::route(
+        "both",
+        "/both",
+        "up",
+        r#"rate_limits = ["per-key", "per-ip"]"#,
+    );
+    let gw = gateway(&embedded_config(up.addr(), &routes));
     let mut c = Client::connect(gw.addr);
     let xff = [("x-forwarded-for", "203.0.113.50"), ("x-key", "k1")];
     assert_eq!(c.get_with("/both", &xff).status, 200);
@@ -241,60 +214,50 @@ struct Node {
     _files: (TempFile, TempFile),
 }
 
+/// A gateway process of two workers sharing limits through `redis`: `global` on `/open` fails
+/// open, `strict` on `/closed` fails closed with 503; both `rate`/`burst` per `x-key`.
 fn node(name: &str, redis: &RedisServer, up: SocketAddr, rate: u32, burst: u32) -> Node {
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let text = format!(
-        r#"version = "rl-{name}"
-[[listeners]]
-address = "127.0.0.1:0"
-[admin]
-address = "{admin}"
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[rate_limit]
-redis = "{url}"
-node_id = "{name}"
-tick = "20ms"
-[[rate_limits]]
-name = "global"
-key = {{ header = "x-key" }}
-rate = {rate}
-burst = {burst}
-[[rate_limits]]
-name = "strict"
-key = {{ header = "x-key" }}
-rate = {rate}
-burst = {burst}
-on_store_failure = "closed"
-closed_status = 503
-[[routes]]
-id = "open"
-path = {{ prefix = "/open" }}
-upstream = "up"
-rate_limits = ["global"]
-[[routes]]
-id = "closed"
-path = {{ prefix = "/closed" }}
-upstream = "up"
-rate_limits = ["strict"]
-"#,
-        url = redis.url()
-    );
-    let cfg = TempFile::new(&format!("rl-{name}.toml"), &text);
-    let profile = TempFile::new(
-        &format!("rl-{name}-profile.toml"),
-        "[workers]\ncount = 2\npin = false\n",
-    );
-    let gw = ChildGateway::spawn(
-        BIN,
-        &["serve", "--config", cfg.arg(), "--profile", profile.arg()],
-    );
+    let admin = free_addr();
+    let key = r#"{ header = "x-key" }"#;
+    let (rate, url) = (f64::from(rate), redis.url());
+    let sections = [
+        format!("[admin]\naddress = \"{admin}\"\n[rate_limit]\nredis = \"{url}\"\nnode_id = \"{name}\"\ntick = \"20ms\"\n"),
+        config::rate_limit("global", key, rate, burst, ""),
+        config::rate_limit("strict", key, rate, burst, "on_store_failure = \"closed\"\nclosed_status = 503"),
+    ];
+    let routes = [
+        config::route("open", "/open", "up", "rate_limits = [\"global\"]"),
+        config::route("closed", "/closed", "up", "rate_limits = [\"strict\"]"),
+    ];
+    let text = config::one_upstream(&format!("rl-{name}"), up, &sections.concat(), &routes);
+    let (gw, files) = serve_child(BIN, &format!("rl-{name}"), &text, 2);
     Node {
         gw,
         admin,
-        _files: (cfg, profile),
+        _files: files,
     }
+}
+
+/// The start of every Redis test: the one-at-a-time lock, a fresh `redis-server`, a stub
+/// upstream, and one [`node`] per name, each limited to `rate`/`burst`.
+fn rig(
+    names: &[&str],
+    rate: u32,
+    burst: u32,
+) -> (
+    std::sync::MutexGuard<'static, ()>,
+    RedisServer,
+    ringgate_stubs::UpstreamHandle,
+    Vec<Node>,
+) {
+    let guard = heavy();
+    let redis = RedisServer::start();
+    let up = stub("up");
+    let nodes = names
+        .iter()
+        .map(|n| node(n, &redis, up.addr(), rate, burst))
+        .collect();
+    (guard, redis, up, nodes)
 }
 
 /// One response as the load saw it: when it was sent (ms since the run's start), its status
@@ -359,6 +322,22 @@ fn load(
     })
 }
 
+/// Paced load on `/open` of both nodes at once for `secs`, each side `(rate, conns)`: what
+/// node a's clients saw and what node b's did.
+fn load_both(
+    a: &Node,
+    b: &Node,
+    on_a: (f64, usize),
+    on_b: (f64, usize),
+    secs: f64,
+) -> (Vec<Seen>, Vec<Seen>) {
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let la = load(a.gw.addr, "/open", on_a.0, on_a.1, secs, t0);
+    let lb = load(b.gw.addr, "/open", on_b.0, on_b.1, secs, t0);
+    (la.join().unwrap(), lb.join().unwrap())
+}
+
+/// How many of `seen` were sent in `[from_ms, to_ms)` and got `status`.
 fn count(seen: &[Seen], from_ms: u64, to_ms: u64, status: u16) -> usize {
     seen.iter()
         .filter(|s| s.at_ms >= from_ms && s.at_ms < to_ms && s.status == status)
@@ -367,17 +346,11 @@ fn count(seen: &[Seen], from_ms: u64, to_ms: u64, status: u16) -> usize {
 
 #[test]
 fn two_nodes_share_one_global_limit_through_redis() {
-    let _one_at_a_time = heavy();
-    let redis = RedisServer::start();
-    let up = stub("up");
-    let a = node("a", &redis, up.addr(), 1000, 100);
-    let b = node("b", &redis, up.addr(), 1000, 100);
+    let (_one_at_a_time, _redis, _up, nodes) = rig(&["a", "b"], 1000, 100);
+    let (a, b) = (&nodes[0], &nodes[1]);
     // 1,500 req/s offered on one key, 90% on node a and 10% on node b, for 10 s.
-    let t0 = Instant::now() + Duration::from_millis(200);
-    let la = load(a.gw.addr, "/open", 1350.0, 6, 10.0, t0);
-    let lb = load(b.gw.addr, "/open", 150.0, 2, 10.0, t0);
-    let mut seen = la.join().unwrap();
-    seen.extend(lb.join().unwrap());
+    let (mut seen, on_b) = load_both(a, b, (1350.0, 6), (150.0, 2), 10.0);
+    seen.extend(on_b);
     let ok = count(&seen, 0, 10_000, 200);
     let limited = count(&seen, 0, 10_000, 429);
     let other = seen
@@ -415,10 +388,8 @@ fn two_nodes_share_one_global_limit_through_redis() {
 
 #[test]
 fn redis_outage_fails_open_or_closed_and_recovery_has_no_burst() {
-    let _one_at_a_time = heavy();
-    let mut redis = RedisServer::start();
-    let up = stub("up");
-    let a = node("a", &redis, up.addr(), 500, 50);
+    let (_one_at_a_time, mut redis, _up, nodes) = rig(&["a"], 500, 50);
+    let a = &nodes[0];
     let t0 = Instant::now() + Duration::from_millis(200);
     let stop = Arc::new(AtomicBool::new(false));
     // 800 req/s on the fail-open route, 100 req/s on the fail-closed one, for 9 s: Redis is
@@ -492,16 +463,10 @@ fn redis_outage_fails_open_or_closed_and_recovery_has_no_burst() {
 
 #[test]
 fn two_nodes_with_equal_demand_get_equal_shares() {
-    let _one_at_a_time = heavy();
-    let redis = RedisServer::start();
-    let up = stub("up");
-    let a = node("a", &redis, up.addr(), 200, 20);
-    let b = node("b", &redis, up.addr(), 200, 20);
+    let (_one_at_a_time, _redis, _up, nodes) = rig(&["a", "b"], 200, 20);
+    let (a, b) = (&nodes[0], &nodes[1]);
     // 300 req/s on each node, one key, 200/s between them, for 8 s.
-    let t0 = Instant::now() + Duration::from_millis(200);
-    let la = load(a.gw.addr, "/open", 300.0, 3, 8.0, t0);
-    let lb = load(b.gw.addr, "/open", 300.0, 3, 8.0, t0);
-    let (sa, sb) = (la.join().unwrap(), lb.join().unwrap());
+    let (sa, sb) = load_both(a, b, (300.0, 3), (300.0, 3), 8.0);
     // After the first second (the bucket of 20 and the first grants).
     let (oka, okb) = (count(&sa, 1_000, 8_000, 200), count(&sb, 1_000, 8_000, 200));
     eprintln!("equal demand: node a admitted {oka}, node b {okb} in 7 s");
@@ -519,11 +484,8 @@ fn two_nodes_with_equal_demand_get_equal_shares() {
 
 #[test]
 fn a_redis_killed_mid_run_keeps_each_node_to_its_share_and_fails_closed_at_once() {
-    let _one_at_a_time = heavy();
-    let mut redis = RedisServer::start();
-    let up = stub("up");
-    let a = node("a", &redis, up.addr(), 400, 40);
-    let b = node("b", &redis, up.addr(), 400, 40);
+    let (_one_at_a_time, mut redis, _up, nodes) = rig(&["a", "b"], 400, 40);
+    let (a, b) = (&nodes[0], &nodes[1]);
     // 450 and 150 req/s on the fail-open route for 9 s; Redis is killed at 3 s and stays down.
     // The fail-closed route is busy until 2 s, then idle until after the kill.
     let t0 = Instant::now() + Duration::from_millis(200);
@@ -570,11 +532,9 @@ fn a_redis_killed_mid_run_keeps_each_node_to_its_share_and_fails_closed_at_once(
 
 #[test]
 fn a_flood_of_distinct_keys_is_forgotten_here_and_in_redis() {
-    let _one_at_a_time = heavy();
-    let redis = RedisServer::start();
-    let up = stub("up");
     // A tiny limit so keys expire quickly: 100/s with a bucket of 10 is whole again in 0.2 s.
-    let a = node("a", &redis, up.addr(), 100, 10);
+    let (_one_at_a_time, redis, _up, nodes) = rig(&["a"], 100, 10);
+    let a = &nodes[0];
     let conns = 8;
     let per_conn = 100_000 / conns;
     let handles: Vec<_> = (0..conns)

@@ -9,8 +9,9 @@
 use base64::Engine as _;
 use ringgate_policies::auth::{mint, Algorithm};
 use ringgate_testkit::client::{metric, Client};
+use ringgate_testkit::config;
 use ringgate_testkit::files::TempFile;
-use ringgate_testkit::gateway::{free_port, ChildGateway};
+use ringgate_testkit::gateway::{free_addr, serve_child, ChildGateway};
 use ringgate_testkit::stub::stub;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -55,49 +56,28 @@ struct Gw {
     _files: (TempFile, TempFile, TempFile),
 }
 
+/// A one-worker gateway process: JWTs checked against `jwks`, and a per-IP limit (20, then 1/s)
+/// on the authenticated `/api`.
 fn start(up: SocketAddr, jwks: &str) -> Gw {
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin = free_addr();
     let jwks = TempFile::new("rl-before-auth-jwks.json", jwks);
-    let text = format!(
-        r#"version = "rl-before-auth"
-[[listeners]]
-address = "127.0.0.1:0"
-[admin]
-address = "{admin}"
-[auth]
-jwks_file = "{jwks}"
-[auth.jwt]
-issuers = ["https://idp.test"]
-audiences = ["api"]
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[rate_limit]
-tick = "10ms"
-trusted_proxies = ["127.0.0.1"]
-[[rate_limits]]
-name = "per-ip"
-key = "client_ip"
-rate = 1
-burst = 20
-[[routes]]
-id = "api"
-path = {{ prefix = "/api" }}
-upstream = "up"
-auth = {{ mode = "required" }}
-rate_limits = ["per-ip"]
-"#,
-        jwks = jwks.path().display()
+    let sections = [
+        format!(
+            "[admin]\naddress = \"{admin}\"\n[auth]\njwks_file = \"{}\"\n",
+            jwks.path().display()
+        ),
+        "[auth.jwt]\nissuers = [\"https://idp.test\"]\naudiences = [\"api\"]\n".to_owned(),
+        "[rate_limit]\ntick = \"10ms\"\ntrusted_proxies = [\"127.0.0.1\"]\n".to_owned(),
+        config::rate_limit("per-ip", "\"client_ip\"", 1.0, 20, ""),
+    ];
+    let route = config::route(
+        "api",
+        "/api",
+        "up",
+        "auth = { mode = \"required\" }\nrate_limits = [\"per-ip\"]",
     );
-    let cfg = TempFile::new("rl-before-auth.toml", &text);
-    let profile = TempFile::new(
-        "rl-before-auth-profile.toml",
-        "[workers]\ncount = 1\npin = false\n",
-    );
-    let gw = ChildGateway::spawn(
-        BIN,
-        &["serve", "--config", cfg.arg(), "--profile", profile.arg()],
-    );
+    let text = config::one_upstream("rl-before-auth", up, &sections.concat(), &[route]);
+    let (gw, (cfg, profile)) = serve_child(BIN, "rl-before-auth", &text, 1);
     Gw {
         gw,
         admin,

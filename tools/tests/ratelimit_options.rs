@@ -8,9 +8,11 @@
 #![allow(clippy::unwrap_used)]
 
 use ringgate_testkit::client::{metric, Client};
+use ringgate_testkit::config;
 use ringgate_testkit::files::TempFile;
-use ringgate_testkit::gateway::{free_port, gateway, ChildGateway};
+use ringgate_testkit::gateway::{free_addr, gateway, serve_child};
 use ringgate_testkit::redis::RedisServer;
+use ringgate_testkit::run;
 use ringgate_testkit::stub::stub;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -24,22 +26,7 @@ fn statuses(c: &mut Client, path: &str, headers: &[(&str, &str)], n: usize) -> V
 
 /// `ringgate keys create args...`: the secret and the `[[keys]]` entry it printed.
 fn create_key(args: &[&str]) -> (String, String) {
-    let out = std::process::Command::new(BIN)
-        .args(["keys", "create"])
-        .args(args)
-        .output()
-        .expect("run ringgate keys create");
-    assert!(
-        out.status.success(),
-        "keys create {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut lines = stdout.lines();
-    let secret = lines.next().expect("the secret first").trim().to_owned();
-    let entry = lines.collect::<Vec<_>>().join("\n");
-    assert!(entry.contains("[[keys]]"), "{stdout}");
-    (secret, entry)
+    run::create_key(BIN, args)
 }
 
 #[test]
@@ -63,44 +50,35 @@ fn tiers_come_from_the_api_key() {
         ]
         .join("\n"),
     );
-    let text = format!(
-        r#"version = "tiers"
-[[listeners]]
-address = "127.0.0.1:0"
-[auth]
-api_keys_file = "{kf}"
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[rate_limit]
-tick = "10ms"
-[[rate_limits]]
-name = "per-client"
-key = "client_id"
-rate = 1
-burst = 2
-tiers = {{ gold = {{ rate = 1, burst = 5 }} }}
-[[rate_limits]]
-name = "per-tenant"
-key = "tenant"
-rate = 0.001
-burst = 3
-[[routes]]
-id = "client"
-path = {{ prefix = "/client" }}
-upstream = "up"
-auth = {{ mode = "required" }}
-rate_limits = ["per-client"]
-[[routes]]
-id = "tenant"
-path = {{ prefix = "/tenant" }}
-upstream = "up"
-auth = {{ mode = "required" }}
-rate_limits = ["per-tenant"]
-"#,
-        kf = kf.arg(),
-        up = up.addr(),
-    );
+    let sections = [
+        format!(
+            "[auth]\napi_keys_file = \"{}\"\n[rate_limit]\ntick = \"10ms\"\n",
+            kf.arg()
+        ),
+        config::rate_limit(
+            "per-client",
+            "\"client_id\"",
+            1.0,
+            2,
+            "tiers = { gold = { rate = 1, burst = 5 } }",
+        ),
+        config::rate_limit("per-tenant", "\"tenant\"", 0.001, 3, ""),
+    ];
+    let routes = [
+        config::route(
+            "client",
+            "/client",
+            "up",
+            "auth = { mode = \"required\" }\nrate_limits = [\"per-client\"]",
+        ),
+        config::route(
+            "tenant",
+            "/tenant",
+            "up",
+            "auth = { mode = \"required\" }\nrate_limits = [\"per-tenant\"]",
+        ),
+    ];
+    let text = config::one_upstream("tiers", up.addr(), &sections.concat(), &routes);
     let gw = gateway(&text);
     let mut c = Client::connect(gw.addr);
     // No key: refused by authentication, before any limit.
@@ -145,29 +123,17 @@ rate_limits = ["per-tenant"]
     );
 }
 
+/// One per-`x-key` limit of `rate`/`burst` on `/keyed`, with the rate-limit header fields.
 fn reload_config(up: SocketAddr, rate: f64, burst: u32) -> String {
-    format!(
-        r#"version = "reload-{burst}"
-[[listeners]]
-address = "127.0.0.1:0"
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[rate_limit]
-tick = "10ms"
-[[rate_limits]]
-name = "per-key"
-key = {{ header = "x-key" }}
-rate = {rate}
-burst = {burst}
-[[routes]]
-id = "keyed"
-path = {{ prefix = "/keyed" }}
-upstream = "up"
-rate_limits = ["per-key"]
-rate_limit_headers = true
-"#
-    )
+    let limit = config::rate_limit("per-key", r#"{ header = "x-key" }"#, rate, burst, "");
+    let route = config::route(
+        "keyed",
+        "/keyed",
+        "up",
+        "rate_limits = [\"per-key\"]\nrate_limit_headers = true",
+    );
+    let sections = format!("[rate_limit]\ntick = \"10ms\"\n{limit}");
+    config::one_upstream(&format!("reload-{burst}"), up, &sections, &[route])
 }
 
 #[test]
@@ -225,43 +191,13 @@ fn a_reload_changes_a_limit() {
 fn redis_cluster_enforces_one_limit() {
     let redis = RedisServer::start_cluster();
     let up = stub("up");
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let text = format!(
-        r#"version = "rl-cluster"
-[[listeners]]
-address = "127.0.0.1:0"
-[admin]
-address = "{admin}"
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[rate_limit]
-redis_cluster = ["{url}"]
-node_id = "cluster-node"
-tick = "20ms"
-[[rate_limits]]
-name = "clustered"
-key = {{ header = "x-key" }}
-rate = 50
-burst = 20
-[[routes]]
-id = "limited"
-path = {{ prefix = "/limited" }}
-upstream = "up"
-rate_limits = ["clustered"]
-"#,
-        up = up.addr(),
-        url = redis.url(),
-    );
-    let cfg = TempFile::new("rl-cluster.toml", &text);
-    let profile = TempFile::new(
-        "rl-cluster-profile.toml",
-        "[workers]\ncount = 2\npin = false\n",
-    );
-    let gw = ChildGateway::spawn(
-        BIN,
-        &["serve", "--config", cfg.arg(), "--profile", profile.arg()],
-    );
+    let admin = free_addr();
+    let url = redis.url();
+    let limit = config::rate_limit("clustered", r#"{ header = "x-key" }"#, 50.0, 20, "");
+    let sections = format!("[admin]\naddress = \"{admin}\"\n[rate_limit]\nredis_cluster = [\"{url}\"]\nnode_id = \"cluster-node\"\ntick = \"20ms\"\n{limit}");
+    let route = config::route("limited", "/limited", "up", "rate_limits = [\"clustered\"]");
+    let text = config::one_upstream("rl-cluster", up.addr(), &sections, &[route]);
+    let (gw, _files) = serve_child(BIN, "rl-cluster", &text, 2);
     // 300 requests paced over about a second, one key, one keep-alive connection.
     let mut c = Client::connect(gw.addr);
     let gap = Duration::from_secs_f64(1.0 / 300.0);
@@ -317,32 +253,13 @@ rate_limits = ["clustered"]
 #[test]
 fn global_limits_apply_to_every_route() {
     let up = stub("up");
-    let text = format!(
-        r#"version = "global"
-[[listeners]]
-address = "127.0.0.1:0"
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[rate_limit]
-tick = "10ms"
-global = ["all"]
-[[rate_limits]]
-name = "all"
-key = "global"
-rate = 0.001
-burst = 3
-[[routes]]
-id = "a"
-path = {{ prefix = "/a" }}
-upstream = "up"
-[[routes]]
-id = "b"
-path = {{ prefix = "/b" }}
-upstream = "up"
-"#,
-        up = up.addr()
-    );
+    let all = config::rate_limit("all", "\"global\"", 0.001, 3, "");
+    let sections = format!("[rate_limit]\ntick = \"10ms\"\nglobal = [\"all\"]\n{all}");
+    let routes = [
+        config::route("a", "/a", "up", ""),
+        config::route("b", "/b", "up", ""),
+    ];
+    let text = config::one_upstream("global", up.addr(), &sections, &routes);
     let gw = gateway(&text);
     let mut c = Client::connect(gw.addr);
     assert_eq!(c.get_with("/a", &[]).status, 200);
@@ -361,29 +278,16 @@ upstream = "up"
 #[test]
 fn missing_key_shared_puts_anonymous_callers_in_one_bucket() {
     let up = stub("up");
-    let text = format!(
-        r#"version = "shared"
-[[listeners]]
-address = "127.0.0.1:0"
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[rate_limit]
-tick = "10ms"
-[[rate_limits]]
-name = "per-key"
-key = {{ header = "x-key" }}
-rate = 0.001
-burst = 2
-missing_key = "shared"
-[[routes]]
-id = "keyed"
-path = {{ prefix = "/keyed" }}
-upstream = "up"
-rate_limits = ["per-key"]
-"#,
-        up = up.addr()
+    let limit = config::rate_limit(
+        "per-key",
+        r#"{ header = "x-key" }"#,
+        0.001,
+        2,
+        "missing_key = \"shared\"",
     );
+    let sections = format!("[rate_limit]\ntick = \"10ms\"\n{limit}");
+    let route = config::route("keyed", "/keyed", "up", "rate_limits = [\"per-key\"]");
+    let text = config::one_upstream("shared", up.addr(), &sections, &[route]);
     let gw = gateway(&text);
     // Two anonymous callers on two connections spend the one shared bucket of 2.
     let mut a = Client::connect(gw.addr);

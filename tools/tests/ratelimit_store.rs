@@ -303,6 +303,19 @@ fn a_restarted_redis_is_reconnected_and_gets_the_script_again() {
     assert_eq!(s.commands_sent() - before, 1, "the script is loaded again");
 }
 
+/// A sync to an unreachable store fails as `Unavailable` within `first_within`, and the next
+/// one, inside the backoff, is refused (`backing off`) within a second.
+fn unavailable_then_backing_off(s: &mut RedisStore, it: &SyncItem, first_within: Duration) {
+    let t = Instant::now();
+    let e = sync1(s, "a", it).expect_err("the store is unreachable");
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+    assert!(t.elapsed() < first_within, "{:?}", t.elapsed());
+    let t = Instant::now();
+    let e = sync1(s, "a", it).expect_err("backing off");
+    assert!(e.to_string().contains("backing off"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
+
 #[test]
 fn a_stopped_redis_fails_fast_and_backs_off() {
     let mut srv = RedisServer::start();
@@ -311,16 +324,9 @@ fn a_stopped_redis_fails_fast_and_backs_off() {
     sync1(&mut s, "a", &it).expect("first sync");
     srv.stop();
 
-    let t = Instant::now();
-    let e = sync1(&mut s, "a", &it).expect_err("Redis is down");
-    assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
-
-    // Within the backoff: refused at once, without trying the network.
-    let t = Instant::now();
-    let e = sync1(&mut s, "a", &it).expect_err("still down");
-    assert!(e.to_string().contains("backing off"), "{e}");
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // Unavailable within 3 s; then, within the backoff, refused at once without trying the
+    // network.
+    unavailable_then_backing_off(&mut s, &it, Duration::from_secs(3));
 
     // Back up: the store finds it again by itself.
     srv.restart();
@@ -338,15 +344,8 @@ fn a_silent_server_costs_at_most_the_timeouts() {
     let port = listener.local_addr().expect("addr").port();
     let mut s = store(format!("redis://127.0.0.1:{port}/"), Clock::Server, TTL);
     let it = item("{rl:h}:k", TB, 0, 10, 1.0);
-    let t = Instant::now();
-    let e = sync1(&mut s, "a", &it).expect_err("nobody answers");
-    assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
     // connect_timeout + io_timeout is 1 s; allow for a loaded machine.
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    let t = Instant::now();
-    let e = sync1(&mut s, "a", &it).expect_err("backing off");
-    assert!(e.to_string().contains("backing off"), "{e}");
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    unavailable_then_backing_off(&mut s, &it, Duration::from_secs(5));
     drop(listener);
 }
 

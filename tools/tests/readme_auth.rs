@@ -6,6 +6,7 @@
 
 use ringgate_testkit::client::send;
 use ringgate_testkit::gateway::gateway;
+use ringgate_testkit::run::succeed;
 use ringgate_testkit::scripted::recorder;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringgate");
@@ -71,15 +72,11 @@ fn the_readme_token_example_is_accepted_by_the_readme_auth_example() {
         .status()
         .unwrap();
     assert!(ok.success());
-    let out = std::process::Command::new("python3")
-        .args(["-c", JWK])
-        .arg(&pem)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        std::process::Command::new("python3")
+            .args(["-c", JWK])
+            .arg(&pem),
+        "the JWK script (python3)",
     );
     std::fs::write(dir.join("jwks.json"), &out.stdout).unwrap();
     std::fs::write(dir.join("keys.toml"), "").unwrap();
@@ -99,16 +96,12 @@ fn the_readme_token_example_is_accepted_by_the_readme_auth_example() {
 
     let cmd = token_command(&text);
     assert!(cmd.starts_with("ringgate token "), "{cmd}");
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("{BIN}{}", &cmd["ringgate".len()..]))
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{BIN}{}", &cmd["ringgate".len()..]))
+            .current_dir(&dir),
+        &cmd,
     );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let r = send(

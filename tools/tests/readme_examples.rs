@@ -11,6 +11,7 @@
 use ringgate_testkit::client::Client;
 use ringgate_testkit::gateway::gateway;
 use ringgate_testkit::redis::RedisServer;
+use ringgate_testkit::run::succeed;
 use ringgate_testkit::stub::stub;
 use std::path::PathBuf;
 use std::process::Command;
@@ -156,12 +157,7 @@ fn check(dir: &Dir, config: &str) -> Result<(), String> {
 fn the_keys_create_line_makes_a_key_file_the_gateway_loads() {
     let dir = Dir::new("keys");
     let args = command_line("keys create");
-    let out = Command::new(BIN).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(Command::new(BIN).args(&args[1..]), &format!("{args:?}"));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let mut lines = stdout.lines();
     let secret = lines.next().unwrap().trim().to_string();

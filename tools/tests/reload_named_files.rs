@@ -7,6 +7,7 @@ use ringgate::config::RawConfig;
 use ringgate::control::{ConfigSource, Control};
 use ringgate::server::start;
 use ringgate_testkit::client::send;
+use ringgate_testkit::config;
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::test_profile;
 use ringgate_testkit::pki::Pki;
@@ -29,13 +30,14 @@ fn reloads_ok(admin: std::net::SocketAddr) -> u64 {
 
 #[test]
 fn a_renewed_certificate_is_a_change_and_the_watcher_reloads_it() {
-    let pki = Pki::new();
-    let cert = pki.server("api", &["api.example"]);
-    let text = format!(
-        "version = \"certs\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n[admin]\naddress = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"u\"\nendpoints = [\"127.0.0.1:9\"]\n[[routes]]\nid = \"all\"\npath = {{ prefix = \"/\" }}\nupstream = \"u\"\n",
-        cert.cert_arg(),
-        cert.key_arg()
-    );
+    let (pki, cert) = Pki::with_api();
+    let text = [
+        config::head("certs", &cert.listener_tls()),
+        "[admin]\naddress = \"127.0.0.1:0\"\n".to_owned(),
+        config::upstream("u", "127.0.0.1:9".parse().expect("addr")),
+        config::route("all", "/", "u", ""),
+    ]
+    .concat();
     let file = TempFile::new("certs.toml", &text);
     let raw = RawConfig::parse(&text).expect("parse");
     let snap = ringgate::snapshot_from_text(&text).expect("valid");

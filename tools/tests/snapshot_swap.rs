@@ -1,10 +1,11 @@
 //! Snapshot publication while requests are in flight: in-flight requests finish on the snapshot
 //! they started with, new requests see the new one, and nothing fails in between.
 
-use ringbench::upstream::{LatencyDist, UpstreamConfig};
+use ringbench::upstream::UpstreamConfig;
+use ringgate_testkit::client::gets_in_flight;
 use ringgate_testkit::client::{send, Client};
 use ringgate_testkit::gateway::{config, gateway};
-use ringgate_testkit::stub::stub_with;
+use ringgate_testkit::stub::{slow_stub, stub_with};
 use std::time::Duration;
 
 fn routes_to(name: &str) -> String {
@@ -13,13 +14,7 @@ fn routes_to(name: &str) -> String {
 
 #[test]
 fn swapping_snapshots_under_load_changes_routing_for_new_requests_only() {
-    let slow = |name: &str| {
-        stub_with(UpstreamConfig {
-            name: name.into(),
-            latency: LatencyDist::Fixed(Duration::from_millis(200)),
-            ..UpstreamConfig::default()
-        })
-    };
+    let slow = |name: &str| slow_stub(name, 200);
     let a = slow("a");
     let b = slow("b");
     let ups: [(&str, &[std::net::SocketAddr]); 2] =
@@ -28,22 +23,14 @@ fn swapping_snapshots_under_load_changes_routing_for_new_requests_only() {
 
     // Requests in flight on snapshot A.
     let addr = gw.addr;
-    let in_flight: Vec<_> = (0..8)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-                c.response()
-            })
-        })
-        .collect();
+    let in_flight = gets_in_flight(addr, vec!["/".to_owned(); 8]);
     // All eight were routed on snapshot A once upstream A has accepted their connections.
     ringgate_testkit::wait::until(Duration::from_secs(5), || a.connections_accepted() >= 8);
     let next = ringgate::snapshot_from_text(&config(&ups, &routes_to("b"))).expect("valid");
     let epoch = gw.inner().publish(next);
     assert_eq!(epoch, 2);
     for t in in_flight {
-        let r = t.join().expect("client thread");
+        let r = t.join().expect("client thread").expect("a response");
         assert_eq!(r.status, 200);
         assert_eq!(
             r.header("x-upstream"),

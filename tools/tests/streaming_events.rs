@@ -135,13 +135,8 @@ fn sse_events_stream_one_by_one_until_close() {
 
 #[test]
 fn sse_events_stream_one_by_one_over_tls() {
-    let pki = Pki::new();
-    let api = pki.server("api", &["api.example"]);
-    let tls = format!(
-        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]",
-        api.cert_arg(),
-        api.key_arg()
-    );
+    let (pki, api) = Pki::with_api();
+    let tls = api.listener_tls();
     let (ack_tx, ack_rx) = mpsc::channel();
     let (sent_tx, sent_rx) = mpsc::channel();
     let up = lockstep_upstream(true, ack_rx, sent_tx);

@@ -1,8 +1,9 @@
 //! 100 MB streamed through the real `ringgate` binary each way, with its peak RSS measured:
 //! bodies stream through bounded buffers, so memory must not grow with the body.
 
+use ringgate_testkit::curl::upload;
 use ringgate_testkit::gateway::ChildGateway;
-use ringgate_testkit::scripted::bulk;
+use ringgate_testkit::scripted::{bulk, Scripted};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -12,6 +13,23 @@ const HUNDRED_MB: u64 = 100 * 1024 * 1024;
 fn proxy_to(up: SocketAddr) -> ChildGateway {
     let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/default.toml");
     ChildGateway::proxy(env!("CARGO_BIN_EXE_ringgate"), up, &["--profile", profile])
+}
+
+/// A bulk upstream behind a `ringgate proxy` child, and the child's RSS (KiB) before any load.
+fn bulk_behind_proxy() -> (Scripted, ChildGateway, u64) {
+    let up = bulk();
+    let gw = proxy_to(up.addr);
+    let base = gw.rss_kib();
+    (up, gw, base)
+}
+
+/// The gateway's peak RSS (`peak`, KiB) stayed within 32 MiB of where it started (`base`).
+fn assert_grew_under_32_mib(base: u64, peak: u64) {
+    assert!(
+        peak.saturating_sub(base) < 32 * 1024,
+        "peak RSS grew by {} KiB",
+        peak - base
+    );
 }
 
 fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
@@ -51,9 +69,7 @@ fn start_upload(gw: &ChildGateway, framing: &str) -> TcpStream {
 
 #[test]
 fn a_100_mb_upload_and_download_stream_with_bounded_memory() {
-    let up = bulk();
-    let gw = proxy_to(up.addr);
-    let base = gw.rss_kib();
+    let (_up, gw, base) = bulk_behind_proxy();
 
     // Upload: 100 MB by content-length, written in 64 KiB blocks.
     let mut s = start_upload(&gw, &format!("Content-Length: {HUNDRED_MB}"));
@@ -94,18 +110,12 @@ fn a_100_mb_upload_and_download_stream_with_bounded_memory() {
     let peak = gw.peak_rss_kib();
     eprintln!("ringgate RSS: {base} KiB at start, {peak} KiB peak after 2 x 100 MB");
     assert!(peak > 0, "peak RSS readable");
-    assert!(
-        peak.saturating_sub(base) < 32 * 1024,
-        "peak RSS grew by {} KiB",
-        peak - base
-    );
+    assert_grew_under_32_mib(base, peak);
 }
 
 #[test]
 fn a_chunked_upload_of_100_mb_streams_too() {
-    let up = bulk();
-    let gw = proxy_to(up.addr);
-    let base = gw.rss_kib();
+    let (_up, gw, base) = bulk_behind_proxy();
     let mut s = start_upload(&gw, "Transfer-Encoding: chunked");
     let block = vec![b'c'; 65536];
     let mut left = HUNDRED_MB;
@@ -126,46 +136,16 @@ fn a_chunked_upload_of_100_mb_streams_too() {
         "upstream decoded every payload byte"
     );
     let peak = gw.peak_rss_kib();
-    assert!(
-        peak.saturating_sub(base) < 32 * 1024,
-        "peak RSS grew by {} KiB",
-        peak - base
-    );
+    assert_grew_under_32_mib(base, peak);
 }
 
 #[test]
 fn a_100_mb_upload_and_download_over_http2_stream_with_bounded_memory() {
     // curl as the HTTP/2 client (prior knowledge, cleartext): 100 MB up, then 100 MB down.
-    let up = bulk();
-    let gw = proxy_to(up.addr);
-    let base = gw.rss_kib();
+    let (_up, gw, base) = bulk_behind_proxy();
     let url = format!("http://{}/upload", gw.addr);
-    let mut child = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--http2-prior-knowledge",
-            "-T",
-            "-",
-            "-X",
-            "POST",
-            &url,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("curl runs");
-    {
-        let mut stdin = child.stdin.take().expect("stdin");
-        let block = vec![b'u'; 65536];
-        let mut left = HUNDRED_MB;
-        while left > 0 {
-            let k = left.min(block.len() as u64) as usize;
-            stdin.write_all(&block[..k]).expect("upload block");
-            left -= k as u64;
-        }
-    }
-    let out = child.wait_with_output().expect("curl ends");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), HUNDRED_MB.to_string());
+    let out = upload(&["--http2-prior-knowledge", &url], HUNDRED_MB, 65536, b'u');
+    assert_eq!(out, HUNDRED_MB.to_string());
     let out = std::process::Command::new("curl")
         .args([
             "-sS",
@@ -184,9 +164,5 @@ fn a_100_mb_upload_and_download_over_http2_stream_with_bounded_memory() {
     );
     let peak = gw.peak_rss_kib();
     eprintln!("ringgate RSS over HTTP/2: {base} KiB at start, {peak} KiB peak after 2 x 100 MB");
-    assert!(
-        peak.saturating_sub(base) < 32 * 1024,
-        "peak RSS grew by {} KiB",
-        peak - base
-    );
+    assert_grew_under_32_mib(base, peak);
 }

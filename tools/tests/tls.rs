@@ -9,6 +9,7 @@
 
 use ringbench::upstream::UpstreamHandle;
 use ringgate_testkit::client::get;
+use ringgate_testkit::config;
 use ringgate_testkit::curl::curl;
 use ringgate_testkit::gateway::{gateway, TestGateway};
 use ringgate_testkit::pki::{CertFiles, Pki};
@@ -20,30 +21,19 @@ use std::time::Duration;
 
 /// Config text: a TLS listener (`tls` is the body of its `[listeners.tls]` table), one upstream, a catch-all route (extra route keys in `route`).
 fn tls_config(up: SocketAddr, tls: &str, route: &str) -> String {
-    format!(
-        r#"version = "tls-test"
-[[listeners]]
-address = "127.0.0.1:0"
-[listeners.tls]
-{tls}
-[[upstreams]]
-name = "up"
-endpoints = ["{up}"]
-[[routes]]
-id = "all"
-path = {{ prefix = "/" }}
-upstream = "up"
-{route}
-"#
-    )
+    config::catch_all("tls-test", &format!("[listeners.tls]\n{tls}"), up, route)
 }
 
-fn cert_entry(c: &CertFiles) -> String {
-    format!(
-        "{{ cert = \"{}\", key = \"{}\" }}",
-        c.cert_arg(),
-        c.key_arg()
-    )
+/// A PKI and the `[listeners.tls]` body serving its `api.example` certificate with client
+/// certificates `mode` (`"required"`, `"optional"`).
+fn mtls(mode: &str) -> (Pki, String) {
+    let (pki, api) = Pki::with_api();
+    let tls = format!(
+        "certificates = [{}]\n{}",
+        api.entry(),
+        pki.client_auth(mode)
+    );
+    (pki, tls)
 }
 
 /// A gateway with a TLS listener in front of a stub upstream (both stop on drop).
@@ -55,9 +45,8 @@ fn started(tls: &str, route: &str) -> (TestGateway, UpstreamHandle) {
 
 #[test]
 fn curl_gets_through_tls_1_3_and_1_2_with_keep_alive() {
-    let pki = Pki::new();
-    let api = pki.server("api", &["api.example"]);
-    let (gw, _up) = started(&format!("certificates = [{}]", cert_entry(&api)), "");
+    let (pki, api) = Pki::with_api();
+    let (gw, _up) = started(&format!("certificates = [{}]", CertFiles::entry(&api)), "");
     let addr = gw.addr;
     let port = addr.port();
     let resolve = format!("api.example:{port}:127.0.0.1");
@@ -111,9 +100,9 @@ fn sni_picks_the_right_certificate_among_three() {
     let c = pki.server("c", &["c.example"]);
     let tls = format!(
         "certificates = [{}, {}, {}]",
-        cert_entry(&a),
-        cert_entry(&b),
-        cert_entry(&c)
+        CertFiles::entry(&a),
+        CertFiles::entry(&b),
+        CertFiles::entry(&c)
     );
     let (gw, _up) = started(&tls, "");
     let addr = gw.addr;
@@ -142,7 +131,10 @@ fn sni_picks_the_right_certificate_among_three() {
 fn strict_sni_refuses_unknown_names_and_counts_it() {
     let pki = Pki::new();
     let a = pki.server("a", &["a.example"]);
-    let tls = format!("certificates = [{}]\nstrict_sni = true", cert_entry(&a));
+    let tls = format!(
+        "certificates = [{}]\nstrict_sni = true",
+        CertFiles::entry(&a)
+    );
     let (gw, _up) = started(&tls, "");
     let addr = gw.addr;
     let client = TlsClient::new(&pki.server_ca_path(), &Options::default());
@@ -161,7 +153,7 @@ fn a_renewed_certificate_reaches_new_connections_after_reload() {
     let up = stub("up");
     let text = tls_config(
         up.addr(),
-        &format!("certificates = [{}]", cert_entry(&old)),
+        &format!("certificates = [{}]", CertFiles::entry(&old)),
         "",
     );
     let gw = gateway(&text);
@@ -200,13 +192,7 @@ fn a_renewed_certificate_reaches_new_connections_after_reload() {
 
 #[test]
 fn mtls_required_admits_trusted_certificates_only() {
-    let pki = Pki::new();
-    let api = pki.server("api", &["api.example"]);
-    let tls = format!(
-        "certificates = [{}]\nclient_auth = \"required\"\nclient_ca = \"{}\"",
-        cert_entry(&api),
-        pki.client_ca_path().display()
-    );
+    let (pki, tls) = mtls("required");
     let (gw, _up) = started(&tls, "");
     let addr = gw.addr;
     let good = pki.client("svc-a", "svc-a", Some("spiffe://acme/svc-a"), true);
@@ -273,13 +259,7 @@ fn mtls_required_admits_trusted_certificates_only() {
 
 #[test]
 fn mtls_optional_lets_routes_require_a_certificate_and_keys_limits_on_it() {
-    let pki = Pki::new();
-    let api = pki.server("api", &["api.example"]);
-    let tls = format!(
-        "certificates = [{}]\nclient_auth = \"optional\"\nclient_ca = \"{}\"",
-        cert_entry(&api),
-        pki.client_ca_path().display()
-    );
+    let (pki, tls) = mtls("optional");
     let up = stub("up");
     let text = format!(
         "{}\n[[routes]]\nid = \"open\"\npath = {{ prefix = \"/open\" }}\nupstream = \"up\"\n\
@@ -324,9 +304,8 @@ fn mtls_optional_lets_routes_require_a_certificate_and_keys_limits_on_it() {
 
 #[test]
 fn sessions_resume_on_tickets_in_both_versions() {
-    let pki = Pki::new();
-    let api = pki.server("api", &["api.example"]);
-    let (gw, _up) = started(&format!("certificates = [{}]", cert_entry(&api)), "");
+    let (pki, api) = Pki::with_api();
+    let (gw, _up) = started(&format!("certificates = [{}]", CertFiles::entry(&api)), "");
     let addr = gw.addr;
     for tls12_only in [false, true] {
         let client = TlsClient::new(
@@ -350,9 +329,8 @@ fn sessions_resume_on_tickets_in_both_versions() {
 
 #[test]
 fn alpn_is_negotiated_and_plain_http_or_garbage_never_hurt() {
-    let pki = Pki::new();
-    let api = pki.server("api", &["api.example"]);
-    let (gw, _up) = started(&format!("certificates = [{}]", cert_entry(&api)), "");
+    let (pki, api) = Pki::with_api();
+    let (gw, _up) = started(&format!("certificates = [{}]", CertFiles::entry(&api)), "");
     let addr = gw.addr;
     let offer = |alpn: &'static [&'static str]| {
         TlsClient::new(
@@ -417,27 +395,29 @@ fn alpn_is_negotiated_and_plain_http_or_garbage_never_hurt() {
 
 #[test]
 fn bad_tls_config_is_refused_with_its_path() {
-    let pki = Pki::new();
-    let api = pki.server("api", &["api.example"]);
+    let (_pki, api) = Pki::with_api();
     let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
     for (tls, want) in [
         ("certificates = []".to_string(), "at least one certificate"),
         (
             format!(
                 "certificates = [{}]\nclient_auth = \"required\"",
-                cert_entry(&api)
+                CertFiles::entry(&api)
             ),
             "client_ca",
         ),
         (
             format!(
                 "certificates = [{}]\nversions = [\"1.1\"]",
-                cert_entry(&api)
+                CertFiles::entry(&api)
             ),
             "versions",
         ),
         (
-            format!("certificates = [{}]\nalpn = [\"spdy/3\"]", cert_entry(&api)),
+            format!(
+                "certificates = [{}]\nalpn = [\"spdy/3\"]",
+                CertFiles::entry(&api)
+            ),
             "alpn",
         ),
         (

@@ -2,7 +2,7 @@
 
 use ringgate_testkit::client::{send, Client};
 use ringgate_testkit::gateway::{
-    catch_all, config, free_port, gateway, gateway_with, test_profile,
+    catch_all, config, free_port, gateway, gateway_with, test_profile, TestGateway,
 };
 use ringgate_testkit::scripted::{drops_second_request, fixed, one_shot, stalling};
 use ringgate_testkit::stub::stub;
@@ -14,14 +14,12 @@ fn a_refused_connect_is_502_upstream_connect_failed() {
     let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let gw = gateway(&catch_all(dead));
     let mut c = Client::connect(gw.addr);
-    c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-    let r = c.response();
+    let r = c.get_with("/", &[]);
     assert_eq!(r.status, 502);
     assert_eq!(r.text(), r#"{"error":"upstream_connect_failed"}"#);
-    c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    let again = c.get_with("/", &[]).status;
     assert_eq!(
-        c.response().status,
-        502,
+        again, 502,
         "a bodiless request keeps its connection after a 502"
     );
 }
@@ -74,13 +72,20 @@ fn a_slow_upstream_gets_504_at_the_route_timeout() {
     );
 }
 
-#[test]
-fn a_pooled_connection_the_upstream_closed_is_detected_at_checkout() {
-    let up = one_shot();
-    let gw = gateway(&catch_all(up.addr));
+/// A gateway routing everything to `up`, and a client connection to it that has had one
+/// `GET /1` answered 200 (so the gateway holds a pooled upstream connection).
+fn after_one_get(up: SocketAddr) -> (TestGateway, Client) {
+    let gw = gateway(&catch_all(up));
     let mut c = Client::connect(gw.addr);
     c.send(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(c.response().status, 200);
+    (gw, c)
+}
+
+#[test]
+fn a_pooled_connection_the_upstream_closed_is_detected_at_checkout() {
+    let up = one_shot();
+    let (_gw, mut c) = after_one_get(up.addr);
     // The upstream has closed its side (on loopback the FIN reaches the pooled socket within
     // the close) before the next request checks the connection out.
     ringgate_testkit::wait::until(Duration::from_secs(5), || up.finished() == 1);
@@ -94,10 +99,7 @@ fn a_pooled_connection_the_upstream_closed_is_detected_at_checkout() {
 #[test]
 fn a_reused_connection_failing_before_the_response_is_retried_once_for_get() {
     let up = drops_second_request();
-    let gw = gateway(&catch_all(up.addr));
-    let mut c = Client::connect(gw.addr);
-    c.send(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
-    assert_eq!(c.response().status, 200);
+    let (_gw, mut c) = after_one_get(up.addr);
     c.send(b"GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
     let r = c.response();
     assert_eq!(r.status, 200, "retried on a fresh connection: {}", r.text());
@@ -107,10 +109,7 @@ fn a_reused_connection_failing_before_the_response_is_retried_once_for_get() {
 #[test]
 fn a_reused_connection_failing_before_the_response_is_not_retried_for_post() {
     let up = drops_second_request();
-    let gw = gateway(&catch_all(up.addr));
-    let mut c = Client::connect(gw.addr);
-    c.send(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
-    assert_eq!(c.response().status, 200);
+    let (_gw, mut c) = after_one_get(up.addr);
     c.send(b"POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi");
     let r = c.response();
     assert_eq!(r.status, 502, "a POST is not repeated: {}", r.text());

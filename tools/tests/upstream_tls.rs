@@ -11,7 +11,7 @@
 use ringgate_testkit::client::{get, Client};
 use ringgate_testkit::gateway::gateway;
 use ringgate_testkit::pki::Pki;
-use ringgate_testkit::tlsupstream::tls_upstream;
+use ringgate_testkit::tlsupstream::{tls_upstream, TlsUpstream};
 use std::net::SocketAddr;
 
 fn config(up: SocketAddr, upstream_extra: &str, tls: &str) -> String {
@@ -20,17 +20,30 @@ fn config(up: SocketAddr, upstream_extra: &str, tls: &str) -> String {
     )
 }
 
-#[test]
-fn requests_reach_a_verified_tls_upstream_over_pooled_connections() {
+/// A PKI and a TLS upstream serving `api.internal` (asking for a client certificate signed by
+/// the PKI's client CA when `client_ca`), with the server CA's path.
+fn internal_upstream(client_ca: bool) -> (Pki, TlsUpstream, String) {
     let pki = Pki::new();
     let cert = pki.server("internal", &["api.internal"]);
-    let up = tls_upstream(&cert, None);
+    let up = tls_upstream(&cert, client_ca.then(|| pki.client_ca_path()).as_deref());
     let ca = pki.server_ca_path().display().to_string();
-    let gw = gateway(&config(
-        up.addr,
+    (pki, up, ca)
+}
+
+/// [`config`] verifying the upstream as `api.internal` against `ca`, with more `[upstreams.tls]`
+/// keys in `extra`.
+fn verified(up: SocketAddr, ca: &str, extra: &str) -> String {
+    config(
+        up,
         "",
-        &format!("ca = \"{ca}\"\nserver_name = \"api.internal\""),
-    ));
+        &format!("ca = \"{ca}\"\nserver_name = \"api.internal\"{extra}"),
+    )
+}
+
+#[test]
+fn requests_reach_a_verified_tls_upstream_over_pooled_connections() {
+    let (_pki, up, ca) = internal_upstream(false);
+    let gw = gateway(&verified(up.addr, &ca, ""));
     for _ in 0..20 {
         let r = get(gw.addr, "a", "/x");
         assert_eq!(r.status, 200);
@@ -55,10 +68,7 @@ fn requests_reach_a_verified_tls_upstream_over_pooled_connections() {
 
 #[test]
 fn a_certificate_that_does_not_verify_is_a_502() {
-    let pki = Pki::new();
-    let cert = pki.server("internal", &["api.internal"]);
-    let up = tls_upstream(&cert, None);
-    let ca = pki.server_ca_path().display().to_string();
+    let (pki, up, ca) = internal_upstream(false);
     // Wrong name.
     let gw = gateway(&config(
         up.addr,
@@ -80,10 +90,7 @@ fn a_certificate_that_does_not_verify_is_a_502() {
 
 #[test]
 fn a_client_certificate_is_presented_when_configured() {
-    let pki = Pki::new();
-    let cert = pki.server("internal", &["api.internal"]);
-    let up = tls_upstream(&cert, Some(&pki.client_ca_path()));
-    let ca = pki.server_ca_path().display().to_string();
+    let (pki, up, ca) = internal_upstream(true);
     let me = pki.client("gateway", "ringgate", None, true);
     let gw = gateway(&config(
         up.addr,
@@ -98,11 +105,7 @@ fn a_client_certificate_is_presented_when_configured() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "sni=api.internal client_cert=true");
     // Without it, the upstream refuses the handshake (TLS 1.3: on the first read): 502.
-    let gw = gateway(&config(
-        up.addr,
-        "",
-        &format!("ca = \"{ca}\"\nserver_name = \"api.internal\""),
-    ));
+    let gw = gateway(&verified(up.addr, &ca, ""));
     assert_eq!(get(gw.addr, "a", "/x").status, 502);
 }
 
@@ -135,10 +138,7 @@ fn bad_upstream_tls_settings_are_refused() {
 
 #[test]
 fn health_checks_probe_a_tls_upstream_over_tls() {
-    let pki = Pki::new();
-    let cert = pki.server("internal", &["api.internal"]);
-    let up = tls_upstream(&cert, None);
-    let ca = pki.server_ca_path().display().to_string();
+    let (_pki, up, ca) = internal_upstream(false);
     let text = format!(
         "version = \"hc-tls\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"secure\"\nendpoints = [\"{}\"]\n[upstreams.tls]\nca = \"{ca}\"\nserver_name = \"api.internal\"\n[upstreams.health_check]\npath = \"/healthz\"\ninterval = \"50ms\"\ntimeout = \"500ms\"\nunhealthy_threshold = 1\n[[routes]]\nid = \"all\"\npath = {{ prefix = \"/\" }}\nupstream = \"secure\"\n",
         up.addr

@@ -9,7 +9,10 @@
 // tungstenite's handshake callback returns its own large error type.
 #![allow(clippy::result_large_err)]
 
+mod common;
+
 use ringgate_testkit::client::Client;
+use ringgate_testkit::config;
 use ringgate_testkit::gateway::{gateway, gateway_with, test_profile, TestGateway};
 use ringgate_testkit::pki::Pki;
 use ringgate_testkit::stub::stub;
@@ -27,69 +30,40 @@ type Seen = Arc<Mutex<Vec<String>>>;
 /// A WebSocket server: echoes every data message; on `/push` it sends `push 0..4` first,
 /// 20 ms apart, then echoes.
 fn ws_server() -> (SocketAddr, Seen) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
     let seen: Seen = Arc::default();
     let seen2 = seen.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(s) = s else { return };
-            let seen = seen2.clone();
-            std::thread::spawn(move || {
-                let mut path = String::new();
-                let cb = |req: &Request, resp: Response| {
-                    path = req.uri().path().to_string();
-                    let mut head = String::new();
-                    for (k, v) in req.headers() {
-                        head.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
-                    }
-                    seen.lock().unwrap().push(head.to_ascii_lowercase());
-                    Ok(resp)
-                };
-                let Ok(mut ws) = tungstenite::accept_hdr(s, cb) else {
+    let addr = common::listen(move |s| {
+        let mut path = String::new();
+        let cb = |req: &Request, resp: Response| {
+            path = req.uri().path().to_string();
+            let mut head = String::new();
+            for (k, v) in req.headers() {
+                head.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+            }
+            seen2.lock().unwrap().push(head.to_ascii_lowercase());
+            Ok(resp)
+        };
+        let Ok(mut ws) = tungstenite::accept_hdr(s, cb) else {
+            return;
+        };
+        if path == "/push" {
+            for i in 0..5 {
+                if ws.send(Message::text(format!("push {i}"))).is_err() {
                     return;
-                };
-                if path == "/push" {
-                    for i in 0..5 {
-                        if ws.send(Message::text(format!("push {i}"))).is_err() {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
                 }
-                loop {
-                    match ws.read() {
-                        Ok(m) if m.is_text() || m.is_binary() => {
-                            if ws.send(m).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => return,
-                    }
-                }
-            });
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
+        common::echo(&mut ws, None);
     });
     (addr, seen)
 }
 
 fn config(up: SocketAddr, listener_tls: &str, route: &str) -> String {
-    format!(
-        r#"version = "ws-test"
-[[listeners]]
-address = "127.0.0.1:0"
-{listener_tls}
-[[upstreams]]
-name = "ws"
-endpoints = ["{up}"]
-[[routes]]
-id = "ws"
-path = {{ prefix = "/" }}
-upstream = "ws"
-{route}
-"#
-    )
+    let mut text = config::head("ws-test", listener_tls);
+    text.push_str(&config::upstream("ws", up));
+    text.push_str(&config::route("ws", "/", "ws", route));
+    text
 }
 
 /// Opens a WebSocket through the gateway at `gw` over plain TCP.
@@ -160,14 +134,8 @@ fn websocket_echo_and_push_over_plain_tcp() {
 
 #[test]
 fn websocket_over_tls_with_a_route_requiring_a_client_certificate() {
-    let pki = Pki::new();
-    let api = pki.server("api", &["api.example"]);
-    let tls = format!(
-        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\nclient_auth = \"optional\"\nclient_ca = \"{}\"",
-        api.cert_arg(),
-        api.key_arg(),
-        pki.client_ca_path().display()
-    );
+    let (pki, api) = Pki::with_api();
+    let tls = format!("{}\n{}", api.listener_tls(), pki.client_auth("optional"));
     let (up, seen) = ws_server();
     let gw = gateway(&config(up, &tls, "require_client_cert = true"));
     let ca = pki.server_ca_path();

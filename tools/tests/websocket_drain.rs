@@ -6,47 +6,23 @@
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::result_large_err)]
 
+mod common;
+
+use common::Closes;
 use ringgate::server::start;
 use ringgate_testkit::gateway::test_profile;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
-/// Close codes the upstream received (`None`: a close frame without a status).
-type Closes = Arc<Mutex<Vec<Option<u16>>>>;
-
 /// An echoing WebSocket server that records the close frames it receives.
 fn ws_server() -> (SocketAddr, Closes) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
     let closes: Closes = Arc::default();
     let c2 = closes.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(s) = s else { return };
-            let closes = c2.clone();
-            std::thread::spawn(move || {
-                let Ok(mut ws) = tungstenite::accept(s) else {
-                    return;
-                };
-                loop {
-                    match ws.read() {
-                        Ok(Message::Close(f)) => {
-                            closes.lock().unwrap().push(f.map(|f| u16::from(f.code)));
-                            let _ = ws.flush();
-                            return;
-                        }
-                        Ok(m) if m.is_text() || m.is_binary() => {
-                            if ws.send(m).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => return,
-                    }
-                }
-            });
+    let addr = common::listen(move |s| {
+        if let Ok(mut ws) = tungstenite::accept(s) {
+            common::echo(&mut ws, Some(&c2));
         }
     });
     (addr, closes)
