@@ -234,10 +234,17 @@ fn idle_upstream_connections_are_let_go() {
     let new = |gw: &ringgate_testkit::gateway::TestGateway| {
         gw.metric("ringgate_upstream_connections_new_total{upstream=\"grpc\"}")
     };
+    let open =
+        |gw: &ringgate_testkit::gateway::TestGateway| gw.metric("ringgate_upstream_h2_connections");
     client(&[&gw.addr.to_string(), "--slow", "1"]);
     assert_eq!(new(&gw), 1.0);
-    // Idle past the timeout (swept on the worker's tick): the next call opens a new one.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Idle past the timeout (100 ms: it may be gone already), it is swept on the worker's tick;
+    // the next call opens a new one.
+    ringgate_testkit::wait::until_named(
+        "the idle upstream connection was let go",
+        std::time::Duration::from_secs(20),
+        || open(&gw) == 0.0,
+    );
     client(&[&gw.addr.to_string(), "--slow", "1"]);
     assert_eq!(new(&gw), 2.0);
 }
@@ -363,8 +370,12 @@ fn an_http2_upstream_connection_that_stops_answering_pings_is_replaced() {
     let gw = ringgate_testkit::gateway::gateway_with(&config(up, "", ""), profile);
     let get = || ringgate_testkit::client::get(gw.addr, "h", "/x").status;
     assert_eq!(get(), 200);
-    // The silent connection misses its pings within about half a second.
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // The silent connection misses its pings (within about half a second) and leaves the pool.
+    ringgate_testkit::wait::until_named(
+        "the silent upstream connection was dropped",
+        std::time::Duration::from_secs(20),
+        || gw.metric("ringgate_upstream_h2_connections") == 0.0,
+    );
     assert_eq!(get(), 200, "a new connection, not the silent one");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }

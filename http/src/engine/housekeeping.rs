@@ -56,6 +56,7 @@ pub(crate) async fn tick<G: Gateway>(w: Rc<Worker<G>>) {
                 }
                 m.pool = pool.stats();
                 m.pool_idle = pool.idle_count() as u64;
+                m.h2_upstream_open = w.h2up.borrow().open() as u64;
                 m.conn_buffers = w.bufs.stats();
                 let copy = m.clone();
                 m.loop_lag_max_us = 0;

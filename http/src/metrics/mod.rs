@@ -230,6 +230,8 @@ pub struct WorkerMetrics {
     pub pool: PoolStats,
     /// Idle pooled connections now.
     pub pool_idle: u64,
+    /// HTTP/2 connections to upstreams open now (their streams multiplexed).
+    pub h2_upstream_open: u64,
     /// Client connections accepted.
     pub accepted: u64,
     /// Client connections refused at accept (over the per-core cap).
@@ -341,6 +343,7 @@ impl WorkerMetrics {
         self.pool.missed += o.pool.missed;
         self.pool.evicted += o.pool.evicted;
         self.pool_idle += o.pool_idle;
+        self.h2_upstream_open += o.h2_upstream_open;
         self.accepted += o.accepted;
         self.accept_refused += o.accept_refused;
         self.tls.tls12 += o.tls.tls12;

@@ -255,7 +255,15 @@ fn render_gateway(out: &mut String, all: &WorkerMetrics) {
             esc(reason)
         );
     }
-    let families: [((&str, &str, &str), u64); 4] = [
+    let families: [((&str, &str, &str), u64); 5] = [
+        (
+            (
+                "ringgate_upstream_h2_connections",
+                "gauge",
+                "HTTP/2 connections to upstreams open (streams multiplexed on them).",
+            ),
+            all.h2_upstream_open,
+        ),
         (
             (
                 "ringgate_upstream_pool_idle_connections",

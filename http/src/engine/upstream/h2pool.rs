@@ -69,6 +69,15 @@ impl H2Clients {
         })
     }
 
+    /// Connections open now (not yet known dead).
+    pub(crate) fn open(&self) -> usize {
+        self.conns
+            .values()
+            .flatten()
+            .filter(|c| !c.dead.get())
+            .count()
+    }
+
     /// Lets go of connections without a stream for `idle` (their driver then ends the
     /// connection once the last handle is gone), and of dead ones.
     pub(crate) fn sweep(&mut self, idle: Duration) {
