@@ -391,13 +391,16 @@ fn late_bytes_after_a_complete_response_never_reach_the_next_client() {
     use std::io::Write;
     // Connection 0 answers, then a moment later sends a second, unrequested response; every
     // other connection answers "fresh". The pooled connection 0 must not be reused.
-    let up = Scripted::spawn(|mut s, i| {
+    let stray_sent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = stray_sent.clone();
+    let up = Scripted::spawn(move |mut s, i| {
         let mut carry = Vec::new();
         while read_request(&mut s, &mut carry).is_some() {
             if i == 0 {
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
                 std::thread::sleep(std::time::Duration::from_millis(30));
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nevil");
+                sent.store(true, std::sync::atomic::Ordering::SeqCst);
             } else if s
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh")
                 .is_err()
@@ -409,7 +412,13 @@ fn late_bytes_after_a_complete_response_never_reach_the_next_client() {
     let gw = ringgate_testkit::gateway::gateway(&ringgate_testkit::gateway::catch_all(up.addr));
     let first = ringgate_testkit::client::get(gw.addr, "h", "/a");
     assert_eq!(first.text(), "ok");
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // The stray bytes are in the pooled connection's receive queue (loopback delivers them as
+    // the write returns) before the next request takes a connection.
+    ringgate_testkit::wait::until_named(
+        "the upstream sent its stray response",
+        std::time::Duration::from_secs(10),
+        || stray_sent.load(std::sync::atomic::Ordering::SeqCst),
+    );
     let second = ringgate_testkit::client::get(gw.addr, "h", "/b");
     assert_eq!(
         second.text(),
