@@ -44,9 +44,39 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
         Ok(b) => b,
         Err(o) => return o,
     };
-    let (up, resp, guard) = match attempts(c, w, p, &mut body, &mut clock).await {
-        Ok(answered) => answered,
-        Err(o) => return o,
+    // Attempts until one answers, a failure is final, or the retries run out: the "next attempt
+    // or fail" decision is made here, once, for every kind of failure. (In this function rather
+    // than a helper: one future less to poll through on every completion.)
+    let mut a = Attempts::new(c, p, &body);
+    let (up, resp, guard) = loop {
+        let (allowed, (e, end)) = match attempt(c, w, p, &mut a, &mut body, &mut clock).await {
+            Tried::Answered(up, r, guard) => break (up, r, guard),
+            Tried::Done(o) => return o,
+            Tried::Stale => {
+                a.fresh_only = true;
+                continue;
+            }
+            Tried::RetryStatus(up, r, guard) => {
+                // The upstream connection is dropped (its body unread) when another attempt
+                // is made; otherwise this response is relayed.
+                let next = next_attempt(c, w, p, a.retry, true, &mut a.retries, &mut a.tried);
+                match next.await {
+                    Some(n) => {
+                        drop((up, guard));
+                        (a.ep_index, a.endpoint) = n;
+                        continue;
+                    }
+                    None => break (up, r, guard),
+                }
+            }
+            Tried::Failed { e, allowed, end } => (allowed, (e, end)),
+        };
+        let next = next_attempt(c, w, p, a.retry, allowed, &mut a.retries, &mut a.tried);
+        if let Some(n) = next.await {
+            (a.ep_index, a.endpoint) = n;
+            continue;
+        }
+        return fail_before_response(c, w, p, &e, end).await;
     };
     if resp.status == 101 {
         // The upstream connection stays counted against its cap for the tunnel's life.
@@ -138,62 +168,26 @@ enum Tried<'a, G: Gateway> {
     Done(Outcome),
 }
 
-/// Attempts the request until one answers, a failure is final, or the retries run out. The
-/// "next attempt or fail" decision is made here, once, for every kind of failure.
-async fn attempts<'a, G: Gateway>(
-    c: &mut Conn,
-    w: &'a Worker<G>,
-    p: &'a Plan<'_>,
-    body: &mut RequestBody,
-    clock: &mut BodyClock,
-) -> Result<(UpStream, ResponsePlan, ConnGuard<'a, G>), Outcome> {
-    let from_memory = body.complete;
-    let retry = p.route.retry.as_ref().filter(|_| p.retry_ok && from_memory);
-    // A response-status retry needs the request again after the response head overwrote `wbuf`.
-    if retry.is_some_and(|r| !r.on_status.is_empty()) {
-        c.req_copy.clear();
-        c.req_copy.extend_from_slice(&c.wbuf);
-    }
-    let mut a = Attempts {
-        retry,
-        ep_index: p.endpoint_index,
-        endpoint: p.endpoint,
-        tried: bit(p.endpoint_index),
-        retries: 0,
-        stale_retry_left: p.idempotent && from_memory,
-        fresh_only: false,
-        inline: body.complete && body.end - p.head_len <= INLINE_BODY_MAX,
-    };
-    loop {
-        let (allowed, failed) = match attempt(c, w, p, &mut a, body, clock).await {
-            Tried::Answered(up, r, guard) => return Ok((up, r, guard)),
-            Tried::Done(o) => return Err(o),
-            Tried::Stale => {
-                a.fresh_only = true;
-                continue;
-            }
-            Tried::RetryStatus(up, r, guard) => {
-                // The upstream connection is dropped (its body unread) when another attempt
-                // is made; otherwise this response is relayed.
-                let next = next_attempt(c, w, p, a.retry, true, &mut a.retries, &mut a.tried);
-                match next.await {
-                    Some(n) => {
-                        drop((up, guard));
-                        (a.ep_index, a.endpoint) = n;
-                        continue;
-                    }
-                    None => return Ok((up, r, guard)),
-                }
-            }
-            Tried::Failed { e, allowed, end } => (allowed, (e, end)),
-        };
-        let next = next_attempt(c, w, p, a.retry, allowed, &mut a.retries, &mut a.tried);
-        if let Some(n) = next.await {
-            (a.ep_index, a.endpoint) = n;
-            continue;
+impl<'r> Attempts<'r> {
+    /// The attempts of the planned request `p` whose body stands as `body`. A response-status
+    /// retry keeps a copy of the request (the response head overwrites `wbuf`).
+    fn new(c: &mut Conn, p: &'r Plan<'_>, body: &RequestBody) -> Self {
+        let from_memory = body.complete;
+        let retry = p.route.retry.as_ref().filter(|_| p.retry_ok && from_memory);
+        if retry.is_some_and(|r| !r.on_status.is_empty()) {
+            c.req_copy.clear();
+            c.req_copy.extend_from_slice(&c.wbuf);
         }
-        let (e, end) = failed;
-        return Err(fail_before_response(c, w, p, &e, end).await);
+        Attempts {
+            retry,
+            ep_index: p.endpoint_index,
+            endpoint: p.endpoint,
+            tried: bit(p.endpoint_index),
+            retries: 0,
+            stale_retry_left: p.idempotent && from_memory,
+            fresh_only: false,
+            inline: body.complete && body.end - p.head_len <= INLINE_BODY_MAX,
+        }
     }
 }
 
