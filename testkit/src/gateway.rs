@@ -120,6 +120,13 @@ pub fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
+/// A loopback address whose connects are refused every time, for an upstream that is down:
+/// port 1 (tcpmux, unused) is below the range the OS hands out, so no test or parallel run takes
+/// it the way a released [`free_port`] can be taken between its release and the connect.
+pub fn refusing_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1))
+}
+
 /// A free loopback port (bound then released: a tiny race, fine for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -8,7 +8,7 @@
 
 use ringgate_testkit::client::Client;
 use ringgate_testkit::gateway::{
-    catch_all, config, free_port, gateway, gateway_with, test_profile, TestGateway,
+    catch_all, config, gateway, gateway_with, test_profile, TestGateway,
 };
 use ringgate_testkit::scripted::{fixed, read_request, recorder, Scripted};
 use std::io::Write;
@@ -157,7 +157,7 @@ fn an_http10_client_never_gets_100_continue() {
 fn an_http10_keep_alive_client_is_told_its_connection_stays_after_a_refusal() {
     // The gateway keeps the connection after a 404 or 502 to a bodiless request; an HTTP/1.0
     // client only knows that from `Connection: keep-alive`.
-    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let dead = ringgate_testkit::gateway::refusing_addr();
     let cfg = config(
         &[("up", &[dead])],
         "[[routes]]\nid = \"a\"\npath = { prefix = \"/a\" }\nupstream = \"up\"\n",

@@ -139,9 +139,7 @@ fn gateway_errors_are_grpc_statuses() {
     assert!(limited >= 3, "{r}");
     assert_eq!(r["unknown"]["code"], "RESOURCE_EXHAUSTED", "{r}");
     // An upstream that is down: UNAVAILABLE.
-    let dead: SocketAddr = format!("127.0.0.1:{}", ringgate_testkit::gateway::free_port())
-        .parse()
-        .unwrap();
+    let dead = ringgate_testkit::gateway::refusing_addr();
     let gw2 = gateway(&config(dead, "", ""));
     let r = client(&[&gw2.addr.to_string()]);
     assert_eq!(r["echo"]["code"], "UNAVAILABLE", "{r}");

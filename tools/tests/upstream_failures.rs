@@ -2,7 +2,7 @@
 
 use ringgate_testkit::client::{send, Client};
 use ringgate_testkit::gateway::{
-    catch_all, config, free_port, gateway, gateway_with, test_profile, TestGateway,
+    catch_all, config, gateway, gateway_with, test_profile, TestGateway,
 };
 use ringgate_testkit::scripted::{drops_second_request, fixed, one_shot, stalling};
 use ringgate_testkit::stub::stub;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn a_refused_connect_is_502_upstream_connect_failed() {
-    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let dead = ringgate_testkit::gateway::refusing_addr();
     let gw = gateway(&catch_all(dead));
     let mut c = Client::connect(gw.addr);
     let r = c.get_with("/", &[]);
