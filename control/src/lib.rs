@@ -19,6 +19,7 @@ pub mod authfetch;
 pub mod config;
 pub mod contenthash;
 pub mod control;
+pub mod discovery;
 pub mod health;
 pub mod httpc;
 pub mod introspection;

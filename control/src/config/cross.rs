@@ -12,6 +12,15 @@ pub(super) fn check(raw: &RawConfig, at: &Placement, p: &mut Problems) {
         .map(|u| u.name.as_str())
         .chain(at.unread_upstreams.iter().map(String::as_str))
         .collect();
+    for (i, u) in raw.upstreams.iter().enumerate() {
+        let etcd = raw.discovery.as_ref().and_then(|d| d.etcd.as_ref());
+        if u.discovery == super::discovery::DiscoveryKind::Etcd && etcd.is_none() {
+            p.at(
+                format_args!("upstreams[{}].discovery", at.upstreams.of(i)),
+                "\"etcd\" needs a [discovery.etcd] section naming the cluster",
+            );
+        }
+    }
     let mut ids = HashSet::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let route = format!("routes[{}]", at.routes.of(i));

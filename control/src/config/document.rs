@@ -25,6 +25,7 @@ const SECTIONS: &[&str] = &[
     "auth",
     "rate_limit",
     "rate_limits",
+    "discovery",
 ];
 
 /// What reading the document by section found: the parts that deserialized, where their entries
@@ -74,6 +75,7 @@ impl Reader<'_> {
                 self.out.placement.auth_unread = self.out.raw.auth.is_none();
             }
             "rate_limit" => self.out.raw.rate_limit = self.one(key, value),
+            "discovery" => self.out.raw.discovery = self.one(key, value),
             "listeners" => {
                 let (v, slots, _) = self.list(key, value);
                 (self.out.raw.listeners, self.out.placement.listeners) = (v, slots);

@@ -14,6 +14,7 @@
 
 mod auth;
 mod cross;
+pub mod discovery;
 mod document;
 mod listeners;
 mod operations;
@@ -67,6 +68,9 @@ pub struct RawConfig {
     /// The rate limits routes refer to by name.
     #[serde(default)]
     pub rate_limits: Vec<crate::ratelimit::config::LimitConfig>,
+    /// How dynamic upstreams find their endpoints (DNS servers, etcd).
+    #[serde(default)]
+    pub discovery: Option<discovery::DiscoveryConfig>,
 }
 
 /// Why a config cannot be used: every problem, each with its path.
@@ -223,6 +227,9 @@ impl RawConfig {
         }
         if let Some(l) = &self.access_log {
             l.validate("access_log", p);
+        }
+        if let Some(d) = &self.discovery {
+            d.validate("discovery", p);
         }
         for (i, r) in self.routes.iter().enumerate() {
             r.validate(&format!("routes[{}]", at.routes.of(i)), p);

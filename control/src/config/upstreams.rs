@@ -3,6 +3,7 @@
 //! The resilience settings an upstream carries (health checks, outlier ejection, the circuit
 //! breaker) are in [`super::resilience`].
 
+use super::discovery::DiscoveryKind;
 use super::{is_token_byte, Problems, Slots};
 use super::{BreakerSettings, HealthCheckConfig, OutlierSettings};
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,13 @@ pub struct UpstreamConfig {
     /// The circuit breaker (per core).
     #[serde(default)]
     pub circuit_breaker: Option<BreakerSettings>,
+    /// Where the endpoints come from: `static` (default), `dns`, `dns_srv` or `etcd` (see
+    /// [`super::discovery`]).
+    #[serde(default)]
+    pub discovery: DiscoveryKind,
+    /// With `discovery = "etcd"`: the key prefix whose keys hold the endpoints.
+    #[serde(default)]
+    pub etcd_prefix: Option<String>,
 }
 
 /// What a request is hashed on.
@@ -86,18 +94,7 @@ impl UpstreamConfig {
     /// This upstream's own checks (names across upstreams: [`check_names`]); `at` is its path
     /// (`upstreams[1]`).
     pub fn validate(&self, at: &str, p: &mut Problems) {
-        if self.endpoints.is_empty() {
-            p.at(
-                format_args!("{at}.endpoints"),
-                "at least one endpoint is needed",
-            );
-        }
-        for (j, e) in self.endpoints.iter().enumerate() {
-            // Shape only: names are resolved once, when the snapshot is built.
-            if let Err(why) = check_endpoint(e) {
-                p.at(format_args!("{at}.endpoints[{j}]"), why);
-            }
-        }
+        self.validate_endpoints(at, p);
         if !self.weights.is_empty() && self.weights.len() != self.endpoints.len() {
             p.at(
                 format_args!("{at}.weights"),
@@ -152,6 +149,75 @@ impl UpstreamConfig {
                     format_args!("{h:?} is not a valid host"),
                 );
             }
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// The endpoints as the upstream's `discovery` reads them.
+    fn validate_endpoints(&self, at: &str, p: &mut Problems) {
+        match self.discovery {
+            DiscoveryKind::Etcd => {
+                if !self.endpoints.is_empty() {
+                    p.at(
+                        format_args!("{at}.endpoints"),
+                        "an etcd upstream's endpoints are the keys under etcd_prefix",
+                    );
+                }
+                match self.etcd_prefix.as_deref() {
+                    Some(pre) if !pre.is_empty() => {}
+                    _ => p.at(
+                        format_args!("{at}.etcd_prefix"),
+                        "discovery = \"etcd\" needs the key prefix holding the endpoints",
+                    ),
+                }
+            }
+            DiscoveryKind::DnsSrv => {
+                if self.endpoints.is_empty() {
+                    p.at(
+                        format_args!("{at}.endpoints"),
+                        "at least one SRV name is needed",
+                    );
+                }
+                for (j, e) in self.endpoints.iter().enumerate() {
+                    if e.is_empty() || e.contains(':') || e.bytes().any(|b| b.is_ascii_whitespace())
+                    {
+                        p.at(
+                            format_args!("{at}.endpoints[{j}]"),
+                            format_args!("{e:?} is not an SRV name (_service._proto.name)"),
+                        );
+                    }
+                }
+            }
+            DiscoveryKind::Static | DiscoveryKind::Dns => {
+                if self.endpoints.is_empty() {
+                    p.at(
+                        format_args!("{at}.endpoints"),
+                        "at least one endpoint is needed",
+                    );
+                }
+                for (j, e) in self.endpoints.iter().enumerate() {
+                    // Shape only: names are resolved when the snapshot is built (static) or by
+                    // the resolver thread (dns).
+                    if let Err(why) = check_endpoint(e) {
+                        p.at(format_args!("{at}.endpoints[{j}]"), why);
+                    }
+                }
+            }
+        }
+        if self.discovery != DiscoveryKind::Etcd && self.etcd_prefix.is_some() {
+            p.at(
+                format_args!("{at}.etcd_prefix"),
+                "only for discovery = \"etcd\"",
+            );
+        }
+        if !self.weights.is_empty()
+            && matches!(self.discovery, DiscoveryKind::DnsSrv | DiscoveryKind::Etcd)
+        {
+            p.at(
+                format_args!("{at}.weights"),
+                "weights come from the SRV records or the etcd values",
+            );
         }
     }
 }
