@@ -294,6 +294,7 @@ fn route(c: &Control, method: &str, path: &str) -> (u16, &'static str, Vec<u8>) 
                     "reloads": {"ok": st.reloads_ok, "failed": st.reloads_failed},
                     "last_error": st.last_error,
                     "last_attempt": st.last_attempt,
+                    "source_revision": st.source_revision,
                 })),
             )
         }

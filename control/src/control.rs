@@ -31,6 +31,13 @@ pub enum ConfigSource {
         /// The config text.
         text: String,
     },
+    /// One etcd key, watched (see [`crate::etcd::configwatch`]).
+    Etcd {
+        /// The cluster.
+        settings: crate::config::discovery::EtcdSettings,
+        /// The key holding the config text.
+        key: String,
+    },
 }
 
 impl ConfigSource {
@@ -39,10 +46,26 @@ impl ConfigSource {
         match self {
             ConfigSource::File(p) => p.display().to_string(),
             ConfigSource::Inline { label, .. } => label.clone(),
+            ConfigSource::Etcd { settings, key } => {
+                format!("etcd {key} at {}", settings.endpoints.join(","))
+            }
         }
     }
 
-    fn read(&self) -> Result<String, ConfigError> {
+    /// The config text, and the source's revision of it (etcd's; `None` for the others).
+    pub fn read(&self) -> Result<(String, Option<i64>), ConfigError> {
+        if let ConfigSource::Etcd { settings, key } = self {
+            return crate::etcd::configwatch::read(settings, key)
+                .map(|(text, rev)| (text, Some(rev)))
+                .map_err(|e| ConfigError::Read {
+                    path: self.describe(),
+                    source: std::io::Error::other(e),
+                });
+        }
+        self.read_text().map(|t| (t, None))
+    }
+
+    fn read_text(&self) -> Result<String, ConfigError> {
         match self {
             ConfigSource::File(p) => {
                 std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
@@ -51,6 +74,7 @@ impl ConfigSource {
                 })
             }
             ConfigSource::Inline { text, .. } => Ok(text.clone()),
+            ConfigSource::Etcd { .. } => self.read().map(|(t, _)| t),
         }
     }
 }
@@ -74,6 +98,8 @@ pub struct ConfigState {
     pub last_error: Option<String>,
     /// When a reload was last attempted (unix seconds).
     pub last_attempt: Option<f64>,
+    /// The source's revision of the live config (the etcd key's revision; `None` for a file).
+    pub source_revision: Option<i64>,
 }
 
 /// The result of a successful reload.
@@ -135,6 +161,7 @@ impl Control {
                 reloads_failed: 0,
                 last_error: None,
                 last_attempt: None,
+                source_revision: None,
             }),
             start_line: gw.start_line.clone(),
             reload_lock: Mutex::new(()),
@@ -145,6 +172,14 @@ impl Control {
     /// The live snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.slot.load().1
+    }
+
+    /// Records the source's revision of the config the process started with.
+    pub fn set_source_revision(&self, revision: Option<i64>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .source_revision = revision;
     }
 
     /// Where the config comes from.
@@ -170,7 +205,7 @@ impl Control {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.last_attempt = Some(unix_now());
         match res {
-            Ok((raw, snap)) => {
+            Ok((raw, snap, revision)) => {
                 let changed = snap.hash != st.hash;
                 let version = snap.version.clone();
                 st.version = version.clone();
@@ -178,6 +213,7 @@ impl Control {
                 st.loaded_at = unix_now();
                 st.raw = Arc::new(raw);
                 st.reloads_ok += 1;
+                st.source_revision = revision;
                 st.last_error = None;
                 let epoch = self.slot.publish(Arc::new(snap));
                 eprintln!("ringgate: reload ({trigger}): ok, version={version} epoch={epoch}");
@@ -196,8 +232,8 @@ impl Control {
         }
     }
 
-    fn build_next(&self) -> Result<(RawConfig, Snapshot), String> {
-        let text = self.source.read().map_err(|e| e.to_string())?;
+    fn build_next(&self) -> Result<(RawConfig, Snapshot, Option<i64>), String> {
+        let (text, revision) = self.source.read().map_err(|e| e.to_string())?;
         let raw = RawConfig::parse(&text).map_err(|e| e.to_string())?;
         let mut snap =
             Snapshot::build(&raw, config_hash(&text, &raw)).map_err(|e| e.to_string())?;
@@ -210,7 +246,7 @@ impl Control {
                 needs.join(", ")
             ));
         }
-        Ok((raw, snap))
+        Ok((raw, snap, revision))
     }
 
     /// Watches the config file (when the source is one) and the files it names, and reloads when
@@ -218,6 +254,15 @@ impl Control {
     /// stop flag.
     pub fn watch(self: &Arc<Self>, every: Duration) -> Arc<AtomicBool> {
         let stop = Arc::new(AtomicBool::new(false));
+        if let ConfigSource::Etcd { settings, key } = self.source.clone() {
+            // etcd says when the key changes: no polling.
+            if let Err(e) =
+                crate::etcd::configwatch::spawn(self.clone(), settings, key, stop.clone())
+            {
+                eprintln!("ringgate: cannot start the etcd config watch: {e}");
+            }
+            return stop;
+        }
         let ConfigSource::File(path) = self.source.clone() else {
             return stop;
         };

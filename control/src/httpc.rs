@@ -113,11 +113,24 @@ impl Target {
         };
         Ok(Self { url, tls })
     }
+
+    /// A target for `url` verified with the given TLS client settings (needed for an https
+    /// URL; ignored for http).
+    pub fn with_tls(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Self, String> {
+        let url = HttpUrl::parse(url)?;
+        if url.https && tls.is_none() {
+            return Err(format!("{}: https needs TLS settings", url.authority));
+        }
+        let tls = if url.https { tls } else { None };
+        Ok(Self { url, tls })
+    }
 }
 
 /// A connection: cleartext or TLS over TCP.
-enum Conn {
+pub enum Conn {
+    /// Cleartext.
     Plain(TcpStream),
+    /// TLS.
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
@@ -130,7 +143,7 @@ impl Conn {
     }
 
     /// Arms both socket timeouts with what is left of the deadline.
-    fn arm(&self, left: Duration) -> Result<(), String> {
+    pub fn arm(&self, left: Duration) -> Result<(), String> {
         let s = self.sock();
         s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
         s.set_write_timeout(Some(left)).map_err(|e| e.to_string())
@@ -167,6 +180,21 @@ impl Write for Conn {
     }
 }
 
+/// Connects to `target` within `timeout` (TLS: the handshake runs within the first write).
+pub fn connect(target: &Target, timeout: Duration) -> Result<Conn, String> {
+    let url = &target.url;
+    let tcp = TcpStream::connect_timeout(&url.addr()?, timeout).map_err(|e| e.to_string())?;
+    Ok(match &target.tls {
+        None => Conn::Plain(tcp),
+        Some(config) => {
+            let name = ServerName::try_from(url.host().to_string()).map_err(|e| e.to_string())?;
+            let conn = rustls::ClientConnection::new(config.clone(), name)
+                .map_err(|e| format!("tls: {e}"))?;
+            Conn::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+        }
+    })
+}
+
 /// Sends one request and returns `(status, body)`, all within `timeout`.
 pub fn call(
     target: &Target,
@@ -183,16 +211,7 @@ pub fn call(
             .ok_or_else(|| "timed out".to_string())
     };
     let url = &target.url;
-    let tcp = TcpStream::connect_timeout(&url.addr()?, left()?).map_err(|e| e.to_string())?;
-    let mut s = match &target.tls {
-        None => Conn::Plain(tcp),
-        Some(config) => {
-            let name = ServerName::try_from(url.host().to_string()).map_err(|e| e.to_string())?;
-            let conn = rustls::ClientConnection::new(config.clone(), name)
-                .map_err(|e| format!("tls: {e}"))?;
-            Conn::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
-        }
-    };
+    let mut s = connect(target, left()?)?;
     let mut req = format!(
         "{method} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\nuser-agent: ringgate\r\ncontent-length: {}\r\n",
         url.path,

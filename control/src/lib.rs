@@ -20,6 +20,7 @@ pub mod config;
 pub mod contenthash;
 pub mod control;
 pub mod discovery;
+pub mod etcd;
 pub mod health;
 pub mod httpc;
 pub mod introspection;

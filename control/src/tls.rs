@@ -347,6 +347,32 @@ pub fn client_config(
     Ok(std::sync::Arc::new(config))
 }
 
+/// Like [`client_config`], presenting the client certificate chain `cert` with its key `key`
+/// (PEM files) when given (mutual TLS, e.g. to etcd).
+pub fn client_config_with_cert(
+    ca: Option<&str>,
+    cert_key: Option<(&str, &str)>,
+    alpn: &[u8],
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let builder = client_builder(root_certs(ca)?)?;
+    let mut config = match cert_key {
+        None => builder.with_no_client_auth(),
+        Some((c, k)) => {
+            let chain = CertificateDer::pem_file_iter(c)
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(|e| format!("{c}: {e}"))?;
+            let private = PrivateKeyDer::from_pem_file(k).map_err(|e| format!("{k}: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| format!("{c}: {e}"))?
+        }
+    };
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(std::sync::Arc::new(config))
+}
+
 /// A TLS client configuration on the ring provider, TLS 1.3 and 1.2, trusting `certs`; what is
 /// left to say is the client certificate.
 fn client_builder(
