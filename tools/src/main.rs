@@ -47,11 +47,20 @@ enum KeysCmd {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve a config file.
+    /// Serve a config file (or the config held in an etcd key).
     Serve {
         /// The config file (TOML).
-        #[arg(long)]
-        config: String,
+        #[arg(
+            long,
+            required_unless_present = "etcd_endpoints",
+            conflicts_with = "etcd_endpoints"
+        )]
+        config: Option<String>,
+        /// Take the config from etcd instead: the cluster's member URLs, comma-separated
+        /// (`http://10.0.0.5:2379,...`, `https://` for TLS). The node follows the key: each
+        /// change is reloaded (and refused, the live config staying, when it does not validate).
+        #[command(flatten)]
+        etcd: cmd::serve::EtcdArgs,
         /// A perf profile file, or a preset name (`default`, `low-latency`).
         #[arg(long)]
         profile: Option<String>,
@@ -144,10 +153,11 @@ fn run(cmd: Cmd) -> cmd::CmdResult {
     match cmd {
         Cmd::Serve {
             config,
+            etcd,
             profile,
             handoff,
             takeover,
-        } => cmd::serve::serve(config, profile.as_deref(), handoff, takeover),
+        } => cmd::serve::serve(config, etcd, profile.as_deref(), handoff, takeover),
         Cmd::Reload { admin, token } => cmd::reload::reload(admin, token.as_deref()),
         Cmd::Keys {
             cmd:
