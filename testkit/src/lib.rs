@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod config;
+pub mod controlled;
 pub mod curl;
 pub mod files;
 pub mod gateway;
