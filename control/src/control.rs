@@ -160,7 +160,9 @@ impl Control {
         let weak: std::sync::Weak<dyn Republish> = Arc::downgrade(&c) as _;
         c.discovery.attach(weak);
         // Answers that came while the gateway started are applied now.
-        c.republish("(start)");
+        if !c.discovery.status().is_empty() {
+            c.republish("(start)");
+        }
         c
     }
 
