@@ -8,9 +8,10 @@ use ringgate::config::discovery::DiscoveryKind;
 use ringgate::discovery::{EndpointSet, Found, Sink};
 use ringgate_testkit::client::get;
 use ringgate_testkit::controlled::Controlled;
-use ringgate_testkit::scripted::fixed;
+use ringgate_testkit::scripted::{fixed, read_request, Scripted};
 use ringgate_testkit::stub::stub;
 use ringgate_testkit::wait::until_named;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
@@ -150,4 +151,54 @@ fn an_ejected_endpoint_stays_ejected_when_another_joins() {
         seen.contains("b"),
         "the new endpoint gets traffic: {seen:?}"
     );
+}
+
+#[test]
+fn an_endpoint_found_unhealthy_stays_so_when_the_list_changes() {
+    // Answers 503; a health probe gets its 503 only after most of the probe timeout, so a prober
+    // that started over would leave `sick` "healthy" for that long.
+    let sick = Scripted::spawn(|mut s, _| {
+        let mut carry = Vec::new();
+        while let Some(r) = read_request(&mut s, &mut carry) {
+            if r.request_line().contains("/health") {
+                std::thread::sleep(Duration::from_millis(700));
+            }
+            let out: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n";
+            if s.write_all(out).is_err() {
+                return;
+            }
+        }
+    });
+    let a = stub("a");
+    let b = stub("b");
+    // Checked once a minute after the first round: only the first probe of each board can
+    // decide, so a new board that forgot would send traffic to `sick` for a minute.
+    let checks = "[upstreams.health_check]\npath = \"/health\"\ninterval = \"60s\"\ntimeout = \"1s\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n";
+    let gw = Controlled::start("seam-health.toml", &config(checks));
+    let hub = gw.control.discovery.clone();
+    hub.update("api", set(&[sick.addr, a.addr()]));
+    until_only(
+        gw.addr(),
+        &["a"],
+        6,
+        "the failing endpoint is found unhealthy",
+    );
+    hub.update("api", set(&[sick.addr, a.addr(), b.addr()]));
+    let mut seen = std::collections::HashSet::new();
+    until_named(
+        "the new endpoint gets traffic",
+        Duration::from_secs(10),
+        || {
+            let w = who(gw.addr());
+            assert_ne!(
+                w, "status 503",
+                "the unhealthy endpoint got traffic after the change"
+            );
+            seen.insert(w);
+            seen.contains("b")
+        },
+    );
+    for _ in 0..20 {
+        assert_ne!(who(gw.addr()), "status 503");
+    }
 }
