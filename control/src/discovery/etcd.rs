@@ -12,7 +12,7 @@
 //! meanwhile, the keys are listed again. Every wait is cut into slices so the thread ends within about 200 ms of `stop`.
 
 use super::{EndpointSet, Found, Sink, Watch};
-use crate::config::discovery::{DiscoveryKind, EtcdSettings};
+use crate::config::discovery::{DiscoveryConfig, DiscoveryKind, EtcdSettings};
 use crate::etcd::{Client, EtcdError, WatchEvent, WatchMsg};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -60,6 +60,19 @@ pub fn spawn(
                 let _ = t.join();
             }
         })
+}
+
+/// [`spawn`] as the hub starts sources: the cluster is `[discovery.etcd]`.
+pub fn spawn_source(
+    config: &DiscoveryConfig,
+    watches: Vec<Watch>,
+    sink: Arc<dyn Sink>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    let settings = config.etcd.as_ref().ok_or_else(|| {
+        std::io::Error::other("etcd upstreams need [discovery.etcd] (the cluster to read)")
+    })?;
+    spawn(settings, watches, sink, stop)
 }
 
 /// The state of one watched prefix.
