@@ -216,3 +216,104 @@ fn two_nodes_follow_one_etcd_key_refuse_a_bad_config_and_ride_out_an_outage() {
     assert!(ok > 0);
     assert_eq!(lost, 0);
 }
+
+/// Who answered `GET /` on `addr` (the stub's `x-upstream`), or the status when nobody did.
+fn who(addr: SocketAddr) -> String {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return "no connection".into();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-upstream")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| format!("status {}", out.get(9..12).unwrap_or("none")))
+}
+
+/// Waits until `n` answers in a row on `addr` all come from `names`.
+fn until_only(addr: SocketAddr, names: &[&str], n: usize, what: &str) {
+    let mut streak = 0;
+    until_named(what, WAIT, || {
+        if names.contains(&who(addr).as_str()) {
+            streak += 1;
+        } else {
+            streak = 0;
+        }
+        streak >= n
+    });
+}
+
+#[test]
+fn two_nodes_send_traffic_to_the_endpoints_under_an_etcd_prefix() {
+    let etcd = EtcdServer::start();
+    let stubs = [stub("a"), stub("b"), stub("c")];
+    etcd.put("/svc/api/a", &stubs[0].addr().to_string());
+    let text = format!(
+        "version = \"e\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n\
+         [discovery]\ninitial_wait = \"5s\"\n[discovery.etcd]\nendpoints = [\"{}\"]\n\
+         [[upstreams]]\nname = \"api\"\ndiscovery = \"etcd\"\netcd_prefix = \"/svc/api/\"\n\
+         [[routes]]\nid = \"all\"\npath = {{ prefix = \"/\" }}\nupstream = \"api\"\n",
+        etcd.url()
+    );
+    etcd.put(KEY, &text);
+    let profile = TempFile::new("etcd-profile.toml", "[workers]\ncount = 1\npin = false\n");
+    let nodes = [
+        Node::start(&etcd.url(), &profile),
+        Node::start(&etcd.url(), &profile),
+    ];
+    for n in &nodes {
+        until_only(n.gw.addr, &["a"], 5, "the first endpoint serves");
+    }
+    // Each round: an endpoint joins (timed until both nodes sent it a request), then leaves.
+    let mut times = Vec::new();
+    for i in 0..5 {
+        let key = format!("/svc/api/c{i}");
+        let t0 = Instant::now();
+        etcd.put(&key, &stubs[2].addr().to_string());
+        let mut seen = [false, false];
+        while !seen.iter().all(|s| *s) {
+            assert!(
+                t0.elapsed() < WAIT,
+                "endpoint {i} got no traffic on both nodes"
+            );
+            for (k, n) in nodes.iter().enumerate() {
+                seen[k] = seen[k] || who(n.gw.addr) == "c";
+            }
+        }
+        times.push(t0.elapsed());
+        etcd.delete(&key);
+        for n in &nodes {
+            until_only(
+                n.gw.addr,
+                &["a"],
+                10,
+                "the deleted endpoint gets no more traffic",
+            );
+        }
+    }
+    println!(
+        "etcd endpoint put to both nodes sending it traffic: median {:?} over {} changes (min {:?}, max {:?})",
+        median(times.clone()),
+        times.len(),
+        times.iter().min().expect("some"),
+        times.iter().max().expect("some")
+    );
+    // Replace the set; both nodes follow, with no reload.
+    etcd.put("/svc/api/b", &stubs[1].addr().to_string());
+    etcd.delete("/svc/api/a");
+    for n in &nodes {
+        until_only(n.gw.addr, &["b"], 10, "only b after a left");
+        let c = n.config();
+        assert_eq!(
+            c["reloads"]["ok"], 0,
+            "endpoint changes are not reloads: {c}"
+        );
+        let ups = http_get(n.admin, "/upstreams").expect("/upstreams").1;
+        assert!(ups.contains("etcd"), "{ups}");
+    }
+}
