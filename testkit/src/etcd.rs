@@ -17,18 +17,42 @@ use std::time::{Duration, Instant};
 /// How long a fresh member may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// TLS for an extra client listener: `https://127.0.0.1:{port}`, a server certificate, and
+/// the CA client certificates must chain to (etcd's `--client-cert-auth`).
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    /// The https client port.
+    pub port: u16,
+    /// Server certificate (PEM).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// The CA of accepted client certificates.
+    pub client_ca: PathBuf,
+}
+
 /// A running (or killed) etcd member.
 pub struct EtcdServer {
-    /// The client port (kept across restarts).
+    /// The client port (kept across restarts), cleartext.
     pub client_port: u16,
     peer_port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    tls: Option<EtcdTls>,
+    /// The token the helpers send once authentication is on.
+    token: Option<String>,
+    password: Option<String>,
 }
 
 impl EtcdServer {
     /// Starts etcd on free ports and waits until it answers.
     pub fn start() -> EtcdServer {
+        Self::start_with(None)
+    }
+
+    /// Starts etcd with, besides its cleartext client port, an https one (`tls`; its port is
+    /// picked here).
+    pub fn start_with(tls: Option<EtcdTls>) -> EtcdServer {
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let mut last = String::new();
         // A free port can be taken between picking and binding: try a few.
@@ -42,6 +66,12 @@ impl EtcdServer {
                 peer_port: free_port(),
                 dir,
                 child: None,
+                tls: tls.clone().map(|t| EtcdTls {
+                    port: free_port(),
+                    ..t
+                }),
+                token: None,
+                password: None,
             };
             match s.spawn() {
                 Ok(()) => return s,
@@ -54,6 +84,50 @@ impl EtcdServer {
     /// The client URL (`http://127.0.0.1:PORT`).
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The https client URL (with [`start_with`](Self::start_with) TLS).
+    pub fn https_url(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|t| format!("https://127.0.0.1:{}", t.port))
+    }
+
+    /// Turns authentication on with a `root` user whose password is `password`; the helpers
+    /// authenticate from then on.
+    pub fn enable_auth(&mut self, password: &str) {
+        let user = format!(r#"{{"name":"root","password":"{password}"}}"#);
+        for (path, body) in [
+            ("/v3/auth/role/add", r#"{"name":"root"}"#.to_string()),
+            ("/v3/auth/user/add", user.clone()),
+            (
+                "/v3/auth/user/grant",
+                r#"{"user":"root","role":"root"}"#.to_string(),
+            ),
+            ("/v3/auth/enable", "{}".to_string()),
+        ] {
+            self.post(path, &body)
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+        self.password = Some(password.to_string());
+        self.authenticate();
+    }
+
+    fn authenticate(&mut self) {
+        let Some(password) = &self.password else {
+            return;
+        };
+        let user = format!(r#"{{"name":"root","password":"{password}"}}"#);
+        self.token = None;
+        let answer = self
+            .post("/v3/auth/authenticate", &user)
+            .expect("authenticate");
+        let token = answer
+            .split("\"token\":\"")
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .expect("a token");
+        self.token = Some(token.to_string());
     }
 
     /// Kills the member (SIGKILL: an outage, not a clean stop) and waits for it to exit.
@@ -70,7 +144,10 @@ impl EtcdServer {
         let mut last = String::new();
         for _ in 0..20 {
             match self.spawn() {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.authenticate();
+                    return;
+                }
                 Err(e) => last = e,
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -79,7 +156,10 @@ impl EtcdServer {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let client = self.url();
+        let mut client = self.url();
+        if let Some(t) = &self.tls {
+            client.push_str(&format!(",https://127.0.0.1:{}", t.port));
+        }
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let mut child = Command::new("/usr/bin/etcd")
             .args(["--name", "t"])
@@ -91,6 +171,17 @@ impl EtcdServer {
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("t={peer}")])
             .args(["--log-level", "error", "--logger", "zap"])
+            .args(self.tls.iter().flat_map(|t| {
+                [
+                    "--cert-file".into(),
+                    t.cert.clone().into_os_string(),
+                    "--key-file".into(),
+                    t.key.clone().into_os_string(),
+                    "--trusted-ca-file".into(),
+                    t.client_ca.clone().into_os_string(),
+                    "--client-cert-auth".into(),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -98,7 +189,9 @@ impl EtcdServer {
             .map_err(|e| format!("spawn /usr/bin/etcd (is etcd-server installed?): {e}"))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if self.post("/v3/kv/range", r#"{"key":"AA=="}"#).is_ok() {
+            // Up: it reads, or says the (old) token is no longer valid.
+            let answer = self.post("/v3/kv/range", r#"{"key":"AA=="}"#);
+            if answer.is_ok() || answer.is_err_and(|o| o.starts_with("HTTP/1.1 401")) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -120,9 +213,13 @@ impl EtcdServer {
             TcpStream::connect(("127.0.0.1", self.client_port)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(5)))
             .map_err(|e| e.to_string())?;
+        let auth = self
+            .token
+            .as_ref()
+            .map_or(String::new(), |t| format!("authorization: {t}\r\n"));
         write!(
             s,
-            "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         )
         .map_err(|e| e.to_string())?;

@@ -4,7 +4,9 @@
 
 use ringgate::config::discovery::{DiscoveryKind, EtcdSettings};
 use ringgate::discovery::{EndpointSet, Sink, Watch};
-use ringgate_testkit::etcd::{CutProxy, EtcdServer};
+use ringgate_testkit::etcd::{CutProxy, EtcdServer, EtcdTls};
+use ringgate_testkit::files::TempFile;
+use ringgate_testkit::pki::Pki;
 use ringgate_testkit::wait::until_named;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +29,7 @@ impl Sink for Recorder {
     }
     fn failed(&self, upstream: &str, source: DiscoveryKind, why: String) {
         assert_eq!(source, DiscoveryKind::Etcd);
+        eprintln!("failed: {upstream}: {why}");
         self.failures
             .lock()
             .expect("lock")
@@ -75,6 +78,13 @@ fn settings(url: &str) -> EtcdSettings {
 }
 
 fn start(url: &str, prefix: &str) -> (Arc<Recorder>, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    start_with(settings(url), prefix)
+}
+
+fn start_with(
+    settings: EtcdSettings,
+    prefix: &str,
+) -> (Arc<Recorder>, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let rec = Arc::new(Recorder::default());
     let stop = Arc::new(AtomicBool::new(false));
     let watch = Watch {
@@ -82,9 +92,8 @@ fn start(url: &str, prefix: &str) -> (Arc<Recorder>, Arc<AtomicBool>, std::threa
         kind: DiscoveryKind::Etcd,
         targets: vec![prefix.into()],
     };
-    let h =
-        ringgate::discovery::etcd::spawn(&settings(url), vec![watch], rec.clone(), stop.clone())
-            .expect("spawn");
+    let h = ringgate::discovery::etcd::spawn(&settings, vec![watch], rec.clone(), stop.clone())
+        .expect("spawn");
     (rec, stop, h)
 }
 
@@ -227,4 +236,84 @@ fn an_outage_keeps_the_last_set_and_the_watch_resumes_after_a_restart() {
     });
     stop.store(true, Ordering::Relaxed);
     h.join().expect("source thread");
+}
+
+#[test]
+fn tls_with_a_client_certificate_and_a_password_reaches_a_locked_cluster() {
+    let pki = Pki::new();
+    let server = pki.server("etcd", &["127.0.0.1"]);
+    // etcd 3.4 refuses gateway requests from a client certificate with a common name when it
+    // checks client certificates (it would not use the name for auth): one without a CN.
+    let client = pki.client("etcd-client", "", None, true);
+    // etcd's gateway calls its own gRPC port with the server certificate as a client one: the
+    // CA bundle it trusts for clients must hold the server CA too.
+    let bundle = [pki.server_ca_path(), pki.client_ca_path()]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("ca"))
+        .collect::<String>();
+    let both_cas = TempFile::new("etcd-cas.pem", &bundle);
+    let mut etcd = EtcdServer::start_with(Some(EtcdTls {
+        port: 0,
+        cert: server.cert.clone(),
+        key: server.key.clone(),
+        client_ca: both_cas.path().to_path_buf(),
+    }));
+    etcd.enable_auth("s3cret");
+    let rev = etcd.put("/svc/api/a", "127.0.0.1:7001");
+    let password = TempFile::new("etcd-password", "s3cret\n");
+    let wrong = TempFile::new("etcd-wrong", "guess\n");
+    let full = EtcdSettings {
+        endpoints: vec![etcd.https_url().expect("https")],
+        username: Some("root".into()),
+        password_file: Some(password.arg().into()),
+        ca: Some(pki.server_ca_path().to_string_lossy().into_owned()),
+        cert: Some(client.cert.to_string_lossy().into_owned()),
+        key: Some(client.key.to_string_lossy().into_owned()),
+        timeout: Duration::from_secs(2),
+    };
+    let (rec, stop, h) = start_with(full.clone(), "/svc/api/");
+    until_named("listed over mTLS with a token", WAIT, || {
+        rec.last() == Some((addrs(&["127.0.0.1:7001"]), Some(rev)))
+    });
+    let rev = etcd.put("/svc/api/b", "127.0.0.1:7002");
+    until_named("watched over mTLS with a token", WAIT, || {
+        rec.last().is_some_and(|(_, r)| r == Some(rev))
+    });
+    // Tokens do not survive a restart: the source authenticates again and resumes.
+    let failures_before = rec.failures();
+    etcd.kill();
+    until_named("outage reported", WAIT, || rec.failures() > failures_before);
+    etcd.restart();
+    let rev = etcd.put("/svc/api/c", "127.0.0.1:7003");
+    until_named("a change after the restart, with a new token", WAIT, || {
+        rec.last().is_some_and(|(_, r)| r == Some(rev))
+    });
+    stop.store(true, Ordering::Relaxed);
+    h.join().expect("source thread");
+
+    // Without the client certificate, or with a wrong password: failures, never a set.
+    for (what, settings) in [
+        (
+            "no client certificate",
+            EtcdSettings {
+                cert: None,
+                key: None,
+                ..full.clone()
+            },
+        ),
+        (
+            "wrong password",
+            EtcdSettings {
+                password_file: Some(wrong.arg().into()),
+                ..full.clone()
+            },
+        ),
+    ] {
+        let (rec, stop, h) = start_with(settings, "/svc/api/");
+        until_named(what, WAIT, || rec.failures() > 0);
+        assert!(rec.last().is_none(), "{what}");
+        eprintln!("{what}: {:?}", rec.failures.lock().expect("lock")[0].1);
+        stop.store(true, Ordering::Relaxed);
+        h.join().expect("source thread");
+    }
 }

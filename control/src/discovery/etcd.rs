@@ -150,6 +150,7 @@ impl PrefixWatch {
             match self.follow(&mut client) {
                 Ok(relist) => list = relist,
                 Err(e) if !self.stopped() => {
+                    client.note(&e);
                     self.fail(format!("watching {}: {e}", self.prefix));
                     self.wait_backoff();
                 }

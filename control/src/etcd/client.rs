@@ -103,10 +103,13 @@ pub(crate) fn kv(v: &Value) -> Result<Kv, EtcdError> {
 
 fn refused(status: u16, body: &[u8]) -> EtcdError {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let message = v["message"]
-        .as_str()
-        .or(v["error"].as_str())
-        .map_or_else(|| format!("HTTP {status}"), str::to_string);
+    let message = v["message"].as_str().or(v["error"].as_str()).map_or_else(
+        || {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+            format!("HTTP {status}: {}", text.trim())
+        },
+        str::to_string,
+    );
     EtcdError::Refused {
         code: v["code"].as_i64().unwrap_or(-1),
         message,
@@ -150,6 +153,14 @@ impl Client {
             credentials,
             token: None,
         })
+    }
+
+    /// Takes note of a failure a caller met on a stream: an authentication failure drops the
+    /// token, so the next call authenticates again (tokens do not survive an etcd restart).
+    pub fn note(&mut self, e: &EtcdError) {
+        if matches!(e, EtcdError::Refused { code, .. } if *code == UNAUTHENTICATED) {
+            self.token = None;
+        }
     }
 
     /// One request's timeout.

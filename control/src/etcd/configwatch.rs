@@ -86,6 +86,7 @@ impl Follower {
                 if self.stopped() {
                     break;
                 }
+                client.note(&e);
                 if !self.down {
                     eprintln!(
                         "ringgate: etcd config watch of {}: {e}; the live config stays, retrying",

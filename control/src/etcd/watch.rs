@@ -213,6 +213,14 @@ fn message(v: &Value) -> Result<WatchMsg, EtcdError> {
     let revision = int(&r["header"]["revision"]);
     let compact_revision = int(&r["compact_revision"]);
     if r["canceled"].as_bool() == Some(true) {
+        let reason = r["cancel_reason"].as_str().unwrap_or("cancelled");
+        if reason.contains("Unauthenticated") {
+            // An expired token (or one from before an etcd restart): authenticate again.
+            return Err(EtcdError::Refused {
+                code: 16,
+                message: reason.to_string(),
+            });
+        }
         return Ok(if compact_revision > 0 {
             WatchMsg::Compacted { compact_revision }
         } else {
