@@ -55,27 +55,22 @@ impl ConfigSource {
 
     /// The config text, and the source's revision of it (etcd's; `None` for the others).
     pub fn read(&self) -> Result<(String, Option<i64>), ConfigError> {
-        if let ConfigSource::Etcd { settings, key } = self {
-            return crate::etcd::configwatch::read(settings, key)
+        match self {
+            ConfigSource::File(p) => {
+                std::fs::read_to_string(p)
+                    .map(|t| (t, None))
+                    .map_err(|source| ConfigError::Read {
+                        path: p.display().to_string(),
+                        source,
+                    })
+            }
+            ConfigSource::Inline { text, .. } => Ok((text.clone(), None)),
+            ConfigSource::Etcd { settings, key } => crate::etcd::configwatch::read(settings, key)
                 .map(|(text, rev)| (text, Some(rev)))
                 .map_err(|e| ConfigError::Read {
                     path: self.describe(),
                     source: std::io::Error::other(e),
-                });
-        }
-        self.read_text().map(|t| (t, None))
-    }
-
-    fn read_text(&self) -> Result<String, ConfigError> {
-        match self {
-            ConfigSource::File(p) => {
-                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.display().to_string(),
-                    source,
-                })
-            }
-            ConfigSource::Inline { text, .. } => Ok(text.clone()),
-            ConfigSource::Etcd { .. } => self.read().map(|(t, _)| t),
+                }),
         }
     }
 }

@@ -21,14 +21,13 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A silent watch is opened again after this long (see the discovery source).
 const WATCH_IDLE: Duration = Duration::from_secs(30);
 
-/// Reads the config text under `key`, with the revision it was last changed at.
+/// Reads the config text under `key`, with the revision it was last changed at (errors do not
+/// repeat the key: the caller names the source).
 pub fn read(settings: &EtcdSettings, key: &str) -> Result<(String, i64), String> {
     let mut c = Client::new(settings).map_err(|e| e.to_string())?;
-    let (_, kv) = c
-        .get(key.as_bytes())
-        .map_err(|e| format!("etcd {key}: {e}"))?;
-    let kv = kv.ok_or_else(|| format!("etcd {key}: no such key (at {})", c.describe()))?;
-    let text = String::from_utf8(kv.value).map_err(|_| format!("etcd {key}: not UTF-8"))?;
+    let (_, kv) = c.get(key.as_bytes()).map_err(|e| e.to_string())?;
+    let kv = kv.ok_or("no such key")?;
+    let text = String::from_utf8(kv.value).map_err(|_| "the value is not UTF-8")?;
     Ok((text, kv.mod_revision))
 }
 
