@@ -3,7 +3,7 @@
 //! asserted), both refuse an invalid config (the old routes still served, `/config` showing the
 //! old revision), and an etcd outage loses no request and the watch resumes after the restart.
 
-use ringgate_testkit::etcd::EtcdServer;
+use ringgate_testkit::etcd::{CutProxy, EtcdServer};
 use ringgate_testkit::files::TempFile;
 use ringgate_testkit::gateway::ChildGateway;
 use ringgate_testkit::stub::stub;
@@ -316,4 +316,27 @@ fn two_nodes_send_traffic_to_the_endpoints_under_an_etcd_prefix() {
         let ups = http_get(n.admin, "/upstreams").expect("/upstreams").1;
         assert!(ups.contains("etcd"), "{ups}");
     }
+}
+
+#[test]
+fn a_node_cut_off_from_etcd_catches_up_with_a_change_made_meanwhile() {
+    let etcd = EtcdServer::start();
+    let proxy = CutProxy::start(etcd.client_port);
+    let up = stub("s");
+    etcd.put(KEY, &config(up.addr(), "v1", &[]));
+    let profile = TempFile::new("etcd-profile.toml", "[workers]\ncount = 1\npin = false\n");
+    let node = Node::start(&proxy.url(), &profile);
+    assert_eq!(node.status("/late"), Some(404));
+    proxy.cut();
+    until_named("cut noticed", WAIT, || {
+        node.said("the live config stays, retrying")
+    });
+    // Written and compacted while the node cannot see it: no watch replays it.
+    let rev = etcd.put(KEY, &config(up.addr(), "v2", &["/late"]));
+    etcd.put("/unrelated", "x");
+    etcd.compact(rev + 1);
+    assert_eq!(node.status("/a/x"), Some(200), "served while cut off");
+    proxy.restore();
+    until_named("caught up", WAIT, || node.status("/late") == Some(200));
+    assert_eq!(node.config()["source_revision"], rev);
 }

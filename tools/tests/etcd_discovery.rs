@@ -175,14 +175,12 @@ fn keys_under_a_prefix_are_listed_then_watched_with_their_revisions() {
         .iter()
         .skip(before)
         .all(|(_, s, _)| !s.endpoints.is_empty()));
+    // The thread notices `stop` while its watch is open and idle (reads wake up to check it).
     stop.store(true, Ordering::Relaxed);
-    let t0 = Instant::now();
+    until_named("the source thread ends", Duration::from_secs(5), || {
+        h.is_finished()
+    });
     h.join().expect("source thread");
-    assert!(
-        t0.elapsed() < Duration::from_secs(1),
-        "stopped in {:?}",
-        t0.elapsed()
-    );
 }
 
 #[test]

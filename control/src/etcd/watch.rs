@@ -288,4 +288,65 @@ mod tests {
             WatchMsg::Created { revision: 2 }
         );
     }
+
+    #[test]
+    fn a_message_split_across_chunks_and_reads_is_read_whole() {
+        use std::sync::mpsc;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (go, wait) = mpsc::channel::<()>();
+        let created = br#"{"result":{"header":{"revision":"7"},"created":true}}"#.to_vec();
+        let event = br#"{"result":{"header":{"revision":"8"},"events":[{"kv":{"key":"L2EveA==","mod_revision":"8","value":"MS4yLjMuNDo4MA=="}}]}}"#.to_vec();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let mut b = [0u8; 4096];
+            let _ = s.read(&mut b);
+            let chunk = |data: &[u8]| {
+                let mut c = format!("{:x}\r\n", data.len()).into_bytes();
+                c.extend_from_slice(data);
+                c.extend_from_slice(b"\r\n");
+                c
+            };
+            let (first, second) = event.split_at(40);
+            let mut part1 = created.clone();
+            part1.push(b'\n');
+            part1.extend_from_slice(first);
+            s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                .expect("head");
+            s.write_all(&chunk(&part1)).expect("part 1");
+            // The rest only when the test has seen that half a message is not a message.
+            let _ = wait.recv();
+            let (a, b) = second.split_at(10);
+            s.write_all(&chunk(a)).expect("part 2");
+            s.write_all(&chunk(b)).expect("part 3");
+            s.write_all(&chunk(b"\n")).expect("newline");
+            let _ = wait.recv();
+            s.write_all(b"0\r\n\r\n").expect("end");
+        });
+        let target = Target::new(&format!("http://{addr}"), None).expect("target");
+        let mut w = WatchStream::open(&target, None, b"{}", Duration::from_secs(5)).expect("open");
+        let stop = AtomicBool::new(false);
+        let long = Duration::from_secs(5);
+        assert_eq!(
+            w.next(&stop, long).expect("created"),
+            Some(WatchMsg::Created { revision: 7 })
+        );
+        // Half of the event arrived: no message yet (an idle return, not an error).
+        assert_eq!(
+            w.next(&stop, Duration::from_millis(150)).expect("idle"),
+            None
+        );
+        go.send(()).expect("go");
+        let Some(WatchMsg::Events { revision, events }) = w.next(&stop, long).expect("events")
+        else {
+            panic!("events expected")
+        };
+        assert_eq!((revision, events.len()), (8, 1));
+        go.send(()).expect("go");
+        assert!(matches!(
+            w.next(&stop, long),
+            Err(EtcdError::Unreachable(_))
+        ));
+        server.join().expect("server");
+    }
 }
