@@ -11,12 +11,14 @@
 //! - [`stub`]: the stub upstream (`ringgate-stubs`) with test-friendly defaults;
 //! - [`pki`] and [`tlsclient`]: throwaway CAs and certificates, and a rustls client that picks
 //!   SNI, presents client certificates and resumes sessions; [`tlsupstream`]: an HTTPS upstream;
+//! - [`dns`]: a small authoritative DNS server whose records a test changes while it runs;
 //! - [`run`]: running a command the test needs, failing with its stderr;
 //! - [`wait`]: waiting on a condition with a deadline instead of a fixed sleep.
 
 pub mod client;
 pub mod config;
 pub mod curl;
+pub mod dns;
 pub mod files;
 pub mod gateway;
 pub mod pki;
