@@ -13,6 +13,8 @@
 //! A source knows nothing of snapshots, workers or the admin API; the engine knows nothing of
 //! sources.
 
+pub mod dns;
+
 use crate::config::discovery::DiscoveryKind;
 use std::net::SocketAddr;
 use std::time::SystemTime;
