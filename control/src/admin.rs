@@ -334,11 +334,33 @@ fn upstreams_json(c: &Control) -> serde_json::Value {
     for m in workers.iter().filter_map(|w| w.0.as_ref()) {
         merged.merge(m);
     }
+    let discovered = c.discovery.status();
     let list: Vec<serde_json::Value> = st
         .raw
         .upstreams
         .iter()
         .map(|u| {
+            let live = snap.upstreams.iter().find(|x| &*x.name == u.name.as_str());
+            let addrs: Vec<String> = match live {
+                Some(x) => x.endpoints.iter().map(|a| a.to_string()).collect(),
+                None => u.endpoints.clone(),
+            };
+            let source = discovered.get(&u.name).map(|d| {
+                json!({
+                    "kind": u.discovery.name(),
+                    "targets": if u.discovery == crate::config::discovery::DiscoveryKind::Etcd {
+                        u.etcd_prefix.clone().into_iter().collect::<Vec<_>>()
+                    } else {
+                        u.endpoints.clone()
+                    },
+                    "answers": d.answers,
+                    "changes": d.changes,
+                    "errors": d.errors,
+                    "last_error": d.last_error,
+                    "last_success": d.last_success.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()),
+                    "revision": d.revision,
+                })
+            });
             let id = Registry::with(|r| r.upstream(&u.name));
             let stats = merged.upstreams.get(id as usize).and_then(Option::as_ref);
             let (new, reused, cf, fails) = stats.map_or((0, 0, 0, 0), |s| {
@@ -355,7 +377,8 @@ fn upstreams_json(c: &Control) -> serde_json::Value {
             let open_cores = stats.map_or(0, |s| s.breaker_open);
             json!({
                 "name": u.name,
-                "endpoints": u.endpoints.iter().enumerate().map(|(i, e)| json!({
+                "discovery": source.unwrap_or_else(|| json!({"kind": "static"})),
+                "endpoints": addrs.iter().enumerate().map(|(i, e)| json!({
                     "address": e,
                     "health": match &board {
                         None => "unchecked",
@@ -409,6 +432,7 @@ pub fn metrics_text(c: &Control) -> String {
         st.loaded_at
     );
     render_rate_limits(&mut out, &c.snapshot());
+    render_discovery(&mut out, c);
     if let Some(l) = &c.access_log {
         let _ = writeln!(
             out,
@@ -491,4 +515,76 @@ fn render_rate_limits(out: &mut String, snap: &crate::snapshot::Snapshot) {
         "# HELP ringgate_ratelimit_expired_keys_total Keys forgotten after idling.\n# TYPE ringgate_ratelimit_expired_keys_total counter\nringgate_ratelimit_expired_keys_total {}",
         st.expired
     );
+}
+
+/// Dynamic upstreams' sources: live endpoints, answers, changes and errors, the last success
+/// and the source's revision.
+fn render_discovery(out: &mut String, c: &Control) {
+    let status = c.discovery.status();
+    if status.is_empty() {
+        return;
+    }
+    let mut names: Vec<&String> = status.keys().collect();
+    names.sort();
+    let series: [(&str, &str, &str); 6] = [
+        (
+            "ringgate_discovery_endpoints",
+            "gauge",
+            "Endpoints of a dynamic upstream in the live set.",
+        ),
+        (
+            "ringgate_discovery_answers_total",
+            "counter",
+            "Good answers of a dynamic upstream's source (changed or not).",
+        ),
+        (
+            "ringgate_discovery_changes_total",
+            "counter",
+            "Times a dynamic upstream's endpoint set changed.",
+        ),
+        (
+            "ringgate_discovery_errors_total",
+            "counter",
+            "Failed or empty answers (the last good endpoints stay).",
+        ),
+        (
+            "ringgate_discovery_last_success_timestamp_seconds",
+            "gauge",
+            "When the source last answered well (0: never).",
+        ),
+        (
+            "ringgate_discovery_revision",
+            "gauge",
+            "The source's revision of the live set (etcd; -1 when the source has none).",
+        ),
+    ];
+    for (metric, kind, help) in series {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+        for name in &names {
+            let s = &status[*name];
+            let v = match metric {
+                "ringgate_discovery_endpoints" => s.endpoints as f64,
+                "ringgate_discovery_answers_total" => s.answers as f64,
+                "ringgate_discovery_changes_total" => s.changes as f64,
+                "ringgate_discovery_errors_total" => s.errors as f64,
+                "ringgate_discovery_last_success_timestamp_seconds" => s
+                    .last_success
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0.0, |d| d.as_secs_f64()),
+                _ => s.revision.map_or(-1.0, |r| r as f64),
+            };
+            let source = s.source.map_or("unknown", |k| k.name());
+            let _ = writeln!(
+                out,
+                "{metric}{{upstream=\"{}\",source=\"{source}\"}} {v}",
+                escape_label(name)
+            );
+        }
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -9,6 +9,7 @@
 
 use crate::config::{ConfigError, RawConfig};
 use crate::contenthash::{config_hash, source_hash};
+use crate::discovery::hub::{Hub, Republish};
 use crate::snapshot::Snapshot;
 use ringgate_core::shutdown::Shutdown;
 use ringgate_core::snapshot::SnapshotSlot;
@@ -104,6 +105,8 @@ pub struct Control {
     /// The one-line summary of what runs.
     pub start_line: String,
     ready: AtomicBool,
+    /// Dynamic upstreams' sources and their latest endpoints.
+    pub discovery: Arc<Hub>,
 }
 
 fn unix_now() -> f64 {
@@ -119,8 +122,21 @@ impl Control {
         raw: RawConfig,
         gw: &crate::server::RunningGateway,
     ) -> Arc<Self> {
+        let hub = Hub::new(crate::discovery::spawner);
+        hub.configure(&raw);
+        Self::with_discovery(source, raw, gw, hub)
+    }
+
+    /// [`Control::new`] for a gateway whose first snapshot was built with `hub`'s endpoints
+    /// (see [`first_snapshot`]); from now on the hub's changes are published here.
+    pub fn with_discovery(
+        source: ConfigSource,
+        raw: RawConfig,
+        gw: &crate::server::RunningGateway,
+        hub: Arc<Hub>,
+    ) -> Arc<Self> {
         let (_, snap) = gw.slot.load();
-        Arc::new(Self {
+        let c = Arc::new(Self {
             source,
             slot: gw.slot.clone(),
             hub: gw.hub.clone(),
@@ -139,7 +155,15 @@ impl Control {
             start_line: gw.start_line.clone(),
             reload_lock: Mutex::new(()),
             ready: AtomicBool::new(true),
-        })
+            discovery: hub,
+        });
+        let weak: std::sync::Weak<dyn Republish> = Arc::downgrade(&c) as _;
+        c.discovery.attach(weak);
+        // Answers that came while the gateway started are applied now.
+        if !c.discovery.status().is_empty() {
+            c.republish("(start)");
+        }
+        c
     }
 
     /// The live snapshot.
@@ -199,8 +223,25 @@ impl Control {
     fn build_next(&self) -> Result<(RawConfig, Snapshot), String> {
         let text = self.source.read().map_err(|e| e.to_string())?;
         let raw = RawConfig::parse(&text).map_err(|e| e.to_string())?;
-        let mut snap =
-            Snapshot::build(&raw, config_hash(&text, &raw)).map_err(|e| e.to_string())?;
+        // Sources for upstreams the new config discovers start before it is built, so a route
+        // moved to one finds its endpoints; if the config is refused they go back to the live one.
+        self.discovery.configure(&raw);
+        let initial = raw
+            .discovery
+            .as_ref()
+            .map_or(Duration::from_secs(5), |d| d.initial_wait);
+        self.discovery.wait_first_answers(&raw, initial);
+        let built = self.build_checked(&raw, config_hash(&text, &raw));
+        if built.is_err() {
+            self.discovery.configure(&self.state().raw);
+        }
+        built.map(|snap| (raw, snap))
+    }
+
+    /// Builds `raw` with the discovered endpoints and checks it against the live snapshot.
+    fn build_checked(&self, raw: &RawConfig, hash: u64) -> Result<Snapshot, String> {
+        let overlay = self.discovery.overlay();
+        let mut snap = Snapshot::build_with(raw, hash, &overlay).map_err(|e| e.to_string())?;
         let (_, live) = self.slot.load();
         snap.limiter.clone_from(&live.limiter);
         let needs = live.process.restart_needed_for(&snap.process);
@@ -210,7 +251,32 @@ impl Control {
                 needs.join(", ")
             ));
         }
-        Ok((raw, snap))
+        Ok(snap)
+    }
+
+    /// Rebuilds the live config with the hub's latest endpoints and publishes it (not a reload:
+    /// the config is not read again and the reload counters do not move).
+    fn rediscover(&self, upstream: &str) {
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let st = self.state();
+        let before = self.snapshot();
+        match self.build_checked(&st.raw, st.hash) {
+            Ok(snap) => {
+                let moved = snap
+                    .upstreams
+                    .iter()
+                    .zip(&before.upstreams)
+                    .any(|(a, b)| a.fingerprint != b.fingerprint)
+                    || snap.upstreams.len() != before.upstreams.len();
+                if moved {
+                    let epoch = self.slot.publish(Arc::new(snap));
+                    eprintln!("ringgate: endpoints changed ({upstream}): published epoch {epoch}");
+                }
+            }
+            Err(e) => eprintln!(
+                "ringgate: endpoints changed ({upstream}) but the config did not build with them; the live snapshot stays: {e}"
+            ),
+        }
     }
 
     /// Watches the config file (when the source is one) and the files it names, and reloads when
@@ -249,4 +315,28 @@ impl Control {
             });
         stop
     }
+}
+
+impl Republish for Control {
+    fn republish(&self, upstream: &str) {
+        self.rediscover(upstream);
+    }
+}
+
+/// Starts the discovery sources `raw` needs, waits for their first answers (at most
+/// `[discovery] initial_wait`) and builds the first snapshot with them. Upstreams still without
+/// endpoints are named on stderr; they answer 503 until their source answers.
+pub fn first_snapshot(raw: &RawConfig, hash: u64) -> Result<(Arc<Hub>, Snapshot), ConfigError> {
+    raw.validate()?;
+    let hub = Hub::new(crate::discovery::spawner);
+    hub.configure(raw);
+    let wait = raw
+        .discovery
+        .as_ref()
+        .map_or(Duration::from_secs(5), |d| d.initial_wait);
+    for name in hub.wait_first_answers(raw, wait) {
+        eprintln!("ringgate: discovery: upstream {name} has no endpoints yet; it answers 503 until its source answers");
+    }
+    let snap = Snapshot::build_with(raw, hash, &hub.overlay())?;
+    Ok((hub, snap))
 }

@@ -20,7 +20,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-type Boards = Mutex<HashMap<String, Weak<HealthBoard>>>;
+/// Live boards by identity; each with its family (the identity without the endpoints) and its
+/// endpoints, so a board for a changed endpoint list starts from what the previous one knew.
+type Boards = Mutex<HashMap<String, (String, Vec<SocketAddr>, Weak<HealthBoard>)>>;
 
 fn boards() -> &'static Boards {
     static B: OnceLock<Boards> = OnceLock::new();
@@ -37,14 +39,28 @@ pub fn board_for(
 ) -> Arc<HealthBoard> {
     // The TLS key changes with the CA, client certificate and name: a reload that changes them
     // gets a prober with the new settings.
-    let key = format!("{name}|{endpoints:?}|{hc:?}|{:?}|{h2}", tls.map(|t| t.key));
+    let family = format!("{name}|{hc:?}|{:?}|{h2}", tls.map(|t| t.key));
+    let key = format!("{family}|{endpoints:?}");
     let mut map = boards().lock().unwrap_or_else(|p| p.into_inner());
-    map.retain(|_, w| w.strong_count() > 0);
-    if let Some(b) = map.get(&key).and_then(Weak::upgrade) {
+    map.retain(|_, (_, _, w)| w.strong_count() > 0);
+    if let Some(b) = map.get(&key).and_then(|(_, _, w)| w.upgrade()) {
         return b;
     }
     let board = Arc::new(HealthBoard::new(endpoints.len()));
-    map.insert(key, Arc::downgrade(&board));
+    // The endpoints list changed (discovery, or an edit): an endpoint that stayed keeps the
+    // health its checks found, instead of starting healthy again.
+    let previous = map
+        .values()
+        .filter(|(f, _, _)| *f == family)
+        .find_map(|(_, eps, w)| w.upgrade().map(|b| (eps.clone(), b)));
+    if let Some((old_eps, old)) = previous {
+        for (i, ep) in endpoints.iter().enumerate() {
+            if let Some(j) = old_eps.iter().position(|e| e == ep) {
+                board.set(i, old.is_healthy(j));
+            }
+        }
+    }
+    map.insert(key, (family, endpoints.to_vec(), Arc::downgrade(&board)));
     let weak = Arc::downgrade(&board);
     let eps = endpoints.to_vec();
     let hc = hc.clone();
@@ -87,6 +103,11 @@ fn probe_loop(
             start_healthy: true,
         },
     );
+    if let Some(b) = board.upgrade() {
+        for i in 0..eps.len() {
+            tracker.start_as(i, b.is_healthy(i));
+        }
+    }
     loop {
         for (i, ep) in eps.iter().enumerate() {
             let ok = match rt.as_mut() {

@@ -9,6 +9,7 @@ use crate::config::{
     AccessLogConfig, AdminConfig, ConfigError, HashOnConfig, ObservabilityConfig, RawConfig,
     RouteConfig,
 };
+use crate::discovery::Overlay;
 use crate::ratelimit::config::Backend;
 use crate::ratelimit::service::LimitService;
 use ringgate_http::authn::{AuthOutput, LimitStage, LimitVerdict};
@@ -125,6 +126,16 @@ impl Snapshot {
 
     /// Validates and compiles `raw`. Every problem is reported, each with its path.
     pub fn build(raw: &RawConfig, text_hash: u64) -> Result<Self, ConfigError> {
+        Self::build_with(raw, text_hash, &Overlay::default())
+    }
+
+    /// [`Snapshot::build`], with the endpoints of dynamic upstreams from `overlay` (by upstream
+    /// name; one missing there has no endpoints yet).
+    pub fn build_with(
+        raw: &RawConfig,
+        text_hash: u64,
+        overlay: &Overlay,
+    ) -> Result<Self, ConfigError> {
         if let Err(e) = raw.validate() {
             let ConfigError::Invalid(mut errs) = e else {
                 return Err(e);
@@ -136,7 +147,7 @@ impl Snapshot {
         let mut upstreams = Vec::with_capacity(raw.upstreams.len());
         let mut upstream_policies = Vec::with_capacity(raw.upstreams.len());
         for (i, u) in raw.upstreams.iter().enumerate() {
-            let (set, policy) = upstream::compile(i, u, &mut errs);
+            let (set, policy) = upstream::compile(i, u, overlay.get(&u.name), &mut errs);
             upstreams.push(set);
             upstream_policies.push(policy);
         }

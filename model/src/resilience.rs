@@ -112,6 +112,16 @@ pub trait UpstreamRuntime: 'static {
     /// The request admitted with `a` ended; `ok` says whether its final result was a success.
     fn release(&mut self, a: Admission, ok: bool, now: Instant);
 
+    /// Takes over `old`'s state when this one replaces it because the upstream changed (its
+    /// endpoints, weights or policies): `map[i]` is the index endpoint `i` had in `old`, or
+    /// `None` for a new endpoint. What depends on settings that changed is not carried.
+    fn carry_from(&mut self, old: Self, map: &[Option<usize>])
+    where
+        Self: Sized,
+    {
+        let _ = (old, map);
+    }
+
     /// Breaker state name (`closed`, `open`, `half_open`) for the admin API.
     fn breaker_state(&self, now: Instant) -> &'static str;
 

@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod config;
+pub mod controlled;
 pub mod curl;
 pub mod dns;
 pub mod files;

@@ -110,3 +110,73 @@ fn every_problem_is_reported_with_its_path() {
         assert!(e.contains(want), "missing {want:?} in:\n{e}");
     }
 }
+
+#[test]
+fn dynamic_upstreams_are_checked_by_their_source() {
+    let text = r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [discovery.dns]
+        servers = ["not-an-address"]
+        min_ttl = "10m"
+        max_ttl = "1m"
+        [[upstreams]]
+        name = "srv"
+        discovery = "dns_srv"
+        endpoints = ["_http._tcp.api.internal:80"]
+        weights = [1]
+        [[upstreams]]
+        name = "kv"
+        discovery = "etcd"
+        endpoints = ["127.0.0.1:1"]
+        [[upstreams]]
+        name = "names"
+        discovery = "dns"
+        endpoints = ["api.internal"]
+        etcd_prefix = "/x/"
+        [[routes]]
+        id = "r"
+        path = { prefix = "/" }
+        upstream = "srv"
+    "#;
+    let e = RawConfig::parse(text)
+        .expect("parse")
+        .validate()
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "discovery.dns.servers[0]: \"not-an-address\" is not ip:port",
+        "discovery.dns.min_ttl: is above max_ttl",
+        "upstreams[0].endpoints[0]: \"_http._tcp.api.internal:80\" is not an SRV name",
+        "upstreams[0].weights: weights come from the SRV records",
+        "upstreams[1].endpoints: an etcd upstream's endpoints are the keys under etcd_prefix",
+        "upstreams[1].etcd_prefix: discovery = \"etcd\" needs the key prefix",
+        "upstreams[1].discovery: \"etcd\" needs a [discovery.etcd] section",
+        "upstreams[2].endpoints[0]: \"api.internal\" has no port",
+        "upstreams[2].etcd_prefix: only for discovery = \"etcd\"",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    let good = r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [discovery.etcd]
+        endpoints = ["http://127.0.0.1:2379"]
+        [[upstreams]]
+        name = "kv"
+        discovery = "etcd"
+        etcd_prefix = "/ringgate/upstreams/kv/"
+        [[upstreams]]
+        name = "srv"
+        discovery = "dns_srv"
+        endpoints = ["_http._tcp.api.internal"]
+        [[routes]]
+        id = "r"
+        path = { prefix = "/" }
+        upstream = "kv"
+    "#;
+    RawConfig::parse(good)
+        .expect("parse")
+        .validate()
+        .expect("valid");
+}

@@ -15,7 +15,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 pub struct UpstreamConfig {
     /// The name routes refer to.
     pub name: String,
-    /// `host:port` endpoints (names are resolved when the config is loaded, off the hot path).
+    /// `host:port` endpoints (names are resolved when the config is loaded, off the hot path);
+    /// with `discovery`, the names to watch (none for etcd).
+    #[serde(default)]
     pub endpoints: Vec<String>,
     /// `"keep"` (the client's Host, the default), `"endpoint"` (the endpoint's `ip:port`), or any
     /// other value to send as the Host.

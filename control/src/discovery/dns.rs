@@ -27,7 +27,7 @@
 pub mod select;
 
 use super::{EndpointSet, Found, Sink, Watch};
-use crate::config::discovery::{DiscoveryKind, DnsSettings};
+use crate::config::discovery::{DiscoveryConfig, DiscoveryKind, DnsSettings};
 use hickory_resolver::config::{NameServerConfigGroup, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::rr::RData;
@@ -96,6 +96,16 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("ringgate-dns".into())
         .spawn(move || run(settings, watches, sink, stop))
+}
+
+/// [`spawn`] as the hub starts sources ([`super::hub::Spawner`]): with `[discovery.dns]`.
+pub fn spawn_source(
+    config: &DiscoveryConfig,
+    watches: Vec<Watch>,
+    sink: Arc<dyn Sink>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    spawn(&config.dns, watches, sink, stop)
 }
 
 /// The thread: its runtime, the resolver, one task per watch, until `stop`.

@@ -14,8 +14,10 @@
 //! sources.
 
 pub mod dns;
+pub mod hub;
 
 use crate::config::discovery::DiscoveryKind;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
@@ -59,4 +61,15 @@ pub trait Sink: Send + Sync {
     fn update(&self, upstream: &str, set: EndpointSet);
     /// Asking for `upstream`'s endpoints failed (`why`); its last good endpoints stay.
     fn failed(&self, upstream: &str, source: DiscoveryKind, why: String);
+}
+
+/// The latest endpoint set of every dynamic upstream that has one, by upstream name.
+pub type Overlay = HashMap<String, EndpointSet>;
+
+/// The source that watches upstreams of `kind` in this build.
+pub fn spawner(kind: DiscoveryKind) -> Option<hub::Spawner> {
+    match kind {
+        DiscoveryKind::Dns | DiscoveryKind::DnsSrv => Some(dns::spawn_source),
+        DiscoveryKind::Static | DiscoveryKind::Etcd => None,
+    }
 }

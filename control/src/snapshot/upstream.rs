@@ -2,24 +2,25 @@
 //! the HTTP/2 stream cap, for the snapshot's upstream set and policy.
 
 use super::{fingerprint_of, hash_on};
+use crate::config::discovery::DiscoveryKind;
 use crate::config::{parse_lb, resolve, UpstreamConfig};
+use crate::discovery::{EndpointSet, Found};
 use ringgate_http::gateway::{HostRewrite, UpstreamSet};
 use ringgate_http::metrics::Registry;
 use ringgate_policies::balance::{BreakerConfig, LbKind, OutlierConfig, UpstreamPolicy};
+use std::net::SocketAddr;
 
 /// Compiles upstream number `i`; every problem is pushed to `errs` with its path.
+///
+/// A dynamic upstream's endpoints are `found` (its source's latest answer, sorted by the hub), or
+/// none yet; a static one's are resolved here.
 pub(super) fn compile(
     i: usize,
     u: &UpstreamConfig,
+    found: Option<&EndpointSet>,
     errs: &mut Vec<String>,
 ) -> (UpstreamSet, UpstreamPolicy) {
-    let mut endpoints = Vec::with_capacity(u.endpoints.len());
-    for (j, e) in u.endpoints.iter().enumerate() {
-        match resolve(e) {
-            Ok(a) => endpoints.push(a),
-            Err(why) => errs.push(format!("upstreams[{i}].endpoints[{j}]: {why}")),
-        }
-    }
+    let (endpoints, keys, weights) = endpoints_of(i, u, found, errs);
     let host = host_rewrite(u);
     let lb = u
         .balance
@@ -41,21 +42,18 @@ pub(super) fn compile(
         }
     };
     let tls = upstream_tls(u, i, &host, h2_streams.is_some(), errs);
-    let health = u
-        .health_check
-        .as_ref()
-        .filter(|_| endpoints.len() == u.endpoints.len())
-        .map(|hc| {
-            crate::health::board_for(&u.name, &endpoints, hc, tls.as_ref(), h2_streams.is_some())
-        });
+    let resolved_all = if u.discovery.is_dynamic() {
+        !endpoints.is_empty()
+    } else {
+        endpoints.len() == u.endpoints.len()
+    };
+    let health = u.health_check.as_ref().filter(|_| resolved_all).map(|hc| {
+        crate::health::board_for(&u.name, &endpoints, hc, tls.as_ref(), h2_streams.is_some())
+    });
     let policy = UpstreamPolicy {
         lb,
-        keys: u.endpoints.clone(),
-        weights: if u.weights.is_empty() {
-            vec![1; u.endpoints.len()]
-        } else {
-            u.weights.clone()
-        },
+        keys,
+        weights,
         outlier: u.outlier.as_ref().map(|o| OutlierConfig {
             consecutive_5xx: o.consecutive_5xx,
             consecutive_connect_failures: o.consecutive_connect_failures,
@@ -95,6 +93,37 @@ pub(super) fn compile(
     (set, policy)
 }
 
+/// An upstream's endpoints, their identities (consistent-hash keys) and weights, in one order.
+fn endpoints_of(
+    i: usize,
+    u: &UpstreamConfig,
+    found: Option<&EndpointSet>,
+    errs: &mut Vec<String>,
+) -> (Vec<SocketAddr>, Vec<String>, Vec<u32>) {
+    if u.discovery.is_dynamic() {
+        let found = found.map_or(&[][..], |f| f.endpoints.as_slice());
+        let weight_of = |f: &Found| f.weight.max(1);
+        return (
+            found.iter().map(|f| f.addr).collect(),
+            found.iter().map(|f| f.addr.to_string()).collect(),
+            found.iter().map(weight_of).collect(),
+        );
+    }
+    let mut endpoints = Vec::with_capacity(u.endpoints.len());
+    for (j, e) in u.endpoints.iter().enumerate() {
+        match resolve(e) {
+            Ok(a) => endpoints.push(a),
+            Err(why) => errs.push(format!("upstreams[{i}].endpoints[{j}]: {why}")),
+        }
+    }
+    let weights = if u.weights.is_empty() {
+        vec![1; u.endpoints.len()]
+    } else {
+        u.weights.clone()
+    };
+    (endpoints, u.endpoints.clone(), weights)
+}
+
 /// How an upstream's `host_header` rewrites the Host sent to it.
 pub(super) fn host_rewrite(u: &UpstreamConfig) -> HostRewrite {
     match u.host_header.as_deref() {
@@ -119,7 +148,13 @@ pub(super) fn upstream_tls(
         HostRewrite::Set(v) => Some(v.split(':').next().unwrap_or(v).to_string()),
         _ => None,
     };
-    let from_endpoint = u.endpoints.first().and_then(|e| {
+    // (Never a discovered address: a `dns` upstream's name is written here, an SRV or etcd
+    // upstream must name its server in `tls.server_name` or `host_header`.)
+    let from_endpoint = u
+        .endpoints
+        .first()
+        .filter(|_| matches!(u.discovery, DiscoveryKind::Static | DiscoveryKind::Dns));
+    let from_endpoint = from_endpoint.and_then(|e| {
         e.rsplit_once(':')
             .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
     });

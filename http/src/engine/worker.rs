@@ -20,6 +20,7 @@ use crate::trace::IdGen;
 use ringgate_core::shutdown::{Shutdown, WorkerGauges};
 use ringgate_core::snapshot::SnapshotView;
 use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,6 +58,21 @@ pub(crate) struct UpstreamSlot<U> {
     pub(crate) inflight: u32,
     /// Connections to the upstream in use (checked out or connecting).
     pub(crate) conns: u32,
+    /// The endpoints `rt` indexes, in its order (to find an endpoint again after a change).
+    pub(crate) endpoints: Vec<SocketAddr>,
+}
+
+impl<U> UpstreamSlot<U> {
+    /// The index in this state of the endpoint a request's snapshot `up` has at `i`: `i` itself
+    /// while the state was built from that snapshot's upstream, else found by address (`None`:
+    /// the endpoint left).
+    fn index_of(&self, up: &UpstreamSet, i: usize) -> Option<usize> {
+        if self.fingerprint == up.fingerprint {
+            return Some(i);
+        }
+        let addr = up.endpoints.get(i)?;
+        self.endpoints.iter().position(|a| a == addr)
+    }
 }
 
 /// One route's state on this core.
@@ -81,13 +97,25 @@ impl<G: Gateway> Worker<G> {
         let fresh = !matches!(&slots[i], Some(s) if s.fingerprint == up.fingerprint);
         if fresh {
             let seed = self.ids.borrow_mut().next_u64();
-            // Requests in flight keep counting against the bulkhead across a rebuild.
-            let (inflight, conns) = slots[i].as_ref().map_or((0, 0), |s| (s.inflight, s.conns));
+            let mut rt = snap.upstream_runtime(up, seed);
+            let old = slots[i].take();
+            // Requests in flight keep counting against the bulkhead across a rebuild, and the
+            // endpoints that stayed keep their state (found by address).
+            let (inflight, conns) = old.as_ref().map_or((0, 0), |s| (s.inflight, s.conns));
+            if let Some(old) = old {
+                let map: Vec<Option<usize>> = up
+                    .endpoints
+                    .iter()
+                    .map(|a| old.endpoints.iter().position(|b| b == a))
+                    .collect();
+                rt.carry_from(old.rt, &map);
+            }
             slots[i] = Some(UpstreamSlot {
                 fingerprint: up.fingerprint,
-                rt: snap.upstream_runtime(up, seed),
+                rt,
                 inflight,
                 conns,
+                endpoints: up.endpoints.clone(),
             });
         }
         match slots[i].as_mut() {
@@ -97,18 +125,50 @@ impl<G: Gateway> Worker<G> {
         }
     }
 
-    /// Runs `f` on the state of `up` if it exists with the same fingerprint (the end of a request
-    /// that began before a reload rebuilt it is not recorded into the new state).
-    pub(crate) fn with_upstream_if_current<T>(
+    /// Runs `f` on the state of `up` with the index there of endpoint `i` of the request's
+    /// snapshot: an attempt that began before the upstream's state was rebuilt (a reload, an
+    /// endpoint change) ends on the endpoint it went to, found by address; nothing is recorded
+    /// when that endpoint has left.
+    pub(crate) fn with_endpoint<T>(
         &self,
         up: &UpstreamSet,
-        f: impl FnOnce(&mut UpstreamSlot<G::Upstream>) -> T,
+        i: usize,
+        f: impl FnOnce(&mut G::Upstream, usize) -> T,
     ) -> Option<T> {
         let mut slots = self.upstreams.borrow_mut();
-        match slots.get_mut(up.metric as usize) {
-            Some(Some(s)) if s.fingerprint == up.fingerprint => Some(f(s)),
-            _ => None,
+        let Some(Some(s)) = slots.get_mut(up.metric as usize) else {
+            return None;
+        };
+        let j = s.index_of(up, i)?;
+        Some(f(&mut s.rt, j))
+    }
+
+    /// Picks the next endpoint of `up` not in `tried` (both in the request's snapshot's indices)
+    /// from the upstream's current state; an endpoint the request's snapshot does not have
+    /// (added since) is not offered.
+    pub(crate) fn pick_again(
+        &self,
+        up: &UpstreamSet,
+        key: Option<u64>,
+        tried: u64,
+        now: Instant,
+    ) -> Option<usize> {
+        let mut slots = self.upstreams.borrow_mut();
+        let Some(Some(s)) = slots.get_mut(up.metric as usize) else {
+            return None;
+        };
+        if s.fingerprint == up.fingerprint {
+            return s.rt.pick(key, tried, now);
         }
+        let mut mapped = 0u64;
+        for i in (0..up.endpoints.len().min(64)).filter(|i| tried & (1u64 << i) != 0) {
+            if let Some(j) = s.index_of(up, i).filter(|j| *j < 64) {
+                mapped |= 1u64 << j;
+            }
+        }
+        let j = s.rt.pick(key, mapped, now)?;
+        let addr = s.endpoints.get(j)?;
+        up.endpoints.iter().position(|a| a == addr)
     }
 
     /// Adjusts the bulkhead counts of `up` whatever its fingerprint (they survive rebuilds).

@@ -98,6 +98,12 @@ enum State {
 }
 
 impl CircuitBreaker {
+    /// What it was built with.
+    #[must_use]
+    pub fn config(&self) -> BreakerConfig {
+        self.config
+    }
+
     /// A closed breaker with an empty window starting at `now`.
     #[must_use]
     pub fn new(config: BreakerConfig, now: Instant) -> Self {

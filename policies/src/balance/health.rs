@@ -76,6 +76,14 @@ impl HealthTracker {
         self.endpoints.len()
     }
 
+    /// Starts endpoint `i` as `healthy` (what checks of a previous endpoint list found for it).
+    pub fn start_as(&mut self, i: usize, healthy: bool) {
+        if let Some(e) = self.endpoints.get_mut(i) {
+            e.healthy = healthy;
+            e.streak = 0;
+        }
+    }
+
     /// True when there are no endpoints.
     #[must_use]
     pub fn is_empty(&self) -> bool {

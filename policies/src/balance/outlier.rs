@@ -97,6 +97,23 @@ impl OutlierDetector {
         self.endpoints.len()
     }
 
+    /// Takes over `old`'s state of the endpoints that stayed (`map[i]`: endpoint `i`'s index in
+    /// `old`), when both judge by the same config: an ejected endpoint stays ejected, its runs of
+    /// failures and its ejection level go on.
+    pub fn carry_from(&mut self, old: &OutlierDetector, map: &[Option<usize>]) {
+        if old.config != self.config {
+            return;
+        }
+        for (i, from) in map.iter().enumerate() {
+            if let (Some(slot), Some(&v)) = (
+                self.endpoints.get_mut(i),
+                from.and_then(|j| old.endpoints.get(j)),
+            ) {
+                *slot = v;
+            }
+        }
+    }
+
     /// True when there are no endpoints.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -228,6 +245,23 @@ mod tests {
             max_ejection: secs(35),
             max_ejected_percent: 50,
         }
+    }
+
+    #[test]
+    fn an_ejection_moves_with_its_endpoint_under_the_same_config_only() {
+        let now = Instant::now();
+        let mut old = OutlierDetector::new(2, config());
+        fail_until_ejected(&mut old, 1, now);
+        let mut new = OutlierDetector::new(3, config());
+        new.carry_from(&old, &[None, Some(1), None]);
+        assert!(new.is_ejected(1, now) && !new.is_ejected(0, now) && !new.is_ejected(2, now));
+        let other = OutlierConfig {
+            consecutive_5xx: 9,
+            ..config()
+        };
+        let mut changed = OutlierDetector::new(3, other);
+        changed.carry_from(&old, &[None, Some(1), None]);
+        assert!(!changed.is_ejected(1, now));
     }
 
     /// Fails endpoint `i` until ejected; returns how many failures that took.

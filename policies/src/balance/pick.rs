@@ -148,6 +148,40 @@ impl Balancer {
     }
 }
 
+impl Balancer {
+    /// Takes over `old`'s per-endpoint state for the endpoints that stayed: `map[i]` is the
+    /// index endpoint `i` had in `old` (`None`: new). Outstanding counts (least requests, peak
+    /// EWMA) and latency estimates (peak EWMA) move with their endpoint, so an endpoint list
+    /// that changed keeps what was learnt of the endpoints it kept. Turn-taking state (round
+    /// robin cursors, weighted credits) starts afresh; a consistent-hash table is rebuilt from
+    /// the keys (Maglev moves few keys when few endpoints change).
+    pub fn carry_from(&mut self, old: &Balancer, map: &[Option<usize>]) {
+        match (self, old) {
+            (Self::LeastRequests(new), Self::LeastRequests(old)) => {
+                for (i, from) in map.iter().enumerate() {
+                    if let (Some(slot), Some(&v)) = (
+                        new.outstanding.get_mut(i),
+                        from.and_then(|j| old.outstanding.get(j)),
+                    ) {
+                        *slot = v;
+                    }
+                }
+            }
+            (Self::PeakEwma(new), Self::PeakEwma(old)) => {
+                for (i, from) in map.iter().enumerate() {
+                    if let (Some(slot), Some(&v)) = (
+                        new.endpoints.get_mut(i),
+                        from.and_then(|j| old.endpoints.get(j)),
+                    ) {
+                        *slot = v;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// `n` weights from `given`: missing ones are 1, extra ones dropped.
 fn weights_for(n: usize, given: &[u32]) -> Vec<u32> {
     (0..n).map(|i| given.get(i).copied().unwrap_or(1)).collect()
@@ -753,6 +787,31 @@ mod tests {
     use super::*;
 
     const PICKS: usize = 100_000;
+
+    #[test]
+    fn outstanding_counts_and_estimates_move_with_their_endpoint() {
+        let keys: [&[u8]; 2] = [b"a", b"b"];
+        let mut old = Balancer::new(LbKind::LeastRequests, &keys, &[]);
+        old.start(1);
+        old.start(1);
+        // `b` stays (now index 0), `a` left, `c` is new.
+        let keys3: [&[u8]; 2] = [b"b", b"c"];
+        let mut new = Balancer::new(LbKind::LeastRequests, &keys3, &[]);
+        new.carry_from(&old, &[Some(1), None]);
+        let Balancer::LeastRequests(lr) = &new else {
+            panic!("least requests")
+        };
+        assert_eq!((lr.outstanding(0), lr.outstanding(1)), (2, 0));
+        let now = Instant::now();
+        let mut old = Balancer::new(LbKind::PeakEwma, &keys, &[]);
+        old.observe(0, Duration::from_millis(50), now);
+        let mut new = Balancer::new(LbKind::PeakEwma, &keys3, &[]);
+        new.carry_from(&old, &[None, Some(0)]);
+        let Balancer::PeakEwma(pe) = &new else {
+            panic!("peak ewma")
+        };
+        assert!(pe.latency_estimate(1, now) >= Duration::from_millis(49));
+    }
 
     fn shares(counts: &[usize]) -> Vec<f64> {
         let total: usize = counts.iter().sum();

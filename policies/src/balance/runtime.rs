@@ -132,6 +132,20 @@ impl UpstreamRuntime for UpstreamState {
         }
     }
 
+    fn carry_from(&mut self, old: Self, map: &[Option<usize>]) {
+        self.balancer.carry_from(&old.balancer, map);
+        if let (Some(new), Some(old)) = (self.outlier.as_mut(), old.outlier.as_ref()) {
+            new.carry_from(old, map);
+        }
+        // The breaker judges the upstream as a whole: an open breaker stays open when only the
+        // endpoints changed (not when its own settings did).
+        if let (Some(new), Some(old)) = (self.breaker.as_mut(), old.breaker) {
+            if new.config() == old.config() {
+                *new = old;
+            }
+        }
+    }
+
     fn breaker_state(&self, now: Instant) -> &'static str {
         match self.breaker.as_ref().map(|b| b.state(now)) {
             None => "none",

@@ -4,9 +4,8 @@
 use super::{load_profile, run::run_until_stopped, CmdResult};
 use ringgate::config::RawConfig;
 use ringgate::contenthash::config_hash;
-use ringgate::control::{ConfigSource, Control};
+use ringgate::control::{first_snapshot, ConfigSource, Control};
 use ringgate::server::{start, start_with};
-use ringgate::snapshot::Snapshot;
 use ringgate_core::handoff::take_over;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,7 +22,7 @@ pub fn serve(
     let text = std::fs::read_to_string(&config)
         .map_err(|e| format!("cannot read config {config}: {e}"))?;
     let raw = RawConfig::parse(&text)?;
-    let snapshot = Snapshot::build(&raw, config_hash(&text, &raw))?;
+    let (hub, snapshot) = first_snapshot(&raw, config_hash(&text, &raw))?;
     // A busy admin port fails the start like a busy listener, before any traffic is
     // taken. (A takeover binds it later: the previous process holds it until then.)
     let admin_listener = if takeover { None } else { bind_admin(&raw)? };
@@ -46,7 +45,7 @@ pub fn serve(
         t.ready()?;
         eprintln!("ringgate: took over the listening sockets; the previous process drains");
     }
-    let control = Control::new(ConfigSource::File(config.into()), raw, &gw);
+    let control = Control::with_discovery(ConfigSource::File(config.into()), raw, &gw, hub);
     run_until_stopped(gw, control, admin_listener, handoff, takeover)
 }
 

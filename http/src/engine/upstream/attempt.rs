@@ -31,7 +31,7 @@ pub(crate) fn attempt_done<G: Gateway>(
     let now = Instant::now();
     let latency = now.duration_since(t0);
     tally.upstream_ok = Some(!outcome.is_error());
-    w.with_upstream_if_current(p.upstream, |s| s.rt.finished(i, outcome, latency, now));
+    w.with_endpoint(p.upstream, i, |rt, j| rt.finished(j, outcome, latency, now));
 }
 
 /// The next endpoint to try, after the backoff, when the route retries (`retry`), this kind of
@@ -51,7 +51,7 @@ pub(crate) async fn next_attempt<G: Gateway>(
         return None;
     }
     let now = Instant::now();
-    let next = w.with_upstream_if_current(p.upstream, |s| s.rt.pick(p.key, *tried, now))??;
+    let next = w.pick_again(p.upstream, p.key, *tried, now)?;
     let ep = *p.upstream.endpoints.get(next)?;
     if !w.with_route_if_present(p.route, |r| r.try_retry(now))? {
         return None;

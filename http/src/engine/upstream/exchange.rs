@@ -218,7 +218,7 @@ async fn attempt<'a, G: Gateway>(
     }
     c.tally.upstream = Some(a.endpoint);
     let i = a.ep_index;
-    w.with_upstream_if_current(p.upstream, |s| s.rt.started(i));
+    w.with_endpoint(p.upstream, i, |rt, j| rt.started(j));
     // The connection counts against the upstream's cap from its connect to its release.
     let guard = ConnGuard::new(w, p.upstream);
     let mut up = match pooled {
@@ -238,7 +238,7 @@ async fn attempt<'a, G: Gateway>(
     if let Err(e) = send_request(c, w, p, &mut up, body, clock, a.inline).await {
         if reused && a.stale_retry_left && matches!(e, ProxyError::UpstreamIo(_)) {
             a.stale_retry_left = false;
-            w.with_upstream_if_current(p.upstream, |s| s.rt.abandoned(i));
+            w.with_endpoint(p.upstream, i, |rt, j| rt.abandoned(j));
             return Tried::Stale;
         }
         if let Some(r) = early_response(c, w, p, &mut up, body, &e).await {
@@ -278,7 +278,7 @@ async fn attempt<'a, G: Gateway>(
         }
         Err(HeadFail::BeforeFirstByte(_)) if reused && a.stale_retry_left => {
             a.stale_retry_left = false;
-            w.with_upstream_if_current(p.upstream, |s| s.rt.abandoned(i));
+            w.with_endpoint(p.upstream, i, |rt, j| rt.abandoned(j));
             Tried::Stale
         }
         Err(HeadFail::BeforeFirstByte(e) | HeadFail::Other(e)) => {

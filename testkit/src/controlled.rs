@@ -1,0 +1,81 @@
+//! A gateway with its control plane (reloads, discovery) and its admin API, in this process,
+//! started the way `ringgate serve` starts one: discovery sources first, the first snapshot
+//! built with their answers.
+
+use crate::files::TempFile;
+use crate::gateway::test_profile;
+use ringgate::admin::AdminServer;
+use ringgate::config::RawConfig;
+use ringgate::contenthash::config_hash;
+use ringgate::control::{first_snapshot, ConfigSource, Control};
+use ringgate::server::{start, RunningGateway};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A running gateway, its control plane and (when the config has `[admin]`) its admin API;
+/// stopped on drop.
+pub struct Controlled {
+    gw: Option<RunningGateway>,
+    /// The control plane.
+    pub control: Arc<Control>,
+    admin: Option<AdminServer>,
+    /// The config file (rewrite it and call `control.reload`).
+    pub file: TempFile,
+}
+
+impl Controlled {
+    /// Starts from config text (written to a temp file named `name`).
+    pub fn start(name: &str, text: &str) -> Self {
+        let file = TempFile::new(name, text);
+        let raw = RawConfig::parse(text).expect("test config parses");
+        let (hub, snap) = first_snapshot(&raw, config_hash(text, &raw)).expect("valid");
+        let gw = start(snap, &test_profile()).expect("gateway starts");
+        let control = Control::with_discovery(
+            ConfigSource::File(file.path().into()),
+            raw.clone(),
+            &gw,
+            hub,
+        );
+        let admin = raw.admin.as_ref().map(|a| {
+            AdminServer::start(
+                a.address.parse().expect("admin address"),
+                a.token.clone(),
+                control.clone(),
+            )
+            .expect("admin API starts")
+        });
+        Controlled {
+            gw: Some(gw),
+            control,
+            admin,
+            file,
+        }
+    }
+
+    /// The first listen address.
+    pub fn addr(&self) -> SocketAddr {
+        self.gw.as_ref().expect("running until drop").addrs[0]
+    }
+
+    /// The admin API's address (the config must have `[admin]`).
+    pub fn admin(&self) -> SocketAddr {
+        self.admin.as_ref().expect("config has [admin]").addr
+    }
+
+    /// The Prometheus text the admin API serves.
+    pub fn metrics(&self) -> String {
+        ringgate::admin::metrics_text(&self.control)
+    }
+}
+
+impl Drop for Controlled {
+    fn drop(&mut self) {
+        self.control.discovery.stop();
+        if let Some(a) = self.admin.take() {
+            a.stop();
+        }
+        if let Some(gw) = self.gw.take() {
+            gw.stop();
+        }
+    }
+}

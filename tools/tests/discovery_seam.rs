@@ -1,0 +1,204 @@
+//! The discovery seam end to end, with the sets a source would report pushed into the hub by
+//! hand: they reach the workers without a reload, an upstream starts without endpoints and
+//! answers 503 until its source answers, a failed answer keeps the last good set, and an
+//! endpoint that stayed keeps its per-core state (an ejected endpoint stays ejected when
+//! another endpoint joins).
+
+use ringgate::config::discovery::DiscoveryKind;
+use ringgate::discovery::{EndpointSet, Found, Sink};
+use ringgate_testkit::client::get;
+use ringgate_testkit::controlled::Controlled;
+use ringgate_testkit::scripted::{fixed, read_request, Scripted};
+use ringgate_testkit::stub::stub;
+use ringgate_testkit::wait::until_named;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+fn config(extra_upstream: &str) -> String {
+    format!(
+        "version = \"seam\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         [discovery]\ninitial_wait = \"50ms\"\n\
+         [[upstreams]]\nname = \"api\"\ndiscovery = \"dns\"\nendpoints = [\"api.invalid:80\"]\n{extra_upstream}\n\
+         [[routes]]\nid = \"all\"\npath = {{ prefix = \"/\" }}\nupstream = \"api\"\n"
+    )
+}
+
+fn set(addrs: &[SocketAddr]) -> EndpointSet {
+    EndpointSet {
+        endpoints: addrs
+            .iter()
+            .map(|&addr| Found { addr, weight: 1 })
+            .collect(),
+        source: DiscoveryKind::Dns,
+        revision: None,
+        at: SystemTime::now(),
+    }
+}
+
+/// Who answered `GET /` (the stub's `x-upstream`), or the status when nobody did.
+fn who(gw: SocketAddr) -> String {
+    let r = get(gw, "api.test", "/");
+    match r.header("x-upstream") {
+        Some(name) => name.to_string(),
+        None => format!("status {}", r.status),
+    }
+}
+
+/// Waits until `n` answers in a row all come from `names`.
+fn until_only(gw: SocketAddr, names: &[&str], n: usize, what: &str) {
+    let mut streak = 0;
+    until_named(what, Duration::from_secs(10), || {
+        if names.contains(&who(gw).as_str()) {
+            streak += 1;
+        } else {
+            streak = 0;
+        }
+        streak >= n
+    });
+}
+
+#[test]
+fn sets_reach_the_workers_without_a_reload_and_a_failure_keeps_the_last_good_set() {
+    let a = stub("a");
+    let b = stub("b");
+    let gw = Controlled::start("seam.toml", &config(""));
+    // Nothing answered yet (there is no `api.invalid`): no endpoints, 503.
+    assert_eq!(who(gw.addr()), "status 503");
+    let hub = gw.control.discovery.clone();
+    hub.update("api", set(&[a.addr()]));
+    until_only(gw.addr(), &["a"], 5, "traffic goes to the first set");
+    hub.update("api", set(&[a.addr(), b.addr()]));
+    let mut seen = std::collections::HashSet::new();
+    until_named(
+        "both endpoints get traffic",
+        Duration::from_secs(10),
+        || {
+            seen.insert(who(gw.addr()));
+            seen.contains("a") && seen.contains("b")
+        },
+    );
+    hub.update("api", set(&[b.addr()]));
+    until_only(
+        gw.addr(),
+        &["b"],
+        10,
+        "the removed endpoint gets no more traffic",
+    );
+    // A failed or empty answer keeps the last good set.
+    hub.failed("api", DiscoveryKind::Dns, "SERVFAIL".into());
+    hub.update("api", set(&[]));
+    for _ in 0..10 {
+        assert_eq!(who(gw.addr()), "b");
+    }
+    let st = gw.control.state();
+    assert_eq!(
+        (st.reloads_ok, st.reloads_failed),
+        (0, 0),
+        "no reload happened"
+    );
+    let m = gw.metrics();
+    assert!(
+        m.contains("ringgate_discovery_endpoints{upstream=\"api\",source=\"dns\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("ringgate_discovery_changes_total{upstream=\"api\",source=\"dns\"} 3"),
+        "{m}"
+    );
+    let errors = m
+        .lines()
+        .find(|l| l.starts_with("ringgate_discovery_errors_total{upstream=\"api\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        errors >= 2.0,
+        "the failure and the empty answer are counted: {m}"
+    );
+}
+
+#[test]
+fn an_ejected_endpoint_stays_ejected_when_another_joins() {
+    let bad = fixed(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n");
+    let a = stub("a");
+    let b = stub("b");
+    let outlier = "[upstreams.outlier]\nconsecutive_5xx = 1\nbase_ejection = \"60s\"\nmax_ejected_percent = 50\n";
+    let gw = Controlled::start("seam-outlier.toml", &config(outlier));
+    let hub = gw.control.discovery.clone();
+    hub.update("api", set(&[bad.addr, a.addr()]));
+    // The failing endpoint answers once, is ejected, and from then on only `a` answers.
+    until_named(
+        "the failing endpoint is ejected",
+        Duration::from_secs(10),
+        || who(gw.addr()) == "status 500",
+    );
+    until_only(gw.addr(), &["a"], 6, "only the healthy endpoint answers");
+    // A new endpoint joins: the upstream's per-core state is rebuilt for three endpoints, and the
+    // ejection of the one that stayed is carried over (a fresh state would send it every third
+    // request again).
+    hub.update("api", set(&[bad.addr, a.addr(), b.addr()]));
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..30 {
+        let w = who(gw.addr());
+        assert_ne!(
+            w, "status 500",
+            "the ejected endpoint got traffic after the change"
+        );
+        seen.insert(w);
+    }
+    assert!(
+        seen.contains("b"),
+        "the new endpoint gets traffic: {seen:?}"
+    );
+}
+
+#[test]
+fn an_endpoint_found_unhealthy_stays_so_when_the_list_changes() {
+    // Answers 503; a health probe gets its 503 only after most of the probe timeout, so a prober
+    // that started over would leave `sick` "healthy" for that long.
+    let sick = Scripted::spawn(|mut s, _| {
+        let mut carry = Vec::new();
+        while let Some(r) = read_request(&mut s, &mut carry) {
+            if r.request_line().contains("/health") {
+                std::thread::sleep(Duration::from_millis(700));
+            }
+            let out: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n";
+            if s.write_all(out).is_err() {
+                return;
+            }
+        }
+    });
+    let a = stub("a");
+    let b = stub("b");
+    // Checked once a minute after the first round: only the first probe of each board can
+    // decide, so a new board that forgot would send traffic to `sick` for a minute.
+    let checks = "[upstreams.health_check]\npath = \"/health\"\ninterval = \"60s\"\ntimeout = \"1s\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n";
+    let gw = Controlled::start("seam-health.toml", &config(checks));
+    let hub = gw.control.discovery.clone();
+    hub.update("api", set(&[sick.addr, a.addr()]));
+    until_only(
+        gw.addr(),
+        &["a"],
+        6,
+        "the failing endpoint is found unhealthy",
+    );
+    hub.update("api", set(&[sick.addr, a.addr(), b.addr()]));
+    let mut seen = std::collections::HashSet::new();
+    until_named(
+        "the new endpoint gets traffic",
+        Duration::from_secs(10),
+        || {
+            let w = who(gw.addr());
+            assert_ne!(
+                w, "status 503",
+                "the unhealthy endpoint got traffic after the change"
+            );
+            seen.insert(w);
+            seen.contains("b")
+        },
+    );
+    for _ in 0..20 {
+        assert_ne!(who(gw.addr()), "status 503");
+    }
+}
