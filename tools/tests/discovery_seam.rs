@@ -204,3 +204,39 @@ fn an_endpoint_found_unhealthy_stays_so_when_the_list_changes() {
         assert_ne!(who(gw.addr()), "status 503");
     }
 }
+
+#[test]
+fn a_discovered_tls_endpoint_is_verified_under_the_written_name_never_its_address() {
+    use ringgate_testkit::pki::Pki;
+    use ringgate_testkit::tlsupstream::tls_upstream;
+    let pki = Pki::new();
+    let ca = pki.server_ca_path().display().to_string();
+    // One upstream with a certificate for the name, one with a certificate for its address.
+    let by_name = tls_upstream(&pki.server("named", &["api.internal"]), None);
+    let by_addr = tls_upstream(&pki.server("addressed", &["127.0.0.1"]), None);
+    let text = format!(
+        "version = \"seam-tls\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         [discovery]\ninitial_wait = \"50ms\"\n\
+         [[upstreams]]\nname = \"api\"\ndiscovery = \"dns\"\nendpoints = [\"api.internal:443\"]\n\
+         [upstreams.tls]\nca = \"{ca}\"\n\
+         [[routes]]\nid = \"all\"\npath = {{ prefix = \"/\" }}\nupstream = \"api\"\n"
+    );
+    let gw = Controlled::start("seam-tls.toml", &text);
+    let hub = gw.control.discovery.clone();
+    hub.update("api", set(&[by_name.addr]));
+    until_named(
+        "the named endpoint answers",
+        Duration::from_secs(10),
+        || get(gw.addr(), "a", "/").status == 200,
+    );
+    let r = get(gw.addr(), "a", "/");
+    assert_eq!(r.text(), "sni=api.internal client_cert=false");
+    // The address's own certificate does not pass: the name verified is the written one.
+    hub.update("api", set(&[by_addr.addr]));
+    until_named(
+        "the address-only certificate is refused",
+        Duration::from_secs(10),
+        || get(gw.addr(), "a", "/").status == 502,
+    );
+    assert_eq!(by_addr.handshakes(), 0, "no handshake completed with it");
+}
