@@ -192,10 +192,9 @@ fn resolver(settings: &DnsSettings) -> Result<TokioResolver, DnsError> {
     opts.cache_size = 0;
     opts.positive_min_ttl = Some(settings.min_ttl);
     opts.positive_max_ttl = Some(settings.max_ttl);
-    opts.negative_max_ttl = Some(settings.retry);
     opts.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
-    // SRV targets and names are used as given, not narrowed to one CNAME chain step.
-    opts.preserve_intermediates = false;
+    // CNAME records stay in an answer (hickory's default), so their TTLs count in the shortest.
+    opts.preserve_intermediates = true;
     let mut builder =
         TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
     *builder.options_mut() = opts;
