@@ -3,7 +3,8 @@
 //! asked, so a test can wait on "the gateway asked again" instead of sleeping.
 //!
 //! It answers A, AAAA and SRV from a table (each record set with its own TTL), NODATA for a known
-//! name without records of the asked type, and NXDOMAIN for unknown names. SRV answers carry the
+//! name without records of the asked type, CNAME chains (the alias, then the target's records),
+//! and NXDOMAIN for unknown names. SRV answers carry the
 //! targets' A/AAAA records in the additional section when the table has them, once per SRV record
 //! naming the target (a target named twice has its addresses there twice, as some servers send
 //! them). It listens on UDP
@@ -23,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 const TYPE_A: u16 = 1;
+const TYPE_CNAME: u16 = 5;
 const TYPE_AAAA: u16 = 28;
 const TYPE_SRV: u16 = 33;
 const CLASS_IN: u16 = 1;
@@ -41,6 +43,7 @@ struct Entry {
     a: Option<(Vec<Ipv4Addr>, u32)>,
     aaaa: Option<(Vec<Ipv6Addr>, u32)>,
     srv: Option<(Vec<Srv>, u32)>,
+    cname: Option<(String, u32)>,
 }
 
 #[derive(Default)]
@@ -100,6 +103,12 @@ impl DnsServer {
     /// `name`'s SRV records are now `records` (`(priority, weight, port, target)`) with `ttl`.
     pub fn set_srv(&self, name: &str, records: Vec<Srv>, ttl: u32) {
         self.edit(name, |e| e.srv = Some((records, ttl)));
+    }
+
+    /// `name` is an alias of `target` (its own records of other types are not answered while it
+    /// is); answers carry the CNAME record and then `target`'s records of the asked type.
+    pub fn set_cname(&self, name: &str, target: &str, ttl: u32) {
+        self.edit(name, |e| e.cname = Some((target.to_string(), ttl)));
     }
 
     /// Forgets `name`: it answers NXDOMAIN from now on.
@@ -327,7 +336,7 @@ fn respond(msg: &[u8], shared: &Shared) -> Option<Vec<u8>> {
         out.extend_from_slice(q.raw);
         return Some(out);
     };
-    let (answers, additional) = records(&q.name, q.qtype, entry, &table);
+    let (answers, additional) = records(&q.name, q.qtype, entry, &table, 0);
     let counts = [1, answers.len() as u16, 0, additional.len() as u16];
     let mut out = header(q.id, q.flags, 0, counts);
     out.extend_from_slice(q.raw);
@@ -343,9 +352,20 @@ fn records(
     qtype: u16,
     entry: &Entry,
     table: &HashMap<String, Entry>,
+    depth: usize,
 ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let mut answers = Vec::new();
     let mut additional = Vec::new();
+    if let Some((target, ttl)) = &entry.cname {
+        answers.push(record(name, TYPE_CNAME, *ttl, &encode_name(target)));
+        // A chain is followed a few steps at most (a loop in the table ends there).
+        if let Some(next) = table.get(&key(target)).filter(|_| depth < 8) {
+            let (more, extra) = records(&key(target), qtype, next, table, depth + 1);
+            answers.extend(more);
+            additional.extend(extra);
+        }
+        return (answers, additional);
+    }
     match qtype {
         TYPE_A | TYPE_AAAA => answers = addresses(name, qtype, entry),
         TYPE_SRV => {

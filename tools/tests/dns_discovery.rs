@@ -161,6 +161,24 @@ fn a_record_change_is_reported_once_the_ttl_expires() {
     );
 }
 
+/// The alias has a short TTL, the addresses a long one: a moved alias is seen as the alias's TTL
+/// says (the shortest TTL of the whole answer, CNAME included).
+#[test]
+fn a_cname_that_moves_is_seen_after_its_own_ttl() {
+    let server = DnsServer::start();
+    server.set_a("x.test", vec![ip(1)], 3600);
+    server.set_a("y.test", vec![ip(2)], 3600);
+    server.set_cname("api.test", "x.test", 1);
+    let src = Source::start(
+        fast(server.addr),
+        vec![watch("api", DiscoveryKind::Dns, &["api.test:80"])],
+    );
+    wait_for_set(&src, "api", &eps(&[("127.0.0.1:80", 1)]));
+    server.set_cname("api.test", "y.test", 1);
+    wait_for_set(&src, "api", &eps(&[("127.0.0.2:80", 1)]));
+    src.finish();
+}
+
 #[test]
 fn targets_of_an_upstream_are_united() {
     let server = DnsServer::start();
