@@ -159,11 +159,15 @@ fn fail_all(watches: &[Watch], sink: &dyn Sink, why: &DnsError) {
 /// Sleeps `total` in steps, returning false as soon as `stop` is set.
 async fn pause(total: Duration, stop: &AtomicBool) -> bool {
     let until = tokio::time::Instant::now() + total;
-    while tokio::time::Instant::now() < until {
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
         if stop.load(Ordering::Relaxed) {
             return false;
         }
-        tokio::time::sleep(STOP_POLL.min(until - tokio::time::Instant::now())).await;
+        tokio::time::sleep(STOP_POLL.min(left)).await;
     }
     !stop.load(Ordering::Relaxed)
 }
