@@ -11,6 +11,7 @@
 //! - [`stub`]: the stub upstream (`ringgate-stubs`) with test-friendly defaults;
 //! - [`pki`] and [`tlsclient`]: throwaway CAs and certificates, and a rustls client that picks
 //!   SNI, presents client certificates and resumes sessions; [`tlsupstream`]: an HTTPS upstream;
+//! - [`dns`]: a small authoritative DNS server whose records a test changes while it runs;
 //! - [`etcd`]: a throwaway etcd member on free ports (killed, restarted, compacted by tests);
 //! - [`run`]: running a command the test needs, failing with its stderr;
 //! - [`wait`]: waiting on a condition with a deadline instead of a fixed sleep.
@@ -19,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod controlled;
 pub mod curl;
+pub mod dns;
 pub mod etcd;
 pub mod files;
 pub mod gateway;

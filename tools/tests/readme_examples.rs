@@ -213,6 +213,11 @@ fn the_config_and_resilience_examples_validate() {
         "[[listeners]]\naddress = \"127.0.0.1:0\"\n{discovery}\n[[routes]]\nid = \"o\"\npath = {{ prefix = \"/\" }}\nupstream = \"orders\"\n"
     );
     check(&dir, &config).unwrap();
+    let dns = toml_block(&["[discovery.dns]", "retry = "]);
+    let config = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n{dns}\n[[routes]]\nid = \"o\"\npath = {{ prefix = \"/\" }}\nupstream = \"orders\"\n"
+    );
+    check(&dir, &config).unwrap();
 }
 
 #[test]

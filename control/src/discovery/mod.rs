@@ -13,6 +13,7 @@
 //! A source knows nothing of snapshots, workers or the admin API; the engine knows nothing of
 //! sources.
 
+pub mod dns;
 pub mod etcd;
 pub mod hub;
 
@@ -69,7 +70,8 @@ pub type Overlay = HashMap<String, EndpointSet>;
 /// The source that watches upstreams of `kind` in this build.
 pub fn spawner(kind: DiscoveryKind) -> Option<hub::Spawner> {
     match kind {
+        DiscoveryKind::Dns | DiscoveryKind::DnsSrv => Some(dns::spawn_source),
         DiscoveryKind::Etcd => Some(etcd::spawn_source),
-        DiscoveryKind::Static | DiscoveryKind::Dns | DiscoveryKind::DnsSrv => None,
+        DiscoveryKind::Static => None,
     }
 }
