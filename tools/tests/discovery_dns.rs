@@ -108,11 +108,8 @@ fn srv_weights_shape_the_traffic() {
         ],
         30,
     );
-    // Weights shape traffic under weighted_round_robin (round_robin, the default without
-    // `weights`, gives every endpoint the same share: 200:200 here).
-    let upstream = format!(
-        "discovery = \"dns_srv\"\nendpoints = [\"{name}\"]\nbalance = \"weighted_round_robin\"\n"
-    );
+    // An SRV upstream balances by the records' weights by default (weighted round robin).
+    let upstream = format!("discovery = \"dns_srv\"\nendpoints = [\"{name}\"]\n");
     let gw = Controlled::start("dns-srv.toml", &config(dns.addr, &upstream));
     let mut seen: HashMap<String, u32> = HashMap::new();
     for _ in 0..400 {

@@ -26,11 +26,17 @@ pub(super) fn compile(
         .balance
         .as_deref()
         .and_then(parse_lb)
-        .unwrap_or(if u.weights.is_empty() {
-            LbKind::RoundRobin
-        } else {
-            LbKind::WeightedRoundRobin
-        });
+        // Weights written in the config, or coming with SRV records or etcd values, are
+        // followed by default.
+        .unwrap_or(
+            if u.weights.is_empty()
+                && !matches!(u.discovery, DiscoveryKind::DnsSrv | DiscoveryKind::Etcd)
+            {
+                LbKind::RoundRobin
+            } else {
+                LbKind::WeightedRoundRobin
+            },
+        );
     let h2_streams = match u.protocol.as_deref() {
         None | Some("http1") => None,
         Some("h2") => Some(u.max_streams_per_connection.unwrap_or(100).max(1)),
