@@ -141,7 +141,12 @@ struct AdminRequest {
     method: String,
     path: String,
     authorized: bool,
+    /// The request body (at most 64 KiB is kept).
+    body: Vec<u8>,
 }
+
+/// Largest admin request body kept (a purge names a key, a prefix or a tag).
+const MAX_BODY: usize = 64 * 1024;
 
 fn read_request(s: &mut TcpStream, token: Option<&str>) -> Option<AdminRequest> {
     let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
@@ -193,17 +198,25 @@ fn read_request(s: &mut TcpStream, token: Option<&str>) -> Option<AdminRequest> 
                     })
                     .unwrap_or(0)
                     .min(1 << 20);
-                let mut have = buf.len() - head_len;
+                let mut body: Vec<u8> = buf[head_len..].to_vec();
+                let mut have = body.len();
                 while have < body_len && arm(s) {
                     match s.read(&mut chunk) {
                         Ok(0) | Err(_) => break,
-                        Ok(n) => have += n,
+                        Ok(n) => {
+                            have += n;
+                            if body.len() < MAX_BODY {
+                                body.extend_from_slice(&chunk[..n]);
+                            }
+                        }
                     }
                 }
+                body.truncate(body_len.min(MAX_BODY));
                 return Some(AdminRequest {
                     method,
                     path,
                     authorized,
+                    body,
                 });
             }
             Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => continue,
@@ -224,7 +237,11 @@ fn serve(mut s: TcpStream, c: &Control, token: Option<&str>) {
         let _ = s.write_all(head.as_bytes());
         return;
     }
-    let (status, ctype, body) = route(c, &req.method, &req.path);
+    let (status, ctype, body) = if req.path == "/cache/purge" && req.method == "POST" {
+        crate::cachepurge::purge(&req.body)
+    } else {
+        route(c, &req.method, &req.path)
+    };
     let _ = write_response(&mut s, status, ctype, &body, req.method != "HEAD");
 }
 
@@ -241,7 +258,7 @@ fn route(c: &Control, method: &str, path: &str) -> (u16, &'static str, Vec<u8>) 
         "/healthz" | "/readyz" | "/metrics" | "/routes" | "/config" | "/upstreams" => {
             &["GET", "HEAD"]
         }
-        "/config/reload" => &["POST"],
+        "/config/reload" | "/cache/purge" => &["POST"],
         _ => {
             return (404, JSON, json_body(json!({"error": "not_found"})));
         }

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod auth;
 pub mod authfetch;
+pub mod cachepurge;
 pub mod config;
 pub mod contenthash;
 pub mod control;

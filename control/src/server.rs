@@ -149,6 +149,7 @@ pub fn start_with(
     let mut settings = EngineSettings::from_profile(profile);
     settings.metrics = snapshot.process.observability.metrics;
     settings.trace = snapshot.process.observability.request_ids;
+    settings.workers = n;
     let services = EngineServices {
         hub: hub.clone(),
         access_log: access_log.clone(),

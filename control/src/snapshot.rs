@@ -174,6 +174,7 @@ impl Snapshot {
             &route_limits,
             &mut errs,
         );
+        let zones = cache_zones(raw);
         let mut next_rule = 0u32;
         let specs: Vec<RouteSpec<CompiledRoute>> = raw
             .routes
@@ -187,6 +188,7 @@ impl Snapshot {
                 let mut spec = route_spec(r, raw, rule);
                 let settings = &mut spec.action.settings;
                 settings.rate_limit = chains.get(i).copied().flatten();
+                settings.cache = r.cache.as_ref().and_then(|c| route_cache(c, &zones));
                 // Once every policy of the route is known: the phases it runs per request.
                 settings.admit = AdmitPlan::compile(settings);
                 spec
@@ -248,6 +250,61 @@ impl Snapshot {
             _ => Err(ConfigError::Invalid(errs)),
         }
     }
+}
+
+/// The config's cache zones by name (each gets its purge log, kept for the process's life).
+fn cache_zones(raw: &RawConfig) -> HashMap<String, Arc<ringgate_http::cache::CacheZone>> {
+    raw.cache_zones
+        .iter()
+        .map(|z| {
+            let _ = ringgate_http::cache::purge::log_for(&z.name);
+            let zone = ringgate_http::cache::CacheZone {
+                name: z.name.as_str().into(),
+                max_bytes: z.max_bytes,
+                max_object_bytes: z.max_object_bytes,
+            };
+            (z.name.clone(), Arc::new(zone))
+        })
+        .collect()
+}
+
+/// A route's compiled cache settings (`None` when its zone does not exist: validation said so).
+fn route_cache(
+    c: &crate::config::cache::RouteCacheConfig,
+    zones: &HashMap<String, Arc<ringgate_http::cache::CacheZone>>,
+) -> Option<Arc<ringgate_http::cache::RouteCache>> {
+    use ringgate_http::cache::{ClientNoCache, KeyQuery, RouteCache};
+    let zone = zones.get(&c.zone)?.clone();
+    let lower = |v: &String| -> Box<str> { v.to_ascii_lowercase().into() };
+    Some(Arc::new(RouteCache {
+        zone,
+        rules: ringgate_cache::freshness::Rules {
+            default_ttl: c.default_ttl,
+            status_ttl: c.status_ttls(),
+            shared_authenticated: c.shared_authenticated,
+            store_set_cookie: c.store_set_cookie,
+            stale_while_revalidate: c.stale_while_revalidate,
+            stale_if_error: c.stale_if_error,
+            stale_override: c.stale_override,
+        },
+        key_query: match c.key_query.as_deref() {
+            Some("sorted") => KeyQuery::Sorted,
+            Some("ignore") => KeyQuery::Ignored,
+            _ => KeyQuery::AsSent,
+        },
+        key_headers: c.key_headers.iter().map(lower).collect(),
+        key_cookies: c.key_cookies.iter().map(|v| v.as_str().into()).collect(),
+        client_no_cache: match c.client_no_cache.as_deref() {
+            Some("ignore") => ClientNoCache::Ignore,
+            _ => ClientNoCache::Revalidate,
+        },
+        bypass_header: c.bypass_header.as_ref().map(lower),
+        lock_timeout: c.lock_timeout.unwrap_or(std::time::Duration::from_secs(5)),
+        tags_header: c
+            .tags_header
+            .as_ref()
+            .map_or_else(|| "surrogate-key".into(), lower),
+    }))
 }
 
 /// What only compiling finds (certificate and key files, path, host and rewrite templates) in a
@@ -390,6 +447,8 @@ fn route_spec(r: &RouteConfig, raw: &RawConfig, auth: Option<u32>) -> RouteSpec<
                 forward_path_as_received: r.forward_path == crate::config::ForwardPath::AsReceived,
                 // Compiled in `build` once the route's rate limits are known.
                 admit: AdmitPlan::default(),
+                // Compiled in `build` with the zones.
+                cache: None,
             },
             rewrites,
             upstream,

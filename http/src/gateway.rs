@@ -61,6 +61,8 @@ pub struct RouteSettings {
     /// The admission phases the route runs, in order: compiled from the fields above by
     /// [`AdmitPlan::compile`] when the snapshot is built.
     pub admit: AdmitPlan,
+    /// Response caching (the cache phase runs after admission).
+    pub cache: Option<std::sync::Arc<crate::cache::RouteCache>>,
 }
 
 /// One policy phase of admission. Each has the same shape in the engine

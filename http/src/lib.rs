@@ -23,6 +23,7 @@
 
 pub mod accesslog;
 pub mod authn;
+pub mod cache;
 pub mod codec;
 pub mod engine;
 pub mod error;

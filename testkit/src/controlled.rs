@@ -26,10 +26,19 @@ pub struct Controlled {
 impl Controlled {
     /// Starts from config text (written to a temp file named `name`).
     pub fn start(name: &str, text: &str) -> Self {
+        Self::start_with(name, text, test_profile())
+    }
+
+    /// [`Controlled::start`] with a given profile (more workers, say).
+    pub fn start_with(
+        name: &str,
+        text: &str,
+        profile: ringgate_core::profile::PerfProfile,
+    ) -> Self {
         let file = TempFile::new(name, text);
         let raw = RawConfig::parse(text).expect("test config parses");
         let (hub, snap) = first_snapshot(&raw, config_hash(text, &raw)).expect("valid");
-        let gw = start(snap, &test_profile()).expect("gateway starts");
+        let gw = start(snap, &profile).expect("gateway starts");
         let control = Control::with_discovery(
             ConfigSource::File(file.path().into()),
             raw.clone(),

@@ -24,6 +24,7 @@ pub mod dns;
 pub mod etcd;
 pub mod files;
 pub mod gateway;
+pub mod origin;
 pub mod pki;
 pub mod redis;
 pub mod run;

@@ -45,6 +45,17 @@ pub(super) fn check(raw: &RawConfig, at: &Placement, p: &mut Problems) {
             }
         }
         route_auth(raw, at, r, &route, p);
+        if let Some(c) = &r.cache {
+            if !raw.cache_zones.iter().any(|z| z.name == c.zone) {
+                p.at(
+                    format_args!("{route}.cache.zone"),
+                    format_args!(
+                        "no such cache zone {:?} (define it in [[cache_zones]])",
+                        c.zone
+                    ),
+                );
+            }
+        }
     }
     rate_limits(raw, at, p);
 }

@@ -26,6 +26,7 @@ const SECTIONS: &[&str] = &[
     "rate_limit",
     "rate_limits",
     "discovery",
+    "cache_zones",
 ];
 
 /// What reading the document by section found: the parts that deserialized, where their entries
@@ -76,6 +77,7 @@ impl Reader<'_> {
             }
             "rate_limit" => self.out.raw.rate_limit = self.one(key, value),
             "discovery" => self.out.raw.discovery = self.one(key, value),
+            "cache_zones" => self.out.raw.cache_zones = self.one(key, value).unwrap_or_default(),
             "listeners" => {
                 let (v, slots, _) = self.list(key, value);
                 (self.out.raw.listeners, self.out.placement.listeners) = (v, slots);

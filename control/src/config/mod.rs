@@ -13,6 +13,7 @@
 //! and entry by entry so that every problem is reported at once, TOML-level ones included.
 
 mod auth;
+pub mod cache;
 mod cross;
 pub mod discovery;
 mod document;
@@ -71,6 +72,9 @@ pub struct RawConfig {
     /// How dynamic upstreams find their endpoints (DNS servers, etcd).
     #[serde(default)]
     pub discovery: Option<discovery::DiscoveryConfig>,
+    /// Where cached responses live (routes name a zone in their `cache`).
+    #[serde(default)]
+    pub cache_zones: Vec<cache::CacheZoneConfig>,
 }
 
 /// Why a config cannot be used: every problem, each with its path.
@@ -230,6 +234,9 @@ impl RawConfig {
         }
         if let Some(d) = &self.discovery {
             d.validate("discovery", p);
+        }
+        for (i, z) in self.cache_zones.iter().enumerate() {
+            z.validate(&format!("cache_zones[{i}]"), p);
         }
         for (i, r) in self.routes.iter().enumerate() {
             r.validate(&format!("routes[{}]", at.routes.of(i)), p);

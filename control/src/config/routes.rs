@@ -140,6 +140,9 @@ pub struct RouteConfig {
     /// Who may call this route (needs `[auth]`).
     #[serde(default)]
     pub auth: Option<RouteAuthConfig>,
+    /// Response caching in a `[[cache_zones]]` zone.
+    #[serde(default)]
+    pub cache: Option<super::cache::RouteCacheConfig>,
     /// Upstream response-head timeout (default: the profile's `timeouts.response`).
     #[serde(default, with = "serde_text_opt")]
     pub timeout: Option<Duration>,
@@ -260,6 +263,9 @@ impl RouteConfig {
     /// This route's own checks; `at` is its path (`routes[3]`).
     pub fn validate(&self, at: &str, p: &mut Problems) {
         self.check_targets(at, p);
+        if let Some(c) = &self.cache {
+            c.validate(&format!("{at}.cache"), p);
+        }
         if let Some(rt) = &self.retry {
             rt.validate(&format!("{at}.retry"), p);
         }

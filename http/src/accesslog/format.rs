@@ -172,7 +172,7 @@ fn push_key(out: &mut Vec<u8>, key: &str) {
 /// `bytes_in`, `bytes_out`, `duration_us`, `upstream_us` (`null` when no upstream answered),
 /// `client_ip`, `identity` (omitted when anonymous), `reason` (omitted unless the gateway made
 /// the response), `detail` (more about the reason, e.g. an upstream TLS failure's cause; omitted
-/// when there is none), `worker`.
+/// when there is none), `cache` (what a cached route's cache did; omitted elsewhere), `worker`.
 pub(super) fn push_line(out: &mut Vec<u8>, f: &Fixed, arena: &[u8]) {
     out.push(b'{');
     push_key(out, "time");
@@ -234,6 +234,10 @@ pub(super) fn push_line(out: &mut Vec<u8>, f: &Fixed, arena: &[u8]) {
             push_key(out, "detail");
             push_json_str(out, f.detail.as_bytes());
         }
+    }
+    if !f.cache.is_empty() {
+        push_key(out, "cache");
+        push_json_str(out, f.cache.as_bytes());
     }
     push_key(out, "worker");
     push_u64(out, u64::from(f.worker));

@@ -22,7 +22,9 @@
 //! matched), `upstream` (`"ip:port"` or `null`), `status`, `bytes_in`, `bytes_out`, `duration_us`,
 //! `upstream_us` (`null` when no upstream answered), `client_ip`, `identity` (omitted when
 //! anonymous), `reason` (omitted unless the gateway made the response), `detail` (more about the
-//! reason, such as an upstream TLS failure's cause; omitted when none), `worker`.
+//! reason, such as an upstream TLS failure's cause; omitted when none), `cache` (what a cached
+//! route's cache did: `hit`, `collapsed`, `stale`, `stale_if_error`, `revalidated`, `miss`,
+//! `uncacheable`, `bypass`; omitted elsewhere), `worker`.
 //!
 //! Request bytes are escaped so that any byte string gives one valid JSON string on one line that
 //! cannot drive a terminal: `"` and `\` are backslash-escaped; C0 controls, DEL and C1 controls

@@ -41,6 +41,7 @@ fn entry<'a>(request_id: &'a [u8], path: &'a [u8]) -> AccessEntry<'a> {
         identity: b"",
         reason: "",
         detail: "",
+        cache: "",
         worker: 0,
     }
 }
@@ -75,6 +76,7 @@ fn lines_are_json_and_round_trip_the_fields() {
         identity: b"",
         reason: "no_route",
         detail: "",
+        cache: "",
         worker: 3,
     };
     let proxied = AccessEntry {
@@ -94,6 +96,7 @@ fn lines_are_json_and_round_trip_the_fields() {
         identity: b"team-\"a\"",
         reason: "",
         detail: "",
+        cache: "",
         worker: 65_535,
     };
     w.log(&gateway_made);

@@ -50,6 +50,8 @@ pub struct AccessEntry<'a> {
     pub reason: &'static str,
     /// More about `reason` (an upstream TLS failure's cause: `"name_mismatch"`...), or empty.
     pub detail: &'static str,
+    /// What the route's cache did (`hit`, `miss`, `stale`...), or empty off cached routes.
+    pub cache: &'static str,
     /// The index of the worker that served the request.
     pub worker: u16,
 }
@@ -92,6 +94,7 @@ pub(super) struct Fixed {
     pub(super) client_ip: IpAddr,
     pub(super) reason: &'static str,
     pub(super) detail: &'static str,
+    pub(super) cache: &'static str,
 }
 
 /// Arena bytes reserved per record in a new batch: room for typical ids, paths and routes, so that
@@ -215,6 +218,7 @@ impl AccessLogWriter {
             client_ip: e.client_ip,
             reason: e.reason,
             detail: e.detail,
+            cache: e.cache,
         };
         b.fixed.push(fixed);
         if b.fixed.len() >= self.max_batch {

@@ -35,7 +35,7 @@ pub async fn run_worker<G: Gateway>(
     let buf_bytes = settings
         .read_buffer_bytes
         .max(settings.limits.max_head_bytes);
-    let worker = Rc::new(Worker {
+    let worker = Rc::new_cyclic(|me| Worker {
         bufs: Rc::new(BufPool::new(buf_bytes, buffers::DEFAULT_MAX_FREE)),
         pool: RefCell::new(Pool::new(
             settings.pool_max_idle,
@@ -57,6 +57,8 @@ pub async fn run_worker<G: Gateway>(
         hub: services.hub.clone(),
         tunnels: std::cell::Cell::new(0),
         h2up: RefCell::new(H2Clients::default()),
+        caches: RefCell::default(),
+        me: me.clone(),
     });
     let mut accepts = Vec::new();
     for (ordinal, std_listener) in ctx.listeners {

@@ -58,6 +58,15 @@ pub(crate) async fn tick<G: Gateway>(w: Rc<Worker<G>>) {
                 m.pool_idle = pool.idle_count() as u64;
                 m.h2_upstream_open = w.h2up.borrow().open() as u64;
                 m.conn_buffers = w.bufs.stats();
+                w.caches.borrow().each(|zone, store| {
+                    let z = m.cache_zone(zone);
+                    let st = store.stats();
+                    z.bytes = store.bytes() as u64;
+                    z.objects = store.objects() as u64;
+                    z.evictions = st.evictions;
+                    z.purged = st.purged;
+                    z.too_large = st.too_large;
+                });
                 let copy = m.clone();
                 m.loop_lag_max_us = 0;
                 copy

@@ -19,6 +19,7 @@
 //! time and leaves the bytes of the next one in its buffer.
 
 pub mod accept;
+mod cache;
 mod drain;
 mod h1;
 mod h2;

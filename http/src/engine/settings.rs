@@ -54,6 +54,8 @@ pub struct EngineSettings {
     pub max_tunnels: usize,
     /// HTTP/2 settings.
     pub http2: ringgate_core::profile::Http2Profile,
+    /// Workers of the process (a cache zone's budget is shared out over them).
+    pub workers: usize,
 }
 
 impl EngineSettings {
@@ -89,6 +91,7 @@ impl EngineSettings {
             tunnel_idle: p.timeouts.tunnel_idle,
             max_tunnels: p.limits.max_tunnels_per_core,
             http2: p.http2.clone(),
+            workers: p.workers.count.max(1),
         }
     }
 }

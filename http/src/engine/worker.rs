@@ -48,6 +48,10 @@ pub(crate) struct Worker<G: Gateway> {
     pub(crate) h2up: RefCell<H2Clients>,
     /// Client connections' buffers.
     pub(crate) bufs: Rc<BufPool>,
+    /// This core's cache zones.
+    pub(crate) caches: RefCell<super::cache::state::Caches>,
+    /// The worker itself (for tasks it starts on its own: background cache refreshes).
+    pub(crate) me: std::rc::Weak<Worker<G>>,
 }
 
 /// One upstream's state on this core.

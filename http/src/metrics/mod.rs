@@ -246,6 +246,58 @@ pub struct WorkerMetrics {
     pub h2_streams: u64,
     /// Client connection buffers: held by connections, free in the pools.
     pub conn_buffers: crate::engine::BufStats,
+    /// Cache zones on this core.
+    pub cache: Vec<CacheZoneStats>,
+    /// Background cache refreshes (stale-while-revalidate) run.
+    pub cache_refreshes: u64,
+}
+
+/// What a cached route's cache did, by outcome, in the order of [`CACHE_OUTCOMES`].
+pub const CACHE_OUTCOMES: [&str; 8] = [
+    "hit",
+    "collapsed",
+    "stale",
+    "stale_if_error",
+    "revalidated",
+    "miss",
+    "uncacheable",
+    "bypass",
+];
+
+/// One cache zone on one core.
+#[derive(Debug, Clone, Default)]
+pub struct CacheZoneStats {
+    /// The zone.
+    pub zone: Box<str>,
+    /// Requests by outcome ([`CACHE_OUTCOMES`] order).
+    pub outcomes: [u64; 8],
+    /// Bytes stored now.
+    pub bytes: u64,
+    /// Responses stored now.
+    pub objects: u64,
+    /// Keys evicted for room.
+    pub evictions: u64,
+    /// Responses removed by purges.
+    pub purged: u64,
+    /// Responses not stored for being larger than the core's share of the zone.
+    pub too_large: u64,
+}
+
+impl WorkerMetrics {
+    /// The stats of cache zone `zone` (made on first use).
+    pub fn cache_zone(&mut self, zone: &str) -> &mut CacheZoneStats {
+        let i = match self.cache.iter().position(|z| &*z.zone == zone) {
+            Some(i) => i,
+            None => {
+                self.cache.push(CacheZoneStats {
+                    zone: zone.into(),
+                    ..CacheZoneStats::default()
+                });
+                self.cache.len() - 1
+            }
+        };
+        &mut self.cache[i]
+    }
 }
 
 /// TLS handshakes on one worker.
@@ -355,6 +407,18 @@ impl WorkerMetrics {
         self.h2_streams += o.h2_streams;
         self.conn_buffers.in_use += o.conn_buffers.in_use;
         self.conn_buffers.free += o.conn_buffers.free;
+        for z in &o.cache {
+            let m = self.cache_zone(&z.zone);
+            for (a, b) in m.outcomes.iter_mut().zip(z.outcomes) {
+                *a += b;
+            }
+            m.bytes += z.bytes;
+            m.objects += z.objects;
+            m.evictions += z.evictions;
+            m.purged += z.purged;
+            m.too_large += z.too_large;
+        }
+        self.cache_refreshes += o.cache_refreshes;
         for (a, b) in self.tls.failures.iter_mut().zip(o.tls.failures) {
             *a += b;
         }

@@ -70,7 +70,80 @@ pub fn render_prometheus(
     render_gateway(out, &all);
     render_tls(out, &all.tls);
     render_protocols(out, &all);
+    render_cache(out, &all);
     render_workers(out, workers);
+}
+
+/// Cache zones: requests by outcome, bytes and objects stored, evictions, purges.
+fn render_cache(out: &mut String, all: &WorkerMetrics) {
+    if all.cache.is_empty() {
+        return;
+    }
+    let mut zones: Vec<&super::CacheZoneStats> = all.cache.iter().collect();
+    zones.sort_by(|a, b| a.zone.cmp(&b.zone));
+    family(
+        out,
+        "ringgate_cache_requests_total",
+        "counter",
+        "Requests on cached routes, by zone and what the cache did.",
+    );
+    for z in &zones {
+        for (o, n) in super::CACHE_OUTCOMES.iter().zip(z.outcomes) {
+            let _ = writeln!(
+                out,
+                "ringgate_cache_requests_total{{zone=\"{}\",outcome=\"{o}\"}} {n}",
+                z.zone
+            );
+        }
+    }
+    type Pick = fn(&super::CacheZoneStats) -> u64;
+    let series: [(&str, &str, &str, Pick); 5] = [
+        (
+            "ringgate_cache_bytes",
+            "gauge",
+            "Bytes stored (all cores).",
+            |z| z.bytes,
+        ),
+        (
+            "ringgate_cache_objects",
+            "gauge",
+            "Responses stored (all cores).",
+            |z| z.objects,
+        ),
+        (
+            "ringgate_cache_evictions_total",
+            "counter",
+            "Keys evicted to stay within the byte budget.",
+            |z| z.evictions,
+        ),
+        (
+            "ringgate_cache_purged_total",
+            "counter",
+            "Responses removed by purges.",
+            |z| z.purged,
+        ),
+        (
+            "ringgate_cache_too_large_total",
+            "counter",
+            "Responses not stored: larger than a core's share of the zone.",
+            |z| z.too_large,
+        ),
+    ];
+    for (name, kind, help, pick) in series {
+        family(out, name, kind, help);
+        for z in &zones {
+            let _ = writeln!(out, "{name}{{zone=\"{}\"}} {}", z.zone, pick(z));
+        }
+    }
+    single(
+        out,
+        (
+            "ringgate_cache_refreshes_total",
+            "counter",
+            "Background refreshes (stale-while-revalidate) run.",
+        ),
+        all.cache_refreshes,
+    );
 }
 
 /// Per route: responses by status class, and the request duration histogram.

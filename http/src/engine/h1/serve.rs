@@ -240,8 +240,35 @@ async fn serve_active<G: Gateway>(c: &mut Conn, w: &Worker<G>, st: &mut Progress
                     }
                     c.cbuf.drain(..consumed);
                     c.admit.next_request();
+                    c.cache.next_request();
                     st.header_deadline = None;
                     st.served_any = true;
+                }
+                Err(Stop::Cached(mut cached)) => {
+                    if let Some(job) = cached.refresh.take() {
+                        crate::engine::cache::refresh::start(w, job, (c.peer, c.listener));
+                    }
+                    let start = Instant::now();
+                    let close = !cached.keep_alive || w.shutdown.is_stopping();
+                    let a = crate::engine::cache::serve::Answer::of(&cached, close);
+                    let sent = crate::engine::cache::serve::send(c, w, &a).await;
+                    crate::engine::cache::serve::record(w, &cached.zone, a.outcome);
+                    c.tally.bytes_in = cached.consumed as u64;
+                    c.stream.h2_head_done();
+                    finish(w, c, Some(cached.route), start);
+                    w.gauges.requests.add(1);
+                    c.cache.next_request();
+                    c.admit.next_request();
+                    if !sent || close {
+                        return Next::Close;
+                    }
+                    c.cbuf.drain(..cached.consumed);
+                    st.header_deadline = None;
+                    st.served_any = true;
+                }
+                Err(Stop::CacheWait(pending, max)) => {
+                    pending.wait(max).await;
+                    c.cache.waited = true;
                 }
                 Err(Stop::Wait(o)) => {
                     wait::off_core(w, &**snap, o).await;
@@ -278,12 +305,16 @@ fn begin_forward<G: Gateway>(c: &mut Conn, w: &Worker<G>) {
 /// Records the request whose exchange just ended.
 fn end_forward<G: Gateway>(c: &mut Conn, w: &Worker<G>, st: &mut Progress, plan: &Plan<'_>) {
     c.stream.h2_head_done();
+    if let (Some(rc), Some(o)) = (plan.route.cache.as_ref(), c.cache.outcome) {
+        crate::engine::cache::serve::record(w, &rc.zone, o);
+    }
     w.end_request(plan.upstream, plan.admission, c.tally.upstream_ok);
     finish(w, c, Some(plan.route), plan.start);
     w.gauges.inflight.sub(1);
     w.gauges.requests.add(1);
     st.served_any = true;
     st.header_deadline = None;
+    c.cache.next_request();
 }
 
 /// Reads more of a head (or waits for the next request in the hot-read window). `None`: bytes

@@ -24,13 +24,15 @@ pub(crate) enum Downstream {
     H2(Box<H2Stream>),
     /// Handed over (to a tunnel); reads end, writes fail.
     Closed,
+    /// No client: a background cache refresh's. Reads end, writes are dropped.
+    Sink,
 }
 
 impl Downstream {
     /// `https` over TLS, else `http` (`X-Forwarded-Proto`).
     pub(crate) fn proto(&self) -> &'static str {
         match self {
-            Downstream::Plain(_) | Downstream::Closed => "http",
+            Downstream::Plain(_) | Downstream::Closed | Downstream::Sink => "http",
             Downstream::Tls(_) => "https",
             Downstream::H2(s) => s.proto(),
         }
@@ -39,7 +41,7 @@ impl Downstream {
     /// The verified client certificate's identity, if any.
     pub(crate) fn identity(&self) -> Option<&CertIdentity> {
         match self {
-            Downstream::Plain(_) | Downstream::Closed => None,
+            Downstream::Plain(_) | Downstream::Closed | Downstream::Sink => None,
             Downstream::Tls(t) => t.identity(),
             Downstream::H2(s) => s.identity(),
         }
@@ -66,7 +68,7 @@ impl Downstream {
             // Boxed: the TLS flush's state would otherwise size every connection's future.
             Downstream::Tls(t) => Box::pin(t.close()).await,
             Downstream::H2(s) => s.close(),
-            Downstream::Plain(_) | Downstream::Closed => {}
+            Downstream::Plain(_) | Downstream::Closed | Downstream::Sink => {}
         }
     }
 
@@ -84,7 +86,7 @@ impl Downstream {
             Downstream::Plain(s) => until_stopped(s.readable(false), timeout, drain).await,
             // The head is rendered already; after it, the stream is done.
             Downstream::H2(_) if drain.is_none() => return Ok(()),
-            Downstream::H2(_) | Downstream::Closed => return Err(ReadFail::Eof),
+            Downstream::H2(_) | Downstream::Closed | Downstream::Sink => return Err(ReadFail::Eof),
             Downstream::Tls(t) => {
                 if t.has_plaintext() {
                     return Ok(());
@@ -111,7 +113,7 @@ impl ByteStream for Downstream {
             Downstream::Plain(s) => s.read_append(buf, timeout).await,
             Downstream::Tls(t) => ByteStream::read_append(&mut **t, buf, timeout).await,
             Downstream::H2(s) => ByteStream::read_append(&mut **s, buf, timeout).await,
-            Downstream::Closed => (Err(ReadFail::Eof), buf),
+            Downstream::Closed | Downstream::Sink => (Err(ReadFail::Eof), buf),
         }
     }
 
@@ -127,6 +129,7 @@ impl ByteStream for Downstream {
             Downstream::Tls(t) => ByteStream::write_range(&mut **t, buf, start, end, timeout).await,
             Downstream::H2(s) => ByteStream::write_range(&mut **s, buf, start, end, timeout).await,
             Downstream::Closed => (Err(std::io::ErrorKind::NotConnected.into()), buf),
+            Downstream::Sink => (Ok(()), buf),
         }
     }
 
@@ -135,7 +138,7 @@ impl ByteStream for Downstream {
             Downstream::Plain(s) => s.reset_on_close(),
             Downstream::Tls(t) => ByteStream::reset_on_close(&mut **t),
             Downstream::H2(s) => ByteStream::reset_on_close(&mut **s),
-            Downstream::Closed => {}
+            Downstream::Closed | Downstream::Sink => {}
         }
     }
 }

@@ -6,6 +6,8 @@
 //! | parse   | `parse.rs`   | the head, parsed in place; the request's record (ids, log fields)   |
 //! | route   | `route.rs`   | the path normalized, the listener's header policy, the route       |
 //! | admit   | `admit.rs`   | the route's policy phases: limits, authentication, client cert     |
+//! | cache   | `../cache/`  | a cached route: answer from this core's cache, wait for a fetch, or |
+//! |         |              | go on with a ticket to store (or validate) what comes back          |
 //! | choose  | `choose.rs`  | WebSocket, split, breaker and bulkhead, the endpoint               |
 //! | prepare | `prepare.rs` | retry eligibility, the upstream head written once: the [`Plan`]    |
 //!
@@ -57,6 +59,7 @@ pub(crate) fn plan<'s, G: Gateway>(
         path,
         h2_head,
         grpc,
+        cache,
         ..
     } = c;
     let mut record = state::Record {
@@ -94,8 +97,13 @@ pub(crate) fn plan<'s, G: Gateway>(
         st: admitted,
         tally: record.tally,
     };
-    admit::run(cx).stop(refuser, routed.route)?;
-    let choice = choose::choose(w, snap, &routed, &req, *peer, admitted.auth.key, refuser)?;
+    // A request that waited for another's cache fetch was admitted already (limits counted).
+    if !cache.waited {
+        admit::run(cx).stop(refuser, routed.route)?;
+    }
+    crate::engine::cache::lookup::lookup(w, routed.route, &req, npath, cache)?;
+    let choice = choose::choose(w, snap, &routed, &req, *peer, admitted.auth.key, refuser)
+        .map_err(|stop| crate::engine::cache::stale::instead_of_refusal(stop, cache))?;
     let fwd = prepare::Forward {
         peer_ip,
         proto: stream.proto(),
@@ -109,13 +117,7 @@ pub(crate) fn plan<'s, G: Gateway>(
         text: wbuf,
         h2: h2_head,
     };
-    Ok(prepare::plan(
-        snap,
-        &req,
-        &routed,
-        choice,
-        fwd,
-        out,
-        grpc_timeout,
-    ))
+    let plan = prepare::plan(snap, &req, &routed, choice, fwd, out, grpc_timeout);
+    crate::engine::cache::lookup::add_validators(cache, wbuf);
+    Ok(plan)
 }

@@ -67,6 +67,7 @@ pub(crate) fn finish<G: Gateway>(
                 t.auth_reason
             },
             detail: t.detail,
+            cache: c.cache.outcome.map_or("", |o| o.word()),
             worker: w.index as u16,
         });
     }

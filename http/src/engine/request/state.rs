@@ -88,6 +88,8 @@ pub(crate) struct Conn {
     pub(crate) h2c: bool,
     /// The current request is a gRPC call (refusals then carry `grpc-status`).
     pub(crate) grpc: bool,
+    /// What the route's cache did for the current request.
+    pub(crate) cache: crate::engine::cache::state::CacheReq,
 }
 
 impl Conn {
@@ -121,6 +123,7 @@ impl Conn {
             h2_head: None,
             h2c: false,
             grpc: false,
+            cache: Default::default(),
         }
     }
 

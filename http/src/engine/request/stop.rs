@@ -26,6 +26,14 @@ pub(crate) enum Stop<'s> {
     /// Work off the core (authentication, or a fail-closed rate limit's store) decides: wait
     /// for it, then plan again.
     Wait(OffCore),
+    /// The route's cache answers.
+    Cached(Box<crate::engine::cache::state::Cached<'s>>),
+    /// Another request is fetching this response for the core: wait for it (at most the
+    /// duration), then plan again.
+    CacheWait(
+        std::rc::Rc<crate::engine::cache::pending::Pending>,
+        std::time::Duration,
+    ),
 }
 
 /// How a refusal of the current (parsed) request answers: whether the connection can stay, and

@@ -194,7 +194,7 @@ pub(crate) async fn run(
             Some((r, w)) => (Rd::H2(r, bytes::Bytes::new()), Wr::H2(w)),
             None => return Moved::default(),
         },
-        Downstream::Closed => return Moved::default(),
+        Downstream::Closed | Downstream::Sink => return Moved::default(),
     };
     let (ur, uw) = match up {
         UpStream::Plain(s) => {

@@ -76,7 +76,17 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
             (a.ep_index, a.endpoint) = n;
             continue;
         }
+        if let Some(o) = cache_instead(c, w, p, None, end.unwrap_or(body.end)).await {
+            return o;
+        }
         return fail_before_response(c, w, p, &e, end).await;
+    };
+    let up = match cache_answers(c, w, p, up, &resp, body.end).await {
+        Ok(o) => {
+            drop(guard);
+            return o;
+        }
+        Err(up) => up,
     };
     if resp.status == 101 {
         // The upstream connection stays counted against its cap for the tunnel's life.
@@ -87,6 +97,107 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
     let outcome = relay_response(c, w, p, up, &resp).await;
     drop(guard);
     relayed(c, w, p, outcome, &resp, body.end)
+}
+
+/// The response head from the upstream, on a cached route, may be answered from the cache: a
+/// `304` to a validation refreshes the stored response (the upstream connection goes back to the
+/// pool), a `5xx` when the stored response may be served stale on error. `Err(up)` hands the
+/// connection back when the response is relayed as usual.
+async fn cache_answers<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    up: UpStream,
+    resp: &ResponsePlan,
+    request_end: usize,
+) -> Result<Outcome, UpStream> {
+    let validating = c.cache.ticket.as_ref().is_some_and(|t| t.stale.is_some());
+    if !validating {
+        return Err(up);
+    }
+    if resp.status == 304 {
+        let head = &c.ubuf[..resp.head_len.min(c.ubuf.len())];
+        let Some(obj) = crate::engine::cache::fill::revalidated(&mut c.cache, w, head) else {
+            return Err(up);
+        };
+        let (inm, ims, get) = match c.cache.ticket.as_ref() {
+            Some(t) => (t.if_none_match.clone(), t.if_modified_since.clone(), t.get),
+            None => (None, None, true),
+        };
+        if resp.upstream_keep_alive && c.ubuf.len() == resp.head_len {
+            if let Some(ep) = c.tally.upstream {
+                w.pool.borrow_mut().checkin(p.upstream.conn_key(ep), up);
+            }
+        }
+        let not_modified = ringgate_cache::conditional::not_modified(
+            inm.as_deref(),
+            ims.as_deref(),
+            obj.etag.as_deref(),
+            obj.last_modified.as_deref(),
+        );
+        let ttl = obj.fresh.lifetime.saturating_sub(obj.fresh.initial_age);
+        let a = crate::engine::cache::serve::Answer {
+            outcome: ringgate_cache::status::Outcome::Revalidated,
+            ttl: ringgate_cache::status::ttl_secs(ttl, true),
+            detail: "",
+            not_modified,
+            head_only: !get,
+            close: !p.keep_alive || w.shutdown.is_stopping(),
+            http10: p.http10,
+            obj,
+        };
+        return Ok(served(c, w, &a, request_end).await);
+    }
+    if resp.status >= 500 && crate::engine::cache::stale::stale_if_error(&c.cache).is_some() {
+        // The upstream's error response is not read: its connection goes.
+        drop(up);
+        if let Some(o) = cache_instead(c, w, p, Some(resp.status), request_end).await {
+            return Ok(o);
+        }
+        return Ok(Outcome::Close);
+    }
+    Err(up)
+}
+
+/// The upstream failed (no response, or a `5xx` one): the stored response answers instead when
+/// it may be served stale on error.
+async fn cache_instead<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    p: &Plan<'_>,
+    _status: Option<u16>,
+    request_end: usize,
+) -> Option<Outcome> {
+    let u = crate::engine::cache::stale::stale_if_error(&c.cache)?;
+    let a = crate::engine::cache::serve::Answer {
+        obj: u.obj,
+        outcome: ringgate_cache::status::Outcome::StaleIfError,
+        ttl: u.ttl,
+        detail: "stale-if-error",
+        not_modified: u.not_modified,
+        head_only: u.head_only,
+        close: !p.keep_alive || w.shutdown.is_stopping(),
+        http10: p.http10,
+    };
+    // The stored response is no longer validated by this request: its fetch ends now.
+    c.cache.ticket = None;
+    Some(served(c, w, &a, request_end).await)
+}
+
+/// Sends a stored response in place of the upstream's, and ends the exchange like a relay does.
+async fn served<G: Gateway>(
+    c: &mut Conn,
+    w: &Worker<G>,
+    a: &crate::engine::cache::serve::Answer,
+    request_end: usize,
+) -> Outcome {
+    let sent = crate::engine::cache::serve::send(c, w, a).await;
+    c.cbuf.drain(..request_end.min(c.cbuf.len()));
+    if sent && !a.close {
+        Outcome::KeepAlive
+    } else {
+        Outcome::Close
+    }
 }
 
 /// Checks the body, answers `Expect: 100-continue`, starts the body's clock and reads a small

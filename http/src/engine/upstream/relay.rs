@@ -4,6 +4,7 @@
 //! tunnel.
 
 use crate::codec::{BodyKind, ChunkedDecoder, ChunkedLimits};
+use crate::engine::cache::fill as keep;
 use crate::engine::io::ops::ReadFail;
 use crate::engine::io::stream::ByteStream;
 use crate::engine::request::state::Outcome;
@@ -53,6 +54,9 @@ impl Relay {
                 let take = (n as u64).min(self.remaining) as usize;
                 self.remaining -= take as u64;
                 self.done = self.remaining == 0;
+                if keep::keeping(&c.cache) {
+                    keep::tee(&mut c.cache, &c.ubuf[from..from + take]);
+                }
                 take
             }
             BodyKind::Chunked => {
@@ -61,9 +65,15 @@ impl Relay {
                     .as_mut()
                     .ok_or_else(|| ProxyError::UpstreamIo(std::io::Error::other("no decoder")))?;
                 let input = &c.ubuf[from..];
+                let kept = &mut c.cache;
                 let prog = if r.framing == ClientFraming::Dechunk {
                     let out = &mut c.wbuf;
-                    d.feed_with(input, |data| out.extend_from_slice(data))
+                    d.feed_with(input, |data| {
+                        keep::tee(kept, data);
+                        out.extend_from_slice(data);
+                    })
+                } else if keep::keeping(kept) {
+                    d.feed_with(input, |data| keep::tee(kept, data))
                 } else {
                     d.feed(input)
                 }
@@ -125,6 +135,8 @@ pub(crate) async fn relay_response<G: Gateway>(
             w.pool.borrow_mut().checkin(p.upstream.conn_key(ep), up);
         }
     }
+    // The whole body went down: a response being kept is stored now.
+    keep::complete(&mut c.cache, w);
     Ok(())
 }
 

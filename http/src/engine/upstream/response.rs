@@ -123,6 +123,7 @@ pub(crate) async fn read_response_head<G: Gateway>(
                     c.tally.status = resp.status;
                     fill_response_extra(&mut c.extra, &c.trace, &c.tally, w, p);
                     c.extra.extend_from_slice(&c.admit.policy_headers);
+                    crate::engine::cache::fill::on_head(&mut c.cache, &mut c.extra, w, &resp);
                     return client_response(&mut c.wbuf, &c.extra, w, p, &resp, force_close);
                 }
                 Ok(None) => {}
