@@ -10,6 +10,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 # The rate-limit tests start their own redis-server on a free port.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# The etcd discovery and fleet-config tests start their own etcd on free ports.
+command -v etcd >/dev/null || need_apt+=(etcd-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

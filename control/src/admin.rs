@@ -446,6 +446,11 @@ pub fn metrics_text(c: &Control) -> String {
     );
     let _ = writeln!(
         out,
+        "# HELP ringgate_config_source_revision The config source's revision of the live config (etcd; -1 for a file).\n# TYPE ringgate_config_source_revision gauge\nringgate_config_source_revision {}",
+        st.source_revision.unwrap_or(-1)
+    );
+    let _ = writeln!(
+        out,
         "# HELP ringgate_config_loaded_timestamp_seconds When the live config went live.\n# TYPE ringgate_config_loaded_timestamp_seconds gauge\nringgate_config_loaded_timestamp_seconds {}",
         st.loaded_at
     );

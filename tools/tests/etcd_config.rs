@@ -127,6 +127,10 @@ fn two_nodes_follow_one_etcd_key_refuse_a_bad_config_and_ride_out_an_outage() {
     ];
     for n in &nodes {
         assert_eq!(n.config()["source_revision"], r1);
+        assert_eq!(
+            ringgate_testkit::client::metric(n.admin, "ringgate_config_source_revision"),
+            r1 as f64
+        );
         assert_eq!(n.status("/a/x"), Some(200));
         assert_eq!(n.status("/b0"), Some(404));
     }

@@ -208,6 +208,11 @@ fn the_config_and_resilience_examples_validate() {
     let resilience = toml_block(&["[upstreams.outlier]", "[upstreams.circuit_breaker]"]);
     let config = format!("[[listeners]]\naddress = \"127.0.0.1:0\"\n{resilience}");
     check(&dir, &config).unwrap();
+    let cache = toml_block(&["[[cache_zones]]", "cache = { zone"]);
+    let config = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"catalog\"\nendpoints = [\"127.0.0.1:9\"]\n{cache}"
+    );
+    check(&dir, &config).unwrap();
     let discovery = toml_block(&["[discovery.dns]", "discovery = \"dns_srv\""]);
     let config = format!(
         "[[listeners]]\naddress = \"127.0.0.1:0\"\n{discovery}\n[[routes]]\nid = \"o\"\npath = {{ prefix = \"/\" }}\nupstream = \"orders\"\n"
