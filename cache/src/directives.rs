@@ -90,11 +90,14 @@ fn unquote(v: &str) -> &str {
         .unwrap_or(v)
 }
 
-/// A delta-seconds value: a number, else 0 (stale). Huge values saturate.
+/// The largest delta-seconds kept (RFC 9111 §1.2.2: 2^31; larger values mean "a long time").
+pub const MAX_DELTA: u64 = 1 << 31;
+
+/// A delta-seconds value: a number, else 0 (stale). Values past [`MAX_DELTA`] are capped there.
 fn seconds(v: Option<&str>) -> u64 {
     match v {
         Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().unwrap_or(u64::MAX)
+            s.parse::<u64>().unwrap_or(MAX_DELTA).min(MAX_DELTA)
         }
         _ => 0,
     }
@@ -190,7 +193,7 @@ mod tests {
         );
         assert_eq!(
             ResponseDirectives::parse(&[b"max-age=99999999999999999999999"]).max_age,
-            Some(u64::MAX)
+            Some(MAX_DELTA)
         );
     }
 

@@ -18,7 +18,7 @@
 //! proxy-revalidate in RFC 9111, but an explicit stale-* directive beside it is the origin's own
 //! permission, as CDNs read it.)
 
-use super::directives::{RequestDirectives, ResponseDirectives};
+use super::directives::{RequestDirectives, ResponseDirectives, MAX_DELTA};
 use super::{first, values, Field};
 use std::time::{Duration, Instant};
 
@@ -139,12 +139,15 @@ pub fn judge(
     if (d.no_cache || lifetime.is_zero()) && !validatable {
         return Err("no-validator");
     }
+    // A number too large for u64 is a very old response (RFC 9111 §1.2.2), not a young one.
     let age_value = first(fields, "age")
         .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
+        .filter(|v| !v.trim().is_empty() && v.trim().bytes().all(|b| b.is_ascii_digit()))
+        .map(|v| v.trim().parse::<u64>().unwrap_or(MAX_DELTA))
+        .unwrap_or(0)
+        .min(MAX_DELTA);
     let apparent = date.map_or(0, |d| now_unix.saturating_sub(d));
-    let corrected = Duration::from_secs(age_value) + sent_for;
+    let corrected = Duration::from_secs(age_value).saturating_add(sent_for);
     let initial_age = corrected.max(Duration::from_secs(apparent));
     let stale_ok = !d.must_revalidate && !d.no_cache;
     let pick = |theirs: Option<u64>, ours: Option<Duration>| -> Duration {
@@ -194,7 +197,8 @@ pub enum Usable {
 impl Freshness {
     /// Its age at `now`, stored at `stored_at`.
     pub fn age(&self, stored_at: Instant, now: Instant) -> Duration {
-        self.initial_age + now.saturating_duration_since(stored_at)
+        self.initial_age
+            .saturating_add(now.saturating_duration_since(stored_at))
     }
 
     /// How it may answer a request with `req`'s directives at `now`.
@@ -206,7 +210,7 @@ impl Freshness {
         }
         let need = req.min_fresh.map_or(Duration::ZERO, Duration::from_secs);
         let forced = self.no_cache || req.no_cache;
-        if !forced && age + need < limit {
+        if !forced && age.saturating_add(need) < limit {
             return Usable::Fresh {
                 ttl: self.lifetime.saturating_sub(age),
             };
@@ -222,14 +226,38 @@ impl Freshness {
     }
 }
 
+/// Fields a cache never stores: hop-by-hop and framing ones, and `Age` (computed when served).
+pub const NOT_STORED: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "age",
+];
+
+/// Whether a field named `name` of a response whose `Connection` fields are `fields` is stored:
+/// not one of [`NOT_STORED`], not one its `Connection` names.
+pub fn storable_field(name: &str, fields: &[Field<'_>]) -> bool {
+    if NOT_STORED.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        return false;
+    }
+    !values(fields, "connection")
+        .flat_map(|v| v.split(|b| *b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+}
+
 /// The header fields of a stored response updated by a `304` (RFC 9111 §4.3.4): every field the
-/// 304 carries replaces the stored fields of that name, except the framing ones.
+/// 304 carries replaces the stored fields of that name, except the framing ones (and what is
+/// never stored: hop-by-hop fields, those its `Connection` names, `Age`).
 pub fn merge_not_modified(stored: &[Field<'_>], fresh: &[Field<'_>]) -> Vec<(String, Vec<u8>)> {
-    const KEEP: [&str; 3] = ["content-length", "transfer-encoding", "content-encoding"];
-    let replaced = |n: &str| {
-        !KEEP.iter().any(|k| k.eq_ignore_ascii_case(n))
-            && fresh.iter().any(|(f, _)| f.eq_ignore_ascii_case(n))
-    };
+    const KEEP: [&str; 1] = ["content-encoding"];
+    let takes =
+        |n: &str| !KEEP.iter().any(|k| k.eq_ignore_ascii_case(n)) && storable_field(n, fresh);
+    let replaced = |n: &str| takes(n) && fresh.iter().any(|(f, _)| f.eq_ignore_ascii_case(n));
     let mut out: Vec<(String, Vec<u8>)> = stored
         .iter()
         .filter(|(n, _)| !replaced(n))
@@ -238,7 +266,7 @@ pub fn merge_not_modified(stored: &[Field<'_>], fresh: &[Field<'_>]) -> Vec<(Str
     out.extend(
         fresh
             .iter()
-            .filter(|(n, _)| !KEEP.iter().any(|k| k.eq_ignore_ascii_case(n)))
+            .filter(|(n, _)| takes(n))
             .map(|(n, v)| (n.to_string(), v.to_vec())),
     );
     out
@@ -569,6 +597,29 @@ mod tests {
         assert!(matches!(f.usable(t0, at, &min_fresh), Usable::Stale { .. }));
     }
 
+    proptest::proptest! {
+        /// Whatever ages, lifetimes and request directives a client or an upstream sends, judging
+        /// and using a response never panics (no arithmetic overflow).
+        #[test]
+        fn huge_values_never_overflow(
+            max_age in proptest::prelude::any::<u64>(),
+            age in proptest::prelude::any::<u64>(),
+            min_fresh in proptest::prelude::any::<u64>(),
+            req_max_age in proptest::prelude::any::<u64>(),
+            later in 0u64..1_000_000,
+        ) {
+            let cc = format!("max-age={max_age}, stale-while-revalidate={age}, stale-if-error={max_age}");
+            let a = age.to_string();
+            let fields = [("cache-control", cc.as_bytes()), ("age", a.as_bytes()), ("etag", &b"\"x\""[..])];
+            if let Ok(f) = judge_fields(200, &fields, &Rules::default()) {
+                let req = RequestDirectives::parse(&[format!("min-fresh={min_fresh}, max-age={req_max_age}").as_bytes()], &[]);
+                let t0 = Instant::now();
+                let _ = f.usable(t0, t0 + Duration::from_secs(later), &req);
+                let _ = f.age(t0, t0 + Duration::from_secs(later));
+            }
+        }
+    }
+
     #[test]
     fn a_304_replaces_the_fields_it_carries_but_not_the_framing() {
         let stored = [
@@ -592,5 +643,8 @@ mod tests {
         assert_eq!(get("content-length"), vec![b"5".to_vec()]);
         assert_eq!(get("cache-control"), vec![b"max-age=60".to_vec()]);
         assert_eq!(get("x-a"), vec![b"old".to_vec()]);
+        for hop in ["connection", "x-hop", "age", "keep-alive"] {
+            assert!(get(hop).is_empty(), "{hop} was stored");
+        }
     }
 }

@@ -69,6 +69,14 @@ impl Object {
         })
     }
 
+    fn same_names(&self, other: &Object) -> bool {
+        self.vary.len() == other.vary.len()
+            && self
+                .vary
+                .iter()
+                .all(|(n, _)| other.vary.iter().any(|(m, _)| m == n))
+    }
+
     fn same_variant(&self, other: &Object) -> bool {
         self.vary.len() == other.vary.len()
             && self.matches(|n| {
@@ -178,7 +186,12 @@ impl Store {
         let id = *self.by_key.get(key)?;
         let slot = self.slots.get_mut(&id)?;
         slot.freq = (slot.freq + 1).min(3);
-        slot.variants.iter().find(|o| o.matches(&field)).cloned()
+        // Newest first: a later response of the key is the better answer.
+        slot.variants
+            .iter()
+            .rev()
+            .find(|o| o.matches(&field))
+            .cloned()
     }
 
     /// Whether anything is stored under `key` (any variant); does not count as a read.
@@ -197,6 +210,17 @@ impl Store {
         let object = Rc::new(object);
         if let Some(&id) = self.by_key.get(key) {
             if let Some(slot) = self.slots.get_mut(&id) {
+                // A response that varies on other fields than the stored ones replaces them all
+                // (their Vary no longer describes the resource).
+                if slot.variants.iter().any(|o| !o.same_names(&object)) {
+                    let freed: usize = slot.variants.iter().map(|o| o.size(key)).sum();
+                    slot.variants.clear();
+                    slot.size -= freed;
+                    if !slot.main {
+                        self.small_bytes -= freed;
+                    }
+                    self.used -= freed;
+                }
                 let replaced = match slot.variants.iter().position(|o| o.same_variant(&object)) {
                     Some(i) => Some(std::mem::replace(&mut slot.variants[i], object.clone())),
                     None if slot.variants.len() >= MAX_VARIANTS => {
@@ -213,10 +237,24 @@ impl Store {
                     self.small_bytes = self.small_bytes + size - freed;
                 }
                 self.used = self.used + size - freed;
-                for t in object.tags.iter() {
-                    slot.tags.insert(t.clone());
+                // The slot's tags are its variants' tags now (a replaced variant's go).
+                let now: HashSet<Box<str>> = slot
+                    .variants
+                    .iter()
+                    .flat_map(|o| o.tags.iter().cloned())
+                    .collect();
+                for gone in slot.tags.difference(&now) {
+                    if let Some(set) = self.tags.get_mut(gone) {
+                        set.remove(&id);
+                        if set.is_empty() {
+                            self.tags.remove(gone);
+                        }
+                    }
+                }
+                for t in &now {
                     self.tags.entry(t.clone()).or_default().insert(id);
                 }
+                slot.tags = now;
                 self.evict();
                 return Some(object);
             }
@@ -253,12 +291,19 @@ impl Store {
         Some(object)
     }
 
-    /// Removes `key` (every variant); returns the responses removed.
+    /// Removes `key` (every variant), and the keys that extend it with more key parts (lines
+    /// after a `\n`: the engine appends the route, the scheme and extra key values so); returns
+    /// the responses removed.
     pub fn purge_key(&mut self, key: &[u8]) -> usize {
-        match self.by_key.get(key).copied() {
-            Some(id) => self.purge_ids(&[id]),
-            None => 0,
-        }
+        let ids: Vec<u64> = self
+            .by_key
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with(key) && (k.len() == key.len() || k.get(key.len()) == Some(&b'\n'))
+            })
+            .map(|(_, id)| *id)
+            .collect();
+        self.purge_ids(&ids)
     }
 
     /// Removes every key starting with `prefix`; returns the responses removed.
@@ -296,7 +341,18 @@ impl Store {
             }
         }
         self.stats.purged += n as u64;
+        self.compact();
         n
+    }
+
+    /// Drops queue entries of removed slots once they outnumber the live ones (purges leave
+    /// them behind; eviction alone would only skip them when it reaches them).
+    fn compact(&mut self) {
+        if self.small.len() + self.main.len() > 2 * self.slots.len() + 64 {
+            let slots = &self.slots;
+            self.small.retain(|id| slots.contains_key(id));
+            self.main.retain(|id| slots.contains_key(id));
+        }
     }
 
     /// Takes slot `id` out of every index (its queue entry is skipped when reached).
@@ -420,6 +476,28 @@ mod tests {
         s.insert(b"k", object(30, &[("accept-encoding", None)], &[]));
         assert_eq!(s.objects(), 2);
         assert_eq!(s.get(b"k", none).map(|o| o.body.len()), Some(30));
+    }
+
+    #[test]
+    fn a_new_vary_replaces_the_old_variants_and_tags_follow_the_variants() {
+        let mut s = Store::new(1 << 20);
+        s.insert(b"k", object(10, &[], &["old-tag"]));
+        s.insert(b"k", object(20, &[("accept", Some("a"))], &["new-tag"]));
+        assert_eq!(s.objects(), 1, "the variant without Vary went");
+        assert_eq!(s.get(b"k", none).map(|o| o.body.len()), None);
+        assert_eq!(s.purge_tag("old-tag"), 0, "its tag went with it");
+        assert_eq!(s.purge_tag("new-tag"), 1);
+        assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn a_key_purge_takes_the_key_with_its_extra_parts_and_nothing_longer() {
+        let mut s = Store::new(1 << 20);
+        s.insert(b"h/a\n#route=r", object(1, &[], &[]));
+        s.insert(b"h/a", object(1, &[], &[]));
+        s.insert(b"h/ab\n#route=r", object(1, &[], &[]));
+        assert_eq!(s.purge_key(b"h/a"), 2);
+        assert!(s.contains(b"h/ab\n#route=r"));
     }
 
     #[test]

@@ -294,6 +294,7 @@ fn route_cache(
         },
         key_headers: c.key_headers.iter().map(lower).collect(),
         key_cookies: c.key_cookies.iter().map(|v| v.as_str().into()).collect(),
+        key_identity: c.key_identity,
         client_no_cache: match c.client_no_cache.as_deref() {
             Some("ignore") => ClientNoCache::Ignore,
             _ => ClientNoCache::Revalidate,

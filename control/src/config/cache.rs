@@ -50,6 +50,9 @@ pub struct RouteCacheConfig {
     /// Cookies whose values join the key.
     #[serde(default)]
     pub key_cookies: Vec<String>,
+    /// The authenticated identity (client id, else subject) joins the key.
+    #[serde(default)]
+    pub key_identity: bool,
     /// Responses to requests with `Authorization` may be shared when the response says
     /// `public`, `s-maxage` or `must-revalidate` (default: never).
     #[serde(default)]
@@ -102,7 +105,9 @@ impl RouteCacheConfig {
     /// The route's cache settings' own checks (the zone's existence is checked across sections).
     pub fn validate(&self, at: &str, p: &mut Problems) {
         for (status, ttl) in &self.status_ttl {
-            if !matches!(status.parse::<u16>(), Ok(100..=599)) {
+            if !matches!(status.parse::<u16>(), Ok(200..=599))
+                || matches!(status.as_str(), "206" | "304")
+            {
                 p.at(
                     format_args!("{at}.status_ttl"),
                     format_args!("{status:?} is not a status"),

@@ -46,6 +46,7 @@ pub(super) fn check(raw: &RawConfig, at: &Placement, p: &mut Problems) {
         }
         route_auth(raw, at, r, &route, p);
         if let Some(c) = &r.cache {
+            cache_route(raw, r, c, &route, p);
             if !raw.cache_zones.iter().any(|z| z.name == c.zone) {
                 p.at(
                     format_args!("{route}.cache.zone"),
@@ -108,6 +109,36 @@ fn rate_limits(raw: &RawConfig, at: &Placement, p: &mut Problems) {
             .any(|n| l.ends_with(&format!("no rate limit is named {n:?}")))
     });
     p.extend(lines);
+}
+
+/// A cached route: no traffic split (one key would hold either backend's answers), and no
+/// identity header in the key (the gateway replaces those; key on `key_identity` instead).
+fn cache_route(
+    raw: &RawConfig,
+    r: &super::RouteConfig,
+    c: &super::cache::RouteCacheConfig,
+    route: &str,
+    p: &mut Problems,
+) {
+    if !r.split.is_empty() {
+        p.at(
+            format_args!("{route}.cache"),
+            "a route with a traffic split cannot be cached (its backends would share objects)",
+        );
+    }
+    if let Some(ids) = raw.auth.as_ref().map(|a| &a.headers) {
+        let managed = [&ids.client_id, &ids.user_id, &ids.tenant_id, &ids.scopes];
+        for h in &c.key_headers {
+            if managed.iter().any(|m| m.eq_ignore_ascii_case(h)) {
+                p.at(
+                    format_args!("{route}.cache.key_headers"),
+                    format_args!(
+                        "{h:?} is an identity header the gateway sets: use key_identity = true"
+                    ),
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,9 @@ pub struct RouteCache {
     pub key_headers: Vec<Box<str>>,
     /// Cookies whose values join the key.
     pub key_cookies: Vec<Box<str>>,
+    /// The authenticated identity (what admission decided, never a client-sent header) joins
+    /// the key: per-client or per-tenant responses of an authenticated route.
+    pub key_identity: bool,
     /// A client's `no-cache`.
     pub client_no_cache: ClientNoCache,
     /// A request carrying this header field bypasses the cache (lowercase), if set.

@@ -8,24 +8,11 @@ use super::state::{CacheReq, Filling, Ticket};
 use crate::codec::{parse_response_head, BodyKind, ResponseHead, MAX_HEADERS};
 use crate::engine::worker::Worker;
 use crate::gateway::Gateway;
-use ringgate_cache::freshness::{judge, merge_not_modified, Asked, Freshness};
+use ringgate_cache::freshness::{judge, merge_not_modified, storable_field, Asked, Freshness};
 use ringgate_cache::status::{field, ttl_secs, Outcome};
 use ringgate_cache::store::Object;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-/// Fields a cache never stores: hop-by-hop and framing ones, and `Age` (computed when served).
-const NOT_STORED: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "age",
-];
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -57,7 +44,7 @@ pub(crate) fn on_head<G: Gateway>(
         }
         return;
     }
-    if t.stale.is_some() && resp.status == 304 {
+    if t.validating && resp.status == 304 {
         // Served from the refreshed stored response (see `revalidated`).
         return;
     }
@@ -77,43 +64,51 @@ pub(crate) fn on_head<G: Gateway>(
         unix_now(),
     );
     let max = t.route.zone.max_object_bytes as usize;
-    let verdict = verdict.and_then(|f| match resp.body {
-        BodyKind::Length(n) if n as usize > max => Err("too-large"),
-        BodyKind::UntilClose => Err("no-length"),
-        _ => Ok(f),
-    });
+    let verdict = verdict
+        .and_then(|f| match resp.body {
+            BodyKind::Length(n) if n as usize > max => Err("too-large"),
+            BodyKind::UntilClose => Err("no-length"),
+            _ => Ok(f),
+        })
+        .and_then(|f| filling(t, resp, &fields, f, max));
     match verdict {
-        Ok(fresh) => {
-            st.filling = Some(filling(t, resp, &fields, fresh, max));
+        Ok(f) => {
+            let ttl = ttl_secs(f.fresh.lifetime.saturating_sub(f.fresh.initial_age), true);
+            st.filling = Some(f);
             st.outcome = Some(Outcome::MissStored);
-            let ttl = ttl_secs(fresh.lifetime.saturating_sub(fresh.initial_age), true);
             extra.extend_from_slice(field(Outcome::MissStored, Some(ttl), "").as_bytes());
         }
         Err(why) => {
             st.outcome = Some(Outcome::MissNotStored);
             st.detail = why;
             extra.extend_from_slice(field(Outcome::MissNotStored, None, why).as_bytes());
+            // Nothing will be stored: requests waiting for this fetch go on now.
+            release(st);
         }
     }
 }
 
+/// Ends this request's fetch of its key (its waiters look again, and go upstream themselves
+/// when nothing was stored).
+fn release(st: &mut CacheReq) {
+    if let Some(t) = st.ticket.as_mut() {
+        t.fetch = None;
+    }
+}
+
+/// What is kept of a storable response (its stored fields: not hop-by-hop ones, not those its
+/// `Connection` names, not `Age`, not the surrogate keys, which are for the cache alone), or why
+/// it is not stored after all (a `Vary`'d field the request sent on several lines).
 fn filling(
     t: &Ticket,
     resp: &ResponseHead<'_, '_>,
     fields: &[(&str, &[u8])],
     fresh: Freshness,
     max: usize,
-) -> Filling {
-    let connection_named: Vec<String> = fields
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(|b| *b == b','))
-        .map(|n| String::from_utf8_lossy(n.trim_ascii()).to_ascii_lowercase())
-        .collect();
+) -> Result<Filling, &'static str> {
     let mut text = Vec::with_capacity(512);
     for (n, v) in fields {
-        let lower = n.to_ascii_lowercase();
-        if NOT_STORED.contains(&lower.as_str()) || connection_named.contains(&lower) {
+        if !storable_field(n, fields) || n.eq_ignore_ascii_case(&t.route.tags_header) {
             continue;
         }
         text.extend_from_slice(n.as_bytes());
@@ -127,7 +122,7 @@ fn filling(
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| Box::<[u8]>::from(*v))
     };
-    let vary = fields
+    let vary: Vec<ringgate_cache::store::VaryField> = fields
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("vary"))
         .flat_map(|(_, v)| v.split(|b| *b == b','))
@@ -145,11 +140,17 @@ fn filling(
         .filter(|x| !x.is_empty())
         .map(|x| String::from_utf8_lossy(x).into_owned().into_boxed_str())
         .collect();
+    if vary
+        .iter()
+        .any(|(_, v)| v.as_deref() == Some(super::state::REPEATED))
+    {
+        return Err("vary-repeated");
+    }
     let expected = match resp.body {
         BodyKind::Length(n) => n as usize,
         _ => 0,
     };
-    Filling {
+    Ok(Filling {
         status: resp.status,
         fields: text,
         etag: first("etag"),
@@ -160,7 +161,7 @@ fn filling(
         body: Vec::with_capacity(expected.min(max)),
         max,
         arrived: Instant::now(),
-    }
+    })
 }
 
 /// A piece of the body on its way to the client: kept too, while it fits.
@@ -170,6 +171,7 @@ pub(crate) fn tee(st: &mut CacheReq, data: &[u8]) {
         if f.body.len() + data.len() > f.max {
             st.filling = None;
             st.detail = "too-large";
+            release(st);
         } else {
             f.body.extend_from_slice(data);
         }
@@ -210,7 +212,10 @@ pub(crate) fn complete<G: Gateway>(st: &mut CacheReq, w: &Worker<G>) {
 }
 
 /// A `304` answered the validation of the stored response: it is refreshed with the 304's
-/// fields (RFC 9111 §4.3.4) and stored again; returned to be served. `head` is the 304's head.
+/// fields (RFC 9111 §4.3.4), stored again when the refreshed response may be stored (it may not
+/// any more: a `no-store` request, a 304 that says `private`), and returned to be served either
+/// way (the client asked without validators of its own and must get the body). `head` is the
+/// 304's head.
 pub(crate) fn revalidated<G: Gateway>(
     st: &mut CacheReq,
     w: &Worker<G>,
@@ -219,7 +224,14 @@ pub(crate) fn revalidated<G: Gateway>(
     let t = st.ticket.as_mut()?;
     let old = t.stale.clone()?;
     let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let resp = parse_response_head(head, &mut hs, false, head.len()).ok()??;
+    let Some(resp) = parse_response_head(head, &mut hs, false, head.len())
+        .ok()
+        .flatten()
+    else {
+        // (It parsed once already, as the response head.) Serve what is stored.
+        t.fetch = None;
+        return Some(old);
+    };
     let fresh_fields: Vec<(&str, &[u8])> = resp.headers.iter().map(|h| (h.name, h.value)).collect();
     let stored = split_fields(&old.fields);
     let merged = merge_not_modified(&stored, &fresh_fields);
@@ -232,15 +244,15 @@ pub(crate) fn revalidated<G: Gateway>(
         authorization: t.authorization,
         directives: &t.directives,
     };
-    let fresh = judge(
+    let judged = judge(
         asked,
         old.status,
         &merged_ref,
         &t.route.rules,
         t.sent.elapsed(),
         unix_now(),
-    )
-    .ok()?;
+    );
+    let fresh = judged.unwrap_or(old.fresh);
     let mut text = Vec::with_capacity(old.fields.len() + 64);
     for (n, v) in &merged {
         text.extend_from_slice(n.as_bytes());
@@ -265,14 +277,16 @@ pub(crate) fn revalidated<G: Gateway>(
         fresh,
         stored_at: Instant::now(),
     };
-    let stored = {
+    let served = if judged.is_ok() {
         let mut caches = w.caches.borrow_mut();
         let zone = caches.zone(&t.route.zone, w.settings.workers);
         zone.store.insert(&t.key, obj)
+    } else {
+        Some(Rc::new(obj))
     };
     t.fetch = None;
     st.outcome = Some(Outcome::Revalidated);
-    stored
+    served.or(Some(old))
 }
 
 /// Stored header lines back into `(name, value)` pairs.

@@ -6,7 +6,7 @@
 //! carries a ticket that invalidates the key on success (this core's copy; RFC 9111 §4.4).
 
 use super::pending::Pending;
-use super::state::{CacheReq, Cached, RefreshJob, Ticket};
+use super::state::{CacheReq, Cached, RefreshJob, Ticket, REPEATED};
 use crate::cache::{ClientNoCache, KeyQuery, RouteCache};
 use crate::codec::{BodyKind, RequestHead};
 use crate::engine::request::stop::Stop;
@@ -28,9 +28,46 @@ fn header<'a>(req: &'a RequestHead<'_, '_>, name: &str) -> Option<&'a [u8]> {
         .map(|h| h.value)
 }
 
-/// The key of `req` on route `rc`: host, normalized path, query (as configured), then the
-/// configured header fields and cookies. GET and HEAD share it.
-pub(crate) fn key_of(rc: &RouteCache, req: &RequestHead<'_, '_>, npath: &[u8]) -> Vec<u8> {
+/// A field's value for keys and `Vary`: sent on more than one line, it is [`REPEATED`], which no
+/// stored response is ever stored under (such a request is not stored), so it never matches.
+fn single<'a>(req: &'a RequestHead<'_, '_>, name: &str) -> Option<&'a [u8]> {
+    let mut lines = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name));
+    let first = lines.next()?;
+    Some(if lines.next().is_some() {
+        REPEATED
+    } else {
+        first.value
+    })
+}
+
+/// Who is asking, as admission and the connection established it, and where the request goes.
+pub(crate) struct Asker<'a> {
+    /// Admission authenticated the request (a credential, a token, a client certificate) or it
+    /// carries `Authorization`.
+    pub(crate) authenticated: bool,
+    /// The authenticated identity (client id, else subject), for `key_identity`.
+    pub(crate) identity: &'a [u8],
+    /// `http` or `https`, as the client connected.
+    pub(crate) scheme: &'static str,
+    /// The route's upstream speaks HTTP/2 (its responses are not cached yet).
+    pub(crate) upstream_h2: bool,
+}
+
+/// The key of `req` on route `rc`: host, normalized path, query (as configured), then on lines of
+/// their own the route, the scheme, the identity (with `key_identity`), and the configured header
+/// fields and cookies. `GET` and `HEAD` share it. The host and path come validated and
+/// normalized (no CR, LF or `?` can appear in them), so the first line is the URL alone and a
+/// purge by key or prefix names it.
+pub(crate) fn key_of(
+    rc: &RouteCache,
+    route: &RouteSettings,
+    req: &RequestHead<'_, '_>,
+    npath: &[u8],
+    who: &Asker<'_>,
+) -> Vec<u8> {
     let mut k = Vec::with_capacity(64 + npath.len());
     if let Some(h) = req.host {
         k.extend(h.iter().map(u8::to_ascii_lowercase));
@@ -49,11 +86,19 @@ pub(crate) fn key_of(rc: &RouteCache, req: &RequestHead<'_, '_>, npath: &[u8]) -
             k.extend_from_slice(parts.join("&").as_bytes());
         }
     }
+    k.extend_from_slice(b"\n#route=");
+    k.extend_from_slice(route.id.as_bytes());
+    k.extend_from_slice(b"\n#scheme=");
+    k.extend_from_slice(who.scheme.as_bytes());
+    if rc.key_identity {
+        k.extend_from_slice(b"\n#identity=");
+        k.extend_from_slice(who.identity);
+    }
     for name in &rc.key_headers {
         k.push(b'\n');
         k.extend_from_slice(name.as_bytes());
         k.push(b'=');
-        if let Some(v) = header(req, name) {
+        if let Some(v) = single(req, name) {
             k.extend_from_slice(v.trim_ascii());
         }
     }
@@ -87,6 +132,7 @@ pub(crate) fn lookup<'s, G: Gateway>(
     route: &'s RouteSettings,
     req: &RequestHead<'_, '_>,
     npath: &[u8],
+    who: &Asker<'_>,
     st: &mut CacheReq,
 ) -> Result<(), Stop<'s>> {
     let Some(rc) = route.cache.as_ref() else {
@@ -95,22 +141,16 @@ pub(crate) fn lookup<'s, G: Gateway>(
     let get = req.method == "GET";
     let head = req.method == "HEAD";
     let unsafe_method = !matches!(req.method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
-    if unsafe_method {
-        let key = key_of(rc, req, npath);
-        let mut t = ticket(
-            rc,
-            req,
-            key,
-            RequestDirectives::default(),
-            None,
-            None,
-            false,
-        );
+    if unsafe_method && !who.upstream_h2 {
+        let key = key_of(rc, route, req, npath, who);
+        let mut t = ticket(rc, req, key, RequestDirectives::default(), who, false);
         t.invalidate = true;
         st.ticket = Some(t);
         return Ok(());
     }
     let bypassed = !(get || head)
+        || who.upstream_h2
+        || req.upgrade
         || req.body != BodyKind::Empty
         || header(req, "range").is_some()
         || rc
@@ -139,19 +179,21 @@ pub(crate) fn lookup<'s, G: Gateway>(
         dirs.max_age = None;
         dirs.min_fresh = None;
     }
-    let key = key_of(rc, req, npath);
+    let key = key_of(rc, route, req, npath, who);
     let mut caches = w.caches.borrow_mut();
     let zone = caches.zone(&rc.zone, w.settings.workers);
     if st.refresh {
         // The refresh's fetch is held by its task (started by the request that found the stale
         // response).
-        st.ticket = Some(ticket(rc, req, key, dirs, None, None, true));
+        st.ticket = Some(ticket(rc, req, key, dirs, who, true));
         return Ok(());
     }
     let now = Instant::now();
-    let stored = zone.store.get(&key, |n| header(req, n));
+    let stored = zone.store.get(&key, |n| single(req, n));
     let answer = |obj: Rc<Object>, outcome: Outcome, ttl: i64, detail: &'static str| {
+        // Conditions apply only to what would be a 2xx (RFC 9110 §13.2.1).
         let not_modified = get
+            && (200..300).contains(&obj.status)
             && ringgate_cache::conditional::not_modified(
                 header(req, "if-none-match"),
                 header(req, "if-modified-since"),
@@ -206,7 +248,8 @@ pub(crate) fn lookup<'s, G: Gateway>(
         },
         None => None,
     };
-    if stale.is_none() && dirs.only_if_cached {
+    // only-if-cached: what cannot be answered without the upstream is a 504 (RFC 9111 §5.2.1.7).
+    if dirs.only_if_cached {
         return Err(Stop::Refuse {
             r: Refusal::new(504, "cache_only_if_cached"),
             consumed: req.head_len,
@@ -222,9 +265,7 @@ pub(crate) fn lookup<'s, G: Gateway>(
     // A HEAD miss goes upstream as a HEAD and stores nothing; a GET fetches for the core unless
     // a fetch is in progress (the request waited for it already and goes on its own).
     let fetch = (get && zone.pending.get(&key).is_none()).then(|| zone.pending.start(&key));
-    let inm = header(req, "if-none-match");
-    let ims = header(req, "if-modified-since");
-    let mut t = ticket(rc, req, key, dirs, inm, ims, get);
+    let mut t = ticket(rc, req, key, dirs, who, get);
     t.stale = stale;
     t.fetch = fetch;
     st.ticket = Some(t);
@@ -236,10 +277,11 @@ fn ticket(
     req: &RequestHead<'_, '_>,
     key: Vec<u8>,
     directives: RequestDirectives,
-    inm: Option<&[u8]>,
-    ims: Option<&[u8]>,
+    who: &Asker<'_>,
     get: bool,
 ) -> Ticket {
+    let inm = header(req, "if-none-match");
+    let ims = header(req, "if-modified-since");
     Ticket {
         route: rc.clone(),
         key: key.into(),
@@ -251,23 +293,30 @@ fn ticket(
             .map(|h| (h.name.to_ascii_lowercase().into(), h.value.into()))
             .collect(),
         directives,
-        authorization: header(req, "authorization").is_some(),
+        authorization: who.authenticated || header(req, "authorization").is_some(),
         get,
         invalidate: false,
+        validating: false,
         if_none_match: inm.map(Into::into),
         if_modified_since: ims.map(Into::into),
         sent: Instant::now(),
     }
 }
 
-/// When the request validates a stored response, the upstream head in `wbuf` asks with the
-/// stored response's validators (the client's own are taken out: the client is answered from
-/// the refreshed response, 304 when its validators match that).
-pub(crate) fn add_validators(st: &CacheReq, wbuf: &mut Vec<u8>) {
-    let Some(obj) = st.ticket.as_ref().and_then(|t| t.stale.as_ref()) else {
+/// A `GET` that may fill the cache asks the upstream without the client's own validators (the
+/// client is answered from the stored response, 304 when its validators match that; a 304 the
+/// upstream sent for the client's validators could not refresh anything). When the request
+/// validates a stored response, the upstream head in `wbuf` asks with that response's
+/// validators instead, and only then is a 304 taken as a refresh.
+pub(crate) fn add_validators(st: &mut CacheReq, wbuf: &mut Vec<u8>) {
+    let Some(t) = st.ticket.as_mut().filter(|t| t.get && !t.invalidate) else {
         return;
     };
-    if !obj.fresh.validatable || !wbuf.ends_with(b"\r\n\r\n") {
+    if !wbuf.ends_with(b"\r\n\r\n") {
+        return;
+    }
+    let ours = t.stale.as_ref().filter(|o| o.fresh.validatable);
+    if ours.is_none() && t.if_none_match.is_none() && t.if_modified_since.is_none() {
         return;
     }
     let Some(first_line) = wbuf.windows(2).position(|w| w == b"\r\n") else {
@@ -283,11 +332,14 @@ pub(crate) fn add_validators(st: &CacheReq, wbuf: &mut Vec<u8>) {
         }
         out.extend_from_slice(line);
     }
-    if let Some(e) = &obj.etag {
-        crate::hygiene::push_header(&mut out, b"if-none-match", e);
-    }
-    if let Some(lm) = &obj.last_modified {
-        crate::hygiene::push_header(&mut out, b"if-modified-since", lm);
+    if let Some(obj) = ours {
+        if let Some(e) = &obj.etag {
+            crate::hygiene::push_header(&mut out, b"if-none-match", e);
+        }
+        if let Some(lm) = &obj.last_modified {
+            crate::hygiene::push_header(&mut out, b"if-modified-since", lm);
+        }
+        t.validating = true;
     }
     out.extend_from_slice(b"\r\n");
     wbuf.clear();

@@ -28,23 +28,53 @@ impl Pending {
 
     /// Waits until the fetch ends, at most `max`.
     pub(crate) async fn wait(self: Rc<Self>, max: Duration) {
-        let _ = monoio::time::timeout(max, Done(self)).await;
+        let _ = monoio::time::timeout(
+            max,
+            Done {
+                of: self,
+                registered: None,
+            },
+        )
+        .await;
     }
 }
 
-struct Done(Rc<Pending>);
+/// A wait for a fetch; a wait given up (timed out, its request gone) takes its waker back.
+struct Done {
+    of: Rc<Pending>,
+    registered: Option<Waker>,
+}
 
 impl Future for Done {
     type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0.done.get() {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.of.done.get() {
             return Poll::Ready(());
         }
-        let mut w = self.0.waiters.borrow_mut();
-        if !w.iter().any(|x| x.will_wake(cx.waker())) {
+        if !self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            let mut w = self.of.waiters.borrow_mut();
+            if let Some(old) = self.registered.as_ref() {
+                w.retain(|x| !x.will_wake(old));
+            }
             w.push(cx.waker().clone());
+            drop(w);
+            self.registered = Some(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(mine) = self.registered.take() {
+            if !self.of.done.get() {
+                self.of.waiters.borrow_mut().retain(|x| !x.will_wake(&mine));
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use super::pending::Fetch;
 use super::state::RefreshJob;
 use crate::engine::io::downstream::Downstream;
 use crate::engine::request::state::Conn;
+use crate::engine::request::stop::Stop;
 use crate::engine::upstream::exchange::exchange;
 use crate::engine::worker::Worker;
 use crate::gateway::Gateway;
@@ -30,7 +31,21 @@ async fn run<G: Gateway>(w: Rc<Worker<G>>, head: Vec<u8>, from: (SocketAddr, usi
     c.cbuf.extend_from_slice(&head);
     c.cache.refresh = true;
     let snap = w.snapshot.borrow_mut().current();
-    let planned = crate::engine::request::plan(&mut c, &w, &**snap);
+    // Admission may wait off the core (a token's keys, a fail-closed limit's store): wait, and
+    // plan again, as a client's request would (a few times at most).
+    let mut planned = crate::engine::request::plan(&mut c, &w, &**snap);
+    for _ in 0..3 {
+        let Err(Stop::Wait(o)) = planned else {
+            break;
+        };
+        crate::engine::request::wait::off_core(&w, &**snap, o).await;
+        if o.limits {
+            c.admit.limit_waited = true;
+        } else {
+            c.admit.auth_waited = true;
+        }
+        planned = crate::engine::request::plan(&mut c, &w, &**snap);
+    }
     if let Ok(plan) = planned {
         w.gauges.inflight.add(1);
         let _ = exchange(&mut c, &w, &plan).await;

@@ -93,6 +93,8 @@ pub(crate) struct CacheReq {
     pub(crate) waited: bool,
     /// This connection is a background refresh (no client).
     pub(crate) refresh: bool,
+    /// The route (its address in the snapshot) the request was admitted on before it waited.
+    pub(crate) waited_route: usize,
 }
 
 impl CacheReq {
@@ -103,6 +105,7 @@ impl CacheReq {
         self.outcome = None;
         self.detail = "";
         self.waited = false;
+        self.waited_route = 0;
     }
 }
 
@@ -121,6 +124,8 @@ pub(crate) struct Ticket {
     pub(crate) get: bool,
     /// An unsafe method: a success invalidates the key on this core (RFC 9111 §4.4).
     pub(crate) invalidate: bool,
+    /// The upstream request carries the stored response's validators (a 304 refreshes it).
+    pub(crate) validating: bool,
     /// The client's own validators (answered 304 when a stored response matches).
     pub(crate) if_none_match: Option<Box<[u8]>>,
     pub(crate) if_modified_since: Option<Box<[u8]>>,
@@ -129,12 +134,19 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    /// The value of the request's field `name`.
+    /// The value of the request's field `name`; sent on several lines, the marker
+    /// [`REPEATED`] (such a response is not stored).
     pub(crate) fn field(&self, name: &str) -> Option<&[u8]> {
-        self.fields
+        let mut lines = self
+            .fields
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &**v)
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let first = lines.next()?;
+        Some(if lines.next().is_some() {
+            REPEATED
+        } else {
+            &first.1
+        })
     }
 }
 
@@ -179,3 +191,8 @@ pub(crate) struct Filling {
     pub(crate) max: usize,
     pub(crate) arrived: std::time::Instant,
 }
+
+/// The value a field sent on several lines stands for in keys and `Vary` matching: no stored
+/// response is ever stored under it (such a request's response is not stored), so it never
+/// matches.
+pub(crate) const REPEATED: &[u8] = b"\0repeated";

@@ -97,11 +97,20 @@ pub(crate) fn plan<'s, G: Gateway>(
         st: admitted,
         tally: record.tally,
     };
-    // A request that waited for another's cache fetch was admitted already (limits counted).
-    if !cache.waited {
+    // A request that waited for another's cache fetch was admitted already (limits counted),
+    // unless a reload gave it another route meanwhile.
+    let route_id = std::ptr::from_ref(routed.route) as usize;
+    if !cache.waited || cache.waited_route != route_id {
         admit::run(cx).stop(refuser, routed.route)?;
     }
-    crate::engine::cache::lookup::lookup(w, routed.route, &req, npath, cache)?;
+    cache.waited_route = route_id;
+    let who = crate::engine::cache::lookup::Asker {
+        authenticated: !admitted.auth.identity.is_empty() || identity.is_some(),
+        identity: &admitted.auth.identity,
+        scheme: stream.proto(),
+        upstream_h2: routed.upstream.h2_streams.is_some(),
+    };
+    crate::engine::cache::lookup::lookup(w, routed.route, &req, npath, &who, cache)?;
     let choice = choose::choose(w, snap, &routed, &req, *peer, admitted.auth.key, refuser)
         .map_err(|stop| crate::engine::cache::stale::instead_of_refusal(stop, cache))?;
     let fwd = prepare::Forward {

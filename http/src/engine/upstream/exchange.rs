@@ -111,7 +111,7 @@ async fn cache_answers<G: Gateway>(
     resp: &ResponsePlan,
     request_end: usize,
 ) -> Result<Outcome, UpStream> {
-    let validating = c.cache.ticket.as_ref().is_some_and(|t| t.stale.is_some());
+    let validating = c.cache.ticket.as_ref().is_some_and(|t| t.validating);
     if !validating {
         return Err(up);
     }

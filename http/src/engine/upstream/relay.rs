@@ -106,6 +106,11 @@ pub(crate) async fn relay_response<G: Gateway>(
     }
     // The body bytes read with the head go with it.
     let in_buf = relay.take(c, r, r.head_len)?;
+    if relay.done {
+        // Stored (and its waiters released) as soon as the whole body is in, not after a slow
+        // client took it.
+        keep::complete(&mut c.cache, w);
+    }
     send_head(c, r, in_buf, t).await?;
     let total_deadline = p.route.total_timeout.map(|d| p.start + d);
     while !relay.done {
@@ -128,6 +133,9 @@ pub(crate) async fn relay_response<G: Gateway>(
             c.wbuf.clear();
         }
         let in_buf = relay.take(c, r, 0)?;
+        if relay.done {
+            keep::complete(&mut c.cache, w);
+        }
         send_piece(c, r, in_buf, t).await?;
     }
     if r.upstream_keep_alive && !relay.extra && r.body != BodyKind::UntilClose {
@@ -135,8 +143,7 @@ pub(crate) async fn relay_response<G: Gateway>(
             w.pool.borrow_mut().checkin(p.upstream.conn_key(ep), up);
         }
     }
-    // The whole body went down: a response being kept is stored now.
-    keep::complete(&mut c.cache, w);
+    // A body that ended with the upstream's close is not kept (see `fill::on_head`).
     Ok(())
 }
 
