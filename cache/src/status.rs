@@ -56,24 +56,31 @@ impl Outcome {
 /// The `Cache-Status` field line (with CRLF) for `outcome`: `ttl` is the freshness left (negative
 /// when stale), `detail` a short reason (why not stored, or the stale kind).
 pub fn field(outcome: Outcome, ttl: Option<i64>, detail: &str) -> String {
-    let mut s = String::from("cache-status: ringgate");
-    match outcome {
-        Outcome::Hit | Outcome::StaleWhileRevalidate | Outcome::StaleIfError => s.push_str("; hit"),
-        Outcome::Collapsed => s.push_str("; hit; collapsed"),
-        Outcome::Revalidated => s.push_str("; fwd=stale; fwd-status=304"),
-        Outcome::MissStored => s.push_str("; fwd=miss; stored"),
-        Outcome::MissNotStored => s.push_str("; fwd=miss"),
-        Outcome::Bypass => s.push_str("; fwd=bypass"),
-    }
+    let mut out = Vec::with_capacity(64);
+    write_field(&mut out, outcome, ttl, detail);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`field`], appended to `out` (no allocation of its own).
+pub fn write_field(out: &mut Vec<u8>, outcome: Outcome, ttl: Option<i64>, detail: &str) {
+    out.extend_from_slice(b"cache-status: ringgate");
+    out.extend_from_slice(match outcome {
+        Outcome::Hit | Outcome::StaleWhileRevalidate | Outcome::StaleIfError => b"; hit".as_slice(),
+        Outcome::Collapsed => b"; hit; collapsed",
+        Outcome::Revalidated => b"; fwd=stale; fwd-status=304",
+        Outcome::MissStored => b"; fwd=miss; stored",
+        Outcome::MissNotStored => b"; fwd=miss",
+        Outcome::Bypass => b"; fwd=bypass",
+    });
     if let Some(t) = ttl {
-        s.push_str(&format!("; ttl={t}"));
+        use std::io::Write as _;
+        let _ = write!(out, "; ttl={t}");
     }
     if !detail.is_empty() {
-        s.push_str("; detail=");
-        s.push_str(detail);
+        out.extend_from_slice(b"; detail=");
+        out.extend_from_slice(detail.as_bytes());
     }
-    s.push_str("\r\n");
-    s
+    out.extend_from_slice(b"\r\n");
 }
 
 /// `d` in seconds, rounded to the nearest, signed by `fresh` (positive when fresh).

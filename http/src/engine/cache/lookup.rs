@@ -212,7 +212,6 @@ pub(crate) fn lookup<'s, G: Gateway>(
             keep_alive: req.keep_alive,
             http10: req.minor_version == 0,
             route,
-            zone: rc.zone.clone(),
         }))
     };
     let wait = |p: Rc<Pending>| Stop::CacheWait(p, rc.lock_timeout);

@@ -13,7 +13,7 @@ use crate::engine::worker::Worker;
 use crate::gateway::Gateway;
 use crate::hygiene::push_header;
 use crate::respond::push_u64;
-use ringgate_cache::status::{field, Outcome};
+use ringgate_cache::status::{write_field, Outcome};
 use ringgate_cache::store::Object;
 use std::rc::Rc;
 use std::time::Instant;
@@ -67,8 +67,7 @@ pub(crate) async fn send<G: Gateway>(c: &mut Conn, w: &Worker<G>, a: &Answer) ->
         obj.fresh.age(obj.stored_at, Instant::now()).as_secs(),
     );
     c.wbuf.extend_from_slice(b"\r\n");
-    c.wbuf
-        .extend_from_slice(field(a.outcome, Some(a.ttl), a.detail).as_bytes());
+    write_field(&mut c.wbuf, a.outcome, Some(a.ttl), a.detail);
     let bodiless = a.not_modified || status == 204 || status == 304;
     if !bodiless {
         c.wbuf.extend_from_slice(b"content-length: ");

@@ -8,7 +8,6 @@ use ringgate_cache::freshness::Usable;
 use ringgate_cache::status::{ttl_secs, Outcome};
 use ringgate_cache::store::Object;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// A refusal of the upstream side (breaker open, no healthy endpoint, bulkhead full) is answered
@@ -39,7 +38,6 @@ pub(crate) fn instead_of_refusal<'s>(stop: Stop<'s>, st: &mut CacheReq) -> Stop<
                 keep_alive: !r.close,
                 http10,
                 route,
-                zone: u.zone,
             }))
         }
         None => Stop::Refuse {
@@ -61,7 +59,6 @@ pub(crate) struct StaleUse {
     pub(crate) not_modified: bool,
     /// The request is a `HEAD`.
     pub(crate) head_only: bool,
-    pub(crate) zone: Arc<crate::cache::CacheZone>,
 }
 
 /// The stored response of the current request, if the upstream failing lets it be served now.
@@ -89,6 +86,5 @@ pub(crate) fn stale_if_error(st: &CacheReq) -> Option<StaleUse> {
         ttl: ttl_secs(stale_for, false),
         not_modified,
         head_only: !t.get,
-        zone: t.route.zone.clone(),
     })
 }

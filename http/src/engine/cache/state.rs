@@ -34,20 +34,20 @@ impl Caches {
     /// Zone `z` on this core (made on first use), with every purge published so far applied.
     pub(crate) fn zone(&mut self, z: &Arc<CacheZone>, workers: usize) -> &mut ZoneCache {
         let budget = (z.max_bytes / workers.max(1) as u64) as usize;
-        let zc = self.zones.entry(z.name.clone()).or_insert_with(|| {
-            let log = log_for(&z.name);
-            ZoneCache {
-                store: Store::new(budget),
-                zone: z.clone(),
-                applied: log.generation(),
-                log,
-                pending: Rc::default(),
-            }
-        });
-        if zc.zone.max_bytes != z.max_bytes {
-            zc.store.set_budget(budget);
+        if !self.zones.contains_key(&*z.name) {
+            self.zones.insert(z.name.clone(), Self::make(z, budget));
         }
-        zc.zone = z.clone();
+        let Some(zc) = self.zones.get_mut(&*z.name) else {
+            unreachable!("the zone was inserted just above when missing")
+        };
+        // (The zone's settings are compared by pointer first: no shared count is touched on a
+        // lookup of an unchanged zone.)
+        if !Arc::ptr_eq(&zc.zone, z) {
+            if zc.zone.max_bytes != z.max_bytes {
+                zc.store.set_budget(budget);
+            }
+            zc.zone = z.clone();
+        }
         let g = zc.log.generation();
         if g != zc.applied {
             match zc.log.since(zc.applied) {
@@ -68,6 +68,17 @@ impl Caches {
             zc.applied = g;
         }
         zc
+    }
+
+    fn make(z: &Arc<CacheZone>, budget: usize) -> ZoneCache {
+        let log = log_for(&z.name);
+        ZoneCache {
+            store: Store::new(budget),
+            zone: z.clone(),
+            applied: log.generation(),
+            log,
+            pending: Rc::default(),
+        }
     }
 
     /// Every zone's name, bytes, objects and store counters (for metrics).
@@ -168,8 +179,6 @@ pub(crate) struct Cached<'s> {
     pub(crate) keep_alive: bool,
     pub(crate) http10: bool,
     pub(crate) route: &'s RouteSettings,
-    /// The zone's name (metrics).
-    pub(crate) zone: Arc<crate::cache::CacheZone>,
 }
 
 /// A background refresh: the replayed request's head and the key's fetch it holds.

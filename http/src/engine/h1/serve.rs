@@ -252,7 +252,9 @@ async fn serve_active<G: Gateway>(c: &mut Conn, w: &Worker<G>, st: &mut Progress
                     let close = !cached.keep_alive || w.shutdown.is_stopping();
                     let a = crate::engine::cache::serve::Answer::of(&cached, close);
                     let sent = crate::engine::cache::serve::send(c, w, &a).await;
-                    crate::engine::cache::serve::record(w, &cached.zone, a.outcome);
+                    if let Some(rc) = cached.route.cache.as_ref() {
+                        crate::engine::cache::serve::record(w, &rc.zone, a.outcome);
+                    }
                     c.tally.bytes_in = cached.consumed as u64;
                     c.stream.h2_head_done();
                     finish(w, c, Some(cached.route), start);
