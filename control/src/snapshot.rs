@@ -261,7 +261,7 @@ fn cache_zones(raw: &RawConfig) -> HashMap<String, Arc<ringgate_http::cache::Cac
             let zone = ringgate_http::cache::CacheZone {
                 name: z.name.as_str().into(),
                 max_bytes: z.max_bytes,
-                max_object_bytes: z.max_object_bytes,
+                max_object_bytes: z.max_object(),
             };
             (z.name.clone(), Arc::new(zone))
         })

@@ -279,6 +279,52 @@ fn purges_reach_every_core_and_remove_exactly_what_they_name() {
     assert_eq!(purge(r#"{"zone":"nope","all":true}"#).status, 404);
 }
 
+/// This process's resident memory, bytes.
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+fn memory_stays_bounded_under_a_flood_of_large_unique_objects() {
+    // 20,000 unique 8 KiB objects (160 MiB if kept) into a 1 MiB zone: the process (gateway and
+    // this test's origin and client) grows by far less than what an unbounded cache would hold.
+    let origin =
+        Origin::start(|_, _| Reply::ok(&"y".repeat(8192), &[("cache-control", "max-age=600")]));
+    let gw = Controlled::start("flood.toml", &config(origin.addr, 1 << 20, "", None));
+    let mut c = Client::connect(gw.addr());
+    for i in 0..2000 {
+        c.get_with(&format!("/warm/{i}"), &[]);
+    }
+    let before = rss();
+    for i in 0..20_000 {
+        let r = c.get_with(&format!("/flood/{i}"), &[]);
+        assert_eq!(r.body.len(), 8192);
+    }
+    let grown = rss().saturating_sub(before);
+    assert!(
+        grown < 48 << 20,
+        "resident memory grew by {} MiB",
+        grown >> 20
+    );
+    let mut m = String::new();
+    until_named("cache gauges published", Duration::from_secs(10), || {
+        m = gw.metrics();
+        metric(&m, "ringgate_cache_evictions_total{zone=\"z\"}") > 10_000.0
+    });
+    assert!(
+        metric(&m, "ringgate_cache_bytes{zone=\"z\"}") <= (1 << 20) as f64,
+        "{m}"
+    );
+}
+
 #[test]
 fn the_byte_budget_holds_under_a_flood_of_unique_keys_and_a_reload_keeps_the_zone() {
     let origin =

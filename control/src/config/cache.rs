@@ -19,13 +19,17 @@ pub struct CacheZoneConfig {
     pub name: String,
     /// Bytes for the whole process (each of N workers keeps at most a Nth).
     pub max_bytes: u64,
-    /// Larger responses stream through uncached (default 8 MiB).
-    #[serde(default = "default_max_object")]
-    pub max_object_bytes: u64,
+    /// Larger responses stream through uncached (default 8 MiB, or `max_bytes` when smaller).
+    #[serde(default)]
+    pub max_object_bytes: Option<u64>,
 }
 
-fn default_max_object() -> u64 {
-    8 << 20
+impl CacheZoneConfig {
+    /// The largest object kept.
+    pub fn max_object(&self) -> u64 {
+        self.max_object_bytes
+            .unwrap_or_else(|| self.max_bytes.min(8 << 20))
+    }
 }
 
 /// A route's `cache = { ... }`.
@@ -92,7 +96,7 @@ impl CacheZoneConfig {
         if self.max_bytes == 0 {
             p.at(format_args!("{at}.max_bytes"), "must be above 0");
         }
-        if self.max_object_bytes == 0 || self.max_object_bytes > self.max_bytes {
+        if self.max_object() == 0 || self.max_object() > self.max_bytes {
             p.at(
                 format_args!("{at}.max_object_bytes"),
                 "must be above 0 and at most max_bytes",
