@@ -8,6 +8,7 @@ use super::state::{CacheReq, Filling, Ticket};
 use crate::codec::{parse_response_head, BodyKind, ResponseHead, MAX_HEADERS};
 use crate::engine::worker::Worker;
 use crate::gateway::Gateway;
+use crate::hygiene::push_header;
 use ringgate_cache::freshness::{judge, merge_not_modified, storable_field, Asked, Freshness};
 use ringgate_cache::status::{field, ttl_secs, Outcome};
 use ringgate_cache::store::Object;
@@ -111,10 +112,7 @@ fn filling(
         if !storable_field(n, fields) || n.eq_ignore_ascii_case(&t.route.tags_header) {
             continue;
         }
-        text.extend_from_slice(n.as_bytes());
-        text.extend_from_slice(b": ");
-        text.extend_from_slice(v);
-        text.extend_from_slice(b"\r\n");
+        push_header(&mut text, n.as_bytes(), v);
     }
     let first = |name: &str| {
         fields
@@ -255,10 +253,7 @@ pub(crate) fn revalidated<G: Gateway>(
     let fresh = judged.unwrap_or(old.fresh);
     let mut text = Vec::with_capacity(old.fields.len() + 64);
     for (n, v) in &merged {
-        text.extend_from_slice(n.as_bytes());
-        text.extend_from_slice(b": ");
-        text.extend_from_slice(v);
-        text.extend_from_slice(b"\r\n");
+        push_header(&mut text, n.as_bytes(), v);
     }
     let first = |name: &str| {
         merged

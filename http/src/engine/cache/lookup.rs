@@ -161,24 +161,7 @@ pub(crate) fn lookup<'s, G: Gateway>(
         st.outcome = Some(Outcome::Bypass);
         return Ok(());
     }
-    let cc: Vec<&[u8]> = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("cache-control"))
-        .map(|h| h.value)
-        .collect();
-    let pragma: Vec<&[u8]> = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("pragma"))
-        .map(|h| h.value)
-        .collect();
-    let mut dirs = RequestDirectives::parse(&cc, &pragma);
-    if rc.client_no_cache == ClientNoCache::Ignore {
-        dirs.no_cache = false;
-        dirs.max_age = None;
-        dirs.min_fresh = None;
-    }
+    let dirs = directives(rc, req);
     let key = key_of(rc, route, req, npath, who);
     let mut caches = w.caches.borrow_mut();
     let zone = caches.zone(&rc.zone, w.settings.workers);
@@ -191,28 +174,7 @@ pub(crate) fn lookup<'s, G: Gateway>(
     let now = Instant::now();
     let stored = zone.store.get(&key, |n| single(req, n));
     let answer = |obj: Rc<Object>, outcome: Outcome, ttl: i64, detail: &'static str| {
-        // Conditions apply only to what would be a 2xx (RFC 9110 §13.2.1).
-        let not_modified = get
-            && (200..300).contains(&obj.status)
-            && ringgate_cache::conditional::not_modified(
-                header(req, "if-none-match"),
-                header(req, "if-modified-since"),
-                obj.etag.as_deref(),
-                obj.last_modified.as_deref(),
-            );
-        Stop::Cached(Box::new(Cached {
-            refresh: None,
-            obj,
-            outcome,
-            ttl,
-            detail,
-            not_modified,
-            head_only: head,
-            consumed: req.head_len,
-            keep_alive: req.keep_alive,
-            http10: req.minor_version == 0,
-            route,
-        }))
+        cached_answer(req, route, obj, (outcome, ttl, detail))
     };
     let wait = |p: Rc<Pending>| Stop::CacheWait(p, rc.lock_timeout);
     let stale = match stored {
@@ -269,6 +231,56 @@ pub(crate) fn lookup<'s, G: Gateway>(
     t.fetch = fetch;
     st.ticket = Some(t);
     Ok(())
+}
+
+/// The request's cache directives, as the route lets them count.
+fn directives(rc: &RouteCache, req: &RequestHead<'_, '_>) -> RequestDirectives {
+    let named = |name: &str| -> Vec<&[u8]> {
+        req.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+            .collect()
+    };
+    let mut dirs = RequestDirectives::parse(&named("cache-control"), &named("pragma"));
+    if rc.client_no_cache == ClientNoCache::Ignore {
+        dirs.no_cache = false;
+        dirs.max_age = None;
+        dirs.min_fresh = None;
+    }
+    dirs
+}
+
+/// The stop that answers `req` on `route` with `obj` (`how`: the outcome, the ttl shown, the
+/// detail), 304 when the client's validators match it.
+fn cached_answer<'s>(
+    req: &RequestHead<'_, '_>,
+    route: &'s RouteSettings,
+    obj: Rc<Object>,
+    (outcome, ttl, detail): (Outcome, i64, &'static str),
+) -> Stop<'s> {
+    // Conditions apply only to what would be a 2xx (RFC 9110 §13.2.1).
+    let not_modified = req.method == "GET"
+        && (200..300).contains(&obj.status)
+        && ringgate_cache::conditional::not_modified(
+            header(req, "if-none-match"),
+            header(req, "if-modified-since"),
+            obj.etag.as_deref(),
+            obj.last_modified.as_deref(),
+        );
+    Stop::Cached(Box::new(Cached {
+        refresh: None,
+        obj,
+        outcome,
+        ttl,
+        detail,
+        not_modified,
+        head_only: req.method == "HEAD",
+        consumed: req.head_len,
+        keep_alive: req.keep_alive,
+        http10: req.minor_version == 0,
+        route,
+    }))
 }
 
 fn ticket(
