@@ -75,7 +75,7 @@ pub(crate) fn on_head<G: Gateway>(
     match verdict {
         Ok(f) => {
             let ttl = ttl_secs(f.fresh.lifetime.saturating_sub(f.fresh.initial_age), true);
-            st.filling = Some(f);
+            st.filling = Some(Box::new(f));
             st.outcome = Some(Outcome::MissStored);
             extra.extend_from_slice(field(Outcome::MissStored, Some(ttl), "").as_bytes());
         }

@@ -145,7 +145,7 @@ pub(crate) fn lookup<'s, G: Gateway>(
         let key = key_of(rc, route, req, npath, who);
         let mut t = ticket(rc, req, key, RequestDirectives::default(), who, false);
         t.invalidate = true;
-        st.ticket = Some(t);
+        st.ticket = Some(Box::new(t));
         return Ok(());
     }
     let bypassed = !(get || head)
@@ -168,7 +168,7 @@ pub(crate) fn lookup<'s, G: Gateway>(
     if st.refresh {
         // The refresh's fetch is held by its task (started by the request that found the stale
         // response).
-        st.ticket = Some(ticket(rc, req, key, dirs, who, true));
+        st.ticket = Some(Box::new(ticket(rc, req, key, dirs, who, true)));
         return Ok(());
     }
     let now = Instant::now();
@@ -229,7 +229,7 @@ pub(crate) fn lookup<'s, G: Gateway>(
     let mut t = ticket(rc, req, key, dirs, who, get);
     t.stale = stale;
     t.fetch = fetch;
-    st.ticket = Some(t);
+    st.ticket = Some(Box::new(t));
     Ok(())
 }
 

@@ -92,10 +92,11 @@ impl Caches {
 /// What the cache phase gave the current request and what its response is doing.
 #[derive(Default)]
 pub(crate) struct CacheReq {
-    /// Going upstream on a cached route: what to store, validate or fall back to.
-    pub(crate) ticket: Option<Ticket>,
+    /// Going upstream on a cached route: what to store, validate or fall back to. (Boxed: the
+    /// connection task holds this state, and most requests carry none.)
+    pub(crate) ticket: Option<Box<Ticket>>,
     /// The response being stored as it streams.
-    pub(crate) filling: Option<Filling>,
+    pub(crate) filling: Option<Box<Filling>>,
     /// What the cache did (logs and metrics), once known.
     pub(crate) outcome: Option<Outcome>,
     /// Why not stored / which stale kind.
