@@ -320,3 +320,44 @@ fn an_unsafe_method_invalidates_and_large_or_chunked_bodies_behave() {
     );
     assert_eq!(origin.count("/chunked"), 1);
 }
+
+#[test]
+fn http2_clients_get_hits_heads_and_304s_from_the_cache() {
+    use ringgate_testkit::curl::curl;
+    let origin = Origin::start(|_, n| {
+        Reply::ok(
+            &format!("h2-{n}"),
+            &[("cache-control", "max-age=60"), ("etag", "\"h\"")],
+        )
+    });
+    let gw = gateway(origin.addr, "");
+    let url = format!("http://127.0.0.1:{}/h2", gw.addr().port());
+    let h2 = |extra: &[&str]| {
+        let mut args = vec![
+            "--http2-prior-knowledge",
+            "-i",
+            "-w",
+            "\nversion=%{http_version}",
+        ];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        let (ok, out, err) = curl(&args);
+        assert!(ok, "{err}");
+        assert!(out.contains("version=2"), "{out}");
+        out.to_ascii_lowercase()
+    };
+    assert!(h2(&[]).contains("h2-0"));
+    let hit = h2(&[]);
+    assert!(
+        hit.contains("cache-status: ringgate; hit") && hit.contains("h2-0"),
+        "{hit}"
+    );
+    let head = h2(&["-I"]);
+    assert!(
+        head.contains("cache-status: ringgate; hit") && head.contains("content-length: 4"),
+        "{head}"
+    );
+    let not_modified = h2(&["-H", "if-none-match: \"h\""]);
+    assert!(not_modified.starts_with("http/2 304"), "{not_modified}");
+    assert_eq!(origin.count("/h2"), 1);
+}

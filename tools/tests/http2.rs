@@ -353,3 +353,39 @@ fn an_http11_clients_request_trailers_reach_an_http2_upstream() {
     assert!(body.contains("x-checksum: abc123"), "{body:?}");
     assert!(!body.contains("content-length: 99"), "{body:?}");
 }
+
+#[test]
+fn an_http2_request_with_too_many_fields_is_refused_with_431() {
+    let up = stub("up");
+    let gw = gateway(&config(up.addr(), ""));
+    let url = format!("http://127.0.0.1:{}/echo", gw.addr.port());
+    let fields: Vec<String> = (0..130).map(|i| format!("x-f{i}: {i}")).collect();
+    let mut args = vec![
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{http_version}",
+    ];
+    for f in &fields {
+        args.push("-H");
+        args.push(f);
+    }
+    args.push(&url);
+    let (ok, out, err) = curl(&args);
+    assert!(ok, "{err}");
+    assert_eq!(out, "431 2", "{err}");
+    // The same request with a few fields goes through on the same listener.
+    let (ok, out, _) = curl(&[
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "x-f: 1",
+        &url,
+    ]);
+    assert!(ok);
+    assert_eq!(out, "200");
+}
