@@ -3,7 +3,11 @@
 # submissions, syscalls and context switches of the proxy process over a fixed number of
 # keep-alive requests at a low open-model rate (ringbench and its stub upstream on CPU 0).
 # Counts do not depend on how noisy the host is, so binaries can be compared on a shared VM.
-# Usage (repository root, release builds): perf-reports/0007-hardening/per-request-counts.sh BIN...
+# Usage (repository root, release builds): perf-reports/0007-hardening/per-request-counts.sh BIN[:PROFILE]...
+# (a PROFILE file is passed as `--profile`: e.g. one with `[io] driver = "epoll"` for the epoll
+# reference). Besides submissions, syscalls and context switches it counts poll arms (a receive
+# posted before its data, failed once, then armed), io_uring_enter calls and recvfrom calls (the
+# pool's MSG_PEEK at checkout).
 set -euo pipefail
 RATE="${RATE:-2000}"; SECS="${SECS:-5}"
 RB=./target/release/ringbench
@@ -12,13 +16,15 @@ taskset -c 0 "$RB" upstream --listen "127.0.0.1:$up_port" --body-bytes 64 >/dev/
 up=$!
 trap 'kill $up 2>/dev/null || true' EXIT
 sleep 0.3
-for bin in "$@"; do
+for arg in "$@"; do
+  bin=${arg%%:*}; prof=""
+  [ "$arg" != "$bin" ] && prof=${arg#*:}
   out=$(mktemp)
-  taskset -c 1 "$bin" proxy --listen 127.0.0.1:0 --to "127.0.0.1:$up_port" > "$out" 2>&1 &
+  taskset -c 1 "$bin" proxy --listen 127.0.0.1:0 --to "127.0.0.1:$up_port" ${prof:+--profile "$prof"} > "$out" 2>&1 &
   gw=$!
   for _ in $(seq 50); do grep -q "listen=\[" "$out" && break; sleep 0.1; done
   addr=$(sed -n 's/.*listen=\[\([^],]*\).*/\1/p' "$out" | head -1)
-  perf stat -x, -e 'io_uring:io_uring_submit_req,raw_syscalls:sys_enter,context-switches' \
+  perf stat -x, -e 'io_uring:io_uring_submit_req,raw_syscalls:sys_enter,context-switches,io_uring:io_uring_poll_arm,syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_recvfrom' \
     -p "$gw" -o "$out.perf" -- sleep "$((SECS + 2))" &
   perf_pid=$!
   json=$(mktemp)
@@ -27,7 +33,7 @@ for bin in "$@"; do
   wait "$perf_pid"
   kill "$gw"; wait "$gw" 2>/dev/null || true
   reqs=$(python3 -c "import json,sys; d=json.load(open('$json')); print(d['counts']['success'])" 2>/dev/null || echo 0)
-  python3 - "$bin" "$reqs" "$out.perf" "$SECS" <<'PY'
+  python3 - "$arg" "$reqs" "$out.perf" "$SECS" <<'PY'
 import sys
 bin, reqs, perf, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 counts = {}
