@@ -183,7 +183,7 @@ impl Control {
         c.discovery.attach(weak);
         // Answers that came while the gateway started are applied now.
         if !c.discovery.status().is_empty() {
-            c.republish("(start)");
+            c.rediscover(&["(start)".to_string()]);
         }
         c
     }
@@ -256,6 +256,7 @@ impl Control {
         let raw = RawConfig::parse(&text).map_err(|e| e.to_string())?;
         // Sources for upstreams the new config discovers start before it is built, so a route
         // moved to one finds its endpoints; if the config is refused they go back to the live one.
+        let live_sets = self.discovery.overlay();
         self.discovery.configure(&raw);
         let initial = raw
             .discovery
@@ -264,7 +265,9 @@ impl Control {
         self.discovery.wait_first_answers(&raw, initial);
         let built = self.build_checked(&raw, config_hash(&text, &raw));
         if built.is_err() {
+            // Back to the live config's watches, with the sets they had.
             self.discovery.configure(&self.state().raw);
+            self.discovery.restore(&live_sets);
         }
         built.map(|snap| (raw, snap, revision))
     }
@@ -287,7 +290,8 @@ impl Control {
 
     /// Rebuilds the live config with the hub's latest endpoints and publishes it (not a reload:
     /// the config is not read again and the reload counters do not move).
-    fn rediscover(&self, upstream: &str) {
+    fn rediscover(&self, upstreams: &[String]) -> bool {
+        let upstream = upstreams.join(", ");
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let st = self.state();
         let before = self.snapshot();
@@ -303,10 +307,14 @@ impl Control {
                     let epoch = self.slot.publish(Arc::new(snap));
                     eprintln!("ringgate: endpoints changed ({upstream}): published epoch {epoch}");
                 }
+                true
             }
-            Err(e) => eprintln!(
-                "ringgate: endpoints changed ({upstream}) but the config did not build with them; the live snapshot stays: {e}"
-            ),
+            Err(e) => {
+                eprintln!(
+                    "ringgate: endpoints changed ({upstream}) but the config did not build with them; the live snapshot stays, tried again shortly: {e}"
+                );
+                false
+            }
         }
     }
 
@@ -358,8 +366,8 @@ impl Control {
 }
 
 impl Republish for Control {
-    fn republish(&self, upstream: &str) {
-        self.rediscover(upstream);
+    fn republish(&self, upstreams: &[String]) -> bool {
+        self.rediscover(upstreams)
     }
 }
 

@@ -240,3 +240,69 @@ fn a_discovered_tls_endpoint_is_verified_under_the_written_name_never_its_addres
     );
     assert_eq!(by_addr.handshakes(), 0, "no handshake completed with it");
 }
+
+/// The config text with `dns_timeout` in `[discovery.dns]`.
+fn reloadable(dns_timeout: &str, extra: &str) -> String {
+    config(extra).replace(
+        "servers = [\"127.0.0.1:1\"]\n",
+        &format!("servers = [\"127.0.0.1:1\"]\ntimeout = \"{dns_timeout}\"\n"),
+    )
+}
+
+#[test]
+fn reloads_keep_the_sets_of_watches_that_stayed_even_when_refused() {
+    let a = stub("a");
+    let gw = Controlled::start("seam-reload.toml", &config(""));
+    let addr = gw.addr();
+    gw.control.discovery.update("api", set(&[a.addr()]));
+    until_only(addr, &["a"], 5, "traffic goes to the pushed set");
+    // A reload that changes only how DNS is asked restarts the source: the watch is the same,
+    // so the upstream keeps its endpoints (it used to be emptied: 503).
+    std::fs::write(gw.file.path(), reloadable("3s", "")).expect("write config");
+    gw.control.reload("test").expect("reload");
+    for _ in 0..10 {
+        assert_eq!(who(addr), "a");
+    }
+    // A refused reload (a listener change needs a restart) goes back to the live watches with
+    // their sets; a later change of another upstream rebuilds with them still there.
+    let refused =
+        reloadable("4s", "").replace("address = \"127.0.0.1:0\"", "address = \"127.0.0.1:1\"");
+    std::fs::write(gw.file.path(), refused).expect("write config");
+    assert!(gw.control.reload("test").is_err());
+    assert!(gw.control.discovery.overlay().contains_key("api"));
+    for _ in 0..10 {
+        assert_eq!(who(addr), "a");
+    }
+}
+
+#[test]
+fn a_change_the_config_cannot_be_built_with_yet_is_applied_once_it_can() {
+    use ringgate_testkit::pki::Pki;
+    let (a, b) = (stub("a"), stub("b"));
+    let pki = Pki::new();
+    let ca = pki.server_ca_path();
+    // A second upstream names a CA file: while it is missing, no snapshot builds.
+    let side = format!(
+        "[[upstreams]]\nname = \"side\"\nendpoints = [\"127.0.0.1:9\"]\n[upstreams.tls]\nca = \"{}\"\nserver_name = \"x\"\n",
+        ca.display()
+    );
+    let gw = Controlled::start("seam-retry.toml", &config(&side));
+    let hub = gw.control.discovery.clone();
+    hub.update("api", set(&[a.addr()]));
+    until_only(gw.addr(), &["a"], 5, "traffic goes to the first set");
+    let saved = std::fs::read(&ca).expect("read ca");
+    std::fs::remove_file(&ca).expect("remove ca");
+    hub.update("api", set(&[b.addr()]));
+    // The rebuild fails (the CA is gone): the live snapshot stays...
+    for _ in 0..5 {
+        assert_eq!(who(gw.addr()), "a");
+    }
+    // ...and the change is applied once the config builds again, with no new answer.
+    std::fs::write(&ca, saved).expect("restore ca");
+    until_only(
+        gw.addr(),
+        &["b"],
+        5,
+        "the change is applied after the retry",
+    );
+}

@@ -172,6 +172,10 @@ impl DiscoveryConfig {
         if d.min_ttl > d.max_ttl {
             p.at(format_args!("{at}.dns.min_ttl"), "is above max_ttl");
         }
+        if d.min_ttl < Duration::from_millis(100) {
+            // A server answering TTL 0 would otherwise be asked in a tight loop.
+            p.at(format_args!("{at}.dns.min_ttl"), "must be at least 100ms");
+        }
         if d.timeout.is_zero() || d.retry.is_zero() {
             p.at(
                 format_args!("{at}.dns"),

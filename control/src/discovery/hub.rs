@@ -2,20 +2,23 @@
 //!
 //! It keeps the latest endpoint set of each dynamic upstream (the overlay) and its status
 //! (source, last success, errors, revision). A set that differs from the one live is put in the
-//! overlay and the control plane rebuilds the snapshot from the live config with it
-//! ([`crate::control::Control::rediscover`]); an unchanged answer only refreshes the status, so a
-//! TTL expiry that finds the same addresses costs no snapshot. A failure or an empty answer
-//! never removes endpoints: the last good set stays, and the failure is counted and logged once
-//! per distinct cause.
+//! overlay and the upstream is marked *dirty*; one republisher thread rebuilds the snapshot from
+//! the live config with the overlay ([`crate::control::Control::rediscover`]) for every dirty
+//! upstream at once, and keeps them dirty (retrying with a pause) while the rebuild fails, so no
+//! change is lost and no source thread ever waits for a reload. An unchanged answer only
+//! refreshes the status. A failure or an empty answer never removes endpoints: the last good set
+//! stays, and the failure is counted and logged once per distinct cause.
 //!
 //! Sources are started per config: [`Hub::configure`] compares what the config asks to watch
 //! (and how: servers, cluster) with what runs, and restarts the sources only when that changed.
-//! Overlay entries of upstreams no longer watched the same way are dropped with them.
+//! Each start has its own generation: a source that was stopped can no longer write (its sink
+//! refuses the old generation). An upstream keeps its endpoints across a restart unless what it
+//! watches (its kind or targets) changed; one whose watch is new waits for its first answer.
 
 use super::{EndpointSet, Overlay, Sink, Watch};
 use crate::config::discovery::{DiscoveryConfig, DiscoveryKind};
 use crate::config::RawConfig;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
@@ -40,6 +43,8 @@ pub struct Status {
     pub last_success: Option<SystemTime>,
     /// The source's revision of the live set (etcd).
     pub revision: Option<i64>,
+    /// Its (re)started watch has not answered yet.
+    pub awaiting_first: bool,
 }
 
 /// Starts a source's thread for `watches` (all of one kind) under `config`.
@@ -52,14 +57,16 @@ pub type Spawner = fn(
 
 /// Something that applies a changed overlay (the control plane).
 pub trait Republish: Send + Sync {
-    /// The overlay changed for `upstream`: rebuild and publish the snapshot.
-    fn republish(&self, upstream: &str);
+    /// The overlay changed for `upstreams`: rebuild and publish the snapshot. `false`: the
+    /// rebuild failed (the hub tries again later).
+    fn republish(&self, upstreams: &[String]) -> bool;
 }
 
 struct Running {
     config: DiscoveryConfig,
     watches: Vec<Watch>,
     stops: Vec<Arc<AtomicBool>>,
+    generation: u64,
 }
 
 /// The discovery hub of one process.
@@ -68,6 +75,9 @@ pub struct Hub {
     status: Mutex<HashMap<String, Status>>,
     answered: Condvar,
     running: Mutex<Option<Running>>,
+    dirty: Mutex<BTreeSet<String>>,
+    dirtied: Condvar,
+    stopped: AtomicBool,
     target: OnceLock<Weak<dyn Republish>>,
     spawner: fn(DiscoveryKind) -> Option<Spawner>,
     me: Weak<Hub>,
@@ -89,6 +99,24 @@ pub fn watches_of(raw: &RawConfig) -> Vec<Watch> {
         .collect()
 }
 
+/// Pause before a failed rebuild is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// A source's view of the hub: its reports count only while its start is the live one.
+struct SourceSink {
+    hub: Arc<Hub>,
+    generation: u64,
+}
+
+impl Sink for SourceSink {
+    fn update(&self, upstream: &str, set: EndpointSet) {
+        self.hub.apply(self.generation, upstream, set);
+    }
+    fn failed(&self, upstream: &str, source: DiscoveryKind, why: String) {
+        self.hub.fail(Some(self.generation), upstream, source, why);
+    }
+}
+
 impl Hub {
     /// A hub starting sources with `spawner` (by kind; `None`: no such source in this build).
     pub fn new(spawner: fn(DiscoveryKind) -> Option<Spawner>) -> Arc<Self> {
@@ -97,6 +125,9 @@ impl Hub {
             status: Mutex::new(HashMap::new()),
             answered: Condvar::new(),
             running: Mutex::new(None),
+            dirty: Mutex::new(BTreeSet::new()),
+            dirtied: Condvar::new(),
+            stopped: AtomicBool::new(false),
             target: OnceLock::new(),
             spawner,
             me: me.clone(),
@@ -104,9 +135,15 @@ impl Hub {
     }
 
     /// From now on, changed sets are applied by `target` (before that they only fill the
-    /// overlay, which the first snapshot is built with).
+    /// overlay, which the first snapshot is built with), on a republisher thread of the hub's.
     pub fn attach(&self, target: Weak<dyn Republish>) {
-        let _ = self.target.set(target);
+        if self.target.set(target).is_err() {
+            return;
+        }
+        let me = self.me.clone();
+        let _ = std::thread::Builder::new()
+            .name("ringgate-discovery".into())
+            .spawn(move || republisher(&me));
     }
 
     /// The live overlay.
@@ -131,32 +168,52 @@ impl Hub {
         {
             return;
         }
-        if let Some(old) = running.take() {
-            for s in &old.stops {
-                s.store(true, Ordering::Relaxed);
+        let (old_watches, generation) = match running.take() {
+            Some(old) => {
+                for s in &old.stops {
+                    s.store(true, Ordering::Relaxed);
+                }
+                (old.watches, old.generation + 1)
             }
-            // Sets found by a watch that stays the same stay; the others go with their watch.
-            let kept: Vec<&Watch> = old.watches.iter().filter(|w| watches.contains(w)).collect();
-            let same_config = old.config == config;
-            lock(&self.overlay)
-                .retain(|name, _| same_config && kept.iter().any(|w| &w.upstream == name));
-        }
+            None => (Vec::new(), 1),
+        };
+        // An upstream watching what it watched keeps its set across the restart; one whose
+        // watch is new (or changed) forgets it and waits for its first answer.
+        let fresh: Vec<&Watch> = watches
+            .iter()
+            .filter(|w| !old_watches.contains(w))
+            .collect();
+        lock(&self.overlay).retain(|name, _| {
+            watches.iter().any(|w| &w.upstream == name)
+                && !fresh.iter().any(|w| &w.upstream == name)
+        });
         {
             let mut st = lock(&self.status);
             st.retain(|name, _| watches.iter().any(|w| &w.upstream == name));
             for w in &watches {
-                st.entry(w.upstream.clone()).or_default().source = Some(w.kind);
+                let s = st.entry(w.upstream.clone()).or_default();
+                s.source = Some(w.kind);
+                if fresh.iter().any(|f| f.upstream == w.upstream) {
+                    s.awaiting_first = true;
+                    s.endpoints = 0;
+                }
             }
         }
-        let stops = self.spawn_all(&config, &watches);
+        let stops = self.spawn_all(&config, &watches, generation);
         *running = Some(Running {
             config,
             watches,
             stops,
+            generation,
         });
     }
 
-    fn spawn_all(&self, config: &DiscoveryConfig, watches: &[Watch]) -> Vec<Arc<AtomicBool>> {
+    fn spawn_all(
+        &self,
+        config: &DiscoveryConfig,
+        watches: &[Watch],
+        generation: u64,
+    ) -> Vec<Arc<AtomicBool>> {
         let Some(me) = self.me.upgrade() else {
             return Vec::new();
         };
@@ -172,8 +229,12 @@ impl Hub {
         let mut stops = Vec::new();
         for (kind, ws) in by_kind {
             let stop = Arc::new(AtomicBool::new(false));
+            let sink: Arc<dyn Sink> = Arc::new(SourceSink {
+                hub: me.clone(),
+                generation,
+            });
             let spawned = match (self.spawner)(kind) {
-                Some(spawn) => spawn(config, ws.clone(), me.clone(), stop.clone())
+                Some(spawn) => spawn(config, ws.clone(), sink, stop.clone())
                     .map_err(|e| format!("cannot start the {} source: {e}", kind.name())),
                 None => Err(format!("no {} source in this build", kind.name())),
             };
@@ -181,7 +242,7 @@ impl Hub {
                 Ok(_detached) => stops.push(stop),
                 Err(why) => {
                     for w in &ws {
-                        self.failed(&w.upstream, w.kind, why.clone());
+                        self.fail(None, &w.upstream, w.kind, why.clone());
                     }
                 }
             }
@@ -189,8 +250,28 @@ impl Hub {
         stops
     }
 
-    /// Waits until every upstream `raw` wants discovered has had an answer (good or failed), at
-    /// most `max`. Returns the upstreams still without endpoints.
+    /// Puts back the sets of `saved` for upstreams watched now that have none (a refused reload
+    /// went back to the live config's watches).
+    pub fn restore(&self, saved: &Overlay) {
+        let running = lock(&self.running);
+        let Some(r) = running.as_ref() else {
+            return;
+        };
+        let mut overlay = lock(&self.overlay);
+        let mut st = lock(&self.status);
+        for (name, set) in saved {
+            if r.watches.iter().any(|w| &w.upstream == name) && !overlay.contains_key(name) {
+                overlay.insert(name.clone(), set.clone());
+                if let Some(s) = st.get_mut(name) {
+                    s.awaiting_first = false;
+                    s.endpoints = set.endpoints.len();
+                }
+            }
+        }
+    }
+
+    /// Waits until every upstream `raw` wants discovered has had an answer (good or failed)
+    /// since its watch started, at most `max`. Returns the upstreams still without endpoints.
     pub fn wait_first_answers(&self, raw: &RawConfig, max: Duration) -> Vec<String> {
         let deadline = Instant::now() + max;
         let names: Vec<String> = watches_of(raw).into_iter().map(|w| w.upstream).collect();
@@ -198,7 +279,7 @@ impl Hub {
         loop {
             let waiting = names
                 .iter()
-                .any(|n| st.get(n).is_none_or(|s| s.answers == 0 && s.errors == 0));
+                .any(|n| st.get(n).is_none_or(|s| s.awaiting_first));
             let now = Instant::now();
             if !waiting || now >= deadline {
                 break;
@@ -216,8 +297,10 @@ impl Hub {
             .collect()
     }
 
-    /// Stops every source.
+    /// Stops every source and the republisher.
     pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.dirtied.notify_all();
         if let Some(r) = lock(&self.running).take() {
             for s in &r.stops {
                 s.store(true, Ordering::Relaxed);
@@ -225,36 +308,34 @@ impl Hub {
         }
     }
 
-    fn watched(&self, upstream: &str) -> bool {
-        lock(&self.running)
-            .as_ref()
-            .is_some_and(|r| r.watches.iter().any(|w| w.upstream == upstream))
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-impl Sink for Hub {
-    fn update(&self, upstream: &str, mut set: EndpointSet) {
+    /// A good answer of the source started as `generation`.
+    fn apply(&self, generation: u64, upstream: &str, mut set: EndpointSet) {
         if set.endpoints.is_empty() {
-            self.failed(upstream, set.source, "the answer has no endpoints".into());
-            return;
-        }
-        if !self.watched(upstream) {
+            self.fail(
+                Some(generation),
+                upstream,
+                set.source,
+                "the answer has no endpoints".into(),
+            );
             return;
         }
         set.endpoints.sort();
         set.endpoints.dedup_by_key(|f| f.addr);
-        let changed = {
-            let mut overlay = lock(&self.overlay);
-            let changed = overlay
-                .get(upstream)
-                .is_none_or(|old| old.endpoints != set.endpoints);
-            let (count, revision) = (set.endpoints.len(), set.revision);
+        // Held across the overlay's update: a source stopped meanwhile cannot write after its
+        // successor (lock order: running, overlay, status).
+        let running = lock(&self.running);
+        let live = running.as_ref().is_some_and(|r| {
+            r.generation == generation && r.watches.iter().any(|w| w.upstream == upstream)
+        });
+        if !live {
+            return;
+        }
+        let mut overlay = lock(&self.overlay);
+        let changed = overlay
+            .get(upstream)
+            .is_none_or(|old| old.endpoints != set.endpoints);
+        let (count, revision) = (set.endpoints.len(), set.revision);
+        {
             let mut st = lock(&self.status);
             let s = st.entry(upstream.to_string()).or_default();
             if changed {
@@ -266,29 +347,38 @@ impl Sink for Hub {
                 );
             }
             s.answers += 1;
+            s.awaiting_first = false;
             s.endpoints = count;
             s.revision = revision;
             s.last_success = Some(set.at);
             s.last_error = None;
             s.source = Some(set.source);
-            overlay.insert(upstream.to_string(), set);
-            changed
-        };
+        }
+        overlay.insert(upstream.to_string(), set);
+        drop(overlay);
+        drop(running);
         self.answered.notify_all();
         if changed {
-            if let Some(t) = self.target.get().and_then(Weak::upgrade) {
-                t.republish(upstream);
-            }
+            lock(&self.dirty).insert(upstream.to_string());
+            self.dirtied.notify_all();
         }
     }
 
-    fn failed(&self, upstream: &str, source: DiscoveryKind, why: String) {
+    /// A failed answer (`generation`: of that source start; `None`: the hub's own report).
+    fn fail(&self, generation: Option<u64>, upstream: &str, source: DiscoveryKind, why: String) {
+        if let Some(g) = generation {
+            let running = lock(&self.running);
+            if running.as_ref().is_none_or(|r| r.generation != g) {
+                return;
+            }
+        }
         // (The overlay is locked before the status everywhere.)
         let keeps = lock(&self.overlay).get(upstream).map(|o| o.endpoints.len());
         {
             let mut st = lock(&self.status);
             let s = st.entry(upstream.to_string()).or_default();
             s.errors += 1;
+            s.awaiting_first = false;
             s.source = Some(source);
             if s.last_error.as_deref() != Some(why.as_str()) {
                 eprintln!(
@@ -303,6 +393,58 @@ impl Sink for Hub {
             }
         }
         self.answered.notify_all();
+    }
+}
+
+/// The republisher: takes every dirty upstream at once and has the control plane rebuild; keeps
+/// them dirty (and pauses) when the rebuild fails. Ends when the hub stops or goes.
+fn republisher(hub: &Weak<Hub>) {
+    loop {
+        let Some(h) = hub.upgrade() else {
+            return;
+        };
+        let batch: Vec<String> = {
+            let mut d = lock(&h.dirty);
+            while d.is_empty() && !h.stopped.load(Ordering::Relaxed) {
+                d = h
+                    .dirtied
+                    .wait_timeout(d, Duration::from_millis(500))
+                    .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+                if Weak::strong_count(hub) <= 1 && d.is_empty() {
+                    // Only this thread holds the hub: nobody can report any more.
+                    return;
+                }
+            }
+            std::mem::take(&mut *d).into_iter().collect()
+        };
+        if h.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(target) = h.target.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        if !target.republish(&batch) {
+            lock(&h.dirty).extend(batch);
+            drop((h, target));
+            std::thread::sleep(RETRY);
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Sink for Hub {
+    fn update(&self, upstream: &str, set: EndpointSet) {
+        let g = lock(&self.running).as_ref().map_or(0, |r| r.generation);
+        self.apply(g, upstream, set);
+    }
+
+    fn failed(&self, upstream: &str, source: DiscoveryKind, why: String) {
+        self.fail(None, upstream, source, why);
     }
 }
 
