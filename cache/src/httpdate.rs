@@ -1,6 +1,8 @@
 //! HTTP dates (RFC 9110 §5.6.7): IMF-fixdate is what we send; the obsolete RFC 850 and asctime
 //! forms are accepted, as a recipient must. Times are whole seconds since the Unix epoch.
 
+use ringgate_model::calendar;
+
 const MONTHS: [&[u8; 3]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
 ];
@@ -47,15 +49,9 @@ fn digits(s: &str, min: usize, max: usize) -> Option<u64> {
     s.parse().ok()
 }
 
-/// Days from 1970-01-01 to the given date (proleptic Gregorian); `None` before 1970.
+/// Days from 1970-01-01 to the given date; `None` before 1970.
 fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
-    let y = y as i64 - i64::from(m <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    u64::try_from(era * 146_097 + doe - 719_468).ok()
+    u64::try_from(calendar::days_from_civil(y as i64, m as i64, d as i64)).ok()
 }
 
 /// Formats seconds since the epoch as an IMF-fixdate.
@@ -73,16 +69,8 @@ pub fn format(secs: u64) -> String {
     )
 }
 
-fn civil_from_days(z: u64) -> (u64, u64, u64) {
-    let z = z as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let (y, m, d) = calendar::civil_from_days(i64::try_from(days).unwrap_or(i64::MAX / 2));
     (y as u64, m as u64, d as u64)
 }
 

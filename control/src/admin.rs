@@ -441,7 +441,7 @@ pub fn metrics_text(c: &Control) -> String {
     let _ = writeln!(
         out,
         "# HELP ringgate_config_info The live config.\n# TYPE ringgate_config_info gauge\nringgate_config_info{{version=\"{}\",hash=\"{:016x}\"}} 1",
-        st.version.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"),
+        escape_label(&st.version),
         st.hash
     );
     let _ = writeln!(

@@ -14,6 +14,7 @@
 //! - [`headers`]: writing one header line into a head being built.
 
 pub mod authn;
+pub mod calendar;
 pub mod headers;
 pub mod refusal;
 pub mod resilience;

@@ -75,6 +75,22 @@ impl Controlled {
     pub fn metrics(&self) -> String {
         ringgate::admin::metrics_text(&self.control)
     }
+
+    /// The value of the first sample line of [`Controlled::metrics`] starting with `line_start`
+    /// (labels included); 0 when there is none.
+    pub fn metric(&self, line_start: &str) -> f64 {
+        metric_in(&self.metrics(), line_start)
+    }
+}
+
+/// The value of the first sample line of Prometheus text `text` starting with `line_start`
+/// (labels included); 0 when there is none.
+pub fn metric_in(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 impl Drop for Controlled {

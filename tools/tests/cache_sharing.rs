@@ -5,7 +5,7 @@
 //! zone keeps its objects.
 
 use ringgate_testkit::client::{Client, Response};
-use ringgate_testkit::controlled::Controlled;
+use ringgate_testkit::controlled::{metric_in as metric, Controlled};
 use ringgate_testkit::gateway::test_profile;
 use ringgate_testkit::origin::{Origin, Reply};
 use ringgate_testkit::wait::until_named;
@@ -34,14 +34,6 @@ fn get(addr: SocketAddr, path: &str) -> Response {
 
 fn cache_status(r: &Response) -> String {
     r.header("cache-status").unwrap_or("").to_string()
-}
-
-fn metric(m: &str, line_start: &str) -> f64 {
-    m.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// `n` clients request `path` at once, each on its own connection.

@@ -108,12 +108,10 @@ fn sets_reach_the_workers_without_a_reload_and_a_failure_keeps_the_last_good_set
         m.contains("ringgate_discovery_changes_total{upstream=\"api\",source=\"dns\"} 3"),
         "{m}"
     );
-    let errors = m
-        .lines()
-        .find(|l| l.starts_with("ringgate_discovery_errors_total{upstream=\"api\""))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let errors = ringgate_testkit::controlled::metric_in(
+        &m,
+        "ringgate_discovery_errors_total{upstream=\"api\"",
+    );
     assert!(
         errors >= 2.0,
         "the failure and the empty answer are counted: {m}"

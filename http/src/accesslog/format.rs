@@ -95,34 +95,11 @@ fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
     push_u64(out, n);
 }
 
-/// The proleptic Gregorian (year, month, day) of a day counted from 1970-01-01.
-///
-/// The count is shifted to start on 0000-03-01, so that the leap day is the last day of each
-/// shifted year; the date then falls out of the 400-year cycle (146 097 days), the year within it,
-/// and a month table that is linear in the day of the shifted year (months of 31 and 30 days
-/// alternate from March, and 153 days make five months).
+/// The (year, month, day) of a day counted from 1970-01-01 ([`ringgate_model::calendar`]).
 pub(super) fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // 719 468 days separate 0000-03-01 from 1970-01-01.
-    let shifted = days + 719_468;
-    let cycle = shifted / 146_097;
-    // Day within the 400-year cycle, 0..=146_096.
-    let day_of_cycle = shifted % 146_097;
-    // Remove the leap days (one each 4 years, none each 100, one each 400) to count in
-    // 365-day years; the last day of the cycle is the 400th year's leap day.
-    let year_of_cycle = (day_of_cycle - day_of_cycle / 1_460 + day_of_cycle / 36_524
-        - day_of_cycle / 146_096)
-        / 365; // 0..=399
-    let day_of_year =
-        day_of_cycle - (365 * year_of_cycle + year_of_cycle / 4 - year_of_cycle / 100); // 0..=365
-    let shifted_month = (5 * day_of_year + 2) / 153; // 0 = March .. 11 = February
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = cycle * 400 + year_of_cycle + u64::from(month <= 2);
-    (year, month, day)
+    let (y, m, d) =
+        ringgate_model::calendar::civil_from_days(i64::try_from(days).unwrap_or(i64::MAX / 2));
+    (y as u64, m as u64, d as u64)
 }
 
 /// Appends `micros` since the Unix epoch as an RFC 3339 UTC time with microseconds,

@@ -103,14 +103,16 @@ pub(crate) fn plan<'s, G: Gateway>(
     if !cache.waited || cache.waited_route != route_id {
         admit::run(cx).stop(refuser, routed.route)?;
     }
-    cache.waited_route = route_id;
-    let who = crate::engine::cache::lookup::Asker {
-        authenticated: !admitted.auth.identity.is_empty() || identity.is_some(),
-        identity: &admitted.auth.identity,
-        scheme: stream.proto(),
-        upstream_h2: routed.upstream.h2_streams.is_some(),
-    };
-    crate::engine::cache::lookup::lookup(w, routed.route, &req, npath, &who, cache)?;
+    if routed.route.cache.is_some() {
+        cache.waited_route = route_id;
+        let who = crate::engine::cache::lookup::Asker {
+            authenticated: !admitted.auth.identity.is_empty() || identity.is_some(),
+            identity: &admitted.auth.identity,
+            scheme: stream.proto(),
+            upstream_h2: routed.upstream.h2_streams.is_some(),
+        };
+        crate::engine::cache::lookup::lookup(w, routed.route, &req, npath, &who, cache)?;
+    }
     let choice = choose::choose(w, snap, &routed, &req, *peer, admitted.auth.key, refuser)
         .map_err(|stop| crate::engine::cache::stale::instead_of_refusal(stop, cache))?;
     let fwd = prepare::Forward {

@@ -76,7 +76,7 @@ pub(crate) async fn exchange<G: Gateway>(c: &mut Conn, w: &Worker<G>, p: &Plan<'
             (a.ep_index, a.endpoint) = n;
             continue;
         }
-        if let Some(o) = cache_instead(c, w, p, None, end.unwrap_or(body.end)).await {
+        if let Some(o) = cache_instead(c, w, p, end.unwrap_or(body.end)).await {
             return o;
         }
         return fail_before_response(c, w, p, &e, end).await;
@@ -151,7 +151,7 @@ async fn cache_answers<G: Gateway>(
     if resp.status >= 500 && crate::engine::cache::stale::stale_if_error(&c.cache).is_some() {
         // The upstream's error response is not read: its connection goes.
         drop(up);
-        if let Some(o) = cache_instead(c, w, p, Some(resp.status), request_end).await {
+        if let Some(o) = cache_instead(c, w, p, request_end).await {
             return Ok(o);
         }
         return Ok(Outcome::Close);
@@ -165,7 +165,6 @@ async fn cache_instead<G: Gateway>(
     c: &mut Conn,
     w: &Worker<G>,
     p: &Plan<'_>,
-    _status: Option<u16>,
     request_end: usize,
 ) -> Option<Outcome> {
     let u = crate::engine::cache::stale::stale_if_error(&c.cache)?;
