@@ -1,0 +1,214 @@
+//! The tax table: per rung, the median over repetitions of p50/p99/p99.9 response time, the
+//! latency added over `direct` at each percentile, and CPU per request of the gateway and of the
+//! upstreams, with how many runs were valid. Written as `summary.md` and `summary.json` beside
+//! the generated config, scenario and every run's JSON.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::topology::Topology;
+use super::{Rung, RungRun, TaxConfig};
+use crate::compare::summary::Spread;
+use crate::run::Verdict;
+use crate::units::fmt_nanos;
+
+/// One row of the table.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaxRow {
+    /// Rung.
+    pub rung: Rung,
+    /// Runs, and how many were valid.
+    pub runs: usize,
+    /// Valid runs (figures are medians over these when there are any, else over all).
+    pub valid: usize,
+    /// Response time percentiles (ns).
+    pub p50_ns: Spread,
+    /// 99th.
+    pub p99_ns: Spread,
+    /// 99.9th.
+    pub p999_ns: Spread,
+    /// Median minus direct's median at p50 (ns; 0 for direct).
+    pub added_p50_ns: f64,
+    /// At p99.
+    pub added_p99_ns: f64,
+    /// At p99.9.
+    pub added_p999_ns: f64,
+    /// CPU us per successful request of the rung's target: the gateway, or for `direct` the
+    /// upstream stubs.
+    pub target_cpu_us: Spread,
+    /// CPU us per successful request of the upstream stubs behind the gateway (0 for direct).
+    pub upstream_cpu_us: Spread,
+    /// Achieved rate (completions inside the window per second).
+    pub achieved: Spread,
+    /// Responses that were not 2xx/3xx, transport errors and timeouts, summed over runs.
+    pub failures: u64,
+}
+
+/// The whole summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaxSummary {
+    /// Report name.
+    pub name: String,
+    /// The command line.
+    pub command_line: String,
+    /// Topology seed.
+    pub seed: u64,
+    /// Routes, upstreams, replicas, request kinds.
+    pub routes: usize,
+    /// Upstreams.
+    pub upstreams: usize,
+    /// Replicas per upstream.
+    pub replicas: usize,
+    /// Request kinds of the scenario.
+    pub request_kinds: usize,
+    /// Offered rate.
+    pub rate: f64,
+    /// Measured seconds per run.
+    pub duration_s: f64,
+    /// Repetitions.
+    pub reps: usize,
+    /// One row per rung, ladder order.
+    pub rows: Vec<TaxRow>,
+}
+
+fn account_us(r: &crate::run::RunReport, name: &str) -> f64 {
+    r.cpu_accounts
+        .iter()
+        .find(|a| a.name == name)
+        .map_or(0.0, |a| a.us_per_success)
+}
+
+fn row(rung: Rung, runs: &[&RungRun]) -> TaxRow {
+    let valid: Vec<&&RungRun> = runs
+        .iter()
+        .filter(|r| r.report.verdict == Verdict::Valid)
+        .collect();
+    let used: Vec<&&RungRun> = if valid.is_empty() {
+        runs.iter().collect()
+    } else {
+        valid.clone()
+    };
+    let fig = |f: &dyn Fn(&crate::run::RunReport) -> f64| {
+        Spread::of(used.iter().map(|r| f(&r.report)).collect())
+    };
+    TaxRow {
+        rung,
+        runs: runs.len(),
+        valid: valid.len(),
+        p50_ns: fig(&|r| r.latency.response.p50_ns as f64),
+        p99_ns: fig(&|r| r.latency.response.p99_ns as f64),
+        p999_ns: fig(&|r| r.latency.response.p999_ns as f64),
+        added_p50_ns: 0.0,
+        added_p99_ns: 0.0,
+        added_p999_ns: 0.0,
+        target_cpu_us: fig(&|r| account_us(r, "target")),
+        upstream_cpu_us: fig(&|r| account_us(r, "upstream")),
+        achieved: fig(&|r| r.rates.achieved),
+        failures: runs
+            .iter()
+            .map(|r| {
+                let c = &r.report.counts;
+                (c.completed - c.success.min(c.completed)) + c.errors + c.timeouts
+            })
+            .sum(),
+    }
+}
+
+/// The rows of `runs`, in the order of `rungs`, with added latency against `direct`.
+pub fn rows(rungs: &[Rung], runs: &[RungRun]) -> Vec<TaxRow> {
+    let mut rows: Vec<TaxRow> = rungs
+        .iter()
+        .filter_map(|rung| {
+            let mine: Vec<&RungRun> = runs.iter().filter(|r| r.rung == *rung).collect();
+            (!mine.is_empty()).then(|| row(*rung, &mine))
+        })
+        .collect();
+    if let Some(d) = rows.iter().find(|r| r.rung == Rung::Direct).cloned() {
+        for r in &mut rows {
+            r.added_p50_ns = r.p50_ns.median - d.p50_ns.median;
+            r.added_p99_ns = r.p99_ns.median - d.p99_ns.median;
+            r.added_p999_ns = r.p999_ns.median - d.p999_ns.median;
+        }
+    }
+    rows
+}
+
+fn added(ns: f64) -> String {
+    if ns < 0.0 {
+        format!("-{}", fmt_nanos(-ns))
+    } else {
+        format!("+{}", fmt_nanos(ns))
+    }
+}
+
+/// The Markdown table of `s`.
+pub fn markdown(s: &TaxSummary) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# {}\n", s.name);
+    let _ = writeln!(md, "Produced by:\n\n```\n{}\n```\n", s.command_line);
+    let _ = writeln!(
+        md,
+        "Topology: seed {}, {} routes to {} upstreams of {} replicas, {} request kinds \
+         (`gateway.toml`, `scenario.toml` in this folder). Open-model load at {} req/s, {} s \
+         measured per run, {} repetition(s) of the ladder, interleaved. Cells: median over valid \
+         runs (over all runs when none was valid). Added: the rung's median minus direct's, per \
+         percentile. CPU us/req: utime+stime over the measured window per successful request, of \
+         the rung's target (ringgate; for `direct`, the stub upstreams) and of the stubs behind \
+         it.\n",
+        s.seed, s.routes, s.upstreams, s.replicas, s.request_kinds, s.rate, s.duration_s, s.reps
+    );
+    let _ = writeln!(
+        md,
+        "| rung | valid | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | target CPU us/req | upstream CPU us/req | achieved/s | failures |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &s.rows {
+        let _ = writeln!(
+            md,
+            "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.0} | {} |",
+            r.rung.name(),
+            r.valid,
+            r.runs,
+            fmt_nanos(r.p50_ns.median),
+            fmt_nanos(r.p99_ns.median),
+            fmt_nanos(r.p999_ns.median),
+            added(r.added_p50_ns),
+            added(r.added_p99_ns),
+            added(r.added_p999_ns),
+            r.target_cpu_us.median,
+            r.upstream_cpu_us.median,
+            r.achieved.median,
+            r.failures
+        );
+    }
+    md
+}
+
+/// Builds the summary of `runs` and writes `summary.md` and `summary.json` into `dir`.
+pub fn write(
+    cfg: &TaxConfig,
+    t: &Topology,
+    dir: &Path,
+    runs: &[RungRun],
+) -> Result<String, String> {
+    let s = TaxSummary {
+        name: cfg.name.clone(),
+        command_line: cfg.command_line.clone(),
+        seed: t.seed,
+        routes: t.routes.len(),
+        upstreams: t.upstreams.len(),
+        replicas: t.replicas,
+        request_kinds: t.requests.len(),
+        rate: cfg.rate,
+        duration_s: cfg.duration.as_secs_f64(),
+        reps: cfg.reps.max(1),
+        rows: rows(&cfg.rungs, runs),
+    };
+    let md = markdown(&s);
+    std::fs::write(dir.join("summary.md"), &md).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("summary.json"), json).map_err(|e| e.to_string())?;
+    Ok(md)
+}
