@@ -234,3 +234,98 @@ fn tax_runs_direct_and_passthrough_and_writes_a_complete_report() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// Sends one request with `connection: close` and returns the response head.
+fn request_head(addr: SocketAddr, k: &topology::RequestKind) -> String {
+    use std::io::{Read, Write};
+    let path = k.path.replace("${ids}", "42").replace("${terms}", "x");
+    let mut req = format!("{} {path} HTTP/1.1\r\nhost: {}\r\n", k.method, k.host);
+    for (n, v) in k.headers.iter().filter(|(n, _)| n != "connection") {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        k.body_bytes
+    ));
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(&vec![b'a'; k.body_bytes]).unwrap();
+    let mut data = Vec::new();
+    s.read_to_end(&mut data).unwrap();
+    let text = String::from_utf8_lossy(&data);
+    text.split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// Stops the gateway even when an assertion fails first (a dropped `Child` keeps running).
+struct StopOnDrop(Option<ringbench::compare::procs::Proc>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            p.stop(Duration::from_secs(5));
+        }
+    }
+}
+
+#[test]
+fn every_service_request_reaches_its_upstream_through_ringgate() {
+    let t = topology::generate(DEFAULT_SEED, DEFAULT_UPSTREAMS, DEFAULT_REPLICAS);
+    // One stub per upstream, named after it, on its three replica ports.
+    let stubs: Vec<_> = t
+        .upstreams
+        .iter()
+        .map(|name| {
+            ringbench::upstream::spawn(ringbench::upstream::UpstreamConfig {
+                listen: vec![SocketAddr::from(([127, 0, 0, 1], 0)); t.replicas],
+                name: name.clone(),
+                body_bytes: 64,
+                ..Default::default()
+            })
+            .unwrap()
+        })
+        .collect();
+    let endpoints: Vec<SocketAddr> = stubs.iter().flat_map(|s| s.addrs().to_vec()).collect();
+    let listen = SocketAddr::from((
+        [127, 0, 0, 1],
+        ringbench::compare::procs::free_port().unwrap(),
+    ));
+    let dir = std::env::temp_dir().join(format!("ringbench-tax-route-{}", std::process::id()));
+    let (config, _) = tax::write_topology(&t, &dir, listen, &endpoints).unwrap();
+    let gateway = StopOnDrop(Some(
+        ringbench::compare::procs::Proc::start(
+            "ringgate",
+            "",
+            &ringgate_bin().display().to_string(),
+            &[
+                "serve".into(),
+                "--config".into(),
+                config.display().to_string(),
+            ],
+            &dir.join("ringgate.log"),
+        )
+        .unwrap(),
+    ));
+    ringbench::compare::procs::wait_http_ok(listen, "/healthz", Duration::from_secs(15)).unwrap();
+    let mut checked = 0;
+    for k in t.requests.iter().filter(|k| k.name.starts_with("svc")) {
+        let head = request_head(listen, k);
+        let svc = &k.name[..5];
+        assert!(head.starts_with("http/1.1 200"), "{}: {head}", k.name);
+        assert!(
+            head.contains(&format!("x-upstream: {svc}")),
+            "{}: {head}",
+            k.name
+        );
+        checked += 1;
+    }
+    drop(gateway);
+    for s in stubs {
+        s.stop();
+    }
+    assert!(checked >= 60, "{checked}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
