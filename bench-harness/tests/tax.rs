@@ -204,6 +204,7 @@ fn tax_runs_direct_and_passthrough_and_writes_a_complete_report() {
         "summary.json",
         "runs/direct-r1.json",
         "runs/passthrough-r1.json",
+        "plots/spectrum.svg",
     ] {
         assert!(dir.join(f).is_file(), "{f}");
     }

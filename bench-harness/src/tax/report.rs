@@ -1,7 +1,8 @@
 //! The tax table: per rung, the median over repetitions of p50/p99/p99.9 response time, the
 //! latency added over `direct` at each percentile, and CPU per request of the gateway and of the
 //! upstreams, with how many runs were valid. Written as `summary.md` and `summary.json` beside
-//! the generated config, scenario and every run's JSON.
+//! the generated config, scenario and every run's JSON, with `plots/spectrum.svg` overlaying
+//! each rung's median run.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -69,6 +70,8 @@ pub struct TaxSummary {
     pub duration_s: f64,
     /// Repetitions.
     pub reps: usize,
+    /// Where each part ran (`taskset -c` lists; empty: unpinned).
+    pub placement: String,
     /// One row per rung, ladder order.
     pub rows: Vec<TaxRow>,
 }
@@ -159,6 +162,7 @@ pub fn markdown(s: &TaxSummary) -> String {
          it.\n",
         s.seed, s.routes, s.upstreams, s.replicas, s.request_kinds, s.rate, s.duration_s, s.reps
     );
+    let _ = writeln!(md, "Placement: {}.\n", s.placement);
     let _ = writeln!(
         md,
         "| rung | valid | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | target CPU us/req | upstream CPU us/req | achieved/s | failures |"
@@ -186,6 +190,22 @@ pub fn markdown(s: &TaxSummary) -> String {
     md
 }
 
+/// The percentile spectra of each rung's run whose p50 is nearest its row's median.
+fn spectrum(rows: &[TaxRow], runs: &[RungRun]) -> String {
+    let picked: Vec<(String, &crate::run::RunReport)> = rows
+        .iter()
+        .filter_map(|row| {
+            runs.iter()
+                .filter(|r| r.rung == row.rung)
+                .min_by_key(|r| {
+                    (r.report.latency.response.p50_ns as f64 - row.p50_ns.median).abs() as u64
+                })
+                .map(|r| (row.rung.name().to_string(), &r.report))
+        })
+        .collect();
+    crate::report::plot::spectrum_svg(&picked)
+}
+
 /// Builds the summary of `runs` and writes `summary.md` and `summary.json` into `dir`.
 pub fn write(
     cfg: &TaxConfig,
@@ -204,11 +224,115 @@ pub fn write(
         rate: cfg.rate,
         duration_s: cfg.duration.as_secs_f64(),
         reps: cfg.reps.max(1),
+        placement: format!(
+            "generator cpus {:?}, ringgate cpus [{}], stub upstream cpus [{}]; {} cores online",
+            cfg.generator_cpus,
+            cfg.target_cpus,
+            cfg.upstream_cpus,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
         rows: rows(&cfg.rungs, runs),
     };
+    let plots = dir.join("plots");
+    std::fs::create_dir_all(&plots).map_err(|e| e.to_string())?;
+    std::fs::write(plots.join("spectrum.svg"), spectrum(&s.rows, runs))
+        .map_err(|e| e.to_string())?;
     let md = markdown(&s);
     std::fs::write(dir.join("summary.md"), &md).map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("summary.json"), json).map_err(|e| e.to_string())?;
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::report::{Counts, GeneratorReport, Latencies, Rates, TargetCpuReport};
+    use crate::run::RunReport;
+
+    fn run(rung: Rung, verdict: Verdict, p50: u64, p99: u64, cpu: f64) -> RungRun {
+        let mut latency = Latencies::default();
+        latency.response.p50_ns = p50;
+        latency.response.p99_ns = p99;
+        latency.response.p999_ns = p99 * 2;
+        let counts = Counts {
+            completed: 10,
+            success: 8,
+            errors: 1,
+            ..Counts::default()
+        };
+        RungRun {
+            rung,
+            rep: 1,
+            report: RunReport {
+                tool: "ringbench".into(),
+                version: String::new(),
+                verdict,
+                reasons: Vec::new(),
+                target: String::new(),
+                started_unix_s: 0.0,
+                tls: None,
+                window_s: 1.0,
+                load: String::new(),
+                counts,
+                rates: Rates::default(),
+                latency,
+                spectrum: Vec::new(),
+                kinds: Vec::new(),
+                generator: GeneratorReport::default(),
+                target_cpu: None,
+                cpu_accounts: vec![TargetCpuReport {
+                    name: "target".into(),
+                    us_per_success: cpu,
+                    ..TargetCpuReport::default()
+                }],
+                response_hist: None,
+                intervals: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn added_latency_is_median_over_valid_runs_minus_directs() {
+        let runs = vec![
+            run(Rung::Direct, Verdict::Valid, 100, 1_000, 5.0),
+            run(Rung::Direct, Verdict::Valid, 300, 3_000, 7.0),
+            run(Rung::Direct, Verdict::Valid, 200, 2_000, 6.0),
+            run(Rung::Passthrough, Verdict::Valid, 500, 4_000, 20.0),
+            run(
+                Rung::Passthrough,
+                Verdict::TargetSaturated,
+                90_000,
+                900_000,
+                99.0,
+            ),
+            run(Rung::Passthrough, Verdict::Valid, 700, 6_000, 30.0),
+        ];
+        let rows = rows(&[Rung::Direct, Rung::Passthrough], &runs);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].added_p50_ns, rows[0].added_p99_ns), (0.0, 0.0));
+        let p = &rows[1];
+        assert_eq!((p.runs, p.valid), (3, 2));
+        assert_eq!(p.added_p50_ns, 400.0);
+        assert_eq!(p.added_p99_ns, 3_000.0);
+        assert_eq!(p.added_p999_ns, 6_000.0);
+        assert_eq!(p.target_cpu_us.median, 25.0);
+        // 2 non-2xx responses and 1 transport error in each of the three runs.
+        assert_eq!(p.failures, 9);
+        let md = markdown(&TaxSummary {
+            name: "t".into(),
+            command_line: "ringbench tax".into(),
+            seed: 1,
+            routes: 1,
+            upstreams: 1,
+            replicas: 1,
+            request_kinds: 1,
+            rate: 1.0,
+            duration_s: 1.0,
+            reps: 3,
+            placement: "unpinned".into(),
+            rows,
+        });
+        assert!(md.contains("| passthrough | 2/3 |"), "{md}");
+    }
 }
