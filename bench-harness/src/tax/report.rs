@@ -159,7 +159,8 @@ pub fn markdown(s: &TaxSummary) -> String {
          runs (over all runs when none was valid). Added: the rung's median minus direct's, per \
          percentile. CPU us/req: utime+stime over the measured window per successful request, of \
          the rung's target (ringgate; for `direct`, the stub upstreams) and of the stubs behind \
-         it.\n",
+         it. `direct` sends to the first replica's port (every replica is a port of the same stub \
+         process, so it answers alike); through ringgate the load spreads over all of them.\n",
         s.seed, s.routes, s.upstreams, s.replicas, s.request_kinds, s.rate, s.duration_s, s.reps
     );
     let _ = writeln!(md, "Placement: {}.\n", s.placement);
