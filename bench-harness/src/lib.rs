@@ -6,7 +6,8 @@
 //!   linking this harness; [`rng`], [`units`] and [`runtime`] come from there too);
 //! - [`run`]: the open-model generator (scenarios, self-check, CPU accounting, reports);
 //! - [`report`]: interval logs and SVG plots; [`compare`]: proxies side by side under the same
-//!   load; [`sweep`]: latency against offered load and the highest rate holding an SLO.
+//!   load; [`sweep`]: latency against offered load and the highest rate holding an SLO;
+//! - [`tax`]: the gateway tax table on a realistic, seeded topology (direct vs each rung).
 
 pub mod cli;
 pub mod compare;
@@ -15,6 +16,7 @@ pub mod report;
 pub mod run;
 pub mod sweep;
 pub mod sys;
+pub mod tax;
 
 pub use ringgate_stubs as upstream;
 pub use ringgate_stubs::{rng, runtime, units};

@@ -72,7 +72,8 @@ pub struct CompareArgs {
     pub out: PathBuf,
 }
 
-fn default_ringgate() -> Option<PathBuf> {
+/// `ringgate` beside this binary, else on PATH.
+pub fn default_ringgate() -> Option<PathBuf> {
     let beside = std::env::current_exe().ok()?.with_file_name("ringgate");
     if beside.is_file() {
         return Some(beside);

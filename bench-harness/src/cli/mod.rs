@@ -5,6 +5,7 @@ pub mod compare_cmd;
 pub mod plot_cmd;
 pub mod run_cmd;
 pub mod sweep_cmd;
+pub mod tax_cmd;
 pub mod upstream_cmd;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ pub enum Command {
     Compare(Box<compare_cmd::CompareArgs>),
     /// Latency against offered load in steps; find the highest rate that holds an SLO.
     Sweep(Box<sweep_cmd::SweepArgs>),
+    /// The gateway tax table: a realistic topology direct vs through ringgate, rung by rung.
+    Tax(Box<tax_cmd::TaxArgs>),
     /// Overlay the percentile spectra of saved runs in one SVG.
     Plot(plot_cmd::PlotArgs),
 }
@@ -46,6 +49,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run_cmd::run(*args),
         Command::Compare(args) => compare_cmd::run(*args),
         Command::Sweep(args) => sweep_cmd::run(*args),
+        Command::Tax(args) => tax_cmd::run(*args),
         Command::Plot(args) => plot_cmd::run(args),
     }
 }

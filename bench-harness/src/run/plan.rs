@@ -17,6 +17,7 @@
 //! method = "POST"
 //! path = "/items"
 //! body_bytes = 512          # or body_file = "item.json"
+//! host = "api.example"      # Host header of this kind (default: the URL's authority)
 //! [pools]
 //! ids = ["1", "2", "3"]
 //! jwt_valid = { file = "jwts.txt" }   # one value per line
@@ -150,6 +151,8 @@ struct RequestSpec {
     #[serde(default = "get")]
     method: String,
     path: Option<String>,
+    /// `Host` header of this kind (default: the URL's authority), for host-routed mixes.
+    host: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -234,19 +237,23 @@ struct KindSource<'a> {
     weight: f64,
     method: &'a str,
     path: &'a str,
+    host: &'a str,
     headers: Vec<(&'a str, &'a str)>,
     body: Vec<u8>,
 }
 
-fn compile_kind(src: KindSource<'_>, host: &str, pool_names: &[String]) -> Result<Kind, PlanError> {
+fn compile_kind(src: KindSource<'_>, pool_names: &[String]) -> Result<Kind, PlanError> {
     let method = src.method.to_ascii_uppercase();
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(PlanError::Invalid(format!("bad method {:?}", src.method)));
     }
+    if src.host.is_empty() || src.host.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(PlanError::Invalid(format!("bad host {:?}", src.host)));
+    }
     let mut parts = vec![Part::Bytes(format!("{method} ").into_bytes())];
     parts.extend(compile_template(src.path, pool_names)?);
     parts.push(Part::Bytes(
-        format!(" HTTP/1.1\r\nhost: {host}\r\n").into_bytes(),
+        format!(" HTTP/1.1\r\nhost: {}\r\n", src.host).into_bytes(),
     ));
     for (name, value) in &src.headers {
         if name
@@ -330,6 +337,7 @@ impl Plan {
                 weight: 1.0,
                 method,
                 path: &target.path,
+                host: &target.host,
                 headers: req
                     .headers
                     .iter()
@@ -337,7 +345,6 @@ impl Plan {
                     .collect(),
                 body: pattern_body(req.body_bytes),
             },
-            &target.host,
             &[],
         )?;
         Ok(Self::new(vec![kind], Vec::new()))
@@ -383,6 +390,7 @@ impl Plan {
                 weight: r.weight,
                 method: &r.method,
                 path: r.path.as_deref().unwrap_or(&target.path),
+                host: r.host.as_deref().unwrap_or(&target.host),
                 headers: r
                     .headers
                     .iter()
@@ -390,12 +398,10 @@ impl Plan {
                     .collect(),
                 body,
             };
-            kinds.push(
-                compile_kind(src, &target.host, &names).map_err(|e| match e {
-                    PlanError::Invalid(m) => PlanError::Invalid(format!("requests[{i}]: {m}")),
-                    other => other,
-                })?,
-            );
+            kinds.push(compile_kind(src, &names).map_err(|e| match e {
+                PlanError::Invalid(m) => PlanError::Invalid(format!("requests[{i}]: {m}")),
+                other => other,
+            })?);
         }
         Ok(Self::new(kinds, pools))
     }
@@ -504,6 +510,7 @@ mod tests {
             name = "write"
             method = "PUT"
             body_bytes = 2
+            host = "api.test"
             [pools]
             ids = ["1", "2"]
             keys = { file = "keys.txt" }
@@ -525,7 +532,7 @@ mod tests {
                     text.contains("x-api-key: key-a\r\n") || text.contains("x-api-key: key-b\r\n")
                 );
             } else {
-                assert!(text.starts_with("PUT /base?x=1 HTTP/1.1\r\n"));
+                assert!(text.starts_with("PUT /base?x=1 HTTP/1.1\r\nhost: api.test\r\n"));
                 assert!(text.ends_with("content-length: 2\r\n\r\nab"));
             }
         }

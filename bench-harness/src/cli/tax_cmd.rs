@@ -1,0 +1,153 @@
+//! `ringbench tax`: options to a [`TaxConfig`]; runs the ladder, or with `--emit` only writes
+//! the generated gateway config and scenario.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::tax::{self, topology, Rung, TaxConfig};
+use crate::units::{parse_duration, parse_rate};
+
+/// Options of `ringbench tax`.
+#[derive(Debug, Args)]
+pub struct TaxArgs {
+    /// Report name: the folder under --out.
+    #[arg(long, default_value = "tax")]
+    pub name: String,
+    /// Topology seed (same seed, same config and scenario, byte for byte).
+    #[arg(long, default_value_t = topology::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Upstreams of the topology.
+    #[arg(long, default_value_t = topology::DEFAULT_UPSTREAMS)]
+    pub upstreams: usize,
+    /// Replicas per upstream (each a port of the one stub process).
+    #[arg(long, default_value_t = topology::DEFAULT_REPLICAS)]
+    pub replicas: usize,
+    /// Rungs in ladder order (direct is required): direct, passthrough.
+    #[arg(long, value_delimiter = ',', default_value = "direct,passthrough")]
+    pub rungs: Vec<String>,
+    /// Offered rate.
+    #[arg(long, value_parser = parse_rate, default_value = "500")]
+    pub rate: f64,
+    /// Repetitions of the ladder, interleaved.
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Measured length of each run.
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    pub duration: Duration,
+    /// Warmup of each run.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub warmup: Duration,
+    /// Generator CPUs.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub generator_cpus: Vec<usize>,
+    /// CPUs of ringgate (taskset -c list).
+    #[arg(long, default_value = "1")]
+    pub target_cpus: String,
+    /// CPUs of the stub upstreams (taskset -c list).
+    #[arg(long, default_value = "0")]
+    pub upstream_cpus: String,
+    /// Connections the generator opens at start.
+    #[arg(long, default_value_t = 16)]
+    pub conns: usize,
+    /// The ringgate binary (default: `ringgate` beside this binary, else on PATH).
+    #[arg(long)]
+    pub ringgate: Option<PathBuf>,
+    /// Self-check: schedule lag p99 above this marks a run generator-limited.
+    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
+    pub max_lag: Duration,
+    /// Self-check: queue wait p99 above this marks a run generator-limited.
+    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
+    pub max_queue_wait: Duration,
+    /// Self-check: send lag p99 above this marks a run generator-limited.
+    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
+    pub max_send_lag: Duration,
+    /// Parent folder of reports.
+    #[arg(long, default_value = "perf-reports")]
+    pub out: PathBuf,
+    /// Only write the generated `gateway.toml` and `scenario.toml` into DIR (gateway on
+    /// 127.0.0.1:8080, replicas on 127.0.0.1:BASE_PORT and up) and exit.
+    #[arg(long, value_name = "DIR")]
+    pub emit: Option<PathBuf>,
+    /// First replica port of `--emit`.
+    #[arg(long, default_value_t = 19000)]
+    pub base_port: u16,
+}
+
+fn emit(args: &TaxArgs, dir: &std::path::Path) -> i32 {
+    let t = topology::generate(args.seed, args.upstreams, args.replicas);
+    let endpoints = topology::fixed_endpoints(&t, args.base_port);
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 8080));
+    match tax::write_topology(&t, dir, listen, &endpoints) {
+        Ok((c, s)) => {
+            println!("wrote {} and {}", c.display(), s.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("ringbench tax: {e}");
+            2
+        }
+    }
+}
+
+/// Runs the ladder; returns the exit code.
+pub fn run(args: TaxArgs) -> i32 {
+    if let Some(dir) = &args.emit {
+        return emit(&args, dir);
+    }
+    let mut rungs = Vec::new();
+    for r in &args.rungs {
+        match Rung::parse(r) {
+            Some(x) => rungs.push(x),
+            None => {
+                eprintln!("ringbench tax: unknown rung {r:?} (direct, passthrough)");
+                return 2;
+            }
+        }
+    }
+    let Some(ringgate) = args
+        .ringgate
+        .clone()
+        .or_else(super::compare_cmd::default_ringgate)
+    else {
+        eprintln!("ringbench tax: ringgate binary not found (build it or pass --ringgate)");
+        return 2;
+    };
+    let cfg = TaxConfig {
+        name: args.name.clone(),
+        out: args.out.clone(),
+        seed: args.seed,
+        upstreams: args.upstreams,
+        replicas: args.replicas,
+        rungs,
+        rate: args.rate,
+        reps: args.reps.max(1),
+        duration: args.duration,
+        warmup: args.warmup,
+        generator_cpus: Some(args.generator_cpus.clone()).filter(|c| !c.is_empty()),
+        target_cpus: args.target_cpus.clone(),
+        upstream_cpus: args.upstream_cpus.clone(),
+        conns: args.conns,
+        ringgate,
+        ringbench: None,
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        thresholds: crate::run::Thresholds {
+            max_lag_p99: args.max_lag,
+            max_queue_wait_p99: args.max_queue_wait,
+            max_send_lag_p99: args.max_send_lag,
+            ..crate::run::Thresholds::default()
+        },
+    };
+    match tax::tax(&cfg) {
+        Ok(md) => {
+            println!("{md}");
+            println!("written to {}", args.out.join(&args.name).display());
+            0
+        }
+        Err(e) => {
+            eprintln!("ringbench tax: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! `ringbench tax`: what ringgate costs on a realistic mix, rung by rung. It starts the stub
+//! upstreams of the [`topology`] (every replica a port of one stub process), starts ringgate on
+//! the generated config for each gateway rung, runs the same open-model scenario against the
+//! upstreams directly and through each rung, and writes a report directory: the generated config
+//! and scenario, every run's JSON, and a summary (Markdown and JSON) of each rung's added
+//! latency (p50/p99/p99.9 minus direct's) and CPU per request.
+//!
+//! The ladder is [`Rung`]: this slice has `direct` and `passthrough`. A further rung (auth, rate
+//! limit, breaker and retries, metrics and access log, client TLS) is a new variant whose
+//! [`Rung::features`] asks [`topology::gateway_toml`] for the sections it needs; the run loop,
+//! the CPU accounting and the report take every rung alike.
+
+pub mod report;
+pub mod topology;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::compare::procs::{wait_http_ok, Proc};
+use crate::run::{self, Plan, RunConfig, RunReport, Schedule, Target};
+use topology::Topology;
+
+/// A rung of the ladder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rung {
+    /// Straight to the stub upstreams: the baseline every other rung is measured against.
+    Direct,
+    /// Through ringgate with routing only: no auth, limits, breaker, metrics or TLS.
+    Passthrough,
+}
+
+/// Gateway features a rung turns on (all off for `passthrough`); the config generator adds the
+/// sections each asks for. Future rungs: auth, rate limit, breaker and retries, metrics and
+/// access log, client-side TLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Features {}
+
+impl Rung {
+    /// Every rung, in ladder order.
+    pub const ALL: [Rung; 2] = [Rung::Direct, Rung::Passthrough];
+
+    /// Parses a rung name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == s)
+    }
+
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rung::Direct => "direct",
+            Rung::Passthrough => "passthrough",
+        }
+    }
+
+    /// The gateway features of this rung; `None` for `direct` (no gateway).
+    pub fn features(self) -> Option<Features> {
+        match self {
+            Rung::Direct => None,
+            Rung::Passthrough => Some(Features::default()),
+        }
+    }
+}
+
+/// A tax run to make.
+#[derive(Clone, Debug)]
+pub struct TaxConfig {
+    /// Report name (folder under `out`).
+    pub name: String,
+    /// Parent folder of reports.
+    pub out: PathBuf,
+    /// Topology seed (also the generator's seed).
+    pub seed: u64,
+    /// Upstreams and replicas of the topology.
+    pub upstreams: usize,
+    /// Replicas per upstream.
+    pub replicas: usize,
+    /// Rungs in ladder order; `direct` must be among them (added latency is against it).
+    pub rungs: Vec<Rung>,
+    /// Offered rate.
+    pub rate: f64,
+    /// Repetitions of the ladder, interleaved.
+    pub reps: usize,
+    /// Measured length of each run.
+    pub duration: Duration,
+    /// Warmup of each run.
+    pub warmup: Duration,
+    /// Generator CPUs (`None`: unpinned, one thread).
+    pub generator_cpus: Option<Vec<usize>>,
+    /// CPUs of ringgate (`taskset -c` list; empty: unpinned).
+    pub target_cpus: String,
+    /// CPUs of the stub upstreams (`taskset -c` list; empty: unpinned).
+    pub upstream_cpus: String,
+    /// Connections the generator opens at start.
+    pub conns: usize,
+    /// The ringgate binary.
+    pub ringgate: PathBuf,
+    /// The ringbench binary serving the upstreams (default: this executable).
+    pub ringbench: Option<PathBuf>,
+    /// The command line, recorded in the report.
+    pub command_line: String,
+    /// Self-check limits of every run.
+    pub thresholds: run::Thresholds,
+}
+
+/// One finished run.
+#[derive(Clone, Debug)]
+pub struct RungRun {
+    /// Rung.
+    pub rung: Rung,
+    /// Repetition (from 1).
+    pub rep: usize,
+    /// Its report.
+    pub report: RunReport,
+}
+
+/// `n` distinct loopback addresses free right now: all bound at once, then released, so no two
+/// are the same port.
+fn distinct_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
+    let held = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    held.iter().map(|l| l.local_addr()).collect()
+}
+
+/// Scratch space of this process (logs, the ringgate profile), removed at the end.
+fn work_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("ringbench-tax-{}", std::process::id()))
+}
+
+fn io_err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// The stub upstreams: one process listening on every replica's port.
+fn start_upstreams(cfg: &TaxConfig, endpoints: &[SocketAddr], work: &Path) -> Result<Proc, String> {
+    let exe = match &cfg.ringbench {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(io_err)?,
+    };
+    let listen: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
+    let args = vec![
+        "upstream".into(),
+        "--listen".into(),
+        listen.join(","),
+        "--workers".into(),
+        "1".into(),
+        "--body-bytes".into(),
+        topology::SMALL_BODY_BYTES.to_string(),
+        "--name".into(),
+        "tax".into(),
+    ];
+    let p = Proc::start(
+        "upstream",
+        &cfg.upstream_cpus,
+        &exe.display().to_string(),
+        &args,
+        &work.join("upstream.log"),
+    )
+    .map_err(|e| format!("upstream: {e}"))?;
+    for a in endpoints {
+        if let Err(e) = wait_http_ok(*a, "/healthz", Duration::from_secs(10)) {
+            p.stop(Duration::from_secs(2));
+            return Err(format!("upstream {a}: {e}"));
+        }
+    }
+    Ok(p)
+}
+
+/// ringgate on `config`, answering through to the upstreams.
+fn start_gateway(
+    cfg: &TaxConfig,
+    config: &Path,
+    listen: SocketAddr,
+    work: &Path,
+) -> Result<Proc, String> {
+    let profile = work.join("ringgate-profile.toml");
+    let cpus = cfg
+        .target_cpus
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    std::fs::write(&profile, format!("[workers]\ncpus = [{cpus}]\n")).map_err(io_err)?;
+    let args = vec![
+        "serve".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--profile".into(),
+        profile.display().to_string(),
+    ];
+    let log = work.join("ringgate.log");
+    let p = Proc::start(
+        "ringgate",
+        &cfg.target_cpus,
+        &cfg.ringgate.display().to_string(),
+        &args,
+        &log,
+    )
+    .map_err(|e| format!("ringgate {}: {e}", cfg.ringgate.display()))?;
+    if let Err(e) = wait_http_ok(listen, "/healthz", Duration::from_secs(15)) {
+        p.stop(Duration::from_secs(2));
+        let tail = std::fs::read_to_string(&log).unwrap_or_default();
+        return Err(format!(
+            "ringgate did not come up: {e}; log: {}",
+            tail.trim()
+        ));
+    }
+    Ok(p)
+}
+
+/// Where a rung's load goes and whose CPU it is.
+struct Stand<'a> {
+    addr: SocketAddr,
+    gateway: Option<&'a Proc>,
+}
+
+fn run_rung(
+    cfg: &TaxConfig,
+    scenario: &Path,
+    stand: &Stand<'_>,
+    upstream_pid: u32,
+) -> Result<RunReport, String> {
+    let target = Target::parse(&format!("http://{}/", stand.addr)).map_err(io_err)?;
+    let plan = Plan::from_scenario(scenario, &target).map_err(io_err)?;
+    let total = cfg.warmup + cfg.duration;
+    let mut rc = RunConfig::simple(target, plan, cfg.rate, total);
+    rc.schedule = Schedule::constant(cfg.rate, total);
+    rc.warmup = cfg.warmup;
+    rc.cpus = cfg.generator_cpus.clone();
+    rc.threads = cfg.generator_cpus.as_ref().map_or(1, |c| c.len().max(1));
+    rc.conns = cfg.conns;
+    rc.seed = cfg.seed;
+    rc.thresholds = cfg.thresholds;
+    // Downloads of 10 MiB at a low rate take longer than a small request's default deadline.
+    rc.timeout = Duration::from_secs(30);
+    match stand.gateway {
+        None => rc.target_pids = vec![upstream_pid],
+        Some(g) => {
+            rc.target_pids = g.tree();
+            rc.other_pids = vec![("upstream".into(), vec![upstream_pid])];
+        }
+    }
+    run::run(&rc).map_err(io_err)
+}
+
+/// Writes the generated config and scenario of `t` into `dir` (`gateway.toml`, `scenario.toml`).
+pub fn write_topology(
+    t: &Topology,
+    dir: &Path,
+    listen: SocketAddr,
+    endpoints: &[SocketAddr],
+) -> Result<(PathBuf, PathBuf), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let config = dir.join("gateway.toml");
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(&config, topology::gateway_toml(t, listen, endpoints)).map_err(io_err)?;
+    std::fs::write(&scenario, topology::scenario_toml(t)).map_err(io_err)?;
+    Ok((config, scenario))
+}
+
+/// Runs the ladder and writes the report folder; returns the Markdown summary.
+pub fn tax(cfg: &TaxConfig) -> Result<String, String> {
+    if !cfg.rungs.contains(&Rung::Direct) {
+        return Err("the ladder needs the direct rung (added latency is against it)".into());
+    }
+    let dir = cfg.out.join(&cfg.name);
+    let runs_dir = dir.join("runs");
+    std::fs::create_dir_all(&runs_dir).map_err(|e| format!("{}: {e}", runs_dir.display()))?;
+    std::fs::write(dir.join("command.txt"), format!("{}\n", cfg.command_line)).map_err(io_err)?;
+    let work = work_dir();
+    std::fs::create_dir_all(&work).map_err(io_err)?;
+    let t = topology::generate(cfg.seed, cfg.upstreams, cfg.replicas);
+    let mut ports = distinct_ports(t.upstreams.len() * t.replicas + 1).map_err(io_err)?;
+    let listen = ports.remove(0);
+    let endpoints = ports;
+    let (config, scenario) = write_topology(&t, &dir, listen, &endpoints)?;
+    let upstream = start_upstreams(cfg, &endpoints, &work)?;
+    let result = run_ladder(
+        cfg,
+        &config,
+        &scenario,
+        listen,
+        endpoints[0],
+        &upstream,
+        &dir,
+    );
+    upstream.stop(Duration::from_secs(3));
+    let _ = std::fs::remove_dir_all(&work);
+    let runs = result?;
+    report::write(cfg, &t, &dir, &runs)
+}
+
+fn run_ladder(
+    cfg: &TaxConfig,
+    config: &Path,
+    scenario: &Path,
+    listen: SocketAddr,
+    direct: SocketAddr,
+    upstream: &Proc,
+    dir: &Path,
+) -> Result<Vec<RungRun>, String> {
+    let work = work_dir();
+    let mut runs = Vec::new();
+    for rep in 1..=cfg.reps.max(1) {
+        for rung in &cfg.rungs {
+            // Each gateway rung gets a fresh process on its own config: no state (pools,
+            // caches, limiter buckets) carries over from the rung before.
+            let gateway = match rung.features() {
+                None => None,
+                Some(_features) => Some(start_gateway(cfg, config, listen, &work)?),
+            };
+            let stand = Stand {
+                addr: if gateway.is_some() { listen } else { direct },
+                gateway: gateway.as_ref(),
+            };
+            let r = run_rung(cfg, scenario, &stand, upstream.pid());
+            if let Some(g) = gateway {
+                g.stop(Duration::from_secs(5));
+            }
+            let r = r?;
+            println!(
+                "rep {rep} {:<12} {:<17} p50 {:>8} p99 {:>8} p99.9 {:>8}",
+                rung.name(),
+                r.verdict.name(),
+                crate::units::fmt_nanos(r.latency.response.p50_ns as f64),
+                crate::units::fmt_nanos(r.latency.response.p99_ns as f64),
+                crate::units::fmt_nanos(r.latency.response.p999_ns as f64),
+            );
+            let file = dir
+                .join("runs")
+                .join(format!("{}-r{rep}.json", rung.name()));
+            let text = serde_json::to_string_pretty(&r).map_err(io_err)?;
+            std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+            runs.push(RungRun {
+                rung: *rung,
+                rep,
+                report: r,
+            });
+        }
+    }
+    Ok(runs)
+}

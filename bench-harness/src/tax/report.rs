@@ -1,0 +1,339 @@
+//! The tax table: per rung, the median over repetitions of p50/p99/p99.9 response time, the
+//! latency added over `direct` at each percentile, and CPU per request of the gateway and of the
+//! upstreams, with how many runs were valid. Written as `summary.md` and `summary.json` beside
+//! the generated config, scenario and every run's JSON, with `plots/spectrum.svg` overlaying
+//! each rung's median run.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::topology::Topology;
+use super::{Rung, RungRun, TaxConfig};
+use crate::compare::summary::Spread;
+use crate::run::Verdict;
+use crate::units::fmt_nanos;
+
+/// One row of the table.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaxRow {
+    /// Rung.
+    pub rung: Rung,
+    /// Runs, and how many were valid.
+    pub runs: usize,
+    /// Valid runs (figures are medians over these when there are any, else over all).
+    pub valid: usize,
+    /// Response time percentiles (ns).
+    pub p50_ns: Spread,
+    /// 99th.
+    pub p99_ns: Spread,
+    /// 99.9th.
+    pub p999_ns: Spread,
+    /// Median minus direct's median at p50 (ns; 0 for direct).
+    pub added_p50_ns: f64,
+    /// At p99.
+    pub added_p99_ns: f64,
+    /// At p99.9.
+    pub added_p999_ns: f64,
+    /// CPU us per successful request of the rung's target: the gateway, or for `direct` the
+    /// upstream stubs.
+    pub target_cpu_us: Spread,
+    /// CPU us per successful request of the upstream stubs behind the gateway (0 for direct).
+    pub upstream_cpu_us: Spread,
+    /// Achieved rate (completions inside the window per second).
+    pub achieved: Spread,
+    /// Responses that were not 2xx/3xx, transport errors and timeouts, summed over runs.
+    pub failures: u64,
+}
+
+/// The whole summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaxSummary {
+    /// Report name.
+    pub name: String,
+    /// The command line.
+    pub command_line: String,
+    /// Topology seed.
+    pub seed: u64,
+    /// Routes, upstreams, replicas, request kinds.
+    pub routes: usize,
+    /// Upstreams.
+    pub upstreams: usize,
+    /// Replicas per upstream.
+    pub replicas: usize,
+    /// Request kinds of the scenario.
+    pub request_kinds: usize,
+    /// Offered rate.
+    pub rate: f64,
+    /// Measured seconds per run.
+    pub duration_s: f64,
+    /// Repetitions.
+    pub reps: usize,
+    /// Where each part ran (`taskset -c` lists; empty: unpinned).
+    pub placement: String,
+    /// One row per rung, ladder order.
+    pub rows: Vec<TaxRow>,
+}
+
+fn account_us(r: &crate::run::RunReport, name: &str) -> f64 {
+    r.cpu_accounts
+        .iter()
+        .find(|a| a.name == name)
+        .map_or(0.0, |a| a.us_per_success)
+}
+
+fn row(rung: Rung, runs: &[&RungRun]) -> TaxRow {
+    let valid: Vec<&&RungRun> = runs
+        .iter()
+        .filter(|r| r.report.verdict == Verdict::Valid)
+        .collect();
+    let used: Vec<&&RungRun> = if valid.is_empty() {
+        runs.iter().collect()
+    } else {
+        valid.clone()
+    };
+    let fig = |f: &dyn Fn(&crate::run::RunReport) -> f64| {
+        Spread::of(used.iter().map(|r| f(&r.report)).collect())
+    };
+    TaxRow {
+        rung,
+        runs: runs.len(),
+        valid: valid.len(),
+        p50_ns: fig(&|r| r.latency.response.p50_ns as f64),
+        p99_ns: fig(&|r| r.latency.response.p99_ns as f64),
+        p999_ns: fig(&|r| r.latency.response.p999_ns as f64),
+        added_p50_ns: 0.0,
+        added_p99_ns: 0.0,
+        added_p999_ns: 0.0,
+        target_cpu_us: fig(&|r| account_us(r, "target")),
+        upstream_cpu_us: fig(&|r| account_us(r, "upstream")),
+        achieved: fig(&|r| r.rates.achieved),
+        failures: runs
+            .iter()
+            .map(|r| {
+                let c = &r.report.counts;
+                (c.completed - c.success.min(c.completed)) + c.errors + c.timeouts
+            })
+            .sum(),
+    }
+}
+
+/// The rows of `runs`, in the order of `rungs`, with added latency against `direct`.
+pub fn rows(rungs: &[Rung], runs: &[RungRun]) -> Vec<TaxRow> {
+    let mut rows: Vec<TaxRow> = rungs
+        .iter()
+        .filter_map(|rung| {
+            let mine: Vec<&RungRun> = runs.iter().filter(|r| r.rung == *rung).collect();
+            (!mine.is_empty()).then(|| row(*rung, &mine))
+        })
+        .collect();
+    if let Some(d) = rows.iter().find(|r| r.rung == Rung::Direct).cloned() {
+        for r in &mut rows {
+            r.added_p50_ns = r.p50_ns.median - d.p50_ns.median;
+            r.added_p99_ns = r.p99_ns.median - d.p99_ns.median;
+            r.added_p999_ns = r.p999_ns.median - d.p999_ns.median;
+        }
+    }
+    rows
+}
+
+fn added(ns: f64) -> String {
+    if ns < 0.0 {
+        format!("-{}", fmt_nanos(-ns))
+    } else {
+        format!("+{}", fmt_nanos(ns))
+    }
+}
+
+/// The Markdown table of `s`.
+pub fn markdown(s: &TaxSummary) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# {}\n", s.name);
+    let _ = writeln!(md, "Produced by:\n\n```\n{}\n```\n", s.command_line);
+    let _ = writeln!(
+        md,
+        "Topology: seed {}, {} routes to {} upstreams of {} replicas, {} request kinds \
+         (`gateway.toml`, `scenario.toml` in this folder). Open-model load at {} req/s, {} s \
+         measured per run, {} repetition(s) of the ladder, interleaved. Cells: median over valid \
+         runs (over all runs when none was valid). Added: the rung's median minus direct's, per \
+         percentile. CPU us/req: utime+stime over the measured window per successful request, of \
+         the rung's target (ringgate; for `direct`, the stub upstreams) and of the stubs behind \
+         it. `direct` sends to the first replica's port (every replica is a port of the same stub \
+         process, so it answers alike); through ringgate the load spreads over all of them.\n",
+        s.seed, s.routes, s.upstreams, s.replicas, s.request_kinds, s.rate, s.duration_s, s.reps
+    );
+    let _ = writeln!(md, "Placement: {}.\n", s.placement);
+    let _ = writeln!(
+        md,
+        "| rung | valid | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | target CPU us/req | upstream CPU us/req | achieved/s | failures |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &s.rows {
+        let _ = writeln!(
+            md,
+            "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.0} | {} |",
+            r.rung.name(),
+            r.valid,
+            r.runs,
+            fmt_nanos(r.p50_ns.median),
+            fmt_nanos(r.p99_ns.median),
+            fmt_nanos(r.p999_ns.median),
+            added(r.added_p50_ns),
+            added(r.added_p99_ns),
+            added(r.added_p999_ns),
+            r.target_cpu_us.median,
+            r.upstream_cpu_us.median,
+            r.achieved.median,
+            r.failures
+        );
+    }
+    md
+}
+
+/// The percentile spectra of each rung's run whose p50 is nearest its row's median.
+fn spectrum(rows: &[TaxRow], runs: &[RungRun]) -> String {
+    let picked: Vec<(String, &crate::run::RunReport)> = rows
+        .iter()
+        .filter_map(|row| {
+            runs.iter()
+                .filter(|r| r.rung == row.rung)
+                .min_by_key(|r| {
+                    (r.report.latency.response.p50_ns as f64 - row.p50_ns.median).abs() as u64
+                })
+                .map(|r| (row.rung.name().to_string(), &r.report))
+        })
+        .collect();
+    crate::report::plot::spectrum_svg(&picked)
+}
+
+/// Builds the summary of `runs` and writes `summary.md` and `summary.json` into `dir`.
+pub fn write(
+    cfg: &TaxConfig,
+    t: &Topology,
+    dir: &Path,
+    runs: &[RungRun],
+) -> Result<String, String> {
+    let s = TaxSummary {
+        name: cfg.name.clone(),
+        command_line: cfg.command_line.clone(),
+        seed: t.seed,
+        routes: t.routes.len(),
+        upstreams: t.upstreams.len(),
+        replicas: t.replicas,
+        request_kinds: t.requests.len(),
+        rate: cfg.rate,
+        duration_s: cfg.duration.as_secs_f64(),
+        reps: cfg.reps.max(1),
+        placement: format!(
+            "generator cpus {:?}, ringgate cpus [{}], stub upstream cpus [{}]; {} cores online",
+            cfg.generator_cpus,
+            cfg.target_cpus,
+            cfg.upstream_cpus,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
+        rows: rows(&cfg.rungs, runs),
+    };
+    let plots = dir.join("plots");
+    std::fs::create_dir_all(&plots).map_err(|e| e.to_string())?;
+    std::fs::write(plots.join("spectrum.svg"), spectrum(&s.rows, runs))
+        .map_err(|e| e.to_string())?;
+    let md = markdown(&s);
+    std::fs::write(dir.join("summary.md"), &md).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("summary.json"), json).map_err(|e| e.to_string())?;
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::report::{Counts, GeneratorReport, Latencies, Rates, TargetCpuReport};
+    use crate::run::RunReport;
+
+    fn run(rung: Rung, verdict: Verdict, p50: u64, p99: u64, cpu: f64) -> RungRun {
+        let mut latency = Latencies::default();
+        latency.response.p50_ns = p50;
+        latency.response.p99_ns = p99;
+        latency.response.p999_ns = p99 * 2;
+        let counts = Counts {
+            completed: 10,
+            success: 8,
+            errors: 1,
+            ..Counts::default()
+        };
+        RungRun {
+            rung,
+            rep: 1,
+            report: RunReport {
+                tool: "ringbench".into(),
+                version: String::new(),
+                verdict,
+                reasons: Vec::new(),
+                target: String::new(),
+                started_unix_s: 0.0,
+                tls: None,
+                window_s: 1.0,
+                load: String::new(),
+                counts,
+                rates: Rates::default(),
+                latency,
+                spectrum: Vec::new(),
+                kinds: Vec::new(),
+                generator: GeneratorReport::default(),
+                target_cpu: None,
+                cpu_accounts: vec![TargetCpuReport {
+                    name: "target".into(),
+                    us_per_success: cpu,
+                    ..TargetCpuReport::default()
+                }],
+                response_hist: None,
+                intervals: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn added_latency_is_median_over_valid_runs_minus_directs() {
+        let runs = vec![
+            run(Rung::Direct, Verdict::Valid, 100, 1_000, 5.0),
+            run(Rung::Direct, Verdict::Valid, 300, 3_000, 7.0),
+            run(Rung::Direct, Verdict::Valid, 200, 2_000, 6.0),
+            run(Rung::Passthrough, Verdict::Valid, 500, 4_000, 20.0),
+            run(
+                Rung::Passthrough,
+                Verdict::TargetSaturated,
+                90_000,
+                900_000,
+                99.0,
+            ),
+            run(Rung::Passthrough, Verdict::Valid, 700, 6_000, 30.0),
+        ];
+        let rows = rows(&[Rung::Direct, Rung::Passthrough], &runs);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].added_p50_ns, rows[0].added_p99_ns), (0.0, 0.0));
+        let p = &rows[1];
+        assert_eq!((p.runs, p.valid), (3, 2));
+        assert_eq!(p.added_p50_ns, 400.0);
+        assert_eq!(p.added_p99_ns, 3_000.0);
+        assert_eq!(p.added_p999_ns, 6_000.0);
+        assert_eq!(p.target_cpu_us.median, 25.0);
+        // 2 non-2xx responses and 1 transport error in each of the three runs.
+        assert_eq!(p.failures, 9);
+        let md = markdown(&TaxSummary {
+            name: "t".into(),
+            command_line: "ringbench tax".into(),
+            seed: 1,
+            routes: 1,
+            upstreams: 1,
+            replicas: 1,
+            request_kinds: 1,
+            rate: 1.0,
+            duration_s: 1.0,
+            reps: 3,
+            placement: "unpinned".into(),
+            rows,
+        });
+        assert!(md.contains("| passthrough | 2/3 |"), "{md}");
+    }
+}
