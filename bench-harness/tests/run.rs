@@ -35,6 +35,27 @@ fn every_scheduled_request_is_completed_and_counted() {
 }
 
 #[test]
+fn large_uploads_are_sent_whole_over_many_loop_turns() {
+    // 3 MiB bodies go out in 256 KiB turns from the plan's shared copy: the stub reads exactly
+    // content-length bytes per request, so a short or long body would fail or hang the next one.
+    let up = upstream::spawn(UpstreamConfig::default()).unwrap();
+    let url = format!("http://{}/", up.addr());
+    let target = ringbench::run::Target::parse(&url).unwrap();
+    let req = ringbench::run::SimpleRequest {
+        method: "PUT".into(),
+        headers: Vec::new(),
+        body_bytes: 3 << 20,
+    };
+    let plan = ringbench::run::Plan::single(&target, &req).unwrap();
+    let mut cfg = ringbench::run::RunConfig::simple(target, plan, 60.0, Duration::from_secs(1));
+    cfg.conns = 2;
+    let r = accounted(run::run(&cfg).unwrap());
+    assert_eq!(r.counts.scheduled, 60);
+    assert_eq!(r.counts.success, 60, "{:?}", r.counts);
+    assert_eq!(up.requests_served(), 60);
+}
+
+#[test]
 fn injected_statuses_and_resets_are_counted_by_kind() {
     let up = upstream::spawn(UpstreamConfig {
         errors: "503=0.2,reset=0.1".parse().unwrap(),

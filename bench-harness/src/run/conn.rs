@@ -10,6 +10,7 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rustls::ClientConnection;
@@ -19,6 +20,14 @@ use crate::http1::response::ResponseReader;
 
 /// Read buffer per connection; response bodies stream through it.
 const READ_BUF: usize = 64 * 1024;
+
+/// Most bytes one connection writes per loop turn, so a 10 MiB upload interleaves with the
+/// schedule instead of holding the loop for milliseconds (level-triggered `EPOLLOUT` brings the
+/// connection back on the next turn).
+const WRITE_TURN: usize = 256 * 1024;
+
+/// Most bytes one connection reads per loop turn, for the same reason (level-triggered `EPOLLIN`).
+pub const READ_TURN: usize = 256 * 1024;
 
 /// The request a connection is carrying.
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +81,10 @@ pub struct Conn {
     pub wbuf: Vec<u8>,
     /// Sent prefix of `wbuf`.
     pub wpos: usize,
+    /// A large request body shared with the plan, sent after `wbuf`; `body[bpos..]` is unsent.
+    pub body: Option<Arc<[u8]>>,
+    /// Sent prefix of `body`.
+    pub bpos: usize,
     /// Requests completed on this connection (a reused connection may be stale).
     pub served: u64,
     /// TLS state for `https://` targets (boxed: the plaintext path keeps a small `Conn`).
@@ -102,6 +115,8 @@ impl Conn {
             rlen: 0,
             wbuf: Vec::with_capacity(1024),
             wpos: 0,
+            body: None,
+            bpos: 0,
             served: 0,
             tls: None,
             opened: now,
@@ -122,22 +137,32 @@ impl Conn {
         }
     }
 
-    /// Writes as much of the pending request as the socket takes; `Ok(true)` when all is sent
-    /// (over TLS: every record of it is on the socket).
+    /// Writes as much of the pending request (head, then a large body) as the socket takes, at
+    /// most [`WRITE_TURN`] bytes of body per call; `Ok(true)` when all is sent (over TLS: every
+    /// record of it is on the socket).
     pub fn write_pending(&mut self) -> io::Result<bool> {
-        if let Some(t) = self.tls.as_deref_mut() {
-            return tls::write(t, &self.sock, &self.wbuf, &mut self.wpos);
+        if !self.write_head()? {
+            return Ok(false);
         }
-        while self.wpos < self.wbuf.len() {
-            match (&self.sock).write(&self.wbuf[self.wpos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wpos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        let Some(body) = self.body.clone() else {
+            return Ok(true);
+        };
+        let end = body.len().min(self.bpos + WRITE_TURN);
+        let (mut pos, sock) = (self.bpos, &self.sock);
+        let part_done = match self.tls.as_deref_mut() {
+            Some(t) => tls::write(t, sock, &body[..end], &mut pos)?,
+            None => write_plain(sock, &body[..end], &mut pos)?,
+        };
+        self.bpos = pos;
+        Ok(part_done && self.bpos == body.len())
+    }
+
+    /// Writes the rendered head (and small body) in `wbuf`.
+    fn write_head(&mut self) -> io::Result<bool> {
+        match self.tls.as_deref_mut() {
+            Some(t) => tls::write(t, &self.sock, &self.wbuf, &mut self.wpos),
+            None => write_plain(&self.sock, &self.wbuf, &mut self.wpos),
         }
-        Ok(true)
     }
 
     /// Reads into the free part of the buffer. `Ok(None)`: nothing available now; `Ok(Some(0))`:
@@ -178,7 +203,9 @@ impl Conn {
 
     /// Something is still to be written: request bytes, or TLS records rustls queued.
     pub fn has_unsent(&self) -> bool {
-        self.wpos < self.wbuf.len() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+        self.wpos < self.wbuf.len()
+            || self.body.as_ref().is_some_and(|b| self.bpos < b.len())
+            || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// A short read left nothing behind: over TCP the socket is drained (epoll will say when
@@ -199,4 +226,19 @@ impl Conn {
             tls::close_notify(t, &self.sock);
         }
     }
+}
+
+/// Writes `buf[*pos..]` to a non-blocking socket until it would block; `Ok(true)` when all is
+/// written.
+fn write_plain(mut sock: &TcpStream, buf: &[u8], pos: &mut usize) -> io::Result<bool> {
+    while *pos < buf.len() {
+        match sock.write(&buf[*pos..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *pos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }

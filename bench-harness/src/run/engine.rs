@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, InFlight, State};
+use super::conn::{Conn, InFlight, State, READ_TURN};
 use super::pacer::{self, Pacer};
 use super::plan::Plan;
 use super::schedule::{ArrivalProcess, Arrivals, Schedule};
@@ -322,6 +322,8 @@ impl Engine {
         };
         plan.render(p.kind as usize, &mut self.rng, &mut conn.wbuf);
         conn.wpos = 0;
+        conn.body = plan.kinds[p.kind as usize].large_body.clone();
+        conn.bpos = 0;
         let reused = conn.served > 0;
         match conn.write_pending() {
             Ok(done) => {
@@ -545,10 +547,16 @@ impl Engine {
     }
 
     fn on_readable(&mut self, slot: usize, now: Instant) {
+        let mut turn = 0;
         loop {
             let Some(conn) = self.conns[slot].as_mut() else {
                 return;
             };
+            if turn >= READ_TURN && conn.short_read_drains() {
+                // Enough for this turn: level-triggered EPOLLIN brings the rest on the next one,
+                // after the schedule had its say (a 10 MiB download must not hold the loop).
+                return;
+            }
             let n = match conn.read_some() {
                 Ok(Some(n)) => n,
                 Ok(None) => return,
@@ -557,6 +565,7 @@ impl Engine {
             if n == 0 {
                 return self.on_eof(slot, now);
             }
+            turn += n;
             let State::Busy(mut f) = conn.state else {
                 // Bytes nobody asked for (or a close notice on an idle connection): drop it.
                 return self.close(slot);

@@ -26,6 +26,7 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -191,7 +192,13 @@ pub struct Kind {
     /// HEAD request (its response has no body).
     pub head_only: bool,
     parts: Vec<Part>,
+    /// A body of at least [`LARGE_BODY`] bytes, sent from here after the rendered head: never
+    /// copied per request (a 10 MiB upload would cost a 10 MiB copy and stall the loop).
+    pub large_body: Option<Arc<[u8]>>,
 }
+
+/// Bodies at least this long are kept apart from the rendered head ([`Kind::large_body`]).
+pub const LARGE_BODY: usize = 64 * 1024;
 
 /// The compiled request mix.
 #[derive(Clone, Debug)]
@@ -271,7 +278,12 @@ fn compile_kind(src: KindSource<'_>, pool_names: &[String]) -> Result<Kind, Plan
         tail.extend_from_slice(format!("content-length: {}\r\n", src.body.len()).as_bytes());
     }
     tail.extend_from_slice(b"\r\n");
-    tail.extend_from_slice(&src.body);
+    let large_body = if src.body.len() >= LARGE_BODY {
+        Some(Arc::from(src.body))
+    } else {
+        tail.extend_from_slice(&src.body);
+        None
+    };
     parts.push(Part::Bytes(tail));
     // Merge adjacent byte parts so rendering is as few copies as possible.
     let mut merged: Vec<Part> = Vec::new();
@@ -292,6 +304,7 @@ fn compile_kind(src: KindSource<'_>, pool_names: &[String]) -> Result<Kind, Plan
         weight: src.weight,
         head_only: method == "HEAD",
         parts: merged,
+        large_body,
     })
 }
 
@@ -419,7 +432,8 @@ impl Plan {
             .unwrap_or(self.kinds.len() - 1)
     }
 
-    /// Renders kind `k` into `out` (cleared first), drawing pool values from `rng`.
+    /// Renders kind `k` into `out` (cleared first), drawing pool values from `rng`; a large body
+    /// ([`Kind::large_body`]) is not part of it and goes after it.
     #[inline]
     pub fn render(&self, k: usize, rng: &mut Rng, out: &mut Vec<u8>) {
         out.clear();
@@ -474,6 +488,33 @@ mod tests {
         );
         assert_eq!(Target::parse("https://[::1]").unwrap().addr.port(), 443);
         assert!(Target::parse("ftp://127.0.0.1/").is_err());
+    }
+
+    #[test]
+    fn a_large_body_is_kept_apart_from_the_rendered_head() {
+        let req = SimpleRequest {
+            method: "PUT".into(),
+            headers: Vec::new(),
+            body_bytes: LARGE_BODY,
+        };
+        let plan = Plan::single(&target(), &req).unwrap();
+        let mut out = Vec::new();
+        plan.render(0, &mut Rng::new(1), &mut out);
+        let head = String::from_utf8(out).unwrap();
+        assert!(head.ends_with(&format!("content-length: {LARGE_BODY}\r\n\r\n")));
+        assert_eq!(
+            plan.kinds[0].large_body.as_ref().map(|b| b.len()),
+            Some(LARGE_BODY)
+        );
+        let small = Plan::single(
+            &target(),
+            &SimpleRequest {
+                body_bytes: LARGE_BODY - 1,
+                ..req
+            },
+        )
+        .unwrap();
+        assert!(small.kinds[0].large_body.is_none());
     }
 
     #[test]
