@@ -23,25 +23,55 @@ use crate::compare::procs::{wait_http_ok, Proc};
 use crate::run::{self, Plan, RunConfig, RunReport, Schedule, Target};
 use topology::Topology;
 
-/// A rung of the ladder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// A rung of the ladder. Each gateway rung keeps what the one before it had and adds one edge
+/// feature, so the difference between neighbours is that feature's marginal cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Rung {
     /// Straight to the stub upstreams: the baseline every other rung is measured against.
     Direct,
     /// Through ringgate with routing only: no auth, limits, breaker, metrics or TLS.
     Passthrough,
+    /// + JWT authentication (warm key cache, several signing keys rotated during the run, a
+    /// share of expired and invalid tokens, anonymous public routes).
+    Auth,
+    /// + rate limits.
+    Limit,
+    /// + circuit breaker and retries.
+    Resilience,
+    /// + metrics and access log.
+    Observe,
+    /// + TLS between the clients and the gateway.
+    Tls,
 }
 
 /// Gateway features a rung turns on (all off for `passthrough`); the config generator adds the
-/// sections each asks for. Future rungs: auth, rate limit, breaker and retries, metrics and
-/// access log, client-side TLS.
+/// sections each asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Features {}
+pub struct Features {
+    /// JWT authentication on the service routes.
+    pub auth: bool,
+    /// Rate limits.
+    pub limit: bool,
+    /// Circuit breaker and retries.
+    pub resilience: bool,
+    /// Metrics and access log.
+    pub observe: bool,
+    /// TLS towards clients.
+    pub tls: bool,
+}
 
 impl Rung {
     /// Every rung, in ladder order.
-    pub const ALL: [Rung; 2] = [Rung::Direct, Rung::Passthrough];
+    pub const ALL: [Rung; 7] = [
+        Rung::Direct,
+        Rung::Passthrough,
+        Rung::Auth,
+        Rung::Limit,
+        Rung::Resilience,
+        Rung::Observe,
+        Rung::Tls,
+    ];
 
     /// Parses a rung name.
     pub fn parse(s: &str) -> Option<Self> {
@@ -53,15 +83,28 @@ impl Rung {
         match self {
             Rung::Direct => "direct",
             Rung::Passthrough => "passthrough",
+            Rung::Auth => "auth",
+            Rung::Limit => "limit",
+            Rung::Resilience => "resilience",
+            Rung::Observe => "observe",
+            Rung::Tls => "tls",
         }
     }
 
-    /// The gateway features of this rung; `None` for `direct` (no gateway).
+    /// The gateway features of this rung (its own and every rung's below it); `None` for
+    /// `direct` (no gateway).
     pub fn features(self) -> Option<Features> {
-        match self {
-            Rung::Direct => None,
-            Rung::Passthrough => Some(Features::default()),
+        let level = Self::ALL.iter().position(|r| *r == self).unwrap_or(0);
+        if level == 0 {
+            return None;
         }
+        Some(Features {
+            auth: level >= 2,
+            limit: level >= 3,
+            resilience: level >= 4,
+            observe: level >= 5,
+            tls: level >= 6,
+        })
     }
 }
 
@@ -266,6 +309,13 @@ pub fn write_topology(
 pub fn tax(cfg: &TaxConfig) -> Result<String, String> {
     if !cfg.rungs.contains(&Rung::Direct) {
         return Err("the ladder needs the direct rung (added latency is against it)".into());
+    }
+    if let Some(r) = cfg
+        .rungs
+        .iter()
+        .find(|r| r.features().is_some_and(|f| f != Features::default()))
+    {
+        return Err(format!("rung {} is not built yet", r.name()));
     }
     let dir = cfg.out.join(&cfg.name);
     let runs_dir = dir.join("runs");
