@@ -32,16 +32,16 @@ pub enum Rung {
     Direct,
     /// Through ringgate with routing only: no auth, limits, breaker, metrics or TLS.
     Passthrough,
-    /// + JWT authentication (warm key cache, several signing keys rotated during the run, a
-    /// share of expired and invalid tokens, anonymous public routes).
+    /// Passthrough plus JWT authentication (warm key cache, several signing keys rotated during
+    /// the run, a share of expired and invalid tokens, anonymous public routes).
     Auth,
-    /// + rate limits.
+    /// Auth plus rate limits.
     Limit,
-    /// + circuit breaker and retries.
+    /// Limit plus circuit breaker and retries.
     Resilience,
-    /// + metrics and access log.
+    /// Resilience plus metrics and access log.
     Observe,
-    /// + TLS between the clients and the gateway.
+    /// Observe plus TLS between the clients and the gateway.
     Tls,
 }
 
