@@ -280,6 +280,7 @@ mod tests {
                 latency,
                 spectrum: Vec::new(),
                 kinds: Vec::new(),
+                groups: Vec::new(),
                 generator: GeneratorReport::default(),
                 target_cpu: None,
                 cpu_accounts: vec![TargetCpuReport {
