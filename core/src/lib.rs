@@ -13,7 +13,8 @@
 //! - [`counter`]: single-writer counters that other threads may read without a lock or an RMW;
 //! - [`ring`]: our own io_uring layer (multishot receive into a provided buffer ring, sends that
 //!   own their buffers until the kernel is done, one enter per park); the only module allowed
-//!   `unsafe`.
+//!   `unsafe`;
+//! - [`rt`]: the thread-per-core executor, timers and TCP on that ring.
 
 pub mod counter;
 pub mod driver;
@@ -26,6 +27,7 @@ pub mod profile;
 // Every block there carries a SAFETY comment and core/tests/ring.rs exercises each.
 #[allow(unsafe_code)]
 pub mod ring;
+pub mod rt;
 pub mod shutdown;
 pub mod snapshot;
 pub mod worker;

@@ -36,8 +36,8 @@ use io_uring_07::{cqueue, opcode, squeue, IoUring, Submitter};
 
 pub use bufring::BufRing;
 pub use config::{Features, RingConfig, TaskRun};
-pub use ops::{Chunk, MultiRecv, RxEvent, SendOp};
-pub use slab::Cqe;
+pub use ops::{AcceptOp, Chunk, MultiRecv, Op, ReadOp, RxEvent, SendOp};
+pub use slab::{Cqe, Keep};
 use slab::{Slab, Slot};
 
 /// `user_data` of cancel requests: their completions wake nobody.

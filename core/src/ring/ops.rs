@@ -5,53 +5,131 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use io_uring_07::{cqueue, opcode, types};
+use io_uring_07::{cqueue, opcode, squeue, types};
 
-use super::slab::{Cqe, Slot};
+use super::slab::{Cqe, Keep, Slot};
 use super::Ring;
 
-/// A send in flight. Resolves to the result and the buffer; dropped early, the buffer stays
-/// with the ring until the kernel's completion.
-pub struct SendOp {
+/// A one-shot operation in flight. Resolves to its result (a non-negative count or fd, or the
+/// error) and the memory it kept; dropped early, the memory stays with the ring until the
+/// kernel's completion.
+pub struct Op {
     ring: Rc<Ring>,
     slot: u32,
     done: bool,
 }
 
+/// A send in flight: resolves to the result and the buffer.
+pub struct SendOp(Op);
+
 impl Ring {
-    /// Sends all of `buf` on socket `fd`: `MSG_WAITALL` makes the kernel retry until every byte
-    /// is sent (one completion per write, however slow the peer) or the send fails; `MSG_NOSIGNAL`
-    /// turns a closed peer into `EPIPE`. A cancelled send completes with what it had sent.
-    pub fn send(self: &Rc<Self>, fd: RawFd, buf: Vec<u8>) -> io::Result<SendOp> {
-        let ptr = buf.as_ptr();
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+    /// Queues the entry `build` makes for the slot's `user_data`, with `keep` held by the slot.
+    ///
+    /// # Safety
+    /// Every pointer in the entry must point into `keep` (whose heap blocks do not move when it
+    /// is moved into the slot) or into memory that outlives the ring.
+    pub(crate) unsafe fn op(
+        self: &Rc<Self>,
+        keep: Keep,
+        build: impl FnOnce() -> squeue::Entry,
+    ) -> io::Result<Op> {
+        let e = build();
         let slot = self.slab().insert(Slot::Single {
             waker: None,
             done: None,
-            keep: Some(buf),
+            keep,
             orphan: false,
         });
-        let e = opcode::Send::new(types::Fd(fd), ptr, len)
-            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
-            .build()
-            .user_data(u64::from(slot));
-        // SAFETY: `ptr..ptr+len` is the heap block of the `Vec` now kept in the slot; moving a
-        // `Vec` does not move its heap block, and the slot keeps it until the completion (also
-        // when this `SendOp` is dropped first: the slot is then orphaned, not freed).
-        if let Err(e) = unsafe { self.push(&e) } {
+        // SAFETY: the caller guarantees the entry points into `keep`, now held by the slot until
+        // the completion (also when the `Op` is dropped first: the slot is orphaned, not freed).
+        if let Err(e) = unsafe { self.push(&e.user_data(u64::from(slot))) } {
             self.slab().remove(slot);
             return Err(e);
         }
-        Ok(SendOp {
+        Ok(Op {
             ring: Rc::clone(self),
             slot,
             done: false,
         })
+    }
+
+    /// Sends all of `buf` on socket `fd`: `MSG_WAITALL` makes the kernel retry until every byte
+    /// is sent (one completion per write, however slow the peer) or the send fails; `MSG_NOSIGNAL`
+    /// turns a closed peer into `EPIPE`. A cancelled send completes with what it had sent.
+    pub fn send(self: &Rc<Self>, fd: RawFd, buf: Vec<u8>) -> io::Result<SendOp> {
+        let (ptr, len) = (buf.as_ptr(), u32::try_from(buf.len()).unwrap_or(u32::MAX));
+        // SAFETY: `ptr..ptr+len` is the heap block of the `Vec` kept by the slot.
+        let op = unsafe {
+            self.op(Keep::Bytes(buf), || {
+                opcode::Send::new(types::Fd(fd), ptr, len)
+                    .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+                    .build()
+            })
+        }?;
+        Ok(SendOp(op))
+    }
+
+    /// Accepts a connection on listening socket `fd`; resolves to the new socket.
+    pub fn accept(self: &Rc<Self>, fd: RawFd) -> io::Result<AcceptOp> {
+        // SAFETY: no address is asked for: the entry carries null pointers only.
+        let op = unsafe {
+            self.op(Keep::None, || {
+                opcode::Accept::new(types::Fd(fd), std::ptr::null_mut(), std::ptr::null_mut())
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+            })
+        }?;
+        Ok(AcceptOp(op))
+    }
+
+    /// Reads once from `fd` into the spare capacity of `buf` (at most `limit` bytes);
+    /// resolves to the count and `buf` with its length grown by it. Works on sockets, pipes and
+    /// eventfds (the fallback receive when the buffer ring is empty).
+    pub fn read_into(
+        self: &Rc<Self>,
+        fd: RawFd,
+        mut buf: Vec<u8>,
+        limit: usize,
+    ) -> io::Result<ReadOp> {
+        let spare = buf.spare_capacity_mut();
+        let (ptr, len) = (
+            spare.as_mut_ptr().cast::<u8>(),
+            u32::try_from(spare.len().min(limit)).unwrap_or(u32::MAX),
+        );
+        // SAFETY: `ptr..ptr+len` is the spare capacity of the `Vec` kept by the slot; nothing
+        // reads it until the completion says how much the kernel wrote.
+        let op = unsafe {
+            self.op(Keep::Bytes(buf), || {
+                opcode::Read::new(types::Fd(fd), ptr, len)
+                    .offset(u64::MAX)
+                    .build()
+            })
+        }?;
+        Ok(ReadOp(op))
+    }
+
+    /// Connects socket `fd` to `addr`.
+    pub fn connect(self: &Rc<Self>, fd: RawFd, addr: socket2::SockAddr) -> io::Result<Op> {
+        let addr = Box::new(addr);
+        let (ptr, len) = (addr.as_ptr(), addr.len());
+        // SAFETY: `ptr` points into the boxed address kept by the slot (a `Box` does not move its
+        // contents when moved).
+        unsafe {
+            self.op(Keep::Addr(addr), || {
+                opcode::Connect::new(types::Fd(fd), ptr.cast(), len).build()
+            })
+        }
+    }
+
+    /// An operation that completes at once (tests, and waking the ring).
+    pub fn nop(self: &Rc<Self>) -> io::Result<Op> {
+        // SAFETY: a no-op carries no pointer.
+        unsafe { self.op(Keep::None, || opcode::Nop::new().build()) }
     }
 
     /// Arms a multishot receive on socket `fd` (the ring needs provided buffers).
@@ -66,8 +144,8 @@ impl Ring {
     }
 }
 
-impl Future for SendOp {
-    type Output = (io::Result<usize>, Vec<u8>);
+impl Future for Op {
+    type Output = (io::Result<u32>, Keep);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let ring = Rc::clone(&self.ring);
@@ -76,12 +154,12 @@ impl Future for SendOp {
             Some(Slot::Single { done: Some(c), .. }) => {
                 let c = *c;
                 let keep = match slab.remove(self.slot) {
-                    Slot::Single { keep, .. } => keep.unwrap_or_default(),
-                    _ => Vec::new(),
+                    Slot::Single { keep, .. } => keep,
+                    _ => Keep::None,
                 };
                 self.done = true;
                 let r = if c.result >= 0 {
-                    Ok(c.result as usize)
+                    Ok(c.result as u32)
                 } else {
                     Err(io::Error::from_raw_os_error(-c.result))
                 };
@@ -93,13 +171,13 @@ impl Future for SendOp {
             }
             _ => {
                 self.done = true;
-                Poll::Ready((Err(io::Error::other("send slot lost")), Vec::new()))
+                Poll::Ready((Err(io::Error::other("operation slot lost")), Keep::None))
             }
         }
     }
 }
 
-impl Drop for SendOp {
+impl Drop for Op {
     fn drop(&mut self) {
         if self.done {
             return;
@@ -109,9 +187,72 @@ impl Drop for SendOp {
             if done.is_some() {
                 slab.remove(self.slot);
             } else {
-                // The kernel may still read the buffer: the slot keeps it until the completion.
+                // The kernel may still use the kept memory: the slot keeps it until the
+                // completion.
                 *orphan = true;
             }
+        }
+    }
+}
+
+/// An accept in flight: resolves to the accepted socket.
+pub struct AcceptOp(Op);
+
+impl Future for AcceptOp {
+    type Output = io::Result<OwnedFd>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.0).poll(cx) {
+            Poll::Ready((Ok(fd), _)) => {
+                // SAFETY: a successful accept's result is a new fd the kernel just installed in
+                // this process for us; nothing else owns it.
+                Poll::Ready(Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+            }
+            Poll::Ready((Err(e), _)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A read in flight: resolves to the count and the buffer, grown by it.
+pub struct ReadOp(Op);
+
+impl Future for ReadOp {
+    type Output = (io::Result<usize>, Vec<u8>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.0).poll(cx) {
+            Poll::Ready((r, keep)) => {
+                let mut buf = match keep {
+                    Keep::Bytes(b) => b,
+                    _ => Vec::new(),
+                };
+                if let Ok(n) = r {
+                    let n = (n as usize).min(buf.capacity() - buf.len());
+                    // SAFETY: the kernel wrote `n` bytes into the spare capacity starting at the
+                    // old length (the completion's count, capped by the capacity we offered).
+                    unsafe { buf.set_len(buf.len() + n) };
+                }
+                Poll::Ready((r.map(|n| n as usize), buf))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Future for SendOp {
+    type Output = (io::Result<usize>, Vec<u8>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.0).poll(cx) {
+            Poll::Ready((r, keep)) => {
+                let buf = match keep {
+                    Keep::Bytes(b) => b,
+                    _ => Vec::new(),
+                };
+                Poll::Ready((r.map(|n| n as usize), buf))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -15,6 +15,18 @@ pub struct Cqe {
     pub flags: u32,
 }
 
+/// Memory an operation shares with the kernel until its completion.
+#[derive(Default)]
+pub enum Keep {
+    /// Nothing (the operation carries no pointer of ours).
+    #[default]
+    None,
+    /// A byte buffer (a send's data).
+    Bytes(Vec<u8>),
+    /// A socket address (a connect's target).
+    Addr(Box<socket2::SockAddr>),
+}
+
 /// What a slot holds.
 pub(crate) enum Slot {
     /// Unused.
@@ -23,8 +35,8 @@ pub(crate) enum Slot {
     Single {
         waker: Option<Waker>,
         done: Option<Cqe>,
-        /// Memory the kernel reads or writes until the completion (a send's buffer).
-        keep: Option<Vec<u8>>,
+        /// Memory the kernel reads or writes until the completion.
+        keep: Keep,
         /// Its future was dropped: free the slot (and `keep`) at the completion.
         orphan: bool,
     },
