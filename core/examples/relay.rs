@@ -37,15 +37,39 @@ fn main() {
     }
 }
 
+/// The ring's levers from the environment, so one binary is A/B'd lever by lever:
+/// `RING_TASKRUN=plain|coop|defer`, `RING_REGFD=0|1`, `RING_BUFS=N` (0: single-shot reads into
+/// the connection's own buffer instead of multishot into provided buffers).
+fn ring_config() -> ringgate_core::ring::RingConfig {
+    use ringgate_core::ring::{RingConfig, TaskRun};
+    let mut cfg = RingConfig::default();
+    let env = |k: &str| std::env::var(k).ok();
+    match env("RING_TASKRUN").as_deref() {
+        Some("plain") => cfg.taskrun = TaskRun::Plain,
+        Some("defer") => cfg.taskrun = TaskRun::Defer,
+        _ => {}
+    }
+    if env("RING_REGFD").as_deref() == Some("0") {
+        cfg.register_ring_fd = false;
+    }
+    if let Some(n) = env("RING_BUFS").and_then(|n| n.parse().ok()) {
+        cfg.buffers = n;
+    }
+    cfg
+}
+
 fn on_ring(listen: SocketAddr, upstream: SocketAddr) {
-    use ringgate_core::ring::RingConfig;
     use ringgate_core::rt::{self, Runtime, TcpListener, TcpStream};
-    let rt = Runtime::new(&RingConfig::default()).expect("ring");
+    let cfg = ring_config();
+    let rt = Runtime::new(&cfg).expect("ring");
+    eprintln!("{cfg:?}");
     eprintln!("relay on ringgate_core::rt {:?}", rt.ring().features());
     rt.block_on(async move {
         let l = TcpListener::bind(listen, true).expect("bind");
         loop {
-            let Ok(mut c) = l.accept().await else { continue };
+            let Ok(mut c) = l.accept().await else {
+                continue;
+            };
             rt::spawn(async move {
                 let Ok(mut u) = TcpStream::connect(upstream).await else {
                     return;
@@ -86,7 +110,9 @@ fn on_monoio(listen: SocketAddr, upstream: SocketAddr) {
     rt.block_on(async move {
         let l = TcpListener::bind(listen).expect("bind");
         loop {
-            let Ok((mut c, _)) = l.accept().await else { continue };
+            let Ok((mut c, _)) = l.accept().await else {
+                continue;
+            };
             monoio::spawn(async move {
                 let Ok(mut u) = TcpStream::connect(upstream).await else {
                     return;

@@ -116,7 +116,18 @@ async fn echo_server(l: TcpListener, conns: usize) {
 
 #[test]
 fn an_echo_server_answers_concurrent_clients_byte_for_byte() {
-    let Some(rt) = runtime(64, 4096) else { return };
+    echo_round_trips(64, 4096);
+}
+
+#[test]
+fn without_a_buffer_ring_reads_are_single_shot_and_still_whole() {
+    echo_round_trips(0, 0);
+}
+
+fn echo_round_trips(buffers: u16, size: u32) {
+    let Some(rt) = runtime(buffers, size) else {
+        return;
+    };
     rt.block_on(async {
         let l = TcpListener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let addr = l.local_addr().unwrap();

@@ -100,6 +100,7 @@ impl TcpStream {
             let fd = self.sock.as_raw_fd();
             let rx = match &mut self.rx {
                 Some(rx) => rx,
+                None if !ring().features().buf_ring => return self.read_plain(out, max).await,
                 None => self.rx.insert(ring().recv_multi(fd)?),
             };
             rx.arm()?;
