@@ -39,7 +39,8 @@ fn main() {
 
 /// The ring's levers from the environment, so one binary is A/B'd lever by lever:
 /// `RING_TASKRUN=plain|coop|defer`, `RING_REGFD=0|1`, `RING_BUFS=N` (0: single-shot reads into
-/// the connection's own buffer instead of multishot into provided buffers).
+/// the connection's own buffer instead of multishot into provided buffers), `RING_SEND=detached`
+/// (sends not awaited: one enter per wake).
 fn ring_config() -> ringgate_core::ring::RingConfig {
     use ringgate_core::ring::{RingConfig, TaskRun};
     let mut cfg = RingConfig::default();
@@ -74,24 +75,40 @@ fn on_ring(listen: SocketAddr, upstream: SocketAddr) {
                 let Ok(mut u) = TcpStream::connect(upstream).await else {
                     return;
                 };
+                let detached = std::env::var("RING_SEND").as_deref() == Ok("detached");
                 let mut buf = Vec::with_capacity(16 * 1024);
                 loop {
                     buf.clear();
                     if !matches!(c.read_append(&mut buf, 16 * 1024).await, Ok(n) if n > 0) {
                         return;
                     }
-                    let (r, b) = u.write_all(buf).await;
-                    buf = b;
-                    buf.clear();
-                    if r.is_err()
-                        || !matches!(u.read_append(&mut buf, 16 * 1024).await, Ok(n) if n > 0)
-                    {
+                    if detached {
+                        let out = std::mem::replace(&mut buf, Vec::with_capacity(16 * 1024));
+                        if u.write_detached(out).is_err() {
+                            return;
+                        }
+                    } else {
+                        let (r, b) = u.write_all(buf).await;
+                        if r.is_err() {
+                            return;
+                        }
+                        buf = b;
+                        buf.clear();
+                    }
+                    if !matches!(u.read_append(&mut buf, 16 * 1024).await, Ok(n) if n > 0) {
                         return;
                     }
-                    let (r, b) = c.write_all(buf).await;
-                    buf = b;
-                    if r.is_err() {
-                        return;
+                    if detached {
+                        let out = std::mem::replace(&mut buf, Vec::with_capacity(16 * 1024));
+                        if c.write_detached(out).is_err() {
+                            return;
+                        }
+                    } else {
+                        let (r, b) = c.write_all(buf).await;
+                        if r.is_err() {
+                            return;
+                        }
+                        buf = b;
                     }
                 }
             });

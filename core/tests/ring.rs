@@ -270,3 +270,17 @@ fn bad_buffer_ring_sizes_are_refused() {
         Ok(_) => panic!("3 buffers (not a power of two) accepted"),
     }
 }
+
+#[test]
+fn a_detached_send_delivers_everything_and_frees_its_slot_at_completion() {
+    let Some(ring) = ring(0, 0) else { return };
+    let (a, b) = pair();
+    ring.send_detached(a.as_raw_fd(), pattern(BIG)).unwrap();
+    scribble();
+    let reader = drain(b);
+    until(&ring, "detached send completion", || ring.in_flight() == 0);
+    drop(a);
+    let got = reader.join().unwrap();
+    assert_eq!(got.len(), BIG);
+    assert!(got == pattern(BIG));
+}

@@ -120,6 +120,35 @@ fn an_echo_server_answers_concurrent_clients_byte_for_byte() {
 }
 
 #[test]
+fn detached_writes_answer_request_response_traffic_whole() {
+    let Some(rt) = runtime(16, 4096) else { return };
+    rt.block_on(async {
+        let l = TcpListener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let addr = l.local_addr().unwrap();
+        rt::spawn(async move {
+            let mut s = l.accept().await.unwrap();
+            loop {
+                let mut buf = Vec::new();
+                if s.read_append(&mut buf, 1 << 16).await.unwrap() == 0 {
+                    return;
+                }
+                s.write_detached(buf).unwrap();
+            }
+        });
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        for round in 0..200u32 {
+            let msg = round.to_le_bytes().repeat(8);
+            c.write_detached(msg.clone()).unwrap();
+            let mut got = Vec::new();
+            while got.len() < msg.len() {
+                assert!(c.read_append(&mut got, 1 << 16).await.unwrap() > 0);
+            }
+            assert_eq!(got, msg);
+        }
+    });
+}
+
+#[test]
 fn without_a_buffer_ring_reads_are_single_shot_and_still_whole() {
     echo_round_trips(0, 0);
 }

@@ -24,7 +24,7 @@ mod config;
 mod ops;
 mod slab;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
@@ -62,6 +62,9 @@ pub struct Ring {
     /// Provided buffers (group 0), dropped in `Drop` after the kernel let go of them.
     bufs: ManuallyDrop<Option<BufRing>>,
     features: Features,
+    /// Detached sends queued since the last park: their completions wake nobody, so the park
+    /// waits for that many more (they usually complete inside the same enter).
+    detached: Cell<u32>,
 }
 
 impl Ring {
@@ -96,6 +99,7 @@ impl Ring {
                 min_wait,
                 ..Features::default()
             },
+            detached: Cell::new(0),
         };
         if cfg.register_ring_fd {
             ring.features.registered_ring_fd = ring.sub.register_ring_fd().is_ok();
@@ -155,6 +159,12 @@ impl Ring {
         Err(io::Error::other("submission queue full"))
     }
 
+    /// Entries queued and not yet submitted.
+    pub fn unsubmitted(&self) -> usize {
+        // SAFETY: as in `push`: one thread, and this temporary is the only `SubmissionQueue`.
+        unsafe { self.uring().submission_shared() }.len()
+    }
+
     /// Submits what is queued without waiting.
     pub fn submit(&self) -> io::Result<()> {
         match self.sub.submit() {
@@ -166,13 +176,17 @@ impl Ring {
 
     /// Submits what is queued and waits (one enter) for at least one completion, or until
     /// `timeout` passes. Call [`Ring::reap`] after it.
+    ///
+    /// Detached sends queued since the last park add to the completions waited for: theirs wake
+    /// no task, so returning on one would cost a second enter for the completion that matters.
     pub fn park(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let want = 1 + self.detached.replace(0) as usize;
         let r = match timeout {
-            None => self.sub.submit_and_wait(1),
+            None => self.sub.submit_and_wait(want),
             Some(d) => {
                 let ts = Timespec::from(d);
                 let args = SubmitArgs::new().timespec(&ts);
-                self.sub.submit_with_args(1, &args)
+                self.sub.submit_with_args(want, &args)
             }
         };
         match r {

@@ -74,6 +74,16 @@ impl Ring {
         Ok(SendOp(op))
     }
 
+    /// Sends all of `buf` on `fd` without waiting for the result: the buffer goes with the
+    /// operation and is freed at its completion; a failure shows on the socket's next read. For
+    /// request/response traffic, where nothing more is sent on the socket before the peer has
+    /// read all of this (so two sends never overlap).
+    pub fn send_detached(self: &Rc<Self>, fd: RawFd, buf: Vec<u8>) -> io::Result<()> {
+        drop(self.send(fd, buf)?);
+        self.detached.set(self.detached.get() + 1);
+        Ok(())
+    }
+
     /// Accepts a connection on listening socket `fd`; resolves to the new socket.
     pub fn accept(self: &Rc<Self>, fd: RawFd) -> io::Result<AcceptOp> {
         // SAFETY: no address is asked for: the entry carries null pointers only.

@@ -26,6 +26,9 @@ const MAIN: usize = usize::MAX;
 /// Ready tasks most polled before the ring is looked at again.
 const BUDGET: usize = 256;
 
+/// Queued submissions that are sent at once instead of with the next park's enter.
+const EAGER_SUBMIT: usize = 32;
+
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Shared>>> = const { RefCell::new(None) };
     static READY: RefCell<VecDeque<usize>> = const { RefCell::new(VecDeque::new()) };
@@ -144,11 +147,15 @@ impl Runtime {
                     return v;
                 }
             }
-            let ran = shared.run_ready();
-            let fired = shared.timers.borrow_mut().fire();
-            if ran || fired > 0 || main.queued.load(Ordering::Acquire) || has_ready() {
-                // More work is waiting: pick up completions without blocking.
-                let _ = shared.ring.submit();
+            shared.run_ready();
+            shared.timers.borrow_mut().fire();
+            if main.queued.load(Ordering::Acquire) || has_ready() {
+                // More work is waiting: take completions already posted (no syscall) and go on;
+                // what the tasks queued is submitted by the next park's enter, or now when much
+                // is waiting (a full queue submits on its own in `Ring::push`).
+                if shared.ring.unsubmitted() >= EAGER_SUBMIT {
+                    let _ = shared.ring.submit();
+                }
                 shared.ring.reap();
                 continue;
             }

@@ -139,6 +139,12 @@ impl TcpStream {
         Ok(n)
     }
 
+    /// Sends all of `buf` without waiting for the kernel's result (see
+    /// [`crate::ring::Ring::send_detached`]): one enter per wake instead of two.
+    pub fn write_detached(&mut self, buf: Vec<u8>) -> io::Result<()> {
+        ring().send_detached(self.sock.as_raw_fd(), buf)
+    }
+
     /// Writes all of `buf`; returns the buffer for reuse.
     pub async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         let len = buf.len();
