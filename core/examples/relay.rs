@@ -64,7 +64,10 @@ fn on_ring(listen: SocketAddr, upstream: SocketAddr) {
     let cfg = ring_config();
     let rt = Runtime::new(&cfg).expect("ring");
     eprintln!("{cfg:?}");
-    eprintln!("relay on ringgate_core::rt {:?}", rt.ring().features());
+    eprintln!(
+        "relay on ringgate_core::rt {:?}",
+        rt.ring().map(|r| r.features())
+    );
     rt.block_on(async move {
         let l = TcpListener::bind(listen, true).expect("bind");
         loop {
@@ -84,7 +87,7 @@ fn on_ring(listen: SocketAddr, upstream: SocketAddr) {
                     }
                     if detached {
                         let out = std::mem::replace(&mut buf, Vec::with_capacity(16 * 1024));
-                        if u.write_detached(out).is_err() {
+                        if u.write_detached(out).await.is_err() {
                             return;
                         }
                     } else {
@@ -100,7 +103,7 @@ fn on_ring(listen: SocketAddr, upstream: SocketAddr) {
                     }
                     if detached {
                         let out = std::mem::replace(&mut buf, Vec::with_capacity(16 * 1024));
-                        if c.write_detached(out).is_err() {
+                        if c.write_detached(out).await.is_err() {
                             return;
                         }
                     } else {

@@ -29,6 +29,14 @@ fn runtime(buffers: u16, size: u32) -> Option<Runtime> {
     }
 }
 
+/// The ring runtime (when this host allows io_uring) and the epoll one: every driver-neutral
+/// test runs on each.
+fn drivers(buffers: u16, size: u32) -> Vec<Runtime> {
+    let mut v: Vec<Runtime> = runtime(buffers, size).into_iter().collect();
+    v.push(Runtime::epoll().unwrap());
+    v
+}
+
 /// Polls `cond` every millisecond (a runtime timer) until it holds; 10 s deadline.
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -40,7 +48,12 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn spawned_tasks_run_and_join() {
-    let Some(rt) = runtime(0, 0) else { return };
+    for rt in drivers(0, 0) {
+        spawned_tasks_on(&rt);
+    }
+}
+
+fn spawned_tasks_on(rt: &Runtime) {
     let sum = rt.block_on(async {
         let handles: Vec<_> = (0..100u64)
             .map(|i| rt::spawn(async move { i * 2 }))
@@ -57,7 +70,12 @@ fn spawned_tasks_run_and_join() {
 
 #[test]
 fn sleeps_end_in_deadline_order_and_leave_no_timer() {
-    let Some(rt) = runtime(0, 0) else { return };
+    for rt in drivers(0, 0) {
+        sleeps_on(&rt);
+    }
+}
+
+fn sleeps_on(rt: &Runtime) {
     let order = Rc::new(RefCell::new(Vec::new()));
     rt.block_on(async {
         let hs: Vec<_> = [30u64, 10, 20]
@@ -80,7 +98,12 @@ fn sleeps_end_in_deadline_order_and_leave_no_timer() {
 
 #[test]
 fn a_timeout_ends_a_future_that_never_finishes_and_passes_one_that_does() {
-    let Some(rt) = runtime(0, 0) else { return };
+    for rt in drivers(0, 0) {
+        timeouts_on(&rt);
+    }
+}
+
+fn timeouts_on(rt: &Runtime) {
     rt.block_on(async {
         let never = std::future::pending::<()>();
         assert_eq!(
@@ -116,12 +139,19 @@ async fn echo_server(l: TcpListener, conns: usize) {
 
 #[test]
 fn an_echo_server_answers_concurrent_clients_byte_for_byte() {
-    echo_round_trips(64, 4096);
+    for rt in drivers(64, 4096) {
+        echo_round_trips(&rt);
+    }
 }
 
 #[test]
 fn detached_writes_answer_request_response_traffic_whole() {
-    let Some(rt) = runtime(16, 4096) else { return };
+    for rt in drivers(16, 4096) {
+        detached_on(&rt);
+    }
+}
+
+fn detached_on(rt: &Runtime) {
     rt.block_on(async {
         let l = TcpListener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let addr = l.local_addr().unwrap();
@@ -132,13 +162,13 @@ fn detached_writes_answer_request_response_traffic_whole() {
                 if s.read_append(&mut buf, 1 << 16).await.unwrap() == 0 {
                     return;
                 }
-                s.write_detached(buf).unwrap();
+                s.write_detached(buf).await.unwrap();
             }
         });
         let mut c = TcpStream::connect(addr).await.unwrap();
         for round in 0..200u32 {
             let msg = round.to_le_bytes().repeat(8);
-            c.write_detached(msg.clone()).unwrap();
+            c.write_detached(msg.clone()).await.unwrap();
             let mut got = Vec::new();
             while got.len() < msg.len() {
                 assert!(c.read_append(&mut got, 1 << 16).await.unwrap() > 0);
@@ -150,13 +180,12 @@ fn detached_writes_answer_request_response_traffic_whole() {
 
 #[test]
 fn without_a_buffer_ring_reads_are_single_shot_and_still_whole() {
-    echo_round_trips(0, 0);
+    if let Some(rt) = runtime(0, 0) {
+        echo_round_trips(&rt);
+    }
 }
 
-fn echo_round_trips(buffers: u16, size: u32) {
-    let Some(rt) = runtime(buffers, size) else {
-        return;
-    };
+fn echo_round_trips(rt: &Runtime) {
     rt.block_on(async {
         let l = TcpListener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let addr = l.local_addr().unwrap();
@@ -202,7 +231,12 @@ impl Future for Remote {
 
 #[test]
 fn a_wake_from_another_thread_ends_the_park() {
-    let Some(rt) = runtime(0, 0) else { return };
+    for rt in drivers(0, 0) {
+        remote_wake_on(&rt);
+    }
+}
+
+fn remote_wake_on(rt: &Runtime) {
     let state = Arc::new(Mutex::new((false, None::<Waker>)));
     let other = Arc::clone(&state);
     let t = std::thread::spawn(move || loop {
@@ -253,13 +287,18 @@ fn an_empty_buffer_ring_falls_back_to_a_plain_read() {
         for (i, g) in got.iter().enumerate() {
             assert_eq!(g, &vec![i as u8; 32]);
         }
-        assert_eq!(rt::ring().buffers_out(), 0);
+        assert_eq!(rt::ring().unwrap().buffers_out(), 0);
     });
 }
 
 #[test]
 fn a_pooled_connection_sees_stray_bytes_and_close_without_peeking() {
-    let Some(rt) = runtime(8, 256) else { return };
+    for rt in drivers(8, 256) {
+        quiet_on(&rt);
+    }
+}
+
+fn quiet_on(rt: &Runtime) {
     rt.block_on(async {
         let l = TcpListener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let addr = l.local_addr().unwrap();

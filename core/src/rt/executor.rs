@@ -1,15 +1,15 @@
 //! The task executor of one worker thread, on its [`Ring`]: tasks are `!Send` futures polled on
 //! this thread only; a wake from this thread pushes onto a thread-local queue (no lock, no
 //! contended atomic); a wake from another thread goes through a locked queue and an eventfd the
-//! ring reads, which is off the request path (control-plane hand-offs only). When no task is
-//! ready the thread parks on the ring: one `io_uring_enter` submits what the tasks queued and
-//! waits for a completion or the next timer.
+//! driver watches, which is off the request path (control-plane hand-offs only). When no task is
+//! ready the thread parks on its driver: on the ring, one `io_uring_enter` submits what the tasks
+//! queued and waits for a completion or the next timer; on the epoll fallback, one `epoll_wait`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,17 +17,16 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::ThreadId;
 
+use super::driver::Io;
+use super::reactor::{Dir, Reactor};
 use super::time::Timers;
 use crate::ring::{Ring, RingConfig};
 
 /// Id of the future given to `block_on` (never a spawned task's index).
 const MAIN: usize = usize::MAX;
 
-/// Ready tasks most polled before the ring is looked at again.
+/// Ready tasks most polled before the driver is looked at again.
 const BUDGET: usize = 256;
-
-/// Queued submissions that are sent at once instead of with the next park's enter.
-const EAGER_SUBMIT: usize = 32;
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Shared>>> = const { RefCell::new(None) };
@@ -83,7 +82,7 @@ type TaskSlot = Option<(Task, Arc<TaskWaker>)>;
 
 /// What the runtime's handles share.
 pub(crate) struct Shared {
-    pub(crate) ring: Rc<Ring>,
+    pub(crate) io: Io,
     pub(crate) timers: RefCell<Timers>,
     tasks: RefCell<Vec<TaskSlot>>,
     free: RefCell<Vec<usize>>,
@@ -99,33 +98,58 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the runtime of this thread on a ring built as `cfg` says.
     pub fn new(cfg: &RingConfig) -> io::Result<Runtime> {
-        let ring = Rc::new(Ring::new(cfg)?);
-        let fd = nix::sys::eventfd::EventFd::from_value_and_flags(
-            0,
-            nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
-        )
-        .map_err(io::Error::from)?;
-        let eventfd = OwnedFd::from(fd);
+        Self::on(Io::Ring(Rc::new(Ring::new(cfg)?)))
+    }
+
+    /// Builds the runtime of this thread on epoll (the fallback).
+    pub fn epoll() -> io::Result<Runtime> {
+        Self::on(Io::Epoll(Rc::new(Reactor::new()?)))
+    }
+
+    /// io_uring when the host allows it, else epoll with the reason.
+    pub fn auto(cfg: &RingConfig) -> io::Result<(Runtime, Option<String>)> {
+        match Self::new(cfg) {
+            Ok(rt) => Ok((rt, None)),
+            Err(e) => Ok((Self::epoll()?, Some(format!("io_uring unavailable: {e}")))),
+        }
+    }
+
+    fn on(io: Io) -> io::Result<Runtime> {
+        let nonblock = matches!(io, Io::Epoll(_));
+        let mut flags = nix::sys::eventfd::EfdFlags::EFD_CLOEXEC;
+        if nonblock {
+            flags |= nix::sys::eventfd::EfdFlags::EFD_NONBLOCK;
+        }
+        let fd =
+            nix::sys::eventfd::EventFd::from_value_and_flags(0, flags).map_err(io::Error::from)?;
         let remote = Arc::new(Remote {
             thread: std::thread::current().id(),
             queue: Mutex::new(Vec::new()),
-            eventfd,
+            eventfd: OwnedFd::from(fd),
         });
         let shared = Rc::new(Shared {
-            ring,
+            io,
             timers: RefCell::new(Timers::default()),
             tasks: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
             live: Cell::new(0),
             remote,
         });
-        spawn_remote_reader(&shared);
+        spawn_remote_reader(&shared)?;
         Ok(Runtime { shared })
     }
 
-    /// The ring under this runtime.
-    pub fn ring(&self) -> &Rc<Ring> {
-        &self.shared.ring
+    /// The ring under this runtime (`None` on epoll).
+    pub fn ring(&self) -> Option<&Rc<Ring>> {
+        match &self.shared.io {
+            Io::Ring(r) => Some(r),
+            Io::Epoll(_) => None,
+        }
+    }
+
+    /// `io_uring` or `epoll`.
+    pub fn driver(&self) -> &'static str {
+        self.shared.io.name()
     }
 
     /// Runs `fut` to completion on this thread, with the tasks it spawns.
@@ -150,18 +174,14 @@ impl Runtime {
             shared.run_ready();
             shared.timers.borrow_mut().fire();
             if main.queued.load(Ordering::Acquire) || has_ready() {
-                // More work is waiting: take completions already posted (no syscall) and go on;
-                // what the tasks queued is submitted by the next park's enter, or now when much
-                // is waiting (a full queue submits on its own in `Ring::push`).
-                if shared.ring.unsubmitted() >= EAGER_SUBMIT {
-                    let _ = shared.ring.submit();
-                }
-                shared.ring.reap();
+                // More work is waiting: take what already completed and go on; on the ring what
+                // the tasks queued is submitted by the next park's enter, or now when much is
+                // waiting (a full queue submits on its own in `Ring::push`).
+                shared.io.poll_now();
                 continue;
             }
             let wait = shared.timers.borrow().until_next();
-            let _ = shared.ring.park(wait);
-            shared.ring.reap();
+            let _ = shared.io.park(wait);
         }
     }
 }
@@ -260,9 +280,17 @@ pub(crate) fn try_current() -> Option<Rc<Shared>> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
-/// The ring of this thread's runtime.
-pub fn ring() -> Rc<Ring> {
-    Rc::clone(&current().ring)
+/// The ring of this thread's runtime (`None` on epoll).
+pub fn ring() -> Option<Rc<Ring>> {
+    match &current().io {
+        Io::Ring(r) => Some(Rc::clone(r)),
+        Io::Epoll(_) => None,
+    }
+}
+
+/// The driver of this thread's runtime.
+pub(crate) fn io() -> Io {
+    current().io.clone()
 }
 
 /// Tasks spawned and not finished on this thread's runtime.
@@ -307,22 +335,42 @@ pub fn spawn<F: Future + 'static>(fut: F) -> JoinHandle<F::Output> {
 
 /// Reads the eventfd whenever another thread wakes a task, so a park ends; one per runtime,
 /// not counted in [`live_tasks`].
-fn spawn_remote_reader(shared: &Rc<Shared>) {
-    let ring = Rc::clone(&shared.ring);
-    let fd = shared.remote.eventfd.as_raw_fd();
-    shared.spawn_boxed(Box::pin(async move {
-        let mut buf = Vec::with_capacity(8);
-        loop {
-            buf.clear();
-            let Ok(op) = ring.read_into(fd, buf, 8) else {
-                return;
-            };
-            let (r, b) = op.await;
-            buf = b;
-            if r.is_err() {
-                return;
-            }
+fn spawn_remote_reader(shared: &Rc<Shared>) -> io::Result<()> {
+    let remote = Arc::clone(&shared.remote);
+    let task: Task = match &shared.io {
+        Io::Ring(ring) => {
+            let ring = Rc::clone(ring);
+            Box::pin(async move {
+                let fd = remote.eventfd.as_raw_fd();
+                let mut buf = Vec::with_capacity(8);
+                loop {
+                    buf.clear();
+                    let Ok(op) = ring.read_into(fd, buf, 8) else {
+                        return;
+                    };
+                    let (r, b) = op.await;
+                    buf = b;
+                    if r.is_err() {
+                        return;
+                    }
+                }
+            })
         }
-    }));
+        Io::Epoll(reactor) => {
+            let reactor = Rc::clone(reactor);
+            let token = reactor.register(remote.eventfd.as_fd())?;
+            Box::pin(async move {
+                let mut b = [0u8; 8];
+                loop {
+                    std::future::poll_fn(|cx| reactor.poll_ready(token, Dir::Read, cx)).await;
+                    // Drain the counter; EAGAIN means it is empty until the next wake.
+                    while nix::unistd::read(&remote.eventfd, &mut b).is_ok() {}
+                    reactor.clear(token, Dir::Read);
+                }
+            })
+        }
+    };
+    shared.spawn_boxed(task);
     shared.live.set(shared.live.get() - 1);
+    Ok(())
 }
