@@ -454,3 +454,77 @@ fn tax_with_peers_writes_a_row_per_supported_peer_and_rung() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn a_normal_build_says_it_does_not_count_allocations() {
+    let Some(bin) = ringgate_bin() else {
+        println!("skipped: the ringgate binary is not built");
+        return;
+    };
+    let t = overlapping();
+    let (stubs, endpoints) = named_stubs(&t);
+    let dir = scratch("nocount");
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, topology::gateway_toml(&t, listen, &endpoints)).unwrap();
+    let args = vec![
+        "serve".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    let log = dir.join("rg.log");
+    let p = Proc::start("ringgate", "", &bin.display().to_string(), &args, &log).unwrap();
+    let pid = p.pid();
+    let _stop = StopOnDrop(Some(p));
+    ringbench::compare::procs::wait_http_ok(listen, "/api", Duration::from_secs(15)).unwrap();
+    let e = ringbench::tax::peers::bench::read_allocations(pid, &log).unwrap_err();
+    assert!(e.contains("not a --features count-alloc build"), "{e}");
+    // SIGUSR2 left it serving.
+    ringbench::compare::procs::wait_http_ok(listen, "/api", Duration::from_secs(5)).unwrap();
+    for s in stubs {
+        s.stop();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Run with `RINGGATE_ALLOC_BIN=<a ringgate built with --features count-alloc>` and `--ignored`
+/// (a second build of ringgate is too slow for every test run).
+#[test]
+#[ignore = "needs RINGGATE_ALLOC_BIN: a ringgate built with --features count-alloc"]
+fn the_alloc_pass_gives_allocations_per_request() {
+    let alloc = PathBuf::from(std::env::var_os("RINGGATE_ALLOC_BIN").expect("RINGGATE_ALLOC_BIN"));
+    let out = scratch("alloc");
+    let cfg = ringbench::tax::TaxConfig {
+        name: "t".into(),
+        out: out.clone(),
+        seed: DEFAULT_SEED,
+        upstreams: DEFAULT_UPSTREAMS,
+        replicas: DEFAULT_REPLICAS,
+        rungs: vec![Rung::Direct, Rung::Passthrough],
+        rate: 40.0,
+        reps: 1,
+        duration: Duration::from_millis(1000),
+        warmup: Duration::from_millis(300),
+        generator_cpus: None,
+        target_cpus: String::new(),
+        upstream_cpus: String::new(),
+        conns: 4,
+        ringgate: ringgate_bin().expect("the ringgate binary"),
+        ringbench: Some(PathBuf::from(env!("CARGO_BIN_EXE_ringbench"))),
+        command_line: "ringbench tax --alloc-ringgate".into(),
+        thresholds: ringbench::run::Thresholds::default(),
+        peers: Vec::new(),
+        alloc_ringgate: Some(alloc),
+    };
+    let md = ringbench::tax::tax(&cfg).unwrap();
+    println!("{md}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("t").join("summary.json")).unwrap())
+            .unwrap();
+    let rows = summary["rows"].as_array().unwrap();
+    assert!(rows[0]["allocs_per_req"].is_null(), "direct has no gateway");
+    let a = rows[1]["allocs_per_req"].as_f64().unwrap();
+    // New connections, 1-10 MiB bodies and streams cannot all be served without allocating.
+    assert!(a > 0.0, "{a}");
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -173,7 +173,14 @@ pub fn read_allocations(pid: u32, log: &Path) -> Result<u64, String> {
     crate::sys::signal(pid, libc::SIGUSR2).map_err(io_err)?;
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(5) {
-        let (n, last) = last_alloc_total(&std::fs::read_to_string(log).unwrap_or_default());
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("heap allocations not counted") {
+            return Err(format!(
+                "{}: not a --features count-alloc build",
+                log.display()
+            ));
+        }
+        let (n, last) = last_alloc_total(&text);
         if let (true, Some(total)) = (n > before, last) {
             return Ok(total);
         }
