@@ -33,8 +33,8 @@ fn have(program: &str) -> bool {
     found
 }
 
-/// A self-signed P-256 certificate and its key, written into `dir`: the TLS listener's and, as
-/// an ES256 verification key, the JWT signer's.
+/// A self-signed P-256 certificate and its key, written into `dir`: the TLS listener's and the
+/// JWT signer's (its public key, `pub.pem` beside them, verifies ES256 tokens).
 fn cert_and_key(dir: &Path) -> (PathBuf, PathBuf) {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
@@ -44,6 +44,7 @@ fn cert_and_key(dir: &Path) -> (PathBuf, PathBuf) {
     let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&c, cert.pem()).unwrap();
     std::fs::write(&k, key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("pub.pem"), key.public_key_pem()).unwrap();
     (c, k)
 }
 
@@ -54,7 +55,7 @@ fn setup(dir: &Path, cert: &Path, key: &Path) -> PeerSetup {
             keys: vec![JwtKey {
                 kid: "k1".into(),
                 alg: "ES256".into(),
-                key: cert.display().to_string(),
+                key: key.with_file_name("pub.pem").display().to_string(),
             }],
             anonymous_routes: vec!["health".into()],
         },
@@ -70,11 +71,17 @@ fn check(program: &str, args: &[String]) {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
+    let text = format!(
+        "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{program} {args:?}: {text}");
+    // A warning is a config that does not do what it says (a key file not found, a rule that
+    // can never run): as wrong as an error here.
+    assert!(
+        !text.contains("WARNING") && !text.contains("[warn]"),
+        "{program} {args:?}: {text}"
     );
 }
 
@@ -527,4 +534,225 @@ fn the_alloc_pass_gives_allocations_per_request() {
     // New connections, 1-10 MiB bodies and streams cannot all be served without allocating.
     assert!(a > 0.0, "{a}");
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// Starts `peer` with features `f` on `t` (not a rung: any combination, so nginx's limit,
+/// resilience, observe and TLS are tested without the auth it lacks).
+fn start_with(
+    peer: Peer,
+    f: ringbench::tax::Features,
+    t: &Topology,
+    endpoints: &[SocketAddr],
+    s: PeerSetup,
+) -> (StopOnDrop, SocketAddr) {
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let (bin, args) = match peer {
+        Peer::Nginx => {
+            let conf = nginx::write(t, listen, endpoints, f, &s).unwrap();
+            ("nginx", nginx::args(&s.dir, &conf))
+        }
+        _ => {
+            let conf = haproxy::write(t, listen, endpoints, f, &s).unwrap();
+            ("haproxy", haproxy::args(&conf))
+        }
+    };
+    let log = s.dir.join(format!("{bin}.log"));
+    let p = Proc::start(
+        bin,
+        "",
+        &which(bin).unwrap().display().to_string(),
+        &args,
+        &log,
+    )
+    .unwrap();
+    let stop = StopOnDrop(Some(p));
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(listen).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{bin} did not listen: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (stop, listen)
+}
+
+fn status(head: &str) -> u16 {
+    head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn svc00_status(t: &Topology) -> topology::RequestKind {
+    t.requests
+        .iter()
+        .find(|k| k.name == "svc00 other")
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn limit_resilience_observe_and_tls_work_through_both_peers() {
+    let t = topology::generate(DEFAULT_SEED, DEFAULT_UPSTREAMS, DEFAULT_REPLICAS);
+    let (stubs, mut endpoints) = named_stubs(&t);
+    // svc00's second replica is a port nobody listens on.
+    endpoints[1] = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let dir = scratch("features");
+    let (cert, key) = cert_and_key(&dir);
+    let k = svc00_status(&t);
+    let none = ringbench::tax::Features::default();
+    for peer in [Peer::Nginx, Peer::Haproxy] {
+        if !have(peer.name()) {
+            continue;
+        }
+        let sub = |name: &str| {
+            let mut s = setup(&dir.join(format!("{}-{name}", peer.name())), &cert, &key);
+            s.limit_rps = 2;
+            s
+        };
+        // Without resilience the dead replica fails its share; with it, every request lands.
+        let (_g, addr) = start_with(peer, none, &t, &endpoints, sub("plain"));
+        let codes: Vec<u16> = (0..6).map(|_| status(&request(addr, &k, &[]))).collect();
+        assert!(codes.iter().any(|c| *c >= 500), "{peer:?} plain: {codes:?}");
+        drop(_g);
+        let f = ringbench::tax::Features {
+            resilience: true,
+            ..none
+        };
+        let (_g, addr) = start_with(peer, f, &t, &endpoints, sub("resilience"));
+        let codes: Vec<u16> = (0..6).map(|_| status(&request(addr, &k, &[]))).collect();
+        assert!(
+            codes.iter().all(|c| *c == 200),
+            "{peer:?} resilience: {codes:?}"
+        );
+        drop(_g);
+        // A limit of 2 requests per second refuses a burst of 8 in part.
+        let f = ringbench::tax::Features {
+            limit: true,
+            resilience: true,
+            ..none
+        };
+        let (_g, addr) = start_with(peer, f, &t, &endpoints, sub("limit"));
+        let codes: Vec<u16> = (0..8).map(|_| status(&request(addr, &k, &[]))).collect();
+        assert!(
+            codes.contains(&429) && codes.contains(&200),
+            "{peer:?} limit: {codes:?}"
+        );
+        drop(_g);
+        // Observe: each request leaves an access log line.
+        let f = ringbench::tax::Features {
+            observe: true,
+            resilience: true,
+            ..none
+        };
+        let s = sub("observe");
+        let log = match peer {
+            Peer::Nginx => s.access_log.clone(),
+            _ => s.dir.join("haproxy.log"),
+        };
+        let (g, addr) = start_with(peer, f, &t, &endpoints, s);
+        assert_eq!(status(&request(addr, &k, &[])), 200);
+        // nginx flushes its log buffer at least every second, and on exit.
+        drop(g);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            text.contains("/svc00/status"),
+            "{peer:?} access log: {text}"
+        );
+        // TLS: the listener speaks TLS with the given certificate.
+        let f = ringbench::tax::Features {
+            tls: true,
+            resilience: true,
+            ..none
+        };
+        let (_g, addr) = start_with(peer, f, &t, &endpoints, sub("tls"));
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sk",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "host: api.tax.test",
+            ])
+            .arg(format!("https://{addr}/svc00/status"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{peer:?} tls");
+    }
+    for s in stubs {
+        s.stop();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A JWT signed by PyJWT with the PEM key `key` (ES256), `kid` and `exp` seconds from now.
+fn token(key: &Path, kid: &str, exp_in: i64) -> Option<String> {
+    let script = "import jwt, sys, time\n\
+        key = open(sys.argv[1]).read()\n\
+        claims = {'sub': 'tax', 'exp': int(time.time()) + int(sys.argv[3])}\n\
+        print(jwt.encode(claims, key, algorithm='ES256', headers={'kid': sys.argv[2]}))";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(key)
+        .arg(kid)
+        .arg(exp_in.to_string())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn haproxys_auth_rung_admits_valid_jwts_only_and_anonymous_routes_freely() {
+    if !have("haproxy") {
+        return;
+    }
+    let dir = scratch("jwt");
+    let (cert, key) = cert_and_key(&dir);
+    let other = scratch("jwt-other");
+    let (_, forger) = cert_and_key(&other);
+    let Some(valid) = token(&key, "k1", 300) else {
+        println!("skipped: python3 with PyJWT and cryptography is needed to sign test tokens");
+        return;
+    };
+    let expired = token(&key, "k1", -60).unwrap();
+    let unknown_kid = token(&key, "k9", 300).unwrap();
+    let forged = token(&forger, "k1", 300).unwrap();
+    let t = topology::generate(DEFAULT_SEED, DEFAULT_UPSTREAMS, DEFAULT_REPLICAS);
+    let (stubs, endpoints) = named_stubs(&t);
+    let f = Rung::Auth.features().unwrap();
+    let (_g, addr) = start_with(Peer::Haproxy, f, &t, &endpoints, setup(&dir, &cert, &key));
+    let k = svc00_status(&t);
+    let bearer = |tok: &str| format!("Bearer {tok}");
+    let head = request(addr, &k, &[("authorization", &bearer(&valid))]);
+    assert!(head.starts_with("http/1.1 200"), "valid: {head}");
+    assert!(head.lines().any(|l| l == "x-upstream: svc00"), "{head}");
+    for (what, tok) in [
+        ("none", None),
+        ("expired", Some(&expired)),
+        ("unknown kid", Some(&unknown_kid)),
+        ("forged", Some(&forged)),
+    ] {
+        let auth = tok.map(|t| bearer(t));
+        let extra: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        assert_eq!(status(&request(addr, &k, &extra)), 401, "{what}");
+    }
+    // The health route is anonymous.
+    let health = topology::RequestKind {
+        path: "/healthz".into(),
+        ..k.clone()
+    };
+    assert_eq!(
+        status(&request(addr, &health, &[])),
+        200,
+        "anonymous health"
+    );
+    drop(_g);
+    for s in stubs {
+        s.stop();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&other).unwrap();
 }

@@ -73,7 +73,8 @@ fn route_acls(i: usize, r: &Route) -> (String, Vec<String>) {
 }
 
 /// JWT checks: every request not on an anonymous route needs a bearer token whose `kid` names a
-/// configured key, whose signature verifies with it, and whose `exp` is in the future.
+/// configured key, whose signature verifies with it, and whose `exp` is in the future. (The key
+/// path goes in unquoted: HAProxy 2.6 keeps quotes in converter arguments as part of the path.)
 fn auth(s: &PeerSetup, conds: &[(String, Vec<String>)]) -> String {
     let mut o = String::new();
     for (id, names) in conds {
@@ -93,7 +94,7 @@ fn auth(s: &PeerSetup, conds: &[(String, Vec<String>)]) -> String {
     for k in &s.jwt.keys {
         let _ = writeln!(
             o,
-            "  http-request set-var(txn.jwt) http_auth_bearer,jwt_verify(\"{}\",\"{}\") if {authed} {{ var(txn.kid) -m str {} }}",
+            "  http-request set-var(txn.jwt) http_auth_bearer,jwt_verify({},{}) if {authed} {{ var(txn.kid) -m str {} }}",
             k.alg, k.key, k.kid
         );
     }

@@ -106,7 +106,8 @@ pub struct JwtKey {
     pub kid: String,
     /// Algorithm (`RS256`, `ES256`, `HS256`, ...).
     pub alg: String,
-    /// For RS/ES/PS: a PEM file of the public key or certificate; for HS: the secret.
+    /// For RS/ES/PS: a PEM file of the public key (HAProxy 2.6 reads a public key, not a
+    /// certificate); for HS: the secret.
     pub key: String,
 }
 

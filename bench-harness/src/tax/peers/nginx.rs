@@ -215,7 +215,8 @@ pub fn conf(
         let _ = writeln!(o, "    listen {listen} backlog=4096;");
     }
     if f.limit {
-        o.push_str("    limit_req zone=tax burst=100000 nodelay;\n");
+        // A second's worth of burst, taken at once: the limit refuses only past the rate.
+        let _ = writeln!(o, "    limit_req zone=tax burst={} nodelay;", s.limit_rps);
     }
     if f.observe {
         o.push_str("    location = /nginx_status { stub_status; access_log off; }\n");
