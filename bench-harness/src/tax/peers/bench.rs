@@ -75,6 +75,19 @@ pub fn start_peer(
         .features()
         .ok_or_else(|| format!("{} has no gateway", rung.name()))?;
     let s = &b.setup;
+    // A peer without what a feature needs would refuse every request and read as slow.
+    if f.auth && peer.has().auth && s.jwt.keys.is_empty() {
+        return Err(format!(
+            "{}: the auth rung needs JWT keys (PeerSetup::jwt)",
+            rung.name()
+        ));
+    }
+    if f.tls && (s.tls_cert.as_os_str().is_empty() || s.tls_key.as_os_str().is_empty()) {
+        return Err(format!(
+            "{}: the tls rung needs a certificate and key",
+            rung.name()
+        ));
+    }
     let log = s.dir.join(format!("{}.log", peer.name()));
     let (bin, conf, args) = match peer {
         Peer::Nginx => {
