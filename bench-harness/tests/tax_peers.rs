@@ -299,3 +299,63 @@ fn tax_with_peers_writes_a_row_per_supported_peer_and_rung() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// Sends only the head of an upload declaring `len` bytes and returns the status of the answer
+/// (a refusal comes before any body is sent).
+fn declared_upload_status(addr: SocketAddr, len: u64) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head =
+        format!("POST /upload/big HTTP/1.1\r\nhost: api.tax.test\r\ncontent-length: {len}\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[9..12]).parse().unwrap_or(0)
+}
+
+#[test]
+fn an_upload_past_the_routes_limit_is_refused_by_ringgate_and_both_peers() {
+    let t = topology::generate(DEFAULT_SEED, DEFAULT_UPSTREAMS, DEFAULT_REPLICAS);
+    let limit = t.routes.iter().find(|r| r.id == "uploads").unwrap();
+    let over = limit.max_body_bytes.unwrap() + 1;
+    let (stubs, endpoints) = named_stubs(&t);
+    let dir = scratch("limit413");
+    if let Some(bin) = ringgate_bin() {
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+        let config = dir.join("gateway.toml");
+        std::fs::write(&config, topology::gateway_toml(&t, listen, &endpoints)).unwrap();
+        let args = vec![
+            "serve".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        let log = dir.join("rg.log");
+        let p = Proc::start("ringgate", "", &bin.display().to_string(), &args, &log).unwrap();
+        let _stop = StopOnDrop(Some(p));
+        ringbench::compare::procs::wait_http_ok(listen, "/healthz", Duration::from_secs(15))
+            .unwrap();
+        assert_eq!(declared_upload_status(listen, over), 413, "ringgate");
+    }
+    for peer in [Peer::Nginx, Peer::Haproxy] {
+        if !have(peer.name()) {
+            continue;
+        }
+        let b = PeerBench {
+            topology: &t,
+            endpoints: &endpoints,
+            listen: SocketAddr::from(([127, 0, 0, 1], free_port().unwrap())),
+            setup: PeerSetup {
+                dir: dir.join(peer.name()),
+                ..PeerSetup::default()
+            },
+        };
+        let (p, _) = start_peer(peer, Rung::Passthrough, &b, "").unwrap();
+        let _stop = StopOnDrop(Some(p));
+        assert_eq!(declared_upload_status(b.listen, over), 413, "{peer:?}");
+    }
+    for s in stubs {
+        s.stop();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
