@@ -1,8 +1,8 @@
 //! Peers' features and allocation counting: limit, resilience, observe and TLS work through
 //! nginx and HAProxy; HAProxy's auth rung admits a valid JWT (signed in the test with PyJWT) and
-//! refuses missing, expired, unknown-key and forged ones; a normal ringgate build answers SIGUSR2
-//! saying it does not count allocations, and (ignored unless given a `count-alloc` build) the
-//! allocation pass gives allocations per request.
+//! refuses missing, expired, unknown-key, forged and other-issuer ones; a normal ringgate build
+//! answers SIGUSR2 saying it does not count allocations, and (ignored unless given a
+//! `count-alloc` build) the allocation pass gives allocations per request.
 //!
 //! A test whose proxy (or python3 with PyJWT) is missing prints why and returns.
 #![allow(clippy::unwrap_used)]
@@ -196,17 +196,19 @@ fn limit_resilience_observe_and_tls_work_through_both_peers() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A JWT signed by PyJWT with the PEM key `key` (ES256), `kid` and `exp` seconds from now.
-fn token(key: &Path, kid: &str, exp_in: i64) -> Option<String> {
+/// A JWT signed by PyJWT with the PEM key `key` (ES256), `kid`, `exp` seconds from now and
+/// issuer `iss`.
+fn token(key: &Path, kid: &str, exp_in: i64, iss: &str) -> Option<String> {
     let script = "import jwt, sys, time\n\
         key = open(sys.argv[1]).read()\n\
-        claims = {'sub': 'tax', 'exp': int(time.time()) + int(sys.argv[3])}\n\
+        claims = {'sub': 'tax', 'iss': sys.argv[4], 'exp': int(time.time()) + int(sys.argv[3])}\n\
         print(jwt.encode(claims, key, algorithm='ES256', headers={'kid': sys.argv[2]}))";
     let out = std::process::Command::new("python3")
         .args(["-c", script])
         .arg(key)
         .arg(kid)
         .arg(exp_in.to_string())
+        .arg(iss)
         .output()
         .ok()?;
     out.status
@@ -223,13 +225,14 @@ fn haproxys_auth_rung_admits_valid_jwts_only_and_anonymous_routes_freely() {
     let (cert, key) = cert_and_key(&dir);
     let other = scratch("jwt-other");
     let (_, forger) = cert_and_key(&other);
-    let Some(valid) = token(&key, "k1", 300) else {
+    let Some(valid) = token(&key, "k1", 300, "tax-issuer") else {
         println!("skipped: python3 with PyJWT and cryptography is needed to sign test tokens");
         return;
     };
-    let expired = token(&key, "k1", -60).unwrap();
-    let unknown_kid = token(&key, "k9", 300).unwrap();
-    let forged = token(&forger, "k1", 300).unwrap();
+    let expired = token(&key, "k1", -60, "tax-issuer").unwrap();
+    let unknown_kid = token(&key, "k9", 300, "tax-issuer").unwrap();
+    let forged = token(&forger, "k1", 300, "tax-issuer").unwrap();
+    let other_issuer = token(&key, "k1", 300, "someone-else").unwrap();
     let t = topology::generate(DEFAULT_SEED, DEFAULT_UPSTREAMS, DEFAULT_REPLICAS);
     let (stubs, endpoints) = named_stubs(&t);
     let f = Rung::Auth.features().unwrap();
@@ -244,6 +247,7 @@ fn haproxys_auth_rung_admits_valid_jwts_only_and_anonymous_routes_freely() {
         ("expired", Some(&expired)),
         ("unknown kid", Some(&unknown_kid)),
         ("forged", Some(&forged)),
+        ("other issuer", Some(&other_issuer)),
     ] {
         let auth = tok.map(|t| bearer(t));
         let extra: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();

@@ -49,6 +49,8 @@ pub fn setup(dir: &Path, cert: &Path, key: &Path) -> PeerSetup {
                 key: key.with_file_name("pub.pem").display().to_string(),
             }],
             anonymous_routes: vec!["health".into()],
+            issuer: Some("tax-issuer".into()),
+            audience: None,
         },
         limit_rps: peers::DEFAULT_LIMIT_RPS,
         access_log: dir.join("access.log"),

@@ -73,7 +73,8 @@ fn route_acls(i: usize, r: &Route) -> (String, Vec<String>) {
 }
 
 /// JWT checks: every request not on an anonymous route needs a bearer token whose `kid` names a
-/// configured key, whose signature verifies with it, and whose `exp` is in the future. (The key
+/// configured key, whose signature verifies with it, whose `exp` is in the future, and whose
+/// `iss` and `aud` are the configured ones when given. (The key
 /// path goes in unquoted: HAProxy 2.6 keeps quotes in converter arguments as part of the path.)
 fn auth(s: &PeerSetup, conds: &[(String, Vec<String>)]) -> String {
     let mut o = String::new();
@@ -106,6 +107,14 @@ fn auth(s: &PeerSetup, conds: &[(String, Vec<String>)]) -> String {
          \x20 http-request deny deny_status 401 if {authed} !{{ var(txn.jwt) -m int 1 }}\n\
          \x20 http-request deny deny_status 401 if {authed} !{{ var(txn.left) -m int gt 0 }}"
     );
+    for (claim, want) in [("iss", &s.jwt.issuer), ("aud", &s.jwt.audience)] {
+        if let Some(v) = want {
+            let _ = writeln!(
+                o,
+                "  http-request deny deny_status 401 if {authed} !{{ http_auth_bearer,jwt_payload_query('$.{claim}') -m str {v} }}"
+            );
+        }
+    }
     o
 }
 

@@ -18,7 +18,8 @@
 //! limit, 10 MiB in the topology; chunked and SSE responses unbuffered), one worker on the
 //! target CPUs. Features:
 //! - auth: RS/ES/HS-signed JWTs with a `kid` per signing key (several keys, so a rotation is
-//!   only the client switching keys), `exp` checked, listed routes anonymous;
+//!   only the client switching keys), `exp` checked, `iss` and `aud` when given, listed routes
+//!   anonymous;
 //! - limit: a per-client-address request rate limit (nginx `limit_req`, HAProxy a stick table),
 //!   high enough not to refuse at the ladder's rate: it measures the cost of the check;
 //! - resilience: retries on another replica after connect errors, timeouts and 502/503/504
@@ -118,6 +119,10 @@ pub struct JwtSetup {
     pub keys: Vec<JwtKey>,
     /// Route ids that take anonymous requests.
     pub anonymous_routes: Vec<String>,
+    /// The `iss` a token must carry, when checked.
+    pub issuer: Option<String>,
+    /// The `aud` a token must carry (a string claim), when checked.
+    pub audience: Option<String>,
 }
 
 /// Files and values the features need beside the topology.
