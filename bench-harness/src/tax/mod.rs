@@ -9,6 +9,10 @@
 //! limit, breaker and retries, metrics and access log, client TLS) is a new variant whose
 //! [`Rung::features`] asks [`topology::gateway_toml`] for the sections it needs; the run loop,
 //! the CPU accounting and the report take every rung alike.
+//!
+//! After ringgate's run of a rung, [`peers::bench`] runs the requested peers (nginx, HAProxy) on
+//! it where they have every feature so far, and with a `count-alloc` build of ringgate a short
+//! separate pass that counts heap allocations per request.
 
 pub mod peers;
 pub mod report;
