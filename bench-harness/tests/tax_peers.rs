@@ -165,6 +165,7 @@ fn check_precedence(who: &str, addr: SocketAddr) {
             path: path.to_string(),
             headers: Vec::new(),
             body_bytes: 0,
+            group: "api",
         };
         if !tenant.is_empty() {
             k.headers.push(("x-tenant".into(), tenant.to_string()));
