@@ -36,6 +36,9 @@ echo "== tests (io_uring where the host allows it)"
 cargo test --workspace
 echo "== tests again on the epoll driver"
 MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --workspace
+echo "== the allocation-counting build (ringgate --features count-alloc): clippy and its counter test"
+cargo clippy -p ringgate --features count-alloc --all-targets -- -D warnings
+cargo test -p ringgate --features count-alloc --bin ringgate count_alloc
 echo "== bounded fuzz runs of the HTTP/1.1 request framing parser (20 s) and path normalization (10 s)"
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet
