@@ -71,7 +71,7 @@ fn on_ring(listen: SocketAddr, upstream: SocketAddr) {
     rt.block_on(async move {
         let l = TcpListener::bind(listen, true).expect("bind");
         loop {
-            let Ok(mut c) = l.accept().await else {
+            let Ok((mut c, _)) = l.accept().await else {
                 continue;
             };
             rt::spawn(async move {

@@ -121,7 +121,7 @@ fn timeouts_on(rt: &Runtime) {
 
 async fn echo_server(l: TcpListener, conns: usize) {
     for _ in 0..conns {
-        let mut s = l.accept().await.unwrap();
+        let (mut s, _) = l.accept().await.unwrap();
         rt::spawn(async move {
             let mut buf = Vec::new();
             loop {
@@ -156,7 +156,7 @@ fn detached_on(rt: &Runtime) {
         let l = TcpListener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let addr = l.local_addr().unwrap();
         rt::spawn(async move {
-            let mut s = l.accept().await.unwrap();
+            let (mut s, _) = l.accept().await.unwrap();
             loop {
                 let mut buf = Vec::new();
                 if s.read_append(&mut buf, 1 << 16).await.unwrap() == 0 {
@@ -265,7 +265,7 @@ fn an_empty_buffer_ring_falls_back_to_a_plain_read() {
         let mut servers = Vec::new();
         for i in 0..4u8 {
             let mut c = TcpStream::connect(addr).await.unwrap();
-            let s = l.accept().await.unwrap();
+            let (s, _) = l.accept().await.unwrap();
             let (r, _) = c.write_all(vec![i; 32]).await;
             r.unwrap();
             clients.push(c);
@@ -303,7 +303,7 @@ fn quiet_on(rt: &Runtime) {
         let l = TcpListener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let addr = l.local_addr().unwrap();
         let mut pooled = TcpStream::connect(addr).await.unwrap();
-        let mut origin = l.accept().await.unwrap();
+        let (mut origin, _) = l.accept().await.unwrap();
         // Armed by a first exchange, as a pooled upstream connection is.
         let (r, _) = origin.write_all(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()).await;
         r.unwrap();
@@ -315,12 +315,88 @@ fn quiet_on(rt: &Runtime) {
         until("stray bytes seen", || !pooled.is_quiet()).await;
 
         let mut pooled = TcpStream::connect(addr).await.unwrap();
-        let origin = l.accept().await.unwrap();
+        let (origin, _) = l.accept().await.unwrap();
         let mut buf = Vec::new();
         let read = rt::timeout(Duration::from_millis(1), pooled.read_append(&mut buf, 1)).await;
         assert!(read.is_err(), "nothing to read yet");
         assert!(pooled.is_quiet());
         drop(origin);
         until("close seen", || !pooled.is_quiet()).await;
+    });
+}
+
+#[test]
+fn split_halves_carry_both_directions_at_once() {
+    for rt in drivers(16, 1024) {
+        split_on(&rt);
+    }
+}
+
+fn split_on(rt: &Runtime) {
+    rt.block_on(async {
+        let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_l.local_addr().unwrap();
+        // A listener handed over as a std socket (as the upgrade handoff does).
+        let l = TcpListener::from_std(std_l).unwrap();
+        let client = rt::spawn(async move {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            // Sends 64 KiB while the other side sends its own 64 KiB back: neither waits.
+            let (r, _) = c.write_all(vec![1; 64 << 10]).await;
+            r.unwrap();
+            c.shutdown_write().unwrap();
+            let mut got = Vec::new();
+            while c.read_append(&mut got, 1 << 16).await.unwrap() > 0 {}
+            got
+        });
+        let (s, _) = l.accept().await.unwrap();
+        let (mut rd, mut wr) = s.into_split();
+        let writer = rt::spawn(async move {
+            let (r, _) = wr.write_all(vec![2; 64 << 10]).await;
+            r.unwrap();
+            wr.shutdown_write().unwrap();
+        });
+        let mut got = Vec::new();
+        while rd.read_append(&mut got, 1 << 16).await.unwrap() > 0 {}
+        assert_eq!(got, vec![1; 64 << 10], "the peer's FIN ends the read half");
+        writer.await;
+        assert_eq!(client.await, vec![2; 64 << 10]);
+    });
+}
+
+#[test]
+fn poll_writes_go_behind_and_flush_in_order() {
+    for rt in drivers(16, 1024) {
+        poll_io_on(&rt);
+    }
+}
+
+fn poll_io_on(rt: &Runtime) {
+    rt.block_on(async {
+        let l = TcpListener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut sent = Vec::new();
+        for i in 0..100u8 {
+            let part = vec![i; 100 + usize::from(i)];
+            let n = std::future::poll_fn(|cx| c.poll_write(cx, &part))
+                .await
+                .unwrap();
+            sent.extend_from_slice(&part[..n]);
+        }
+        std::future::poll_fn(|cx| c.poll_flush(cx)).await.unwrap();
+        c.shutdown_write().unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 300];
+        loop {
+            let n = std::future::poll_fn(|cx| s.poll_read(cx, &mut buf))
+                .await
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, sent);
     });
 }

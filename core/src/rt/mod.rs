@@ -13,5 +13,5 @@ mod reactor;
 mod time;
 
 pub use executor::{live_tasks, ring, spawn, JoinHandle, Runtime};
-pub use net::{TcpListener, TcpStream};
+pub use net::{ReadHalf, TcpListener, TcpStream, WriteHalf};
 pub use time::{pending_timers, sleep, sleep_until, timeout, Elapsed, Sleep};
