@@ -76,10 +76,7 @@ fn shipped_files_are_the_default_generation() {
     let endpoints = topology::fixed_endpoints(&t, 19000);
     let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
     for rung in &Rung::ALL[2..] {
-        let edge = tax::features::Edge {
-            features: rung.features().unwrap(),
-            ..tax::stand::emitted_edge()
-        };
+        let edge = tax::stand::rung_edge(&tax::stand::emitted_edge(), *rung).unwrap();
         let name = tax::stand::config_name(*rung);
         assert_eq!(
             std::fs::read_to_string(dir.join(&name)).unwrap(),

@@ -229,13 +229,18 @@ pub fn replace_file(path: &Path, text: &str) -> Result<(), String> {
 
 /// `POST /config/reload` on the admin API; returns the status and body.
 pub fn reload(admin: SocketAddr) -> Result<(u16, String), String> {
+    admin_request(admin, "POST", "/config/reload")
+}
+
+/// One request to ringgate's admin API; returns the status and body.
+pub fn admin_request(admin: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(2))
         .map_err(|e| format!("admin {admin}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     let req = format!(
-        "POST /config/reload HTTP/1.1\r\nhost: {admin}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {admin}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     );
     s.write_all(req.as_bytes())
         .map_err(|e| format!("admin {admin}: {e}"))?;

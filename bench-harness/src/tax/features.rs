@@ -77,7 +77,7 @@ pub struct Edge {
     pub jwks: String,
     /// The Redis the rate limits reconcile through.
     pub redis: SocketAddr,
-    /// The access log file.
+    /// The access log file (see [`super::stand::rung_edge`]: each rung writes its own).
     pub access_log: String,
     /// The listener's certificate chain (PEM).
     pub cert: String,

@@ -489,7 +489,10 @@ fn run_ladder(
                 gateway: gateway.as_ref(),
                 features,
             };
-            let r = run_rung(cfg, scenario, &stand, stage, upstream.pid());
+            let r = run_rung(cfg, scenario, &stand, stage, upstream.pid()).and_then(|r| {
+                stand::check_after(*rung, &stage.edge)?;
+                Ok(r)
+            });
             if let Some(g) = gateway {
                 g.stop(Duration::from_secs(5));
             }

@@ -104,6 +104,18 @@ pub fn config_name(rung: Rung) -> String {
     }
 }
 
+/// `edge` for a feature rung (`None` for direct and passthrough): its features, and an access
+/// log of its own (`access-RUNG.log` beside `edge.access_log`).
+pub fn rung_edge(edge: &Edge, rung: Rung) -> Option<Edge> {
+    let features = rung.features().filter(|f| *f != Features::default())?;
+    let log = Path::new(&edge.access_log).with_file_name(format!("access-{}.log", rung.name()));
+    Some(Edge {
+        features,
+        access_log: log.display().to_string(),
+        ..edge.clone()
+    })
+}
+
 /// Writes the config of every feature rung of `rungs` into `dir` (passthrough's `gateway.toml`
 /// is [`super::write_topology`]'s).
 pub fn write_rung_configs(
@@ -115,12 +127,8 @@ pub fn write_rung_configs(
     edge: &Edge,
 ) -> Result<(), String> {
     for rung in rungs {
-        let Some(features) = rung.features().filter(|f| *f != Features::default()) else {
+        let Some(e) = rung_edge(edge, *rung) else {
             continue;
-        };
-        let e = Edge {
-            features,
-            ..edge.clone()
         };
         let file = dir.join(config_name(*rung));
         std::fs::write(&file, topology::rung_toml(t, listen, endpoints, Some(&e)))
@@ -177,6 +185,35 @@ impl RotationTimer {
             .join()
             .map_err(|_| "the rotation thread panicked".to_string())?
     }
+}
+
+/// Checks, before a feature rung's gateway stops, that its features did their part: the rate
+/// limits reconciled through Redis (`ringgate_ratelimit_store_up` is 1; a store that was down
+/// would leave the limit rung measuring per-node limits only) and the access log has lines.
+pub fn check_after(rung: Rung, edge: &Edge) -> Result<(), String> {
+    let Some(edge) = rung_edge(edge, rung) else {
+        return Ok(());
+    };
+    let features = edge.features;
+    if features.limit {
+        let (status, metrics) = auth::admin_request(edge.admin, "GET", "/metrics")?;
+        let up = metrics
+            .lines()
+            .any(|l| l.starts_with("ringgate_ratelimit_store_up{store=\"redis\"} 1"));
+        if status != 200 || !up {
+            return Err(format!(
+                "ringgate's rate-limit store (redis {}) was not up at the end of the run",
+                edge.redis
+            ));
+        }
+    }
+    if features.observe {
+        let lines = std::fs::read_to_string(&edge.access_log).map_or(0, |t| t.lines().count());
+        if lines == 0 {
+            return Err(format!("no access log lines in {}", edge.access_log));
+        }
+    }
+    Ok(())
 }
 
 /// The edge of `--emit`: files named relative to the emitted folder (run ringgate from there),
