@@ -323,14 +323,14 @@ fn run_rung(
         stand::RotationTimer::start(&stage.keys, &stage.jwks, stage.edge.admin, after)
     });
     let report = run::run(&rc).map_err(io_err);
-    let rotation = match timer {
-        Some(t) => t.finish()?,
-        None => None,
-    };
+    let rotation = timer.map_or(Ok(None), stand::RotationTimer::finish);
+    // A failed run says why first; then a rotation that failed or never came.
+    let report = report?;
+    let rotation = rotation?;
     if stand.features.auth && rotation.is_none() {
         return Err("the key rotation did not happen before the run ended".into());
     }
-    Ok((report?, rotation))
+    Ok((report, rotation))
 }
 
 /// How long the run's tokens must stay valid: the whole ladder and then some.

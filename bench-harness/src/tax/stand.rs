@@ -258,3 +258,35 @@ pub fn emit(
     files.extend([cert, key]);
     Ok(files)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotation_not_yet_due_is_called_off_and_a_failed_reload_is_reported() {
+        let dir = std::env::temp_dir().join(format!("ringbench-rotation-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let jwks = dir.join("jwks.json");
+        let keys = std::sync::Arc::new(Keyring::generate().unwrap());
+        auth::replace_file(&jwks, &keys.jwks_before()).unwrap();
+        // Nothing listens here: the reload cannot be made.
+        let admin = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let t = RotationTimer::start(&keys, &jwks, admin, Duration::from_secs(600));
+        assert!(t.finish().unwrap().is_none());
+        assert_eq!(std::fs::read_to_string(&jwks).unwrap(), keys.jwks_before());
+        let t = RotationTimer::start(&keys, &jwks, admin, Duration::ZERO);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&jwks).unwrap() != keys.jwks_after() {
+            assert!(Instant::now() < deadline, "the JWKS was never rewritten");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let err = t.finish().unwrap_err();
+        assert!(err.contains(&admin.to_string()), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
