@@ -205,6 +205,10 @@ fn scenario_kinds_and_pools_reach_the_server() {
     let missing = r.kinds[1].classes.get("4xx").copied().unwrap_or(0);
     assert_eq!(ok + missing, 400);
     assert!((220..=380).contains(&ok), "{ok}");
+    // The exact statuses beside the classes.
+    assert_eq!(r.kinds[1].statuses.get("404"), Some(&missing));
+    assert_eq!(r.kinds[1].statuses.len(), 1, "{:?}", r.kinds[1].statuses);
+    assert_eq!(r.kinds[0].statuses.get("200"), Some(&ok));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -1,6 +1,8 @@
 //! `ringbench tax`: the seeded topology is deterministic, has the size and match kinds the tax
-//! table needs, matches the copy shipped in the repo, validates with `ringgate check`, and the
-//! command runs the direct and passthrough rungs end to end and writes a complete report.
+//! table needs, matches the copy shipped in the repo, every rung's config validates with
+//! `ringgate check`, the command runs all seven rungs end to end and writes a complete report
+//! (expected 401s and 429s apart from failures, the key rotation seen), and through the real
+//! gateway the rotation retires the oldest key's tokens and admits the new key's.
 //!
 //! The ringgate binary is found from `RINGGATE_BIN`, else beside the test's target directory
 //! (`target/debug/ringgate`, built by `cargo build -p ringgate-tools`); a missing binary fails the
@@ -70,6 +72,18 @@ fn shipped_files_are_the_default_generation() {
         scenario,
         "regenerate: ringbench tax --emit bench-harness/scenarios/tax-topology"
     );
+    let t = topology::generate(DEFAULT_SEED, DEFAULT_UPSTREAMS, DEFAULT_REPLICAS);
+    let endpoints = topology::fixed_endpoints(&t, 19000);
+    let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    for rung in &Rung::ALL[2..] {
+        let edge = tax::stand::rung_edge(&tax::stand::emitted_edge(), *rung).unwrap();
+        let name = tax::stand::config_name(*rung);
+        assert_eq!(
+            std::fs::read_to_string(dir.join(&name)).unwrap(),
+            topology::rung_toml(&t, listen, &endpoints, Some(&edge)),
+            "{name}: regenerate: ringbench tax --emit bench-harness/scenarios/tax-topology"
+        );
+    }
 }
 
 #[test]
@@ -142,33 +156,70 @@ fn shipped_scenario_compiles_for_the_generator() {
 }
 
 #[test]
-fn generated_config_passes_ringgate_check() {
+fn generated_config_of_every_rung_passes_ringgate_check() {
     let dir = std::env::temp_dir().join(format!("ringbench-tax-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (gateway, _) = shipped_texts();
-    let file = dir.join("gateway.toml");
-    std::fs::write(&file, gateway).unwrap();
-    let out = std::process::Command::new(ringgate_bin())
-        .arg("check")
-        .arg("--config")
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(
-        text.contains("upstreams=12 endpoints=36 routes=76"),
-        "{text}"
-    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = topology::generate(DEFAULT_SEED, DEFAULT_UPSTREAMS, DEFAULT_REPLICAS);
+    let endpoints = topology::fixed_endpoints(&t, 19000);
+    let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    // The emitted folder: every rung's config, the JWKS, the certificate (paths relative to it).
+    tax::stand::emit(&t, &dir, listen, &endpoints).unwrap();
+    let mut checked = Vec::new();
+    for rung in Rung::ALL.iter().skip(1) {
+        let name = tax::stand::config_name(*rung);
+        let out = std::process::Command::new(ringgate_bin())
+            .current_dir(&dir)
+            .arg("check")
+            .arg("--config")
+            .arg(&name)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{name}: {text}");
+        assert!(
+            text.contains("upstreams=12 endpoints=36 routes=76"),
+            "{name}: {text}"
+        );
+        let f = rung.features().unwrap();
+        let store = if f.limit {
+            "rate_limits=1 rate_limit_store=redis"
+        } else {
+            "rate_limits=0"
+        };
+        assert!(text.contains(store), "{name}: {text}");
+        let config = std::fs::read_to_string(dir.join(&name)).unwrap();
+        for (on, section) in [
+            (f.auth, "[auth.jwt]"),
+            (f.resilience, "[upstreams.circuit_breaker]"),
+            (f.resilience, "[routes.retry]"),
+            (f.observe, "[access_log]"),
+            (f.tls, "[listeners.tls]"),
+        ] {
+            assert_eq!(config.contains(section), on, "{name}: {section}");
+        }
+        checked.push(name);
+    }
+    assert_eq!(checked.len(), 6);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+fn row(rows: &[serde_json::Value], rung: Rung) -> &serde_json::Value {
+    rows.iter().find(|r| r["rung"] == rung.name()).unwrap()
+}
+
+fn sum(rows: &[serde_json::Value], rungs: &[Rung], key: &str) -> u64 {
+    rungs
+        .iter()
+        .map(|r| row(rows, *r)["accounting"][key].as_u64().unwrap())
+        .sum()
+}
+
 #[test]
-fn tax_runs_direct_and_passthrough_and_writes_a_complete_report() {
+fn tax_runs_every_rung_and_writes_a_complete_report() {
     let out = std::env::temp_dir().join(format!("ringbench-tax-test-{}", std::process::id()));
     let cfg = TaxConfig {
         name: "t".into(),
@@ -176,11 +227,11 @@ fn tax_runs_direct_and_passthrough_and_writes_a_complete_report() {
         seed: DEFAULT_SEED,
         upstreams: DEFAULT_UPSTREAMS,
         replicas: DEFAULT_REPLICAS,
-        rungs: vec![Rung::Direct, Rung::Passthrough],
-        rate: 40.0,
+        rungs: Rung::ALL.to_vec(),
+        rate: 100.0,
         reps: 1,
-        duration: Duration::from_millis(1500),
-        warmup: Duration::from_millis(300),
+        duration: Duration::from_secs(3),
+        warmup: Duration::from_millis(500),
         generator_cpus: None,
         target_cpus: String::new(),
         upstream_cpus: String::new(),
@@ -193,47 +244,82 @@ fn tax_runs_direct_and_passthrough_and_writes_a_complete_report() {
         alloc_ringgate: None,
     };
     let md = tax::tax(&cfg).unwrap();
-    assert!(
-        md.contains("| direct |") && md.contains("| passthrough |"),
-        "{md}"
-    );
+    for rung in Rung::ALL {
+        assert!(md.contains(&format!("| {} |", rung.name())), "{md}");
+    }
     let dir = out.join("t");
-    for f in [
-        "command.txt",
-        "gateway.toml",
-        "scenario.toml",
-        "summary.md",
-        "summary.json",
-        "runs/direct-r1.json",
-        "runs/passthrough-r1.json",
-        "plots/spectrum.svg",
-    ] {
+    let mut files = vec![
+        "command.txt".to_string(),
+        "scenario.toml".into(),
+        "jwks.json".into(),
+        "tokens/jwt.txt".into(),
+        "tls/cert.pem".into(),
+        "summary.md".into(),
+        "summary.json".into(),
+        "plots/spectrum.svg".into(),
+    ];
+    for rung in Rung::ALL {
+        files.push(format!("runs/{}-r1.json", rung.name()));
+        if rung != Rung::Direct {
+            files.push(tax::stand::config_name(rung));
+        }
+    }
+    for f in &files {
         assert!(dir.join(f).is_file(), "{f}");
     }
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     let rows = summary["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0]["rung"], "direct");
-    assert_eq!(rows[1]["rung"], "passthrough");
-    for key in ["added_p50_ns", "added_p99_ns", "added_p999_ns"] {
-        assert!(rows[1][key].is_number(), "{key}");
+    let names: Vec<&str> = rows.iter().map(|r| r["rung"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        Rung::ALL.iter().map(|r| r.name()).collect::<Vec<_>>()
+    );
+    for (r, rung) in rows.iter().zip(Rung::ALL) {
+        for key in [
+            "added_p50_ns",
+            "added_p99_ns",
+            "added_p999_ns",
+            "share_401",
+            "share_429",
+        ] {
+            assert!(r[key].is_number(), "{key}");
+        }
+        assert!(r["target_cpu_us"]["median"].is_number());
+        // Every answer is what its kind expects: nothing unmatched, no valid token refused, no
+        // bad token admitted, no 5xx, no transport error.
+        assert_eq!(r["failures"], 0, "{}: {r}", rung.name());
+        let f = rung.features().unwrap_or_default();
+        assert_eq!(r["rotations"], u64::from(f.auth), "{}", rung.name());
+        assert_eq!(
+            r["share_401"].as_f64().unwrap() > 0.0,
+            f.auth,
+            "{}",
+            rung.name()
+        );
     }
-    assert!(rows[1]["target_cpu_us"]["median"].is_number());
-    for rung in ["direct", "passthrough"] {
+    let auth_rungs = &Rung::ALL[2..];
+    // The rotation happened: the new key's tokens were refused before it and accepted after,
+    // the dropped key's the other way round.
+    for key in ["next_key_401", "next_key_ok", "retiring_ok", "retiring_401"] {
+        assert!(sum(rows, auth_rungs, key) > 0, "{key}: {md}");
+    }
+    // The noisy consumer met its limit.
+    assert!(sum(rows, &Rung::ALL[3..], "status_429") > 0, "{md}");
+    assert_eq!(sum(rows, &Rung::ALL[..3], "status_429"), 0, "{md}");
+    for rung in Rung::ALL {
         let run: ringbench::run::RunReport = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(format!("runs/{rung}-r1.json"))).unwrap(),
+            &std::fs::read_to_string(dir.join(format!("runs/{}-r1.json", rung.name()))).unwrap(),
         )
         .unwrap();
-        assert_eq!(run.counts.scheduled, 60, "{rung}");
-        assert!(run.counts.completed > 0, "{rung}");
-        // Every request kind routes: through the gateway nothing is unmatched (404) or refused.
-        assert_eq!(
-            run.counts.success, run.counts.completed,
-            "{rung}: {:?}",
-            run.counts.statuses
-        );
-        assert!(run.target_cpu.is_some(), "{rung}");
+        assert_eq!(run.counts.scheduled, 300, "{}", rung.name());
+        assert!(run.counts.completed > 0, "{}", rung.name());
+        assert!(run.target_cpu.is_some(), "{}", rung.name());
+        assert_eq!(run.tls.is_some(), rung == Rung::Tls, "{}", rung.name());
+        if rung == Rung::Tls {
+            // The share of clients that do not keep alive brings handshakes into the mix.
+            assert!(run.generator.tls_handshakes > 4, "{:?}", run.generator);
+        }
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
@@ -330,5 +416,113 @@ fn every_service_request_reaches_its_upstream_through_ringgate() {
         s.stop();
     }
     assert!(checked >= 60, "{checked}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// GET `path` with `Bearer token` on a new connection; returns the status.
+fn get_status(addr: SocketAddr, path: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nhost: api.tax.test\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut data = Vec::new();
+    s.read_to_end(&mut data).unwrap();
+    String::from_utf8_lossy(&data)[9..12].parse().unwrap()
+}
+
+#[test]
+fn the_rotation_retires_the_oldest_keys_tokens_and_admits_the_new_keys() {
+    let t = topology::generate(DEFAULT_SEED, 2, 1);
+    let stub = ringbench::upstream::spawn(ringbench::upstream::UpstreamConfig {
+        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0)); 2],
+        name: "stub".into(),
+        body_bytes: 16,
+        ..Default::default()
+    })
+    .unwrap();
+    let endpoints = stub.addrs().to_vec();
+    let free = || {
+        SocketAddr::from((
+            [127, 0, 0, 1],
+            ringbench::compare::procs::free_port().unwrap(),
+        ))
+    };
+    let (listen, admin) = (free(), free());
+    let dir = std::env::temp_dir().join(format!("ringbench-tax-rotate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = tax::auth::Keyring::generate().unwrap();
+    let jwks = dir.join("jwks.json");
+    tax::auth::replace_file(&jwks, &keys.jwks_before()).unwrap();
+    let edge = tax::features::Edge {
+        features: Rung::Auth.features().unwrap(),
+        admin,
+        jwks: jwks.display().to_string(),
+        ..tax::stand::emitted_edge()
+    };
+    let config = dir.join("gateway-auth.toml");
+    std::fs::write(
+        &config,
+        topology::rung_toml(&t, listen, &endpoints, Some(&edge)),
+    )
+    .unwrap();
+    let gateway = StopOnDrop(Some(
+        ringbench::compare::procs::Proc::start(
+            "ringgate",
+            "",
+            &ringgate_bin().display().to_string(),
+            &[
+                "serve".into(),
+                "--config".into(),
+                config.display().to_string(),
+            ],
+            &dir.join("ringgate.log"),
+        )
+        .unwrap(),
+    ));
+    ringbench::compare::procs::wait_http_ok(admin, "/healthz", Duration::from_secs(15)).unwrap();
+    let exp = tax::auth::unix_now() + 600;
+    // ES256 (the oldest), EdDSA and ES384 (kept), ES256 (the new key).
+    let [oldest, kept_ed, kept, next] =
+        [0, 1, 2, 3].map(|i| keys.token(i, "user-1", exp, None).unwrap());
+    let path = format!("/{}/items/7", t.upstreams[0]);
+    // Before: the oldest key and a kept one are accepted (and so cached), the new key refused.
+    // Each twice, so the answers come from both the first check and the cache.
+    for _ in 0..2 {
+        assert_eq!(
+            get_status(listen, &path, &oldest),
+            200,
+            "oldest key, before"
+        );
+        assert_eq!(get_status(listen, &path, &kept), 200, "kept key, before");
+        assert_eq!(
+            get_status(listen, &path, &kept_ed),
+            200,
+            "kept EdDSA key, before"
+        );
+        assert_eq!(get_status(listen, &path, &next), 401, "new key, before");
+    }
+    // A public route needs no token at all.
+    assert_eq!(
+        get_status(listen, &format!("/{}/search?q=x", t.upstreams[0]), ""),
+        200
+    );
+    let answer = tax::auth::rotate(&keys, &jwks, admin).unwrap();
+    assert!(answer.contains("changed"), "{answer}");
+    for _ in 0..2 {
+        assert_eq!(get_status(listen, &path, &oldest), 401, "oldest key, after");
+        assert_eq!(get_status(listen, &path, &kept), 200, "kept key, after");
+        assert_eq!(
+            get_status(listen, &path, &kept_ed),
+            200,
+            "kept EdDSA key, after"
+        );
+        assert_eq!(get_status(listen, &path, &next), 200, "new key, after");
+    }
+    drop(gateway);
+    stub.stop();
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -166,6 +166,7 @@ fn check_precedence(who: &str, addr: SocketAddr) {
             headers: Vec::new(),
             body_bytes: 0,
             group: "api",
+            expect: ringbench::tax::features::Expect::Ok,
         };
         if !tenant.is_empty() {
             k.headers.push(("x-tenant".into(), tenant.to_string()));

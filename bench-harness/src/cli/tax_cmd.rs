@@ -24,8 +24,13 @@ pub struct TaxArgs {
     /// Replicas per upstream (each a port of the one stub process).
     #[arg(long, default_value_t = topology::DEFAULT_REPLICAS)]
     pub replicas: usize,
-    /// Rungs in ladder order (direct is required): direct, passthrough.
-    #[arg(long, value_delimiter = ',', default_value = "direct,passthrough")]
+    /// Rungs in ladder order (direct is required): direct, passthrough, auth, limit,
+    /// resilience, observe, tls (each gateway rung adds its feature to the one before).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "direct,passthrough,auth,limit,resilience,observe,tls"
+    )]
     pub rungs: Vec<String>,
     /// Offered rate.
     #[arg(long, value_parser = parse_rate, default_value = "500")]
@@ -66,8 +71,11 @@ pub struct TaxArgs {
     /// Parent folder of reports.
     #[arg(long, default_value = "perf-reports")]
     pub out: PathBuf,
-    /// Only write the generated `gateway.toml` and `scenario.toml` into DIR (gateway on
-    /// 127.0.0.1:8080, replicas on 127.0.0.1:BASE_PORT and up) and exit.
+    /// Only write the generated configs and scenario into DIR and exit: `gateway.toml`
+    /// (passthrough), `gateway-RUNG.toml` for each feature rung, `scenario.toml`, and fresh
+    /// `jwks.json`, `tokens/` (valid for a day) and `tls/` (gateway on 127.0.0.1:8080, admin on
+    /// :9901, Redis on :6379, replicas on 127.0.0.1:BASE_PORT and up; file paths relative to DIR,
+    /// so run ringgate from there).
     #[arg(long, value_name = "DIR")]
     pub emit: Option<PathBuf>,
     /// First replica port of `--emit`.
@@ -87,9 +95,11 @@ fn emit(args: &TaxArgs, dir: &std::path::Path) -> i32 {
     let t = topology::generate(args.seed, args.upstreams, args.replicas);
     let endpoints = topology::fixed_endpoints(&t, args.base_port);
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 8080));
-    match tax::write_topology(&t, dir, listen, &endpoints) {
-        Ok((c, s)) => {
-            println!("wrote {} and {}", c.display(), s.display());
+    match tax::stand::emit(&t, dir, listen, &endpoints) {
+        Ok(files) => {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
             0
         }
         Err(e) => {
@@ -109,7 +119,10 @@ pub fn run(args: TaxArgs) -> i32 {
         match Rung::parse(r) {
             Some(x) => rungs.push(x),
             None => {
-                eprintln!("ringbench tax: unknown rung {r:?} (direct, passthrough)");
+                eprintln!(
+                    "ringbench tax: unknown rung {r:?} (direct, passthrough, auth, limit, \
+                     resilience, observe, tls)"
+                );
                 return 2;
             }
         }

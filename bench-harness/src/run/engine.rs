@@ -627,7 +627,7 @@ impl Engine {
             record(&mut s.ttfb, since(f.first_byte.unwrap_or(now), f.sent));
             s.completed += 1;
             s.statuses[(status as usize).min(599)] += 1;
-            s.kinds[f.kind as usize].classes[(status as usize / 100).min(5)] += 1;
+            s.kinds[f.kind as usize].count_status(status);
             if (200..400).contains(&status) {
                 s.success += 1;
             }

@@ -166,6 +166,9 @@ pub struct KindReport {
     pub weight: f64,
     /// Responses by status class: 1xx..5xx.
     pub classes: BTreeMap<String, u64>,
+    /// Responses by exact status.
+    #[serde(default)]
+    pub statuses: BTreeMap<String, u64>,
     /// Transport errors.
     pub errors: u64,
     /// Timeouts.
@@ -527,6 +530,11 @@ fn kind_reports(cfg: &RunConfig, all: &ThreadStats) -> Vec<KindReport> {
                 .enumerate()
                 .filter(|(_, n)| **n > 0)
                 .map(|(i, n)| (class_names[i].to_string(), *n))
+                .collect(),
+            statuses: c
+                .statuses
+                .iter()
+                .map(|(s, n)| (s.to_string(), *n))
                 .collect(),
             errors: c.errors,
             timeouts: c.timeouts,

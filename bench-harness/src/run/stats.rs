@@ -79,6 +79,21 @@ pub struct KindCounts {
     pub errors: u64,
     /// Timeouts.
     pub timeouts: u64,
+    /// Responses by exact status, as `(status, count)` in first-seen order: a kind sees few
+    /// distinct statuses, so a short list beats a 600-slot table per kind.
+    pub statuses: Vec<(u16, u64)>,
+}
+
+impl KindCounts {
+    /// Counts one response of `status`.
+    #[inline]
+    pub fn count_status(&mut self, status: u16) {
+        self.classes[(status as usize / 100).min(5)] += 1;
+        match self.statuses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => self.statuses.push((status, 1)),
+        }
+    }
 }
 
 /// Everything one generator thread measured (measured window only, except `hiccup`).
@@ -230,6 +245,12 @@ impl ThreadStats {
             }
             a.errors += b.errors;
             a.timeouts += b.timeouts;
+            for (status, n) in &b.statuses {
+                match a.statuses.iter_mut().find(|(s, _)| s == status) {
+                    Some((_, m)) => *m += n,
+                    None => a.statuses.push((*status, *n)),
+                }
+            }
         }
         self.connections += o.connections;
         self.peak_connections += o.peak_connections;

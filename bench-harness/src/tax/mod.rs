@@ -5,27 +5,37 @@
 //! and scenario, every run's JSON, and a summary (Markdown and JSON) of each rung's added
 //! latency (p50/p99/p99.9 minus direct's) and CPU per request.
 //!
-//! The ladder is [`Rung`]: this slice has `direct` and `passthrough`. A further rung (auth, rate
-//! limit, breaker and retries, metrics and access log, client TLS) is a new variant whose
-//! [`Rung::features`] asks [`topology::gateway_toml`] for the sections it needs; the run loop,
-//! the CPU accounting and the report take every rung alike.
+//! The ladder is [`Rung`]: `direct`, `passthrough`, then auth, rate limit, breaker and retries,
+//! metrics and access log, client TLS, each adding its feature to the one before. A rung's
+//! [`Rung::features`] asks [`topology::rung_toml`] for the sections it needs ([`features`]);
+//! [`auth`] makes the keys, tokens and the mid-run key rotation, [`stand`] the Redis, the
+//! certificate and the rung configs, and [`accounting`] tells the answers each request kind
+//! expects (401 to a bad token, 429 to the noisy consumer) from failures. The run loop, the CPU
+//! accounting and the report take every rung alike.
 //!
 //! After ringgate's run of a rung, [`peers::bench`] runs the requested peers (nginx, HAProxy) on
 //! it where they have every feature so far, and with a `count-alloc` build of ringgate a short
 //! separate pass that counts heap allocations per request.
 
+pub mod accounting;
+pub mod auth;
+pub mod features;
 pub mod peers;
 pub mod report;
+pub mod stand;
 pub mod topology;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::compare::procs::{wait_http_ok, Proc};
-use crate::run::{self, Plan, RunConfig, RunReport, Schedule, Target};
+use crate::run::{self, Plan, RunConfig, RunReport, Schedule, Target, TlsOptions};
+use auth::Keyring;
+use features::Edge;
 use peers::Peer;
 use topology::Topology;
 
@@ -173,6 +183,8 @@ pub struct RungRun {
     pub report: RunReport,
     /// Heap allocations per request of the counting build on this rung (ringgate's rows).
     pub allocs_per_req: Option<f64>,
+    /// The key rotation made during it (auth rungs).
+    pub rotation: Option<stand::Rotation>,
 }
 
 /// `n` distinct loopback addresses free right now: all bound at once, then released, so no two
@@ -228,11 +240,12 @@ fn start_upstreams(cfg: &TaxConfig, endpoints: &[SocketAddr], work: &Path) -> Re
     Ok(p)
 }
 
-/// ringgate on `config`, answering through to the upstreams.
+/// ringgate on `config`, answering through to the upstreams; up once `health` (the listener,
+/// or the admin API of a feature rung, whose listener may speak TLS) answers `/healthz`.
 fn start_gateway(
     cfg: &TaxConfig,
     config: &Path,
-    listen: SocketAddr,
+    health: SocketAddr,
     work: &Path,
 ) -> Result<Proc, String> {
     let profile = work.join("ringgate-profile.toml");
@@ -259,7 +272,7 @@ fn start_gateway(
         &log,
     )
     .map_err(|e| format!("ringgate {}: {e}", cfg.ringgate.display()))?;
-    if let Err(e) = wait_http_ok(listen, "/healthz", Duration::from_secs(15)) {
+    if let Err(e) = wait_http_ok(health, "/healthz", Duration::from_secs(15)) {
         p.stop(Duration::from_secs(2));
         let tail = std::fs::read_to_string(&log).unwrap_or_default();
         return Err(format!(
@@ -270,19 +283,61 @@ fn start_gateway(
     Ok(p)
 }
 
+/// Starts ringgate (`cfg.ringgate`) on `rung`'s config from the key set before the rotation
+/// and with full rate-limit buckets, and waits until it answers.
+fn start_rung_gateway(
+    cfg: &TaxConfig,
+    rung: Rung,
+    stage: &Stage,
+    work: &Path,
+) -> Result<Proc, String> {
+    let f = rung
+        .features()
+        .ok_or_else(|| format!("{} has no gateway", rung.name()))?;
+    auth::replace_file(&stage.jwks, &stage.keys.jwks_before())?;
+    if f.limit {
+        stand::flush_redis(stage.edge.redis)?;
+    }
+    let health = if f == Features::default() {
+        stage.listen
+    } else {
+        stage.edge.admin
+    };
+    let config = stage.configs.join(stand::config_name(rung));
+    start_gateway(cfg, &config, health, work)
+}
+
 /// Where a rung's load goes and whose CPU it is.
 struct Stand<'a> {
     addr: SocketAddr,
     gateway: Option<&'a Proc>,
+    features: Features,
+    /// Rotate the signing keys halfway (ringgate's measured auth runs; peers read their keys
+    /// once, and the allocation pass needs none).
+    rotate: bool,
+}
+
+/// What the ladder's rungs share: addresses, the edge features' files and the signing keys.
+struct Stage {
+    /// The report folder, where the rung configs are.
+    configs: PathBuf,
+    listen: SocketAddr,
+    direct: SocketAddr,
+    edge: Edge,
+    keys: Arc<Keyring>,
+    jwks: PathBuf,
+    ca: Option<PathBuf>,
 }
 
 fn run_rung(
     cfg: &TaxConfig,
     scenario: &Path,
     stand: &Stand<'_>,
+    stage: &Stage,
     upstream_pid: u32,
-) -> Result<RunReport, String> {
-    let target = Target::parse(&format!("http://{}/", stand.addr)).map_err(io_err)?;
+) -> Result<(RunReport, Option<stand::Rotation>), String> {
+    let scheme = if stand.features.tls { "https" } else { "http" };
+    let target = Target::parse(&format!("{scheme}://{}/", stand.addr)).map_err(io_err)?;
     let plan = Plan::from_scenario(scenario, &target).map_err(io_err)?;
     let total = cfg.warmup + cfg.duration;
     let mut rc = RunConfig::simple(target, plan, cfg.rate, total);
@@ -295,6 +350,9 @@ fn run_rung(
     rc.thresholds = cfg.thresholds;
     // Downloads of 10 MiB at a low rate take longer than a small request's default deadline.
     rc.timeout = Duration::from_secs(30);
+    if stand.features.tls {
+        rc.tls = stage.ca.clone().map(TlsOptions::with_ca);
+    }
     match stand.gateway {
         None => rc.target_pids = vec![upstream_pid],
         Some(g) => {
@@ -302,7 +360,27 @@ fn run_rung(
             rc.other_pids = vec![("upstream".into(), vec![upstream_pid])];
         }
     }
-    run::run(&rc).map_err(io_err)
+    // The rotation halfway through the measured window: the next key's tokens are refused
+    // before it and accepted after, the retiring key's the other way round.
+    let timer = (stand.features.auth && stand.rotate).then(|| {
+        let after = cfg.warmup + cfg.duration / 2;
+        stand::RotationTimer::start(&stage.keys, &stage.jwks, stage.edge.admin, after)
+    });
+    let report = run::run(&rc).map_err(io_err);
+    let rotation = timer.map_or(Ok(None), stand::RotationTimer::finish);
+    // A failed run says why first; then a rotation that failed or never came.
+    let report = report?;
+    let rotation = rotation?;
+    if stand.features.auth && stand.rotate && rotation.is_none() {
+        return Err("the key rotation did not happen before the run ended".into());
+    }
+    Ok((report, rotation))
+}
+
+/// How long the run's tokens must stay valid: the whole ladder and then some.
+fn token_ttl(cfg: &TaxConfig) -> Duration {
+    let runs = (cfg.reps.max(1) * cfg.rungs.len()) as u32;
+    (cfg.warmup + cfg.duration + Duration::from_secs(30)) * runs + Duration::from_secs(600)
 }
 
 /// Writes the generated config and scenario of `t` into `dir` (`gateway.toml`, `scenario.toml`).
@@ -325,13 +403,6 @@ pub fn tax(cfg: &TaxConfig) -> Result<String, String> {
     if !cfg.rungs.contains(&Rung::Direct) {
         return Err("the ladder needs the direct rung (added latency is against it)".into());
     }
-    if let Some(r) = cfg
-        .rungs
-        .iter()
-        .find(|r| r.features().is_some_and(|f| f != Features::default()))
-    {
-        return Err(format!("rung {} is not built yet", r.name()));
-    }
     let dir = cfg.out.join(&cfg.name);
     let runs_dir = dir.join("runs");
     std::fs::create_dir_all(&runs_dir).map_err(|e| format!("{}: {e}", runs_dir.display()))?;
@@ -339,11 +410,31 @@ pub fn tax(cfg: &TaxConfig) -> Result<String, String> {
     let work = work_dir();
     std::fs::create_dir_all(&work).map_err(io_err)?;
     let t = topology::generate(cfg.seed, cfg.upstreams, cfg.replicas);
-    let mut ports = distinct_ports(t.upstreams.len() * t.replicas + 1).map_err(io_err)?;
-    let listen = ports.remove(0);
+    let mut ports = distinct_ports(t.upstreams.len() * t.replicas + 3).map_err(io_err)?;
+    let (listen, admin, redis) = (ports.remove(0), ports.remove(0), ports.remove(0));
     let endpoints = ports;
-    let (config, scenario) = write_topology(&t, &dir, listen, &endpoints)?;
+    let (_, scenario) = write_topology(&t, &dir, listen, &endpoints)?;
+    let stage = prepare(
+        cfg,
+        &t,
+        &dir,
+        &work,
+        [listen, admin, redis, endpoints[0]],
+        &endpoints,
+    )?;
     let upstream = start_upstreams(cfg, &endpoints, &work)?;
+    let wants_redis = cfg
+        .rungs
+        .iter()
+        .any(|r| r.features().is_some_and(|f| f.limit));
+    let redis = match wants_redis.then(|| stand::start_redis(redis.port(), &work)) {
+        Some(Err(e)) => {
+            upstream.stop(Duration::from_secs(3));
+            return Err(e);
+        }
+        Some(Ok(p)) => Some(p),
+        None => None,
+    };
     let bench = peers::bench::PeerBench {
         topology: &t,
         endpoints: &endpoints,
@@ -352,29 +443,73 @@ pub fn tax(cfg: &TaxConfig) -> Result<String, String> {
             dir: work.join("peers"),
             access_log: work.join("peers").join("access.log"),
             limit_rps: peers::DEFAULT_LIMIT_RPS,
+            tls_cert: stage.ca.clone().unwrap_or_default(),
+            tls_key: PathBuf::from(&stage.edge.key),
             ..peers::PeerSetup::default()
         },
     };
-    let result = run_ladder(
-        cfg,
-        &config,
-        &scenario,
-        (listen, endpoints[0]),
-        &upstream,
-        &dir,
-        &bench,
-    );
+    let result = run_ladder(cfg, &scenario, &stage, &upstream, &dir, &bench);
+    if let Some(r) = redis {
+        r.stop(Duration::from_secs(3));
+    }
     upstream.stop(Duration::from_secs(3));
     let _ = std::fs::remove_dir_all(&work);
     let runs = result?;
     report::write(cfg, &t, &dir, &runs)
 }
 
+/// The signing keys and token pools, the JWKS, the TLS certificate and every feature rung's
+/// config, written into the report folder `dir`; `addrs` is the gateway's listener, its admin
+/// API, Redis and the direct rung's replica.
+fn prepare(
+    cfg: &TaxConfig,
+    t: &Topology,
+    dir: &Path,
+    work: &Path,
+    addrs: [SocketAddr; 4],
+    endpoints: &[SocketAddr],
+) -> Result<Stage, String> {
+    let [listen, admin, redis, direct] = addrs;
+    let keys = Arc::new(Keyring::generate()?);
+    keys.write_tokens(dir, token_ttl(cfg))?;
+    let jwks = dir.join("jwks.json");
+    auth::replace_file(&jwks, &keys.jwks_before())?;
+    let wants_tls = cfg
+        .rungs
+        .iter()
+        .any(|r| r.features().is_some_and(|f| f.tls));
+    let (cert, key) = if wants_tls {
+        let (c, k) = stand::self_signed(dir)?;
+        (Some(c), Some(k))
+    } else {
+        (None, None)
+    };
+    let shown = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let edge = Edge {
+        features: Features::default(),
+        admin,
+        jwks: jwks.display().to_string(),
+        redis,
+        access_log: work.join("access.log").display().to_string(),
+        cert: shown(&cert).unwrap_or_default(),
+        key: shown(&key).unwrap_or_default(),
+    };
+    stand::write_rung_configs(t, dir, listen, endpoints, &cfg.rungs, &edge)?;
+    Ok(Stage {
+        configs: dir.to_path_buf(),
+        listen,
+        direct,
+        edge,
+        keys,
+        jwks,
+        ca: cert,
+    })
+}
+
 fn run_ladder(
     cfg: &TaxConfig,
-    config: &Path,
     scenario: &Path,
-    (listen, direct): (SocketAddr, SocketAddr),
+    stage: &Stage,
     upstream: &Proc,
     dir: &Path,
     bench: &peers::bench::PeerBench<'_>,
@@ -385,19 +520,29 @@ fn run_ladder(
         for rung in &cfg.rungs {
             // Each gateway rung gets a fresh process on its own config: no state (pools,
             // caches, limiter buckets) carries over from the rung before.
+            let features = rung.features().unwrap_or_default();
             let gateway = match rung.features() {
                 None => None,
-                Some(_features) => Some(start_gateway(cfg, config, listen, &work)?),
+                Some(_) => Some(start_rung_gateway(cfg, *rung, stage, &work)?),
             };
             let stand = Stand {
-                addr: if gateway.is_some() { listen } else { direct },
+                addr: if gateway.is_some() {
+                    stage.listen
+                } else {
+                    stage.direct
+                },
                 gateway: gateway.as_ref(),
+                features,
+                rotate: true,
             };
-            let r = run_rung(cfg, scenario, &stand, upstream.pid());
+            let r = run_rung(cfg, scenario, &stand, stage, upstream.pid()).and_then(|r| {
+                stand::check_after(*rung, &stage.edge)?;
+                Ok(r)
+            });
             if let Some(g) = gateway {
                 g.stop(Duration::from_secs(5));
             }
-            let r = r?;
+            let (r, rotation) = r?;
             println!(
                 "rep {rep} {:<12} {:<17} p50 {:>8} p99 {:>8} p99.9 {:>8}",
                 rung.name(),
@@ -413,7 +558,7 @@ fn run_ladder(
             std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
             let allocs_per_req = match rung.features() {
                 Some(_) => {
-                    peers::bench::alloc_pass(cfg, config, scenario, listen, upstream.pid(), &work)?
+                    peers::bench::alloc_pass(cfg, *rung, scenario, stage, upstream.pid(), &work)?
                 }
                 None => None,
             };
@@ -423,13 +568,14 @@ fn run_ladder(
                 rep,
                 report: r,
                 allocs_per_req,
+                rotation,
             });
             runs.extend(peers::bench::peer_runs(
                 cfg,
                 bench,
-                *rung,
-                rep,
+                (*rung, rep),
                 scenario,
+                stage,
                 upstream.pid(),
                 dir,
             )?);

@@ -11,6 +11,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::accounting::{account, Accounting};
+use super::features::Expect;
 use super::peers::{supports, Peer};
 use super::topology::Topology;
 use super::{Rung, RungRun, TaxConfig};
@@ -48,10 +50,20 @@ pub struct TaxRow {
     pub upstream_cpu_us: Spread,
     /// Achieved rate (completions inside the window per second).
     pub achieved: Spread,
-    /// Responses that were not 2xx/3xx, transport errors and timeouts, summed over runs.
+    /// Answers the request kind did not expect (see [`super::accounting`]), transport errors
+    /// and timeouts, summed over runs. A 401 to a bad token or a 429 to the noisy consumer is
+    /// expected on the rungs with auth or limits and is not a failure.
     pub failures: u64,
     /// Heap allocations per request (median over the counting passes; ringgate only).
     pub allocs_per_req: Option<f64>,
+    /// Share of responses that were 401 (over all runs).
+    pub share_401: f64,
+    /// Share of responses that were 429.
+    pub share_429: f64,
+    /// Expected and unexpected answers, summed over runs, with the key rotation's evidence.
+    pub accounting: Accounting,
+    /// Runs in which the key rotation happened (auth rungs: every run).
+    pub rotations: usize,
 }
 
 /// The whole summary.
@@ -92,7 +104,11 @@ fn account_us(r: &crate::run::RunReport, name: &str) -> f64 {
         .map_or(0.0, |a| a.us_per_success)
 }
 
-fn row(rung: Rung, peer: Peer, runs: &[&RungRun]) -> TaxRow {
+fn row(rung: Rung, peer: Peer, runs: &[&RungRun], expects: &[Expect]) -> TaxRow {
+    let mut acc = Accounting::default();
+    for r in runs {
+        acc.add(&account(expects, rung.features(), &r.report));
+    }
     let valid: Vec<&&RungRun> = runs
         .iter()
         .filter(|r| r.report.verdict == Verdict::Valid)
@@ -120,20 +136,19 @@ fn row(rung: Rung, peer: Peer, runs: &[&RungRun]) -> TaxRow {
         target_cpu_us: fig(&|r| account_us(r, "target")),
         upstream_cpu_us: fig(&|r| account_us(r, "upstream")),
         achieved: fig(&|r| r.rates.achieved),
-        failures: runs
-            .iter()
-            .map(|r| {
-                let c = &r.report.counts;
-                (c.completed - c.success.min(c.completed)) + c.errors + c.timeouts
-            })
-            .sum(),
+        failures: acc.unexpected,
         allocs_per_req: (!allocs.is_empty()).then(|| Spread::of(allocs).median),
+        share_401: acc.share(acc.status_401),
+        share_429: acc.share(acc.status_429),
+        accounting: acc,
+        rotations: runs.iter().filter(|r| r.rotation.is_some()).count(),
     }
 }
 
 /// The rows of `runs`, in the order of `rungs` (within a rung: ringgate, then the peers in the
-/// order they ran), with added latency against `direct`.
-pub fn rows(rungs: &[Rung], runs: &[RungRun]) -> Vec<TaxRow> {
+/// order they ran), with added latency against `direct`; the scenario's kinds expect `expects`
+/// (in scenario order).
+pub fn rows(rungs: &[Rung], runs: &[RungRun], expects: &[Expect]) -> Vec<TaxRow> {
     let mut rows = Vec::new();
     for rung in rungs {
         let mut peers: Vec<Peer> = vec![Peer::Ringgate];
@@ -148,7 +163,7 @@ pub fn rows(rungs: &[Rung], runs: &[RungRun]) -> Vec<TaxRow> {
                 .filter(|r| r.rung == *rung && r.peer == peer)
                 .collect();
             if !mine.is_empty() {
-                rows.push(row(*rung, peer, &mine));
+                rows.push(row(*rung, peer, &mine, expects));
             }
         }
     }
@@ -191,16 +206,16 @@ pub fn markdown(s: &TaxSummary) -> String {
     md.push_str(&peers_note(s));
     let _ = writeln!(
         md,
-        "| rung | gateway | valid | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | target CPU us/req | upstream CPU us/req | allocs/req | achieved/s | failures |"
+        "| rung | gateway | valid | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | target CPU us/req | upstream CPU us/req | allocs/req | achieved/s | failures | 401 | 429 |"
     );
     let _ = writeln!(
         md,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in &s.rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {:.0} | {} |",
+            "| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {:.0} | {} | {:.1}% | {:.1}% |",
             r.rung.name(),
             r.peer.map_or("-", Peer::name),
             r.valid,
@@ -215,7 +230,46 @@ pub fn markdown(s: &TaxSummary) -> String {
             r.upstream_cpu_us.median,
             r.allocs_per_req.map_or("-".into(), |a| format!("{a:.1}")),
             r.achieved.median,
-            r.failures
+            r.failures,
+            r.share_401 * 100.0,
+            r.share_429 * 100.0
+        );
+    }
+    md.push_str(&notes(s));
+    md
+}
+
+/// What the columns after the latencies count, and the key rotation's evidence per rung.
+fn notes(s: &TaxSummary) -> String {
+    let mut md = String::from(
+        "\nFailures: answers the request kind did not expect, transport errors and timeouts. \
+         Where auth is on, expired, forged and missing tokens are meant to get 401; where limits \
+         are on, the noisy consumer is meant to get 429 once past its tier's rate: those count \
+         in the 401 and 429 columns (share of all responses), not as failures.\n",
+    );
+    let rotated: Vec<&TaxRow> = s.rows.iter().filter(|r| r.rotations > 0).collect();
+    if rotated.is_empty() {
+        return md;
+    }
+    md.push_str(
+        "\nKey rotation, halfway through each auth run (a key added, the oldest dropped, then a \
+         reload): tokens of the new key refused before it and accepted after, the dropped \
+         key's accepted before and refused after.\n\n\
+         | rung | rotations | new key 401 | new key 2xx | dropped key 2xx | dropped key 401 |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for r in rotated {
+        let a = &r.accounting;
+        let _ = writeln!(
+            md,
+            "| {} | {}/{} | {} | {} | {} | {} |",
+            r.rung.name(),
+            r.rotations,
+            r.runs,
+            a.next_key_401,
+            a.next_key_ok,
+            a.retiring_ok,
+            a.retiring_401
         );
     }
     md
@@ -295,7 +349,11 @@ pub fn write(
             std::thread::available_parallelism().map_or(0, |n| n.get())
         ),
         peers: cfg.peers.clone(),
-        rows: rows(&cfg.rungs, runs),
+        rows: rows(
+            &cfg.rungs,
+            runs,
+            &t.requests.iter().map(|k| k.expect).collect::<Vec<_>>(),
+        ),
     };
     let plots = dir.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| e.to_string())?;
@@ -356,6 +414,7 @@ mod tests {
                 response_hist: None,
                 intervals: Vec::new(),
             },
+            rotation: None,
         }
     }
 
@@ -375,7 +434,7 @@ mod tests {
             ),
             run(Rung::Passthrough, Verdict::Valid, 700, 6_000, 30.0),
         ];
-        let rows = rows(&[Rung::Direct, Rung::Passthrough], &runs);
+        let rows = rows(&[Rung::Direct, Rung::Passthrough], &runs, &[]);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].added_p50_ns, rows[0].added_p99_ns), (0.0, 0.0));
         let p = &rows[1];

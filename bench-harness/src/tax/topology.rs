@@ -15,6 +15,9 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+use super::auth;
+pub use super::features::Expect;
+use super::features::{self, Edge};
 use crate::rng::Rng;
 
 /// The default seed of the shipped files.
@@ -59,6 +62,8 @@ pub struct Route {
     pub upstream: usize,
     /// Request body limit, when above the gateway's default.
     pub max_body_bytes: Option<u64>,
+    /// Needs a token on rungs with auth (else public: anonymous requests pass).
+    pub auth: bool,
 }
 
 /// One request kind of the scenario.
@@ -80,6 +85,8 @@ pub struct RequestKind {
     pub body_bytes: usize,
     /// Latency group: `api` (small requests), `bulk` (1-10 MiB bodies) or `stream`.
     pub group: &'static str,
+    /// What the gateway is meant to answer it (see [`Expect::accepts`]).
+    pub expect: Expect,
 }
 
 /// The generated topology.
@@ -97,14 +104,18 @@ pub struct Topology {
     pub requests: Vec<RequestKind>,
     /// Scenario pools: (name, values).
     pub pools: Vec<(String, Vec<String>)>,
+    /// Scenario pools read from `tokens/NAME.txt` beside the scenario: the signed tokens, made
+    /// fresh for each run by [`super::auth`] (they expire, so they are never part of the
+    /// seeded text).
+    pub file_pools: Vec<String>,
 }
 
-fn between(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
+pub(super) fn between(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
     // Two decimals, so the rendered weights are short and exact.
     ((lo + (hi - lo) * rng.next_f64()) * 100.0).round() / 100.0
 }
 
-fn route(id: String, path: PathMatch, upstream: usize) -> Route {
+pub(super) fn route(id: String, path: PathMatch, upstream: usize) -> Route {
     Route {
         id,
         hosts: Vec::new(),
@@ -114,10 +125,17 @@ fn route(id: String, path: PathMatch, upstream: usize) -> Route {
         priority: 0,
         upstream,
         max_body_bytes: None,
+        auth: false,
     }
 }
 
-fn kind(name: String, weight: f64, method: &'static str, host: &str, path: String) -> RequestKind {
+pub(super) fn kind(
+    name: String,
+    weight: f64,
+    method: &'static str,
+    host: &str,
+    path: String,
+) -> RequestKind {
     RequestKind {
         name,
         weight,
@@ -127,11 +145,21 @@ fn kind(name: String, weight: f64, method: &'static str, host: &str, path: Strin
         headers: Vec::new(),
         body_bytes: 0,
         group: "api",
+        expect: Expect::Ok,
     }
 }
 
+/// A request that carries a token from the warm pool of valid ones.
+fn bearer(mut k: RequestKind) -> RequestKind {
+    k.headers.push((
+        "authorization".into(),
+        format!("Bearer ${{{}}}", auth::VALID),
+    ));
+    k
+}
+
 /// The API host of routes that match any host.
-const API_HOST: &str = "api.tax.test";
+pub(super) const API_HOST: &str = "api.tax.test";
 
 /// Six routes per upstream, one per match kind, and the requests that reach them.
 fn service_routes(t: &mut Topology, rng: &mut Rng, u: usize) {
@@ -145,15 +173,16 @@ fn service_routes(t: &mut Topology, rng: &mut Rng, u: usize) {
     );
     r.methods = vec!["GET", "HEAD"];
     r.priority = 10;
+    r.auth = true;
     t.routes.push(r);
     let w = between(rng, 1.0, 3.0);
-    t.requests.push(kind(
+    t.requests.push(bearer(kind(
         format!("{svc} get item"),
         w,
         "GET",
         API_HOST,
         format!("/{svc}/items/${{ids}}"),
-    ));
+    )));
     // The same request on a new connection: the share of clients that do not keep alive.
     let mut k = kind(
         format!("{svc} get item, new connection"),
@@ -163,7 +192,7 @@ fn service_routes(t: &mut Topology, rng: &mut Rng, u: usize) {
         format!("/{svc}/items/${{ids}}"),
     );
     k.headers.push(("connection".into(), "close".into()));
-    t.requests.push(k);
+    t.requests.push(bearer(k));
 
     let mut r = route(
         format!("{svc}-item-write"),
@@ -172,6 +201,7 @@ fn service_routes(t: &mut Topology, rng: &mut Rng, u: usize) {
     );
     r.methods = vec!["POST", "PUT"];
     r.priority = 10;
+    r.auth = true;
     t.routes.push(r);
     let mut k = kind(
         format!("{svc} write item"),
@@ -181,7 +211,7 @@ fn service_routes(t: &mut Topology, rng: &mut Rng, u: usize) {
         format!("/{svc}/items/${{ids}}"),
     );
     k.body_bytes = 128 + rng.below(1920) as usize;
-    t.requests.push(k);
+    t.requests.push(bearer(k));
 
     let mut r = route(
         format!("{svc}-search"),
@@ -201,14 +231,15 @@ fn service_routes(t: &mut Topology, rng: &mut Rng, u: usize) {
     let mut r = route(format!("{svc}-vhost"), PathMatch::Prefix("/v1".into()), u);
     r.hosts = vec![host.clone()];
     r.priority = 10;
+    r.auth = true;
     t.routes.push(r);
-    t.requests.push(kind(
+    t.requests.push(bearer(kind(
         format!("{svc} vhost"),
         between(rng, 0.5, 1.5),
         "GET",
         &host,
         "/v1/orders/${ids}".into(),
-    ));
+    )));
 
     let mut r = route(
         format!("{svc}-tenant"),
@@ -217,6 +248,7 @@ fn service_routes(t: &mut Topology, rng: &mut Rng, u: usize) {
     );
     r.headers = vec![("x-tenant".into(), tenant.clone())];
     r.priority = 20;
+    r.auth = true;
     t.routes.push(r);
     let mut k = kind(
         format!("{svc} tenant"),
@@ -226,7 +258,7 @@ fn service_routes(t: &mut Topology, rng: &mut Rng, u: usize) {
         format!("/{svc}/profile"),
     );
     k.headers.push(("x-tenant".into(), tenant));
-    t.requests.push(k);
+    t.requests.push(bearer(k));
 
     t.routes.push(route(
         format!("{svc}-rest"),
@@ -250,6 +282,7 @@ fn bulk_routes(t: &mut Topology, rng: &mut Rng) {
     let mut r = route("uploads".into(), PathMatch::Prefix("/upload".into()), files);
     r.methods = vec!["POST", "PUT"];
     r.max_body_bytes = Some(MAX_UPLOAD_BYTES);
+    r.auth = true;
     t.routes.push(r);
     let mut r = route(
         "downloads".into(),
@@ -273,7 +306,7 @@ fn bulk_routes(t: &mut Topology, rng: &mut Rng) {
         );
         k.body_bytes = mib * MIB;
         k.group = "bulk";
-        t.requests.push(k);
+        t.requests.push(bearer(k));
         let mut k = kind(
             format!("download {mib} MiB"),
             between(rng, 0.05, 0.3),
@@ -319,11 +352,13 @@ pub fn generate(seed: u64, upstreams: usize, replicas: usize) -> Topology {
         routes: Vec::new(),
         requests: Vec::new(),
         pools: Vec::new(),
+        file_pools: Vec::new(),
     };
     for u in 0..t.upstreams.len() {
         service_routes(&mut t, &mut rng, u);
     }
     bulk_routes(&mut t, &mut rng);
+    auth::token_kinds(&mut t, &mut rng);
     let ids = (0..32).map(|_| (1 + rng.below(1_000_000)).to_string());
     t.pools.push(("ids".into(), ids.collect()));
     let terms = (0..16).map(|_| format!("term{}", rng.below(10_000)));
@@ -332,11 +367,11 @@ pub fn generate(seed: u64, upstreams: usize, replicas: usize) -> Topology {
 }
 
 /// TOML basic string: quoted, with `"` and `\` escaped (the generator emits no control bytes).
-fn q(s: &str) -> String {
+pub(super) fn q(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn list<T: AsRef<str>>(items: &[T]) -> String {
+pub(super) fn list<T: AsRef<str>>(items: &[T]) -> String {
     let parts: Vec<String> = items.iter().map(|s| q(s.as_ref())).collect();
     format!("[{}]", parts.join(", "))
 }
@@ -353,7 +388,18 @@ pub fn replicas_of(t: &Topology, endpoints: &[SocketAddr], u: usize) -> Vec<Stri
 
 /// The ringgate config of `t`: one listener on `listen`, upstream `u`'s replicas at
 /// `endpoints[u * replicas ..][.. replicas]` (`endpoints` holds `upstreams * replicas` addresses).
+/// Routing only: the `passthrough` rung.
 pub fn gateway_toml(t: &Topology, listen: SocketAddr, endpoints: &[SocketAddr]) -> String {
+    rung_toml(t, listen, endpoints, None)
+}
+
+/// [`gateway_toml`] plus the sections of `edge`'s features (see [`features`]).
+pub fn rung_toml(
+    t: &Topology,
+    listen: SocketAddr,
+    endpoints: &[SocketAddr],
+    edge: Option<&Edge>,
+) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -368,16 +414,20 @@ pub fn gateway_toml(t: &Topology, listen: SocketAddr, endpoints: &[SocketAddr]) 
     let _ = writeln!(o, "version = {}\n", q(&format!("tax-seed-{}", t.seed)));
     let _ = writeln!(
         o,
-        "[[listeners]]\nname = \"public\"\naddress = {}\n",
+        "[[listeners]]\nname = \"public\"\naddress = {}",
         q(&listen.to_string())
     );
+    features::listener(edge, &mut o);
+    o.push('\n');
     for (u, name) in t.upstreams.iter().enumerate() {
         let _ = writeln!(
             o,
-            "[[upstreams]]\nname = {}\nendpoints = {}\n",
+            "[[upstreams]]\nname = {}\nendpoints = {}",
             q(name),
             list(&replicas_of(t, endpoints, u))
         );
+        features::upstream(edge, &mut o);
+        o.push('\n');
     }
     for r in &t.routes {
         let _ = writeln!(o, "[[routes]]\nid = {}", q(&r.id));
@@ -407,8 +457,12 @@ pub fn gateway_toml(t: &Topology, listen: SocketAddr, endpoints: &[SocketAddr]) 
         if let Some(b) = r.max_body_bytes {
             let _ = writeln!(o, "max_body_bytes = {b}");
         }
-        let _ = writeln!(o, "upstream = {}\n", q(&t.upstreams[r.upstream]));
+        features::route_keys(edge, r, &mut o);
+        let _ = writeln!(o, "upstream = {}", q(&t.upstreams[r.upstream]));
+        features::route_tables(edge, r, &mut o);
+        o.push('\n');
     }
+    features::sections(edge, &mut o);
     o
 }
 
@@ -450,6 +504,13 @@ pub fn scenario_toml(t: &Topology) -> String {
     o.push_str("[pools]\n");
     for (name, values) in &t.pools {
         let _ = writeln!(o, "{name} = {}", list(values));
+    }
+    for name in &t.file_pools {
+        let _ = writeln!(
+            o,
+            "{name} = {{ file = {} }}",
+            q(&format!("tokens/{name}.txt"))
+        );
     }
     o
 }

@@ -128,6 +128,7 @@ pub fn route(id: &str, path: PathMatch, upstream: usize) -> Route {
         priority: 0,
         upstream,
         max_body_bytes: None,
+        auth: false,
     }
 }
 
@@ -162,6 +163,7 @@ pub fn overlapping() -> Topology {
         ],
         requests: Vec::new(),
         pools: Vec::new(),
+        file_pools: Vec::new(),
     }
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::super::topology::Topology;
-use super::super::{run_rung, start_gateway, Rung, RungRun, Stand, TaxConfig};
+use super::super::{run_rung, start_rung_gateway, Rung, RungRun, Stage, Stand, TaxConfig};
 use super::{haproxy, nginx, supports, Peer, PeerSetup};
 use crate::compare::procs::{which, Proc};
 
@@ -64,6 +64,19 @@ fn wait_answers(p: &mut Proc, addr: SocketAddr, timeout: Duration) -> std::io::R
     }
 }
 
+/// Why `peer` cannot run `rung` with `s`, if it cannot: a peer without what a feature needs would
+/// refuse every request and read as slow.
+pub fn missing_setup(peer: Peer, rung: Rung, s: &PeerSetup) -> Option<&'static str> {
+    let f = rung.features()?;
+    if f.auth && peer.has().auth && s.jwt.keys.is_empty() {
+        return Some("no JWT keys it can verify (PeerSetup::jwt)");
+    }
+    if f.tls && (s.tls_cert.as_os_str().is_empty() || s.tls_key.as_os_str().is_empty()) {
+        return Some("no certificate and key");
+    }
+    None
+}
+
 /// Writes `peer`'s config for `rung` into `setup.dir` and starts it on `cfg.target_cpus`.
 pub fn start_peer(
     peer: Peer,
@@ -75,18 +88,8 @@ pub fn start_peer(
         .features()
         .ok_or_else(|| format!("{} has no gateway", rung.name()))?;
     let s = &b.setup;
-    // A peer without what a feature needs would refuse every request and read as slow.
-    if f.auth && peer.has().auth && s.jwt.keys.is_empty() {
-        return Err(format!(
-            "{}: the auth rung needs JWT keys (PeerSetup::jwt)",
-            rung.name()
-        ));
-    }
-    if f.tls && (s.tls_cert.as_os_str().is_empty() || s.tls_key.as_os_str().is_empty()) {
-        return Err(format!(
-            "{}: the tls rung needs a certificate and key",
-            rung.name()
-        ));
+    if let Some(why) = missing_setup(peer, rung, s) {
+        return Err(format!("{}: {why}", rung.name()));
     }
     let log = s.dir.join(format!("{}.log", peer.name()));
     let (bin, conf, args) = match peer {
@@ -117,25 +120,33 @@ pub fn start_peer(
 
 /// Runs each of `cfg.peers` that has a row at `rung`, once (repetition `rep`); saves each run's
 /// JSON (and on the first repetition the peer's config) under `dir`.
-pub fn peer_runs(
+pub(in crate::tax) fn peer_runs(
     cfg: &TaxConfig,
     b: &PeerBench<'_>,
-    rung: Rung,
-    rep: usize,
+    (rung, rep): (Rung, usize),
     scenario: &Path,
+    stage: &Stage,
     upstream_pid: u32,
     dir: &Path,
 ) -> Result<Vec<RungRun>, String> {
     let mut out = Vec::new();
     for peer in cfg.peers.iter().filter(|p| supports(**p, rung)) {
+        if let Some(why) = missing_setup(*peer, rung, &b.setup) {
+            if rep == 1 {
+                println!("{} has no row at {}: {why}", peer.name(), rung.name());
+            }
+            continue;
+        }
         let (p, conf) = start_peer(*peer, rung, b, &cfg.target_cpus)?;
         let stand = Stand {
             addr: b.listen,
             gateway: Some(&p),
+            features: rung.features().unwrap_or_default(),
+            rotate: false,
         };
-        let r = run_rung(cfg, scenario, &stand, upstream_pid);
+        let r = run_rung(cfg, scenario, &stand, stage, upstream_pid);
         p.stop(Duration::from_secs(5));
-        let r = r?;
+        let (r, _) = r?;
         println!(
             "rep {rep} {:<12} {:<9} {:<17} p50 {:>8} p99 {:>8} p99.9 {:>8}",
             rung.name(),
@@ -162,6 +173,7 @@ pub fn peer_runs(
             rep,
             report: r,
             allocs_per_req: None,
+            rotation: None,
         });
     }
     Ok(out)
@@ -206,13 +218,13 @@ pub fn read_allocations(pid: u32, log: &Path) -> Result<u64, String> {
     ))
 }
 
-/// Heap allocations per request of `cfg.alloc_ringgate` on `config` (a gateway rung), over a
+/// Heap allocations per request of `cfg.alloc_ringgate` on `rung` (a gateway rung), over a
 /// short window (the run's, at most 5 s) after a warmup; `None` without a counting binary.
-pub fn alloc_pass(
+pub(in crate::tax) fn alloc_pass(
     cfg: &TaxConfig,
-    config: &Path,
+    rung: Rung,
     scenario: &Path,
-    listen: SocketAddr,
+    stage: &Stage,
     upstream_pid: u32,
     work: &Path,
 ) -> Result<Option<f64>, String> {
@@ -221,17 +233,19 @@ pub fn alloc_pass(
     };
     let mut counting = cfg.clone();
     counting.ringgate = bin.clone();
-    let p = start_gateway(&counting, config, listen, work)?;
+    let p = start_rung_gateway(&counting, rung, stage, work)?;
     let log = work.join("ringgate.log");
     let stand = Stand {
-        addr: listen,
+        addr: stage.listen,
         gateway: Some(&p),
+        features: rung.features().unwrap_or_default(),
+        rotate: false,
     };
     let pass = |duration: Duration| {
         let mut c = counting.clone();
         c.warmup = Duration::ZERO;
         c.duration = duration;
-        run_rung(&c, scenario, &stand, upstream_pid)
+        run_rung(&c, scenario, &stand, stage, upstream_pid).map(|(r, _)| r)
     };
     let result = (|| {
         pass(cfg.warmup.max(Duration::from_millis(300)))?;
