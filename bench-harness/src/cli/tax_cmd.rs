@@ -73,6 +73,9 @@ pub struct TaxArgs {
     /// First replica port of `--emit`.
     #[arg(long, default_value_t = 19000)]
     pub base_port: u16,
+    /// The ceiling, profile, soak and rolling-restart modes.
+    #[command(flatten)]
+    pub modes: super::tax_modes::ModeArgs,
 }
 
 fn emit(args: &TaxArgs, dir: &std::path::Path) -> i32 {
@@ -139,6 +142,9 @@ pub fn run(args: TaxArgs) -> i32 {
             ..crate::run::Thresholds::default()
         },
     };
+    if !super::tax_modes::is_ladder(&args.modes) {
+        return super::tax_modes::run(&args.modes, &cfg);
+    }
     match tax::tax(&cfg) {
         Ok(md) => {
             println!("{md}");

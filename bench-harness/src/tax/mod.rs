@@ -10,7 +10,16 @@
 //! [`Rung::features`] asks [`topology::gateway_toml`] for the sections it needs; the run loop,
 //! the CPU accounting and the report take every rung alike.
 
+pub mod bench;
+pub mod ceiling;
+pub mod flame;
+pub mod panels;
+pub mod profile;
 pub mod report;
+pub mod rolling;
+pub mod sampler;
+pub mod soak;
+pub mod stalls;
 pub mod topology;
 
 use std::net::SocketAddr;
@@ -91,6 +100,20 @@ impl Rung {
         }
     }
 
+    /// Whether ringgate's config generator has this rung's features yet (`direct` always).
+    pub fn is_built(self) -> bool {
+        self.features().is_none_or(|f| f == Features::default())
+    }
+
+    /// The fullest rung that is built: the default of the ceiling, soak and profile modes.
+    pub fn fullest_built() -> Self {
+        Self::ALL
+            .into_iter()
+            .rev()
+            .find(|r| r.is_built())
+            .unwrap_or(Rung::Passthrough)
+    }
+
     /// The gateway features of this rung (its own and every rung's below it); `None` for
     /// `direct` (no gateway).
     pub fn features(self) -> Option<Features> {
@@ -162,7 +185,7 @@ pub struct RungRun {
 
 /// `n` distinct loopback addresses free right now: all bound at once, then released, so no two
 /// are the same port.
-fn distinct_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
+pub(crate) fn distinct_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
     let held = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<std::io::Result<Vec<_>>>()?;
@@ -170,16 +193,20 @@ fn distinct_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
 }
 
 /// Scratch space of this process (logs, the ringgate profile), removed at the end.
-fn work_dir() -> PathBuf {
+pub(crate) fn work_dir() -> PathBuf {
     std::env::temp_dir().join(format!("ringbench-tax-{}", std::process::id()))
 }
 
-fn io_err(e: impl std::fmt::Display) -> String {
+pub(crate) fn io_err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
 /// The stub upstreams: one process listening on every replica's port.
-fn start_upstreams(cfg: &TaxConfig, endpoints: &[SocketAddr], work: &Path) -> Result<Proc, String> {
+pub(crate) fn start_upstreams(
+    cfg: &TaxConfig,
+    endpoints: &[SocketAddr],
+    work: &Path,
+) -> Result<Proc, String> {
     let exe = match &cfg.ringbench {
         Some(p) => p.clone(),
         None => std::env::current_exe().map_err(io_err)?,
@@ -214,7 +241,7 @@ fn start_upstreams(cfg: &TaxConfig, endpoints: &[SocketAddr], work: &Path) -> Re
 }
 
 /// ringgate on `config`, answering through to the upstreams.
-fn start_gateway(
+pub(crate) fn start_gateway(
     cfg: &TaxConfig,
     config: &Path,
     listen: SocketAddr,
@@ -267,19 +294,7 @@ fn run_rung(
     stand: &Stand<'_>,
     upstream_pid: u32,
 ) -> Result<RunReport, String> {
-    let target = Target::parse(&format!("http://{}/", stand.addr)).map_err(io_err)?;
-    let plan = Plan::from_scenario(scenario, &target).map_err(io_err)?;
-    let total = cfg.warmup + cfg.duration;
-    let mut rc = RunConfig::simple(target, plan, cfg.rate, total);
-    rc.schedule = Schedule::constant(cfg.rate, total);
-    rc.warmup = cfg.warmup;
-    rc.cpus = cfg.generator_cpus.clone();
-    rc.threads = cfg.generator_cpus.as_ref().map_or(1, |c| c.len().max(1));
-    rc.conns = cfg.conns;
-    rc.seed = cfg.seed;
-    rc.thresholds = cfg.thresholds;
-    // Downloads of 10 MiB at a low rate take longer than a small request's default deadline.
-    rc.timeout = Duration::from_secs(30);
+    let mut rc = run_config(cfg, scenario, stand.addr, cfg.rate)?;
     match stand.gateway {
         None => rc.target_pids = vec![upstream_pid],
         Some(g) => {
@@ -288,6 +303,30 @@ fn run_rung(
         }
     }
     run::run(&rc).map_err(io_err)
+}
+
+/// The run every tax mode makes: the topology's scenario against `addr` at `rate` for
+/// `cfg.warmup + cfg.duration`, with the tax's generator placement and self-check limits.
+pub(crate) fn run_config(
+    cfg: &TaxConfig,
+    scenario: &Path,
+    addr: SocketAddr,
+    rate: f64,
+) -> Result<RunConfig, String> {
+    let target = Target::parse(&format!("http://{addr}/")).map_err(io_err)?;
+    let plan = Plan::from_scenario(scenario, &target).map_err(io_err)?;
+    let total = cfg.warmup + cfg.duration;
+    let mut rc = RunConfig::simple(target, plan, rate, total);
+    rc.schedule = Schedule::constant(rate, total);
+    rc.warmup = cfg.warmup;
+    rc.cpus = cfg.generator_cpus.clone();
+    rc.threads = cfg.generator_cpus.as_ref().map_or(1, |c| c.len().max(1));
+    rc.conns = cfg.conns;
+    rc.seed = cfg.seed;
+    rc.thresholds = cfg.thresholds;
+    // Downloads of 10 MiB at a low rate take longer than a small request's default deadline.
+    rc.timeout = Duration::from_secs(30);
+    Ok(rc)
 }
 
 /// Writes the generated config and scenario of `t` into `dir` (`gateway.toml`, `scenario.toml`).
@@ -310,11 +349,7 @@ pub fn tax(cfg: &TaxConfig) -> Result<String, String> {
     if !cfg.rungs.contains(&Rung::Direct) {
         return Err("the ladder needs the direct rung (added latency is against it)".into());
     }
-    if let Some(r) = cfg
-        .rungs
-        .iter()
-        .find(|r| r.features().is_some_and(|f| f != Features::default()))
-    {
+    if let Some(r) = cfg.rungs.iter().find(|r| !r.is_built()) {
         return Err(format!("rung {} is not built yet", r.name()));
     }
     let dir = cfg.out.join(&cfg.name);
