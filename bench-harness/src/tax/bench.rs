@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{distinct_ports, io_err, start_gateway, start_upstreams, topology, work_dir};
@@ -56,7 +57,9 @@ impl Bench {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         std::fs::write(dir.join("command.txt"), format!("{}\n", cfg.command_line))
             .map_err(io_err)?;
-        let work = work_dir();
+        // One scratch folder per stand: tests bring several up in one process.
+        static STANDS: AtomicUsize = AtomicUsize::new(0);
+        let work = work_dir().join(format!("stand-{}", STANDS.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir_all(&work).map_err(io_err)?;
         let t = topology::generate(cfg.seed, cfg.upstreams, cfg.replicas);
         let endpoints = distinct_ports(t.upstreams.len() * t.replicas).map_err(io_err)?;
@@ -108,5 +111,9 @@ impl Bench {
     pub fn down(self) {
         self.upstream.stop(Duration::from_secs(3));
         let _ = std::fs::remove_dir_all(&self.work);
+        if let Some(parent) = self.work.parent() {
+            // Removed when it is empty (no other stand of this process is up).
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 }

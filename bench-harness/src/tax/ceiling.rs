@@ -239,7 +239,7 @@ pub fn markdown(r: &CeilingReport) -> String {
         let outcome = match (s.holds, s.host_stalled) {
             (true, _) => "holds".to_string(),
             (false, true) => format!(
-                "misses: {} (host stalled {}: may be the VM's)",
+                "misses: {} (the host stalled {}: the VM, not the gateway, may have decided this p99)",
                 s.reason,
                 fmt_nanos(s.stalls.max_ns as f64)
             ),
@@ -315,4 +315,103 @@ pub fn ceiling(
     std::fs::write(dir.join("ceiling.json"), json).map_err(io_err)?;
     std::fs::write(dir.join("ceiling.svg"), curve(&r)).map_err(io_err)?;
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Verdict;
+
+    fn point(verdict: Verdict, p99_ns: u64, failures: f64) -> Point {
+        Point {
+            rate: 100.0,
+            achieved: 100.0,
+            verdict,
+            p50_ns: p99_ns / 2,
+            p99_ns,
+            p999_ns: p99_ns,
+            max_ns: p99_ns,
+            failures,
+            cpu_us: None,
+            holds: true,
+        }
+    }
+
+    fn step(direct: Point, gateway: Point, stall_ns: u64) -> Step {
+        let mut s = Step {
+            rate: 100.0,
+            added_p99_ns: gateway.p99_ns as i64 - direct.p99_ns as i64,
+            direct,
+            gateway,
+            holds: false,
+            reason: String::new(),
+            stalls: StallSummary {
+                max_ns: stall_ns,
+                ..StallSummary::default()
+            },
+            host_stalled: false,
+        };
+        judge(&mut s, Duration::from_millis(1));
+        s
+    }
+
+    #[test]
+    fn a_step_holds_only_valid_without_failures_and_under_the_budget() {
+        let ok = step(
+            point(Verdict::Valid, 900_000, 0.0),
+            point(Verdict::Valid, 1_800_000, 0.0),
+            0,
+        );
+        assert!(ok.holds && ok.reason.is_empty(), "{ok:?}");
+        let over = step(
+            point(Verdict::Valid, 900_000, 0.0),
+            point(Verdict::Valid, 1_900_000, 0.0),
+            0,
+        );
+        assert!(!over.holds && over.reason.contains("added p99"), "{over:?}");
+        let failing = step(
+            point(Verdict::Valid, 1, 0.0),
+            point(Verdict::Valid, 2, 0.001),
+            0,
+        );
+        assert!(!failing.holds && failing.reason.contains("failures"));
+        let invalid = step(
+            point(Verdict::GeneratorLimited, 1, 0.0),
+            point(Verdict::Valid, 2, 0.0),
+            0,
+        );
+        assert!(!invalid.holds && invalid.reason.contains("direct run"));
+    }
+
+    #[test]
+    fn a_missed_step_is_marked_when_the_host_stalled_as_long_as_the_budget() {
+        let calm = step(
+            point(Verdict::Valid, 0, 0.0),
+            point(Verdict::Valid, 3_000_000, 0.0),
+            400_000,
+        );
+        assert!(!calm.host_stalled);
+        let stalled = step(
+            point(Verdict::Valid, 0, 0.0),
+            point(Verdict::Valid, 3_000_000, 0.0),
+            5_000_000,
+        );
+        assert!(stalled.host_stalled);
+        let held = step(
+            point(Verdict::Valid, 0, 0.0),
+            point(Verdict::Valid, 10, 0.0),
+            5_000_000,
+        );
+        assert!(
+            held.holds && !held.host_stalled,
+            "a step that held is not blamed on the host"
+        );
+        assert!(markdown(&CeilingReport {
+            rung: Rung::Passthrough,
+            budget_ns: 1_000_000,
+            steps: vec![stalled],
+            ceiling: None,
+        })
+        .contains("the VM, not the gateway, may have decided this p99"));
+    }
 }
