@@ -39,6 +39,7 @@ fn ringgate_bin() -> PathBuf {
 
 fn config(name: &str, rate: f64, duration: Duration) -> TaxConfig {
     let out = std::env::temp_dir().join(format!("ringbench-tax-soak-{}", std::process::id()));
+    // Fields not named here (and any added later) take their defaults.
     TaxConfig {
         name: name.into(),
         out,
@@ -50,14 +51,11 @@ fn config(name: &str, rate: f64, duration: Duration) -> TaxConfig {
         reps: 1,
         duration,
         warmup: Duration::from_millis(500),
-        generator_cpus: None,
-        target_cpus: String::new(),
-        upstream_cpus: String::new(),
         conns: 4,
         ringgate: ringgate_bin(),
         ringbench: Some(PathBuf::from(env!("CARGO_BIN_EXE_ringbench"))),
         command_line: format!("ringbench tax --name {name}"),
-        thresholds: ringbench::run::Thresholds::default(),
+        ..TaxConfig::default()
     }
 }
 

@@ -132,7 +132,7 @@ impl Rung {
 }
 
 /// A tax run to make.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct TaxConfig {
     /// Report name (folder under `out`).
     pub name: String,
