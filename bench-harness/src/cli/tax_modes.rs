@@ -131,6 +131,11 @@ fn run_modes(m: &ModeArgs, cfg: &TaxConfig, bench: &Bench, rung: Rung) -> i32 {
                 code = 4;
             }
         }
+        if ceiling.is_none() && (want("profile") || want("soak")) {
+            md.push_str(
+                "\nProfile and soak skipped: no rate held the SLO (give --ceiling RATE).\n",
+            );
+        }
         if let (true, Some(c)) = (want("profile"), ceiling) {
             let p = profile::profile(cfg, bench, rung, c, &m.call_graph)?;
             md.push_str(&profile::markdown(&p));
