@@ -105,6 +105,12 @@ pub fn run(m: &ModeArgs, cfg: &TaxConfig) -> i32 {
     code
 }
 
+/// Appends a part of `modes.md`, a blank line after it.
+fn section(md: &mut String, part: &str) {
+    md.push_str(part.trim_end());
+    md.push_str("\n\n");
+}
+
 fn run_modes(m: &ModeArgs, cfg: &TaxConfig, bench: &Bench, rung: Rung) -> i32 {
     let want = |x: &str| m.mode.iter().any(|y| y == x);
     let mut md = format!(
@@ -125,7 +131,7 @@ fn run_modes(m: &ModeArgs, cfg: &TaxConfig, bench: &Bench, rung: Rung) -> i32 {
                 bisect: m.bisect,
             };
             let r = ceiling::ceiling(cfg, &cc, bench)?;
-            md.push_str(&ceiling::markdown(&r));
+            section(&mut md, &ceiling::markdown(&r));
             ceiling = r.ceiling;
             if ceiling.is_none() {
                 code = 4;
@@ -138,7 +144,7 @@ fn run_modes(m: &ModeArgs, cfg: &TaxConfig, bench: &Bench, rung: Rung) -> i32 {
         }
         if let (true, Some(c)) = (want("profile"), ceiling) {
             let p = profile::profile(cfg, bench, rung, c, &m.call_graph)?;
-            md.push_str(&profile::markdown(&p));
+            section(&mut md, &profile::markdown(&p));
         }
         if let (true, Some(c)) = (want("soak"), ceiling) {
             let s = soak::soak(
@@ -149,11 +155,11 @@ fn run_modes(m: &ModeArgs, cfg: &TaxConfig, bench: &Bench, rung: Rung) -> i32 {
                 m.soak_duration,
                 m.sample_every,
             )?;
-            md.push_str(&soak::markdown(&s));
+            section(&mut md, &soak::markdown(&s));
         }
         if want("rolling") {
             let r = rolling::rolling(cfg, bench, rung, cfg.rate, m.new_ringgate.as_deref())?;
-            md.push_str(&rolling::markdown(&r));
+            section(&mut md, &rolling::markdown(&r));
             if r.client_errors > 0 || r.handoffs.iter().any(|h| !h.completed) {
                 code = 1;
             }

@@ -95,6 +95,12 @@ pub fn bound_words(p: &ProfileReport) -> String {
             )
         })
         .unwrap_or_default();
+    if p.run.verdict == crate::run::Verdict::GeneratorLimited {
+        return format!(
+            "the load generator, not ringgate, fell behind at this rate ({}), so this run does not bound ringgate; of ringgate's time, most is {side}{top}.",
+            p.run.reasons.join("; ")
+        );
+    }
     match (p.cores_busy, p.cores_allowed) {
         (Some(busy), Some(allowed)) if busy >= 0.85 * allowed as f64 => format!(
             "ringgate's CPU bounds the rate: it kept {busy:.2} of its {allowed} core(s) busy, and most of that time is {side}{top}."
