@@ -1,5 +1,5 @@
 //! Small-multiple time series in one hand-drawn SVG: one panel per series, stacked, each with
-//! its own y range, sharing the time axis. The soak and rolling-restart reports draw with it.
+//! its own y range, sharing the time axis. The soak report draws with it.
 
 use std::fmt::Write as _;
 
@@ -21,8 +21,8 @@ fn fmt_val(v: f64) -> String {
     }
 }
 
-/// The panels, `title` on top; vertical marks at `marks` (time, label), e.g. restarts.
-pub fn svg(title: &str, series: &[Series], marks: &[(f64, String)]) -> String {
+/// The panels, `title` on top.
+pub fn svg(title: &str, series: &[Series]) -> String {
     let (w, ph, top, l, r) = (760.0, 120.0, 36.0, 90.0, 20.0);
     let h = top + ph * series.len() as f64 + 30.0;
     let t_max = series
@@ -84,13 +84,6 @@ pub fn svg(title: &str, series: &[Series], marks: &[(f64, String)]) -> String {
             r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##,
             pts.join(" ")
         );
-        for (t, _) in marks {
-            let _ = writeln!(
-                o,
-                r##"<line x1="{0:.1}" y1="{pt:.1}" x2="{0:.1}" y2="{pb:.1}" stroke="#d62728" stroke-dasharray="3 3"/>"##,
-                x(*t)
-            );
-        }
     }
     let base = top + ph * series.len() as f64;
     for i in 0..=5 {
@@ -100,15 +93,6 @@ pub fn svg(title: &str, series: &[Series], marks: &[(f64, String)]) -> String {
             r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{t:.0} s</text>"#,
             x(t),
             base + 4.0
-        );
-    }
-    for (t, label) in marks {
-        let _ = writeln!(
-            o,
-            r##"<text x="{:.1}" y="{:.1}" fill="#d62728">{}</text>"##,
-            x(*t) + 3.0,
-            top + 10.0,
-            esc(label)
         );
     }
     o.push_str("</svg>\n");

@@ -244,7 +244,7 @@ pub fn soak(
     );
     std::fs::write(
         dir.join("soak.svg"),
-        panels::svg(&title, &series(&r.samples), &[]),
+        panels::svg(&title, &series(&r.samples)),
     )
     .map_err(io_err)?;
     std::fs::write(dir.join("soak.md"), markdown(&r)).map_err(io_err)?;
