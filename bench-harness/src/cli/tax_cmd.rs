@@ -15,6 +15,9 @@ pub struct TaxArgs {
     /// Report name: the folder under --out.
     #[arg(long, default_value = "tax")]
     pub name: String,
+    /// The ceiling, profile, soak and rolling-restart modes.
+    #[command(flatten)]
+    pub modes: super::tax_modes::ModeArgs,
     /// Topology seed (same seed, same config and scenario, byte for byte).
     #[arg(long, default_value_t = topology::DEFAULT_SEED)]
     pub seed: u64,
@@ -73,9 +76,6 @@ pub struct TaxArgs {
     /// First replica port of `--emit`.
     #[arg(long, default_value_t = 19000)]
     pub base_port: u16,
-    /// The ceiling, profile, soak and rolling-restart modes.
-    #[command(flatten)]
-    pub modes: super::tax_modes::ModeArgs,
 }
 
 fn emit(args: &TaxArgs, dir: &std::path::Path) -> i32 {

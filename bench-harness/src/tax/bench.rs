@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{distinct_ports, io_err, start_gateway, start_upstreams, topology, work_dir};
+use super::{distinct_ports, io_err, start_upstreams, topology, work_dir};
 use super::{Rung, TaxConfig};
-use crate::compare::procs::Proc;
+use crate::compare::procs::{wait_http_ok, Proc};
+use crate::run::{Plan, RunConfig, Schedule, Target};
 
 /// The running stand.
 pub struct Bench {
@@ -102,9 +103,81 @@ impl Bench {
         })
     }
 
-    /// Starts ringgate on `gc` and waits until it answers.
+    /// Starts ringgate on `gc` and waits until its listener answers.
     pub fn start_gateway(&self, cfg: &TaxConfig, gc: &GatewayConfig) -> Result<Proc, String> {
-        start_gateway(cfg, &gc.path, gc.listen, &self.work)
+        let p = self.start_ringgate(cfg, &cfg.ringgate, gc, &[], "ringgate.log")?;
+        if let Err(e) = wait_http_ok(gc.listen, "/healthz", Duration::from_secs(15)) {
+            p.stop(Duration::from_secs(2));
+            let log = std::fs::read_to_string(self.work.join("ringgate.log")).unwrap_or_default();
+            return Err(format!(
+                "ringgate did not come up: {e}; log: {}",
+                log.trim()
+            ));
+        }
+        Ok(p)
+    }
+
+    /// Starts `binary serve` on `gc` pinned to `cfg.target_cpus` (one worker per CPU listed),
+    /// with `extra` arguments, output to `log` in the scratch space; does not wait.
+    pub fn start_ringgate(
+        &self,
+        cfg: &TaxConfig,
+        binary: &Path,
+        gc: &GatewayConfig,
+        extra: &[String],
+        log: &str,
+    ) -> Result<Proc, String> {
+        let profile = self.work.join("ringgate-profile.toml");
+        let cpus: Vec<&str> = cfg
+            .target_cpus
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .collect();
+        std::fs::write(
+            &profile,
+            format!("[workers]\ncpus = [{}]\n", cpus.join(", ")),
+        )
+        .map_err(io_err)?;
+        let mut args = vec![
+            "serve".to_string(),
+            "--config".into(),
+            gc.path.display().to_string(),
+        ];
+        args.extend(["--profile".into(), profile.display().to_string()]);
+        args.extend(extra.iter().cloned());
+        let program = binary.display().to_string();
+        Proc::start(
+            "ringgate",
+            &cfg.target_cpus,
+            &program,
+            &args,
+            &self.work.join(log),
+        )
+        .map_err(|e| format!("ringgate {program}: {e}"))
+    }
+
+    /// The run every mode makes: the scenario against `addr` at `rate` for `cfg.warmup +
+    /// cfg.duration`, with the tax's generator placement and self-check limits (as the ladder's).
+    pub fn run_config(
+        &self,
+        cfg: &TaxConfig,
+        addr: SocketAddr,
+        rate: f64,
+    ) -> Result<RunConfig, String> {
+        let target = Target::parse(&format!("http://{addr}/")).map_err(io_err)?;
+        let plan = Plan::from_scenario(&self.scenario, &target).map_err(io_err)?;
+        let total = cfg.warmup + cfg.duration;
+        let mut rc = RunConfig::simple(target, plan, rate, total);
+        rc.schedule = Schedule::constant(rate, total);
+        rc.warmup = cfg.warmup;
+        rc.cpus = cfg.generator_cpus.clone();
+        rc.threads = cfg.generator_cpus.as_ref().map_or(1, |c| c.len().max(1));
+        rc.conns = cfg.conns;
+        rc.seed = cfg.seed;
+        rc.thresholds = cfg.thresholds;
+        // Downloads of 10 MiB at a low rate take longer than a small request's default deadline.
+        rc.timeout = Duration::from_secs(30);
+        Ok(rc)
     }
 
     /// Stops the upstreams and removes the scratch space.

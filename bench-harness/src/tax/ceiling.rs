@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::bench::Bench;
 use super::stalls::{StallLog, StallMeter, StallSummary};
-use super::{io_err, run_config, Rung, TaxConfig};
+use super::{io_err, Rung, TaxConfig};
 use crate::compare::procs::Proc;
 use crate::run;
 use crate::sweep::{self, Point, Slo, SweepReport};
@@ -116,10 +116,10 @@ fn step(
         p99: Duration::from_secs(3600),
         failures: 1.0,
     };
-    let mut d = run_config(cfg, &bench.scenario, bench.direct(), rate)?;
+    let mut d = bench.run_config(cfg, bench.direct(), rate)?;
     d.target_pids = vec![bench.upstream.pid()];
     let direct = run::run(&d).map_err(io_err)?;
-    let mut g = run_config(cfg, &bench.scenario, gateway.1, rate)?;
+    let mut g = bench.run_config(cfg, gateway.1, rate)?;
     g.target_pids = gateway.0.tree();
     g.other_pids = vec![("upstream".into(), vec![bench.upstream.pid()])];
     let t0 = Instant::now();

@@ -10,17 +10,19 @@
 //! [`Rung::features`] asks [`topology::gateway_toml`] for the sections it needs; the run loop,
 //! the CPU accounting and the report take every rung alike.
 
+pub mod report;
+pub mod topology;
+
+// The modes beyond the ladder (`ringbench tax --mode ceiling,profile,soak,rolling`).
 pub mod bench;
 pub mod ceiling;
 pub mod flame;
 pub mod panels;
 pub mod profile;
-pub mod report;
 pub mod rolling;
 pub mod sampler;
 pub mod soak;
 pub mod stalls;
-pub mod topology;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -241,7 +243,7 @@ pub(crate) fn start_upstreams(
 }
 
 /// ringgate on `config`, answering through to the upstreams.
-pub(crate) fn start_gateway(
+fn start_gateway(
     cfg: &TaxConfig,
     config: &Path,
     listen: SocketAddr,
@@ -294,30 +296,11 @@ fn run_rung(
     stand: &Stand<'_>,
     upstream_pid: u32,
 ) -> Result<RunReport, String> {
-    let mut rc = run_config(cfg, scenario, stand.addr, cfg.rate)?;
-    match stand.gateway {
-        None => rc.target_pids = vec![upstream_pid],
-        Some(g) => {
-            rc.target_pids = g.tree();
-            rc.other_pids = vec![("upstream".into(), vec![upstream_pid])];
-        }
-    }
-    run::run(&rc).map_err(io_err)
-}
-
-/// The run every tax mode makes: the topology's scenario against `addr` at `rate` for
-/// `cfg.warmup + cfg.duration`, with the tax's generator placement and self-check limits.
-pub(crate) fn run_config(
-    cfg: &TaxConfig,
-    scenario: &Path,
-    addr: SocketAddr,
-    rate: f64,
-) -> Result<RunConfig, String> {
-    let target = Target::parse(&format!("http://{addr}/")).map_err(io_err)?;
+    let target = Target::parse(&format!("http://{}/", stand.addr)).map_err(io_err)?;
     let plan = Plan::from_scenario(scenario, &target).map_err(io_err)?;
     let total = cfg.warmup + cfg.duration;
-    let mut rc = RunConfig::simple(target, plan, rate, total);
-    rc.schedule = Schedule::constant(rate, total);
+    let mut rc = RunConfig::simple(target, plan, cfg.rate, total);
+    rc.schedule = Schedule::constant(cfg.rate, total);
     rc.warmup = cfg.warmup;
     rc.cpus = cfg.generator_cpus.clone();
     rc.threads = cfg.generator_cpus.as_ref().map_or(1, |c| c.len().max(1));
@@ -326,7 +309,14 @@ pub(crate) fn run_config(
     rc.thresholds = cfg.thresholds;
     // Downloads of 10 MiB at a low rate take longer than a small request's default deadline.
     rc.timeout = Duration::from_secs(30);
-    Ok(rc)
+    match stand.gateway {
+        None => rc.target_pids = vec![upstream_pid],
+        Some(g) => {
+            rc.target_pids = g.tree();
+            rc.other_pids = vec![("upstream".into(), vec![upstream_pid])];
+        }
+    }
+    run::run(&rc).map_err(io_err)
 }
 
 /// Writes the generated config and scenario of `t` into `dir` (`gateway.toml`, `scenario.toml`).
@@ -349,7 +339,11 @@ pub fn tax(cfg: &TaxConfig) -> Result<String, String> {
     if !cfg.rungs.contains(&Rung::Direct) {
         return Err("the ladder needs the direct rung (added latency is against it)".into());
     }
-    if let Some(r) = cfg.rungs.iter().find(|r| !r.is_built()) {
+    if let Some(r) = cfg
+        .rungs
+        .iter()
+        .find(|r| r.features().is_some_and(|f| f != Features::default()))
+    {
         return Err(format!("rung {} is not built yet", r.name()));
     }
     let dir = cfg.out.join(&cfg.name);

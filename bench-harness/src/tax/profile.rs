@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::bench::Bench;
 use super::flame;
-use super::{io_err, run_config, Rung, TaxConfig};
+use super::{io_err, Rung, TaxConfig};
 use crate::run::{self, RunReport};
 use crate::sys;
 
@@ -172,7 +172,7 @@ fn record(
     call_graph: &str,
     data: &Path,
 ) -> Result<RunReport, String> {
-    let mut rc = run_config(cfg, &bench.scenario, listen, rate)?;
+    let mut rc = bench.run_config(cfg, listen, rate)?;
     rc.target_pids = gateway.tree();
     let mut perf = Command::new("perf")
         .args(["record", "-q", "-e", "cpu-clock", "-F", &FREQ.to_string()])

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::bench::{Bench, GatewayConfig};
-use super::{io_err, run_config, Rung, TaxConfig};
+use super::{io_err, Rung, TaxConfig};
 use crate::compare::procs::{wait_http_ok, Proc};
 use crate::run::{self, RunReport};
 
@@ -83,33 +83,11 @@ fn start(
     gen: usize,
     sock: &Path,
 ) -> Result<Proc, String> {
-    let profile = bench.work.join("ringgate-profile.toml");
-    let cpus = cfg
-        .target_cpus
-        .split(',')
-        .filter(|c| !c.is_empty())
-        .collect::<Vec<_>>();
-    std::fs::write(
-        &profile,
-        format!("[workers]\ncpus = [{}]\n", cpus.join(", ")),
-    )
-    .map_err(io_err)?;
-    let mut args: Vec<String> = ["serve", "--config"].map(String::from).to_vec();
-    args.push(gc.path.display().to_string());
-    args.extend(["--profile".into(), profile.display().to_string()]);
-    args.extend(["--handoff".into(), sock.display().to_string()]);
+    let mut extra = vec!["--handoff".to_string(), sock.display().to_string()];
     if gen > 0 {
-        args.push("--takeover".into());
+        extra.push("--takeover".into());
     }
-    let log = bench.work.join(format!("ringgate-{i}-{gen}.log"));
-    Proc::start(
-        "ringgate",
-        &cfg.target_cpus,
-        &binary.display().to_string(),
-        &args,
-        &log,
-    )
-    .map_err(|e| format!("ringgate {}: {e}", binary.display()))
+    bench.start_ringgate(cfg, binary, gc, &extra, &format!("ringgate-{i}-{gen}.log"))
 }
 
 fn wait_for(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -250,7 +228,7 @@ fn with_load(
     binary: &Path,
     slots: &mut [Slot],
 ) -> Result<(RunReport, Vec<Handoff>), String> {
-    let mut rc = run_config(cfg, &bench.scenario, slots[0].gc.listen, rate)?;
+    let mut rc = bench.run_config(cfg, slots[0].gc.listen, rate)?;
     rc.also_at = slots[1..].iter().map(|s| s.gc.listen).collect();
     rc.conns = rc.conns.max(2 * slots.len());
     let t0 = Instant::now();

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::bench::Bench;
 use super::panels::{self, Series};
 use super::sampler::{Sample, Sampler, Watch};
-use super::{io_err, run_config, Rung, TaxConfig};
+use super::{io_err, Rung, TaxConfig};
 use crate::run::{self, RunReport};
 use crate::units::fmt_nanos;
 
@@ -209,7 +209,7 @@ pub fn soak(
         duration,
         ..cfg.clone()
     };
-    let sampled = run_config(&long, &bench.scenario, gc.listen, rate).and_then(|mut rc| {
+    let sampled = bench.run_config(&long, gc.listen, rate).and_then(|mut rc| {
         rc.target_pids = gateway.tree();
         let sampler = Sampler::start(watch, every).map_err(io_err)?;
         let r = run::run(&rc).map_err(io_err);
