@@ -29,8 +29,12 @@ pub struct Handoff {
     pub old_pid: u32,
     /// PID after.
     pub new_pid: u32,
-    /// Client connections the old process held just before (the load reached it).
+    /// Client connections the old process held just before.
     pub clients_before: u64,
+    /// Client connections the old process accepted between the start of the load and its
+    /// upgrade (its admin `ringgate_connections_accepted_total`, less the count before the load;
+    /// `None` when the admin API did not answer): the load reached it.
+    pub accepted_before: Option<u64>,
     /// Seconds into the run when the new process was started.
     pub started_s: f64,
     /// Seconds the old process took to exit after the new one started.
@@ -68,6 +72,8 @@ pub fn client_errors(r: &RunReport) -> u64 {
 }
 
 struct Slot {
+    /// Connections accepted before the load (the readiness probe's).
+    accepted_base: Option<u64>,
     gc: GatewayConfig,
     sock: PathBuf,
     generation: usize,
@@ -88,6 +94,12 @@ fn start(
         extra.push("--takeover".into());
     }
     bench.start_ringgate(cfg, binary, gc, &extra, &format!("ringgate-{i}-{gen}.log"))
+}
+
+/// Client connections a process accepted so far, from its admin API.
+fn accepted(admin: SocketAddr) -> Option<u64> {
+    let m = super::sampler::scrape(admin)?;
+    Some(super::sampler::metric_sum(&m, "ringgate_connections_accepted_total") as u64)
 }
 
 fn wait_for(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -112,6 +124,9 @@ fn upgrade(
 ) -> Result<Handoff, String> {
     let gen = slot.generation + 1;
     let clients_before = super::sampler::client_conns(slot.proc.pid(), slot.gc.listen.port());
+    let accepted_before = accepted(slot.gc.admin)
+        .zip(slot.accepted_base)
+        .map(|(now, base)| now.saturating_sub(base));
     let started = Instant::now();
     let new = start(cfg, binary, bench, i, &slot.gc, gen, &slot.sock)?;
     let mut old = std::mem::replace(&mut slot.proc, new);
@@ -129,6 +144,7 @@ fn upgrade(
         old_pid: old.pid(),
         new_pid: slot.proc.pid(),
         clients_before,
+        accepted_before,
         started_s: started.duration_since(t0).as_secs_f64(),
         old_exited_after_s,
         completed: exited && said && answers && slot.proc.alive(),
@@ -183,7 +199,8 @@ pub fn rolling(
         let gc = bench.gateway_config(rung, &format!("gateway-{}-{i}.toml", rung.name()))?;
         let sock = bench.work.join(format!("handoff-{i}.sock"));
         let proc = start(cfg, &cfg.ringgate, bench, i, &gc, 0, &sock)?;
-        let slot = Slot {
+        let mut slot = Slot {
+            accepted_base: None,
             gc,
             sock,
             generation: 0,
@@ -191,6 +208,7 @@ pub fn rolling(
         };
         let up = wait_http_ok(slot.gc.listen, "/healthz", Duration::from_secs(15)).is_ok()
             && wait_for(Duration::from_secs(5), || slot.sock.exists());
+        slot.accepted_base = accepted(slot.gc.admin);
         slots.push(slot);
         if !up {
             stop_all(slots);
@@ -257,14 +275,15 @@ pub fn markdown(r: &RollingReport) -> String {
         r.rung.name(),
         r.rate
     );
-    o.push_str("| gateway | listen | old pid | its client connections | new pid | started at | old exited after | handed over |\n|---:|---|---:|---:|---:|---:|---:|---|\n");
+    o.push_str("| gateway | listen | old pid | connections it accepted / held | new pid | started at | old exited after | handed over |\n|---:|---|---:|---:|---:|---:|---:|---|\n");
     for h in &r.handoffs {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {:.1} s | {:.1} s | {} |",
+            "| {} | {} | {} | {} / {} | {} | {:.1} s | {:.1} s | {} |",
             h.gateway,
             h.listen,
             h.old_pid,
+            h.accepted_before.map_or("?".into(), |n| n.to_string()),
             h.clients_before,
             h.new_pid,
             h.started_s,
