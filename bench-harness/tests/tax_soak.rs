@@ -151,7 +151,6 @@ fn soak_samples_every_second_and_writes_csv_json_svg_and_a_verdict() {
         .samples
         .iter()
         .any(|s| s.upstream_conns > 0 && s.conns_reused_total > 0.0));
-    assert!(r.samples.iter().any(|s| s.client_conns > 0));
     assert_eq!(r.trends.len(), 3);
     let dir = cfg.out.join("soak");
     let csv = std::fs::read_to_string(dir.join("soak.csv")).unwrap();
