@@ -242,7 +242,7 @@ fn profile_at_a_rate_writes_the_flame_graph_and_names_the_bound() {
     }
     let cfg = config("profile", 40.0, Duration::from_secs(2));
     let bench = stand(&cfg);
-    let p = profile::profile(&cfg, &bench, Rung::Passthrough, 40.0, "fp");
+    let p = profile::profile(&cfg, &bench, Rung::Passthrough, 40.0, "fp", true);
     bench.down();
     let p = p.unwrap();
     assert!(p.samples > 0 && !p.top.is_empty(), "{p:?}");

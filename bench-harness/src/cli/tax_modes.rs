@@ -51,6 +51,10 @@ pub struct ModeArgs {
     /// Profile: `perf record --call-graph` mode (fp, dwarf, lbr).
     #[arg(long, default_value = "fp")]
     pub call_graph: String,
+    /// Profile: leave inlined functions out of the stacks (`perf script --no-inline`: much
+    /// faster on a large `--call-graph dwarf` record, coarser frames).
+    #[arg(long)]
+    pub no_inline_frames: bool,
     /// Rolling restart: the binary the new processes run (default: --ringgate).
     #[arg(long)]
     pub new_ringgate: Option<PathBuf>,
@@ -143,7 +147,7 @@ fn run_modes(m: &ModeArgs, cfg: &TaxConfig, bench: &Bench, rung: Rung) -> i32 {
             );
         }
         if let (true, Some(c)) = (want("profile"), ceiling) {
-            let p = profile::profile(cfg, bench, rung, c, &m.call_graph)?;
+            let p = profile::profile(cfg, bench, rung, c, &m.call_graph, !m.no_inline_frames)?;
             section(&mut md, &profile::markdown(&p));
         }
         if let (true, Some(c)) = (want("soak"), ceiling) {

@@ -120,6 +120,7 @@ pub fn profile(
     rung: Rung,
     rate: f64,
     call_graph: &str,
+    inline: bool,
 ) -> Result<ProfileReport, String> {
     perf_usable(&bench.work)?;
     let gc = bench.gateway_config(rung, &format!("gateway-{}.toml", rung.name()))?;
@@ -128,8 +129,12 @@ pub fn profile(
     let recorded = record(cfg, bench, &gateway, gc.listen, rate, call_graph, &data);
     gateway.stop(Duration::from_secs(5));
     let run = recorded?;
+    // Inlined frames (most of a Rust release build) make `perf script` slow: minutes for a
+    // large DWARF record, so they can be left out.
     let script = Command::new("perf")
-        .args(["script", "-i"])
+        .arg("script")
+        .arg(if inline { "--inline" } else { "--no-inline" })
+        .arg("-i")
         .arg(&data)
         .stderr(Stdio::null())
         .output()
