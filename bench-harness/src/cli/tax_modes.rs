@@ -117,10 +117,23 @@ fn section(md: &mut String, part: &str) {
 
 fn run_modes(m: &ModeArgs, cfg: &TaxConfig, bench: &Bench, rung: Rung) -> i32 {
     let want = |x: &str| m.mode.iter().any(|y| y == x);
+    let cpus = |c: &str| {
+        if c.is_empty() {
+            "unpinned".to_string()
+        } else {
+            format!("CPU {c}")
+        }
+    };
     let mut md = format!(
-        "# ringbench tax modes: {}\n\nCommand: `{}`\n\n",
+        "# ringbench tax modes: {}\n\nCommand: `{}`\n\nPlacement: generator {}, ringgate {}, stub upstreams {}; the stall meter and the soak's sampler unpinned. Where the generator shares a core with the stubs, a run it could not keep is marked generator-limited by its verdict.\n\n",
         m.mode.join(", "),
-        cfg.command_line
+        cfg.command_line,
+        cfg.generator_cpus.as_ref().map_or("unpinned".to_string(), |c| {
+            let list: Vec<String> = c.iter().map(ToString::to_string).collect();
+            cpus(&list.join(","))
+        }),
+        cpus(&cfg.target_cpus),
+        cpus(&cfg.upstream_cpus),
     );
     let mut code = 0;
     let mut ceiling = m.ceiling;
