@@ -63,6 +63,12 @@ fn stand(cfg: &TaxConfig) -> Bench {
     Bench::up(cfg, &cfg.out.join(&cfg.name)).unwrap()
 }
 
+/// Removes a passed test's report folder (a failed one keeps it for a look).
+fn clean(cfg: &TaxConfig) {
+    let _ = std::fs::remove_dir_all(cfg.out.join(&cfg.name));
+    let _ = std::fs::remove_dir(&cfg.out);
+}
+
 fn well_formed_svg(path: &Path) -> String {
     let s = std::fs::read_to_string(path).unwrap();
     assert!(
@@ -122,6 +128,7 @@ fn ceiling_search_runs_direct_and_the_rung_per_step_with_the_stall_meter() {
     assert!(md.contains("| 20 |") && md.contains("| 40 |"), "{md}");
     assert!(dir.join("ceiling.json").is_file());
     well_formed_svg(&dir.join("ceiling.svg"));
+    clean(&cfg);
 }
 
 #[test]
@@ -164,6 +171,7 @@ fn soak_samples_every_second_and_writes_csv_json_svg_and_a_verdict() {
     assert!(dir.join("soak.json").is_file());
     let svg = well_formed_svg(&dir.join("soak.svg"));
     assert!(svg.contains("RSS (MiB)") && svg.contains("event-loop lag"));
+    clean(&cfg);
 }
 
 const PERF_SCRIPT: &str = "\
@@ -265,6 +273,7 @@ fn profile_at_a_rate_writes_the_flame_graph_and_names_the_bound() {
     );
     let md = std::fs::read_to_string(dir.join("profile.md")).unwrap();
     assert!(md.contains("What bounds it") && md.contains("| frame (self time) |"));
+    clean(&cfg);
 }
 
 #[test]
@@ -295,4 +304,5 @@ fn rolling_restart_hands_both_gateways_over_under_load_with_no_client_error() {
     );
     let md = std::fs::read_to_string(cfg.out.join("rolling").join("rolling.md")).unwrap();
     assert!(md.contains("**Client-visible errors: 0**"), "{md}");
+    clean(&cfg);
 }
