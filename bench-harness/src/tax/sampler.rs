@@ -86,6 +86,13 @@ impl Sampler {
     }
 }
 
+impl Drop for Sampler {
+    /// A sampler dropped unfinished stops its thread too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 fn sample_loop(w: &Watch, every: Duration, stop: &AtomicBool) -> Vec<Sample> {
     let start = Instant::now();
     let mut out: Vec<Sample> = Vec::new();

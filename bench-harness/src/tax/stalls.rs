@@ -84,6 +84,13 @@ impl StallMeter {
     }
 }
 
+impl Drop for StallMeter {
+    /// A meter dropped unfinished (a step failed) stops its thread too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 fn meter(start: Instant, floor: Duration, stop: &AtomicBool) -> (Vec<Stall>, Vec<Duration>) {
     crate::sys::set_timer_slack(Duration::from_nanos(1));
     let mut stalls = Vec::new();
