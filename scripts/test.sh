@@ -12,6 +12,9 @@ command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 # The etcd discovery and fleet-config tests start their own etcd on free ports.
 command -v etcd >/dev/null || need_apt+=(etcd-server)
+# The compare and tax-peer tests run nginx and HAProxy (2.5 or later: JWT) on generated configs.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -33,6 +36,9 @@ echo "== tests (io_uring where the host allows it)"
 cargo test --workspace
 echo "== tests again on the epoll driver"
 MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --workspace
+echo "== the allocation-counting build (ringgate --features count-alloc): clippy and its counter test"
+cargo clippy -p ringgate --features count-alloc --all-targets -- -D warnings
+cargo test -p ringgate --features count-alloc --bin ringgate count_alloc
 echo "== bounded fuzz runs of the HTTP/1.1 request framing parser (20 s) and path normalization (10 s)"
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet

@@ -56,6 +56,35 @@ fn large_uploads_are_sent_whole_over_many_loop_turns() {
 }
 
 #[test]
+fn latency_is_reported_per_group_of_the_scenario() {
+    let up = upstream::spawn(UpstreamConfig::default()).unwrap();
+    let url = format!("http://{}/", up.addr());
+    let dir = std::env::temp_dir().join(format!("ringbench-run-groups-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("s.toml");
+    std::fs::write(
+        &file,
+        "[[requests]]\ngroup = \"api\"\nweight = 3\n[[requests]]\ngroup = \"bulk\"\n\
+         method = \"PUT\"\nbody_bytes = 70000\n",
+    )
+    .unwrap();
+    let target = ringbench::run::Target::parse(&url).unwrap();
+    let plan = ringbench::run::Plan::from_scenario(&file, &target).unwrap();
+    let cfg = ringbench::run::RunConfig::simple(target, plan, 200.0, Duration::from_secs(1));
+    let r = accounted(run::run(&cfg).unwrap());
+    let names: Vec<&str> = r.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["api", "bulk"]);
+    let per_group: u64 = r.groups.iter().map(|g| g.response.count).sum();
+    assert_eq!(per_group, r.latency.response.count);
+    assert!(
+        r.groups.iter().all(|g| g.response.count > 0),
+        "{:?}",
+        r.groups
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn injected_statuses_and_resets_are_counted_by_kind() {
     let up = upstream::spawn(UpstreamConfig {
         errors: "503=0.2,reset=0.1".parse().unwrap(),

@@ -189,6 +189,8 @@ fn tax_runs_direct_and_passthrough_and_writes_a_complete_report() {
         ringbench: Some(PathBuf::from(env!("CARGO_BIN_EXE_ringbench"))),
         command_line: "ringbench tax --name t".into(),
         thresholds: ringbench::run::Thresholds::default(),
+        peers: Vec::new(),
+        alloc_ringgate: None,
     };
     let md = tax::tax(&cfg).unwrap();
     assert!(

@@ -2,15 +2,22 @@
 //! `cmd/` (serve, reload, keys, token, check, demo, proxy).
 
 use clap::{Parser, Subcommand};
-use mimalloc::MiMalloc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod cmd;
+#[cfg(feature = "count-alloc")]
+mod count_alloc;
 
+#[cfg(not(feature = "count-alloc"))]
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// With `--features count-alloc`: mimalloc behind an allocation counter (see `count_alloc`).
+#[cfg(feature = "count-alloc")]
+#[global_allocator]
+static GLOBAL: count_alloc::Counting = count_alloc::Counting::new();
 
 #[derive(Parser)]
 #[command(

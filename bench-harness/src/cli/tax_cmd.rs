@@ -76,6 +76,14 @@ pub struct TaxArgs {
     /// First replica port of `--emit`.
     #[arg(long, default_value_t = 19000)]
     pub base_port: u16,
+    /// Peers to run on every rung they have all the features of, interleaved with ringgate's
+    /// runs: nginx, haproxy.
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// A ringgate built with `--features count-alloc`: adds a short pass per gateway rung that
+    /// counts heap allocations per request (the allocs/req column).
+    #[arg(long, value_name = "PATH")]
+    pub alloc_ringgate: Option<PathBuf>,
 }
 
 fn emit(args: &TaxArgs, dir: &std::path::Path) -> i32 {
@@ -105,6 +113,17 @@ pub fn run(args: TaxArgs) -> i32 {
             Some(x) => rungs.push(x),
             None => {
                 eprintln!("ringbench tax: unknown rung {r:?} (direct, passthrough)");
+                return 2;
+            }
+        }
+    }
+    let mut peers = Vec::new();
+    for p in &args.peers {
+        match tax::peers::Peer::parse(p) {
+            Some(tax::peers::Peer::Ringgate) => {}
+            Some(x) => peers.push(x),
+            None => {
+                eprintln!("ringbench tax: unknown peer {p:?} (nginx, haproxy)");
                 return 2;
             }
         }
@@ -141,6 +160,8 @@ pub fn run(args: TaxArgs) -> i32 {
             max_send_lag_p99: args.max_send_lag,
             ..crate::run::Thresholds::default()
         },
+        peers,
+        alloc_ringgate: args.alloc_ringgate.clone(),
     };
     if !super::tax_modes::is_ladder(&args.modes) {
         return super::tax_modes::run(&args.modes, &cfg);

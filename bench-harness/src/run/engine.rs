@@ -162,7 +162,7 @@ impl Engine {
             pending: VecDeque::with_capacity(1024),
             next_due: None,
             rng: Rng::derive(cfg.seed, 0x005E_ED0F_4EC5, cfg.index as u64),
-            stats: ThreadStats::new(kinds),
+            stats: ThreadStats::for_plan(kinds, cfg.plan.groups.len()),
             open: 0,
             connecting: 0,
             in_flight: 0,
@@ -623,7 +623,7 @@ impl Engine {
         if f.measured {
             let s = &mut self.stats;
             let rt = since(now, f.intended);
-            record(&mut s.response, rt);
+            s.record_response(self.cfg.plan.kinds[f.kind as usize].group, rt);
             record(&mut s.service, since(now, f.sent));
             record(&mut s.ttfb, since(f.first_byte.unwrap_or(now), f.sent));
             s.completed += 1;
@@ -658,7 +658,8 @@ impl Engine {
             self.stats.timeouts += 1;
             self.stats.kinds[kind as usize].timeouts += 1;
             let rt = since(now, intended);
-            record(&mut self.stats.response, rt);
+            let group = self.cfg.plan.kinds[kind as usize].group;
+            self.stats.record_response(group, rt);
             self.record_interval(now, rt);
         }
     }

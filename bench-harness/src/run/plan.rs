@@ -18,6 +18,7 @@
 //! path = "/items"
 //! body_bytes = 512          # or body_file = "item.json"
 //! host = "api.example"      # Host header of this kind (default: the URL's authority)
+//! group = "api"             # latency reported per group too (e.g. api / bulk / stream)
 //! [pools]
 //! ids = ["1", "2", "3"]
 //! jwt_valid = { file = "jwts.txt" }   # one value per line
@@ -154,6 +155,8 @@ struct RequestSpec {
     path: Option<String>,
     /// `Host` header of this kind (default: the URL's authority), for host-routed mixes.
     host: Option<String>,
+    /// Latency group of this kind (reported on its own beside the whole mix).
+    group: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -191,6 +194,8 @@ pub struct Kind {
     pub weight: f64,
     /// HEAD request (its response has no body).
     pub head_only: bool,
+    /// Index of its latency group in [`Plan::groups`] (0 when the plan has none).
+    pub group: u16,
     parts: Vec<Part>,
     /// A body of at least [`LARGE_BODY`] bytes, sent from here after the rendered head: never
     /// copied per request (a 10 MiB upload would cost a 10 MiB copy and stall the loop).
@@ -205,6 +210,9 @@ pub const LARGE_BODY: usize = 64 * 1024;
 pub struct Plan {
     /// Kinds in file order.
     pub kinds: Vec<Kind>,
+    /// Latency groups named by the scenario's kinds, in order of first use (empty: none named;
+    /// kinds without a group then share one called `other`).
+    pub groups: Vec<String>,
     cumulative: Vec<f64>,
     pools: Vec<Vec<Vec<u8>>>,
 }
@@ -303,6 +311,7 @@ fn compile_kind(src: KindSource<'_>, pool_names: &[String]) -> Result<Kind, Plan
         name: src.name,
         weight: src.weight,
         head_only: method == "HEAD",
+        group: 0,
         parts: merged,
         large_body,
     })
@@ -332,9 +341,29 @@ impl Plan {
             .collect();
         Self {
             kinds,
+            groups: Vec::new(),
             cumulative,
             pools,
         }
+    }
+
+    /// Names each kind's latency group (`None`: `other`); no name at all leaves the plan without
+    /// groups.
+    fn with_groups(mut self, names: &[Option<String>]) -> Self {
+        if names.iter().all(Option::is_none) {
+            return self;
+        }
+        for (k, name) in self.kinds.iter_mut().zip(names) {
+            let name = name.as_deref().unwrap_or("other");
+            k.group = match self.groups.iter().position(|g| g == name) {
+                Some(i) => i as u16,
+                None => {
+                    self.groups.push(name.to_string());
+                    (self.groups.len() - 1) as u16
+                }
+            };
+        }
+        self
     }
 
     /// The one request `--url` (with `--method`, `--header`, `--body-bytes`) describes.
@@ -416,7 +445,8 @@ impl Plan {
                 other => other,
             })?);
         }
-        Ok(Self::new(kinds, pools))
+        let groups: Vec<Option<String>> = file.requests.iter().map(|r| r.group.clone()).collect();
+        Ok(Self::new(kinds, pools).with_groups(&groups))
     }
 
     /// Picks a kind by weight.
@@ -578,6 +608,30 @@ mod tests {
             }
         }
         assert!((2800..3200).contains(&counts[0]), "{counts:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn kinds_name_latency_groups_in_order_of_first_use() {
+        let dir = std::env::temp_dir().join(format!("ringbench-groups-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("s.toml");
+        let kinds = |groups: [&str; 3]| {
+            groups
+                .iter()
+                .map(|g| format!("[[requests]]\n{g}\n"))
+                .collect::<String>()
+        };
+        std::fs::write(&file, kinds(["group = \"bulk\"", "", "group = \"api\""])).unwrap();
+        let plan = Plan::from_scenario(&file, &target()).unwrap();
+        assert_eq!(plan.groups, ["bulk", "other", "api"]);
+        let of: Vec<u16> = plan.kinds.iter().map(|k| k.group).collect();
+        assert_eq!(of, [0, 1, 2]);
+        std::fs::write(&file, kinds(["", "", ""])).unwrap();
+        assert!(Plan::from_scenario(&file, &target())
+            .unwrap()
+            .groups
+            .is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -172,6 +172,15 @@ pub struct KindReport {
     pub timeouts: u64,
 }
 
+/// Response time of one latency group of the scenario (timeouts included at their timeout).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupReport {
+    /// Group name.
+    pub name: String,
+    /// Response time, intended send to last byte.
+    pub response: Summary,
+}
+
 /// One generator thread (one core): its share of the core and its hiccup meter.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ThreadReport {
@@ -283,6 +292,9 @@ pub struct RunReport {
     pub spectrum: Vec<SpectrumPoint>,
     /// Per request kind.
     pub kinds: Vec<KindReport>,
+    /// Per latency group the scenario names (empty when it names none).
+    #[serde(default)]
+    pub groups: Vec<GroupReport>,
     /// Generator cost.
     pub generator: GeneratorReport,
     /// Target CPU, when `--target-pid` was given.
@@ -336,7 +348,7 @@ pub fn build(
         .map(|t| t.cpu_ns as f64 / t.wall_ns.max(1) as f64)
         .fold(0.0, f64::max);
     let per_thread = thread_reports(cfg, &threads);
-    let mut all = ThreadStats::new(cfg.plan.kinds.len());
+    let mut all = ThreadStats::for_plan(cfg.plan.kinds.len(), cfg.plan.groups.len());
     for t in &threads {
         all.merge(t);
     }
@@ -390,6 +402,16 @@ pub fn build(
         latency: latencies(&all),
         spectrum: spectrum(&all.response),
         kinds: kind_reports(cfg, &all),
+        groups: cfg
+            .plan
+            .groups
+            .iter()
+            .zip(&all.groups)
+            .map(|(name, h)| GroupReport {
+                name: name.clone(),
+                response: Summary::of(h),
+            })
+            .collect(),
         generator: generator_report(cfg, &all, per_thread, max_thread_cpu, &core_busy),
         target_cpu,
         cpu_accounts,

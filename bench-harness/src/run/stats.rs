@@ -139,6 +139,8 @@ pub struct ThreadStats {
     pub wall_ns: u64,
     /// Response-time histograms per log interval, when an interval log was asked for.
     pub intervals: Vec<Histogram<u64>>,
+    /// Response time per latency group of the plan (empty when it names none).
+    pub groups: Vec<Histogram<u64>>,
 }
 
 impl ThreadStats {
@@ -172,6 +174,23 @@ impl ThreadStats {
             cpu_ns: 0,
             wall_ns: 0,
             intervals: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// Empty stats for a plan's kinds and latency groups.
+    pub fn for_plan(kinds: usize, groups: usize) -> Self {
+        let mut s = Self::new(kinds);
+        s.groups = (0..groups).map(|_| new_hist()).collect();
+        s
+    }
+
+    /// Records a measured response time of a request of latency group `group`.
+    #[inline]
+    pub fn record_response(&mut self, group: u16, ns: u64) {
+        record(&mut self.response, ns);
+        if let Some(h) = self.groups.get_mut(group as usize) {
+            record(h, ns);
         }
     }
 
@@ -223,6 +242,12 @@ impl ThreadStats {
                 .resize_with(o.intervals.len(), new_interval_hist);
         }
         for (a, b) in self.intervals.iter_mut().zip(&o.intervals) {
+            let _ = a.add(b);
+        }
+        if self.groups.len() < o.groups.len() {
+            self.groups.resize_with(o.groups.len(), new_hist);
+        }
+        for (a, b) in self.groups.iter_mut().zip(&o.groups) {
             let _ = a.add(b);
         }
     }

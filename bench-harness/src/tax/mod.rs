@@ -9,7 +9,12 @@
 //! limit, breaker and retries, metrics and access log, client TLS) is a new variant whose
 //! [`Rung::features`] asks [`topology::gateway_toml`] for the sections it needs; the run loop,
 //! the CPU accounting and the report take every rung alike.
+//!
+//! After ringgate's run of a rung, [`peers::bench`] runs the requested peers (nginx, HAProxy) on
+//! it where they have every feature so far, and with a `count-alloc` build of ringgate a short
+//! separate pass that counts heap allocations per request.
 
+pub mod peers;
 pub mod report;
 pub mod topology;
 
@@ -32,6 +37,7 @@ use serde::Serialize;
 
 use crate::compare::procs::{wait_http_ok, Proc};
 use crate::run::{self, Plan, RunConfig, RunReport, Schedule, Target};
+use peers::Peer;
 use topology::Topology;
 
 /// A rung of the ladder. Each gateway rung keeps what the one before it had and adds one edge
@@ -172,6 +178,11 @@ pub struct TaxConfig {
     pub command_line: String,
     /// Self-check limits of every run.
     pub thresholds: run::Thresholds,
+    /// Peers run on each rung they support, after ringgate's run ([`peers::supports`]).
+    pub peers: Vec<Peer>,
+    /// A ringgate built with `--features count-alloc`: a short extra pass per gateway rung
+    /// counts its heap allocations per request ([`peers::bench::alloc_pass`]).
+    pub alloc_ringgate: Option<PathBuf>,
 }
 
 /// One finished run.
@@ -179,10 +190,14 @@ pub struct TaxConfig {
 pub struct RungRun {
     /// Rung.
     pub rung: Rung,
+    /// Who served it (ringgate for `direct` too, where nobody is in between).
+    pub peer: Peer,
     /// Repetition (from 1).
     pub rep: usize,
     /// Its report.
     pub report: RunReport,
+    /// Heap allocations per request of the counting build on this rung (ringgate's rows).
+    pub allocs_per_req: Option<f64>,
 }
 
 /// `n` distinct loopback addresses free right now: all bound at once, then released, so no two
@@ -358,14 +373,25 @@ pub fn tax(cfg: &TaxConfig) -> Result<String, String> {
     let endpoints = ports;
     let (config, scenario) = write_topology(&t, &dir, listen, &endpoints)?;
     let upstream = start_upstreams(cfg, &endpoints, &work)?;
+    let bench = peers::bench::PeerBench {
+        topology: &t,
+        endpoints: &endpoints,
+        listen,
+        setup: peers::PeerSetup {
+            dir: work.join("peers"),
+            access_log: work.join("peers").join("access.log"),
+            limit_rps: peers::DEFAULT_LIMIT_RPS,
+            ..peers::PeerSetup::default()
+        },
+    };
     let result = run_ladder(
         cfg,
         &config,
         &scenario,
-        listen,
-        endpoints[0],
+        (listen, endpoints[0]),
         &upstream,
         &dir,
+        &bench,
     );
     upstream.stop(Duration::from_secs(3));
     let _ = std::fs::remove_dir_all(&work);
@@ -377,10 +403,10 @@ fn run_ladder(
     cfg: &TaxConfig,
     config: &Path,
     scenario: &Path,
-    listen: SocketAddr,
-    direct: SocketAddr,
+    (listen, direct): (SocketAddr, SocketAddr),
     upstream: &Proc,
     dir: &Path,
+    bench: &peers::bench::PeerBench<'_>,
 ) -> Result<Vec<RungRun>, String> {
     let work = work_dir();
     let mut runs = Vec::new();
@@ -414,11 +440,28 @@ fn run_ladder(
                 .join(format!("{}-r{rep}.json", rung.name()));
             let text = serde_json::to_string_pretty(&r).map_err(io_err)?;
             std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+            let allocs_per_req = match rung.features() {
+                Some(_) => {
+                    peers::bench::alloc_pass(cfg, config, scenario, listen, upstream.pid(), &work)?
+                }
+                None => None,
+            };
             runs.push(RungRun {
                 rung: *rung,
+                peer: Peer::Ringgate,
                 rep,
                 report: r,
+                allocs_per_req,
             });
+            runs.extend(peers::bench::peer_runs(
+                cfg,
+                bench,
+                *rung,
+                rep,
+                scenario,
+                upstream.pid(),
+                dir,
+            )?);
         }
     }
     Ok(runs)

@@ -1,14 +1,17 @@
-//! The tax table: per rung, the median over repetitions of p50/p99/p99.9 response time, the
+//! The tax table: per rung and gateway (ringgate, then each peer that has the rung's features,
+//! see [`super::peers::supports`]), the median over repetitions of p50/p99/p99.9 response time, the
 //! latency added over `direct` at each percentile, and CPU per request of the gateway and of the
 //! upstreams, with how many runs were valid. Written as `summary.md` and `summary.json` beside
 //! the generated config, scenario and every run's JSON, with `plots/spectrum.svg` overlaying
-//! each rung's median run.
+//! each rung's median run. With a counting build (`--alloc-ringgate`), ringgate's rows also give
+//! heap allocations per request.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
 
+use super::peers::{supports, Peer};
 use super::topology::Topology;
 use super::{Rung, RungRun, TaxConfig};
 use crate::compare::summary::Spread;
@@ -20,6 +23,8 @@ use crate::units::fmt_nanos;
 pub struct TaxRow {
     /// Rung.
     pub rung: Rung,
+    /// The gateway serving it (`None` for `direct`).
+    pub peer: Option<Peer>,
     /// Runs, and how many were valid.
     pub runs: usize,
     /// Valid runs (figures are medians over these when there are any, else over all).
@@ -45,6 +50,8 @@ pub struct TaxRow {
     pub achieved: Spread,
     /// Responses that were not 2xx/3xx, transport errors and timeouts, summed over runs.
     pub failures: u64,
+    /// Heap allocations per request (median over the counting passes; ringgate only).
+    pub allocs_per_req: Option<f64>,
 }
 
 /// The whole summary.
@@ -72,7 +79,9 @@ pub struct TaxSummary {
     pub reps: usize,
     /// Where each part ran (`taskset -c` lists; empty: unpinned).
     pub placement: String,
-    /// One row per rung, ladder order.
+    /// Peers asked for (besides ringgate).
+    pub peers: Vec<Peer>,
+    /// One row per rung and gateway, ladder order, ringgate first within a rung.
     pub rows: Vec<TaxRow>,
 }
 
@@ -83,7 +92,7 @@ fn account_us(r: &crate::run::RunReport, name: &str) -> f64 {
         .map_or(0.0, |a| a.us_per_success)
 }
 
-fn row(rung: Rung, runs: &[&RungRun]) -> TaxRow {
+fn row(rung: Rung, peer: Peer, runs: &[&RungRun]) -> TaxRow {
     let valid: Vec<&&RungRun> = runs
         .iter()
         .filter(|r| r.report.verdict == Verdict::Valid)
@@ -96,8 +105,10 @@ fn row(rung: Rung, runs: &[&RungRun]) -> TaxRow {
     let fig = |f: &dyn Fn(&crate::run::RunReport) -> f64| {
         Spread::of(used.iter().map(|r| f(&r.report)).collect())
     };
+    let allocs: Vec<f64> = runs.iter().filter_map(|r| r.allocs_per_req).collect();
     TaxRow {
         rung,
+        peer: rung.features().map(|_| peer),
         runs: runs.len(),
         valid: valid.len(),
         p50_ns: fig(&|r| r.latency.response.p50_ns as f64),
@@ -116,18 +127,31 @@ fn row(rung: Rung, runs: &[&RungRun]) -> TaxRow {
                 (c.completed - c.success.min(c.completed)) + c.errors + c.timeouts
             })
             .sum(),
+        allocs_per_req: (!allocs.is_empty()).then(|| Spread::of(allocs).median),
     }
 }
 
-/// The rows of `runs`, in the order of `rungs`, with added latency against `direct`.
+/// The rows of `runs`, in the order of `rungs` (within a rung: ringgate, then the peers in the
+/// order they ran), with added latency against `direct`.
 pub fn rows(rungs: &[Rung], runs: &[RungRun]) -> Vec<TaxRow> {
-    let mut rows: Vec<TaxRow> = rungs
-        .iter()
-        .filter_map(|rung| {
-            let mine: Vec<&RungRun> = runs.iter().filter(|r| r.rung == *rung).collect();
-            (!mine.is_empty()).then(|| row(*rung, &mine))
-        })
-        .collect();
+    let mut rows = Vec::new();
+    for rung in rungs {
+        let mut peers: Vec<Peer> = vec![Peer::Ringgate];
+        for r in runs.iter().filter(|r| r.rung == *rung) {
+            if !peers.contains(&r.peer) {
+                peers.push(r.peer);
+            }
+        }
+        for peer in peers {
+            let mine: Vec<&RungRun> = runs
+                .iter()
+                .filter(|r| r.rung == *rung && r.peer == peer)
+                .collect();
+            if !mine.is_empty() {
+                rows.push(row(*rung, peer, &mine));
+            }
+        }
+    }
     if let Some(d) = rows.iter().find(|r| r.rung == Rung::Direct).cloned() {
         for r in &mut rows {
             r.added_p50_ns = r.p50_ns.median - d.p50_ns.median;
@@ -164,16 +188,21 @@ pub fn markdown(s: &TaxSummary) -> String {
         s.seed, s.routes, s.upstreams, s.replicas, s.request_kinds, s.rate, s.duration_s, s.reps
     );
     let _ = writeln!(md, "Placement: {}.\n", s.placement);
+    md.push_str(&peers_note(s));
     let _ = writeln!(
         md,
-        "| rung | valid | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | target CPU us/req | upstream CPU us/req | achieved/s | failures |"
+        "| rung | gateway | valid | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | target CPU us/req | upstream CPU us/req | allocs/req | achieved/s | failures |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for r in &s.rows {
         let _ = writeln!(
             md,
-            "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.0} | {} |",
+            "| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {:.0} | {} |",
             r.rung.name(),
+            r.peer.map_or("-", Peer::name),
             r.valid,
             r.runs,
             fmt_nanos(r.p50_ns.median),
@@ -184,11 +213,37 @@ pub fn markdown(s: &TaxSummary) -> String {
             added(r.added_p999_ns),
             r.target_cpu_us.median,
             r.upstream_cpu_us.median,
+            r.allocs_per_req.map_or("-".into(), |a| format!("{a:.1}")),
             r.achieved.median,
             r.failures
         );
     }
     md
+}
+
+/// What the peer rows are and which (peer, rung) pairs have none.
+fn peers_note(s: &TaxSummary) -> String {
+    let mut o = String::from(
+        "Gateway: who served the rung. A peer (nginx, HAProxy) gets a row at a rung only when it \
+         has every feature of that rung and of the rungs below it (rungs are cumulative), so each \
+         row does the same work as ringgate's on the rung; configs are in `peers/`. allocs/req: \
+         heap allocations per request of a ringgate built with `--features count-alloc`, from a \
+         separate short pass per rung (`-`: not measured).",
+    );
+    let mut rungs: Vec<Rung> = s.rows.iter().map(|r| r.rung).collect();
+    rungs.dedup();
+    for peer in &s.peers {
+        let missing: Vec<&str> = rungs
+            .iter()
+            .filter(|r| r.features().is_some() && !supports(*peer, **r))
+            .map(|r| r.name())
+            .collect();
+        if !missing.is_empty() {
+            let _ = write!(o, " No {} rows at: {}.", peer.name(), missing.join(", "));
+        }
+    }
+    o.push_str("\n\n");
+    o
 }
 
 /// The percentile spectra of each rung's run whose p50 is nearest its row's median.
@@ -197,14 +252,21 @@ fn spectrum(rows: &[TaxRow], runs: &[RungRun]) -> String {
         .iter()
         .filter_map(|row| {
             runs.iter()
-                .filter(|r| r.rung == row.rung)
+                .filter(|r| r.rung == row.rung && row.peer.is_none_or(|p| p == r.peer))
                 .min_by_key(|r| {
                     (r.report.latency.response.p50_ns as f64 - row.p50_ns.median).abs() as u64
                 })
-                .map(|r| (row.rung.name().to_string(), &r.report))
+                .map(|r| (label(row), &r.report))
         })
         .collect();
     crate::report::plot::spectrum_svg(&picked)
+}
+
+fn label(row: &TaxRow) -> String {
+    match row.peer {
+        None | Some(Peer::Ringgate) => row.rung.name().to_string(),
+        Some(p) => format!("{} {}", p.name(), row.rung.name()),
+    }
 }
 
 /// Builds the summary of `runs` and writes `summary.md` and `summary.json` into `dir`.
@@ -232,6 +294,7 @@ pub fn write(
             cfg.upstream_cpus,
             std::thread::available_parallelism().map_or(0, |n| n.get())
         ),
+        peers: cfg.peers.clone(),
         rows: rows(&cfg.rungs, runs),
     };
     let plots = dir.join("plots");
@@ -264,6 +327,8 @@ mod tests {
         };
         RungRun {
             rung,
+            peer: Peer::Ringgate,
+            allocs_per_req: None,
             rep: 1,
             report: RunReport {
                 tool: "ringbench".into(),
@@ -280,6 +345,7 @@ mod tests {
                 latency,
                 spectrum: Vec::new(),
                 kinds: Vec::new(),
+                groups: Vec::new(),
                 generator: GeneratorReport::default(),
                 target_cpu: None,
                 cpu_accounts: vec![TargetCpuReport {
@@ -332,8 +398,10 @@ mod tests {
             duration_s: 1.0,
             reps: 3,
             placement: "unpinned".into(),
+            peers: vec![Peer::Nginx],
             rows,
         });
-        assert!(md.contains("| passthrough | 2/3 |"), "{md}");
+        assert!(md.contains("| passthrough | ringgate | 2/3 |"), "{md}");
+        assert!(md.contains("| direct | - | 3/3 |"), "{md}");
     }
 }

@@ -78,6 +78,8 @@ pub struct RequestKind {
     pub headers: Vec<(String, String)>,
     /// Request body size.
     pub body_bytes: usize,
+    /// Latency group: `api` (small requests), `bulk` (1-10 MiB bodies) or `stream`.
+    pub group: &'static str,
 }
 
 /// The generated topology.
@@ -124,6 +126,7 @@ fn kind(name: String, weight: f64, method: &'static str, host: &str, path: Strin
         path,
         headers: Vec::new(),
         body_bytes: 0,
+        group: "api",
     }
 }
 
@@ -269,29 +272,36 @@ fn bulk_routes(t: &mut Topology, rng: &mut Rng) {
             format!("/upload/{mib}"),
         );
         k.body_bytes = mib * MIB;
+        k.group = "bulk";
         t.requests.push(k);
-        t.requests.push(kind(
+        let mut k = kind(
             format!("download {mib} MiB"),
             between(rng, 0.05, 0.3),
             "GET",
             "files.tax.test",
             format!("/chunked?n={mib}&size={MIB}"),
-        ));
+        );
+        k.group = "bulk";
+        t.requests.push(k);
     }
-    t.requests.push(kind(
+    let mut k = kind(
         "chunked stream".into(),
         between(rng, 0.5, 1.5),
         "GET",
         "files.tax.test",
         format!("/chunked?n={}&size=256", 8 + rng.below(56)),
-    ));
-    t.requests.push(kind(
+    );
+    k.group = "stream";
+    t.requests.push(k);
+    let mut k = kind(
         "sse stream".into(),
         between(rng, 0.5, 1.5),
         "GET",
         API_HOST,
         format!("/sse?n={}", 4 + rng.below(28)),
-    ));
+    );
+    k.group = "stream";
+    t.requests.push(k);
     let mut r = route("health".into(), PathMatch::Exact("/healthz".into()), 0);
     r.methods = vec!["GET", "HEAD"];
     t.routes.push(r);
@@ -416,12 +426,13 @@ pub fn scenario_toml(t: &Topology) -> String {
     for k in &t.requests {
         let _ = writeln!(
             o,
-            "[[requests]]\nname = {}\nweight = {}\nmethod = {}\nhost = {}\npath = {}",
+            "[[requests]]\nname = {}\nweight = {}\nmethod = {}\nhost = {}\npath = {}\ngroup = {}",
             q(&k.name),
             k.weight,
             q(k.method),
             q(&k.host),
-            q(&k.path)
+            q(&k.path),
+            q(k.group)
         );
         if !k.headers.is_empty() {
             let hs: Vec<String> = k

@@ -1,5 +1,5 @@
 //! Running a started gateway until it is stopped: signals (SIGHUP reloads, SIGUSR1 reopens the
-//! access log, SIGINT/SIGTERM drain), config file watching, the admin API, and offering the
+//! access log, SIGUSR2 reports heap allocations, SIGINT/SIGTERM drain), config file watching, the admin API, and offering the
 //! listening sockets to a successor. `serve`, `demo` and `proxy` all end here.
 
 use super::{serve::bind_admin, CmdResult};
@@ -52,8 +52,17 @@ enum Event {
     HandedOver,
 }
 
+/// SIGUSR2: the heap allocation total of a `--features count-alloc` build (read by `ringbench
+/// tax --alloc-ringgate`); other builds say they do not count.
+fn report_allocations() {
+    #[cfg(feature = "count-alloc")]
+    eprintln!("ringgate: heap allocations {}", crate::GLOBAL.allocations());
+    #[cfg(not(feature = "count-alloc"))]
+    eprintln!("ringgate: heap allocations not counted (build with --features count-alloc)");
+}
+
 /// Runs until a stop signal or a completed handoff: reloads on SIGHUP and file changes, reopens
-/// the access log on SIGUSR1, serves the admin API, offers the sockets on `handoff`.
+/// the access log on SIGUSR1, reports heap allocations on SIGUSR2, serves the admin API, offers the sockets on `handoff`.
 pub fn run_until_stopped(
     gw: RunningGateway,
     control: Arc<Control>,
@@ -61,9 +70,10 @@ pub fn run_until_stopped(
     handoff: Option<PathBuf>,
     took_over: bool,
 ) -> CmdResult {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
     let (tx, rx) = crossbeam_channel::unbounded::<Event>();
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])?;
     let sig_tx = tx.clone();
     std::thread::Builder::new()
         .name("ringgate-signals".into())
@@ -102,6 +112,7 @@ pub fn run_until_stopped(
                     eprintln!("ringgate: SIGUSR1: access log reopened");
                 }
             }
+            Ok(Event::Signal(SIGUSR2)) => report_allocations(),
             Ok(Event::Signal(sig)) => {
                 eprintln!("ringgate: signal {sig}: draining");
                 break false;
