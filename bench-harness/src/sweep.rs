@@ -62,7 +62,7 @@ pub struct SweepReport {
     pub stopped: String,
 }
 
-fn point(rate: f64, r: &run::RunReport, slo: &Slo) -> Point {
+pub(crate) fn point(rate: f64, r: &run::RunReport, slo: &Slo) -> Point {
     let c = &r.counts;
     let five: u64 = c
         .statuses

@@ -6,6 +6,7 @@ pub mod plot_cmd;
 pub mod run_cmd;
 pub mod sweep_cmd;
 pub mod tax_cmd;
+pub mod tax_modes;
 pub mod upstream_cmd;
 
 use clap::{Parser, Subcommand};

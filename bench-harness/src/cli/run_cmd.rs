@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// alive); with 1 every request pays a connect, and over https a handshake.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub requests_per_conn: u64,
+    /// Further addresses serving the same URL (e.g. a second gateway process, ADDR,ADDR):
+    /// connections are spread over the URL's address and these, in turn.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub also_at: Vec<std::net::SocketAddr>,
     /// https: PEM CA bundle that verifies the server's certificate (or give --insecure).
     #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
     pub ca: Option<PathBuf>,
@@ -197,6 +201,7 @@ impl RunArgs {
             .unwrap_or_else(|| self.cpus.as_ref().map_or(1, |c| c.len().max(1)));
         Ok(RunConfig {
             target,
+            also_at: self.also_at.clone(),
             plan: Arc::new(plan),
             schedule,
             process: self.arrival,

@@ -15,6 +15,9 @@ pub struct TaxArgs {
     /// Report name: the folder under --out.
     #[arg(long, default_value = "tax")]
     pub name: String,
+    /// The ceiling, profile, soak and rolling-restart modes.
+    #[command(flatten)]
+    pub modes: super::tax_modes::ModeArgs,
     /// Topology seed (same seed, same config and scenario, byte for byte).
     #[arg(long, default_value_t = topology::DEFAULT_SEED)]
     pub seed: u64,
@@ -173,6 +176,9 @@ pub fn run(args: TaxArgs) -> i32 {
         peers,
         alloc_ringgate: args.alloc_ringgate.clone(),
     };
+    if !super::tax_modes::is_ladder(&args.modes) {
+        return super::tax_modes::run(&args.modes, &cfg);
+    }
     match tax::tax(&cfg) {
         Ok(md) => {
             println!("{md}");

@@ -59,8 +59,8 @@ pub struct EngineConfig {
     pub threads: usize,
     /// CPU to pin to.
     pub cpu: Option<usize>,
-    /// Target address.
-    pub addr: SocketAddr,
+    /// Target addresses: new connections go to each in turn.
+    pub addrs: Vec<SocketAddr>,
     /// Requests to send.
     pub plan: Arc<Plan>,
     /// Arrival schedule (the whole rate; this thread takes its share).
@@ -365,7 +365,8 @@ impl Engine {
     }
 
     fn start_connect(&mut self, now: Instant) {
-        match Conn::connect(self.cfg.addr, now) {
+        let turn = self.cfg.index + self.stats.connections as usize;
+        match Conn::connect(self.cfg.addrs[turn % self.cfg.addrs.len()], now) {
             Ok(conn) => {
                 let slot = self.free_slots.pop().unwrap_or_else(|| {
                     self.conns.push(None);

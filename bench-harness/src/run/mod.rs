@@ -63,6 +63,9 @@ pub enum RunError {
 pub struct RunConfig {
     /// Where to send.
     pub target: Target,
+    /// Further addresses serving the same target (e.g. a second gateway process): connections
+    /// are spread over the target's address and these in turn, each thread starting at its own.
+    pub also_at: Vec<std::net::SocketAddr>,
     /// What to send.
     pub plan: Arc<Plan>,
     /// When to send (the warmup is its first part).
@@ -105,6 +108,7 @@ impl RunConfig {
     pub fn simple(target: Target, plan: Plan, rate: f64, duration: Duration) -> Self {
         Self {
             target,
+            also_at: Vec::new(),
             plan: Arc::new(plan),
             schedule: Schedule::constant(rate, duration),
             process: ArrivalProcess::Fixed,
@@ -177,7 +181,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, RunError> {
                 .as_ref()
                 .filter(|c| !c.is_empty())
                 .map(|c| c[i % c.len()]),
-            addr: cfg.target.addr,
+            addrs: std::iter::once(cfg.target.addr)
+                .chain(cfg.also_at.iter().copied())
+                .collect(),
             plan: Arc::clone(&cfg.plan),
             schedule: cfg.schedule.clone(),
             process: cfg.process,

@@ -25,6 +25,17 @@ pub mod report;
 pub mod stand;
 pub mod topology;
 
+// The modes beyond the ladder (`ringbench tax --mode ceiling,profile,soak,rolling`).
+pub mod bench;
+pub mod ceiling;
+pub mod flame;
+pub mod panels;
+pub mod profile;
+pub mod rolling;
+pub mod sampler;
+pub mod soak;
+pub mod stalls;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -107,6 +118,20 @@ impl Rung {
         }
     }
 
+    /// Whether ringgate's config generator has this rung's features yet (`direct` always).
+    pub fn is_built(self) -> bool {
+        self.features().is_none_or(|f| f == Features::default())
+    }
+
+    /// The fullest rung that is built: the default of the ceiling, soak and profile modes.
+    pub fn fullest_built() -> Self {
+        Self::ALL
+            .into_iter()
+            .rev()
+            .find(|r| r.is_built())
+            .unwrap_or(Rung::Passthrough)
+    }
+
     /// The gateway features of this rung (its own and every rung's below it); `None` for
     /// `direct` (no gateway).
     pub fn features(self) -> Option<Features> {
@@ -125,7 +150,7 @@ impl Rung {
 }
 
 /// A tax run to make.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct TaxConfig {
     /// Report name (folder under `out`).
     pub name: String,
@@ -189,7 +214,7 @@ pub struct RungRun {
 
 /// `n` distinct loopback addresses free right now: all bound at once, then released, so no two
 /// are the same port.
-fn distinct_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
+pub(crate) fn distinct_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
     let held = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<std::io::Result<Vec<_>>>()?;
@@ -197,16 +222,20 @@ fn distinct_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
 }
 
 /// Scratch space of this process (logs, the ringgate profile), removed at the end.
-fn work_dir() -> PathBuf {
+pub(crate) fn work_dir() -> PathBuf {
     std::env::temp_dir().join(format!("ringbench-tax-{}", std::process::id()))
 }
 
-fn io_err(e: impl std::fmt::Display) -> String {
+pub(crate) fn io_err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
 /// The stub upstreams: one process listening on every replica's port.
-fn start_upstreams(cfg: &TaxConfig, endpoints: &[SocketAddr], work: &Path) -> Result<Proc, String> {
+pub(crate) fn start_upstreams(
+    cfg: &TaxConfig,
+    endpoints: &[SocketAddr],
+    work: &Path,
+) -> Result<Proc, String> {
     let exe = match &cfg.ringbench {
         Some(p) => p.clone(),
         None => std::env::current_exe().map_err(io_err)?,

@@ -1,0 +1,192 @@
+//! The stand the ceiling, soak, profile and rolling-restart modes share: the seeded topology's
+//! stub upstreams, the scenario, and ringgate configs for a rung with the admin listener on (the
+//! soak reads `/metrics` from it). Each mode brings it up, runs, and takes it down.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::{distinct_ports, io_err, start_upstreams, topology, work_dir};
+use super::{Rung, TaxConfig};
+use crate::compare::procs::{wait_http_ok, Proc};
+use crate::run::{Plan, RunConfig, Schedule, Target};
+
+/// The running stand.
+pub struct Bench {
+    /// The topology.
+    pub t: topology::Topology,
+    /// The report folder.
+    pub dir: PathBuf,
+    /// Scratch space (logs), removed by [`Bench::down`].
+    pub work: PathBuf,
+    /// Replica addresses (all served by `upstream`).
+    pub endpoints: Vec<SocketAddr>,
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// The stub upstreams.
+    pub upstream: Proc,
+}
+
+/// One ringgate config written by [`Bench::gateway_config`].
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// The file.
+    pub path: PathBuf,
+    /// Client listener.
+    pub listen: SocketAddr,
+    /// Admin listener (`/metrics`).
+    pub admin: SocketAddr,
+}
+
+/// The text of `rung`'s ringgate config. The one place that asks the topology for a rung's
+/// config: once the generator takes [`Rung::features`], they are passed here.
+fn rung_toml(t: &topology::Topology, rung: Rung, listen: SocketAddr, eps: &[SocketAddr]) -> String {
+    let _features = rung.features();
+    topology::gateway_toml(t, listen, eps)
+}
+
+/// The admin address of a config that already has an `[admin]` section.
+fn admin_of(text: &str) -> Option<SocketAddr> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    doc.get("admin")?.get("address")?.as_str()?.parse().ok()
+}
+
+impl Bench {
+    /// Writes the topology and scenario into `dir` and starts the stub upstreams.
+    pub fn up(cfg: &TaxConfig, dir: &Path) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::write(dir.join("command.txt"), format!("{}\n", cfg.command_line))
+            .map_err(io_err)?;
+        // One scratch folder per stand: tests bring several up in one process.
+        static STANDS: AtomicUsize = AtomicUsize::new(0);
+        let work = work_dir().join(format!("stand-{}", STANDS.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&work).map_err(io_err)?;
+        let t = topology::generate(cfg.seed, cfg.upstreams, cfg.replicas);
+        let endpoints = distinct_ports(t.upstreams.len() * t.replicas).map_err(io_err)?;
+        let scenario = dir.join("scenario.toml");
+        std::fs::write(&scenario, topology::scenario_toml(&t)).map_err(io_err)?;
+        let upstream = start_upstreams(cfg, &endpoints, &work)?;
+        Ok(Self {
+            t,
+            dir: dir.to_path_buf(),
+            work,
+            endpoints,
+            scenario,
+            upstream,
+        })
+    }
+
+    /// Where the `direct` rung sends (one replica: they are all the same stub process).
+    pub fn direct(&self) -> SocketAddr {
+        self.endpoints[0]
+    }
+
+    /// Writes `rung`'s config as `name` into the report folder, on fresh listen and admin ports
+    /// (an `[admin]` section is added unless the rung's config has one).
+    pub fn gateway_config(&self, rung: Rung, name: &str) -> Result<GatewayConfig, String> {
+        let ports = distinct_ports(2).map_err(io_err)?;
+        let mut text = rung_toml(&self.t, rung, ports[0], &self.endpoints);
+        let admin = match admin_of(&text) {
+            Some(a) => a,
+            None => {
+                text.push_str(&format!("\n[admin]\naddress = \"{}\"\n", ports[1]));
+                ports[1]
+            }
+        };
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(GatewayConfig {
+            path,
+            listen: ports[0],
+            admin,
+        })
+    }
+
+    /// Starts ringgate on `gc` and waits until its listener answers.
+    pub fn start_gateway(&self, cfg: &TaxConfig, gc: &GatewayConfig) -> Result<Proc, String> {
+        let p = self.start_ringgate(cfg, &cfg.ringgate, gc, &[], "ringgate.log")?;
+        if let Err(e) = wait_http_ok(gc.listen, "/healthz", Duration::from_secs(15)) {
+            p.stop(Duration::from_secs(2));
+            let log = std::fs::read_to_string(self.work.join("ringgate.log")).unwrap_or_default();
+            return Err(format!(
+                "ringgate did not come up: {e}; log: {}",
+                log.trim()
+            ));
+        }
+        Ok(p)
+    }
+
+    /// Starts `binary serve` on `gc` pinned to `cfg.target_cpus` (one worker per CPU listed),
+    /// with `extra` arguments, output to `log` in the scratch space; does not wait.
+    pub fn start_ringgate(
+        &self,
+        cfg: &TaxConfig,
+        binary: &Path,
+        gc: &GatewayConfig,
+        extra: &[String],
+        log: &str,
+    ) -> Result<Proc, String> {
+        let profile = self.work.join("ringgate-profile.toml");
+        let cpus: Vec<&str> = cfg
+            .target_cpus
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .collect();
+        std::fs::write(
+            &profile,
+            format!("[workers]\ncpus = [{}]\n", cpus.join(", ")),
+        )
+        .map_err(io_err)?;
+        let mut args = vec![
+            "serve".to_string(),
+            "--config".into(),
+            gc.path.display().to_string(),
+        ];
+        args.extend(["--profile".into(), profile.display().to_string()]);
+        args.extend(extra.iter().cloned());
+        let program = binary.display().to_string();
+        Proc::start(
+            "ringgate",
+            &cfg.target_cpus,
+            &program,
+            &args,
+            &self.work.join(log),
+        )
+        .map_err(|e| format!("ringgate {program}: {e}"))
+    }
+
+    /// The run every mode makes: the scenario against `addr` at `rate` for `cfg.warmup +
+    /// cfg.duration`, with the tax's generator placement and self-check limits (as the ladder's).
+    pub fn run_config(
+        &self,
+        cfg: &TaxConfig,
+        addr: SocketAddr,
+        rate: f64,
+    ) -> Result<RunConfig, String> {
+        let target = Target::parse(&format!("http://{addr}/")).map_err(io_err)?;
+        let plan = Plan::from_scenario(&self.scenario, &target).map_err(io_err)?;
+        let total = cfg.warmup + cfg.duration;
+        let mut rc = RunConfig::simple(target, plan, rate, total);
+        rc.schedule = Schedule::constant(rate, total);
+        rc.warmup = cfg.warmup;
+        rc.cpus = cfg.generator_cpus.clone();
+        rc.threads = cfg.generator_cpus.as_ref().map_or(1, |c| c.len().max(1));
+        rc.conns = cfg.conns;
+        rc.seed = cfg.seed;
+        rc.thresholds = cfg.thresholds;
+        // Downloads of 10 MiB at a low rate take longer than a small request's default deadline.
+        rc.timeout = Duration::from_secs(30);
+        Ok(rc)
+    }
+
+    /// Stops the upstreams and removes the scratch space.
+    pub fn down(self) {
+        self.upstream.stop(Duration::from_secs(3));
+        let _ = std::fs::remove_dir_all(&self.work);
+        if let Some(parent) = self.work.parent() {
+            // Removed when it is empty (no other stand of this process is up).
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
