@@ -59,8 +59,8 @@ fn config(name: &str, rate: f64, duration: Duration) -> TaxConfig {
     }
 }
 
-fn stand(cfg: &TaxConfig) -> Bench {
-    Bench::up(cfg, &cfg.out.join(&cfg.name)).unwrap()
+fn stand(cfg: &TaxConfig, rung: Rung) -> Bench {
+    Bench::up(cfg, &cfg.out.join(&cfg.name), rung).unwrap()
 }
 
 /// Removes a passed test's report folder (a failed one keeps it for a look).
@@ -92,7 +92,7 @@ fn ceiling_search_runs_direct_and_the_rung_per_step_with_the_stall_meter() {
     cfg.thresholds.max_generator_cpu = 1.1;
     cfg.thresholds.max_core_busy = 1.1;
     cfg.thresholds.min_in_window = 0.5;
-    let bench = stand(&cfg);
+    let bench = stand(&cfg, Rung::Passthrough);
     let cc = CeilingConfig {
         rung: Rung::Passthrough,
         budget: Duration::from_secs(1),
@@ -135,12 +135,13 @@ fn ceiling_search_runs_direct_and_the_rung_per_step_with_the_stall_meter() {
 fn soak_samples_every_second_and_writes_csv_json_svg_and_a_verdict() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = config("soak", 40.0, Duration::from_secs(1));
-    let bench = stand(&cfg);
+    // The full chain: the stand brings its tokens, Redis and certificate, the load goes over TLS.
+    let bench = stand(&cfg, Rung::full_chain());
     let every = Duration::from_secs(1);
     let r = soak::soak(
         &cfg,
         &bench,
-        Rung::Passthrough,
+        Rung::full_chain(),
         40.0,
         Duration::from_secs(4),
         every,
@@ -249,7 +250,7 @@ fn profile_at_a_rate_writes_the_flame_graph_and_names_the_bound() {
         return;
     }
     let cfg = config("profile", 40.0, Duration::from_secs(2));
-    let bench = stand(&cfg);
+    let bench = stand(&cfg, Rung::Passthrough);
     let p = profile::profile(&cfg, &bench, Rung::Passthrough, 40.0, "fp", true);
     bench.down();
     let p = p.unwrap();
@@ -280,7 +281,7 @@ fn profile_at_a_rate_writes_the_flame_graph_and_names_the_bound() {
 fn rolling_restart_hands_both_gateways_over_under_load_with_no_client_error() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = config("rolling", 60.0, Duration::from_secs(6));
-    let bench = stand(&cfg);
+    let bench = stand(&cfg, Rung::Passthrough);
     let r = rolling::rolling(&cfg, &bench, Rung::Passthrough, 60.0, None);
     bench.down();
     let r = r.unwrap();

@@ -1,16 +1,21 @@
 //! The stand the ceiling, soak, profile and rolling-restart modes share: the seeded topology's
-//! stub upstreams, the scenario, and ringgate configs for a rung with the admin listener on (the
-//! soak reads `/metrics` from it). Each mode brings it up, runs, and takes it down.
+//! stub upstreams, the scenario, what the mode's rung needs (signing keys and tokens, Redis for
+//! limits, a certificate for TLS: the ladder's [`super::prepare`]), and ringgate configs for the
+//! rung with the admin listener on (the soak reads `/metrics` from it). Each mode brings it up,
+//! runs, and takes it down. The modes do not rotate keys: their tokens live for hours.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{distinct_ports, io_err, start_upstreams, topology, work_dir};
-use super::{Rung, TaxConfig};
+use super::{distinct_ports, io_err, prepare, stand, start_upstreams, topology, work_dir};
+use super::{Rung, Stage, TaxConfig};
 use crate::compare::procs::{wait_http_ok, Proc};
-use crate::run::{Plan, RunConfig, Schedule, Target};
+use crate::run::{Plan, RunConfig, Schedule, Target, TlsOptions};
+
+/// How long the modes' tokens stay valid (a ceiling search, a profile and a soak).
+const MODE_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// The running stand.
 pub struct Bench {
@@ -26,6 +31,12 @@ pub struct Bench {
     pub scenario: PathBuf,
     /// The stub upstreams.
     pub upstream: Proc,
+    /// Keys, certificate and feature settings of the rung.
+    stage: Stage,
+    /// Redis, when the rung has limits.
+    redis: Option<Proc>,
+    /// The rung has TLS towards clients (runs to a gateway go over `https://`).
+    tls: bool,
 }
 
 /// One ringgate config written by [`Bench::gateway_config`].
@@ -39,11 +50,16 @@ pub struct GatewayConfig {
     pub admin: SocketAddr,
 }
 
-/// The text of `rung`'s ringgate config. The one place that asks the topology for a rung's
-/// config: once the generator takes [`Rung::features`], they are passed here.
-fn rung_toml(t: &topology::Topology, rung: Rung, listen: SocketAddr, eps: &[SocketAddr]) -> String {
-    let _features = rung.features();
-    topology::gateway_toml(t, listen, eps)
+/// The text of `rung`'s ringgate config on `listen`, its admin API on `admin` for feature rungs.
+fn rung_toml(
+    t: &topology::Topology,
+    (rung, stage): (Rung, &Stage),
+    (listen, admin): (SocketAddr, SocketAddr),
+    eps: &[SocketAddr],
+) -> String {
+    let mut edge = stage.edge.clone();
+    edge.admin = admin;
+    topology::rung_toml(t, listen, eps, stand::rung_edge(&edge, rung).as_ref())
 }
 
 /// The admin address of a config that already has an `[admin]` section.
@@ -54,7 +70,7 @@ fn admin_of(text: &str) -> Option<SocketAddr> {
 
 impl Bench {
     /// Writes the topology and scenario into `dir` and starts the stub upstreams.
-    pub fn up(cfg: &TaxConfig, dir: &Path) -> Result<Self, String> {
+    pub fn up(cfg: &TaxConfig, dir: &Path, rung: Rung) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         std::fs::write(dir.join("command.txt"), format!("{}\n", cfg.command_line))
             .map_err(io_err)?;
@@ -63,10 +79,38 @@ impl Bench {
         let work = work_dir().join(format!("stand-{}", STANDS.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir_all(&work).map_err(io_err)?;
         let t = topology::generate(cfg.seed, cfg.upstreams, cfg.replicas);
-        let endpoints = distinct_ports(t.upstreams.len() * t.replicas).map_err(io_err)?;
+        let mut endpoints = distinct_ports(t.upstreams.len() * t.replicas + 3).map_err(io_err)?;
+        let (listen, admin, redis) = (
+            endpoints.remove(0),
+            endpoints.remove(0),
+            endpoints.remove(0),
+        );
         let scenario = dir.join("scenario.toml");
         std::fs::write(&scenario, topology::scenario_toml(&t)).map_err(io_err)?;
-        let upstream = start_upstreams(cfg, &endpoints, &work)?;
+        let mut one = cfg.clone();
+        one.rungs = vec![rung];
+        let stage = prepare(
+            &one,
+            &t,
+            (dir, &work),
+            [listen, admin, redis, endpoints[0]],
+            &endpoints,
+            MODE_TOKEN_TTL,
+        )?;
+        let features = rung.features().unwrap_or_default();
+        let redis = match features.limit {
+            true => Some(stand::start_redis(redis.port(), &work)?),
+            false => None,
+        };
+        let upstream = match start_upstreams(cfg, &endpoints, &work) {
+            Ok(u) => u,
+            Err(e) => {
+                if let Some(r) = redis {
+                    r.stop(Duration::from_secs(3));
+                }
+                return Err(e);
+            }
+        };
         Ok(Self {
             t,
             dir: dir.to_path_buf(),
@@ -74,6 +118,9 @@ impl Bench {
             endpoints,
             scenario,
             upstream,
+            stage,
+            redis,
+            tls: features.tls,
         })
     }
 
@@ -86,7 +133,12 @@ impl Bench {
     /// (an `[admin]` section is added unless the rung's config has one).
     pub fn gateway_config(&self, rung: Rung, name: &str) -> Result<GatewayConfig, String> {
         let ports = distinct_ports(2).map_err(io_err)?;
-        let mut text = rung_toml(&self.t, rung, ports[0], &self.endpoints);
+        let mut text = rung_toml(
+            &self.t,
+            (rung, &self.stage),
+            (ports[0], ports[1]),
+            &self.endpoints,
+        );
         let admin = match admin_of(&text) {
             Some(a) => a,
             None => {
@@ -106,7 +158,8 @@ impl Bench {
     /// Starts ringgate on `gc` and waits until its listener answers.
     pub fn start_gateway(&self, cfg: &TaxConfig, gc: &GatewayConfig) -> Result<Proc, String> {
         let p = self.start_ringgate(cfg, &cfg.ringgate, gc, &[], "ringgate.log")?;
-        if let Err(e) = wait_http_ok(gc.listen, "/healthz", Duration::from_secs(15)) {
+        // The admin API answers /healthz on every rung (the listener may want TLS or a token).
+        if let Err(e) = wait_http_ok(gc.admin, "/healthz", Duration::from_secs(15)) {
             p.stop(Duration::from_secs(2));
             let log = std::fs::read_to_string(self.work.join("ringgate.log")).unwrap_or_default();
             return Err(format!(
@@ -164,7 +217,9 @@ impl Bench {
         addr: SocketAddr,
         rate: f64,
     ) -> Result<RunConfig, String> {
-        let target = Target::parse(&format!("http://{addr}/")).map_err(io_err)?;
+        let tls = self.tls && addr != self.direct();
+        let scheme = if tls { "https" } else { "http" };
+        let target = Target::parse(&format!("{scheme}://{addr}/")).map_err(io_err)?;
         let plan = Plan::from_scenario(&self.scenario, &target).map_err(io_err)?;
         let total = cfg.warmup + cfg.duration;
         let mut rc = RunConfig::simple(target, plan, rate, total);
@@ -177,12 +232,18 @@ impl Bench {
         rc.thresholds = cfg.thresholds;
         // Downloads of 10 MiB at a low rate take longer than a small request's default deadline.
         rc.timeout = Duration::from_secs(30);
+        if tls {
+            rc.tls = self.stage.ca.clone().map(TlsOptions::with_ca);
+        }
         Ok(rc)
     }
 
     /// Stops the upstreams and removes the scratch space.
     pub fn down(self) {
         self.upstream.stop(Duration::from_secs(3));
+        if let Some(r) = self.redis {
+            r.stop(Duration::from_secs(3));
+        }
         let _ = std::fs::remove_dir_all(&self.work);
         if let Some(parent) = self.work.parent() {
             // Removed when it is empty (no other stand of this process is up).

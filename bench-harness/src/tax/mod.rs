@@ -118,18 +118,9 @@ impl Rung {
         }
     }
 
-    /// Whether ringgate's config generator has this rung's features yet (`direct` always).
-    pub fn is_built(self) -> bool {
-        self.features().is_none_or(|f| f == Features::default())
-    }
-
-    /// The fullest rung that is built: the default of the ceiling, soak and profile modes.
-    pub fn fullest_built() -> Self {
-        Self::ALL
-            .into_iter()
-            .rev()
-            .find(|r| r.is_built())
-            .unwrap_or(Rung::Passthrough)
+    /// The full chain (every feature on): the default of the ceiling, soak and profile modes.
+    pub fn full_chain() -> Self {
+        Rung::Tls
     }
 
     /// The gateway features of this rung (its own and every rung's below it); `None` for
@@ -446,10 +437,10 @@ pub fn tax(cfg: &TaxConfig) -> Result<String, String> {
     let stage = prepare(
         cfg,
         &t,
-        &dir,
-        &work,
+        (&dir, &work),
         [listen, admin, redis, endpoints[0]],
         &endpoints,
+        token_ttl(cfg),
     )?;
     let upstream = start_upstreams(cfg, &endpoints, &work)?;
     let wants_redis = cfg
@@ -493,14 +484,14 @@ pub fn tax(cfg: &TaxConfig) -> Result<String, String> {
 fn prepare(
     cfg: &TaxConfig,
     t: &Topology,
-    dir: &Path,
-    work: &Path,
+    (dir, work): (&Path, &Path),
     addrs: [SocketAddr; 4],
     endpoints: &[SocketAddr],
+    ttl: Duration,
 ) -> Result<Stage, String> {
     let [listen, admin, redis, direct] = addrs;
     let keys = Arc::new(Keyring::generate()?);
-    keys.write_tokens(dir, token_ttl(cfg))?;
+    keys.write_tokens(dir, ttl)?;
     let jwks = dir.join("jwks.json");
     auth::replace_file(&jwks, &keys.jwks_before())?;
     let wants_tls = cfg
