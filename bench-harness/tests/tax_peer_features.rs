@@ -270,3 +270,48 @@ fn haproxys_auth_rung_admits_valid_jwts_only_and_anonymous_routes_freely() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&other).unwrap();
 }
+
+#[test]
+fn haproxy_takes_anonymity_from_the_route_a_request_is_routed_to() {
+    if !have("haproxy") {
+        return;
+    }
+    let dir = scratch("jwt-precedence");
+    let (cert, key) = cert_and_key(&dir);
+    let t = topology::generate(DEFAULT_SEED, DEFAULT_UPSTREAMS, DEFAULT_REPLICAS);
+    let (stubs, endpoints) = named_stubs(&t);
+    // The ladder's setup: every public route of the topology anonymous, among them each
+    // service's catch-all prefix (`/svc00`), which the item routes outrank.
+    let mut s = setup(&dir, &cert, &key);
+    s.jwt.anonymous_routes = t
+        .routes
+        .iter()
+        .filter(|r| !r.auth)
+        .map(|r| r.id.clone())
+        .collect();
+    let (_g, addr) = start_with(
+        Peer::Haproxy,
+        Rung::Auth.features().unwrap(),
+        &t,
+        &endpoints,
+        s,
+    );
+    let kind = |name: &str| t.requests.iter().find(|k| k.name == name).unwrap().clone();
+    let mut item = kind("svc00 get item");
+    item.headers.clear();
+    // Matched by the catch-all too, but routed to the item route, which wants a token (it got
+    // through before the fix).
+    assert_eq!(
+        status(&request(addr, &item, &[])),
+        401,
+        "item without a token"
+    );
+    let mut search = kind("svc00 search");
+    search.headers.clear();
+    assert_eq!(status(&request(addr, &search, &[])), 200, "public search");
+    drop(_g);
+    for s in stubs {
+        s.stop();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -75,6 +75,8 @@ struct Key {
     alg: Algorithm,
     signer: EncodingKey,
     jwk: Value,
+    /// The public key as SubjectPublicKeyInfo PEM (what HAProxy's `jwt_verify` reads).
+    public_pem: String,
 }
 
 fn generate(kid: &str, alg: Algorithm) -> Result<Key, String> {
@@ -87,6 +89,7 @@ fn generate(kid: &str, alg: Algorithm) -> Result<Key, String> {
     };
     let pair = rcgen::KeyPair::generate_for(curve).map_err(|e| err(&e))?;
     let pem = pair.serialize_pem();
+    let public_pem = pair.public_key_pem();
     let (signer, mut jwk) = if alg == Algorithm::EdDSA {
         // The key's PKCS#8 carries its public half, which jsonwebtoken's JWK export does not
         // take: the JWK is written from the raw public key instead.
@@ -106,6 +109,7 @@ fn generate(kid: &str, alg: Algorithm) -> Result<Key, String> {
         alg,
         signer,
         jwk,
+        public_pem,
     })
 }
 
@@ -129,9 +133,11 @@ impl Keyring {
         Ok(Self {
             keys: vec![
                 generate("k1-es256", Algorithm::ES256)?,
-                generate("k2-eddsa", Algorithm::EdDSA)?,
-                generate("k3-es384", Algorithm::ES384)?,
-                generate("k4-es256", Algorithm::ES256)?,
+                // ECDSA only (two curves): the keys a peer (HAProxy 2.6, no EdDSA) can verify
+                // too; the forged tokens' rogue key stays EdDSA.
+                generate("k2-es384", Algorithm::ES384)?,
+                generate("k3-es256", Algorithm::ES256)?,
+                generate("k4-es384", Algorithm::ES384)?,
             ],
             rogue: generate("rogue", Algorithm::EdDSA)?,
         })
@@ -140,6 +146,33 @@ impl Keyring {
     fn jwks(&self, keys: &[Key]) -> String {
         let doc = json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
         format!("{doc}\n")
+    }
+
+    /// What a peer needs to check the same tokens: the public key of each key in the JWKS
+    /// before the rotation (peers read their keys once and do not rotate), written as PEM files
+    /// into `dir`, the issuer and audience, and the routes that take anonymous requests.
+    pub fn peer_jwt(
+        &self,
+        dir: &Path,
+        anonymous_routes: Vec<String>,
+    ) -> Result<crate::tax::peers::JwtSetup, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut keys = Vec::new();
+        for k in &self.keys[..3] {
+            let file = dir.join(format!("{}.pem", k.kid));
+            std::fs::write(&file, &k.public_pem).map_err(|e| format!("{}: {e}", file.display()))?;
+            keys.push(crate::tax::peers::JwtKey {
+                kid: k.kid.clone(),
+                alg: format!("{:?}", k.alg),
+                key: file.display().to_string(),
+            });
+        }
+        Ok(crate::tax::peers::JwtSetup {
+            keys,
+            anonymous_routes,
+            issuer: Some(ISSUER.to_string()),
+            audience: Some(AUDIENCE.to_string()),
+        })
     }
 
     /// The JWKS before the rotation: the first three keys.

@@ -465,6 +465,14 @@ pub fn tax(cfg: &TaxConfig) -> Result<String, String> {
             limit_rps: peers::DEFAULT_LIMIT_RPS,
             tls_cert: stage.ca.clone().unwrap_or_default(),
             tls_key: PathBuf::from(&stage.edge.key),
+            jwt: stage.keys.peer_jwt(
+                &work.join("peers").join("keys"),
+                t.routes
+                    .iter()
+                    .filter(|r| !r.auth)
+                    .map(|r| r.id.clone())
+                    .collect(),
+            )?,
             ..peers::PeerSetup::default()
         },
     };

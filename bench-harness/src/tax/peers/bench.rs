@@ -38,13 +38,22 @@ fn io_err(e: impl std::fmt::Display) -> String {
 }
 
 /// Waits until `addr` answers HTTP at all (any status: on an auth rung an anonymous probe may
-/// be refused, which still shows the peer is up), or `p` exits.
-fn wait_answers(p: &mut Proc, addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+/// be refused, which still shows the peer is up), or `p` exits. Over TLS (`tls`), a listener
+/// that takes connections is enough (a cleartext probe would only fail its handshake).
+fn wait_answers(
+    p: &mut Proc,
+    addr: SocketAddr,
+    tls: bool,
+    timeout: Duration,
+) -> std::io::Result<()> {
     use std::io::{Read, Write};
     let t0 = Instant::now();
     loop {
         let attempt = (|| {
             let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+            if tls {
+                return Ok(());
+            }
             s.set_read_timeout(Some(Duration::from_secs(2)))?;
             s.write_all(b"GET /healthz HTTP/1.1\r\nhost: probe\r\nconnection: close\r\n\r\n")?;
             let mut buf = [0u8; 8];
@@ -106,7 +115,7 @@ pub fn start_peer(
     let bin = bin.ok_or_else(|| format!("{} is not installed", peer.name()))?;
     let mut p = Proc::start(peer.name(), cpus, &bin.display().to_string(), &args, &log)
         .map_err(|e| format!("{}: {e}", peer.name()))?;
-    if let Err(e) = wait_answers(&mut p, b.listen, Duration::from_secs(15)) {
+    if let Err(e) = wait_answers(&mut p, b.listen, f.tls, Duration::from_secs(15)) {
         p.stop(Duration::from_secs(2));
         let tail = std::fs::read_to_string(&log).unwrap_or_default();
         return Err(format!(

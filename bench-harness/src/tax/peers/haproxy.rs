@@ -76,16 +76,24 @@ fn route_acls(i: usize, r: &Route) -> (String, Vec<String>) {
 /// configured key, whose signature verifies with it, whose `exp` is in the future, and whose
 /// `iss` and `aud` are the configured ones when given. (The key
 /// path goes in unquoted: HAProxy 2.6 keeps quotes in converter arguments as part of the path.)
-fn auth(s: &PeerSetup, conds: &[(String, Vec<String>)]) -> String {
+///
+/// Whether a route is anonymous goes by the route the request is routed to (`txn.route`, set by
+/// [`routing`] in ringgate's precedence), never by every route whose conditions it meets: a
+/// public catch-all must not open the authenticated routes that outrank it.
+fn auth(s: &PeerSetup, ids: &[String]) -> String {
     let mut o = String::new();
-    for (id, names) in conds {
-        if s.jwt.anonymous_routes.contains(id) {
-            let _ = writeln!(
-                o,
-                "  http-request set-var(txn.anon) bool(true) if {}",
-                names.join(" ")
-            );
-        }
+    let anon: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| s.jwt.anonymous_routes.contains(id))
+        .map(|(i, _)| i.to_string())
+        .collect();
+    if !anon.is_empty() {
+        let _ = writeln!(
+            o,
+            "  http-request set-var(txn.anon) bool(true) if {{ var(txn.route) -m int {} }}",
+            anon.join(" ")
+        );
     }
     let authed = "!{ var(txn.anon) -m bool }";
     let _ = writeln!(
@@ -129,26 +137,34 @@ fn routing(t: &Topology, f: Features, s: &PeerSetup) -> String {
     for (i, r) in ranked.iter().enumerate() {
         let (acls, names) = route_acls(i, r);
         o.push_str(&acls);
-        conds.push((r.id.clone(), names));
+        conds.push(names);
+    }
+    // The route a request takes: the first in precedence order whose conditions it meets,
+    // decided once; limits, auth and the backend all go by it.
+    for (i, names) in conds.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "  http-request set-var(txn.route) int({i}) if !{{ var(txn.route) -m found }} {}",
+            names.join(" ")
+        );
     }
     if f.auth {
-        o.push_str(&auth(s, &conds));
+        let ids: Vec<String> = ranked.iter().map(|r| r.id.clone()).collect();
+        o.push_str(&auth(s, &ids));
     }
-    for (r, (_, names)) in ranked.iter().zip(&conds) {
+    for (i, r) in ranked.iter().enumerate() {
         if let Some(max) = r.max_body_bytes {
             let _ = writeln!(
                 o,
-                "  http-request deny deny_status 413 if {} {{ req.hdr_val(content-length) gt {max} }}",
-                names.join(" ")
+                "  http-request deny deny_status 413 if {{ var(txn.route) -m int {i} }} {{ req.hdr_val(content-length) gt {max} }}"
             );
         }
     }
-    for (r, (_, names)) in ranked.iter().zip(&conds) {
+    for (i, r) in ranked.iter().enumerate() {
         let _ = writeln!(
             o,
-            "  use_backend {} if {}",
-            t.upstreams[r.upstream],
-            names.join(" ")
+            "  use_backend {} if {{ var(txn.route) -m int {i} }}",
+            t.upstreams[r.upstream]
         );
     }
     o.push_str("  default_backend not_found\n");
@@ -271,12 +287,16 @@ mod tests {
             Features::default(),
             &s,
         );
-        let first = c.find("use_backend").unwrap_or(0);
-        // The tenant routes (priority 20) come first; their header is part of the rule.
+        let first = c.find("set-var(txn.route)").unwrap_or(0);
+        // The tenant routes (priority 20) come first; their header is part of the rule; the
+        // first route that matches is the one taken.
         assert!(
-            c[first..].starts_with("use_backend svc00 if r0_path r0_h0"),
+            c[first..].starts_with(
+                "set-var(txn.route) int(0) if !{ var(txn.route) -m found } r0_path r0_h0"
+            ),
             "{c}"
         );
+        assert!(c.contains("use_backend svc00 if { var(txn.route) -m int 0 }"));
         assert!(c.contains("acl r0_path path /svc00\n  acl r0_path path_beg /svc00/\n"));
         assert!(c.contains("path_reg ^/svc00/items/[^/]+$"));
         assert!(c.contains("retries 0"));
