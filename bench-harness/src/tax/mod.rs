@@ -473,7 +473,6 @@ pub fn tax(cfg: &TaxConfig) -> Result<String, String> {
                     .map(|r| r.id.clone())
                     .collect(),
             )?,
-            ..peers::PeerSetup::default()
         },
     };
     let result = run_ladder(cfg, &scenario, &stage, &upstream, &dir, &bench);
