@@ -286,6 +286,14 @@ fn tax_runs_every_rung_and_writes_a_complete_report() {
             assert!(r[key].is_number(), "{key}");
         }
         assert!(r["target_cpu_us"]["median"].is_number());
+        // Each request group's latency, the small API requests apart from bulk and streams.
+        let groups: Vec<&str> = r["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(groups, ["api", "bulk", "stream"], "{}", rung.name());
         // Every answer is what its kind expects: nothing unmatched, no valid token refused, no
         // bad token admitted, no 5xx, no transport error.
         assert_eq!(r["failures"], 0, "{}: {r}", rung.name());

@@ -64,6 +64,53 @@ pub struct TaxRow {
     pub accounting: Accounting,
     /// Runs in which the key rotation happened (auth rungs: every run).
     pub rotations: usize,
+    /// Response time per request group of the scenario (api, bulk, stream), with what the rung
+    /// adds over direct's same group.
+    pub groups: Vec<GroupCell>,
+}
+
+/// One request group's latency on one row.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupCell {
+    /// Group name.
+    pub name: String,
+    /// p50 (ns).
+    pub p50_ns: Spread,
+    /// p99 (ns).
+    pub p99_ns: Spread,
+    /// Median minus direct's median at p50 (ns).
+    pub added_p50_ns: f64,
+    /// At p99.
+    pub added_p99_ns: f64,
+}
+
+/// The groups of `used` runs, in the order the first run names them.
+fn group_cells(used: &[&&RungRun]) -> Vec<GroupCell> {
+    let Some(first) = used.first() else {
+        return Vec::new();
+    };
+    first
+        .report
+        .groups
+        .iter()
+        .map(|g| {
+            let of = |f: &dyn Fn(&crate::run::report::Summary) -> f64| {
+                Spread::of(
+                    used.iter()
+                        .filter_map(|r| r.report.groups.iter().find(|x| x.name == g.name))
+                        .map(|x| f(&x.response))
+                        .collect(),
+                )
+            };
+            GroupCell {
+                name: g.name.clone(),
+                p50_ns: of(&|s| s.p50_ns as f64),
+                p99_ns: of(&|s| s.p99_ns as f64),
+                added_p50_ns: 0.0,
+                added_p99_ns: 0.0,
+            }
+        })
+        .collect()
 }
 
 /// The whole summary.
@@ -142,6 +189,7 @@ fn row(rung: Rung, peer: Peer, runs: &[&RungRun], expects: &[Expect]) -> TaxRow 
         share_429: acc.share(acc.status_429),
         accounting: acc,
         rotations: runs.iter().filter(|r| r.rotation.is_some()).count(),
+        groups: group_cells(&used),
     }
 }
 
@@ -172,6 +220,12 @@ pub fn rows(rungs: &[Rung], runs: &[RungRun], expects: &[Expect]) -> Vec<TaxRow>
             r.added_p50_ns = r.p50_ns.median - d.p50_ns.median;
             r.added_p99_ns = r.p99_ns.median - d.p99_ns.median;
             r.added_p999_ns = r.p999_ns.median - d.p999_ns.median;
+            for g in &mut r.groups {
+                if let Some(dg) = d.groups.iter().find(|x| x.name == g.name) {
+                    g.added_p50_ns = g.p50_ns.median - dg.p50_ns.median;
+                    g.added_p99_ns = g.p99_ns.median - dg.p99_ns.median;
+                }
+            }
         }
     }
     rows
@@ -235,7 +289,61 @@ pub fn markdown(s: &TaxSummary) -> String {
             r.share_429 * 100.0
         );
     }
+    md.push_str(&group_table(s));
     md.push_str(&notes(s));
+    md
+}
+
+/// Added latency per request group: the small API requests apart from 1-10 MiB transfers and
+/// streams, whose time is mostly bandwidth.
+fn group_table(s: &TaxSummary) -> String {
+    let Some(names) = s
+        .rows
+        .first()
+        .map(|r| r.groups.iter().map(|g| g.name.clone()).collect::<Vec<_>>())
+        .filter(|n| !n.is_empty())
+    else {
+        return String::new();
+    };
+    let mut md = String::from(
+        "
+By request group (api: small requests; bulk: 1-10 MiB uploads and downloads; stream:          chunked and SSE responses): median p50 and p99, and what the rung adds over direct's          same group.
+
+| rung | gateway |",
+    );
+    for n in &names {
+        let _ = write!(md, " {n} p50 | {n} p99 | {n} added p50 | {n} added p99 |");
+    }
+    md.push_str(
+        "
+|---|---|",
+    );
+    md.push_str(&"---|---|---|---|".repeat(names.len()));
+    md.push('\n');
+    for r in &s.rows {
+        let _ = write!(
+            md,
+            "| {} | {} |",
+            r.rung.name(),
+            r.peer.map_or("-", Peer::name)
+        );
+        for n in &names {
+            match r.groups.iter().find(|g| &g.name == n) {
+                Some(g) => {
+                    let _ = write!(
+                        md,
+                        " {} | {} | {} | {} |",
+                        fmt_nanos(g.p50_ns.median),
+                        fmt_nanos(g.p99_ns.median),
+                        added(g.added_p50_ns),
+                        added(g.added_p99_ns)
+                    );
+                }
+                None => md.push_str(" - | - | - | - |"),
+            }
+        }
+        md.push('\n');
+    }
     md
 }
 
