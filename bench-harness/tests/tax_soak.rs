@@ -281,8 +281,9 @@ fn profile_at_a_rate_writes_the_flame_graph_and_names_the_bound() {
 fn rolling_restart_hands_both_gateways_over_under_load_with_no_client_error() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = config("rolling", 60.0, Duration::from_secs(6));
-    let bench = stand(&cfg, Rung::Passthrough);
-    let r = rolling::rolling(&cfg, &bench, Rung::Passthrough, 60.0, None);
+    // The full chain: TLS listeners handed over, readiness seen on the admin API.
+    let bench = stand(&cfg, Rung::full_chain());
+    let r = rolling::rolling(&cfg, &bench, Rung::full_chain(), 60.0, None);
     bench.down();
     let r = r.unwrap();
     assert_eq!(r.handoffs.len(), 2);

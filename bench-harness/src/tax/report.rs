@@ -306,10 +306,9 @@ fn group_table(s: &TaxSummary) -> String {
         return String::new();
     };
     let mut md = String::from(
-        "
-By request group (api: small requests; bulk: 1-10 MiB uploads and downloads; stream:          chunked and SSE responses): median p50 and p99, and what the rung adds over direct's          same group.
-
-| rung | gateway |",
+        "\nBy request group (api: small requests; bulk: 1-10 MiB uploads and downloads; stream: \
+         chunked and SSE responses): median p50 and p99, and what the rung adds over direct's \
+         same group.\n\n| rung | gateway |",
     );
     for n in &names {
         let _ = write!(md, " {n} p50 | {n} p99 | {n} added p50 | {n} added p99 |");

@@ -137,7 +137,8 @@ fn upgrade(
     let said = std::fs::read_to_string(&log)
         .unwrap_or_default()
         .contains("took over");
-    let answers = wait_http_ok(slot.gc.listen, "/healthz", Duration::from_secs(5)).is_ok();
+    // The admin API answers /healthz on every rung (the listener may want TLS or a token).
+    let answers = wait_http_ok(slot.gc.admin, "/healthz", Duration::from_secs(5)).is_ok();
     let h = Handoff {
         gateway: i,
         listen: slot.gc.listen,
@@ -206,7 +207,7 @@ pub fn rolling(
             generation: 0,
             proc,
         };
-        let up = wait_http_ok(slot.gc.listen, "/healthz", Duration::from_secs(15)).is_ok()
+        let up = wait_http_ok(slot.gc.admin, "/healthz", Duration::from_secs(15)).is_ok()
             && wait_for(Duration::from_secs(5), || slot.sock.exists());
         slot.accepted_base = accepted(slot.gc.admin);
         slots.push(slot);
