@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{distinct_ports, io_err, prepare, stand, start_upstreams, topology, work_dir};
+use super::{
+    distinct_ports, io_err, prepare, scenario_run, stand, start_upstreams, topology, work_dir,
+};
 use super::{Rung, Stage, TaxConfig};
 use crate::compare::procs::{wait_http_ok, Proc};
-use crate::run::{Plan, RunConfig, Schedule, Target, TlsOptions};
+use crate::run::RunConfig;
 
 /// How long the modes' tokens stay valid (a ceiling search, a profile and a soak).
 const MODE_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -218,24 +220,8 @@ impl Bench {
         rate: f64,
     ) -> Result<RunConfig, String> {
         let tls = self.tls && addr != self.direct();
-        let scheme = if tls { "https" } else { "http" };
-        let target = Target::parse(&format!("{scheme}://{addr}/")).map_err(io_err)?;
-        let plan = Plan::from_scenario(&self.scenario, &target).map_err(io_err)?;
-        let total = cfg.warmup + cfg.duration;
-        let mut rc = RunConfig::simple(target, plan, rate, total);
-        rc.schedule = Schedule::constant(rate, total);
-        rc.warmup = cfg.warmup;
-        rc.cpus = cfg.generator_cpus.clone();
-        rc.threads = cfg.generator_cpus.as_ref().map_or(1, |c| c.len().max(1));
-        rc.conns = cfg.conns;
-        rc.seed = cfg.seed;
-        rc.thresholds = cfg.thresholds;
-        // Downloads of 10 MiB at a low rate take longer than a small request's default deadline.
-        rc.timeout = Duration::from_secs(30);
-        if tls {
-            rc.tls = self.stage.ca.clone().map(TlsOptions::with_ca);
-        }
-        Ok(rc)
+        let ca = if tls { self.stage.ca.as_deref() } else { None };
+        scenario_run(cfg, &self.scenario, addr, rate, ca)
     }
 
     /// Stops the upstreams and removes the scratch space.

@@ -356,23 +356,12 @@ fn run_rung(
     stage: &Stage,
     upstream_pid: u32,
 ) -> Result<(RunReport, Option<stand::Rotation>), String> {
-    let scheme = if stand.features.tls { "https" } else { "http" };
-    let target = Target::parse(&format!("{scheme}://{}/", stand.addr)).map_err(io_err)?;
-    let plan = Plan::from_scenario(scenario, &target).map_err(io_err)?;
-    let total = cfg.warmup + cfg.duration;
-    let mut rc = RunConfig::simple(target, plan, cfg.rate, total);
-    rc.schedule = Schedule::constant(cfg.rate, total);
-    rc.warmup = cfg.warmup;
-    rc.cpus = cfg.generator_cpus.clone();
-    rc.threads = cfg.generator_cpus.as_ref().map_or(1, |c| c.len().max(1));
-    rc.conns = cfg.conns;
-    rc.seed = cfg.seed;
-    rc.thresholds = cfg.thresholds;
-    // Downloads of 10 MiB at a low rate take longer than a small request's default deadline.
-    rc.timeout = Duration::from_secs(30);
-    if stand.features.tls {
-        rc.tls = stage.ca.clone().map(TlsOptions::with_ca);
-    }
+    let ca = if stand.features.tls {
+        stage.ca.as_deref()
+    } else {
+        None
+    };
+    let mut rc = scenario_run(cfg, scenario, stand.addr, cfg.rate, ca)?;
     match stand.gateway {
         None => rc.target_pids = vec![upstream_pid],
         Some(g) => {
@@ -401,6 +390,34 @@ fn run_rung(
 fn token_ttl(cfg: &TaxConfig) -> Duration {
     let runs = (cfg.reps.max(1) * cfg.rungs.len()) as u32;
     (cfg.warmup + cfg.duration + Duration::from_secs(30)) * runs + Duration::from_secs(600)
+}
+
+/// The run every part of the tax makes: `scenario` against `addr` at `rate` for `cfg.warmup +
+/// cfg.duration`, with the tax's generator placement and self-check limits; over `https://`
+/// trusting `ca` when given.
+pub(crate) fn scenario_run(
+    cfg: &TaxConfig,
+    scenario: &Path,
+    addr: SocketAddr,
+    rate: f64,
+    ca: Option<&Path>,
+) -> Result<RunConfig, String> {
+    let scheme = if ca.is_some() { "https" } else { "http" };
+    let target = Target::parse(&format!("{scheme}://{addr}/")).map_err(io_err)?;
+    let plan = Plan::from_scenario(scenario, &target).map_err(io_err)?;
+    let total = cfg.warmup + cfg.duration;
+    let mut rc = RunConfig::simple(target, plan, rate, total);
+    rc.schedule = Schedule::constant(rate, total);
+    rc.warmup = cfg.warmup;
+    rc.cpus = cfg.generator_cpus.clone();
+    rc.threads = cfg.generator_cpus.as_ref().map_or(1, |c| c.len().max(1));
+    rc.conns = cfg.conns;
+    rc.seed = cfg.seed;
+    rc.thresholds = cfg.thresholds;
+    // Downloads of 10 MiB at a low rate take longer than a small request's default deadline.
+    rc.timeout = Duration::from_secs(30);
+    rc.tls = ca.map(|c| TlsOptions::with_ca(c.to_path_buf()));
+    Ok(rc)
 }
 
 /// Writes the generated config and scenario of `t` into `dir` (`gateway.toml`, `scenario.toml`).
