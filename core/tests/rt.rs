@@ -400,3 +400,71 @@ fn poll_io_on(rt: &Runtime) {
         assert_eq!(got, sent);
     });
 }
+
+#[test]
+fn a_deadline_passes_a_future_that_finishes_first_and_ends_one_that_does_not() {
+    for rt in drivers(0, 0) {
+        rt.block_on(async {
+            let d = rt::Deadline::new();
+            d.set(Instant::now() + Duration::from_secs(5));
+            assert_eq!(d.within(async { 3 }).await, Ok(3));
+            d.set(Instant::now() + Duration::from_millis(5));
+            assert_eq!(
+                d.within(std::future::pending::<()>()).await,
+                Err(rt::Elapsed)
+            );
+            assert!(d.expired());
+            // Cleared, it never expires: a future that takes a while still finishes.
+            d.clear();
+            let slow = rt::sleep(Duration::from_millis(20));
+            assert_eq!(d.within(slow).await, Ok(()));
+        });
+    }
+}
+
+#[test]
+fn moving_a_deadline_later_keeps_one_timer_and_the_later_time_holds() {
+    for rt in drivers(0, 0) {
+        rt.block_on(async {
+            let d = rt::Deadline::new();
+            d.set(Instant::now() + Duration::from_millis(10));
+            let mover = d.clone();
+            // A connection that reads often: the deadline moves forward on every "read".
+            let reads = rt::spawn(async move {
+                for _ in 0..100 {
+                    mover.set(Instant::now() + Duration::from_millis(200));
+                    rt::sleep(Duration::from_millis(1)).await;
+                }
+            });
+            // Would end at the first 10 ms if moves were not honoured.
+            let work = rt::sleep(Duration::from_millis(60));
+            assert_eq!(d.within(work).await, Ok(()));
+            // The deadline's single entry, the reader's sleep: never one timer per move.
+            assert!(rt::pending_timers() <= 2, "{}", rt::pending_timers());
+            reads.await;
+        });
+    }
+}
+
+#[test]
+fn moving_a_deadline_earlier_ends_the_wait_at_the_earlier_time() {
+    for rt in drivers(0, 0) {
+        rt.block_on(async {
+            let d = rt::Deadline::new();
+            d.set(Instant::now() + Duration::from_secs(30));
+            let mover = d.clone();
+            rt::spawn(async move {
+                rt::sleep(Duration::from_millis(5)).await;
+                mover.set(Instant::now() + Duration::from_millis(5));
+            });
+            // Ends soon after the move: with the move ignored, the outer 2 s would end it first
+            // (the armed entry is for 30 s and a move is otherwise a field write).
+            let r = rt::timeout(
+                Duration::from_secs(2),
+                d.within(std::future::pending::<()>()),
+            )
+            .await;
+            assert_eq!(r, Ok(Err(rt::Elapsed)));
+        });
+    }
+}

@@ -6,12 +6,14 @@
 //! monoio; until then the tests and `core/examples/relay.rs` (a measuring stick for the levers)
 //! run on it.
 
+mod deadline;
 mod driver;
 mod executor;
 mod net;
 mod reactor;
 mod time;
 
+pub use deadline::Deadline;
 pub use executor::{live_tasks, ring, spawn, JoinHandle, Runtime};
 pub use net::{ReadHalf, TcpListener, TcpStream, WriteHalf};
 pub use time::{pending_timers, sleep, sleep_until, timeout, Elapsed, Sleep};

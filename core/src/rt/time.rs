@@ -18,7 +18,7 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    fn insert(&mut self, at: Instant, w: Waker) -> (Instant, u64) {
+    pub(crate) fn insert(&mut self, at: Instant, w: Waker) -> (Instant, u64) {
         self.seq += 1;
         let key = (at, self.seq);
         self.map.insert(key, w);
@@ -48,6 +48,29 @@ impl Timers {
             .keys()
             .next()
             .map(|(at, _)| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Points the pending entry `key` at waker `w`; false when it has fired (or never was).
+    pub(crate) fn refresh(&mut self, key: (Instant, u64), w: &Waker) -> bool {
+        match self.map.get_mut(&key) {
+            Some(old) => {
+                if !old.will_wake(w) {
+                    *old = w.clone();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the entry `key` (if it has not fired).
+    pub(crate) fn remove(&mut self, key: (Instant, u64)) {
+        self.map.remove(&key);
+    }
+
+    /// Removes the entry `key` and hands back its waker (`None` if it has fired).
+    pub(crate) fn take(&mut self, key: (Instant, u64)) -> Option<Waker> {
+        self.map.remove(&key)
     }
 
     /// Timers pending.
