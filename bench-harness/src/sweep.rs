@@ -64,13 +64,7 @@ pub struct SweepReport {
 
 pub(crate) fn point(rate: f64, r: &run::RunReport, slo: &Slo) -> Point {
     let c = &r.counts;
-    let five: u64 = c
-        .statuses
-        .iter()
-        .filter(|(s, _)| s.starts_with('5'))
-        .map(|(_, n)| *n)
-        .sum();
-    let failed = c.errors + c.timeouts + c.censored + five;
+    let failed = c.client_failures();
     let failures = if c.scheduled > 0 {
         failed as f64 / c.scheduled as f64
     } else {

@@ -57,16 +57,9 @@ pub struct CompareArgs {
     /// Also run `oha --latency-correction` against direct at each rate.
     #[arg(long)]
     pub oha: bool,
-    /// Self-check: schedule lag p99 above this marks a run generator-limited.
-    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
-    pub max_lag: Duration,
-    /// Self-check: queue wait p99 (waiting for one of ringbench's connections) above this marks
-    /// a run generator-limited.
-    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
-    pub max_queue_wait: Duration,
-    /// Self-check: send lag p99 above this marks a run generator-limited.
-    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
-    pub max_send_lag: Duration,
+    /// Self-check limits.
+    #[command(flatten)]
+    pub self_check: super::selfcheck::SelfCheckArgs,
     /// Parent folder of reports.
     #[arg(long, default_value = "perf-reports")]
     pub out: PathBuf,
@@ -113,12 +106,7 @@ pub fn run(args: CompareArgs) -> i32 {
         oha: args.oha,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         ringbench: None,
-        thresholds: crate::run::Thresholds {
-            max_lag_p99: args.max_lag,
-            max_queue_wait_p99: args.max_queue_wait,
-            max_send_lag_p99: args.max_send_lag,
-            ..crate::run::Thresholds::default()
-        },
+        thresholds: args.self_check.thresholds(),
     };
     match compare::compare(&cfg) {
         Ok(md) => {

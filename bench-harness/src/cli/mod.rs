@@ -4,6 +4,7 @@
 pub mod compare_cmd;
 pub mod plot_cmd;
 pub mod run_cmd;
+pub mod selfcheck;
 pub mod sweep_cmd;
 pub mod tax_cmd;
 pub mod tax_modes;

@@ -129,17 +129,9 @@ pub struct RunArgs {
     /// Write an SVG percentile-spectrum plot.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Self-check: schedule lag p99 above this marks the run generator-limited.
-    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
-    pub max_lag: Duration,
-    /// Self-check: queue wait p99 (a request waiting for one of ringbench's own connections)
-    /// above this marks the run generator-limited.
-    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
-    pub max_queue_wait: Duration,
-    /// Self-check: send lag p99 (intended to actual send) above this marks the run
-    /// generator-limited.
-    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
-    pub max_send_lag: Duration,
+    /// Self-check limits.
+    #[command(flatten)]
+    pub self_check: super::selfcheck::SelfCheckArgs,
     /// Self-check: completions inside the window below this share of those scheduled mark the
     /// target saturated (grace-period completions do not count).
     #[arg(long, default_value_t = 0.995)]
@@ -217,13 +209,10 @@ impl RunArgs {
             other_pids: Vec::new(),
             log_interval: self.hlog.as_ref().map(|_| self.hlog_interval),
             thresholds: Thresholds {
-                max_lag_p99: self.max_lag,
-                max_queue_wait_p99: self.max_queue_wait,
-                max_send_lag_p99: self.max_send_lag,
                 min_in_window: self.min_in_window,
                 max_unfinished: self.max_unfinished,
                 max_errors: self.max_errors,
-                ..Thresholds::default()
+                ..self.self_check.thresholds()
             },
             tls,
             requests_per_conn: self.requests_per_conn,

@@ -62,15 +62,9 @@ pub struct TaxArgs {
     /// The ringgate binary (default: `ringgate` beside this binary, else on PATH).
     #[arg(long)]
     pub ringgate: Option<PathBuf>,
-    /// Self-check: schedule lag p99 above this marks a run generator-limited.
-    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
-    pub max_lag: Duration,
-    /// Self-check: queue wait p99 above this marks a run generator-limited.
-    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
-    pub max_queue_wait: Duration,
-    /// Self-check: send lag p99 above this marks a run generator-limited.
-    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
-    pub max_send_lag: Duration,
+    /// Self-check limits.
+    #[command(flatten)]
+    pub self_check: super::selfcheck::SelfCheckArgs,
     /// Parent folder of reports.
     #[arg(long, default_value = "perf-reports")]
     pub out: PathBuf,
@@ -167,12 +161,7 @@ pub fn run(args: TaxArgs) -> i32 {
         ringgate,
         ringbench: None,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
-        thresholds: crate::run::Thresholds {
-            max_lag_p99: args.max_lag,
-            max_queue_wait_p99: args.max_queue_wait,
-            max_send_lag_p99: args.max_send_lag,
-            ..crate::run::Thresholds::default()
-        },
+        thresholds: args.self_check.thresholds(),
         peers,
         alloc_ringgate: args.alloc_ringgate.clone(),
     };

@@ -143,6 +143,18 @@ pub fn wait_http_ok(addr: SocketAddr, path: &str, timeout: Duration) -> io::Resu
     Err(last)
 }
 
+/// Writes `ringgate-profile.toml` into `dir`: one worker per CPU of the `taskset -c` list
+/// `cpus` (none listed: the profile's default placement); returns its path.
+pub fn pinned_profile(dir: &std::path::Path, cpus: &str) -> io::Result<std::path::PathBuf> {
+    let profile = dir.join("ringgate-profile.toml");
+    let list: Vec<&str> = cpus.split(',').filter(|c| !c.is_empty()).collect();
+    std::fs::write(
+        &profile,
+        format!("[workers]\ncpus = [{}]\n", list.join(", ")),
+    )?;
+    Ok(profile)
+}
+
 /// Finds an executable on PATH (or takes a path as is).
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
     if program.contains('/') {

@@ -176,14 +176,7 @@ pub fn start(kind: Kind, l: &Launch) -> std::io::Result<Running> {
             let bin = l.ringgate.clone().ok_or_else(|| {
                 io_err("ringgate binary not found (build it or pass --ringgate)".into())
             })?;
-            let profile = l.dir.join("ringgate-profile.toml");
-            let cpus = l
-                .cpus
-                .split(',')
-                .filter(|c| !c.is_empty())
-                .collect::<Vec<_>>()
-                .join(", ");
-            std::fs::write(&profile, format!("[workers]\ncpus = [{cpus}]\n"))?;
+            let profile = super::procs::pinned_profile(&l.dir, &l.cpus)?;
             let args = vec![
                 "proxy".into(),
                 "--listen".into(),

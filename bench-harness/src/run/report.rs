@@ -122,6 +122,19 @@ pub struct Counts {
     pub error_kinds: BTreeMap<String, u64>,
 }
 
+impl Counts {
+    /// Requests a client saw fail: transport errors, timeouts, unfinished ones and 5xx answers.
+    pub fn client_failures(&self) -> u64 {
+        let five: u64 = self
+            .statuses
+            .iter()
+            .filter(|(s, _)| s.starts_with('5'))
+            .map(|(_, n)| *n)
+            .sum();
+        self.errors + self.timeouts + self.censored + five
+    }
+}
+
 /// Rates over the measured window (per second).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Rates {

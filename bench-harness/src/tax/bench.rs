@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{
-    distinct_ports, io_err, prepare, scenario_run, stand, start_upstreams, topology, work_dir,
+    distinct_ports, io_err, prepare, scenario_run, serve, stand, start_upstreams, topology,
+    wait_up, work_dir,
 };
 use super::{Rung, Stage, TaxConfig};
-use crate::compare::procs::{wait_http_ok, Proc};
+use crate::compare::procs::Proc;
 use crate::run::RunConfig;
 
 /// How long the modes' tokens stay valid (a ceiling search, a profile and a soak).
@@ -161,15 +162,7 @@ impl Bench {
     pub fn start_gateway(&self, cfg: &TaxConfig, gc: &GatewayConfig) -> Result<Proc, String> {
         let p = self.start_ringgate(cfg, &cfg.ringgate, gc, &[], "ringgate.log")?;
         // The admin API answers /healthz on every rung (the listener may want TLS or a token).
-        if let Err(e) = wait_http_ok(gc.admin, "/healthz", Duration::from_secs(15)) {
-            p.stop(Duration::from_secs(2));
-            let log = std::fs::read_to_string(self.work.join("ringgate.log")).unwrap_or_default();
-            return Err(format!(
-                "ringgate did not come up: {e}; log: {}",
-                log.trim()
-            ));
-        }
-        Ok(p)
+        wait_up(p, gc.admin, &self.work.join("ringgate.log"))
     }
 
     /// Starts `binary serve` on `gc` pinned to `cfg.target_cpus` (one worker per CPU listed),
@@ -182,33 +175,13 @@ impl Bench {
         extra: &[String],
         log: &str,
     ) -> Result<Proc, String> {
-        let profile = self.work.join("ringgate-profile.toml");
-        let cpus: Vec<&str> = cfg
-            .target_cpus
-            .split(',')
-            .filter(|c| !c.is_empty())
-            .collect();
-        std::fs::write(
-            &profile,
-            format!("[workers]\ncpus = [{}]\n", cpus.join(", ")),
+        serve(
+            cfg,
+            binary,
+            &gc.path,
+            extra,
+            (&self.work, &self.work.join(log)),
         )
-        .map_err(io_err)?;
-        let mut args = vec![
-            "serve".to_string(),
-            "--config".into(),
-            gc.path.display().to_string(),
-        ];
-        args.extend(["--profile".into(), profile.display().to_string()]);
-        args.extend(extra.iter().cloned());
-        let program = binary.display().to_string();
-        Proc::start(
-            "ringgate",
-            &cfg.target_cpus,
-            &program,
-            &args,
-            &self.work.join(log),
-        )
-        .map_err(|e| format!("ringgate {program}: {e}"))
     }
 
     /// The run every mode makes: the scenario against `addr` at `rate` for `cfg.warmup +

@@ -260,47 +260,53 @@ pub(crate) fn start_upstreams(
     Ok(p)
 }
 
-/// ringgate on `config`, answering through to the upstreams; up once `health` (the listener,
-/// or the admin API of a feature rung, whose listener may speak TLS) answers `/healthz`.
-fn start_gateway(
+/// `binary serve --config config` pinned to `cfg.target_cpus` (its profile written into
+/// `work`), with `extra` arguments, output to `log`; does not wait.
+pub(crate) fn serve(
     cfg: &TaxConfig,
+    binary: &Path,
     config: &Path,
-    health: SocketAddr,
-    work: &Path,
+    extra: &[String],
+    (work, log): (&Path, &Path),
 ) -> Result<Proc, String> {
-    let profile = work.join("ringgate-profile.toml");
-    let cpus = cfg
-        .target_cpus
-        .split(',')
-        .filter(|c| !c.is_empty())
-        .collect::<Vec<_>>()
-        .join(", ");
-    std::fs::write(&profile, format!("[workers]\ncpus = [{cpus}]\n")).map_err(io_err)?;
-    let args = vec![
-        "serve".into(),
+    let profile = crate::compare::procs::pinned_profile(work, &cfg.target_cpus).map_err(io_err)?;
+    let mut args = vec![
+        "serve".to_string(),
         "--config".into(),
         config.display().to_string(),
         "--profile".into(),
         profile.display().to_string(),
     ];
-    let log = work.join("ringgate.log");
-    let p = Proc::start(
-        "ringgate",
-        &cfg.target_cpus,
-        &cfg.ringgate.display().to_string(),
-        &args,
-        &log,
-    )
-    .map_err(|e| format!("ringgate {}: {e}", cfg.ringgate.display()))?;
+    args.extend(extra.iter().cloned());
+    let program = binary.display().to_string();
+    Proc::start("ringgate", &cfg.target_cpus, &program, &args, log)
+        .map_err(|e| format!("ringgate {program}: {e}"))
+}
+
+/// `p` once `health` (the listener, or the admin API, whose `/healthz` answers on every rung)
+/// answers; otherwise stops it and says why, with its log.
+pub(crate) fn wait_up(p: Proc, health: SocketAddr, log: &Path) -> Result<Proc, String> {
     if let Err(e) = wait_http_ok(health, "/healthz", Duration::from_secs(15)) {
         p.stop(Duration::from_secs(2));
-        let tail = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail = std::fs::read_to_string(log).unwrap_or_default();
         return Err(format!(
             "ringgate did not come up: {e}; log: {}",
             tail.trim()
         ));
     }
     Ok(p)
+}
+
+/// ringgate on `config`, answering through to the upstreams; up once `health` answers.
+fn start_gateway(
+    cfg: &TaxConfig,
+    config: &Path,
+    health: SocketAddr,
+    work: &Path,
+) -> Result<Proc, String> {
+    let log = work.join("ringgate.log");
+    let p = serve(cfg, &cfg.ringgate, config, &[], (work, &log))?;
+    wait_up(p, health, &log)
 }
 
 /// Starts ringgate (`cfg.ringgate`) on `rung`'s config from the key set before the rotation

@@ -59,18 +59,6 @@ pub struct RollingReport {
     pub run: RunReport,
 }
 
-/// Client-visible failures of a run.
-pub fn client_errors(r: &RunReport) -> u64 {
-    let c = &r.counts;
-    let five: u64 = c
-        .statuses
-        .iter()
-        .filter(|(s, _)| s.starts_with('5'))
-        .map(|(_, n)| *n)
-        .sum();
-    c.errors + c.timeouts + c.censored + five
-}
-
 struct Slot {
     /// Connections accepted before the load (the readiness probe's).
     accepted_base: Option<u64>,
@@ -231,7 +219,7 @@ pub fn rolling(
         rung,
         rate,
         handoffs,
-        client_errors: client_errors(&run),
+        client_errors: run.counts.client_failures(),
         run,
     };
     std::fs::write(bench.dir.join("rolling.md"), markdown(&r)).map_err(io_err)?;
